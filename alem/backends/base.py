@@ -1,0 +1,74 @@
+"""What every NEB submission backend offers (local jobflow, FireWorks, jobflow-remote, replay).
+
+A backend knows nothing about the state store: it submits one hop's NEB, reports the state of
+external ids, and hands back the outcome of a finished one. The store (and ``alem reconcile``)
+decide what to do with that.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from alem.hops.hop import Hop
+
+
+class JobState(str, enum.Enum):
+    """Backend-side state of one submitted NEB."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    #: The backend has no record of the id any more (lost run, deleted workflow, killed worker).
+    LOST = "lost"
+
+
+class NebOutcome(BaseModel):
+    """What a finished NEB yields for one hop. ``converged`` false or ``failure_reason`` set means
+    the barrier must not enter the dataset."""
+
+    barrier_ev: float | None = Field(None, description="forward barrier: max image energy - initial energy")
+    reverse_barrier_ev: float | None = Field(None, description="max image energy - final energy")
+    image_energies_ev: list[float] = Field(default_factory=list, description="total energy per image, endpoints included")
+    path_coordinate_a: list[float] = Field(default_factory=list, description="cumulative path length per image")
+    converged: bool = False
+    failure_reason: str | None = None
+    method: str = Field("", description="e.g. 'vasp:GGA CI-NEB' or 'mlip:CHGNet NEB'")
+    details: dict = Field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.converged and self.failure_reason is None and self.barrier_ev is not None
+
+
+class Backend(ABC):
+    """Submit NEB calculations and observe them."""
+
+    name: str
+
+    @abstractmethod
+    def submit(self, hop: Hop, job_key: str) -> str:
+        """Start the NEB of ``hop`` and return the backend's external id.
+
+        ``job_key`` is alem's own id for the job; backends record it with the submission so
+        that a submission whose id never reached the store can be found again (idempotence).
+        """
+
+    @abstractmethod
+    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+        """Current state of each external id (ids the backend does not know map to LOST)."""
+
+    @abstractmethod
+    def outcome(self, external_id: str) -> NebOutcome:
+        """The parsed result of a COMPLETED (or FAILED) job."""
+
+    def find_by_key(self, job_key: str) -> str | None:
+        """External id of a submission made under ``job_key``, if the backend has one."""
+        return None
+
+    def cancel(self, external_id: str) -> None:  # pragma: no cover - optional
+        """Stop a job if the backend can."""

@@ -1,0 +1,1 @@
+"""Model commands: predict, evaluate, train, pretrain (filled in by the predictor work)."""
