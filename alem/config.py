@@ -1,0 +1,244 @@
+"""The campaign configuration: ``alem.toml`` in the campaign directory.
+
+A campaign is a directory holding ``alem.toml`` and (by default) ``state/alem.sqlite``. The file
+is validated with pydantic; unknown keys and wrong types are rejected with one message naming
+the file and the key. ``CampaignConfig.save`` writes every key with a comment saying what it does
+(the comments are the field descriptions below), so a fresh ``alem init`` documents itself.
+
+    config = CampaignConfig.load(find_campaign_dir())
+    config.store_path          # absolute path of the SQLite store
+    config.backend.kind        # "local" | "fireworks" | "jobflow-remote" | "replay"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+CONFIG_FILENAME = "alem.toml"
+#: Environment variable naming the campaign directory (overrides the search from the cwd).
+CAMPAIGN_ENV = "ALEM_CAMPAIGN"
+
+BackendKind = Literal["local", "fireworks", "jobflow-remote", "replay"]
+Strategy = Literal["explore", "discover", "balanced"]
+
+
+class ConfigError(ValueError):
+    """An unusable campaign configuration; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CampaignSection(_Section):
+    name: str = Field("my-campaign", description="campaign name, shown by `alem status`")
+    working_ion: str = Field("Li", description="the migrating ion (element symbol)")
+    store: str = Field("state/alem.sqlite", description="SQLite state store, relative to the campaign directory")
+    log_file: str = Field("state/alem.log", description="log of `alem loop`, relative to the campaign directory")
+
+
+class ModelSection(_Section):
+    path: str = Field("", description='ensemble directory; "" = the shipped ensemble in models/ensemble')
+    retrain_after_results: int = Field(5, ge=1, description="re-fine-tune when at least this many new results arrived")
+    n_members: int = Field(5, ge=1, description="ensemble members trained on re-fine-tuning")
+    epochs: int = Field(0, ge=0, description="fine-tuning epochs; 0 = the trainer's default")
+
+
+class AcquisitionSection(_Section):
+    strategy: Strategy = Field("balanced", description="explore (learn the model) | discover (find low barriers) | balanced")
+    batch_size: int = Field(5, ge=1, description="hops proposed per batch")
+    max_per_host: int = Field(0, ge=0, description="most hops of one host in a batch; 0 = no cap")
+    cost_weight: float = Field(0.0, ge=0.0, description="score penalty per 100 atoms of NEB supercell")
+    min_approved_queue: int = Field(2, ge=0, description="propose a new batch when fewer approved hops are waiting")
+
+
+class ApprovalSection(_Section):
+    auto_approve: bool = Field(False, description="approve proposals without asking a person")
+    max_running_jobs: int = Field(4, ge=1, description="most NEB jobs in flight at once")
+    max_jobs_per_day: int = Field(20, ge=1, description="most NEB submissions in any 24 hours")
+
+
+class LocalBackendSection(_Section):
+    preset: str = Field("mlip_chgnet", description="a preset name under workflows/")
+    jobstore_dir: str = Field("state/jobstore", description="file-backed jobflow store, relative to the campaign directory")
+
+
+class FireworksBackendSection(_Section):
+    preset: str = Field("vasp_gga", description="a preset name under workflows/")
+    launchpad_file: str = Field("", description="my_launchpad.yaml (see hpc_configs/fireworks)")
+    fworker_name: str = Field("", description="FireWorker name that should pick up the NEBs")
+
+
+class JobflowRemoteBackendSection(_Section):
+    preset: str = Field("vasp_gga", description="a preset name under workflows/")
+    project: str = Field("", description="jobflow-remote project name")
+    worker: str = Field("", description="jobflow-remote worker that runs the NEBs")
+
+
+class ReplayBackendSection(_Section):
+    dataset: str = Field("", description="Em-dataset-layout file whose barriers answer the 'jobs'")
+    delay_s: float = Field(0.0, ge=0.0, description="seconds a replayed job stays running")
+
+
+class BackendSection(_Section):
+    kind: BackendKind = Field("local", description="local | fireworks | jobflow-remote | replay")
+    max_attempts: int = Field(3, ge=1, description="submissions of one hop before it is marked failed")
+    local: LocalBackendSection = Field(default_factory=LocalBackendSection)
+    fireworks: FireworksBackendSection = Field(default_factory=FireworksBackendSection)
+    jobflow_remote: JobflowRemoteBackendSection = Field(default_factory=JobflowRemoteBackendSection)
+    replay: ReplayBackendSection = Field(default_factory=ReplayBackendSection)
+
+
+class LoopSection(_Section):
+    tick_seconds: int = Field(60, ge=1, description="seconds between two rounds of `alem loop`")
+
+
+class CampaignConfig(_Section):
+    """The whole ``alem.toml``. ``campaign_dir`` is where it was loaded from (not a TOML key)."""
+
+    campaign: CampaignSection = Field(default_factory=CampaignSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    acquisition: AcquisitionSection = Field(default_factory=AcquisitionSection)
+    approval: ApprovalSection = Field(default_factory=ApprovalSection)
+    backend: BackendSection = Field(default_factory=BackendSection)
+    loop: LoopSection = Field(default_factory=LoopSection)
+
+    _campaign_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def campaign_dir(self) -> Path:
+        return self._campaign_dir if self._campaign_dir is not None else Path.cwd()
+
+    @campaign_dir.setter
+    def campaign_dir(self, value: str | Path) -> None:
+        self._campaign_dir = Path(value).resolve()
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, made absolute against the campaign directory."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.campaign_dir / path
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve(self.campaign.store)
+
+    @property
+    def state_dir(self) -> Path:
+        """Directory of the store; backends keep their own small state files here."""
+        return self.store_path.parent
+
+    @property
+    def config_path(self) -> Path:
+        return self.campaign_dir / CONFIG_FILENAME
+
+    @classmethod
+    def load(cls, campaign_dir: str | Path) -> CampaignConfig:
+        """Read and validate ``<campaign_dir>/alem.toml``; :class:`ConfigError` names file and key."""
+        campaign_dir = Path(campaign_dir)
+        path = campaign_dir / CONFIG_FILENAME
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: file not found (create a campaign with `alem init`)") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read file ({exc})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        config = cls.from_dict(data, source=path)
+        config.campaign_dir = campaign_dir
+        return config
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | Path = CONFIG_FILENAME) -> CampaignConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation_error(exc, source)) from exc
+
+    def save(self, campaign_dir: str | Path | None = None) -> Path:
+        """Write ``alem.toml`` (every key, with its description as a comment); returns its path."""
+        if campaign_dir is not None:
+            self.campaign_dir = campaign_dir
+        path = self.config_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(to_toml(self))
+        tmp.replace(path)
+        return path
+
+
+def _describe_validation_error(exc: ValidationError, source: str | Path) -> str:
+    """First pydantic error as ``FILE: [section] key: problem`` (one message, names the key)."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    if error["type"] == "extra_forbidden":
+        section = ".".join(loc[:-1])
+        where = f"[{section}]" if section else "the top level"
+        return f"{source}: unknown key {loc[-1]!r} in {where}"
+    key = loc[-1] if loc else "?"
+    section = ".".join(loc[:-1])
+    prefix = f"[{section}] " if section else ""
+    value = error.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+    return f"{source}: {prefix}{key}: {error['msg']}{shown}"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _section_lines(section: BaseModel, name: str) -> list[str]:
+    lines = [f"[{name}]"]
+    subsections: list[tuple[str, BaseModel]] = []
+    for key, field in type(section).model_fields.items():
+        value = getattr(section, key)
+        if isinstance(value, BaseModel):
+            subsections.append((f"{name}.{key}", value))
+            continue
+        comment = f"  # {field.description}" if field.description else ""
+        lines.append(f"{key} = {_toml_value(value)}{comment}")
+    for sub_name, sub in subsections:
+        lines.append("")
+        lines.extend(_section_lines(sub, sub_name))
+    return lines
+
+
+def to_toml(config: CampaignConfig) -> str:
+    lines = [
+        "# alem campaign configuration. Paths are relative to this directory.",
+        "# Every key is optional; the values written here are the defaults unless you changed them.",
+        "",
+    ]
+    for key in type(config).model_fields:
+        lines.extend(_section_lines(getattr(config, key), key))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def find_campaign_dir(start: str | Path | None = None) -> Path:
+    """The campaign directory: ``$ALEM_CAMPAIGN`` if set, else the nearest directory at or above
+    ``start`` (default: cwd) that holds ``alem.toml``."""
+    env = os.environ.get(CAMPAIGN_ENV)
+    if env:
+        path = Path(env).expanduser().resolve()
+        if not (path / CONFIG_FILENAME).is_file():
+            raise ConfigError(f"{CAMPAIGN_ENV}={env}: no {CONFIG_FILENAME} there")
+        return path
+    here = Path(start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / CONFIG_FILENAME).is_file():
+            return directory
+    raise ConfigError(f"no {CONFIG_FILENAME} in {here} or any parent directory; create a campaign with `alem init`")
