@@ -1,0 +1,97 @@
+"""The campaign state store: one SQLite file that remembers everything a campaign did.
+
+Every state change is ONE transaction that also appends to the event log, so a killed process
+leaves either the old state or the new one, never half of it. WAL mode lets ``alem status`` read
+while the loop writes. Opening an older store migrates it (one transaction); a newer one is refused.
+
+API (all methods raise :class:`StoreError` subclasses with a plain message; nothing is written then)::
+
+    from alem.store import Store, HopState, JobStatus, ProposalInput
+
+    store = Store.open(config.store_path)             # creates / migrates; close() or `with`
+
+    # candidates
+    host_id = store.add_host(structure, source_file="LiCoO2.cif")
+    ids = store.add_hops(hops, host_id=host_id)       # de-duplicated by structure fingerprint
+    store.hops(state="candidate")                     # -> [HopRecord]   (no structures)
+    store.load_hops(ids)                              # -> [Hop]         (pymatgen structures)
+    store.hop(hop_id); store.hop_counts()
+
+    # model and predictions
+    mv = store.add_model_version(path, card, dataset_hash, n_training_hops)   # becomes current
+    store.current_model()                             # -> ModelVersion | None (card has CV metrics)
+    store.record_predictions(mv, hop_ids, mean_ev, std_ev, prob_good)
+    store.predictions()                               # {hop_id: Prediction} of the current model
+
+    # proposals and decisions (the approval state machine, see alem.store.states)
+    store.add_proposals(Store.new_batch_id(), "balanced", [ProposalInput(hop_id, score, mean, std)], mv)
+    store.approve([hop_id], who="alice", reason=...)  # candidate|proposed|failed -> approved
+    store.reject([hop_id], who="alice", reason=...)   # candidate|proposed|approved -> rejected
+    store.withdraw_proposals([hop_id], reason)        # proposed -> candidate
+
+    # jobs (used by alem.campaign.submit / reconcile)
+    job = store.begin_submission(hop_id, backend.name)         # committed row with job.job_key
+    store.mark_submitted(job.id, external_id)                  # id + states in one transaction
+    store.update_job_state(job.id, "running")
+    store.fail_job(job.id, error, max_attempts, state="lost")  # -> hop approved (retry) or failed
+    store.record_result(job.id, neb_outcome)                   # -> hop done, or failed with reason
+    store.jobs(live=True); store.results(usable=True)
+
+    # log, loop status, health
+    store.events(hop_id=..., limit=50); store.log_event("retrained", "model 3 trained on 571 hops")
+    store.set_loop_status("proposing", "scoring 1200 candidates"); store.loop_status()
+    store.integrity_check()                           # -> [problem sentence]
+    with store.transaction(): ...                     # group several calls atomically (nests)
+
+Event kinds written by the store: host_added, hops_added, model_added, model_current,
+predictions, proposed, withdrawn, approved, rejected, reopened, job_created, job_submitted,
+job_state, job_abandoned, job_failed, job_lost, retry, hop_failed, result, result_failed.
+"""
+
+from alem.store.records import (
+    Decision,
+    Event,
+    HopRecord,
+    HostRecord,
+    JobRecord,
+    LoopStatus,
+    ModelVersion,
+    Prediction,
+    Proposal,
+    ProposalInput,
+    ResultRecord,
+)
+from alem.store.schema import SCHEMA_VERSION, SchemaError
+from alem.store.states import (
+    LIVE_JOB_STATUSES,
+    HopState,
+    IllegalTransition,
+    JobStatus,
+    StoreError,
+    UnknownHopError,
+)
+from alem.store.store import Store, unusable_reason
+
+__all__ = [
+    "LIVE_JOB_STATUSES",
+    "SCHEMA_VERSION",
+    "Decision",
+    "Event",
+    "HopRecord",
+    "HopState",
+    "HostRecord",
+    "IllegalTransition",
+    "JobRecord",
+    "JobStatus",
+    "LoopStatus",
+    "ModelVersion",
+    "Prediction",
+    "Proposal",
+    "ProposalInput",
+    "ResultRecord",
+    "SchemaError",
+    "Store",
+    "StoreError",
+    "UnknownHopError",
+    "unusable_reason",
+]

@@ -1,0 +1,311 @@
+"""Jobs and results: the submission protocol, job progress, failures with retries, outcomes."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from alem.store.core import StoreCore, _dumps, _values
+from alem.store.records import JobRecord, ResultRecord
+from alem.store.schema import LIVE_JOB_STATES
+from alem.store.states import HopState, IllegalTransition, JobStatus, StoreError, check_transition
+
+if TYPE_CHECKING:
+    from alem.backends.base import NebOutcome
+
+_LIVE_SQL = ", ".join("?" for _ in LIVE_JOB_STATES)
+_PROGRESS_STATES = (JobStatus.SUBMITTED, JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _finite_list(values: Iterable[float]) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def unusable_reason(outcome: NebOutcome) -> str | None:
+    """Why ``outcome`` must not enter the dataset as a barrier (None when it may)."""
+    if outcome.failure_reason:
+        return outcome.failure_reason
+    if not outcome.converged:
+        return "NEB did not converge"
+    if outcome.barrier_ev is None:
+        return "no barrier in the NEB output"
+    if not math.isfinite(outcome.barrier_ev):
+        return f"barrier is {outcome.barrier_ev} (not finite)"
+    bad = [i for i, e in enumerate(outcome.image_energies_ev) if not math.isfinite(e)]
+    if bad:
+        return f"image energies not finite at images {bad}"
+    return None
+
+
+class ExecutionTables(StoreCore):
+    # -------------------------------------------------------------------- jobs
+    def _job_row(self, job_id: int) -> sqlite3.Row:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no job {job_id} in {self.path}")
+        return row
+
+    def job(self, job_id: int) -> JobRecord:
+        return JobRecord.from_row(self._job_row(job_id))
+
+    def job_by_key(self, job_key: str) -> JobRecord | None:
+        row = self._conn.execute("SELECT * FROM jobs WHERE job_key = ?", (job_key,)).fetchone()
+        return JobRecord.from_row(row) if row else None
+
+    def jobs(
+        self,
+        state: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        hop_id: str | None = None,
+        live: bool | None = None,
+        limit: int | None = None,
+    ) -> list[JobRecord]:
+        """Job rows, newest first; ``live=True`` = created/submitted/queued/running."""
+        conditions: dict[str, Any] = {"state": _values(state, JobStatus), "hop_id": hop_id}
+        if live is not None:
+            conditions["state IN" if live else "state NOT IN"] = LIVE_JOB_STATES
+        rows = self._select("jobs", conditions, "id DESC", limit)
+        return [JobRecord.from_row(r) for r in rows]
+
+    def live_job(self, hop_id: str) -> JobRecord | None:
+        row = self._conn.execute(
+            f"SELECT * FROM jobs WHERE hop_id = ? AND state IN ({_LIVE_SQL})", (hop_id, *LIVE_JOB_STATES)
+        ).fetchone()
+        return JobRecord.from_row(row) if row else None
+
+    def count_jobs_created_since(self, since: float) -> int:
+        """Jobs created at or after ``since`` that may have reached a backend (for the daily cap)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE created_at >= ? AND state != 'abandoned'", (since,)
+        ).fetchone()
+        return int(row[0])
+
+    def attempts_used(self, hop_id: str) -> int:
+        """Jobs of the hop that reached (or may have reached) a backend."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE hop_id = ? AND state != 'abandoned'", (hop_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def _attempts_since_approval(self, hop_id: str) -> int:
+        # A person re-approving a failed hop gives it a fresh set of attempts.
+        row = self._conn.execute(
+            "SELECT MAX(created_at) FROM decisions WHERE hop_id = ? AND decision = 'approve'", (hop_id,)
+        ).fetchone()
+        since = row[0] if row[0] is not None else float("-inf")
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE hop_id = ? AND state != 'abandoned' AND created_at >= ?", (hop_id, since)
+        ).fetchone()
+        return int(row[0])
+
+    def begin_submission(self, hop_id: str, backend: str) -> JobRecord:
+        """Commit a job row (state ``created``, fresh ``job_key``) for an approved hop.
+
+        Call this BEFORE ``backend.submit(hop, job.job_key)``: if the process dies after the
+        backend accepted the job, the committed key lets ``backend.find_by_key`` find it again.
+        Refused when the hop is not approved or already has a live job.
+        """
+        with self.transaction():
+            state = HopState(self._hop_row(hop_id)["state"])
+            check_transition(hop_id, state, "submit")
+            live = self.live_job(hop_id)
+            if live is not None:
+                raise IllegalTransition(
+                    f"cannot submit hop {hop_id}: it already has live job {live.id} ({live.state.value}, "
+                    f"key {live.job_key})"
+                )
+            attempt = self.attempts_used(hop_id) + 1
+            job_key = f"alem-{uuid.uuid4().hex}"
+            now = self.now()
+            cursor = self._conn.execute(
+                "INSERT INTO jobs (job_key, hop_id, backend, state, attempt, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'created', ?, ?, ?)",
+                (job_key, hop_id, backend, attempt, now, now),
+            )
+            job_id = int(cursor.lastrowid)
+            self._event(
+                "job_created",
+                f"job {job_id} created for hop {hop_id} on {backend} (attempt {attempt}, key {job_key})",
+                hop_id=hop_id,
+                job_id=job_id,
+            )
+            return self.job(job_id)
+
+    def mark_submitted(self, job_id: int, external_id: str) -> JobRecord:
+        """Record the backend's id: job created -> submitted and hop approved -> submitted, atomically."""
+        if not external_id:
+            raise StoreError(f"job {job_id}: empty external id")
+        with self.transaction():
+            job = self.job(job_id)
+            if job.state is not JobStatus.CREATED:
+                raise IllegalTransition(
+                    f"cannot mark job {job_id} submitted: it is {job.state.value}"
+                    + (f" with external id {job.external_id}" if job.external_id else "")
+                )
+            now = self.now()
+            self._conn.execute(
+                "UPDATE jobs SET state = 'submitted', external_id = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
+                (external_id, now, now, job_id),
+            )
+            self._move_hop(job.hop_id, "submit", HopState.SUBMITTED)
+            self._event(
+                "job_submitted",
+                f"job {job_id} of hop {job.hop_id} submitted to {job.backend} as {external_id}",
+                hop_id=job.hop_id,
+                job_id=job_id,
+            )
+            return self.job(job_id)
+
+    def abandon_job(self, job_id: int, reason: str) -> JobRecord:
+        """A ``created`` job that never reached the backend: close it so the hop can be submitted
+        again (the hop stays approved; it does not count as an attempt)."""
+        with self.transaction():
+            job = self.job(job_id)
+            if job.state is not JobStatus.CREATED:
+                raise IllegalTransition(f"cannot abandon job {job_id}: it is {job.state.value}, not created")
+            self._conn.execute(
+                "UPDATE jobs SET state = 'abandoned', error = ?, updated_at = ? WHERE id = ?",
+                (reason, self.now(), job_id),
+            )
+            self._event("job_abandoned", f"job {job_id} of hop {job.hop_id} abandoned: {reason}", job.hop_id, job_id)
+            return self.job(job_id)
+
+    def update_job_state(self, job_id: int, state: JobStatus | str) -> JobRecord:
+        """Progress of a submitted job: submitted/queued/running (no-op when unchanged).
+
+        Endings go through :meth:`record_result` (completed) and :meth:`fail_job` (failed/lost).
+        """
+        target = JobStatus(state.value if hasattr(state, "value") else state)
+        if target not in _PROGRESS_STATES:
+            raise StoreError(
+                f"update_job_state({job_id}, {target.value}): use record_result for completed jobs and "
+                "fail_job for failed or lost ones"
+            )
+        with self.transaction():
+            job = self.job(job_id)
+            if job.state not in _PROGRESS_STATES:
+                raise IllegalTransition(f"cannot move job {job_id} from {job.state.value} to {target.value}")
+            if job.state is target:
+                return job
+            self._conn.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?", (target.value, self.now(), job_id))
+            self._event(
+                "job_state",
+                f"job {job_id} of hop {job.hop_id}: {job.state.value} -> {target.value}",
+                job.hop_id,
+                job_id,
+            )
+            return self.job(job_id)
+
+    def fail_job(self, job_id: int, error: str, max_attempts: int, state: JobStatus | str = JobStatus.FAILED) -> HopState:
+        """A submitted job failed or was lost: record why, then retry or give up, atomically.
+
+        The hop goes back to ``approved`` (the next submission is attempt n+1) while fewer than
+        ``max_attempts`` jobs of it reached the backend, else to ``failed``. Returns the hop state.
+        """
+        target = JobStatus(state.value if hasattr(state, "value") else state)
+        if target not in (JobStatus.FAILED, JobStatus.LOST):
+            raise StoreError(f"fail_job({job_id}): state must be failed or lost, not {target.value}")
+        with self.transaction():
+            job = self.job(job_id)
+            if job.state not in _PROGRESS_STATES:
+                raise IllegalTransition(f"cannot fail job {job_id}: it is {job.state.value}")
+            self._conn.execute(
+                "UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                (target.value, error, self.now(), job_id),
+            )
+            self._event(
+                f"job_{target.value}",
+                f"job {job_id} of hop {job.hop_id} {target.value} (attempt {job.attempt}): {error}",
+                job.hop_id,
+                job_id,
+            )
+            used = self._attempts_since_approval(job.hop_id)
+            if used < max_attempts:
+                self._move_hop(job.hop_id, "retry", HopState.APPROVED)
+                self._event(
+                    "retry",
+                    f"hop {job.hop_id} will be submitted again (attempt {used + 1} of {max_attempts})",
+                    job.hop_id,
+                    job_id,
+                )
+                return HopState.APPROVED
+            self._move_hop(job.hop_id, "fail", HopState.FAILED)
+            self._event(
+                "hop_failed",
+                f"hop {job.hop_id} failed: {used} of {max_attempts} attempts used; last error: {error}",
+                job.hop_id,
+                job_id,
+            )
+            return HopState.FAILED
+
+    # ----------------------------------------------------------------- results
+    def record_result(self, job_id: int, outcome: NebOutcome) -> ResultRecord:
+        """Store a finished NEB's outcome, close the job and move the hop, in one transaction.
+
+        A usable outcome (converged, finite barrier and energies, no failure reason) makes the hop
+        ``done``. Anything else is recorded as a failed result with the reason and makes the hop
+        ``failed``: it never enters the dataset as a barrier. Non-finite numbers are stored as null.
+        """
+        reason = unusable_reason(outcome)
+        usable = reason is None
+        with self.transaction():
+            job = self.job(job_id)
+            if job.state not in _PROGRESS_STATES:
+                existing = self._conn.execute("SELECT id FROM results WHERE job_id = ?", (job_id,)).fetchone()
+                detail = f" (result {existing['id']} already recorded)" if existing else ""
+                raise IllegalTransition(f"cannot record a result for job {job_id}: it is {job.state.value}{detail}")
+            barrier = outcome.barrier_ev if _finite(outcome.barrier_ev) else None
+            reverse = outcome.reverse_barrier_ev if _finite(outcome.reverse_barrier_ev) else None
+            now = self.now()
+            cursor = self._conn.execute(
+                "INSERT INTO results (job_id, hop_id, usable, barrier_ev, reverse_barrier_ev, image_energies_json, "
+                "path_coordinate_json, converged, method, failure_reason, details_json, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    job.hop_id,
+                    int(usable),
+                    barrier,
+                    reverse,
+                    _dumps(_finite_list(outcome.image_energies_ev)),
+                    _dumps(_finite_list(outcome.path_coordinate_a)),
+                    int(bool(outcome.converged)),
+                    outcome.method,
+                    reason,
+                    json.dumps(outcome.details, default=str),
+                    now,
+                ),
+            )
+            result_id = int(cursor.lastrowid)
+            self._conn.execute("UPDATE jobs SET state = 'completed', updated_at = ? WHERE id = ?", (now, job_id))
+            if usable:
+                self._move_hop(job.hop_id, "finish", HopState.DONE)
+                self._event(
+                    "result",
+                    f"hop {job.hop_id} done: barrier {barrier:.3f} eV ({outcome.method or 'unknown method'})",
+                    job.hop_id,
+                    job_id,
+                    {"result_id": result_id, "barrier_ev": barrier},
+                )
+            else:
+                self._move_hop(job.hop_id, "fail", HopState.FAILED)
+                self._event(
+                    "result_failed",
+                    f"hop {job.hop_id} failed: {reason} ({outcome.method or 'unknown method'})",
+                    job.hop_id,
+                    job_id,
+                    {"result_id": result_id, "reason": reason},
+                )
+            return ResultRecord.from_row(self._conn.execute("SELECT * FROM results WHERE id = ?", (result_id,)).fetchone())
+
+    def results(self, hop_id: str | None = None, usable: bool | None = None) -> list[ResultRecord]:
+        """Results, oldest first."""
+        rows = self._select("results", {"hop_id": hop_id, "usable": None if usable is None else int(usable)}, "id")
+        return [ResultRecord.from_row(r) for r in rows]

@@ -1,0 +1,150 @@
+"""Hosts and candidate hops: storing them (de-duplicated) and reading them back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from alem.store.core import StoreCore, _dumps, _values
+from alem.store.fingerprint import hop_fingerprint, structure_fingerprint
+from alem.store.records import HopRecord, HostRecord
+from alem.store.states import HopState, StoreError
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from alem.hops.hop import Hop
+
+
+class HopTables(StoreCore):
+    # ------------------------------------------------------------ hosts & hops
+    def add_host(self, structure: Structure, source_file: str | None = None, name: str | None = None) -> int:
+        """Store a host structure; the same structure again returns the existing id."""
+        fingerprint = structure_fingerprint(structure)
+        with self.transaction():
+            row = self._conn.execute("SELECT id FROM hosts WHERE fingerprint = ?", (fingerprint,)).fetchone()
+            if row:
+                return int(row["id"])
+            formula = structure.composition.reduced_formula
+            cursor = self._conn.execute(
+                "INSERT INTO hosts (formula, structure_json, fingerprint, source_file, name, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (formula, json.dumps(structure.as_dict()), fingerprint, source_file, name, self.now()),
+            )
+            host_id = int(cursor.lastrowid)
+            self._event("host_added", f"host {host_id} {formula} added", payload={"source_file": source_file})
+            return host_id
+
+    def host(self, host_id: int) -> HostRecord:
+        row = self._conn.execute("SELECT * FROM hosts WHERE id = ?", (host_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no host {host_id} in {self.path}")
+        return HostRecord.from_row(row)
+
+    def hosts(self) -> list[HostRecord]:
+        return [HostRecord.from_row(r) for r in self._query("SELECT * FROM hosts ORDER BY id")]
+
+    def host_structure(self, host_id: int) -> Structure:
+        from pymatgen.core import Structure
+
+        row = self._conn.execute("SELECT structure_json FROM hosts WHERE id = ?", (host_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no host {host_id} in {self.path}")
+        return Structure.from_dict(json.loads(row["structure_json"]))
+
+    def add_hops(self, hops: Sequence[Hop], host_id: int | None = None, source: str | None = None) -> list[str]:
+        """Store candidate hops; returns the stored hop id of each, in order.
+
+        A hop whose structure is already stored (same fingerprint) maps to the existing id and is
+        not added again. A new hop whose ``hop_id`` is taken by a different hop is an error, and
+        then nothing is added.
+        """
+        ids: list[str] = []
+        added = 0
+        with self.transaction():
+            for hop in hops:
+                fingerprint = hop_fingerprint(hop)
+                row = self._conn.execute("SELECT hop_id FROM hops WHERE fingerprint = ?", (fingerprint,)).fetchone()
+                if row:
+                    ids.append(row["hop_id"])
+                    continue
+                if self._conn.execute("SELECT 1 FROM hops WHERE hop_id = ?", (hop.hop_id,)).fetchone():
+                    raise StoreError(
+                        f"hop id {hop.hop_id!r}{f' from {source}' if source else ''} is already used by a "
+                        "different hop in the store; give the new hop another id"
+                    )
+                now = self.now()
+                self._conn.execute(
+                    "INSERT INTO hops (hop_id, host_id, working_ion, initial_json, final_json, hop_length_a, "
+                    "n_sites, fingerprint, grp, metadata_json, state, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'candidate', ?, ?)",
+                    (
+                        hop.hop_id,
+                        host_id,
+                        hop.working_ion,
+                        json.dumps(hop.initial.as_dict()),
+                        json.dumps(hop.final.as_dict()),
+                        hop.hop_length_a,
+                        hop.n_sites,
+                        fingerprint,
+                        hop.group,
+                        _dumps(hop.metadata),
+                        now,
+                        now,
+                    ),
+                )
+                ids.append(hop.hop_id)
+                added += 1
+            if hops:
+                self._event(
+                    "hops_added",
+                    f"{added} candidate hops added, {len(hops) - added} already stored"
+                    + (f" (from {source})" if source else ""),
+                    payload={"host_id": host_id, "source": source, "added": added, "duplicates": len(hops) - added},
+                )
+        return ids
+
+    def hop(self, hop_id: str) -> HopRecord:
+        """The hop's record; :class:`UnknownHopError` if the store has no such hop."""
+        return HopRecord.from_row(self._hop_row(hop_id))
+
+    def hops(
+        self,
+        state: HopState | str | Sequence[HopState | str] | None = None,
+        host_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[HopRecord]:
+        """Hop records, oldest first, optionally of some states / one host."""
+        states = _values(state, HopState)
+        rows = self._select("hops", {"state": states, "host_id": host_id}, "created_at, rowid", limit)
+        return [HopRecord.from_row(r) for r in rows]
+
+    def load_hops(self, hop_ids: Sequence[str]) -> list[Hop]:
+        """Rebuild :class:`~alem.hops.hop.Hop` objects (pymatgen structures, no barrier) in order."""
+        from pymatgen.core import Structure
+
+        from alem.hops.hop import Hop, Provenance
+
+        hops = []
+        for hop_id in hop_ids:
+            row = self._hop_row(hop_id)
+            hops.append(
+                Hop(
+                    hop_id=row["hop_id"],
+                    initial=Structure.from_dict(json.loads(row["initial_json"])),
+                    final=Structure.from_dict(json.loads(row["final_json"])),
+                    working_ion=row["working_ion"],
+                    provenance=Provenance(),
+                    group=row["grp"],
+                    metadata=json.loads(row["metadata_json"]),
+                )
+            )
+        return hops
+
+    def hop_counts(self) -> dict[str, int]:
+        """Number of hops in every state (all states present, zeros included)."""
+        counts = {state.value: 0 for state in HopState}
+        for row in self._query("SELECT state, COUNT(*) AS n FROM hops GROUP BY state"):
+            counts[row["state"]] = int(row["n"])
+        return counts

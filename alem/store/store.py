@@ -1,0 +1,17 @@
+"""The campaign state store (SQLite). See the package docstring for the API overview."""
+
+from __future__ import annotations
+
+from alem.store.execution import ExecutionTables, unusable_reason
+from alem.store.hops import HopTables
+from alem.store.planning import PlanningTables
+
+__all__ = ["Store", "unusable_reason"]
+
+
+class Store(ExecutionTables, PlanningTables, HopTables):
+    """An open campaign store. Create with :meth:`Store.open`; close with :meth:`close` or ``with``.
+
+    The table groups live in their own modules (hops, planning, execution) on a shared core
+    (connection, transactions, events); this class only puts them together.
+    """
