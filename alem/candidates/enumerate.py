@@ -1,0 +1,177 @@
+"""Symmetry-distinct hops of a host, built as supercell endpoints in alem's hop convention.
+
+pymatgen-analysis-diffusion finds the distinct paths (``DistinctPathFinder``) and builds vacancy
+supercells for each (``MigrationHop.get_sc_structures``). In those supercells the moving ion sits at
+different indices in the start and end structure; alem's convention wants it at site 0 in both with
+every other site in the same order, so the endpoints are rebuilt around one shared host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder, MigrationHop
+from pymatgen.core import PeriodicSite, Structure
+from pymatgen.analysis.diffusion.utils.supercells import get_start_end_structures
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from alem.candidates.hosts import HostError
+from alem.candidates.supercell import choose_supercell_matrix
+from alem.hops.hop import Hop, Provenance
+from alem.hops.validate import HopError, check_hop
+
+#: Host sites of start and end supercells that agree within this (Å) are the same site.
+SAME_SITE_TOLERANCE_A = 1e-3
+#: The minimum-image displacement of the ion must reproduce the path's vector within this (Å);
+#: otherwise the cell is too small and the hop would run the other way round the periodic image.
+DISPLACEMENT_TOLERANCE_A = 1e-2
+
+
+@dataclass(frozen=True)
+class EnumerationSettings:
+    """How hops are enumerated and how large their NEB supercells are."""
+
+    #: Longest hop considered (Å); None = pymatgen's percolation-based cutoff.
+    max_hop_length_a: float | None = None
+    #: Shortest supercell lattice vector (Å): periodic images of the moving ion stay this far apart.
+    min_image_distance_a: float = 8.0
+    max_atoms: int = 160
+    symprec: float = 0.1
+
+
+def _moving_site(structure: Structure, other: Structure) -> int:
+    """Index of the site of ``structure`` that has no counterpart in ``other`` (the moving ion)."""
+    distances = structure.lattice.get_all_distances(structure.frac_coords, other.frac_coords)
+    return int(np.argmax(distances.min(axis=1)))
+
+
+def endpoints_in_convention(start: Structure, end: Structure, working_ion: str) -> tuple[Structure, Structure]:
+    """Rebuild vacancy-mode supercell endpoints so the moving ion is site 0 and the host is shared."""
+    i_start = _moving_site(start, end)
+    i_end = _moving_site(end, start)
+    host_start = [site for k, site in enumerate(start) if k != i_start]
+    host_end = [site for k, site in enumerate(end) if k != i_end]
+    host_end_frac = np.array([site.frac_coords for site in host_end])
+    distances = start.lattice.get_all_distances(np.array([s.frac_coords for s in host_start]), host_end_frac)
+    match = distances.argmin(axis=1)
+    if np.any(distances[np.arange(len(host_start)), match] > SAME_SITE_TOLERANCE_A) or len(set(match)) != len(match):
+        raise HopError("start and end supercells do not share their host sites")
+    species = [working_ion] + [site.specie for site in host_start]
+    host_frac = [site.frac_coords for site in host_start]
+    initial = Structure(start.lattice, species, [start[i_start].frac_coords, *host_frac])
+    final = Structure(start.lattice, species, [end[i_end].frac_coords, *host_frac])
+    return initial, final
+
+
+def _symmetry_facts(host: Structure, symprec: float) -> dict[str, str]:
+    try:
+        analyzer = SpacegroupAnalyzer(host, symprec=symprec)
+        return {"space_group": analyzer.get_space_group_symbol(), "crystal_system": analyzer.get_crystal_system()}
+    except Exception:  # spglib gives up on some distorted cells; the facts are informative only
+        return {}
+
+
+def _snap_to_site(structure: Structure, cart: np.ndarray, tolerance_a: float = 0.3) -> PeriodicSite | None:
+    """The structure site (with its periodic image) at ``cart``, or None if no site is there."""
+    frac = structure.lattice.get_fractional_coords(cart)
+    best = None
+    for site in structure:
+        distance, image = structure.lattice.get_distance_and_image(frac, site.frac_coords)
+        if distance <= tolerance_a and (best is None or distance < best[0]):
+            best = (distance, site.frac_coords + image, site.species)
+    if best is None:
+        return None
+    return PeriodicSite(best[2], best[1], structure.lattice)
+
+
+def _equivalent_hop_ends(path: MigrationHop, base: Structure, symprec: float) -> list[tuple[PeriodicSite, PeriodicSite]]:
+    """The hop and its symmetry-equivalent copies, as (start, end) sites of ``base`` (periodic
+    images kept, so end − start is the hop vector)."""
+    ops = SpacegroupAnalyzer(base, symprec=symprec).get_symmetry_operations(cartesian=True)
+    ends = [(path.isite, path.esite)]
+    for op in ops:
+        start = _snap_to_site(base, op.operate(path.isite.coords))
+        end = _snap_to_site(base, op.operate(path.esite.coords))
+        if start is not None and end is not None:
+            ends.append((start, end))
+    return ends
+
+
+def _hop_from_path(
+    path: MigrationHop, number: int, host: Structure, label: str, working_ion: str, settings: EnumerationSettings
+) -> Hop:
+    base = Structure.from_sites(path.symm_structure.sites)
+    ends = _equivalent_hop_ends(path, base, settings.symprec)
+    vectors = [end.coords - start.coords for start, end in ends]
+    chosen = choose_supercell_matrix(base, settings.min_image_distance_a, settings.max_atoms, vectors)
+    if chosen is None:
+        raise HopError(
+            f"no supercell of at most {settings.max_atoms} atoms keeps periodic images "
+            f"{settings.min_image_distance_a} Å apart and the hop unambiguous "
+            "(raise --max-atoms or lower --min-image-distance)"
+        )
+    matrix, which = chosen
+    isite, esite = ends[which]
+    hop_vector_cart = vectors[which]
+    start, end, _ = get_start_end_structures(isite, esite, base, matrix.tolist(), vac_mode=True)
+    initial, final = endpoints_in_convention(start, end, working_ion)
+    hop = Hop(
+        hop_id=f"{label}-p{number}",
+        initial=initial,
+        final=final,
+        working_ion=working_ion,
+        provenance=Provenance(source="alem:candidates"),
+        group=label,
+        metadata={
+            "sys_name": label,
+            "formula": host.composition.reduced_formula,
+            "path_info": f"PATH {number}",
+            "supercell_matrix": matrix.tolist(),
+            **_symmetry_facts(host, settings.symprec),
+        },
+    )
+    mismatch_a = float(np.linalg.norm(hop.displacement_cart - hop_vector_cart))
+    if mismatch_a > DISPLACEMENT_TOLERANCE_A:
+        raise HopError(
+            f"the supercell is too small for a {path.length:.2f} Å hop: its minimum image runs elsewhere "
+            "(raise --min-image-distance)"
+        )
+    return hop
+
+
+def enumerate_hops(
+    host: Structure,
+    working_ion: str,
+    label: str,
+    settings: EnumerationSettings = EnumerationSettings(),
+    problems: list[str] | None = None,
+    source: str | None = None,
+) -> list[Hop]:
+    """Every symmetry-distinct hop of ``working_ion`` in ``host`` as a valid :class:`Hop`.
+
+    Paths whose supercell endpoints fail :func:`check_hop` (e.g. a cell too small to tell the
+    two sites apart) are skipped and described in ``problems``. Raises :class:`HostError` when the
+    host has no hop within range.
+    """
+    where = source or label
+    problems = problems if problems is not None else []
+    finder = DistinctPathFinder(host, working_ion, max_path_length=settings.max_hop_length_a, symprec=settings.symprec)
+    paths = finder.get_paths()
+    if not paths:
+        raise HostError(
+            f"{where}: no {working_ion} hop shorter than {finder.max_path_length:.2f} Å "
+            "(raise --max-hop-length)"
+        )
+    hops = []
+    for number, path in enumerate(paths, start=1):
+        try:
+            hop = _hop_from_path(path, number, host, label, working_ion, settings)
+            check_hop(hop, source=where)
+        except HopError as exc:
+            problems.append(f"{where}: path {number} ({path.length:.2f} Å) skipped: {exc}")
+            continue
+        hops.append(hop)
+    if not hops:
+        raise HostError(f"{where}: none of the {len(paths)} {working_ion} paths gave a valid hop: " + "; ".join(problems))
+    return hops

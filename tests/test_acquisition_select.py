@@ -1,0 +1,88 @@
+"""BoTorch acquisition over a hand-made ensemble table."""
+
+import numpy as np
+import pytest
+import torch
+
+from alem.acquisition import CandidatePoolModel, PredictionTable, SelectionRequest, select_batch
+
+
+def _table(means, stds, n_members=8, seed=0) -> PredictionTable:
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n_members, len(means)))
+    z = (z - z.mean(axis=0)) / z.std(axis=0, ddof=1)  # exact mean/std per hop
+    members = np.asarray(means)[None, :] + np.asarray(stds)[None, :] * z
+    return PredictionTable.from_members([f"h{k}" for k in range(len(means))], members)
+
+
+def test_model_posterior_matches_the_table():
+    table = _table([0.3, 1.0, 2.0], [0.1, 0.5, 0.2])
+    posterior = CandidatePoolModel(table).posterior(torch.tensor([[2.0], [0.0]], dtype=torch.float64))
+    np.testing.assert_allclose(posterior.mean.squeeze(-1).numpy(), [2.0, 0.3], atol=1e-9)
+    np.testing.assert_allclose(posterior.variance.sqrt().squeeze(-1).numpy(), [0.2, 0.1], atol=1e-9)
+
+
+def test_calibrated_std_rescales_member_spread():
+    raw = _table([1.0, 1.0], [0.1, 0.2])
+    calibrated = PredictionTable(raw.hop_ids, raw.member_ev, raw.mean_ev, raw.std_ev * 3)
+    np.testing.assert_allclose(calibrated.calibrated_members().std(axis=0, ddof=1), [0.3, 0.6])
+
+
+def test_explore_picks_the_most_uncertain_hop():
+    table = _table([0.5, 1.0, 1.5, 0.2, 3.0], [0.1, 0.2, 0.9, 0.15, 0.3])
+    (first,) = select_batch(table, SelectionRequest("explore", 1))
+    assert first.hop_id == "h2" and first.std_ev == pytest.approx(0.9)
+
+
+def test_discover_prefers_low_mean_at_equal_uncertainty():
+    table = _table([1.2, 0.4, 0.9, 2.0], [0.2] * 4)
+    assert select_batch(table, SelectionRequest("discover", 1))[0].hop_id == "h1"
+    assert select_batch(table, SelectionRequest("discover", 1, avoid=["h1"]))[0].hop_id == "h2"
+
+
+def test_balanced_trades_mean_against_uncertainty():
+    # h0: low mean, certain; h1: higher mean but very uncertain -> -mu + sigma favours h1
+    table = _table([0.5, 0.7, 1.5], [0.05, 0.6, 0.1])
+    (first,) = select_batch(table, SelectionRequest("balanced", 1))
+    assert first.hop_id == "h1"
+
+
+def test_batches_never_repeat_and_respect_avoid_and_pending():
+    table = _table(list(np.linspace(0.1, 2.0, 12)), list(np.linspace(0.9, 0.1, 12)))
+    picks = select_batch(table, SelectionRequest("explore", 6, avoid=["h0"], pending=["h1"]))
+    ids = [p.hop_id for p in picks]
+    assert len(ids) == len(set(ids)) == 6
+    assert "h0" not in ids and "h1" not in ids
+    assert ids[0] == "h2"  # the most uncertain hop still allowed
+
+
+def test_pool_smaller_than_batch_returns_what_is_left():
+    table = _table([0.5, 1.0, 1.5], [0.1, 0.2, 0.3])
+    picks = select_batch(table, SelectionRequest("discover", 5, avoid=["h0"]))
+    assert sorted(p.hop_id for p in picks) == ["h1", "h2"]
+    assert select_batch(table, SelectionRequest("discover", 5, avoid=["h0", "h1", "h2"])) == []
+
+
+def test_host_cap_is_respected():
+    stds = [0.9, 0.6, 0.5, 0.3, 0.2, 0.1]
+    table = _table([1.0] * 6, stds)
+    host_of = {"h0": "A", "h1": "A", "h2": "A", "h3": "B", "h4": "B", "h5": "C"}
+    picks = select_batch(table, SelectionRequest("explore", 4, max_per_host=1, host_of=host_of))
+    hosts = [host_of[p.hop_id] for p in picks]
+    assert sorted(hosts) == ["A", "B", "C"]  # only three hosts: the batch stops at three
+    assert picks[0].hop_id == "h0"
+
+
+def test_cost_weight_penalises_large_supercells():
+    table = _table([1.0, 1.0], [0.5, 0.4])
+    sizes = {"h0": 400, "h1": 20}
+    assert select_batch(table, SelectionRequest("explore", 1, n_sites_of=sizes))[0].hop_id == "h0"
+    cheap = select_batch(table, SelectionRequest("explore", 1, cost_weight=0.1, n_sites_of=sizes))[0]
+    assert cheap.hop_id == "h1"
+    unpenalised = select_batch(table, SelectionRequest("explore", 1, avoid=["h0"], n_sites_of=sizes))[0]
+    assert cheap.score == pytest.approx(unpenalised.score - 0.1 * 20 / 100)
+
+
+def test_unknown_strategy_is_refused():
+    with pytest.raises(ValueError, match="unknown strategy 'greedy'"):
+        select_batch(_table([1.0], [0.1]), SelectionRequest("greedy", 1))
