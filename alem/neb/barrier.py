@@ -1,0 +1,263 @@
+"""Barriers from finished NEB output: jobflow store documents (emmet ``NebResult`` /
+``NebTaskDoc``) or a VASP NEB directory read through pymatgen's ``NEBAnalysis``.
+
+forward barrier = max image energy - initial energy; reverse barrier = max image energy - final
+energy (image energies, not a spline: a spline fit has no maximum on a monotonic path and emmet
+then reports -inf). A path is recorded as failed, with the first problem as ``failure_reason``
+and every problem under ``details["problems"]``, when:
+
+- the NEB did not converge (document state not "successful", i.e. the optimiser ran out of steps
+  or a VASP image did not finish; a VASP image whose OUTCAR lacks "reached required accuracy");
+- any energy is NaN or infinite, or fewer than three images are present;
+- the path is discontinuous: an image jumped far from its neighbours (the largest single-atom
+  displacement between two consecutive images exceeds both ``min_jump_a`` and ``jump_ratio``
+  times the median of those displacements along the path), or two neighbouring images differ in
+  energy by more than ``max_energy_step_ev`` (a spike: atoms overlapping or the calculation blew up);
+- the highest energy is at an endpoint (no interior maximum): the endpoints are not minima of the
+  path, so "max - initial" is not a migration barrier;
+- files are missing or unreadable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+from alem.backends.base import NebOutcome
+
+_NOT_CONVERGED_TAG = "forces not converged"
+_VASP_CONVERGED_TEXT = "reached required accuracy"
+
+
+@dataclass(frozen=True)
+class PathCriteria:
+    """Thresholds that declare a path discontinuous (see the module docstring)."""
+
+    jump_ratio: float = 3.0
+    min_jump_a: float = 1.0
+    max_energy_step_ev: float = 3.0
+
+
+DEFAULT_CRITERIA = PathCriteria()
+
+
+def _max_site_steps_a(structures: Sequence[Structure]) -> np.ndarray:
+    """Largest minimum-image displacement of any atom between consecutive images (Å)."""
+    steps = []
+    for before, after in zip(structures[:-1], structures[1:]):
+        dfrac = after.frac_coords - before.frac_coords
+        dfrac -= np.round(dfrac)
+        steps.append(float(np.linalg.norm(dfrac @ before.lattice.matrix, axis=1).max()))
+    return np.asarray(steps)
+
+
+def _path_coordinate_a(structures: Sequence[Structure]) -> list[float]:
+    """Cumulative root-sum-square displacement of all atoms (NEBAnalysis's reaction coordinate)."""
+    coordinate = [0.0]
+    for before, after in zip(structures[:-1], structures[1:]):
+        dfrac = after.frac_coords - before.frac_coords
+        dfrac -= np.round(dfrac)
+        coordinate.append(coordinate[-1] + float(np.sqrt((np.linalg.norm(dfrac @ before.lattice.matrix, axis=1) ** 2).sum())))
+    return coordinate
+
+
+def path_problems(
+    energies_ev: Sequence[float],
+    structures: Sequence[Structure] | None,
+    criteria: PathCriteria = DEFAULT_CRITERIA,
+) -> list[str]:
+    """Everything that makes a path unusable as a barrier, worst first (empty = fine)."""
+    if len(energies_ev) < 3:
+        return [f"only {len(energies_ev)} image energies (need both endpoints and at least one image)"]
+    bad = [i for i, energy in enumerate(energies_ev) if energy is None or not math.isfinite(energy)]
+    if bad:
+        return [f"non-finite energy (NaN or inf) at image(s) {', '.join(map(str, bad))}"]
+    problems = []
+    energies = np.asarray(energies_ev, dtype=float)
+    if structures is not None and len(structures) == len(energies) and len(structures) >= 3:
+        steps = _max_site_steps_a(structures)
+        limit = max(criteria.min_jump_a, criteria.jump_ratio * float(np.median(steps)))
+        jumps = [i for i, step in enumerate(steps) if step > limit]
+        if jumps:
+            i = jumps[0]
+            problems.append(
+                f"discontinuous path: an atom moves {steps[i]:.2f} Å between images {i} and {i + 1} "
+                f"(limit {limit:.2f} Å = max({criteria.min_jump_a:g} Å, {criteria.jump_ratio:g} x median step))"
+            )
+    energy_steps = np.abs(np.diff(energies))
+    if energy_steps.max() > criteria.max_energy_step_ev:
+        i = int(energy_steps.argmax())
+        problems.append(
+            f"discontinuous path: energy jumps by {energy_steps[i]:.2f} eV between images {i} and {i + 1} "
+            f"(limit {criteria.max_energy_step_ev:g} eV)"
+        )
+    top = int(energies.argmax())
+    if top in (0, len(energies) - 1):
+        which = "initial" if top == 0 else "final"
+        problems.append(
+            f"no interior maximum: the {which} endpoint is the highest-energy point of the path "
+            "(endpoints are not minima, or the images fell away from the saddle)"
+        )
+    return problems
+
+
+def outcome_from_path(
+    energies_ev: Sequence[float],
+    structures: Sequence[Structure] | None = None,
+    converged: bool = True,
+    not_converged_reason: str = "",
+    method: str = "",
+    path_coordinate_a: Sequence[float] | None = None,
+    details: Mapping[str, Any] | None = None,
+    criteria: PathCriteria = DEFAULT_CRITERIA,
+) -> NebOutcome:
+    """Barrier, reverse barrier and profile of a path, with the reasons it cannot be used."""
+    energies = [float(e) if e is not None else math.nan for e in energies_ev]
+    problems = [] if converged else [not_converged_reason or "NEB did not converge"]
+    problems += path_problems(energies, structures, criteria)
+    finite = len(energies) >= 3 and all(math.isfinite(e) for e in energies)
+    barrier = reverse = None
+    if finite:
+        barrier = max(energies) - energies[0]
+        reverse = max(energies) - energies[-1]
+    if path_coordinate_a is None and structures is not None and len(structures) == len(energies):
+        path_coordinate_a = _path_coordinate_a(structures)
+    return NebOutcome(
+        barrier_ev=barrier,
+        reverse_barrier_ev=reverse,
+        image_energies_ev=energies if finite else [],
+        path_coordinate_a=list(path_coordinate_a or []),
+        converged=converged,
+        failure_reason=problems[0] if problems else None,
+        method=method,
+        details={**(details or {}), "problems": problems,
+                 **({} if finite else {"energies_as_read": [str(e) for e in energies]})},
+    )
+
+
+def _as_structure(obj: Any) -> Structure | None:
+    if isinstance(obj, Structure):
+        return obj
+    if isinstance(obj, Mapping) and "lattice" in obj and "sites" in obj:
+        return Structure.from_dict(obj)
+    return None
+
+
+def outcome_from_neb_document(
+    document: Any, method: str = "", criteria: PathCriteria = DEFAULT_CRITERIA
+) -> NebOutcome:
+    """Outcome of an emmet ``NebResult``/``NebTaskDoc`` (object or its stored dict)."""
+    doc = document.model_dump() if hasattr(document, "model_dump") else dict(document or {})
+    if hasattr(document, "images"):
+        doc["images"] = document.images  # keep pymatgen objects
+    energies = doc.get("energies") or []
+    images = doc.get("images") or []
+    structures = [_as_structure(image) for image in images]
+    structures = structures if structures and all(s is not None for s in structures) else None
+    state = doc.get("state")
+    state = getattr(state, "value", state)
+    tags = [str(tag) for tag in (doc.get("tags") or [])]
+    # atomate2 (0.1.5) sets the tag "forces not converged" from the raw forces of every frame,
+    # whose component along the path is legitimately non-zero away from the saddle, so a
+    # converged NEB carries it too. ``state`` reflects the optimiser's own (NEB-projected)
+    # criterion and decides; the tag is used only when a document has no state.
+    reasons = []
+    if state is not None and state != "successful":
+        reasons.append(f"NEB state is {state!r} (the optimiser stopped before the force criterion was met)")
+    elif state is None and _NOT_CONVERGED_TAG in tags:
+        reasons.append("forces not converged (document has no state; atomate2 tagged it)")
+    spline = doc.get("forward_barrier")
+    details = {
+        "spline_forward_barrier_ev": spline if isinstance(spline, int | float) and math.isfinite(spline) else None,
+        "n_images": len(energies),
+        "dir_name": doc.get("dir_name"),
+        "tags": [tag for tag in tags if not tag.startswith("/")],
+    }
+    if not energies:
+        return NebOutcome(converged=False, failure_reason="NEB document has no image energies", method=method, details=details)
+    if structures is not None and len(structures) != len(energies):
+        structures = None
+    return outcome_from_path(
+        energies, structures, converged=not reasons, not_converged_reason="; ".join(reasons),
+        method=method, details=details, criteria=criteria,
+    )
+
+
+def outcome_from_job_store(store: Any, output_uuid: str, method: str = "", criteria: PathCriteria = DEFAULT_CRITERIA) -> NebOutcome:
+    """Outcome of the NEB job ``output_uuid`` in a jobflow ``JobStore`` (latest run of that job)."""
+    try:
+        store.connect()
+        document = store.get_output(output_uuid, which="last", load=True)
+    except ValueError as exc:  # jobflow: "UUID not found in store"
+        return NebOutcome(converged=False, failure_reason=f"no output of NEB job {output_uuid} in the job store ({exc})", method=method)
+    if document is None:
+        return NebOutcome(converged=False, failure_reason=f"NEB job {output_uuid} stored no output", method=method)
+    return outcome_from_neb_document(document, method=method, criteria=criteria)
+
+
+def _image_dirs(neb_dir: Path) -> list[Path]:
+    return sorted((p for p in neb_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def _first(directory: Path, stem: str) -> Path | None:
+    matches = sorted(directory.glob(f"{stem}*"))
+    return matches[0] if matches else None
+
+
+def outcome_from_vasp_dir(
+    neb_dir: str | Path,
+    relaxation_dirs: tuple[str | Path, str | Path] | None = None,
+    method: str = "vasp NEB",
+    criteria: PathCriteria = DEFAULT_CRITERIA,
+) -> NebOutcome:
+    """Outcome of a VASP NEB directory (``00`` ... ``NN``; endpoint OUTCARs in ``00``/``NN`` or in
+    ``relaxation_dirs``) through ``pymatgen.analysis.transition_state.NEBAnalysis``."""
+    from monty.io import zopen
+    from pymatgen.analysis.transition_state import NEBAnalysis
+
+    neb_dir = Path(neb_dir)
+
+    def failed(reason: str) -> NebOutcome:
+        return NebOutcome(converged=False, failure_reason=f"{neb_dir}: {reason}", method=method, details={"problems": [reason]})
+
+    if not neb_dir.is_dir():
+        return failed("NEB directory does not exist")
+    image_dirs = _image_dirs(neb_dir)
+    if len(image_dirs) < 3:
+        return failed(f"found {len(image_dirs)} image directories (00, 01, ...); need at least 3")
+    for image_dir in image_dirs[1:-1]:
+        for stem in ("OUTCAR", "CONTCAR"):
+            if _first(image_dir, stem) is None:
+                return failed(f"missing {image_dir.name}/{stem}")
+    for end, index in ((image_dirs[0], 0), (image_dirs[-1], 1)):
+        if _first(end, "POSCAR") is None:
+            return failed(f"missing {end.name}/POSCAR")
+        candidates = [end] + ([Path(relaxation_dirs[index])] if relaxation_dirs else [])
+        if not any(_first(c, "OUTCAR") for c in candidates):
+            return failed(f"missing OUTCAR of endpoint {end.name} (an endpoint energy is needed for the barrier)")
+    try:
+        analysis = NEBAnalysis.from_dir(neb_dir, relaxation_dirs=relaxation_dirs)
+    except Exception as exc:  # pymatgen raises many types on truncated or foreign files
+        return failed(f"cannot parse the NEB output ({type(exc).__name__}: {exc})")
+    unconverged = []
+    for image_dir in image_dirs[1:-1]:
+        with zopen(_first(image_dir, "OUTCAR"), mode="rt") as handle:
+            if _VASP_CONVERGED_TEXT not in handle.read():
+                unconverged.append(image_dir.name)
+    reason = ""
+    if unconverged:
+        reason = f"forces not converged: OUTCAR of image(s) {', '.join(unconverged)} lacks '{_VASP_CONVERGED_TEXT}'"
+    outcome = outcome_from_path(
+        [float(e) for e in analysis.energies], analysis.structures, converged=not unconverged,
+        not_converged_reason=reason, method=method, path_coordinate_a=[float(r) for r in analysis.r],
+        details={"neb_dir": str(neb_dir), "n_images": len(image_dirs)}, criteria=criteria,
+    )
+    if outcome.failure_reason:
+        outcome.failure_reason = f"{neb_dir}: {outcome.failure_reason}"
+    return outcome

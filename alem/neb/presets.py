@@ -1,0 +1,157 @@
+"""NEB input presets: TOML files under ``workflows/`` validated into :class:`Preset`.
+
+A campaign names a preset (``[backend.local] preset = "mlip_chgnet"``). The name is looked up,
+in order, in ``<campaign>/workflows/``, in ``$ALEM_WORKFLOWS_DIR`` and in the ``workflows/``
+directory shipped next to the ``alem`` package; a path to a ``.toml`` file also works. A campaign
+therefore overrides a shipped preset by dropping a file of the same name into its own
+``workflows/`` directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: Environment variable naming an extra preset directory.
+WORKFLOWS_ENV = "ALEM_WORKFLOWS_DIR"
+SHIPPED_WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+
+
+class PresetError(ValueError):
+    """A preset that cannot be found or is invalid; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NebSettings(_Section):
+    n_images: int = Field(5, ge=1, le=16, description="intermediate images between the two endpoints")
+    climbing_image: bool = Field(True, description="climbing-image NEB (VASP: needs VTST-patched VASP)")
+    spring_constant_ev_a2: float = Field(5.0, gt=0, description="spring constant between images (eV/Å²)")
+    fmax_ev_a: float = Field(0.05, gt=0, description="NEB force convergence (eV/Å); VASP: EDIFFG = -fmax")
+    max_steps: int = Field(200, ge=1, description="most optimiser / ionic steps of the NEB")
+    interpolation: Literal["idpp", "linear"] = Field("idpp", description="initial path between the endpoints")
+    relax_endpoints: bool = Field(
+        True, description="relax both endpoints (fixed cell) first; false = endpoints are already relaxed"
+    )
+    endpoint_fmax_ev_a: float = Field(0.02, gt=0, description="force convergence of the endpoint relaxations")
+    endpoint_max_steps: int = Field(300, ge=1, description="most steps of an endpoint relaxation")
+
+
+class SupercellRule(_Section):
+    min_image_distance_a: float = Field(
+        8.0, ge=0.0, description="periodic images of the migrating ion stay at least this far apart; 0 = off"
+    )
+    max_atoms: int = Field(400, ge=1, description="refuse NEB cells larger than this")
+
+
+class MlipSettings(_Section):
+    force_field: str = Field("CHGNet", description="atomate2 force-field name; its weights must ship in its wheel")
+    neb_method: Literal["improvedtangent", "aseneb", "eb", "spline", "string"] = Field(
+        "improvedtangent", description="ASE NEB tangent method"
+    )
+
+
+class VaspSettings(_Section):
+    functional: Literal["GGA", "GGA+U"] = Field(
+        "GGA", description="GGA: PBE without U; GGA+U: Materials Project U values (O/F compounds with Co-W)"
+    )
+    incar_updates: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="INCAR tags set on top of the Materials Project settings"
+    )
+    kpoints_reciprocal_density: int = Field(64, ge=1, description="k-point density (MP relax: 64)")
+    potcar_functional: str = Field("PBE", description="POTCAR set (MP: PBE)")
+
+
+class Preset(_Section):
+    name: str
+    engine: Literal["vasp", "mlip"]
+    description: str = ""
+    neb: NebSettings = Field(default_factory=NebSettings)
+    supercell: SupercellRule = Field(default_factory=SupercellRule)
+    mlip: MlipSettings | None = None
+    vasp: VaspSettings | None = None
+    #: File the preset was read from (not a TOML key).
+    source: str = Field("", exclude=True)
+
+    @model_validator(mode="after")
+    def _engine_section_present(self) -> Preset:
+        if self.engine == "mlip" and self.mlip is None:
+            self.mlip = MlipSettings()
+        if self.engine == "vasp" and self.vasp is None:
+            self.vasp = VaspSettings()
+        if self.engine == "mlip" and self.vasp is not None:
+            raise ValueError("an mlip preset cannot have a [vasp] section")
+        if self.engine == "vasp" and self.mlip is not None:
+            raise ValueError("a vasp preset cannot have an [mlip] section")
+        return self
+
+    @property
+    def method_label(self) -> str:
+        """Short description for results, e.g. ``vasp:GGA+U CI-NEB`` or ``mlip:CHGNet NEB``."""
+        kind = "CI-NEB" if self.neb.climbing_image else "NEB"
+        if self.engine == "vasp":
+            return f"vasp:{self.vasp.functional} {kind}"
+        return f"mlip:{self.mlip.force_field} {kind}"
+
+
+def preset_search_dirs(campaign_dir: str | Path | None = None) -> list[Path]:
+    dirs: list[Path] = []
+    if campaign_dir is not None:
+        dirs.append(Path(campaign_dir) / "workflows")
+    if os.environ.get(WORKFLOWS_ENV):
+        dirs.append(Path(os.environ[WORKFLOWS_ENV]).expanduser())
+    dirs.append(SHIPPED_WORKFLOWS_DIR)
+    return dirs
+
+
+def find_preset_file(name_or_path: str | Path, campaign_dir: str | Path | None = None) -> Path:
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix == ".toml":
+        if not candidate.is_absolute() and campaign_dir is not None and not candidate.exists():
+            candidate = Path(campaign_dir) / candidate
+        if candidate.is_file():
+            return candidate
+        raise PresetError(f"{candidate}: preset file not found")
+    searched = preset_search_dirs(campaign_dir)
+    for directory in searched:
+        path = directory / f"{name_or_path}.toml"
+        if path.is_file():
+            return path
+    where = ", ".join(str(d) for d in searched)
+    raise PresetError(f"preset {str(name_or_path)!r} not found (looked for {name_or_path}.toml in {where})")
+
+
+def load_preset(name_or_path: str | Path, campaign_dir: str | Path | None = None) -> Preset:
+    """Read and validate a preset by name or path; :class:`PresetError` names file and key."""
+    path = find_preset_file(name_or_path, campaign_dir)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot read preset ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        preset = Preset.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(part) for part in error["loc"]) or "preset"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        raise PresetError(f"{path}: {loc}: {message}") from exc
+    preset.source = str(path)
+    return preset
+
+
+def available_presets(campaign_dir: str | Path | None = None) -> dict[str, Path]:
+    """Preset names visible from a campaign, mapped to the file that wins."""
+    found: dict[str, Path] = {}
+    for directory in preset_search_dirs(campaign_dir):
+        if directory.is_dir():
+            for path in sorted(directory.glob("*.toml")):
+                found.setdefault(path.stem, path)
+    return found
