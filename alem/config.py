@@ -38,7 +38,7 @@ class _Section(BaseModel):
 
 class CampaignSection(_Section):
     name: str = Field("my-campaign", description="campaign name, shown by `alem status`")
-    working_ion: str = Field("Li", description="the migrating ion (element symbol)")
+    working_ion: str = Field("Li", pattern=r"^[A-Z][a-z]?$", description="the migrating ion (element symbol)")
     store: str = Field("state/alem.sqlite", description="SQLite state store, relative to the campaign directory")
     log_file: str = Field("state/alem.log", description="log of `alem loop`, relative to the campaign directory")
 

@@ -183,6 +183,14 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def _refuse_newer(have: int, known: int, where: str) -> None:
+    if have > known:
+        raise SchemaError(
+            f"{where}: schema version {have} is newer than this alem understands (up to {known}); "
+            "upgrade alem to open this campaign"
+        )
+
+
 def migrate(
     conn: sqlite3.Connection,
     migrations: Sequence[Migration] = MIGRATIONS,
@@ -197,15 +205,15 @@ def migrate(
     """
     known = migrations[-1].version if migrations else 0
     target = known if target is None else target
+    have = current_version(conn)
+    _refuse_newer(have, known, where)
+    if have >= target:
+        return []  # the common case takes no write lock, so readers open a busy store freely
     conn.execute("BEGIN IMMEDIATE")
     try:
         _ensure_version_table(conn)
-        have = current_version(conn)
-        if have > known:
-            raise SchemaError(
-                f"{where}: schema version {have} is newer than this alem understands (up to {known}); "
-                "upgrade alem to open this campaign"
-            )
+        have = current_version(conn)  # again, under the lock: another process may have migrated
+        _refuse_newer(have, known, where)
         applied = []
         for migration in migrations:
             if migration.version <= have or migration.version > target:
