@@ -1,0 +1,65 @@
+"""Finished results as training data: ``Hop`` objects with barriers, and the dataset export.
+
+Only usable results (converged, finite barrier, no failure reason) become hops; failed results
+stay in the store for inspection and never reach the dataset. Provenance is
+``source="alem:<backend>"`` and ``xc`` taken from the outcome (``details["xc"]`` if the backend
+gave it, else the part of ``method`` after ``engine:``, e.g. "vasp:GGA+U CI-NEB" -> "GGA+U").
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from alem.hops.hop import Hop, Provenance
+from alem.hops.io import write_dataset
+from alem.store import ResultRecord, Store
+
+
+def xc_of(result: ResultRecord) -> str | None:
+    """Functional (or potential) that produced a result."""
+    if result.details.get("xc"):
+        return str(result.details["xc"])
+    _, _, rest = result.method.partition(":")
+    words = (rest or result.method).split()
+    return words[0] if words else None
+
+
+def result_hops(store: Store) -> list[Hop]:
+    """Every hop with a usable result, carrying its barrier (latest result per hop), oldest first."""
+    latest: dict[str, ResultRecord] = {}
+    for result in store.results(usable=True):
+        latest[result.hop_id] = result
+    hops = store.load_hops(list(latest))
+    out = []
+    for hop in hops:
+        result = latest[hop.hop_id]
+        job = store.job(result.job_id)
+        metadata = dict(hop.metadata)
+        metadata.update(
+            {
+                "alem_result_id": result.id,
+                "method": result.method,
+                "reverse_barrier_ev": result.reverse_barrier_ev,
+            }
+        )
+        out.append(
+            replace(
+                hop,
+                barrier_ev=result.barrier_ev,
+                provenance=Provenance(source=f"alem:{job.backend}", xc=xc_of(result)),
+                metadata=metadata,
+            )
+        )
+    return out
+
+
+def usable_results_since(store: Store, since: float) -> int:
+    """Usable results recorded at or after ``since`` (Unix s), e.g. since the current model was made."""
+    return sum(1 for r in store.results(usable=True) if r.created_at >= since)
+
+
+def export_dataset(store: Store, path: str | Path) -> tuple[Path, int]:
+    """Write every usable result in the Em dataset layout (trainable with ``read_hops``)."""
+    hops = result_hops(store)
+    return write_dataset(hops, path), len(hops)
