@@ -1,1 +1,180 @@
-"""Model commands: predict, evaluate, train, pretrain (filled in by the predictor work)."""
+"""Model commands: predict, evaluate, train, pretrain."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from alem.cli.app import app, console, err_console
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _load_ensemble(model: Optional[Path]):
+    from alem.ensemble import Ensemble, ModelNotFoundError
+
+    try:
+        return Ensemble.load(model)
+    except ModelNotFoundError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def predict(
+    hop_files: list[Path] = typer.Argument(..., help="Hop files: Em-dataset JSON, pymatgen hop JSON, or initial/final CIF/POSCAR pairs."),
+    ion: Optional[str] = typer.Option(None, help="Working ion (default: the element on site 0)."),
+    model: Optional[Path] = typer.Option(None, help="Ensemble directory (default: the shipped models/ensemble)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
+) -> None:
+    """Predict E_m (eV), its σ and P(E_m < 0.65 eV) for each hop."""
+    from alem.hops import HopError, read_hops
+
+    try:
+        hops = read_hops(hop_files, working_ion=ion)
+    except HopError as exc:
+        _fail(str(exc))
+    ensemble = _load_ensemble(model)
+    prediction = ensemble.predict(hops, progress=not (as_json or as_csv) and len(hops) > 50)
+    rows = [
+        {
+            "hop_id": h.hop_id,
+            "working_ion": h.working_ion,
+            "formula": h.initial.composition.reduced_formula,
+            "hop_length_a": round(h.hop_length_a, 3),
+            "barrier_ev": round(float(prediction.mean_ev[i]), 4),
+            "sigma_ev": round(float(prediction.std_ev[i]), 4),
+            "prob_below_065": round(float(prediction.prob_good[i]), 4),
+            "reference_ev": h.barrier_ev,
+        }
+        for i, h in enumerate(hops)
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if as_csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(title=f"Predicted migration barriers ({len(ensemble.members)}-member ensemble)")
+    for column in ("hop", "ion", "formula", "hop length (Å)", "E_m (eV)", "σ (eV)", "P(E_m<0.65)", "reference (eV)"):
+        table.add_column(column, justify="left" if column in ("hop", "formula") else "right")
+    for r in rows:
+        table.add_row(
+            r["hop_id"], r["working_ion"], r["formula"], f"{r['hop_length_a']:.2f}", f"{r['barrier_ev']:.3f}",
+            f"{r['sigma_ev']:.3f}", f"{r['prob_below_065']:.2f}", "" if r["reference_ev"] is None else f"{r['reference_ev']:.3f}",
+        )
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Argument(..., help="Labelled hops in the Em dataset layout (or any hop file with barriers)."),
+    out: Path = typer.Option(..., "--out", help="Directory for metrics.json, parity.png, predictions.csv."),
+    model: Optional[Path] = typer.Option(None, help="Ensemble directory (default: the shipped models/ensemble)."),
+) -> None:
+    """Score an ensemble on labelled hops: metrics.json, parity.png, predictions.csv."""
+    from alem.evaluate import evaluate as run_evaluation
+    from alem.hops import HopError, read_hops
+
+    problems: list[str] = []
+    try:
+        # Hops with suspicious geometry are still scored (and reported): dropping them would
+        # silently change what the metrics describe.
+        hops = read_hops([dataset], on_invalid="warn", problems=problems)
+    except HopError as exc:
+        _fail(str(exc))
+    for problem in problems:
+        err_console.print(f"[yellow]warning:[/] {problem}")
+    ensemble = _load_ensemble(model)
+    try:
+        metrics = run_evaluation(hops, ensemble, out, progress=True)
+    except ValueError as exc:
+        _fail(f"{dataset}: {exc}")
+    table = Table(title=f"{dataset.name}: {metrics['n']} hops")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("mae_ev", "rmse_ev", "r2", "accuracy_065", "precision_065", "recall_065",
+                "spearman_sigma_abs_err", "coverage_68", "coverage_90", "coverage_95", "nll"):
+        table.add_row(key, f"{metrics[key]:.3f}")
+    console.print(table)
+    console.print(f"wrote {out / 'metrics.json'}, {out / 'parity.png'}, {out / 'predictions.csv'}")
+
+
+@app.command()
+def train(
+    dataset: Optional[Path] = typer.Argument(None, help="Labelled hops (default: the shipped 559 literature hops)."),
+    out: Path = typer.Option(None, help="Output ensemble directory (default: models/ensemble)."),
+    members: int = typer.Option(5, help="Ensemble members."),
+    epochs: int = typer.Option(0, help="Epochs per member (0 = default)."),
+    freeze: str = typer.Option("frozen", help="frozen | partial | none | scratch (see README)."),
+    pretrained: Optional[Path] = typer.Option(None, help="Pre-trained backbone (default: models/pretrained)."),
+    cv_folds: int = typer.Option(5, help="Grouped CV folds for out-of-fold metrics and σ calibration (0 = skip)."),
+    seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+) -> None:
+    """Fine-tune an ensemble; with --cv-folds, first calibrate σ on grouped out-of-fold predictions."""
+    from alem import REPO_ROOT
+    from alem.hops import HopError, load_training_hops, read_hops
+    from alem.training.finetune import FinetuneConfig
+    from alem.training.workflow import calibrated_ensemble
+
+    problems: list[str] = []
+    try:
+        hops = read_hops([dataset], on_invalid="skip", problems=problems) if dataset else load_training_hops(problems=problems)
+    except HopError as exc:
+        _fail(str(exc))
+    for problem in problems:
+        err_console.print(f"[yellow]skipped:[/] {problem}")
+    try:
+        config = FinetuneConfig(freeze=freeze, **({"epochs": epochs} if epochs else {}))
+    except ValueError as exc:
+        _fail(str(exc))
+    out = out or REPO_ROOT / "models" / "ensemble"
+    card = calibrated_ensemble(hops, out, config, members, cv_folds, pretrained, seed, device, progress=True)
+    cv = card.get("cv_metrics", {})
+    if cv:
+        console.print(f"grouped {cv_folds}-fold CV: MAE {cv['mae_ev']:.3f} eV, R² {cv['r2']:.2f}, 68% coverage {cv['coverage_68']:.2f}")
+    console.print(f"saved {members}-member ensemble to {out}")
+
+
+@app.command()
+def pretrain(
+    data: Optional[Path] = typer.Option(None, help="Corpus (default: data/pretrain_multiprop.jsonl.gz)."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default: models/pretrained)."),
+    epochs: int = typer.Option(12),
+    max_structures: int = typer.Option(0, help="Use only the first N structures (0 = all)."),
+    hidden: int = typer.Option(64, help="Backbone width."),
+    layers: int = typer.Option(3, help="Backbone convolutions."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+) -> None:
+    """Multi-property pre-training of the backbone on bulk crystals (7 properties, masked losses)."""
+    from alem import REPO_ROOT
+    from alem.nn.backbone import BackboneConfig
+    from alem.training.pretrain import PretrainConfig
+    from alem.training.pretrain import pretrain as run_pretrain
+
+    data = data or REPO_ROOT / "data" / "pretrain_multiprop.jsonl.gz"
+    if not data.exists():
+        _fail(f"{data}: pre-training corpus not found")
+    config = PretrainConfig(epochs=epochs, max_structures=max_structures, backbone=BackboneConfig(hidden=hidden, n_layers=layers))
+    card = run_pretrain(data, out or REPO_ROOT / "models" / "pretrained", config, progress=True, device=device)
+    table = Table(title=f"pre-training: validation MAE per property ({card['wall_time_s']:.0f} s on {card['device']})")
+    table.add_column("property")
+    table.add_column("MAE", justify="right")
+    for prop, mae in card["validation_mae"].items():
+        table.add_row(prop, f"{mae:.4f}")
+    console.print(table)

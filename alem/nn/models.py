@@ -1,0 +1,94 @@
+"""Complete networks: the multi-property pre-training model and the path-aware barrier model."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.nn import global_mean_pool
+
+from alem.nn.backbone import Backbone, BackboneConfig
+from alem.nn.heads import PathHead, PropertyHead
+from alem.nn.layers import GatedConv
+
+
+class PropertyModel(nn.Module):
+    """Backbone + multi-task head (pre-training on bulk properties)."""
+
+    def __init__(self, backbone_config: BackboneConfig, n_properties: int):
+        super().__init__()
+        self.backbone = Backbone(backbone_config)
+        self.head = PropertyHead(backbone_config.hidden, n_properties)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        h = self.backbone.layer_embeddings(batch.z, batch.edge_index, batch.edge_dist)[-1]
+        return self.head(global_mean_pool(h, batch.batch))
+
+
+class BarrierModel(nn.Module):
+    """Path-aware barrier model: (location, Laplace scale) of E_m in eV per hop.
+
+    The backbone embeds the host. The migrating ion at each image is a path node that, layer by
+    layer, gathers messages from the host atoms around it through its own path convolutions
+    (initialised from the backbone's). With a frozen backbone the host side is a fixed function
+    of the hop, so it can be computed once (:meth:`host_context`) and training touches only the
+    path side: that is what makes ensembles and cross-validation affordable on a laptop.
+    """
+
+    def __init__(self, backbone_config: BackboneConfig, n_images: int, dropout: float = 0.1):
+        super().__init__()
+        hidden = backbone_config.hidden
+        self.n_images = n_images
+        self.backbone = Backbone(backbone_config)
+        self.path_layers = nn.ModuleList(
+            GatedConv(hidden, backbone_config.n_rbf) for _ in range(backbone_config.n_layers)
+        )
+        self.path_marker = nn.Parameter(torch.zeros(hidden))
+        self.path_position = nn.Linear(1, hidden, bias=False)
+        self.head = PathHead(hidden, n_images, dropout=dropout)
+
+    def init_path_layers_from_backbone(self) -> None:
+        for path_layer, layer in zip(self.path_layers, self.backbone.layers):
+            path_layer.load_state_dict(copy.deepcopy(layer.state_dict()))
+
+    def host_context(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per path edge, the sending host atom's embedding after each backbone layer
+        (``n_path_edges x n_layers x hidden``), and each hop's mean host embedding."""
+        embeddings = self.backbone.layer_embeddings(batch.z, batch.edge_index, batch.edge_dist)
+        src = batch.path_edge_index[0]
+        src_h = torch.stack([h[src] for h in embeddings[1:]], dim=1)
+        host_pooled = global_mean_pool(embeddings[-1], batch.batch, size=batch.num_graphs)
+        return src_h, host_pooled
+
+    def path_forward(
+        self,
+        src_h: torch.Tensor,
+        path_dst: torch.Tensor,
+        path_dist: torch.Tensor,
+        path_z: torch.Tensor,
+        path_t: torch.Tensor,
+        host_pooled: torch.Tensor,
+        path_desc: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # |t - 1/2| keeps the images symmetric under reversing the hop's direction
+        centred_t = (path_t - 0.5).abs()[:, None]
+        h = self.backbone.embedding(path_z) + self.path_marker + self.path_position(centred_t)
+        edge_attr = self.backbone.rbf(path_dist)
+        for index, layer in enumerate(self.path_layers):
+            h = layer(h, src_h[:, index], path_dst, edge_attr)
+        n_graphs = host_pooled.shape[0]
+        return self.head(h.view(n_graphs, self.n_images, -1), host_pooled, path_desc)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        src_h, host_pooled = self.host_context(batch)
+        return self.path_forward(
+            src_h, batch.path_edge_index[1], batch.path_dist, batch.path_z, batch.path_t, host_pooled, batch.path_desc
+        )
+
+    def forward_cached(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward on graphs whose host side was precomputed by :meth:`host_context`."""
+        return self.path_forward(
+            batch.src_h, batch.path_edge_dst, batch.path_dist, batch.path_z, batch.path_t, batch.host_pooled, batch.path_desc
+        )

@@ -1,0 +1,105 @@
+"""Hops -> graphs, and the frozen-backbone host context computed once per hop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch_geometric.loader import DataLoader
+
+from alem.graphs.crystal_graph import GraphSettings, HopData, hop_graph
+from alem.hops.hop import Hop
+from alem.nn.models import BarrierModel
+from alem.training.progress import track
+
+
+def build_hop_graphs(hops: Sequence[Hop], settings: GraphSettings, progress: bool = False) -> list[HopData]:
+    return [hop_graph(h, settings) for h in track(hops, "building hop graphs", len(hops), progress)]
+
+
+@dataclass
+class PathTensors:
+    """Everything the path side of a :class:`BarrierModel` needs, for many hops at once, when the
+    backbone is frozen: the host context is computed once and batches are cut out by indexing
+    (collating thousands of tiny PyG objects per epoch would cost more than the training)."""
+
+    src_h: torch.Tensor  # n_edges x n_layers x hidden
+    edge_hop: torch.Tensor  # n_edges, which hop each path edge belongs to
+    dst_local: torch.Tensor  # n_edges, which image of its hop the edge feeds
+    path_dist: torch.Tensor  # n_edges
+    path_z: torch.Tensor  # n_hops x n_images
+    path_t: torch.Tensor  # n_images
+    host_pooled: torch.Tensor  # n_hops x hidden
+    path_desc: torch.Tensor  # n_hops x (1 + n_images)
+    y: torch.Tensor  # n_hops, NaN where unknown
+
+    @property
+    def n_hops(self) -> int:
+        return self.path_z.shape[0]
+
+    def to(self, device: torch.device) -> PathTensors:
+        return PathTensors(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+    def batch(self, hop_index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs of :meth:`BarrierModel.path_forward` for the hops ``hop_index`` (no repeats)."""
+        n_images = self.path_z.shape[1]
+        position = torch.full((self.n_hops,), -1, dtype=torch.long, device=hop_index.device)
+        position[hop_index] = torch.arange(len(hop_index), device=hop_index.device)
+        edge_position = position[self.edge_hop]
+        keep = edge_position >= 0
+        return {
+            "src_h": self.src_h[keep],
+            "path_dst": edge_position[keep] * n_images + self.dst_local[keep],
+            "path_dist": self.path_dist[keep],
+            "path_z": self.path_z[hop_index].reshape(-1),
+            "path_t": self.path_t.repeat(len(hop_index)),
+            "host_pooled": self.host_pooled[hop_index],
+            "path_desc": self.path_desc[hop_index],
+        }
+
+
+@torch.no_grad()
+def host_context_tensors(
+    model: BarrierModel, graphs: Sequence[HopData], device: torch.device, batch_size: int = 32
+) -> PathTensors:
+    """Run the (frozen) backbone of ``model`` once per hop and keep what the path side needs."""
+    model.to(device).eval()
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("src_h", "edge_hop", "dst_local", "path_dist", "path_z", "host_pooled", "path_desc", "y")}
+    offset = 0
+    n_images = graphs[0].path_z.numel() if graphs else 0
+    for batch in DataLoader(list(graphs), batch_size=batch_size):
+        batch = batch.to(device)
+        src_h, host_pooled = model.host_context(batch)
+        dst = batch.path_edge_index[1]
+        parts["src_h"].append(src_h.cpu())
+        parts["edge_hop"].append((dst // n_images + offset).cpu())
+        parts["dst_local"].append((dst % n_images).cpu())
+        parts["path_dist"].append(batch.path_dist.cpu())
+        parts["path_z"].append(batch.path_z.view(-1, n_images).cpu())
+        parts["host_pooled"].append(host_pooled.cpu())
+        parts["path_desc"].append(batch.path_desc.cpu())
+        y = batch.y.view(-1).cpu() if "y" in batch and len(batch.y) == batch.num_graphs else torch.full((batch.num_graphs,), float("nan"))
+        parts["y"].append(y)
+        offset += batch.num_graphs
+    cat = {k: torch.cat(v) for k, v in parts.items()}
+    return PathTensors(path_t=torch.linspace(0.0, 1.0, n_images), **cat)
+
+
+def subset_path_tensors(tensors: PathTensors, hop_index: torch.Tensor) -> PathTensors:
+    """A new PathTensors holding only the hops ``hop_index`` (renumbered 0..k-1)."""
+    position = torch.full((tensors.n_hops,), -1, dtype=torch.long)
+    position[hop_index] = torch.arange(len(hop_index))
+    edge_position = position[tensors.edge_hop]
+    keep = edge_position >= 0
+    return PathTensors(
+        src_h=tensors.src_h[keep],
+        edge_hop=edge_position[keep],
+        dst_local=tensors.dst_local[keep],
+        path_dist=tensors.path_dist[keep],
+        path_z=tensors.path_z[hop_index],
+        path_t=tensors.path_t,
+        host_pooled=tensors.host_pooled[hop_index],
+        path_desc=tensors.path_desc[hop_index],
+        y=tensors.y[hop_index],
+    )
