@@ -44,11 +44,25 @@ class PredictionTable:
         return cls(tuple(hop_ids), member_ev, member_ev.mean(axis=0), member_ev.std(axis=0, ddof=1))
 
     @classmethod
-    def from_prediction(cls, hop_ids: list[str], prediction) -> PredictionTable:
-        """From an ``EnsemblePrediction`` (``member_ev``, ``mean_ev``, calibrated ``std_ev``)."""
+    def from_prediction(cls, hop_ids: list[str], prediction, quantiles_per_member: int = 8) -> PredictionTable:
+        """From an ``EnsemblePrediction``.
+
+        Each member predicts a Laplace distribution (location, scale); the table holds
+        ``quantiles_per_member`` evenly spaced quantiles of each, so its rows sample the ensemble's
+        predictive mixture (member disagreement and each member's own noise) deterministically.
+        """
+        location = np.asarray(prediction.member_ev, dtype=float)
+        scale = getattr(prediction, "member_scale_ev", None)
+        if scale is None:
+            member_ev = location
+        else:
+            u = (np.arange(quantiles_per_member) + 0.5) / quantiles_per_member
+            laplace_quantiles = -np.sign(u - 0.5) * np.log1p(-2 * np.abs(u - 0.5))
+            member_ev = (location[:, None, :] + np.asarray(scale, dtype=float)[:, None, :] * laplace_quantiles[None, :, None])
+            member_ev = member_ev.reshape(-1, location.shape[1])
         return cls(
             tuple(hop_ids),
-            np.asarray(prediction.member_ev, dtype=float),
+            member_ev,
             np.asarray(prediction.mean_ev, dtype=float),
             np.asarray(prediction.std_ev, dtype=float),
         )

@@ -1,0 +1,244 @@
+"""Candidates, proposals, approval, the loop, the demo and the report.
+
+Commands: ``candidates add``, ``propose``, ``proposals``, ``approve``, ``reject``, ``loop``,
+``demo``, ``report``. Heavy libraries are imported inside the commands so ``alem --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from alem.cli.app import app, console, err_console
+
+candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
+app.add_typer(candidates_app, name="candidates")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _load_config(campaign: Path | None):
+    from alem.config import CampaignConfig, ConfigError, find_campaign_dir
+
+    try:
+        directory = campaign if campaign is not None else find_campaign_dir()
+        return CampaignConfig.load(directory)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@contextmanager
+def _campaign_store(campaign: Path | None):
+    from alem.store import Store, StoreError
+
+    config = _load_config(campaign)
+    try:
+        store = Store.open(config.store_path, create=False)
+    except StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        yield config, store
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+
+
+CampaignOption = Annotated[
+    Optional[Path], typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml)")
+]
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- candidates
+@candidates_app.command("add")
+def candidates_add(
+    host_files: Annotated[list[Path], typer.Argument(help="host structures: CIF, POSCAR/CONTCAR or pymatgen JSON")],
+    ion: Annotated[Optional[str], typer.Option(help="migrating ion (default: the campaign's working_ion)")] = None,
+    max_hop_length: Annotated[
+        Optional[float], typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
+    ] = None,
+    min_image_distance: Annotated[float, typer.Option(help="shortest supercell vector in Å")] = 8.0,
+    max_atoms: Annotated[int, typer.Option(help="largest NEB supercell (atoms)")] = 160,
+    campaign: CampaignOption = None,
+) -> None:
+    """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates."""
+    from alem.candidates import EnumerationSettings, HostError
+    from alem.candidates.pool import add_candidates
+
+    settings = EnumerationSettings(max_hop_length, min_image_distance, max_atoms)
+    with _campaign_store(campaign) as (config, store):
+        working_ion = ion or config.campaign.working_ion
+        try:
+            with console.status("enumerating hops (pymatgen-analysis-diffusion)"):
+                report = add_candidates(store, host_files, working_ion, settings)
+        except HostError as exc:
+            raise _fail(f"{exc}\nnothing was added to the store") from None
+    table = Table(title=f"{working_ion} hops from {len(report.hosts)} host(s)")
+    for column in ("host", "distinct hops", "new", "already known", "skipped", "supercell atoms"):
+        table.add_column(column)
+    for host in report.hosts:
+        sizes = sorted({h.n_sites for h in host.hops})
+        table.add_row(
+            str(host.path), str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
+            str(len(host.skipped)), ", ".join(map(str, sizes)),
+        )
+    console.print(table)
+    for host in report.hosts:
+        for line in host.skipped:
+            console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
+    console.print(f"{len(report.added)} candidate hops stored ({report.n_known} already in the dataset or store)")
+
+
+# ----------------------------------------------------------------------------- propose
+@app.command()
+def propose(
+    strategy: Annotated[Optional[str], typer.Option(help="explore | discover | balanced (default: alem.toml)")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="batch size q (default: alem.toml)")] = None,
+    campaign: CampaignOption = None,
+) -> None:
+    """Score the candidates with the current model and record a proposal batch."""
+    from alem.acquisition import STRATEGIES
+    from alem.ensemble import ModelNotFoundError
+    from alem.loop.models import load_current_model
+    from alem.loop.propose import propose_batch
+
+    if strategy is not None and strategy not in STRATEGIES:
+        raise _fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", 2)
+    if batch is not None and batch < 1:
+        raise _fail("--batch must be at least 1", 2)
+    with _campaign_store(campaign) as (config, store):
+        try:
+            model = load_current_model(store, config)
+        except ModelNotFoundError as exc:
+            raise _fail(f"no model to score with: {exc}") from None
+        with console.status("scoring candidates"):
+            outcome = propose_batch(store, model, config.acquisition, strategy, batch)
+        if not outcome.proposals:
+            console.print("no candidate hops left to propose (add hosts with `alem candidates add`)")
+            return
+        predictions = store.predictions(model.version_id)
+        _print_proposals(outcome.proposals, predictions, store, f"batch {outcome.batch_id} ({outcome.proposals[0].strategy})")
+    console.print("approve with `alem approve ID...` or `alem approve --all`; reject with `alem reject ID... --reason TEXT`")
+
+
+def _print_proposals(proposals, predictions, store, title: str) -> None:
+    table = Table(title=title)
+    for column in ("hop", "host", "atoms", "length Å", "strategy", "score", "μ eV", "σ eV", "P(E_m<0.65)", "batch"):
+        table.add_column(column, justify="right" if column not in ("hop", "host", "strategy", "batch") else "left")
+    for proposal in proposals:
+        record = store.hop(proposal.hop_id)
+        host = store.host(record.host_id).name if record.host_id is not None else (record.group or "")
+        prediction = predictions.get(proposal.hop_id)
+        table.add_row(
+            proposal.hop_id, host or "", str(record.n_sites), f"{record.hop_length_a:.2f}", proposal.strategy,
+            f"{proposal.score:.4g}", _fmt(proposal.mean_ev), _fmt(proposal.std_ev),
+            _fmt(prediction.prob_good if prediction else None, 2), proposal.batch_id,
+        )
+    console.print(table)
+
+
+def _waiting_proposals(store):
+    from alem.store import HopState
+
+    proposed = {r.hop_id for r in store.hops(state=HopState.PROPOSED)}
+    latest = {}
+    for proposal in store.proposals():
+        if proposal.hop_id in proposed:
+            latest[proposal.hop_id] = proposal
+    return sorted(latest.values(), key=lambda p: p.id)
+
+
+@app.command()
+def proposals(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    campaign: CampaignOption = None,
+) -> None:
+    """Proposed hops waiting for a decision, with why they were chosen."""
+    with _campaign_store(campaign) as (config, store):
+        waiting = _waiting_proposals(store)
+        if as_json:
+            console.print_json(json.dumps([p.as_dict() for p in waiting]))
+            return
+        if not waiting:
+            console.print("no proposals wait for a decision (`alem propose` makes a batch)")
+            return
+        _print_proposals(waiting, store.predictions(), store, f"{len(waiting)} proposals waiting for a decision")
+
+
+# ------------------------------------------------------------------- approve / reject
+@app.command()
+def approve(
+    hop_ids: Annotated[Optional[list[str]], typer.Argument(help="hop ids to approve")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="approve every waiting proposal")] = False,
+    who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
+    reason: Annotated[Optional[str], typer.Option(help="optional note")] = None,
+    campaign: CampaignOption = None,
+) -> None:
+    """Approve hops for NEB calculation (all or nothing)."""
+    if bool(hop_ids) == all_:
+        raise _fail("give hop ids or --all (not both)", 2)
+    with _campaign_store(campaign) as (config, store):
+        ids = [p.hop_id for p in _waiting_proposals(store)] if all_ else list(hop_ids or [])
+        if not ids:
+            console.print("no proposals wait for a decision")
+            return
+        store.approve(ids, who=who or getpass.getuser(), reason=reason)
+    console.print(f"approved {len(ids)} hop(s): {', '.join(ids)}; `alem loop` submits them")
+
+
+@app.command()
+def reject(
+    hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject")],
+    reason: Annotated[str, typer.Option(help="why (recorded with the decision)")] = ...,
+    who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
+    campaign: CampaignOption = None,
+) -> None:
+    """Reject hops (all or nothing); they are never proposed again unless reopened."""
+    if not reason.strip():
+        raise _fail("--reason must say why", 2)
+    with _campaign_store(campaign) as (config, store):
+        store.reject(hop_ids, who=who or getpass.getuser(), reason=reason)
+    console.print(f"rejected {len(hop_ids)} hop(s): {', '.join(hop_ids)}")
+
+
+# -------------------------------------------------------------------------------- loop
+@app.command()
+def loop(
+    once: Annotated[bool, typer.Option("--once", help="run one tick and exit")] = False,
+    max_ticks: Annotated[Optional[int], typer.Option(help="stop after this many ticks")] = None,
+    tick_seconds: Annotated[Optional[float], typer.Option(help="seconds between ticks (default: alem.toml)")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="re-fine-tune on new results")] = True,
+    until_idle: Annotated[bool, typer.Option(help="stop when nothing is left to do")] = False,
+    campaign: CampaignOption = None,
+) -> None:
+    """Run the campaign: reconcile, ingest, retrain, score, propose, (auto-)approve, submit, sleep."""
+    from alem.backends import make_backend
+    from alem.loop.lock import LoopLockedError
+    from alem.loop.runner import CampaignLoop, LoopOptions
+
+    config = _load_config(campaign)
+    try:
+        backend = make_backend(config)
+    except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
+        raise _fail(f"backend {config.backend.kind}: {exc}", 2) from None
+    options = LoopOptions(
+        max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
+    )
+    runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False))
+    try:
+        runner.run()
+    except LoopLockedError as exc:
+        raise _fail(str(exc), 3) from None

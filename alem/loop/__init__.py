@@ -1,0 +1,1 @@
+"""The long-running campaign loop and the steps it is made of (models, proposals, approval)."""

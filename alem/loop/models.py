@@ -1,0 +1,138 @@
+"""The campaign's model versions: the first one registered from the config, new ones fine-tuned
+on the campaign's results.
+
+Each retraining writes a new ensemble directory under ``<state>/models/`` and registers it in the
+store as the current version; older directories stay on disk (a version's path never changes), so
+any earlier model can be reloaded or compared with. Retraining reuses the current model's
+fine-tuning recipe (its card's ``finetune_config``) on the hops it was trained on plus every usable
+result of the campaign.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from alem.hops.hop import Hop
+
+MODELS_DIRNAME = "models"
+#: Card keys too bulky for the store (kept in the model directory's card).
+_BULKY_CARD_KEYS = ("training_hop_ids",)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version_id: int
+    path: Path
+    ensemble: object  # alem.ensemble.Ensemble (imported lazily: torch is heavy)
+
+
+def configured_model_path(config) -> Path:
+    from alem.ensemble import default_ensemble_path
+
+    return config.resolve(config.model.path) if config.model.path else default_ensemble_path()
+
+
+def store_card(card: dict) -> dict:
+    return {key: value for key, value in card.items() if key not in _BULKY_CARD_KEYS}
+
+
+def dataset_hash(hops: Sequence[Hop]) -> str:
+    rows = sorted(f"{h.hop_id}:{h.barrier_ev:.6f}" for h in hops if h.barrier_ev is not None)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def ensure_model_version(store, config) -> int:
+    """Id of the current model version; registers the configured ensemble when there is none."""
+    current = store.current_model()
+    if current is not None:
+        return current.id
+    from alem.ensemble import Ensemble
+
+    path = configured_model_path(config)
+    ensemble = Ensemble.load(path)  # fails with a clear message if the path holds no ensemble
+    card = ensemble.card
+    return store.add_model_version(path, store_card(card), card.get("dataset_hash"), card.get("n_training_hops"))
+
+
+def load_current_model(store, config) -> LoadedModel:
+    from alem.ensemble import Ensemble
+
+    version_id = ensure_model_version(store, config)
+    path = Path(store.model_version(version_id).path)
+    return LoadedModel(version_id, path, Ensemble.load(path))
+
+
+def new_results_since_current(store) -> int:
+    """Usable results recorded after the current model version was registered."""
+    from alem.campaign import usable_results_since
+
+    current = store.current_model()
+    return usable_results_since(store, current.created_at if current else 0.0)
+
+
+def retraining_due(store, config) -> bool:
+    return new_results_since_current(store) >= config.model.retrain_after_results
+
+
+def training_hops(store, model_path: Path) -> list[Hop]:
+    """The current model's training hops (from alem's dataset, by id) plus every campaign result."""
+    from alem.campaign import result_hops
+    from alem.hops.io import load_training_hops
+
+    card = json.loads((model_path / "model_card.json").read_text())
+    base_ids = card.get("training_hop_ids")
+    base = load_training_hops()
+    if base_ids is not None:
+        wanted = set(base_ids)
+        base = [h for h in base if h.hop_id in wanted]
+    results = result_hops(store)
+    result_ids = {h.hop_id for h in results}
+    return [h for h in base if h.hop_id not in result_ids] + results
+
+
+def retrain(store, config, current: LoadedModel, progress: bool = False) -> LoadedModel:
+    """Fine-tune a new ensemble on the campaign's data and make it the current version."""
+    from alem.ensemble import Ensemble
+    from alem.training.finetune import FinetuneConfig, train_ensemble
+
+    card = json.loads((current.path / "model_card.json").read_text())
+    recipe = FinetuneConfig(**card.get("finetune_config", {}))
+    if config.model.epochs:
+        recipe = FinetuneConfig(**{**recipe.__dict__, "epochs": config.model.epochs})
+    hops = training_hops(store, current.path)
+    out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
+    suffix = 1
+    while out_dir.exists():
+        out_dir = out_dir.with_name(f"{out_dir.name.split('.')[0]}.{suffix}")
+        suffix += 1
+    digest = dataset_hash(hops)
+    n_results = sum(1 for h in hops if (h.provenance.source or "").startswith("alem:"))
+    calibration = card.get("calibration", {}).get("sigma_scale")
+    path = train_ensemble(
+        hops,
+        out_dir,
+        n_members=config.model.n_members,
+        config=recipe,
+        calibration_scale=calibration,
+        progress=progress,
+        extra_card={
+            "dataset_hash": digest,
+            "campaign_results": n_results,
+            "parent_model": str(current.path),
+            # the parent's calibration factor is reused: no cross-validation runs inside the loop
+            "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
+        },
+    )
+    ensemble = Ensemble.load(path)
+    version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))
+    store.log_event(
+        "retrained",
+        f"model version {version_id} fine-tuned on {len(hops)} hops ({n_results} from this campaign)",
+        payload={"path": str(path), "parent": current.version_id},
+    )
+    return LoadedModel(version_id, path, ensemble)

@@ -1,0 +1,247 @@
+"""``alem loop``: the campaign's long-running process.
+
+One tick::
+
+    reconcile   store vs backend: results ingested, failures recorded, lost jobs retried
+    retrain     when >= [model] retrain_after_results new usable results arrived
+    score       candidates the current model has not predicted yet
+    propose     when fewer than [acquisition] min_approved_queue approved hops wait and no
+                proposal waits for a decision
+    approve     automatically, within the budget, if [approval] auto_approve
+    submit      approved hops, within the budget, exactly once each
+    sleep       [loop] tick_seconds (a stop request cuts it short)
+
+Every step is made of store transactions, so a loop killed at any moment (even with -9) leaves a
+consistent store; the next start reconciles and carries on. The current phase and a heartbeat go
+to the store's loop status (what ``alem status`` shows), every action to the campaign log file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from alem.loop.lock import CampaignLock
+from alem.loop.signals import StopRequest
+from alem.store import HopState, Store
+
+#: At start-up the lock guarantees no other loop is mid-submission, so job rows left "created" by
+#: a killed loop are settled after only this long (a manual command may still be submitting).
+STARTUP_STALE_AFTER_S = 5.0
+STALE_AFTER_S = 60.0
+#: A loop whose ticks fail this many times in a row stops (and says why) instead of spinning.
+MAX_FAILED_TICKS = 5
+
+
+@dataclass
+class TickReport:
+    tick: int
+    ingested: int = 0
+    failed: int = 0
+    retrained_version: int | None = None
+    scored: int = 0
+    proposed: list[str] = field(default_factory=list)
+    approved: list[str] = field(default_factory=list)
+    submitted: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoopOptions:
+    max_ticks: int | None = None
+    tick_seconds: float | None = None
+    retrain: bool = True
+    #: stop once nothing is left to do (no candidates, nothing proposed, approved or running)
+    until_idle: bool = False
+    progress: bool = False
+    #: re-raise the first error of a tick (tests, demo) instead of logging it and going on
+    fail_fast: bool = False
+
+
+def campaign_logger(log_path) -> logging.Logger:
+    logger = logging.getLogger(f"alem.loop.{log_path}")
+    if not logger.handlers:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s pid=%(process)d %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+class CampaignLoop:
+    """Runs ticks for one campaign. ``say`` receives every human-readable line (the CLI prints it)."""
+
+    def __init__(self, config, backend, options: LoopOptions, say: Callable[[str], None] = lambda line: None):
+        self.config = config
+        self.backend = backend
+        self.options = options
+        self._say = say
+        self.log = campaign_logger(config.resolve(config.campaign.log_file))
+        self.stop = StopRequest(on_request=self._on_signal)
+        self.store: Store | None = None
+        self.model = None
+
+    # ------------------------------------------------------------------ output
+    def _on_signal(self, name: str) -> None:
+        self.tell(f"{name} received: finishing the current step, then stopping (send it again to stop at once)")
+
+    def tell(self, line: str, level: int = logging.INFO) -> None:
+        self.log.log(level, line)
+        self._say(line)
+
+    def phase(self, phase: str, message: str = "") -> None:
+        assert self.store is not None
+        self.store.set_loop_status(phase, message)
+
+    # ------------------------------------------------------------------- steps
+    def _reconcile(self, report: TickReport, stale_after_s: float) -> None:
+        from alem.campaign import reconcile
+
+        self.phase("reconciling", f"comparing live jobs with backend {self.backend.name}")
+        result = reconcile(self.store, self.backend, self.config, stale_after_s=stale_after_s, resubmit=False)
+        report.ingested, report.failed = result.completed, result.failed
+        for line in result.repairs:
+            self.tell(line)
+        for line in result.problems:
+            self.tell(f"store problem: {line}", logging.WARNING)
+
+    def _retrain(self, report: TickReport) -> None:
+        from alem.loop.models import new_results_since_current, retrain, retraining_due
+
+        if not self.options.retrain or not retraining_due(self.store, self.config):
+            return
+        n_new = new_results_since_current(self.store)
+        self.phase("retraining", f"fine-tuning on {n_new} new results")
+        self.tell(f"{n_new} new results since model version {self.model.version_id}: re-fine-tuning the ensemble")
+        started = time.time()
+        self.model = retrain(self.store, self.config, self.model, progress=self.options.progress)
+        report.retrained_version = self.model.version_id
+        self.tell(f"model version {self.model.version_id} ready ({time.time() - started:.0f} s): {self.model.path}")
+
+    def _score(self, report: TickReport) -> None:
+        from alem.loop.propose import score_unscored_candidates
+
+        self.phase("scoring", f"predicting candidates with model version {self.model.version_id}")
+        report.scored = score_unscored_candidates(self.store, self.model, progress=self.options.progress)
+        if report.scored:
+            self.tell(f"scored {report.scored} candidates with model version {self.model.version_id}")
+
+    def _needs_proposal(self) -> bool:
+        store = self.store
+        if store.hops(state=HopState.PROPOSED):
+            return False  # a batch is waiting for a decision
+        waiting = sum(1 for r in store.hops(state=HopState.APPROVED) if store.live_job(r.hop_id) is None)
+        return waiting < self.config.acquisition.min_approved_queue and bool(store.hops(state=HopState.CANDIDATE))
+
+    def _propose(self, report: TickReport) -> None:
+        from alem.loop.propose import propose_batch
+
+        if not self._needs_proposal():
+            return
+        acquisition = self.config.acquisition
+        self.phase("proposing", f"{acquisition.strategy} batch of {acquisition.batch_size}")
+        outcome = propose_batch(self.store, self.model, acquisition, progress=self.options.progress)
+        report.proposed = [p.hop_id for p in outcome.proposals]
+        if outcome.proposals:
+            described = ", ".join(
+                f"{p.hop_id} (μ {p.mean_ev:.2f} eV, σ {p.std_ev:.2f})" for p in outcome.proposals
+            )
+            self.tell(f"proposed batch {outcome.batch_id} ({acquisition.strategy}): {described}")
+
+    def _approve(self, report: TickReport) -> None:
+        from alem.loop.approval import auto_approve
+
+        report.approved = auto_approve(self.store, self.config.approval)
+        if report.approved:
+            self.tell(f"auto-approved {', '.join(report.approved)}")
+        elif not self.config.approval.auto_approve and self.store.hops(state=HopState.PROPOSED):
+            self.phase("waiting", "proposals wait for approval (alem proposals / alem approve)")
+
+    def _submit(self, report: TickReport) -> None:
+        from alem.campaign import submit_approved
+
+        if not self.store.hops(state=HopState.APPROVED):
+            return
+        self.phase("submitting", f"submitting approved hops to {self.backend.name}")
+        result = submit_approved(self.store, self.backend, self.config, stale_after_s=STALE_AFTER_S)
+        report.submitted = [hop for hop, _ in result.submitted + result.recovered]
+        for line in result.messages:
+            self.tell(line, logging.WARNING if line in result.errors else logging.INFO)
+
+    # -------------------------------------------------------------------- ticks
+    def tick(self, number: int, stale_after_s: float) -> TickReport:
+        report = TickReport(number)
+        steps = (
+            lambda: self._reconcile(report, stale_after_s),
+            lambda: self._retrain(report),
+            lambda: self._score(report),
+            lambda: self._propose(report),
+            lambda: self._approve(report),
+            lambda: self._submit(report),
+        )
+        for step in steps:
+            if self.stop.requested:
+                break
+            step()
+        return report
+
+    def idle(self) -> bool:
+        """Nothing left to do: no candidate, proposal, approved hop or live job."""
+        store = self.store
+        busy = (HopState.CANDIDATE, HopState.PROPOSED, HopState.APPROVED, HopState.SUBMITTED)
+        return not store.hops(state=list(busy)) and not store.jobs(live=True)
+
+    def run(self) -> list[TickReport]:
+        from alem.loop.models import load_current_model
+
+        reports: list[TickReport] = []
+        lock = CampaignLock(self.config.state_dir)
+        lock.acquire()
+        self.store = Store.open(self.config.store_path)
+        self.stop.install()
+        try:
+            self.phase("starting", f"loop started (pid {os.getpid()})")
+            self.store.log_event("loop_started", f"alem loop started (pid {os.getpid()})")
+            self.tell(f"loop started for campaign {self.config.campaign.name} (pid {os.getpid()}, backend {self.backend.name})")
+            self.model = load_current_model(self.store, self.config)
+            tick_seconds = self.options.tick_seconds if self.options.tick_seconds is not None else self.config.loop.tick_seconds
+            number = failed_in_a_row = 0
+            while not self.stop.requested:
+                number += 1
+                stale = STARTUP_STALE_AFTER_S if number == 1 else STALE_AFTER_S
+                try:
+                    reports.append(self.tick(number, stale))
+                    failed_in_a_row = 0
+                except Exception as exc:
+                    if self.options.fail_fast:
+                        raise
+                    failed_in_a_row += 1
+                    self.log.exception("tick %d failed", number)
+                    self.tell(f"tick {number} failed: {type(exc).__name__}: {exc} (details in the log)", logging.ERROR)
+                    self.phase("error", f"tick {number} failed: {exc}")
+                    if failed_in_a_row >= MAX_FAILED_TICKS:
+                        raise RuntimeError(f"{failed_in_a_row} ticks in a row failed; last: {exc}") from exc
+                if self.options.max_ticks is not None and number >= self.options.max_ticks:
+                    break
+                if self.options.until_idle and self.idle():
+                    self.tell("nothing left to do: no candidates, proposals, approved hops or running jobs")
+                    break
+                if self.stop.requested:
+                    break
+                self.phase("sleeping", f"next tick in {tick_seconds:.0f} s")
+                if self.stop.wait(tick_seconds):
+                    break
+            reason = f"stopped by {self.stop.signal_name}" if self.stop.requested else "finished"
+            self.phase("stopped", reason)
+            self.store.log_event("loop_stopped", f"alem loop {reason} after {number} ticks")
+            self.tell(f"loop {reason} after {number} ticks")
+            return reports
+        finally:
+            self.stop.uninstall()
+            self.store.close()
+            lock.release()
