@@ -7,7 +7,8 @@ jobs, restarts, retraining on new results) in seconds, and replays a published d
 simulated campaign to benchmark acquisition strategies.
 
 Submissions persist in a small SQLite file in the campaign's state directory, so they survive
-restarts like a real queue would. Deleting that file makes every earlier job LOST.
+restarts like a real queue would; each job's run time (``delay_s``) is fixed when it is
+submitted. Deleting that file makes every earlier job LOST.
 
 Outcomes:
 
@@ -41,6 +42,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS submissions (
     hop_id TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     submitted_at REAL NOT NULL,
+    ready_at REAL NOT NULL,
     cancelled INTEGER NOT NULL DEFAULT 0
 )"""
 
@@ -114,10 +116,12 @@ class ReplayBackend(Backend):
         from alem.store.fingerprint import hop_fingerprint
 
         external_id = f"replay-{uuid.uuid4().hex[:12]}"
+        now = self._clock()
         with closing(self._connect()) as conn, conn:
             conn.execute(
-                "INSERT INTO submissions (external_id, job_key, hop_id, fingerprint, submitted_at) VALUES (?, ?, ?, ?, ?)",
-                (external_id, job_key, hop.hop_id, hop_fingerprint(hop), self._clock()),
+                "INSERT INTO submissions (external_id, job_key, hop_id, fingerprint, submitted_at, ready_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (external_id, job_key, hop.hop_id, hop_fingerprint(hop), now, now + self.delay_s),
             )
         return external_id
 
@@ -133,7 +137,7 @@ class ReplayBackend(Backend):
                 states[external_id] = JobState.LOST
             elif row["cancelled"]:
                 states[external_id] = JobState.FAILED
-            elif self._clock() - row["submitted_at"] < self.delay_s:
+            elif self._clock() < row["ready_at"]:
                 states[external_id] = JobState.RUNNING
             else:
                 match, _ = self._match(row["hop_id"], row["fingerprint"])

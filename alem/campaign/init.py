@@ -23,12 +23,12 @@ def init_campaign(
     directory = Path(directory).resolve()
     if (directory / CONFIG_FILENAME).exists():
         raise CampaignExistsError(f"{directory / CONFIG_FILENAME}: a campaign already exists here; nothing changed")
-    config = CampaignConfig()
-    config.campaign.name = name or directory.name
-    config.campaign.working_ion = working_ion
-    config.backend.kind = backend
-    if replay_dataset:
-        config.backend.replay.dataset = replay_dataset
+    data = {
+        "campaign": {"name": name or directory.name, "working_ion": working_ion},
+        # resolved now: relative paths in alem.toml are relative to the campaign, not to the cwd
+        "backend": {"kind": backend, "replay": {"dataset": str(Path(replay_dataset).resolve()) if replay_dataset else ""}},
+    }
+    config = CampaignConfig.from_dict(data, source="alem init")  # ConfigError names the bad option
     config.campaign_dir = directory
     directory.mkdir(parents=True, exist_ok=True)
     with Store.open(config.store_path) as store:

@@ -4,5 +4,7 @@ from alem.cli.app import app
 
 # Importing the modules registers their commands on ``app``.
 from alem.cli import model_cmds  # noqa: E402,F401
+from alem.cli import campaign_cmds  # noqa: E402,F401
+from alem.cli import loop_cmds  # noqa: E402,F401
 
 __all__ = ["app"]

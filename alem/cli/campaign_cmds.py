@@ -1,0 +1,416 @@
+"""Campaign commands: init, status, show, jobs, history, export, reconcile.
+
+Every inspection command takes ``--json`` (one JSON document on stdout, for scripts) and
+``--campaign DIR`` (default: the nearest directory with ``alem.toml``, or ``$ALEM_CAMPAIGN``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from alem.cli.app import app, console, err_console
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Store
+
+CampaignOption = Annotated[
+    Path | None,
+    typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml, or $ALEM_CAMPAIGN)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document instead of tables")]
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _open(campaign: Path | None) -> tuple[CampaignConfig, Store]:
+    """The campaign's config and store, or one error message and exit 1."""
+    from alem.config import CampaignConfig, ConfigError, find_campaign_dir
+    from alem.store import Store, StoreError
+    from alem.store.schema import SchemaError
+
+    try:
+        directory = campaign if campaign is not None else find_campaign_dir()
+        config = CampaignConfig.load(directory)
+        return config, Store.open(config.store_path, create=False)
+    except (ConfigError, StoreError, SchemaError) as exc:
+        _fail(str(exc))
+
+
+def _print_json(data: Any) -> None:
+    # plain print: rich would wrap long lines and break the JSON
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _ago(seconds: float | None, now: float | None = None) -> str:
+    if seconds is None:
+        return "-"
+    age = (now or time.time()) - seconds
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if age >= size:
+            return f"{age / size:.0f} {unit} ago"
+    return f"{max(age, 0):.0f} s ago"
+
+
+def cv_mae_ev(card: dict[str, Any]) -> float | None:
+    """Cross-validated MAE (eV) from a model card: the first ``mae``/``mae_ev`` number found under
+    a key that mentions ``cv`` (e.g. ``card["cv"]["mae_ev"]`` or ``card["metrics"]["cv"]["mae"]``)."""
+
+    def search(node: Any, under_cv: bool) -> float | None:
+        if not isinstance(node, dict):
+            return None
+        for key, value in node.items():
+            key_l = str(key).lower()
+            is_cv = under_cv or "cv" in key_l or "cross" in key_l
+            if is_cv and key_l in ("mae", "mae_ev") and isinstance(value, int | float):
+                return float(value)
+            if isinstance(value, int | float) and ("cv" in key_l or "cross" in key_l) and "mae" in key_l:
+                return float(value)
+            found = search(value, is_cv)
+            if found is not None:
+                return found
+        return None
+
+    return search(card, False)
+
+
+def _loop_alive(status, tick_seconds: int) -> bool:
+    """A loop is alive when its heartbeat is recent and, on this host, its process exists."""
+    if status is None or time.time() - status.heartbeat > 3 * tick_seconds + 60:
+        return False
+    if status.hostname == socket.gethostname() and status.pid:
+        try:
+            os.kill(status.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
+# --------------------------------------------------------------------------- init
+@app.command("init")
+def init_cmd(
+    directory: Annotated[Path, typer.Argument(help="campaign directory (created if missing)")] = Path("."),
+    ion: Annotated[str, typer.Option("--ion", help="working ion")] = "Li",
+    backend: Annotated[str, typer.Option("--backend", help="local | fireworks | jobflow-remote | replay")] = "local",
+    name: Annotated[str | None, typer.Option("--name", help="campaign name (default: the directory name)")] = None,
+    replay_dataset: Annotated[
+        str | None, typer.Option("--replay-dataset", help="with --backend replay: labelled Em-dataset-layout file")
+    ] = None,
+) -> None:
+    """Create a campaign: alem.toml (documented defaults) and the state store."""
+    from alem.campaign import CampaignExistsError, init_campaign
+    from alem.config import ConfigError
+
+    try:
+        config = init_campaign(directory, working_ion=ion, backend=backend, name=name, replay_dataset=replay_dataset)  # type: ignore[arg-type]
+    except (CampaignExistsError, ConfigError) as exc:
+        _fail(str(exc))
+    console.print(f"Created campaign [bold]{config.campaign.name}[/] in {config.campaign_dir}")
+    console.print(f"  config: {config.config_path}  (every key documented; edit it to change the campaign)")
+    console.print(f"  store:  {config.store_path}")
+    if backend == "replay" and not replay_dataset:
+        console.print("  [yellow]set \\[backend.replay] dataset in alem.toml before submitting[/]")
+
+
+# ------------------------------------------------------------------------- status
+def _status_data(config: CampaignConfig, store: Store) -> dict[str, Any]:
+    from alem.campaign import usable_results_since
+
+    model = store.current_model()
+    loop = store.loop_status()
+    live = store.jobs(live=True)
+    results = store.results()
+    return {
+        "campaign": config.campaign.name,
+        "directory": str(config.campaign_dir),
+        "working_ion": config.campaign.working_ion,
+        "backend": config.backend.kind,
+        "store": str(store.path),
+        "schema_version": store.schema_version,
+        "hops": store.hop_counts(),
+        "running_jobs": [j.as_dict() for j in live],
+        "results": {
+            "usable": sum(r.usable for r in results),
+            "failed": sum(not r.usable for r in results),
+            "new_since_current_model": usable_results_since(store, model.created_at) if model else None,
+        },
+        "model": None
+        if model is None
+        else {
+            "id": model.id,
+            "path": model.path,
+            "created_at": model.created_at,
+            "n_training_hops": model.n_training_hops,
+            "dataset_hash": model.dataset_hash,
+            "cv_mae_ev": cv_mae_ev(model.card),
+        },
+        "loop": None if loop is None else {**loop.as_dict(), "alive": _loop_alive(loop, config.loop.tick_seconds)},
+        "problems": store.integrity_check(),
+    }
+
+
+@app.command("status")
+def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False) -> None:
+    """Campaign overview: hops per state, running jobs, current model and its CV error, the loop."""
+    config, store = _open(campaign)
+    with store:
+        data = _status_data(config, store)
+    if as_json:
+        _print_json(data)
+        return
+    console.print(
+        f"[bold]{data['campaign']}[/]  {data['working_ion']} migration, backend {data['backend']}  "
+        f"([dim]{data['store']}, schema v{data['schema_version']}[/])"
+    )
+    hops = Table(title="Hops", title_justify="left")
+    for state in data["hops"]:
+        hops.add_column(state, justify="right")
+    hops.add_row(*(str(n) for n in data["hops"].values()))
+    console.print(hops)
+    results = data["results"]
+    console.print(f"Results: {results['usable']} usable, {results['failed']} failed")
+    model = data["model"]
+    if model is None:
+        console.print("Model: none registered yet (the shipped ensemble is used until the first retraining)")
+    else:
+        mae = f"{model['cv_mae_ev']:.3f} eV" if model["cv_mae_ev"] is not None else "not in its card"
+        console.print(
+            f"Model: version {model['id']} ({model['path']}), trained on {model['n_training_hops']} hops "
+            f"{_ago(model['created_at'])}; CV MAE {mae}; {results['new_since_current_model']} new results since"
+        )
+    loop = data["loop"]
+    if loop is None:
+        console.print("Loop: never started (run `alem loop`)")
+    else:
+        state = "[green]running[/]" if loop["alive"] else "[red]not running[/]"
+        console.print(
+            f"Loop: {state}, pid {loop['pid']} on {loop['hostname']}, last heartbeat {_ago(loop['heartbeat'])}: "
+            f"{loop['phase']}" + (f" - {loop['message']}" if loop["message"] else "")
+        )
+    if data["running_jobs"]:
+        console.print(_jobs_table(data["running_jobs"], title="Jobs in flight"))
+    else:
+        console.print("Jobs in flight: none")
+    for problem in data["problems"]:
+        console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
+
+
+# --------------------------------------------------------------------------- jobs
+def _jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("job", "hop", "backend", "external id", "state", "attempt", "submitted", "updated", "error"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        table.add_row(
+            str(job["id"]),
+            job["hop_id"],
+            job["backend"],
+            job["external_id"] or "-",
+            job["state"],
+            str(job["attempt"]),
+            _when(job["submitted_at"]),
+            _ago(job["updated_at"]),
+            escape(job["error"] or ""),
+        )
+    return table
+
+
+@app.command("jobs")
+def jobs_cmd(
+    campaign: CampaignOption = None,
+    as_json: JsonOption = False,
+    show_all: Annotated[bool, typer.Option("--all", help="finished jobs too (default: jobs in flight)")] = False,
+    state: Annotated[str | None, typer.Option("--state", help="only jobs in this state")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="most jobs shown, newest first")] = 50,
+) -> None:
+    """NEB jobs: in flight by default, all with --all."""
+    from alem.store import JobStatus
+
+    if state is not None and state not in {s.value for s in JobStatus}:
+        _fail(f"--state {state!r}: not a job state ({', '.join(s.value for s in JobStatus)})")
+    _, store = _open(campaign)
+    with store:
+        live = None if (show_all or state) else True
+        jobs = [j.as_dict() for j in store.jobs(state=state, live=live, limit=limit)]
+    if as_json:
+        _print_json(jobs)
+    elif jobs:
+        console.print(_jobs_table(jobs, "Jobs" if (show_all or state) else "Jobs in flight"))
+    else:
+        console.print("No jobs" + ("" if (show_all or state) else " in flight (use --all for finished ones)"))
+
+
+# ------------------------------------------------------------------------ history
+def _events_table(events: list[dict[str, Any]]) -> Table:
+    table = Table(title="History", title_justify="left")
+    for column in ("time", "event", "hop", "job", "message"):
+        table.add_column(column, overflow="fold")
+    for event in events:
+        table.add_row(
+            _when(event["time"]), event["kind"], event["hop_id"] or "", str(event["job_id"] or ""), escape(event["message"])
+        )
+    return table
+
+
+@app.command("history")
+def history_cmd(
+    campaign: CampaignOption = None,
+    as_json: JsonOption = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="the newest N events")] = 50,
+    hop: Annotated[str | None, typer.Option("--hop", help="only events of this hop")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="only events of this kind (e.g. result, approved)")] = None,
+) -> None:
+    """The campaign's event log, oldest of the shown events first."""
+    _, store = _open(campaign)
+    with store:
+        events = [e.as_dict() for e in store.events(hop_id=hop, kind=kind, limit=limit)]
+    if as_json:
+        _print_json(events)
+    elif events:
+        console.print(_events_table(events))
+    else:
+        console.print("No events")
+
+
+# --------------------------------------------------------------------------- show
+@app.command("show")
+def show_cmd(
+    hop_id: Annotated[str, typer.Argument(help="the hop's id (see `alem status`, `alem jobs`)")],
+    campaign: CampaignOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Everything known about one hop: predictions, proposals, decisions, jobs, results, history."""
+    from alem.store import UnknownHopError
+
+    _, store = _open(campaign)
+    with store:
+        try:
+            record = store.hop(hop_id)
+        except UnknownHopError as exc:
+            _fail(str(exc))
+        predictions = [
+            p.as_dict()
+            for m in store.model_versions()
+            for p in store.predictions(m.id, hop_ids=[hop_id]).values()
+        ]
+        data = {
+            "hop": record.as_dict(),
+            "host": store.host(record.host_id).as_dict() if record.host_id is not None else None,
+            "predictions": predictions,
+            "proposals": [p.as_dict() for p in store.proposals(hop_id=hop_id)],
+            "decisions": [d.as_dict() for d in store.decisions(hop_id)],
+            "jobs": [j.as_dict() for j in store.jobs(hop_id=hop_id)],
+            "results": [r.as_dict() for r in store.results(hop_id=hop_id)],
+            "events": [e.as_dict() for e in store.events(hop_id=hop_id)],
+        }
+    if as_json:
+        _print_json(data)
+        return
+    hop = data["hop"]
+    host = data["host"]
+    console.print(
+        f"[bold]{hop['hop_id']}[/]  state [bold]{hop['state']}[/]  {hop['working_ion']} hop of "
+        f"{hop['hop_length_a']:.2f} Å in a {hop['n_sites']}-site cell"
+        + (f", host {host['id']} {host['formula']}" if host else "")
+        + (f", group {hop['group']}" if hop["group"] else "")
+    )
+    for p in predictions:
+        prob = f", P(good) {p['prob_good']:.2f}" if p["prob_good"] is not None else ""
+        console.print(f"  model {p['model_version_id']}: {p['mean_ev']:.3f} ± {p['std_ev']:.3f} eV{prob}")
+    for p in data["proposals"]:
+        console.print(f"  proposed in batch {p['batch_id']} ({p['strategy']}, score {p['score']:.4g}) {_when(p['created_at'])}")
+    for d in data["decisions"]:
+        console.print(f"  {d['decision']}d by {d['who']} {_when(d['created_at'])}" + (f": {d['reason']}" if d["reason"] else ""))
+    for r in data["results"]:
+        if r["usable"]:
+            reverse = f", reverse {r['reverse_barrier_ev']:.3f} eV" if r["reverse_barrier_ev"] is not None else ""
+            console.print(f"  [green]result[/]: barrier {r['barrier_ev']:.3f} eV{reverse} ({r['method']}, job {r['job_id']})")
+        else:
+            console.print(f"  [red]failed result[/]: {escape(r['failure_reason'] or '')} ({r['method'] or 'unknown method'}, job {r['job_id']})")
+    if data["jobs"]:
+        console.print(_jobs_table(data["jobs"], "Jobs"))
+    if data["events"]:
+        console.print(_events_table(data["events"]))
+
+
+# ------------------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Argument(help="output file (.json or .json.gz), Em dataset layout")],
+    campaign: CampaignOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write every usable NEB result in the Em dataset layout (trainable like the shipped data)."""
+    from alem.campaign import export_dataset
+
+    _, store = _open(campaign)
+    with store:
+        path, n = export_dataset(store, out)
+    if as_json:
+        _print_json({"path": str(path), "n_hops": n})
+    elif n:
+        console.print(f"Wrote {n} hops with barriers to {path}")
+    else:
+        console.print(f"No usable results yet; wrote an empty list to {path}")
+
+
+# ---------------------------------------------------------------------- reconcile
+@app.command("reconcile")
+def reconcile_cmd(
+    campaign: CampaignOption = None,
+    as_json: JsonOption = False,
+    no_resubmit: Annotated[bool, typer.Option("--no-resubmit", help="record failures but do not resubmit retries")] = False,
+    stale_after_s: Annotated[
+        float, typer.Option("--stale-after", help="seconds after which a job without external id is resolved")
+    ] = 60.0,
+) -> None:
+    """Compare the store with the backend and repair it (results recorded, failed/lost jobs retried)."""
+    from alem.backends import make_backend
+    from alem.campaign import reconcile
+
+    config, store = _open(campaign)
+    with store:
+        try:
+            backend = make_backend(config, config.campaign_dir)
+        except (ValueError, OSError) as exc:
+            _fail(f"backend {config.backend.kind}: {exc}")
+        report = reconcile(store, backend, config, stale_after_s=stale_after_s, resubmit=not no_resubmit)
+    if as_json:
+        _print_json(
+            {
+                "checked": report.checked,
+                "completed": report.completed,
+                "failed": report.failed,
+                "retried": report.retried,
+                "repairs": report.repairs,
+                "problems": report.problems,
+            }
+        )
+        return
+    console.print(f"Checked {report.checked} jobs on {config.backend.kind}.")
+    for line in report.repairs:
+        console.print(f"  {line}", highlight=False, markup=False)
+    if not report.repairs:
+        console.print("  Nothing to repair: the store agrees with the backend.")
+    for problem in report.problems:
+        console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
