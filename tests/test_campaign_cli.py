@@ -150,3 +150,19 @@ def test_commands_outside_a_campaign_say_how_to_start_one(tmp_path, monkeypatch)
     monkeypatch.delenv("ALEM_CAMPAIGN", raising=False)
     result = _run("status", ok=False)
     assert result.exit_code == 1 and "alem init" in _flat(result.output)
+
+
+def test_reconcile_says_plainly_what_it_repaired(campaign):
+    out = _flat(_run("reconcile", "-C", campaign).output)
+    assert "Checked 2 jobs on replay." in out and "completed: barrier 0.310 eV (replay:unknown); hop done" in out
+    out = _flat(_run("reconcile", "-C", campaign).output)
+    assert "Checked 1 jobs on replay. Nothing to repair" in out
+
+
+def test_a_loop_whose_process_is_gone_is_reported_as_not_running(campaign):
+    config = CampaignConfig.load(campaign)
+    with Store.open(config.store_path) as store:
+        store.set_loop_status("waiting", pid=2**22 + 12345)  # above the default pid_max: no such process
+    status = json.loads(_run("status", "-C", campaign, "--json").output)
+    assert status["loop"]["alive"] is False
+    assert "Loop: not running" in _flat(_run("status", "-C", campaign).output)

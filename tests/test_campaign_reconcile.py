@@ -138,3 +138,27 @@ def test_usable_results_come_back_as_training_hops_and_export_round_trips(campai
         ("LiO2-path-7", 0.55, "GGA+U", "alem:replay"),
     ]
     assert back[1].initial == store.load_hops(["LiO2-path-7"])[0].initial
+
+
+def test_a_cancelled_job_is_a_failure_with_its_reason(campaign):
+    config, store = campaign
+    config.backend.max_attempts = 1
+    backend = _backend(config)
+    store.approve(["h0"], who="alice")
+    (hop_id, external_id), = submit_approved(store, backend, config).submitted
+    backend.cancel(external_id)
+    report = reconcile(store, backend, config)
+    assert f"failed: replay job {external_id} was cancelled; hop h0 failed after 1 attempts" in report.repairs[0]
+    assert store.jobs(hop_id="h0")[0].error == f"replay job {external_id} was cancelled"
+
+
+def test_replay_backend_configuration_errors_name_the_key(tmp_path):
+    from alem.backends.replay import ReplayError
+
+    config = CampaignConfig()
+    config.campaign_dir = tmp_path
+    with pytest.raises(ReplayError, match=r"alem.toml: \[backend.replay\] dataset is empty"):
+        ReplayBackend.from_config(config)
+    config.backend.replay.dataset = "missing.json"
+    with pytest.raises(ReplayError, match="missing.json: replay dataset not found"):
+        ReplayBackend.from_config(config)

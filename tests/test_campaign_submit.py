@@ -169,3 +169,21 @@ def test_a_process_killed_after_submitting_is_recovered_by_the_next_process(camp
     hops_submitted = [s["hop_id"] for s in backend.submissions()]
     assert sorted(hops_submitted) == ["h0", "h1"]  # nothing submitted twice
     assert store.integrity_check() == []
+
+
+def test_the_daily_limit_is_a_rolling_24_hour_window(tmp_path, tiny_hop):
+    hops = [tiny_hop(f"h{i}", 0.30 + 0.05 * i, barrier_ev=0.3) for i in range(3)]
+    config = CampaignConfig()
+    config.campaign_dir = tmp_path
+    config.backend.replay.dataset = str(write_dataset(hops, tmp_path / "labelled.json"))
+    config.approval.max_jobs_per_day = 1
+    clock = [1_000_000.0]
+    with Store.open(config.store_path, clock=lambda: clock[0]) as store:
+        store.add_hops(hops)
+        store.approve(["h0", "h1"], who="alice")
+        backend = _backend(config)
+        assert [h for h, _ in submit_approved(store, backend, config).submitted] == ["h0"]
+        clock[0] += 23 * 3600
+        assert submit_approved(store, backend, config).submitted == []
+        clock[0] += 3601
+        assert [h for h, _ in submit_approved(store, backend, config).submitted] == ["h1"]
