@@ -207,7 +207,8 @@ class ExecutionTables(StoreCore):
         """A submitted job failed or was lost: record why, then retry or give up, atomically.
 
         The hop goes back to ``approved`` (the next submission is attempt n+1) while fewer than
-        ``max_attempts`` jobs of it reached the backend, else to ``failed``. Returns the hop state.
+        ``max_attempts`` jobs of it reached the backend since its last approval, else to ``failed``.
+        Returns the hop state.
         """
         target = JobStatus(state.value if hasattr(state, "value") else state)
         if target not in (JobStatus.FAILED, JobStatus.LOST):
