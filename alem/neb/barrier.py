@@ -9,10 +9,11 @@ and every problem under ``details["problems"]``, when:
 - the NEB did not converge (document state not "successful", i.e. the optimiser ran out of steps
   or a VASP image did not finish; a VASP image whose OUTCAR lacks "reached required accuracy");
 - any energy is NaN or infinite, or fewer than three images are present;
-- the path is discontinuous: an image jumped far from its neighbours (the largest single-atom
-  displacement between two consecutive images exceeds both ``min_jump_a`` and ``jump_ratio``
-  times the median of those displacements along the path), or two neighbouring images differ in
-  energy by more than ``max_energy_step_ev`` (a spike: atoms overlapping or the calculation blew up);
+- the path is discontinuous: an image jumped far from its neighbours (some atom moves between two
+  neighbouring images by more than ``min_jump_a`` and more than ``jump_ratio`` times its own
+  straight-line end-to-end displacement divided by the number of intervals), or two neighbouring
+  images differ in energy by more than ``max_energy_step_ev`` (a spike: atoms overlapping or the
+  calculation blew up);
 - the highest energy is at an endpoint (no interior maximum): the endpoints are not minima of the
   path, so "max - initial" is not a migration barrier;
 - files are missing or unreadable.
@@ -47,23 +48,36 @@ class PathCriteria:
 DEFAULT_CRITERIA = PathCriteria()
 
 
-def _max_site_steps_a(structures: Sequence[Structure]) -> np.ndarray:
-    """Largest minimum-image displacement of any atom between consecutive images (Å)."""
-    steps = []
-    for before, after in zip(structures[:-1], structures[1:]):
-        dfrac = after.frac_coords - before.frac_coords
-        dfrac -= np.round(dfrac)
-        steps.append(float(np.linalg.norm(dfrac @ before.lattice.matrix, axis=1).max()))
-    return np.asarray(steps)
+def _displacements_a(before: Structure, after: Structure) -> np.ndarray:
+    """Minimum-image displacement of every atom between two images (Å)."""
+    dfrac = after.frac_coords - before.frac_coords
+    dfrac -= np.round(dfrac)
+    return np.linalg.norm(dfrac @ before.lattice.matrix, axis=1)
+
+
+def _first_jump(structures: Sequence[Structure], criteria: PathCriteria) -> str | None:
+    """Describe the first atom that jumps between neighbouring images, if any."""
+    n_steps = len(structures) - 1
+    end_to_end = _displacements_a(structures[0], structures[-1])
+    limits = np.maximum(criteria.min_jump_a, criteria.jump_ratio * end_to_end / n_steps)
+    for i in range(n_steps):
+        steps = _displacements_a(structures[i], structures[i + 1])
+        over = np.flatnonzero(steps > limits)
+        if over.size:
+            atom = int(over[np.argmax(steps[over] - limits[over])])
+            return (
+                f"discontinuous path: atom {atom} ({structures[i][atom].species_string}) moves {steps[atom]:.2f} Å "
+                f"between images {i} and {i + 1} (limit {limits[atom]:.2f} Å = max({criteria.min_jump_a:g} Å, "
+                f"{criteria.jump_ratio:g} x its end-to-end displacement / {n_steps}))"
+            )
+    return None
 
 
 def _path_coordinate_a(structures: Sequence[Structure]) -> list[float]:
     """Cumulative root-sum-square displacement of all atoms (NEBAnalysis's reaction coordinate)."""
     coordinate = [0.0]
     for before, after in zip(structures[:-1], structures[1:]):
-        dfrac = after.frac_coords - before.frac_coords
-        dfrac -= np.round(dfrac)
-        coordinate.append(coordinate[-1] + float(np.sqrt((np.linalg.norm(dfrac @ before.lattice.matrix, axis=1) ** 2).sum())))
+        coordinate.append(coordinate[-1] + float(np.sqrt((_displacements_a(before, after) ** 2).sum())))
     return coordinate
 
 
@@ -81,15 +95,9 @@ def path_problems(
     problems = []
     energies = np.asarray(energies_ev, dtype=float)
     if structures is not None and len(structures) == len(energies) and len(structures) >= 3:
-        steps = _max_site_steps_a(structures)
-        limit = max(criteria.min_jump_a, criteria.jump_ratio * float(np.median(steps)))
-        jumps = [i for i, step in enumerate(steps) if step > limit]
-        if jumps:
-            i = jumps[0]
-            problems.append(
-                f"discontinuous path: an atom moves {steps[i]:.2f} Å between images {i} and {i + 1} "
-                f"(limit {limit:.2f} Å = max({criteria.min_jump_a:g} Å, {criteria.jump_ratio:g} x median step))"
-            )
+        jump = _first_jump(structures, criteria)
+        if jump:
+            problems.append(jump)
     energy_steps = np.abs(np.diff(energies))
     if energy_steps.max() > criteria.max_energy_step_ev:
         i = int(energy_steps.argmax())

@@ -1,0 +1,125 @@
+"""The jobflow-remote backend: NEB flows added to a jobflow-remote project's queue database; the
+project's runner (``jf runner start``) uploads, submits (Slurm/PBS through qtoolkit), retrieves
+and completes them. Configure the project with ``hpc_configs/jobflow_remote/*.yaml``.
+
+- external id: the Flow's uuid;
+- the alem job key, hop id, method and NEB output uuid are the Flow's ``metadata`` (stored in
+  the flow document, queried by :meth:`find_by_key`);
+- states from ``JobController.get_flows_info``: COMPLETED -> completed; FAILED/STOPPED -> failed
+  (jobflow-remote marks jobs whose queue job vanished as REMOTE_ERROR, which fails the flow);
+  RUNNING -> running; WAITING/READY/PAUSED -> queued; flow not in the database -> lost;
+- outcome: the NEB document from the project's JobStore.
+
+Submission goes through the project's ``JobController.add_flow`` after the same checks
+``jobflow_remote.submit_flow`` makes (worker exists, every additional store such as atomate2's
+``data`` is configured), so one controller (one database connection) serves submit and poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from alem.backends.base import Backend, JobState, NebOutcome
+from alem.hops.hop import Hop
+from alem.neb.presets import Preset
+
+_STATE_MAP = {
+    "COMPLETED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "STOPPED": JobState.FAILED,
+    "RUNNING": JobState.RUNNING,
+    "WAITING": JobState.QUEUED,
+    "READY": JobState.QUEUED,
+    "PAUSED": JobState.QUEUED,
+}
+
+
+class JobflowRemoteBackend(Backend):
+    """Submit NEB flows to a jobflow-remote project."""
+
+    name = "jobflow-remote"
+
+    def __init__(self, preset: Preset, project: str | None = None, worker: str | None = None, job_controller: Any = None):
+        self.preset = preset
+        self.project_name = project
+        self.worker = worker
+        self._jc = job_controller
+
+    @property
+    def job_controller(self):
+        if self._jc is None:
+            from jobflow_remote import JobController
+
+            self._jc = JobController.from_project_name(self.project_name)
+        return self._jc
+
+    def _worker_name(self) -> str:
+        workers = self.job_controller.project.workers
+        if self.worker:
+            if self.worker not in workers:
+                raise ValueError(f"jobflow-remote project {self.job_controller.project.name!r} has no worker "
+                                 f"{self.worker!r} (it has: {', '.join(workers) or 'none'})")
+            return self.worker
+        if not workers:
+            raise ValueError(f"jobflow-remote project {self.job_controller.project.name!r} has no workers")
+        return next(iter(workers))
+
+    def _flow_info(self, external_id: str):
+        infos = self.job_controller.get_flows_info(flow_ids=[external_id], with_jobs_info=True)
+        return infos[0] if infos else None
+
+    # ------------------------------------------------------------ Backend API
+    def find_by_key(self, job_key: str) -> str | None:
+        infos = self.job_controller.get_flows_info(metadata={"alem_job_key": job_key})
+        if not infos:
+            return None
+        return max(infos, key=lambda info: info.created_on).flow_id
+
+    def submit(self, hop: Hop, job_key: str) -> str:
+        from jobflow_remote.remote.data import check_additional_stores
+
+        from alem.neb.flows import neb_flow_for_hop, output_uuid
+
+        existing = self.find_by_key(job_key)
+        if existing is not None:
+            return existing
+        flow = neb_flow_for_hop(hop, self.preset)
+        flow.metadata.update({"alem_job_key": job_key, "alem_output_uuid": output_uuid(flow)})
+        worker = self._worker_name()
+        jobstore = self.job_controller.jobstore
+        for job, _ in flow.iterflow():
+            missing = check_additional_stores(job, jobstore)
+            if missing:
+                raise ValueError(f"jobflow-remote project {self.job_controller.project.name!r}: its jobstore lacks the "
+                                 f"additional store(s) {missing} that job {job.name!r} writes to (add them under "
+                                 "jobstore.additional_stores; see hpc_configs/jobflow_remote)")
+        self.job_controller.add_flow(flow=flow, worker=worker)
+        return flow.uuid
+
+    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+        infos = {info.flow_id: info for info in self.job_controller.get_flows_info(flow_ids=list(external_ids))}
+        return {
+            external_id: _STATE_MAP.get(infos[external_id].state.value, JobState.QUEUED) if external_id in infos else JobState.LOST
+            for external_id in external_ids
+        }
+
+    def outcome(self, external_id: str) -> NebOutcome:
+        from alem.neb.barrier import outcome_from_job_store
+
+        info = self._flow_info(external_id)
+        if info is None:
+            return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} is not in the queue database")
+        metadata = info.flow_metadata or {}
+        method = metadata.get("alem_method", "")
+        if info.state.value != "COMPLETED":
+            errors = [f"{job.name}: {job.error or job.remote.error or job.state.value}" for job in (info.jobs_info or [])
+                      if job.state.value in ("FAILED", "REMOTE_ERROR", "STOPPED", "USER_STOPPED")]
+            reason = "; ".join(errors) or f"flow is {info.state.value}"
+            return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} {info.state.value}: {reason}", method=method)
+        outcome = outcome_from_job_store(self.job_controller.jobstore, metadata["alem_output_uuid"], method=method)
+        outcome.details.setdefault("flow_id", external_id)
+        return outcome
+
+    def cancel(self, external_id: str) -> None:
+        self.job_controller.stop_jobflow(flow_uuid=external_id)
