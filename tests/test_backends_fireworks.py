@@ -1,0 +1,105 @@
+"""The FireWorks backend against a LaunchPad on mongomock (no MongoDB server is installable
+here): real jobflow -> FireWorks conversion, real LaunchPad queries, real rapidfire execution."""
+
+import functools
+
+import mongomock
+import mongomock.gridfs
+import pytest
+from jobflow import JobStore
+from maggma.stores import JSONStore
+from mongomock.store import ServerStore
+
+from alem.backends.base import JobState
+from alem.backends.fireworks_backend import FireWorksBackend
+
+
+@pytest.fixture
+def launchpad(monkeypatch):
+    import fireworks.core.launchpad as launchpad_module
+    from fireworks import LaunchPad
+
+    mongomock.gridfs.enable_gridfs_integration()
+    server = ServerStore()  # every client of this test shares one in-memory server
+    monkeypatch.setattr(launchpad_module, "MongoClient", functools.partial(mongomock.MongoClient, _store=server))
+    lp = LaunchPad(name="alem_test", strm_lvl="ERROR")
+    lp.reset("", require_password=False)
+    return lp
+
+
+@pytest.fixture
+def job_store(tmp_path):
+    return JobStore(JSONStore(str(tmp_path / "docs.json"), read_only=False),
+                    additional_stores={"data": JSONStore(str(tmp_path / "data.json"), read_only=False)})
+
+
+@pytest.fixture
+def backend(launchpad, job_store, fast_mlip_preset):
+    fast_mlip_preset.neb.relax_endpoints = False  # one Firework keeps the executed test short
+    return FireWorksBackend(fast_mlip_preset, launchpad=launchpad, job_store=job_store, embed_job_store=True,
+                            fworker_name="cluster-a")
+
+
+def test_submit_records_job_key_and_is_idempotent(backend, launchpad, li2o_hop):
+    external_id = backend.submit(li2o_hop, "job-1")
+    assert backend.submit(li2o_hop, "job-1") == external_id
+    assert launchpad.workflows.count_documents({}) == 1
+    workflow = launchpad.workflows.find_one({"nodes": int(external_id)})
+    assert workflow["metadata"]["alem_job_key"] == "job-1"
+    assert workflow["metadata"]["alem_hop_id"] == "li2o-vacancy"
+    firework = launchpad.fireworks.find_one({"fw_id": int(external_id)})
+    assert firework["spec"]["_fworker"] == "cluster-a"
+    assert "JobFiretask" in firework["spec"]["_tasks"][0]["_fw_name"]
+    assert backend.find_by_key("job-1") == external_id
+    assert backend.find_by_key("job-2") is None
+
+
+def test_poll_maps_launchpad_states(backend, launchpad, li2o_hop, tmp_path):
+    from fireworks import FWorker
+
+    external_id = backend.submit(li2o_hop, "job-1")
+    assert backend.poll([external_id, "999"]) == {external_id: JobState.QUEUED, "999": JobState.LOST}
+    launchpad.checkout_fw(FWorker(name="cluster-a"), launch_dir=str(tmp_path))
+    assert backend.poll([external_id])[external_id] == JobState.RUNNING
+    backend.lost_run_expiration_s = 0  # heartbeat now counts as stale: a lost run
+    assert backend.poll([external_id])[external_id] == JobState.LOST
+
+    other = backend.submit(li2o_hop, "job-2")
+    backend.cancel(other)
+    assert backend.poll([other])[other] == JobState.FAILED
+    outcome = backend.outcome(other)
+    assert not outcome.usable and f"FireWorks workflow {other} DEFUSED" in outcome.failure_reason
+
+    launchpad.delete_wf(int(other))
+    assert backend.poll([other])[other] == JobState.LOST
+
+
+@pytest.mark.slow
+def test_rapidfire_runs_the_neb_and_outcome_comes_from_the_job_store(backend, launchpad, li2o_hop, tmp_path, monkeypatch):
+    from fireworks import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+
+    external_id = backend.submit(li2o_hop, "job-1")
+    monkeypatch.chdir(tmp_path)  # rapidfire writes launcher_* directories in the cwd
+    rapidfire(launchpad, FWorker(name="cluster-a"), nlaunches=0, strm_lvl="ERROR")
+    assert backend.poll([external_id])[external_id] == JobState.COMPLETED
+    outcome = backend.outcome(external_id)
+    assert outcome.usable, outcome.failure_reason
+    assert 0.05 < outcome.barrier_ev < 1.5
+    assert outcome.details["fw_id"] == int(external_id)
+
+
+def test_fizzled_workflow_is_failed_with_the_error(backend, launchpad, li2o_hop, tmp_path, monkeypatch):
+    from fireworks import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+
+    external_id = backend.submit(li2o_hop, "job-1")
+    # a worker whose potential cannot be loaded: the Firework raises and fizzles
+    monkeypatch.setattr("atomate2.forcefields.utils.ase_calculator",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("potential weights missing")))
+    monkeypatch.chdir(tmp_path)  # rapidfire writes launcher_* directories in the cwd
+    rapidfire(launchpad, FWorker(name="cluster-a"), nlaunches=1, strm_lvl="ERROR")
+    assert backend.poll([external_id])[external_id] == JobState.FAILED
+    outcome = backend.outcome(external_id)
+    assert not outcome.usable
+    assert "FIZZLED" in outcome.failure_reason and "potential weights missing" in outcome.failure_reason
