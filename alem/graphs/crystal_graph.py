@@ -39,8 +39,6 @@ class HopData(Data):
     def __inc__(self, key: str, value: Any, *args, **kwargs) -> Any:
         if key == "path_edge_index":
             return torch.tensor([[self.num_nodes], [self.path_z.numel()]])
-        if key == "path_edge_dst":  # cached form: only the path-node row is kept
-            return self.path_z.numel()
         return super().__inc__(key, value, *args, **kwargs)
 
 

@@ -62,33 +62,31 @@ class BarrierModel(nn.Module):
         host_pooled = global_mean_pool(embeddings[-1], batch.batch, size=batch.num_graphs)
         return src_h, host_pooled
 
-    def path_forward(
-        self,
-        src_h: torch.Tensor,
-        path_dst: torch.Tensor,
-        path_dist: torch.Tensor,
-        path_z: torch.Tensor,
-        path_t: torch.Tensor,
-        host_pooled: torch.Tensor,
-        path_desc: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def path_embeddings(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embeddings of the path nodes (``n_hops * n_images x hidden``, images of a hop contiguous)."""
         # |t - 1/2| keeps the images symmetric under reversing the hop's direction
-        centred_t = (path_t - 0.5).abs()[:, None]
-        h = self.backbone.embedding(path_z) + self.path_marker + self.path_position(centred_t)
-        edge_attr = self.backbone.rbf(path_dist)
+        centred_t = (inputs["path_t"] - 0.5).abs()[:, None]
+        h = self.backbone.embedding(inputs["path_z"]) + self.path_marker + self.path_position(centred_t)
+        edge_attr = self.backbone.rbf(inputs["path_dist"])
         for index, layer in enumerate(self.path_layers):
-            h = layer(h, src_h[:, index], path_dst, edge_attr)
-        n_graphs = host_pooled.shape[0]
-        return self.head(h.view(n_graphs, self.n_images, -1), host_pooled, path_desc)
+            h = layer(h, inputs["src_h"][:, index], inputs["path_dst"], edge_attr)
+        return h
+
+    def path_forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Barrier from the host context (``src_h``, ``host_pooled``) and the path inputs
+        (``path_dst``, ``path_dist``, ``path_z``, ``path_t``, ``path_desc``)."""
+        h = self.path_embeddings(inputs)
+        n_graphs = inputs["host_pooled"].shape[0]
+        return self.head(h.view(n_graphs, self.n_images, -1), inputs["host_pooled"], inputs["path_desc"])
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         src_h, host_pooled = self.host_context(batch)
         return self.path_forward(
-            src_h, batch.path_edge_index[1], batch.path_dist, batch.path_z, batch.path_t, host_pooled, batch.path_desc
-        )
-
-    def forward_cached(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward on graphs whose host side was precomputed by :meth:`host_context`."""
-        return self.path_forward(
-            batch.src_h, batch.path_edge_dst, batch.path_dist, batch.path_z, batch.path_t, batch.host_pooled, batch.path_desc
+            src_h=src_h,
+            path_dst=batch.path_edge_index[1],
+            path_dist=batch.path_dist,
+            path_z=batch.path_z,
+            path_t=batch.path_t,
+            host_pooled=host_pooled,
+            path_desc=batch.path_desc,
         )

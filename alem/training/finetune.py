@@ -141,7 +141,7 @@ def train_member(
     optimizer = _optimizer(model, config)
     n_batches = (n_items + config.batch_size - 1) // config.batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(config.epochs * n_batches, 1), pct_start=0.1
+        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(config.epochs * n_batches, 20), pct_start=0.1
     )
     losses = []
     for epoch in range(config.epochs):

@@ -108,7 +108,7 @@ def pretrain(corpus_path: Path, out_dir: Path, config: PretrainConfig, progress:
     model = PropertyModel(config.backbone, len(PROPERTIES)).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     total_steps = config.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=max(total_steps, 1))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=max(total_steps, 20))
     history = []
     with maybe_progress(progress) as bar:
         task = bar.add_task("pre-training", total=total_steps, info="") if bar else None

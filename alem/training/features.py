@@ -1,0 +1,44 @@
+"""Fixed hop features from the pre-trained backbone, for fast surrogate refits.
+
+A retrospective active-learning benchmark refits its model hundreds of times; a GNN ensemble per
+step is out of reach on a laptop. These features are what the barrier model starts from before
+any barrier is seen — the pre-trained host embedding and the ion's path embeddings computed with
+path convolutions initialised from the backbone — so a small head refit on them uses no label
+information beyond the labels it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alem.hops.hop import Hop
+from alem.training.device import pick_device
+from alem.training.finetune import FinetuneConfig, Pretrained, default_pretrained_path, new_barrier_model
+from alem.training.hop_graphs import build_hop_graphs, host_context_tensors
+
+
+@torch.no_grad()
+def frozen_path_features(
+    hops: Sequence[Hop], pretrained_path: str | Path | None = None, device: str | None = None, progress: bool = False
+) -> np.ndarray:
+    """``n_hops x (4 * hidden + 1 + n_images)`` features: mean, max and middle-image path
+    embeddings, mean host embedding, hop length and the sorted bottleneck profile (Å)."""
+    dev = pick_device(device)
+    pretrained = Pretrained.load(pretrained_path or default_pretrained_path())
+    model = new_barrier_model(pretrained, FinetuneConfig(freeze="frozen"), pretrained.backbone_config, pretrained.graph_settings.n_images)
+    graphs = build_hop_graphs(hops, pretrained.graph_settings, progress)
+    tensors = host_context_tensors(model, graphs, dev).to(dev)
+    model.to(dev).eval()
+    n_images = pretrained.graph_settings.n_images
+    parts = []
+    for index in torch.arange(tensors.n_hops, device=dev).split(128):
+        inputs = tensors.batch(index)
+        path_h = model.path_embeddings(inputs).view(len(index), n_images, -1)
+        desc = inputs["path_desc"]
+        desc = torch.cat([desc[:, :1], torch.sort(desc[:, 1:], dim=1).values], dim=1)
+        parts.append(torch.cat([path_h.mean(1), path_h.max(1).values, path_h[:, n_images // 2], inputs["host_pooled"], desc], 1).cpu())
+    return torch.cat(parts).numpy()
