@@ -99,3 +99,34 @@ def rocksalt():
     """Factory: ``rocksalt(hop_id, ion='Li', barrier_ev=0.5, neighbor_rank=0)``."""
     return rocksalt_hop
 
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory):
+    """A real pre-training run on the first 40 structures of the shipped corpus, tiny backbone."""
+    import gzip
+
+    from alem import REPO_ROOT
+    from alem.nn import BackboneConfig
+    from alem.training.pretrain import PretrainConfig, pretrain
+
+    out = tmp_path_factory.mktemp("pretrained")
+    corpus = out / "corpus.jsonl.gz"
+    with gzip.open(REPO_ROOT / "data" / "pretrain_multiprop.jsonl.gz", "rt") as src, gzip.open(corpus, "wt") as dst:
+        for _, line in zip(range(40), src):
+            dst.write(line)
+    config = PretrainConfig(epochs=6, batch_size=8, learning_rate=3e-3, backbone=BackboneConfig(hidden=16, n_layers=2, n_rbf=12))
+    card = pretrain(corpus, out, config, progress=False)
+    return out, card
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble(tiny_pretrained, tmp_path_factory):
+    """A 2-member ensemble fine-tuned on 30 small literature hops (frozen tiny backbone)."""
+    from alem.hops import load_training_hops
+    from alem.training.finetune import FinetuneConfig, train_ensemble
+
+    hops = sorted(load_training_hops(), key=lambda h: len(h.initial))[:30]
+    config = FinetuneConfig(freeze="frozen", epochs=20, l1_warmup_epochs=5)
+    return train_ensemble(hops, tmp_path_factory.mktemp("ens") / "ensemble", n_members=2, config=config,
+                          pretrained_path=tiny_pretrained[0], calibration_scale=1.0, progress=False)
