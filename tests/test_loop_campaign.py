@@ -1,0 +1,292 @@
+"""The approval state machine through the CLI, the loop end to end on the replay backend, the
+campaign lock, graceful stop, and a reliability test that SIGKILLs a real `alem loop` process."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alem.cli import app
+from alem.store import HopState, Store
+
+runner = CliRunner()
+TINY_TRAINING_HOPS = 24
+
+
+# ------------------------------------------------------------------------------ fixtures
+@functools.cache
+def _small_shipped_hops(max_sites: int = 60):
+    from alem.hops import load_training_hops
+
+    return tuple(h for h in load_training_hops() if h.n_sites <= max_sites)
+
+
+def small_dataset_hops(n: int, offset: int = 0):
+    """``n`` shipped hops with at most 60 sites (fast to featurise), from ``offset`` on."""
+    hops = _small_shipped_hops()[offset : offset + n]
+    assert len(hops) == n
+    return list(hops)
+
+
+@pytest.fixture(scope="module")
+def tiny_ensemble_dir(tmp_path_factory):
+    """A real 2-member ensemble trained from scratch for 3 epochs on 24 small shipped hops (~2 s):
+    good enough to rank candidates; the loop retrains it with the same recipe."""
+    from alem.training.finetune import FinetuneConfig, train_ensemble
+
+    out = tmp_path_factory.mktemp("ensemble") / "tiny"
+    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
+    return train_ensemble(small_dataset_hops(TINY_TRAINING_HOPS), out, n_members=2, config=config, progress=False)
+
+
+def make_replay_campaign(directory: Path, ensemble_dir: Path, n_hops: int = 12, **settings):
+    """A replay campaign whose candidates are ``n_hops`` shipped hops the tiny ensemble was not
+    trained on (labels hidden in the store, answered by the replay backend).
+    ``settings``: ``section__key=value`` overrides."""
+    from alem.campaign import init_campaign
+    from alem.hops import write_dataset
+
+    hops = small_dataset_hops(n_hops, offset=TINY_TRAINING_HOPS)
+    dataset = write_dataset(hops, directory / "replay.json")
+    config = init_campaign(directory / "campaign", backend="replay", replay_dataset=str(dataset))
+    config.model.path = str(ensemble_dir)
+    for key, value in settings.items():
+        *path, leaf = key.split("__")
+        target = config
+        for part in path:
+            target = getattr(target, part)
+        setattr(target, leaf, value)
+    config.save()
+    with Store.open(config.store_path) as store:
+        store.add_hops([dataclasses.replace(h, barrier_ev=None) for h in hops])
+    return config, {h.hop_id: h.barrier_ev for h in hops}
+
+
+def invoke(config, *args):
+    result = runner.invoke(app, [*args, "--campaign", str(config.campaign_dir)])
+    return result
+
+
+def replay_submissions(config) -> Counter:
+    with sqlite3.connect(config.state_dir / "replay_backend.sqlite") as conn:
+        return Counter(row[0] for row in conn.execute("SELECT hop_id FROM submissions"))
+
+
+# ------------------------------------------------------------------- approval via the CLI
+def test_propose_approve_reject_through_the_cli(tmp_path, tiny_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=8)
+
+    result = invoke(config, "propose", "--strategy", "explore", "--batch", "3")
+    assert result.exit_code == 0, result.output
+    assert "approve with" in result.output
+    with Store.open(config.store_path) as store:
+        proposed = [r.hop_id for r in store.hops(state=HopState.PROPOSED)]
+        proposals = store.proposals()
+        assert len(proposed) == 3
+        assert {p.strategy for p in proposals} == {"explore"}
+        assert all(p.std_ev is not None and p.mean_ev is not None for p in proposals)
+        # predictions of the whole pool are recorded for the model version
+        assert len(store.predictions()) == 8
+
+    listing = invoke(config, "proposals", "--json")
+    assert listing.exit_code == 0
+    assert sorted(p["hop_id"] for p in json.loads(listing.output)) == sorted(proposed)
+
+    # a second batch never repeats a proposed hop
+    again = invoke(config, "propose", "--strategy", "discover", "--batch", "3")
+    assert again.exit_code == 0, again.output
+    with Store.open(config.store_path) as store:
+        all_proposed = [p.hop_id for p in store.proposals()]
+    assert len(all_proposed) == len(set(all_proposed)) == 6
+
+    assert invoke(config, "approve", proposed[0], "--who", "alice").exit_code == 0
+    rejected = invoke(config, "reject", proposed[1], "--reason", "hop crosses a disordered layer")
+    assert rejected.exit_code == 0, rejected.output
+
+    # illegal transitions are refused with one clear message and change nothing
+    refused = invoke(config, "approve", proposed[1])
+    assert refused.exit_code == 1
+    assert "cannot approve hop" in refused.output and "rejected" in refused.output
+    assert invoke(config, "reject", proposed[0]).exit_code == 2  # --reason is required
+    mixed = invoke(config, "approve", proposed[2], "no-such-hop")
+    assert mixed.exit_code == 1 and "no-such-hop" in mixed.output
+    with Store.open(config.store_path) as store:
+        assert store.hop(proposed[2]).state is HopState.PROPOSED  # all or nothing
+
+    assert invoke(config, "approve", "--all").exit_code == 0
+    with Store.open(config.store_path) as store:
+        counts = store.hop_counts()
+        decisions = store.decisions()
+    assert counts["approved"] == 5 and counts["rejected"] == 1 and counts["proposed"] == 0
+    reject_decision = next(d for d in decisions if d.decision == "reject")
+    assert reject_decision.reason == "hop crosses a disordered layer"
+    assert any(d.who == "alice" for d in decisions)
+
+
+def test_propose_refuses_unknown_strategy(tmp_path, tiny_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=2)
+    result = invoke(config, "propose", "--strategy", "greedy")
+    assert result.exit_code == 2 and "unknown strategy 'greedy'" in result.output
+
+
+# ------------------------------------------------------------------ the loop, end to end
+def test_loop_runs_a_campaign_to_the_end_on_the_replay_backend(tmp_path, tiny_ensemble_dir):
+    config, barriers = make_replay_campaign(
+        tmp_path,
+        tiny_ensemble_dir,
+        n_hops=10,
+        approval__auto_approve=True,
+        approval__max_running_jobs=3,
+        acquisition__batch_size=3,
+        acquisition__strategy="discover",
+        model__retrain_after_results=4,
+        model__n_members=2,
+    )
+    result = invoke(config, "loop", "--max-ticks", "20", "--tick-seconds", "0", "--until-idle")
+    assert result.exit_code == 0, result.output
+    assert "nothing left to do" in result.output
+
+    with Store.open(config.store_path) as store:
+        assert store.hop_counts()["done"] == 10
+        results = {r.hop_id: r.barrier_ev for r in store.results(usable=True)}
+        assert results == pytest.approx(barriers)  # every barrier arrived, from the right hop
+        versions = store.model_versions()
+        assert len(versions) >= 2  # retrained at least once
+        assert all(Path(v.path).is_dir() for v in versions)  # old versions kept on disk
+        assert versions[-1].is_current and versions[-1].n_training_hops > 24
+        assert [e.kind for e in store.events(kind="retrained")]
+        assert store.loop_status().phase == "stopped"
+        assert store.integrity_check() == []
+        # never more jobs in flight than allowed: at most 3 submissions between two ticks
+        assert all(len(store.proposals(batch_id=b)) <= 3 for b in {p.batch_id for p in store.proposals()})
+    assert set(replay_submissions(config).values()) == {1}
+    log = config.resolve(config.campaign.log_file).read_text()
+    assert "re-fine-tuning the ensemble" in log and "auto-approved" in log
+
+
+def test_manual_campaign_waits_for_approval(tmp_path, tiny_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=5, acquisition__batch_size=2)
+    assert invoke(config, "loop", "--once").exit_code == 0
+    with Store.open(config.store_path) as store:
+        assert store.hop_counts()["proposed"] == 2 and store.hop_counts()["submitted"] == 0
+        assert store.loop_status().phase == "stopped"
+    # a second tick proposes nothing new while the batch waits for a person
+    assert invoke(config, "loop", "--once").exit_code == 0
+    with Store.open(config.store_path) as store:
+        assert store.hop_counts()["proposed"] == 2
+    assert invoke(config, "approve", "--all").exit_code == 0
+    assert invoke(config, "loop", "--once").exit_code == 0
+    with Store.open(config.store_path) as store:
+        assert store.hop_counts()["submitted"] == 2
+
+
+def test_auto_approval_stays_within_the_daily_budget(tmp_path, tiny_ensemble_dir):
+    config, _ = make_replay_campaign(
+        tmp_path, tiny_ensemble_dir, n_hops=8, approval__auto_approve=True, approval__max_jobs_per_day=3,
+        acquisition__batch_size=2,
+    )
+    result = invoke(config, "loop", "--max-ticks", "6", "--tick-seconds", "0", "--no-retrain")
+    assert result.exit_code == 0, result.output
+    with Store.open(config.store_path) as store:
+        assert len(store.jobs()) == 3
+        assert store.hop_counts()["done"] == 3
+        assert store.hop_counts()["approved"] == 0  # nothing approved beyond the budget
+
+
+# ------------------------------------------------------------------------ lock and signals
+def _alem_loop(config, *args) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from alem.cli import app; app()", "loop", "--campaign", str(config.campaign_dir), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def _wait_for_heartbeat(config, pid: int, timeout_s: float = 60.0) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        with Store.open(config.store_path) as store:
+            status = store.loop_status()
+        if status is not None and status.pid == pid:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the loop never wrote its status")
+
+
+def test_second_loop_is_refused_and_sigterm_stops_cleanly(tmp_path, tiny_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=3)
+    first = _alem_loop(config, "--tick-seconds", "30")
+    try:
+        _wait_for_heartbeat(config, first.pid)
+        second = invoke(config, "loop", "--once")
+        assert second.exit_code == 3
+        assert f"pid {first.pid}" in second.output and "already running" in second.output
+        first.send_signal(signal.SIGTERM)
+        output, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, output
+    assert "SIGTERM received" in output and "stopped by SIGTERM" in output
+    with Store.open(config.store_path) as store:
+        assert store.loop_status().phase == "stopped"
+        assert store.events(kind="loop_stopped")
+
+
+# ------------------------------------------------------------------------ reliability
+def test_loop_survives_sigkill_at_random_moments(tmp_path, tiny_ensemble_dir):
+    """SIGKILL a real `alem loop` 20 times at random moments; after each restart nothing is lost,
+    nothing submitted twice, the store is consistent; finally every hop is done exactly once."""
+    config, barriers = make_replay_campaign(
+        tmp_path, tiny_ensemble_dir, n_hops=24,
+        approval__auto_approve=True, approval__max_running_jobs=4, approval__max_jobs_per_day=1000,
+        acquisition__batch_size=3, backend__replay__delay_s=0.3,
+    )
+    rng = random.Random(4)
+    seen_results: dict[int, float] = {}
+    kills_while_working = 0
+    for _ in range(20):
+        process = _alem_loop(config, "--tick-seconds", "0.1", "--no-retrain")
+        time.sleep(rng.uniform(0.3, 5.0))
+        with Store.open(config.store_path) as store:
+            status = store.loop_status()
+        kills_while_working += int(status is not None and status.pid == process.pid)
+        process.kill()
+        process.communicate(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+
+        with Store.open(config.store_path) as store:
+            assert store.integrity_check() == []
+            results = {r.id: r.barrier_ev for r in store.results()}
+            # no result lost: everything seen before is still there, unchanged
+            assert {k: results[k] for k in seen_results} == seen_results
+            seen_results = results
+            jobs_per_hop = Counter(j.hop_id for j in store.jobs() if j.external_id)
+        submissions = replay_submissions(config)
+        assert max(submissions.values(), default=1) == 1  # the backend never saw a hop twice
+        assert all(jobs_per_hop[hop] == 1 for hop in submissions)
+    assert kills_while_working >= 8  # most kills hit a loop that was doing work
+
+    final = _alem_loop(config, "--tick-seconds", "0.1", "--no-retrain", "--until-idle", "--max-ticks", "200")
+    output, _ = final.communicate(timeout=120)
+    assert final.returncode == 0, output
+    with Store.open(config.store_path) as store:
+        assert store.integrity_check() == []
+        assert store.hop_counts()["done"] == len(barriers)
+        results = {r.hop_id: r.barrier_ev for r in store.results(usable=True)}
+        assert len(store.results()) == len(barriers)
+    assert results == pytest.approx(barriers)
+    assert set(replay_submissions(config).values()) == {1}
