@@ -17,7 +17,7 @@ from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
 from alem.training.device import pick_device
 from alem.training.finetune import predict_member
-from alem.training.hop_graphs import build_hop_graphs
+from alem.training.hop_graphs import build_hop_graphs, host_context_tensors
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -76,8 +76,15 @@ class Ensemble:
             members.append(model)
         return cls(members, card, path)
 
+    @property
+    def shares_frozen_backbone(self) -> bool:
+        return self.card.get("finetune_config", {}).get("freeze") == "frozen"
+
     def raw_member_predictions(self, graphs: Sequence, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         """Each member's (location, scale), shapes n_members x n_hops."""
+        if self.shares_frozen_backbone:
+            # every member carries the same frozen backbone: embed the hosts once
+            graphs = host_context_tensors(self.members[0], graphs, device)
         outputs = [predict_member(m, graphs, device) for m in self.members]
         return np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs])
 

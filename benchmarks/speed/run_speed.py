@@ -1,0 +1,80 @@
+"""Speed of the predictor: fine-tune wall time per member, ensemble inference throughput, peak memory.
+
+    python benchmarks/speed/run_speed.py            # CPU here, CUDA when present
+    ALEM_DEVICE=cpu python benchmarks/speed/run_speed.py
+
+Writes ``results_<device>.json`` and ``results.md`` beside this file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from alem.ensemble import Ensemble
+from alem.hops import load_training_hops
+from alem.training.device import device_description, peak_memory_mb, pick_device
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path, fit_members
+from alem.training.hop_graphs import build_hop_graphs
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    device = pick_device()
+    hops = load_training_hops()
+    ensemble = Ensemble.load()
+    config = FinetuneConfig(**ensemble.card["finetune_config"])
+    pretrained = Pretrained.load(default_pretrained_path())
+
+    started = time.time()
+    training_set = TrainingSet.prepare(hops, pretrained, config, device)
+    prepare_s = time.time() - started
+    _, member_seconds = fit_members(training_set, None, config, 2, seed=0, device=device)
+
+    started = time.time()
+    graphs = build_hop_graphs(hops, ensemble.settings)
+    graph_s = time.time() - started
+    started = time.time()
+    ensemble.raw_member_predictions(graphs, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    model_s = time.time() - started
+    started = time.time()
+    ensemble.predict(hops, device=str(device))
+    end_to_end_s = time.time() - started
+
+    per_member = sum(member_seconds) / len(member_seconds)
+    result = {
+        "device": device_description(device),
+        "n_hops": len(hops),
+        "freeze": config.freeze,
+        "epochs": config.epochs,
+        "prepare_graphs_and_host_context_s": round(prepare_s, 1),
+        "finetune_s_per_member": round(per_member, 1),
+        "finetune_ensemble_of_5_s": round(prepare_s + 5 * per_member, 1),
+        "inference_hops_per_s_model_only": round(len(hops) / model_s, 1),
+        "inference_hops_per_s_end_to_end": round(len(hops) / end_to_end_s, 1),
+        "graph_building_hops_per_s": round(len(hops) / graph_s, 1),
+        "n_members": len(ensemble.members),
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+    }
+    name = "cuda" if device.type == "cuda" else "cpu"
+    (HERE / f"results_{name}.json").write_text(json.dumps(result, indent=2))
+    rows = []
+    for file in sorted(HERE.glob("results_*.json")):
+        r = json.loads(file.read_text())
+        rows.append(f"| {r['device']} | {r['finetune_s_per_member']} | {r['finetune_ensemble_of_5_s'] / 60:.1f} | "
+                    f"{r['inference_hops_per_s_end_to_end']} | {r['inference_hops_per_s_model_only']} | {r['peak_memory_mb']:.0f} |")
+    table = ["| device | fine-tune s/member (556 hops) | ensemble of 5, min | inference hops/s (incl. graphs) | hops/s (model only) | peak MB |",
+             "|---|---|---|---|---|---|", *rows,
+             "", "Target: an ensemble of 5 fine-tuned on 559 hops in ≤ 60 min on 2 CPU cores."]
+    (HERE / "results.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
