@@ -158,7 +158,9 @@ class FireWorksBackend(Backend):
         if state != "COMPLETED":
             reason = self._fizzle_reason(workflow) if state == "FIZZLED" else f"workflow is {state}"
             return NebOutcome(failure_reason=f"FireWorks workflow {external_id} {state}: {reason}", method=method)
-        outcome = outcome_from_job_store(self.job_store, metadata["alem_output_uuid"], method=method)
+        # A fresh store object: a file-backed store connected earlier would serve a stale copy.
+        store = type(self.job_store).from_dict(self.job_store.as_dict())
+        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method)
         outcome.details.setdefault("fw_id", int(external_id))
         return outcome
 

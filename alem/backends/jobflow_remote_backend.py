@@ -35,6 +35,11 @@ _STATE_MAP = {
 }
 
 
+def _last_line(text: str | None) -> str:
+    lines = [line for line in str(text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
 class JobflowRemoteBackend(Backend):
     """Submit NEB flows to a jobflow-remote project."""
 
@@ -66,7 +71,7 @@ class JobflowRemoteBackend(Backend):
         return next(iter(workers))
 
     def _flow_info(self, external_id: str):
-        infos = self.job_controller.get_flows_info(flow_ids=[external_id], with_jobs_info=True)
+        infos = self.job_controller.get_flows_info(flow_ids=[external_id])
         return infos[0] if infos else None
 
     # ------------------------------------------------------------ Backend API
@@ -113,13 +118,18 @@ class JobflowRemoteBackend(Backend):
         metadata = info.flow_metadata or {}
         method = metadata.get("alem_method", "")
         if info.state.value != "COMPLETED":
-            errors = [f"{job.name}: {job.error or job.remote.error or job.state.value}" for job in (info.jobs_info or [])
+            errors = [f"{job.name}: {_last_line(job.error or job.remote.error) or job.state.value}"
+                      for job in self.job_controller.get_jobs_info(flow_ids=[external_id])
                       if job.state.value in ("FAILED", "REMOTE_ERROR", "STOPPED", "USER_STOPPED")]
             reason = "; ".join(errors) or f"flow is {info.state.value}"
             return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} {info.state.value}: {reason}", method=method)
-        outcome = outcome_from_job_store(self.job_controller.jobstore, metadata["alem_output_uuid"], method=method)
+        # The project's JobStore (a fresh object: a file-backed store connected earlier would be stale).
+        store = self.job_controller.project.get_jobstore(self.job_controller.get_flow_store(external_id))
+        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method)
         outcome.details.setdefault("flow_id", external_id)
         return outcome
 
     def cancel(self, external_id: str) -> None:
+        # READY and running jobs are stopped (and cancelled in the queue); the waiting rest follow.
+        self.job_controller.stop_jobs(flow_ids=[external_id], raise_on_error=False)
         self.job_controller.stop_jobflow(flow_uuid=external_id)

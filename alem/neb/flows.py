@@ -165,11 +165,26 @@ def vasp_neb_flow(hop: Hop, preset: Preset) -> Flow:
                 metadata=flow_metadata(hop, preset))
 
 
+def adopt_output_schemas(flow: Flow) -> Flow:
+    """Move atomate2's ``schema=`` job argument to jobflow's ``output_schema``.
+
+    atomate2 0.1.5 decorates jobs with ``@job(schema=...)``; jobflow 0.4 names that argument
+    ``output_schema`` and keeps unknown keywords as *additional store names*, so every NEB job
+    claims a store called "schema". jobflow-remote (and ``submit_flow``) then refuses the flow
+    because no such store is configured. The job's extra keywords are only reachable as
+    ``_kwargs`` (jobflow-remote reads the same attribute).
+    """
+    for job, _ in flow.iterflow():
+        schema = job._kwargs.pop("schema", None)
+        if schema is not None and job.output_schema is None:
+            job.output_schema = schema
+    return flow
+
+
 def neb_flow_for_hop(hop: Hop, preset: Preset) -> Flow:
     """The NEB flow of ``hop`` under ``preset``; ``flow.output`` is the NEB result document."""
-    if preset.engine == "vasp":
-        return vasp_neb_flow(hop, preset)
-    return mlip_neb_flow(hop, preset)
+    flow = vasp_neb_flow(hop, preset) if preset.engine == "vasp" else mlip_neb_flow(hop, preset)
+    return adopt_output_schemas(flow)
 
 
 def output_uuid(flow: Flow) -> str:
