@@ -6,5 +6,6 @@ from alem.cli.app import app
 from alem.cli import model_cmds  # noqa: E402,F401
 from alem.cli import campaign_cmds  # noqa: E402,F401
 from alem.cli import loop_cmds  # noqa: E402,F401
+from alem.cli import backend_cmds  # noqa: E402,F401
 
 __all__ = ["app"]

@@ -1,0 +1,199 @@
+"""``alem doctor``: check that a campaign's backend can run NEBs, and say plainly what is wrong.
+
+Each check returns a :class:`Check` (ok / problem / warning with one sentence and, for problems,
+what to do). Checks never modify anything and never start calculations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.neb.presets import Preset
+
+Status = Literal["ok", "problem", "warning"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "problem"
+
+
+def check_preset(name: str, campaign_dir: Path) -> tuple[Check, Preset | None]:
+    from alem.neb.presets import PresetError, load_preset
+
+    try:
+        preset = load_preset(name, campaign_dir)
+    except PresetError as exc:
+        return Check("preset", "problem", str(exc)), None
+    return Check("preset", "ok", f"{preset.name} ({preset.method_label}) from {preset.source}"), preset
+
+
+def check_potential(preset: Preset) -> Check:
+    """Load the machine-learned potential the preset names (weights must ship in the wheel)."""
+    try:
+        from atomate2.forcefields.utils import ase_calculator
+
+        calculator = ase_calculator(preset.mlip.force_field)
+    except Exception as exc:  # an import error or a failed weight load both mean "cannot run"
+        return Check("potential", "problem", f"cannot load the {preset.mlip.force_field} potential: "
+                     f"{type(exc).__name__}: {exc}")
+    if calculator is None:
+        return Check("potential", "problem", f"atomate2 knows no potential named {preset.mlip.force_field!r}")
+    return Check("potential", "ok", f"{preset.mlip.force_field} loads ({type(calculator).__name__})")
+
+
+def check_vasp(preset: Preset) -> list[Check]:
+    """VASP command and POTCAR directory as atomate2/pymatgen will look for them."""
+    from atomate2 import SETTINGS as ATOMATE2_SETTINGS
+    from pymatgen.core import SETTINGS as PMG_SETTINGS
+
+    checks = []
+    command = str(ATOMATE2_SETTINGS.VASP_CMD)
+    executable = command.split()[-1] if command.split() else ""
+    if executable and shutil.which(executable):
+        checks.append(Check("vasp command", "ok", f"VASP_CMD = {command!r}"))
+    else:
+        checks.append(Check("vasp command", "warning",
+                            f"VASP_CMD = {command!r}: {executable or 'nothing'} is not on PATH here; fine if it only "
+                            "exists on compute nodes (set ATOMATE2_VASP_CMD or VASP_CMD in ~/.atomate2.yaml there)"))
+    psp_dir = PMG_SETTINGS.get("PMG_VASP_PSP_DIR")
+    functional_dir = {"PBE": "POT_GGA_PAW_PBE", "PBE_54": "POT_PAW_PBE_54", "PBE_64": "POT_PAW_PBE_64"}.get(
+        preset.vasp.potcar_functional, "")
+    if not psp_dir:
+        checks.append(Check("POTCARs", "problem", "PMG_VASP_PSP_DIR is not set (in ~/.config/.pmgrc.yaml or the "
+                            "environment): VASP inputs cannot be written. Run `pmg config --add PMG_VASP_PSP_DIR <dir>`"))
+    elif not (Path(psp_dir) / functional_dir).is_dir():
+        checks.append(Check("POTCARs", "problem",
+                            f"PMG_VASP_PSP_DIR = {psp_dir} has no {functional_dir}/ directory for the "
+                            f"{preset.vasp.potcar_functional} POTCARs the preset asks for"))
+    else:
+        checks.append(Check("POTCARs", "ok", f"{Path(psp_dir) / functional_dir}"))
+    if preset.neb.climbing_image:
+        checks.append(Check("VTST", "warning", "climbing image (LCLIMB/IOPT) needs VASP built with the VTST tools"))
+    return checks
+
+
+def check_queue_commands() -> Check:
+    found = [command for command in ("sbatch", "qsub") if shutil.which(command)]
+    if found:
+        return Check("queue", "ok", f"{', '.join(found)} found")
+    return Check("queue", "problem", "neither sbatch (Slurm) nor qsub (PBS) is on PATH: jobs cannot reach a queue "
+                 "from this machine (run alem on the cluster's login node)")
+
+
+def check_job_store(store) -> Check:
+    if store is None:
+        return Check("job store", "problem", "no jobflow JOB_STORE configured (set JOBFLOW_CONFIG_FILE or ~/.jobflow.yaml)")
+    if "data" not in getattr(store, "additional_stores", {}):
+        return Check("job store", "problem", "the jobflow JobStore has no 'data' additional store; atomate2 jobs fail "
+                     "with 'Unrecognised additional store name: data' (see hpc_configs/README.md)")
+    try:
+        store.connect()
+        store.docs_store.count()
+    except Exception as exc:
+        return Check("job store", "problem", f"cannot reach the jobflow JobStore: {type(exc).__name__}: {exc}")
+    return Check("job store", "ok", f"{type(store.docs_store).__name__} reachable, 'data' store configured")
+
+
+def check_launchpad(launchpad_file: Path, launchpad=None) -> Check:
+    if launchpad is None:
+        if not launchpad_file or not Path(launchpad_file).is_file():
+            return Check("launchpad", "problem", f"launchpad file {launchpad_file or '(not set)'} not found: set "
+                         "[backend.fireworks] launchpad_file to your my_launchpad.yaml (hpc_configs/fireworks)")
+        try:
+            from fireworks import LaunchPad
+
+            launchpad = LaunchPad.from_file(str(launchpad_file))
+            launchpad.connection.admin.command("ping")
+        except Exception as exc:
+            return Check("launchpad", "problem", f"cannot reach the FireWorks database of {launchpad_file}: "
+                         f"{type(exc).__name__}: {exc}")
+    try:
+        count = launchpad.workflows.count_documents({})
+    except Exception as exc:
+        return Check("launchpad", "problem", f"FireWorks database not usable: {type(exc).__name__}: {exc}")
+    return Check("launchpad", "ok", f"database reachable ({count} workflows)")
+
+
+def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]:
+    try:
+        from jobflow_remote.config import ConfigManager
+
+        project_obj = ConfigManager().get_project(project or None)
+    except Exception as exc:
+        return [Check("jobflow-remote project", "problem", f"cannot load project {project or '(default)'}: "
+                      f"{type(exc).__name__}: {exc} (templates in hpc_configs/jobflow_remote)")]
+    checks = [Check("jobflow-remote project", "ok", f"{project_obj.name}")]
+    if worker and worker not in project_obj.workers:
+        checks.append(Check("jobflow-remote worker", "problem",
+                            f"project {project_obj.name} has no worker {worker!r} (it has {', '.join(project_obj.workers)})"))
+    elif not project_obj.workers:
+        checks.append(Check("jobflow-remote worker", "problem", f"project {project_obj.name} has no workers"))
+    else:
+        checks.append(Check("jobflow-remote worker", "ok", worker or next(iter(project_obj.workers))))
+    try:
+        from jobflow_remote import JobController
+
+        controller = JobController.from_project(project_obj)
+        controller.count_jobs()
+        checks.append(Check("queue database", "ok", "reachable"))
+        checks.append(check_job_store(project_obj.get_jobstore()))
+    except Exception as exc:
+        checks.append(Check("queue database", "problem", f"cannot reach the project's queue database: "
+                            f"{type(exc).__name__}: {exc}"))
+    return checks
+
+
+def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
+    """Every check that applies to the campaign's ``[backend] kind``."""
+    campaign_dir = config.campaign_dir
+    kind = config.backend.kind
+    checks = [Check("backend", "ok", kind)]
+    if kind == "replay":
+        dataset = config.backend.replay.dataset
+        path = config.resolve(dataset) if dataset else None
+        checks.append(Check("replay dataset", "ok", str(path)) if path and path.is_file()
+                      else Check("replay dataset", "problem", f"[backend.replay] dataset {dataset or '(empty)'} not found"))
+        return checks
+    section = {"local": config.backend.local, "fireworks": config.backend.fireworks,
+               "jobflow-remote": config.backend.jobflow_remote}[kind]
+    preset_check, preset = check_preset(section.preset, campaign_dir)
+    checks.append(preset_check)
+    if preset is not None:
+        if preset.engine == "mlip" and check_potentials:
+            checks.append(check_potential(preset))
+        if preset.engine == "vasp":
+            checks.extend(check_vasp(preset))
+            if kind == "local":
+                checks.append(Check("preset", "problem", "the local backend runs machine-learned potentials only; "
+                                    "a VASP preset needs the fireworks or jobflow-remote backend"))
+    if kind == "local":
+        jobstore_dir = config.resolve(config.backend.local.jobstore_dir)
+        parent = jobstore_dir if jobstore_dir.exists() else jobstore_dir.parent
+        while not parent.exists():
+            parent = parent.parent
+        writable = os.access(parent, os.W_OK)
+        checks.append(Check("job store", "ok" if writable else "problem",
+                            f"{jobstore_dir} {'writable' if writable else 'is not writable'}"))
+    elif kind == "fireworks":
+        checks.append(check_queue_commands())
+        checks.append(check_launchpad(config.resolve(config.backend.fireworks.launchpad_file)
+                                      if config.backend.fireworks.launchpad_file else None))
+        from jobflow import SETTINGS as JOBFLOW_SETTINGS
+
+        checks.append(check_job_store(JOBFLOW_SETTINGS.JOB_STORE))
+    elif kind == "jobflow-remote":
+        checks.extend(check_jobflow_remote(config.backend.jobflow_remote.project, config.backend.jobflow_remote.worker))
+    return checks
