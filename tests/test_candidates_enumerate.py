@@ -62,9 +62,15 @@ def test_shipped_hosts_are_the_prototypes_and_the_demo_ones_fit_small_cells():
     assert set(files) == set(PROTOTYPES)
     for name, build in PROTOTYPES.items():
         assert read_host(files[name], "Li").matches(build())
-    for name in ("LiCoO2_layered", "Li2O_antifluorite", "LiMn2O4_spinel"):
-        hops = enumerate_hops(read_host(files[name], "Li"), "Li", name, SMALL)
-        assert hops and all(h.n_sites <= 32 for h in hops)
+    from alem.demo import DEMO_ENUMERATION, DEMO_HOSTS
+
+    counts = {}
+    for name in DEMO_HOSTS:
+        hops = enumerate_hops(read_host(files[name], "Li"), "Li", name, DEMO_ENUMERATION)
+        assert all(h.n_sites <= 32 for h in hops)
+        counts[name] = len(hops)
+    # alpha-Li3N: the in-plane 2.11 Å hop and the 2.86 Å hop between layer and bridge sites
+    assert counts == {name: 2 if name == "Li3N_alpha" else 1 for name in DEMO_HOSTS}
 
 
 def test_bad_hosts_get_one_clear_message(tmp_path: Path):

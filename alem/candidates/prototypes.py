@@ -37,6 +37,27 @@ def spinel_limn2o4() -> Structure:
     return conventional.get_primitive_structure()
 
 
+def rocksalt_lif() -> Structure:
+    """Rocksalt LiF (Fm-3m, a = 4.03 Å), primitive cell of 2 atoms."""
+    conventional = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.03), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return conventional.get_primitive_structure()
+
+
+def antifluorite_li2s() -> Structure:
+    """Antifluorite Li2S (Fm-3m, a = 5.72 Å), primitive cell of 3 atoms."""
+    conventional = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.72), ["Li", "S"], [[0.25, 0.25, 0.25], [0, 0, 0]]
+    )
+    return conventional.get_primitive_structure()
+
+
+def alpha_li3n() -> Structure:
+    """alpha-Li3N (P6/mmm, a = 3.65 Å, c = 3.88 Å): Li2N layers joined by Li, 4 atoms."""
+    return Structure.from_spacegroup(
+        "P6/mmm", Lattice.hexagonal(3.65, 3.88), ["N", "Li", "Li"], [[0, 0, 0], [0, 0, 0.5], [1 / 3, 2 / 3, 0]]
+    )
+
+
 def olivine_lifepo4() -> Structure:
     """Olivine LiFePO4 (Pnma, a = 10.33, b = 6.01, c = 4.69 Å), 28 atoms."""
     return Structure.from_spacegroup(
@@ -51,6 +72,9 @@ PROTOTYPES: dict[str, Callable[[], Structure]] = {
     "LiCoO2_layered": layered_licoo2,
     "Li2O_antifluorite": antifluorite_li2o,
     "LiMn2O4_spinel": spinel_limn2o4,
+    "LiF_rocksalt": rocksalt_lif,
+    "Li2S_antifluorite": antifluorite_li2s,
+    "Li3N_alpha": alpha_li3n,
     "LiFePO4_olivine": olivine_lifepo4,
 }
 

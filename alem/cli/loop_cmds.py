@@ -242,3 +242,62 @@ def loop(
         runner.run()
     except LoopLockedError as exc:
         raise _fail(str(exc), 3) from None
+
+
+# -------------------------------------------------------------------------------- report
+@app.command()
+def report(
+    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: <state>/report.html)")] = None,
+    campaign: CampaignOption = None,
+) -> None:
+    """Write a self-contained HTML report: parity, learning curve, campaign history, results."""
+    from alem.report import write_report
+    from alem.store import StoreError
+
+    config = _load_config(campaign)
+    try:
+        path = write_report(config, out)
+    except StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    console.print(f"report written to {path}")
+
+
+# ---------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="where to create the demo campaign (must not hold one)")] = Path(
+        "alem-demo"
+    ),
+    max_minutes: Annotated[float, typer.Option(help="stop the loop after this many minutes")] = 20.0,
+    retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="re-fine-tune the ensemble on the results (slow on a laptop)")] = False,
+    model: Annotated[Optional[str], typer.Option(help="ensemble directory (default: the shipped one)")] = None,
+    host: Annotated[Optional[list[str]], typer.Option(help="shipped demo host(s) to use (default: all five)")] = None,
+) -> None:
+    """The main job on a fresh clone: a small real campaign (shipped hosts, CHGNet NEBs, auto-approval)."""
+    from alem.campaign import CampaignExistsError
+    from alem.demo import DEMO_HOSTS, run_demo
+    from alem.ensemble import ModelNotFoundError
+
+    try:
+        result = run_demo(
+            directory, model_path=model or "", max_minutes=max_minutes, retrain=retrain,
+            hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False),
+        )
+    except CampaignExistsError as exc:
+        raise _fail(f"{exc}; choose another directory or remove it", 2) from None
+    except (ModelNotFoundError, ValueError) as exc:
+        raise _fail(str(exc), 2) from None
+    table = Table(title=f"demo campaign {result.campaign_dir}")
+    for column in ("hop", "atoms", "Å", "predicted eV", "σ eV", "CHGNet NEB eV", "state"):
+        table.add_column(column, justify="left" if column in ("hop", "state") else "right")
+    for row in result.rows:
+        table.add_row(
+            row["hop_id"], str(row["atoms"]), f"{row['hop_length_a']:.2f}", _fmt(row["predicted_ev"]),
+            _fmt(row["sigma_ev"]), _fmt(row["neb_barrier_ev"]), row["state"],
+        )
+    console.print(table)
+    for row in result.rows:
+        if row["note"]:
+            console.print(f"{row['hop_id']}: {row['note']}", highlight=False)
+    console.print(f"report: {result.report_path}")
+    console.print(f"carry on with: cd {result.campaign_dir} && alem status / alem loop / alem report")

@@ -95,6 +95,19 @@ def training_hops(store, model_path: Path) -> list[Hop]:
     return [h for h in base if h.hop_id not in result_ids] + results
 
 
+def pretrained_backbone_of(card: dict) -> Path | None:
+    """The pre-trained backbone a model was fine-tuned from (None: the trainer's default)."""
+    from alem import REPO_ROOT
+
+    for key in ("pretrained_path", "pretrained_backbone_path"):
+        if card.get(key) and Path(card[key]).exists():
+            return Path(card[key])
+    name = card.get("pretrained_backbone")
+    if name and (REPO_ROOT / "models" / name / "backbone.pt").exists():
+        return REPO_ROOT / "models" / name
+    return None
+
+
 def retrain(store, config, current: LoadedModel, progress: bool = False) -> LoadedModel:
     """Fine-tune a new ensemble on the campaign's data and make it the current version."""
     from alem.ensemble import Ensemble
@@ -118,6 +131,7 @@ def retrain(store, config, current: LoadedModel, progress: bool = False) -> Load
         out_dir,
         n_members=config.model.n_members,
         config=recipe,
+        pretrained_path=None if recipe.freeze == "scratch" else pretrained_backbone_of(card),
         calibration_scale=calibration,
         progress=progress,
         extra_card={

@@ -59,6 +59,8 @@ class LoopOptions:
     progress: bool = False
     #: re-raise the first error of a tick (tests, demo) instead of logging it and going on
     fail_fast: bool = False
+    #: stop after this much wall time (the demo's budget); None = run until stopped
+    max_seconds: float | None = None
 
 
 def campaign_logger(log_path) -> logging.Logger:
@@ -211,6 +213,7 @@ class CampaignLoop:
             self.model = load_current_model(self.store, self.config)
             tick_seconds = self.options.tick_seconds if self.options.tick_seconds is not None else self.config.loop.tick_seconds
             number = failed_in_a_row = 0
+            started = time.time()
             while not self.stop.requested:
                 number += 1
                 stale = STARTUP_STALE_AFTER_S if number == 1 else STALE_AFTER_S
@@ -230,6 +233,9 @@ class CampaignLoop:
                     break
                 if self.options.until_idle and self.idle():
                     self.tell("nothing left to do: no candidates, proposals, approved hops or running jobs")
+                    break
+                if self.options.max_seconds is not None and time.time() - started > self.options.max_seconds:
+                    self.tell(f"time budget of {self.options.max_seconds:.0f} s used up; jobs in flight keep running")
                     break
                 if self.stop.requested:
                     break

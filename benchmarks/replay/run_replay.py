@@ -1,13 +1,18 @@
 """Retrospective active learning on alem's 556 literature hops, labels hidden.
 
 For each seed a random 10 % of the hops start labelled; each step refits the surrogate
-(``surrogate.HeadEnsemble`` on ``descriptors.hop_descriptor``), then a batch of 10 is labelled,
+(``surrogate.HeadEnsemble``: a bootstrap ensemble of small heads, NOT the fine-tuned GNN ensemble,
+which is far too slow to refit ~550 times on a laptop) on fixed per-hop features -- either
+``descriptors.hop_descriptor`` (``--features descriptor``) or the frozen pre-trained GNN's path
+features (``--features gnn``, ``alem.training.features.frozen_path_features``: no barrier label
+has touched them) -- then a batch of 10 is labelled,
 chosen by each of alem's BoTorch strategies (the campaign's own ``alem.acquisition.select_batch``)
 or at random. Recorded per step: (a) MAE on the still-unlabelled hops, (b) the fraction of all
 good hops (E_m < 0.65 eV) labelled so far. The full-data reference error is the surrogate's
 grouped 5-fold CV MAE with every label.
 
-    python benchmarks/replay/run_replay.py            # writes results.json, results.md, *.png here
+    python benchmarks/replay/run_replay.py                      # descriptor features -> ./descriptor/
+    python benchmarks/replay/run_replay.py --features gnn       # frozen GNN features -> ./gnn/
 """
 
 from __future__ import annotations
@@ -82,14 +87,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--initial-fraction", type=float, default=0.10)
     parser.add_argument("--max-fraction", type=float, default=0.90)
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--features", choices=("descriptor", "gnn"), default="descriptor")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/replay/<features>/")
     args = parser.parse_args()
 
     from rich.progress import Progress
 
     started = time.time()
     hops = load_training_hops()
-    X = descriptor_matrix(hops)
+    if args.features == "gnn":
+        from alem.training.features import frozen_path_features
+
+        X = frozen_path_features(hops, progress=True)
+        feature_text = f"{X.shape[1]} frozen pre-trained GNN path features (alem.training.features)"
+    else:
+        X = descriptor_matrix(hops)
+        feature_text = f"{X.shape[1]} hop descriptors (benchmarks/replay/descriptors.py)"
+    args.out = args.out or HERE / args.features
     y = np.array([h.barrier_ev for h in hops])
     ids = [h.hop_id for h in hops]
     groups = [h.group or h.hop_id for h in hops]
@@ -103,7 +117,8 @@ def main() -> None:
         "threshold_ev": GOOD_CONDUCTOR_THRESHOLD_EV,
         "batch": args.batch,
         "initial_labels": n_initial,
-        "surrogate": "bootstrap ensemble of 8 MLP heads (64 hidden) on 24 hop descriptors (benchmarks/replay)",
+        "features": args.features,
+        "surrogate": f"bootstrap ensemble of 8 MLP heads (64 hidden) on {feature_text}",
         "full_data_cv_mae": [],
         "runs": {s: [] for s in STRATEGIES},
     }

@@ -1,0 +1,161 @@
+"""``alem demo``: a whole campaign on a laptop in minutes.
+
+Creates a campaign directory on the embedded defaults (SQLite store, local backend, the shipped
+ensemble), enumerates the hops of the shipped demo hosts (layered LiCoO2, antifluorite Li2O and Li2S, spinel
+LiMn2O4, rocksalt LiF: one distinct hop each within 4 Å, NEB cells of at most 32 atoms), then runs ``alem loop`` with auto-approval until
+every candidate has a CHGNet NEB barrier (or the time budget runs out), and ends with a summary
+table and the HTML report.
+
+The demo's NEB preset (written into the campaign as ``workflows/mlip_chgnet_demo.toml``) is the
+shipped ``mlip_chgnet`` preset with looser settings so each NEB takes well under a minute on two
+cores: the candidates' own small cells are used as they are (no 8 Å supercell; the ion's
+periodic images stay >= 4.5 Å apart), 5 images, fmax 0.05 eV/Å, at most 200 steps. Good enough to show the machinery; not converged physics.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alem.candidates import EnumerationSettings
+
+DEMO_HOSTS = ("LiCoO2_layered", "Li2O_antifluorite", "LiMn2O4_spinel", "LiF_rocksalt", "Li2S_antifluorite")
+DEMO_PRESET = "mlip_chgnet_demo"
+#: Small cells: the ion's periodic images >= 4.5 Å apart, at most 32 atoms per NEB cell.
+DEMO_ENUMERATION = EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5, max_atoms=32)
+DEMO_PRESET_OVERRIDES = {
+    "name": DEMO_PRESET,
+    "description": "demo: CHGNet CI-NEB on the candidates' small cells (ion images >= 4.5 Å apart)",
+    "neb": {"n_images": 5, "fmax_ev_a": 0.05, "max_steps": 200, "endpoint_fmax_ev_a": 0.03, "endpoint_max_steps": 150},
+    "supercell": {"min_image_distance_a": 0.0, "max_atoms": 64},
+}
+
+
+@dataclass
+class DemoResult:
+    campaign_dir: Path
+    report_path: Path | None
+    rows: list[dict] = field(default_factory=list)
+    ticks: int = 0
+
+
+def demo_host_files(names: tuple[str, ...] = DEMO_HOSTS) -> list[Path]:
+    from alem.candidates.prototypes import shipped_host_files
+
+    files = {p.stem: p for p in shipped_host_files()}
+    unknown = [name for name in names if name not in files]
+    if unknown:
+        raise ValueError(f"no shipped host {', '.join(unknown)}; choose from {', '.join(sorted(files))}")
+    return [files[name] for name in names]
+
+
+def _toml(data: dict, prefix: str = "") -> list[str]:
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((f"{prefix}{key}", value))
+        elif isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        else:
+            lines.append(f"{key} = {value!r}")
+    for name, table in tables:
+        lines += ["", f"[{name}]", *_toml(table, f"{name}.")]
+    return lines
+
+
+def write_demo_preset(campaign_dir: Path) -> Path:
+    """The shipped CHGNet preset with the demo's overrides, as a campaign-local preset."""
+    from alem.neb.presets import find_preset_file, load_preset
+
+    data = tomllib.loads(find_preset_file("mlip_chgnet").read_text())
+    for key, value in DEMO_PRESET_OVERRIDES.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    path = campaign_dir / "workflows" / f"{DEMO_PRESET}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Written by `alem demo`: the shipped mlip_chgnet preset, loosened so the demo takes minutes.\n"
+    path.write_text(header + "\n".join(_toml(data)) + "\n")
+    load_preset(DEMO_PRESET, campaign_dir)  # validates what was written
+    return path
+
+
+def create_demo_campaign(directory: Path, model_path: str = ""):
+    """The demo campaign: defaults + auto-approval within 2 parallel jobs + the demo preset."""
+    from alem.campaign import init_campaign
+
+    config = init_campaign(directory, backend="local", name="alem-demo")
+    write_demo_preset(config.campaign_dir)
+    config.backend.local.preset = DEMO_PRESET
+    config.model.path = model_path
+    config.approval.auto_approve = True
+    config.approval.max_running_jobs = 2  # two cores
+    config.acquisition.batch_size = 2
+    config.acquisition.min_approved_queue = 1
+    config.acquisition.strategy = "balanced"
+    config.loop.tick_seconds = 5
+    config.save()
+    return config
+
+
+def summary_rows(store) -> list[dict]:
+    """One row per hop: prediction before the NEB (from its proposal), the NEB barrier, state."""
+    latest_result = {r.hop_id: r for r in store.results()}
+    proposal_of = {p.hop_id: p for p in store.proposals()}
+    rows = []
+    for record in store.hops():
+        result = latest_result.get(record.hop_id)
+        proposal = proposal_of.get(record.hop_id)
+        rows.append({
+            "hop_id": record.hop_id,
+            "host": record.group,
+            "atoms": record.n_sites,
+            "hop_length_a": record.hop_length_a,
+            "predicted_ev": proposal.mean_ev if proposal else None,
+            "sigma_ev": proposal.std_ev if proposal else None,
+            "neb_barrier_ev": result.barrier_ev if result and result.usable else None,
+            "state": record.state.value,
+            "note": (result.failure_reason or "") if result and not result.usable else "",
+        })
+    return rows
+
+
+def run_demo(
+    directory: Path,
+    model_path: str = "",
+    max_minutes: float = 20.0,
+    retrain: bool = False,
+    hosts: tuple[str, ...] = DEMO_HOSTS,
+    say: Callable[[str], None] = print,
+) -> DemoResult:
+    """Create the demo campaign in ``directory`` and run it (see the module docstring)."""
+    from alem.backends import make_backend
+    from alem.candidates.pool import add_candidates
+    from alem.loop.runner import CampaignLoop, LoopOptions
+    from alem.report import write_report
+    from alem.store import Store
+
+    host_files = demo_host_files(hosts)
+    config = create_demo_campaign(directory, model_path)
+    say(f"campaign created in {config.campaign_dir} (SQLite store, local CHGNet backend, shipped model)")
+    with Store.open(config.store_path) as store:
+        report = add_candidates(store, host_files, config.campaign.working_ion, DEMO_ENUMERATION)
+    for host in report.hosts:
+        sizes = ", ".join(str(h.n_sites) for h in host.hops)
+        say(f"{host.label}: {len(host.hops)} distinct Li hops within 4 Å (NEB cells of {sizes} atoms), "
+            f"{len(host.hops) - len(host.known)} new")
+    options = LoopOptions(
+        tick_seconds=config.loop.tick_seconds,
+        until_idle=True,
+        retrain=retrain,
+        max_seconds=max_minutes * 60,
+        fail_fast=True,
+    )
+    loop = CampaignLoop(config, make_backend(config), options, say=say)
+    ticks = loop.run()
+    report_path = write_report(config)
+    with Store.open(config.store_path) as store:
+        rows = summary_rows(store)
+    return DemoResult(config.campaign_dir, report_path, rows, len(ticks))

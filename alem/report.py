@@ -1,0 +1,239 @@
+"""``alem report``: one self-contained HTML page (PNG plots embedded as base64) about a campaign.
+
+* parity: every usable NEB barrier against the prediction made *before* it was computed (the
+  current model's, if it scored the hop before the result arrived, else the prediction shown
+  when the hop was proposed), with ±σ error bars;
+* learning curve across model versions: each version's cross-validated MAE from its card and
+  its prospective MAE on the results that arrived while it was current;
+* campaign history: cumulative proposed, approved, computed and good (E_m < 0.65 eV) hops over time;
+* tables: hop states, model versions, results.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
+
+
+@dataclass
+class ParityPoint:
+    hop_id: str
+    barrier_ev: float
+    predicted_ev: float
+    sigma_ev: float | None
+    source: str  # "model vN" or "proposal (model vN)"
+
+
+def parity_points(store) -> list[ParityPoint]:
+    current = store.current_model()
+    current_predictions = store.predictions(current.id) if current else {}
+    proposal_of = {p.hop_id: p for p in store.proposals()}
+    points = []
+    for result in store.results(usable=True):
+        prediction = current_predictions.get(result.hop_id)
+        if prediction is not None and prediction.created_at < result.created_at:
+            points.append(ParityPoint(result.hop_id, result.barrier_ev, prediction.mean_ev, prediction.std_ev, f"model v{current.id}"))
+            continue
+        proposal = proposal_of.get(result.hop_id)
+        if proposal is not None and proposal.mean_ev is not None:
+            points.append(ParityPoint(
+                result.hop_id, result.barrier_ev, proposal.mean_ev, proposal.std_ev, f"proposal (model v{proposal.model_version_id})"
+            ))
+    return points
+
+
+def learning_curve(store) -> list[dict]:
+    """Per model version: CV MAE (card) and prospective MAE on results that arrived while it was
+    current, using the predictions it made before each result."""
+    from alem.cli.campaign_cmds import cv_mae_ev
+
+    versions = store.model_versions()
+    results = store.results(usable=True)
+    rows = []
+    for k, version in enumerate(versions):
+        until = versions[k + 1].created_at if k + 1 < len(versions) else float("inf")
+        predictions = store.predictions(version.id)
+        errors = [
+            abs(predictions[r.hop_id].mean_ev - r.barrier_ev)
+            for r in results
+            if version.created_at <= r.created_at < until
+            and r.hop_id in predictions and predictions[r.hop_id].created_at < r.created_at
+        ]
+        rows.append({
+            "version": version.id,
+            "n_training_hops": version.n_training_hops,
+            "cv_mae_ev": cv_mae_ev(version.card),
+            "prospective_mae_ev": float(np.mean(errors)) if errors else None,
+            "n_prospective": len(errors),
+            "created_at": version.created_at,
+        })
+    return rows
+
+
+def history_series(store) -> dict[str, list[float]]:
+    """Times (Unix s) of each proposal, approval, NEB result and good barrier."""
+    first_proposal: dict[str, float] = {}
+    for proposal in store.proposals():
+        first_proposal.setdefault(proposal.hop_id, proposal.created_at)
+    approvals = [d.created_at for d in store.decisions() if d.decision == "approve"]
+    results = store.results()
+    return {
+        "proposed": sorted(first_proposal.values()),
+        "approved": sorted(approvals),
+        "computed": sorted(r.created_at for r in results if r.usable),
+        f"good (E_m < {GOOD_CONDUCTOR_THRESHOLD_EV} eV)": sorted(
+            r.created_at for r in results if r.usable and r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------- figures
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figures(points, curve, history) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    if points:
+        x = np.array([p.barrier_ev for p in points])
+        y = np.array([p.predicted_ev for p in points])
+        err = np.array([p.sigma_ev or 0.0 for p in points])
+        ax.errorbar(x, y, yerr=err, fmt="o", ms=5, capsize=3, alpha=0.8)
+        top = max(x.max(), (y + err).max(), GOOD_CONDUCTOR_THRESHOLD_EV) * 1.1
+        ax.plot([0, top], [0, top], "k--", lw=1)
+        ax.axvline(GOOD_CONDUCTOR_THRESHOLD_EV, color="0.7", lw=0.8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(min(0, (y - err).min()), top)
+        ax.set_title(f"MAE {np.abs(x - y).mean():.3f} eV on {len(points)} NEB results")
+    else:
+        ax.text(0.5, 0.5, "no NEB results yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("NEB barrier (eV)")
+    ax.set_ylabel("predicted before the NEB (eV)")
+    fig.tight_layout()
+    figures["parity"] = _png(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.0))
+    versions = [row["version"] for row in curve]
+    for key, label, marker in (("cv_mae_ev", "cross-validated MAE (model card)", "s"),
+                               ("prospective_mae_ev", "MAE on later campaign results", "o")):
+        pairs = [(row["version"], row[key]) for row in curve if row[key] is not None]
+        if pairs:
+            ax.plot(*zip(*pairs), marker=marker, label=label)
+    ax.set_xticks(versions or [1])
+    ax.set_xlabel("model version")
+    ax.set_ylabel("MAE (eV)")
+    if any(row["cv_mae_ev"] is not None or row["prospective_mae_ev"] is not None for row in curve):
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no error measured yet", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    figures["learning_curve"] = _png(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    stamps = [t for series in history.values() for t in series]
+    start = min(stamps, default=time.time())
+    span_s = max(stamps, default=start) - start
+    unit, per = ("hours", 3600.0) if span_s > 3 * 3600 else ("minutes", 60.0) if span_s > 120 else ("seconds", 1.0)
+    for label, times in history.items():
+        if times:
+            elapsed = (np.array([start, *times]) - start) / per
+            ax.step(elapsed, np.arange(len(times) + 1), where="post", label=label)
+    ax.set_xlabel(f"{unit} since the first proposal")
+    ax.set_ylabel("hops (cumulative)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    figures["history"] = _png(fig)
+    plt.close(fig)
+    return figures
+
+
+# ------------------------------------------------------------------------------ HTML
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _f(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def render_report(config, store) -> str:
+    points = parity_points(store)
+    curve = learning_curve(store)
+    history = history_series(store)
+    figures = _figures(points, curve, history)
+    counts = store.hop_counts()
+    results = store.results()
+    host_of = {r.hop_id: r.group for r in store.hops()}
+    result_rows = [
+        [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), r.method,
+         "usable" if r.usable else f"failed: {r.failure_reason}"]
+        for r in results
+    ]
+    parity_rows = [[p.hop_id, _f(p.barrier_ev), _f(p.predicted_ev), _f(p.sigma_ev), p.source] for p in points]
+    version_rows = [
+        [row["version"], row["n_training_hops"] or "—", _f(row["cv_mae_ev"]), _f(row["prospective_mae_ev"]),
+         row["n_prospective"], time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))]
+        for row in curve
+    ]
+    good = sum(1 for r in results if r.usable and r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV)
+    title = f"alem campaign report: {config.campaign.name}"
+    img = '<img alt="{0}" src="data:image/png;base64,{1}">'
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
+th{{background:#f3f3f3}}.figs img{{margin-right:1em;vertical-align:top}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(config.campaign.working_ion)} migration barriers, backend <b>{html.escape(config.backend.kind)}</b>,
+written {time.strftime("%Y-%m-%d %H:%M:%S")}. {len([r for r in results if r.usable])} usable NEB results,
+{good} with E<sub>m</sub> &lt; {GOOD_CONDUCTOR_THRESHOLD_EV} eV.</p>
+<h2>Hops by state</h2>
+{_table(list(counts), [list(counts.values())])}
+<h2>Current model: parity and learning curve</h2>
+<div class="figs">{img.format("parity", figures["parity"])}{img.format("learning curve", figures["learning_curve"])}</div>
+<p>Parity: each NEB barrier against the prediction made before it was computed (error bars ±σ).
+Learning curve: per model version, the cross-validated MAE from its card and the MAE of its own
+predictions on the results that arrived while it was current.</p>
+{_table(["model version", "training hops", "CV MAE (eV)", "prospective MAE (eV)", "results scored", "created"], version_rows)}
+<h2>Campaign history</h2>
+<div class="figs">{img.format("history", figures["history"])}</div>
+<h2>NEB results</h2>
+{_table(["hop", "host", "barrier (eV)", "reverse (eV)", "method", "status"], result_rows)}
+<h2>Predictions behind the parity plot</h2>
+{_table(["hop", "NEB barrier (eV)", "predicted (eV)", "σ (eV)", "prediction by"], parity_rows)}
+</body></html>
+"""
+
+
+def write_report(config, out: Path | None = None) -> Path:
+    """Write the campaign's report (default ``<state>/report.html``); returns its path."""
+    from alem.store import Store
+
+    out = Path(out) if out is not None else config.state_dir / "report.html"
+    with Store.open(config.store_path, create=False) as store:
+        page = render_report(config, store)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page)
+    tmp.replace(out)
+    return out

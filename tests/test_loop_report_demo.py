@@ -1,0 +1,92 @@
+"""`alem report` on a finished replay campaign and `alem demo` with a real CHGNet NEB."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from alem.cli import app
+from alem.store import Store
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def scratch_ensemble(tmp_path_factory):
+    """A real 2-member ensemble trained from scratch for 3 epochs on 20 small shipped hops."""
+    from alem.hops import load_training_hops
+    from alem.training.finetune import FinetuneConfig, train_ensemble
+
+    hops = [h for h in load_training_hops() if h.n_sites <= 60][:20]
+    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
+    return train_ensemble(hops, tmp_path_factory.mktemp("ens") / "tiny", n_members=2, config=config, progress=False)
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def test_report_is_self_contained_and_shows_the_campaign(tmp_path, scratch_ensemble):
+    from alem.campaign import init_campaign
+    from alem.hops import load_training_hops, write_dataset
+
+    hops = [h for h in load_training_hops() if h.n_sites <= 60][20:28]
+    dataset = write_dataset(hops, tmp_path / "replay.json")
+    config = init_campaign(tmp_path / "c", backend="replay", replay_dataset=str(dataset))
+    config.model.path = str(scratch_ensemble)
+    config.approval.auto_approve = True
+    config.acquisition.batch_size = 3
+    config.model.retrain_after_results = 3
+    config.model.n_members = 2
+    config.save()
+    with Store.open(config.store_path) as store:
+        store.add_hops([dataclasses.replace(h, barrier_ev=None) for h in hops])
+
+    # before anything ran the report still renders (empty plots say so)
+    empty = runner.invoke(app, ["report", "--campaign", str(config.campaign_dir), "--out", str(tmp_path / "empty.html")])
+    assert empty.exit_code == 0, empty.output
+    assert len(_images((tmp_path / "empty.html").read_text())) == 3
+
+    ran = runner.invoke(app, ["loop", "--campaign", str(config.campaign_dir), "--tick-seconds", "0", "--until-idle",
+                              "--max-ticks", "15"])
+    assert ran.exit_code == 0, ran.output
+    result = runner.invoke(app, ["report", "--campaign", str(config.campaign_dir)])
+    assert result.exit_code == 0, result.output
+    page = (config.state_dir / "report.html").read_text()
+    images = _images(page)
+    assert len(images) == 3 and all(img.startswith(b"\x89PNG") for img in images)
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    for hop in hops:
+        assert hop.hop_id in page
+    assert page.count("<tr><td>") >= 2 * len(hops)  # results table and parity table
+    from alem.report import learning_curve, parity_points
+
+    with Store.open(config.store_path) as store:
+        points = parity_points(store)
+        curve = learning_curve(store)
+    assert len(points) == len(hops)
+    # every parity prediction was made before its NEB result: never the model that learned it
+    assert all(p.predicted_ev is not None for p in points)
+    assert len(curve) >= 2 and curve[0]["prospective_mae_ev"] is not None
+
+
+@pytest.mark.slow
+def test_demo_runs_a_real_chgnet_campaign(tmp_path, scratch_ensemble):
+    result = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--model", str(scratch_ensemble),
+                                 "--host", "Li2O_antifluorite", "--max-minutes", "5"])
+    assert result.exit_code == 0, result.output
+    assert "Li2O_antifluorite: 1 distinct Li hops" in result.output
+    assert "mlip:CHGNet" in result.output
+    with Store.open(tmp_path / "demo" / "state" / "alem.sqlite") as store:
+        (neb,) = store.results()
+        assert neb.usable and 0.05 < neb.barrier_ev < 1.5  # Li vacancy hop in Li2O: a few tenths of an eV
+        assert len(neb.image_energies_ev) == 7  # 5 images + endpoints (the demo preset)
+        assert store.decisions()[0].who.startswith("alem-loop")
+        assert store.integrity_check() == []
+    assert (tmp_path / "demo" / "state" / "report.html").is_file()
+    again = runner.invoke(app, ["demo", str(tmp_path / "demo")])
+    assert again.exit_code == 2 and "already exists" in again.output
