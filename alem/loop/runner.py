@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from alem.loop.heartbeat import Heartbeat
 from alem.loop.lock import CampaignLock
 from alem.loop.signals import StopRequest
 from alem.store import HopState, Store
@@ -86,6 +87,7 @@ class CampaignLoop:
         self.log = campaign_logger(config.resolve(config.campaign.log_file))
         self.stop = StopRequest(on_request=self._on_signal)
         self.store: Store | None = None
+        self.heartbeat: Heartbeat | None = None
         self.model = None
 
     # ------------------------------------------------------------------ output
@@ -99,6 +101,8 @@ class CampaignLoop:
     def phase(self, phase: str, message: str = "") -> None:
         assert self.store is not None
         self.store.set_loop_status(phase, message)
+        if self.heartbeat is not None:
+            self.heartbeat.set(phase, message)
 
     # ------------------------------------------------------------------- steps
     def _reconcile(self, report: TickReport, stale_after_s: float) -> None:
@@ -206,6 +210,7 @@ class CampaignLoop:
         lock.acquire()
         self.store = Store.open(self.config.store_path)
         self.stop.install()
+        self.heartbeat = Heartbeat(self.config.store_path).start()
         try:
             self.phase("starting", f"loop started (pid {os.getpid()})")
             self.store.log_event("loop_started", f"alem loop started (pid {os.getpid()})")
@@ -248,6 +253,8 @@ class CampaignLoop:
             self.tell(f"loop {reason} after {number} ticks")
             return reports
         finally:
+            self.heartbeat.stop()
+            self.heartbeat = None
             self.stop.uninstall()
             self.store.close()
             lock.release()
