@@ -237,11 +237,15 @@ def loop(
     options = LoopOptions(
         max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
     )
+    from alem.ensemble import ModelNotFoundError
+
     runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False))
     try:
         runner.run()
     except LoopLockedError as exc:
         raise _fail(str(exc), 3) from None
+    except ModelNotFoundError as exc:
+        raise _fail(f"no model to score candidates with: {exc} (set [model] path in alem.toml)", 2) from None
 
 
 # -------------------------------------------------------------------------------- report
