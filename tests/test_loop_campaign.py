@@ -175,8 +175,10 @@ def test_loop_runs_a_campaign_to_the_end_on_the_replay_backend(tmp_path, tiny_en
         assert [e.kind for e in store.events(kind="retrained")]
         assert store.loop_status().phase == "stopped"
         assert store.integrity_check() == []
-        # never more jobs in flight than allowed: at most 3 submissions between two ticks
-        assert all(len(store.proposals(batch_id=b)) <= 3 for b in {p.batch_id for p in store.proposals()})
+        # never more jobs in flight than approval.max_running_jobs
+        finished = {r.job_id: r.created_at for r in store.results()}
+        spans = [(j.created_at, finished[j.id]) for j in store.jobs()]
+        assert max(sum(1 for a, b in spans if a <= start < b) for start, _ in spans) <= 3
     assert set(replay_submissions(config).values()) == {1}
     log = config.resolve(config.campaign.log_file).read_text()
     assert "re-fine-tuning the ensemble" in log and "auto-approved" in log
