@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from alem.cli.app import app, console, err_console
 
@@ -22,7 +23,8 @@ app.add_typer(candidates_app, name="candidates")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # a Text, not markup: messages quote config sections like "[model] path"
+    err_console.print(Text.assemble(("error: ", "red"), message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -239,7 +241,7 @@ def loop(
     )
     from alem.ensemble import ModelNotFoundError
 
-    runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False))
+    runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
     try:
         runner.run()
     except LoopLockedError as exc:
@@ -285,7 +287,7 @@ def demo(
     try:
         result = run_demo(
             directory, model_path=model or "", max_minutes=max_minutes, retrain=retrain,
-            hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False),
+            hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False, markup=False),
         )
     except CampaignExistsError as exc:
         raise _fail(f"{exc}; choose another directory or remove it", 2) from None

@@ -10,6 +10,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
+from alem.graphs.descriptors import hop_descriptors
 from alem.graphs.neighbors import periodic_neighbors
 from alem.hops.hop import Hop
 
@@ -79,8 +80,6 @@ def hop_graph(hop: Hop, settings: GraphSettings) -> HopData:
     path_center, path_src, path_dist = periodic_neighbors(
         host_cart, path_cart, lattice, settings.path_cutoff_a, settings.path_max_neighbors, exclude_self=False
     )
-    nearest_a = np.full(settings.n_images, settings.path_cutoff_a)
-    np.minimum.at(nearest_a, path_center, path_dist)
     data = HopData(
         z=torch.from_numpy(_atomic_numbers(host)),
         edge_index=edge_index,
@@ -90,8 +89,7 @@ def hop_graph(hop: Hop, settings: GraphSettings) -> HopData:
         path_t=torch.linspace(0.0, 1.0, settings.n_images),
         path_edge_index=torch.from_numpy(np.stack([path_src, path_center])),
         path_dist=torch.from_numpy(path_dist).float(),
-        # hop length, then the ion's nearest-host distance at each image: the bottleneck profile
-        path_desc=torch.from_numpy(np.r_[hop.hop_length_a, nearest_a].astype(np.float32))[None, :],
+        path_desc=torch.from_numpy(hop_descriptors(hop))[None, :],
     )
     if hop.barrier_ev is not None:
         data.y = torch.tensor([hop.barrier_ev], dtype=torch.float32)

@@ -252,6 +252,15 @@ class CampaignLoop:
             self.store.log_event("loop_stopped", f"alem loop {reason} after {number} ticks")
             self.tell(f"loop {reason} after {number} ticks")
             return reports
+        except BaseException as exc:
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            self.log.error("loop stopped: %s", why, exc_info=not isinstance(exc, KeyboardInterrupt))
+            try:
+                self.phase("stopped", f"stopped by an error: {why}")
+                self.store.log_event("loop_stopped", f"alem loop stopped: {why}")
+            except Exception:  # the store itself may be what failed; the log has the story
+                pass
+            raise
         finally:
             self.heartbeat.stop()
             self.heartbeat = None

@@ -9,9 +9,13 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 
+from alem.graphs.descriptors import DESCRIPTOR_NAMES
 from alem.nn.backbone import Backbone, BackboneConfig
 from alem.nn.heads import PathHead, PropertyHead
 from alem.nn.layers import GatedConv
+
+
+N_DESCRIPTORS = len(DESCRIPTOR_NAMES)
 
 
 class PropertyModel(nn.Module):
@@ -37,7 +41,7 @@ class BarrierModel(nn.Module):
     path side: that is what makes ensembles and cross-validation affordable on a laptop.
     """
 
-    def __init__(self, backbone_config: BackboneConfig, n_images: int, dropout: float = 0.1):
+    def __init__(self, backbone_config: BackboneConfig, n_images: int, n_descriptors: int = N_DESCRIPTORS, dropout: float = 0.1):
         super().__init__()
         hidden = backbone_config.hidden
         self.n_images = n_images
@@ -47,7 +51,7 @@ class BarrierModel(nn.Module):
         )
         self.path_marker = nn.Parameter(torch.zeros(hidden))
         self.path_position = nn.Linear(1, hidden, bias=False)
-        self.head = PathHead(hidden, n_images, dropout=dropout)
+        self.head = PathHead(hidden, n_images, n_descriptors, dropout=dropout)
 
     def init_path_layers_from_backbone(self) -> None:
         for path_layer, layer in zip(self.path_layers, self.backbone.layers):

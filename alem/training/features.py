@@ -25,8 +25,9 @@ from alem.training.hop_graphs import build_hop_graphs, host_context_tensors
 def frozen_path_features(
     hops: Sequence[Hop], pretrained_path: str | Path | None = None, device: str | None = None, progress: bool = False
 ) -> np.ndarray:
-    """``n_hops x (4 * hidden + 1 + n_images)`` features: mean, max and middle-image path
-    embeddings, mean host embedding, hop length and the sorted bottleneck profile (Å)."""
+    """``n_hops x (4 * hidden + n_descriptors)`` features: mean, max and middle-image path
+    embeddings, mean host embedding, and the hop's physical descriptors
+    (:data:`alem.graphs.descriptors.DESCRIPTOR_NAMES`, unscaled)."""
     dev = pick_device(device)
     pretrained = Pretrained.load(pretrained_path or default_pretrained_path())
     model = new_barrier_model(pretrained, FinetuneConfig(freeze="frozen"), pretrained.backbone_config, pretrained.graph_settings.n_images)
@@ -38,7 +39,5 @@ def frozen_path_features(
     for index in torch.arange(tensors.n_hops, device=dev).split(128):
         inputs = tensors.batch(index)
         path_h = model.path_embeddings(inputs).view(len(index), n_images, -1)
-        desc = inputs["path_desc"]
-        desc = torch.cat([desc[:, :1], torch.sort(desc[:, 1:], dim=1).values], dim=1)
-        parts.append(torch.cat([path_h.mean(1), path_h.max(1).values, path_h[:, n_images // 2], inputs["host_pooled"], desc], 1).cpu())
+        parts.append(torch.cat([path_h.mean(1), path_h.max(1).values, path_h[:, n_images // 2], inputs["host_pooled"], inputs["path_desc"]], 1).cpu())
     return torch.cat(parts).numpy()

@@ -58,7 +58,7 @@ def run(strategy: str, n_members: int, epochs: int, hops, device, n_folds: int, 
     if n_members > 1:
         entry["ensemble"] = result.metrics()[0]
     np.savez_compressed(HERE / f"oof_{strategy}.npz", y=result.y_ev, location=result.member_location_ev,
-                        scale=result.member_scale_ev, folds=result.folds)
+                        scale=result.member_scale_ev, folds=result.folds, seconds=np.array(result.seconds_per_member))
     return entry
 
 
@@ -85,7 +85,9 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--strategy", action="append", required=True, help="FREEZE:MEMBERS:EPOCHS")
+    parser.add_argument("--strategy", action="append", default=[], help="FREEZE:MEMBERS:EPOCHS")
+    parser.add_argument("--merge", type=Path, action="append", default=[], help="fold other results files into --out")
+    parser.add_argument("--from-model", type=Path, help="take a row from an ensemble trained by `alem train` (its card's CV)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
@@ -95,6 +97,21 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     results.update({"n_hops": len(hops), "n_folds": args.folds, "seed": args.seed, "device": device_description(device),
                     "mean_baseline": mean_baseline(hops, args.folds, args.seed)})
+    if args.from_model:
+        card = json.loads((args.from_model / "model_card.json").read_text())
+        oof = np.load(args.from_model / "oof_predictions.npz")
+        entry = {"freeze": card["finetune_config"]["freeze"], "epochs": card["finetune_config"]["epochs"],
+                 "n_members": card["n_members"], "seconds_per_member": round(float(oof["seconds"].mean()), 1),
+                 "single": card["cv_metrics_single_member"], "ensemble": card["cv_metrics"], "source": "alem train card"}
+        results["runs"] = [r for r in results["runs"] if r["freeze"] != entry["freeze"]] + [entry]
+        args.out.write_text(json.dumps(results, indent=2))
+        args.out.with_suffix(".md").write_text(markdown(results))
+    for other in args.merge:
+        runs = json.loads(other.read_text())["runs"]
+        names = {r["freeze"] for r in runs}
+        results["runs"] = [r for r in results["runs"] if r["freeze"] not in names] + runs
+        args.out.write_text(json.dumps(results, indent=2))
+        args.out.with_suffix(".md").write_text(markdown(results))
     for spec in args.strategy:
         freeze, members, epochs = spec.split(":")
         entry = run(freeze, int(members), int(epochs), hops, device, args.folds, args.seed)
