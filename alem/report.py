@@ -1,8 +1,11 @@
 """``alem report``: one self-contained HTML page (PNG plots embedded as base64) about a campaign.
 
-* parity: every usable NEB barrier against the prediction made *before* it was computed (the
-  current model's, if it scored the hop before the result arrived, else the prediction shown
-  when the hop was proposed), with ±σ error bars;
+* parity of the current model: its grouped cross-validation (out-of-fold predictions stored with
+  the model as ``oof_predictions.npz``; for a version retrained in the loop without CV, the newest
+  version that has them, named on the plot);
+* parity on the campaign: every usable NEB barrier against the prediction made *before* it was
+  computed (the current model's, if it scored the hop before the result arrived, else the
+  prediction shown when the hop was proposed), with ±σ error bars;
 * learning curve across model versions: each version's cross-validated MAE from its card and
   its prospective MAE on the results that arrived while it was current;
 * campaign history: cumulative proposed, approved, computed and good (E_m < 0.65 eV) hops over time;
@@ -48,6 +51,20 @@ def parity_points(store) -> list[ParityPoint]:
                 result.hop_id, result.barrier_ev, proposal.mean_ev, proposal.std_ev, f"proposal (model v{proposal.model_version_id})"
             ))
     return points
+
+
+OOF_FILENAME = "oof_predictions.npz"
+
+
+def out_of_fold(store) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """(model version, reference barriers, out-of-fold mean predictions) of the newest model
+    version, current first, whose directory holds cross-validation predictions."""
+    for version in sorted(store.model_versions(), key=lambda v: (not v.is_current, -v.id)):
+        path = Path(version.path) / OOF_FILENAME
+        if path.is_file():
+            with np.load(path) as data:
+                return version.id, np.asarray(data["y"], float), np.clip(np.asarray(data["location"], float).mean(0), 0, None)
+    return None
 
 
 def learning_curve(store) -> list[dict]:
@@ -102,13 +119,30 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _figures(points, curve, history) -> dict[str, str]:
+def _figures(points, curve, history, oof) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figures = {}
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    if oof is not None:
+        version, y, predicted = oof
+        ax.scatter(y, predicted, s=8, alpha=0.5)
+        top = max(y.max(), predicted.max()) * 1.05
+        ax.plot([0, top], [0, top], "k--", lw=1)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_title(f"model v{version}: grouped CV, MAE {np.abs(y - predicted).mean():.3f} eV (n={len(y)})")
+    else:
+        ax.text(0.5, 0.5, "no out-of-fold predictions\nstored with the models", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("reference barrier (eV)")
+    ax.set_ylabel("out-of-fold prediction (eV)")
+    fig.tight_layout()
+    figures["cv_parity"] = _png(fig)
+    plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     if points:
         x = np.array([p.barrier_ev for p in points])
@@ -180,7 +214,7 @@ def render_report(config, store) -> str:
     points = parity_points(store)
     curve = learning_curve(store)
     history = history_series(store)
-    figures = _figures(points, curve, history)
+    figures = _figures(points, curve, history, out_of_fold(store))
     counts = store.hop_counts()
     results = store.results()
     host_of = {r.hop_id: r.group for r in store.hops()}
@@ -210,8 +244,10 @@ written {time.strftime("%Y-%m-%d %H:%M:%S")}. {len([r for r in results if r.usab
 <h2>Hops by state</h2>
 {_table(list(counts), [list(counts.values())])}
 <h2>Current model: parity and learning curve</h2>
-<div class="figs">{img.format("parity", figures["parity"])}{img.format("learning curve", figures["learning_curve"])}</div>
-<p>Parity: each NEB barrier against the prediction made before it was computed (error bars ±σ).
+<div class="figs">{img.format("cross-validation parity", figures["cv_parity"])}{img.format("campaign parity", figures["parity"])}</div>
+<div class="figs">{img.format("learning curve", figures["learning_curve"])}</div>
+<p>Left: the model's grouped cross-validation on its training data (out-of-fold predictions).
+Right: each NEB barrier of this campaign against the prediction made before it was computed (error bars ±σ).
 Learning curve: per model version, the cross-validated MAE from its card and the MAE of its own
 predictions on the results that arrived while it was current.</p>
 {_table(["model version", "training hops", "CV MAE (eV)", "prospective MAE (eV)", "results scored", "created"], version_rows)}

@@ -17,13 +17,17 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def scratch_ensemble(tmp_path_factory):
-    """A real 2-member ensemble trained from scratch for 3 epochs on 20 small shipped hops."""
+    """A real 2-member ensemble trained from scratch for 3 epochs on 20 small shipped hops, with a
+    2-fold grouped CV whose out-of-fold predictions are stored with it."""
     from alem.hops import load_training_hops
-    from alem.training.finetune import FinetuneConfig, train_ensemble
+    from alem.training.finetune import FinetuneConfig
+    from alem.training.workflow import calibrated_ensemble
 
     hops = [h for h in load_training_hops() if h.n_sites <= 60][:20]
     config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
-    return train_ensemble(hops, tmp_path_factory.mktemp("ens") / "tiny", n_members=2, config=config, progress=False)
+    out = tmp_path_factory.mktemp("ens") / "tiny"
+    calibrated_ensemble(hops, out, config, n_members=2, cv_folds=2, progress=False)
+    return out
 
 
 def _images(page: str) -> list[bytes]:
@@ -49,7 +53,7 @@ def test_report_is_self_contained_and_shows_the_campaign(tmp_path, scratch_ensem
     # before anything ran the report still renders (empty plots say so)
     empty = runner.invoke(app, ["report", "--campaign", str(config.campaign_dir), "--out", str(tmp_path / "empty.html")])
     assert empty.exit_code == 0, empty.output
-    assert len(_images((tmp_path / "empty.html").read_text())) == 3
+    assert len(_images((tmp_path / "empty.html").read_text())) == 4
 
     ran = runner.invoke(app, ["loop", "--campaign", str(config.campaign_dir), "--tick-seconds", "0", "--until-idle",
                               "--max-ticks", "15"])
@@ -58,16 +62,19 @@ def test_report_is_self_contained_and_shows_the_campaign(tmp_path, scratch_ensem
     assert result.exit_code == 0, result.output
     page = (config.state_dir / "report.html").read_text()
     images = _images(page)
-    assert len(images) == 3 and all(img.startswith(b"\x89PNG") for img in images)
+    assert len(images) == 4 and all(img.startswith(b"\x89PNG") for img in images)
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     for hop in hops:
         assert hop.hop_id in page
     assert page.count("<tr><td>") >= 2 * len(hops)  # results table and parity table
-    from alem.report import learning_curve, parity_points
+    from alem.report import learning_curve, out_of_fold, parity_points
 
     with Store.open(config.store_path) as store:
         points = parity_points(store)
         curve = learning_curve(store)
+        oof_version, oof_y, oof_predicted = out_of_fold(store)
+    # the current (retrained) version has no CV of its own: the report falls back to version 1
+    assert oof_version == 1 and len(oof_y) == len(oof_predicted) == 20
     assert len(points) == len(hops)
     # every parity prediction was made before its NEB result: never the model that learned it
     assert all(p.predicted_ev is not None for p in points)
