@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from pymatgen.core import Structure
@@ -23,10 +24,13 @@ def read_host(path: str | Path, working_ion: str) -> Structure:
     if not path.exists():
         raise HostError(f"{path}: file not found")
     try:
-        if path.name.lower().endswith(".json"):
-            structure = Structure.from_str(path.read_text(), fmt="json")
-        else:
-            structure = Structure.from_file(path)
+        with warnings.catch_warnings():
+            # CIFs store 1/3 as 0.333333; pymatgen snapping it back is what we want, not news
+            warnings.filterwarnings("ignore", message=".*fractional coordinates rounded to ideal values.*")
+            if path.name.lower().endswith(".json"):
+                structure = Structure.from_str(path.read_text(), fmt="json")
+            else:
+                structure = Structure.from_file(path)
     except Exception as exc:  # pymatgen raises many types for unreadable files
         raise HostError(f"{path}: not a readable structure file ({type(exc).__name__}: {exc})") from exc
     if len(structure) == 0:

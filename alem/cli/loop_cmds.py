@@ -114,7 +114,7 @@ def propose(
     """Score the candidates with the current model and record a proposal batch."""
     from alem.acquisition import STRATEGIES
     from alem.ensemble import ModelNotFoundError
-    from alem.loop.models import load_current_model
+    from alem.loop.models import ModelLoadError, load_current_model
     from alem.loop.propose import propose_batch
 
     if strategy is not None and strategy not in STRATEGIES:
@@ -124,7 +124,7 @@ def propose(
     with _campaign_store(campaign) as (config, store):
         try:
             model = load_current_model(store, config)
-        except ModelNotFoundError as exc:
+        except (ModelNotFoundError, ModelLoadError) as exc:
             raise _fail(f"no model to score with: {exc}") from None
         with console.status("scoring candidates"):
             outcome = propose_batch(store, model, config.acquisition, strategy, batch)
@@ -240,13 +240,14 @@ def loop(
         max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
     )
     from alem.ensemble import ModelNotFoundError
+    from alem.loop.models import ModelLoadError
 
     runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
     try:
         runner.run()
     except LoopLockedError as exc:
         raise _fail(str(exc), 3) from None
-    except ModelNotFoundError as exc:
+    except (ModelNotFoundError, ModelLoadError) as exc:
         raise _fail(f"no model to score candidates with: {exc} (set [model] path in alem.toml)", 2) from None
 
 
@@ -283,6 +284,7 @@ def demo(
     from alem.campaign import CampaignExistsError
     from alem.demo import DEMO_HOSTS, run_demo
     from alem.ensemble import ModelNotFoundError
+    from alem.loop.models import ModelLoadError
 
     try:
         result = run_demo(
@@ -291,7 +293,7 @@ def demo(
         )
     except CampaignExistsError as exc:
         raise _fail(f"{exc}; choose another directory or remove it", 2) from None
-    except (ModelNotFoundError, ValueError) as exc:
+    except (ModelNotFoundError, ModelLoadError, ValueError) as exc:
         raise _fail(str(exc), 2) from None
     table = Table(title=f"demo campaign {result.campaign_dir}")
     for column in ("hop", "atoms", "Å", "predicted eV", "σ eV", "CHGNet NEB eV", "state"):

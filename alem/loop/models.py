@@ -24,6 +24,26 @@ MODELS_DIRNAME = "models"
 _BULKY_CARD_KEYS = ("training_hop_ids",)
 
 
+class ModelLoadError(RuntimeError):
+    """A model directory exists but its ensemble cannot be loaded (e.g. another alem version)."""
+
+
+def load_ensemble(path: Path):
+    """``Ensemble.load`` with one clear message for a directory that is not loadable."""
+    from alem.ensemble import Ensemble, ModelNotFoundError
+
+    try:
+        return Ensemble.load(path)
+    except ModelNotFoundError:
+        raise
+    except Exception as exc:  # torch and pydantic raise many types for a mismatched checkpoint
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelLoadError(
+            f"{path}: cannot load the ensemble ({type(exc).__name__}: {first_line}); was it trained by "
+            "another version of alem? Point [model] path at a compatible ensemble or retrain it."
+        ) from exc
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     version_id: int
@@ -51,20 +71,15 @@ def ensure_model_version(store, config) -> int:
     current = store.current_model()
     if current is not None:
         return current.id
-    from alem.ensemble import Ensemble
-
     path = configured_model_path(config)
-    ensemble = Ensemble.load(path)  # fails with a clear message if the path holds no ensemble
-    card = ensemble.card
+    card = load_ensemble(path).card
     return store.add_model_version(path, store_card(card), card.get("dataset_hash"), card.get("n_training_hops"))
 
 
 def load_current_model(store, config) -> LoadedModel:
-    from alem.ensemble import Ensemble
-
     version_id = ensure_model_version(store, config)
     path = Path(store.model_version(version_id).path)
-    return LoadedModel(version_id, path, Ensemble.load(path))
+    return LoadedModel(version_id, path, load_ensemble(path))
 
 
 def new_results_since_current(store) -> int:
@@ -110,7 +125,6 @@ def pretrained_backbone_of(card: dict) -> Path | None:
 
 def retrain(store, config, current: LoadedModel, progress: bool = False) -> LoadedModel:
     """Fine-tune a new ensemble on the campaign's data and make it the current version."""
-    from alem.ensemble import Ensemble
     from alem.training.finetune import FinetuneConfig, train_ensemble
 
     card = json.loads((current.path / "model_card.json").read_text())
@@ -142,7 +156,7 @@ def retrain(store, config, current: LoadedModel, progress: bool = False) -> Load
             "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
         },
     )
-    ensemble = Ensemble.load(path)
+    ensemble = load_ensemble(path)
     version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))
     store.log_event(
         "retrained",
