@@ -119,6 +119,30 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _parity_png(plt, x: np.ndarray, y: np.ndarray, yerr: np.ndarray | None, title: str, empty: str,
+                xlabel: str, ylabel: str) -> str:
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    if len(x):
+        low = y - yerr if yerr is not None else y
+        high = y + yerr if yerr is not None else y
+        ax.errorbar(x, y, yerr=yerr, fmt="o", ms=4 if yerr is not None else 3, capsize=3 if yerr is not None else 0,
+                    alpha=0.8 if yerr is not None else 0.5, ls="none")
+        top = max(x.max(), high.max(), GOOD_CONDUCTOR_THRESHOLD_EV) * 1.08
+        ax.plot([0, top], [0, top], "k--", lw=1)
+        ax.axvline(GOOD_CONDUCTOR_THRESHOLD_EV, color="0.7", lw=0.8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(min(0.0, low.min()), top)
+        ax.set_title(title, fontsize=10)
+    else:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
 def _figures(points, curve, history, oof) -> dict[str, str]:
     import matplotlib
 
@@ -126,42 +150,19 @@ def _figures(points, curve, history, oof) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     figures = {}
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    if oof is not None:
-        version, y, predicted = oof
-        ax.scatter(y, predicted, s=8, alpha=0.5)
-        top = max(y.max(), predicted.max()) * 1.05
-        ax.plot([0, top], [0, top], "k--", lw=1)
-        ax.set_xlim(0, top)
-        ax.set_ylim(0, top)
-        ax.set_title(f"model v{version}: grouped CV, MAE {np.abs(y - predicted).mean():.3f} eV (n={len(y)})")
-    else:
-        ax.text(0.5, 0.5, "no out-of-fold predictions\nstored with the models", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("reference barrier (eV)")
-    ax.set_ylabel("out-of-fold prediction (eV)")
-    fig.tight_layout()
-    figures["cv_parity"] = _png(fig)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    if points:
-        x = np.array([p.barrier_ev for p in points])
-        y = np.array([p.predicted_ev for p in points])
-        err = np.array([p.sigma_ev or 0.0 for p in points])
-        ax.errorbar(x, y, yerr=err, fmt="o", ms=5, capsize=3, alpha=0.8)
-        top = max(x.max(), (y + err).max(), GOOD_CONDUCTOR_THRESHOLD_EV) * 1.1
-        ax.plot([0, top], [0, top], "k--", lw=1)
-        ax.axvline(GOOD_CONDUCTOR_THRESHOLD_EV, color="0.7", lw=0.8)
-        ax.set_xlim(0, top)
-        ax.set_ylim(min(0, (y - err).min()), top)
-        ax.set_title(f"MAE {np.abs(x - y).mean():.3f} eV on {len(points)} NEB results")
-    else:
-        ax.text(0.5, 0.5, "no NEB results yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("NEB barrier (eV)")
-    ax.set_ylabel("predicted before the NEB (eV)")
-    fig.tight_layout()
-    figures["parity"] = _png(fig)
-    plt.close(fig)
+    version, y_ref, y_oof = oof if oof is not None else (None, np.array([]), np.array([]))
+    figures["cv_parity"] = _parity_png(
+        plt, y_ref, y_oof, None, f"model v{version}: grouped CV, MAE {np.abs(y_ref - y_oof).mean():.3f} eV (n={len(y_ref)})"
+        if len(y_ref) else "", "no out-of-fold predictions\nstored with the models", "reference barrier (eV)",
+        "out-of-fold prediction (eV)",
+    )
+    x = np.array([p.barrier_ev for p in points])
+    y = np.array([p.predicted_ev for p in points])
+    err = np.array([p.sigma_ev or 0.0 for p in points])
+    figures["parity"] = _parity_png(
+        plt, x, y, err, f"MAE {np.abs(x - y).mean():.3f} eV on {len(points)} NEB results" if points else "",
+        "no NEB results yet", "NEB barrier (eV)", "predicted before the NEB (eV)",
+    )
 
     fig, ax = plt.subplots(figsize=(4.8, 4.0))
     versions = [row["version"] for row in curve]
