@@ -33,12 +33,20 @@ DEMO_PRESET_OVERRIDES = {
 }
 
 
+DEMO_NAME = "alem-demo"
+
+
+class NotADemoError(ValueError):
+    """The directory holds a campaign that the demo did not create; the demo leaves it alone."""
+
+
 @dataclass
 class DemoResult:
     campaign_dir: Path
     report_path: Path | None
     rows: list[dict] = field(default_factory=list)
     ticks: int = 0
+    resumed: bool = False
 
 
 def demo_host_files(names: tuple[str, ...] = DEMO_HOSTS) -> list[Path]:
@@ -86,7 +94,7 @@ def create_demo_campaign(directory: Path, model_path: str = ""):
     """The demo campaign: defaults + auto-approval within 2 parallel jobs + the demo preset."""
     from alem.campaign import init_campaign
 
-    config = init_campaign(directory, backend="local", name="alem-demo")
+    config = init_campaign(directory, backend="local", name=DEMO_NAME)
     write_demo_preset(config.campaign_dir)
     config.backend.local.preset = DEMO_PRESET
     config.model.path = model_path
@@ -98,6 +106,29 @@ def create_demo_campaign(directory: Path, model_path: str = ""):
     config.loop.tick_seconds = 5
     config.save()
     return config
+
+
+def existing_demo_campaign(directory: Path):
+    """The demo campaign already in ``directory`` (None if there is no campaign there)."""
+    from alem.config import CONFIG_FILENAME, CampaignConfig
+
+    if not (Path(directory) / CONFIG_FILENAME).is_file():
+        return None
+    config = CampaignConfig.load(directory)
+    if config.campaign.name != DEMO_NAME or config.backend.local.preset != DEMO_PRESET:
+        raise NotADemoError(
+            f"{Path(directory).resolve()} holds the campaign {config.campaign.name!r}, not an alem demo; "
+            "the demo leaves it alone (choose another directory)"
+        )
+    return config
+
+
+def remove_demo_campaign(directory: Path) -> None:
+    """Delete a demo campaign directory (only one the demo created, see existing_demo_campaign)."""
+    import shutil
+
+    if existing_demo_campaign(directory) is not None:
+        shutil.rmtree(directory)
 
 
 def summary_rows(store) -> list[dict]:
@@ -130,7 +161,9 @@ def run_demo(
     hosts: tuple[str, ...] = DEMO_HOSTS,
     say: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Create the demo campaign in ``directory`` and run it (see the module docstring)."""
+    """Create the demo campaign in ``directory`` and run it (see the module docstring). If the
+    directory already holds the demo campaign, carry on with it: hosts already added are known and
+    not added twice, finished NEBs are kept, and the loop picks up whatever is left."""
     from alem.backends import make_backend
     from alem.candidates.pool import add_candidates
     from alem.loop.runner import CampaignLoop, LoopOptions
@@ -138,8 +171,17 @@ def run_demo(
     from alem.store import Store
 
     host_files = demo_host_files(hosts)
-    config = create_demo_campaign(directory, model_path)
-    say(f"campaign created in {config.campaign_dir} (SQLite store, local CHGNet backend, shipped model)")
+    config = existing_demo_campaign(directory)
+    resumed = config is not None
+    if resumed:
+        with Store.open(config.store_path) as store:
+            counts = store.hop_counts()
+        say(f"continuing the demo campaign in {config.campaign_dir} ({counts['done']} hops done, "
+            f"{counts['candidate'] + counts['proposed'] + counts['approved'] + counts['submitted']} to go); "
+            "`alem demo --fresh` starts over")
+    else:
+        config = create_demo_campaign(directory, model_path)
+        say(f"campaign created in {config.campaign_dir} (SQLite store, local CHGNet backend, shipped model)")
     with Store.open(config.store_path) as store:
         report = add_candidates(store, host_files, config.campaign.working_ion, DEMO_ENUMERATION)
     for host in report.hosts:
@@ -158,4 +200,4 @@ def run_demo(
     report_path = write_report(config)
     with Store.open(config.store_path) as store:
         rows = summary_rows(store)
-    return DemoResult(config.campaign_dir, report_path, rows, len(ticks))
+    return DemoResult(config.campaign_dir, report_path, rows, len(ticks), resumed)

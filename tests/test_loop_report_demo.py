@@ -95,5 +95,22 @@ def test_demo_runs_a_real_chgnet_campaign(tmp_path, scratch_ensemble):
         assert store.decisions()[0].who.startswith("alem-loop")
         assert store.integrity_check() == []
     assert (tmp_path / "demo" / "state" / "report.html").is_file()
-    again = runner.invoke(app, ["demo", str(tmp_path / "demo")])
-    assert again.exit_code == 2 and "already exists" in again.output
+
+    # the README's command run again carries on with the same campaign: nothing is redone
+    again = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--host", "Li2O_antifluorite"])
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.output.split())  # rich wraps long lines
+    assert "continuing the demo campaign" in said and "(1 hops done, 0 to go)" in said
+    with Store.open(tmp_path / "demo" / "state" / "alem.sqlite") as store:
+        assert len(store.jobs()) == 1 and len(store.hops()) == 1
+
+    # a campaign the demo did not make is left alone, even with --fresh
+    from alem.campaign import init_campaign
+    from alem.demo import remove_demo_campaign
+
+    init_campaign(tmp_path / "mine")
+    refused = runner.invoke(app, ["demo", str(tmp_path / "mine"), "--fresh"])
+    assert refused.exit_code == 2 and "not an alem demo" in " ".join(refused.output.split())
+    assert (tmp_path / "mine" / "alem.toml").is_file()
+    remove_demo_campaign(tmp_path / "demo")  # what --fresh does before starting over
+    assert not (tmp_path / "demo").exists()

@@ -272,29 +272,33 @@ def report(
 # ---------------------------------------------------------------------------------- demo
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Argument(help="where to create the demo campaign (must not hold one)")] = Path(
-        "alem-demo"
-    ),
+    directory: Annotated[
+        Path, typer.Argument(help="demo campaign directory: created, or continued if it holds the demo already")
+    ] = Path("alem-demo"),
+    fresh: Annotated[bool, typer.Option("--fresh", help="delete an earlier demo campaign in DIRECTORY first")] = False,
     max_minutes: Annotated[float, typer.Option(help="stop the loop after this many minutes")] = 20.0,
     retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="re-fine-tune the ensemble on the results (slow on a laptop)")] = False,
     model: Annotated[Optional[str], typer.Option(help="ensemble directory (default: the shipped one)")] = None,
     host: Annotated[Optional[list[str]], typer.Option(help="shipped demo host(s) to use (default: all five)")] = None,
 ) -> None:
     """The main job on a fresh clone: a small real campaign (shipped hosts, CHGNet NEBs, auto-approval)."""
-    from alem.campaign import CampaignExistsError
-    from alem.demo import DEMO_HOSTS, run_demo
+    from alem.config import ConfigError
+    from alem.demo import DEMO_HOSTS, NotADemoError, remove_demo_campaign, run_demo
     from alem.ensemble import ModelNotFoundError
+    from alem.loop.lock import LoopLockedError
     from alem.loop.models import ModelLoadError
 
     try:
+        if fresh:
+            remove_demo_campaign(directory)
         result = run_demo(
             directory, model_path=model or "", max_minutes=max_minutes, retrain=retrain,
             hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False, markup=False),
         )
-    except CampaignExistsError as exc:
-        raise _fail(f"{exc}; choose another directory or remove it", 2) from None
-    except (ModelNotFoundError, ModelLoadError, ValueError) as exc:
+    except (NotADemoError, ConfigError, ModelNotFoundError, ModelLoadError, ValueError) as exc:
         raise _fail(str(exc), 2) from None
+    except LoopLockedError as exc:
+        raise _fail(str(exc), 3) from None
     table = Table(title=f"demo campaign {result.campaign_dir}")
     for column in ("hop", "atoms", "Å", "predicted eV", "σ eV", "CHGNet NEB eV", "state"):
         table.add_column(column, justify="left" if column in ("hop", "state") else "right")
