@@ -24,7 +24,8 @@ def parity_plot(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=130)
-    top = float(max(np.max(y_ev), np.max(mean_ev + sigma_ev), 1.0)) * 1.05
+    # the axes follow the barriers, not the widest error bar (a few huge σ would squash the plot)
+    top = float(max(np.max(y_ev), np.max(mean_ev), 1.0)) * 1.08
     ax.errorbar(y_ev, mean_ev, yerr=sigma_ev, fmt="o", ms=3, alpha=0.55, elinewidth=0.7, color="#1f5f9e", ecolor="#7fa7cf")
     ax.plot([0, top], [0, top], "k--", lw=1)
     ax.axvline(GOOD_CONDUCTOR_THRESHOLD_EV, color="#c0392b", lw=0.8, ls=":")

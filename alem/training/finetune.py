@@ -172,7 +172,10 @@ def train_member(
 
 @torch.no_grad()
 def predict_member(
-    model: BarrierModel, data: Sequence[HopData] | PathTensors, device: torch.device, batch_size: int = 64
+    model: BarrierModel,
+    data: Sequence[HopData] | PathTensors,
+    device: torch.device,
+    batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(location_ev, laplace_scale_ev) per hop."""
     model.to(device).eval()
@@ -338,6 +341,8 @@ def train_ensemble(
             "n_training_hops": len(labelled),
             "training_hop_ids": [h.hop_id for h in labelled],
             "pretrained_backbone": str(pretrained.path.parent.name) if pretrained and pretrained.path else None,
+            # absolute, for re-training from a backbone outside models/ (the name above is portable)
+            "pretrained_path": str(pretrained.path.parent) if pretrained and pretrained.path else None,
             "wall_time_s": round(time.time() - started, 1),
             "seconds_per_member": [round(s, 1) for s in seconds],
             "device": device_description(dev),

@@ -11,6 +11,7 @@ import numpy as np
 
 import torch
 
+from alem.ensemble import combine_members
 from alem.hops.hop import Hop
 from alem.training.cv import CVResult, cross_validate
 from alem.training.device import pick_device
@@ -64,4 +65,16 @@ def calibrated_ensemble(
             location=result.member_location_ev, scale=result.member_scale_ev, folds=result.folds,
             seconds=np.array(result.seconds_per_member),
         )
+        write_cv_parity(path)
     return json.loads((path / "model_card.json").read_text())
+
+
+def write_cv_parity(model_dir: Path) -> Path:
+    """``cv_parity.png`` of a model directory from its stored out-of-fold predictions."""
+    from alem.evaluate import parity_plot
+
+    card = json.loads((model_dir / "model_card.json").read_text())
+    oof = np.load(model_dir / "oof_predictions.npz")
+    mean, sigma = combine_members(oof["location"], oof["scale"], card["calibration"]["sigma_scale"])
+    title = f"grouped {card.get('cv_folds', '?')}-fold CV, out-of-fold ({card['n_members']}-member ensemble)"
+    return parity_plot(oof["y"], mean, sigma, model_dir / "cv_parity.png", title=title, metrics=card["cv_metrics"])
