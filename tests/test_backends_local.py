@@ -14,7 +14,7 @@ from alem.backends.local import LocalBackend, run_worker
 TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.LOST}
 
 
-def wait_for(backend, external_id, states, timeout_s=240.0):
+def wait_for(backend, external_id, states, timeout_s=900.0):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         state = backend.poll([external_id])[external_id]
@@ -55,7 +55,7 @@ def test_worker_killed_mid_job_is_lost(tmp_path, li2o_hop, fast_mlip_preset):
     backend = LocalBackend(tmp_path / "jobstore", fast_mlip_preset)
     external_id = backend.submit(li2o_hop, "job-kill")
     run_dir = tmp_path / "jobstore" / "runs" / external_id
-    assert wait_for(backend, external_id, {JobState.RUNNING}, timeout_s=60) == JobState.RUNNING
+    assert wait_for(backend, external_id, {JobState.RUNNING}, timeout_s=300) == JobState.RUNNING
     deadline = time.time() + 120
     while not list((run_dir / "work").glob("job_*")) and time.time() < deadline:
         time.sleep(0.2)  # wait until jobflow is executing the first job of the flow
@@ -64,7 +64,7 @@ def test_worker_killed_mid_job_is_lost(tmp_path, li2o_hop, fast_mlip_preset):
     assert backend.poll([external_id])[external_id] == JobState.RUNNING
     pid = json.loads((run_dir / "worker.json").read_text())["pid"]
     os.kill(pid, signal.SIGKILL)
-    assert wait_for(backend, external_id, TERMINAL, timeout_s=30) == JobState.LOST
+    assert wait_for(backend, external_id, TERMINAL, timeout_s=120) == JobState.LOST
     assert LocalBackend(tmp_path / "jobstore", fast_mlip_preset).poll([external_id])[external_id] == JobState.LOST
     outcome = backend.outcome(external_id)
     assert not outcome.usable and "has not finished (state lost)" in outcome.failure_reason

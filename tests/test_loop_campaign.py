@@ -222,7 +222,7 @@ def _alem_loop(config, *args) -> subprocess.Popen:
     )
 
 
-def _wait_for_heartbeat(config, pid: int, timeout_s: float = 60.0) -> None:
+def _wait_for_heartbeat(config, pid: int, timeout_s: float = 240.0) -> None:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         with Store.open(config.store_path) as store:
@@ -242,7 +242,7 @@ def test_second_loop_is_refused_and_sigterm_stops_cleanly(tmp_path, tiny_ensembl
         assert second.exit_code == 3
         assert f"pid {first.pid}" in second.output and "already running" in second.output
         first.send_signal(signal.SIGTERM)
-        output, _ = first.communicate(timeout=60)
+        output, _ = first.communicate(timeout=240)
     finally:
         if first.poll() is None:
             first.kill()
@@ -276,7 +276,7 @@ def test_loop_survives_sigkill_at_random_moments(tmp_path, tiny_ensemble_dir):
             status = store.loop_status()
         kills_while_working += int(status is not None and status.pid == process.pid)
         process.kill()
-        process.communicate(timeout=30)
+        process.communicate(timeout=120)
         assert process.returncode == -signal.SIGKILL
 
         with Store.open(config.store_path) as store:
@@ -294,7 +294,7 @@ def test_loop_survives_sigkill_at_random_moments(tmp_path, tiny_ensemble_dir):
     assert kills_while_working >= 16
 
     final = _alem_loop(config, "--tick-seconds", "0.1", "--no-retrain", "--until-idle", "--max-ticks", "200")
-    output, _ = final.communicate(timeout=120)
+    output, _ = final.communicate(timeout=480)
     assert final.returncode == 0, output
     with Store.open(config.store_path) as store:
         assert store.integrity_check() == []
@@ -312,10 +312,10 @@ def test_heartbeat_thread_keeps_a_long_step_alive(tmp_path, tiny_ensemble_dir):
     beat = Heartbeat(config.store_path, interval_s=0.05).start()
     try:
         beat.set("retraining", "fine-tuning on 7 new results")
-        time.sleep(0.4)
+        time.sleep(1.5)
         with Store.open(config.store_path) as store:
             status = store.loop_status()
     finally:
         beat.stop()
     assert status.phase == "retraining" and status.message == "fine-tuning on 7 new results"
-    assert status.pid == os.getpid() and time.time() - status.heartbeat < 0.3
+    assert status.pid == os.getpid() and time.time() - status.heartbeat < 1.0  # beats kept coming after the first
