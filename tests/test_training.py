@@ -10,7 +10,7 @@ from alem.ensemble import Ensemble
 from alem.graphs import GraphSettings
 from alem.hops import load_training_hops
 from alem.training.cv import cross_validate, grouped_folds
-from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, fit_members, train_ensemble, train_member, new_barrier_model
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble, train_member, new_barrier_model
 from alem.training.pretrain import masked_property_loss
 from tests.conftest import rocksalt_hop
 

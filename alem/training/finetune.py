@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -351,6 +351,3 @@ def train_ensemble(
     )
     return save_ensemble(models, Path(out_dir), card, config, training_set.settings, training_set.backbone_config)
 
-
-def with_overrides(config: FinetuneConfig, **overrides) -> FinetuneConfig:
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
