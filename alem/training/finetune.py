@@ -18,7 +18,7 @@ from alem.hops.hop import Hop
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
 from alem.training.device import device_description, peak_memory_mb, pick_device
-from alem.training.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors, subset_path_tensors
+from alem.training.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
 from alem.training.progress import maybe_progress
 from alem.training.provenance import git_commit, utc_now
 
@@ -230,7 +230,7 @@ class TrainingSet:
             return list(self.graphs) if indices is None else [self.graphs[i] for i in indices]
         if indices is None:
             return self.cached
-        return subset_path_tensors(self.cached, torch.as_tensor(np.asarray(indices), dtype=torch.long))
+        return self.cached.subset(torch.as_tensor(np.asarray(indices), dtype=torch.long))
 
 
 def fit_members(

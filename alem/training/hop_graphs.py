@@ -41,22 +41,40 @@ class PathTensors:
     def to(self, device: torch.device) -> PathTensors:
         return PathTensors(**{k: v.to(device) for k, v in self.__dict__.items()})
 
-    def batch(self, hop_index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Inputs of :meth:`BarrierModel.path_forward` for the hops ``hop_index`` (no repeats)."""
-        n_images = self.path_z.shape[1]
+    def subset(self, hop_index: torch.Tensor) -> PathTensors:
+        """The hops ``hop_index`` (no repeats), renumbered 0..k-1 in that order."""
         position = torch.full((self.n_hops,), -1, dtype=torch.long, device=hop_index.device)
         position[hop_index] = torch.arange(len(hop_index), device=hop_index.device)
         edge_position = position[self.edge_hop]
         keep = edge_position >= 0
+        return PathTensors(
+            src_h=self.src_h[keep],
+            edge_hop=edge_position[keep],
+            dst_local=self.dst_local[keep],
+            path_dist=self.path_dist[keep],
+            path_z=self.path_z[hop_index],
+            path_t=self.path_t,
+            host_pooled=self.host_pooled[hop_index],
+            path_desc=self.path_desc[hop_index],
+            y=self.y[hop_index],
+        )
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """Inputs of :meth:`BarrierModel.path_forward` for all hops held."""
+        n_images = self.path_z.shape[1]
         return {
-            "src_h": self.src_h[keep],
-            "path_dst": edge_position[keep] * n_images + self.dst_local[keep],
-            "path_dist": self.path_dist[keep],
-            "path_z": self.path_z[hop_index].reshape(-1),
-            "path_t": self.path_t.repeat(len(hop_index)),
-            "host_pooled": self.host_pooled[hop_index],
-            "path_desc": self.path_desc[hop_index],
+            "src_h": self.src_h,
+            "path_dst": self.edge_hop * n_images + self.dst_local,
+            "path_dist": self.path_dist,
+            "path_z": self.path_z.reshape(-1),
+            "path_t": self.path_t.repeat(self.n_hops),
+            "host_pooled": self.host_pooled,
+            "path_desc": self.path_desc,
         }
+
+    def batch(self, hop_index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs of :meth:`BarrierModel.path_forward` for the hops ``hop_index`` (no repeats)."""
+        return self.subset(hop_index).model_inputs()
 
 
 @torch.no_grad()
@@ -85,21 +103,3 @@ def host_context_tensors(
     cat = {k: torch.cat(v) for k, v in parts.items()}
     return PathTensors(path_t=torch.linspace(0.0, 1.0, n_images), **cat)
 
-
-def subset_path_tensors(tensors: PathTensors, hop_index: torch.Tensor) -> PathTensors:
-    """A new PathTensors holding only the hops ``hop_index`` (renumbered 0..k-1)."""
-    position = torch.full((tensors.n_hops,), -1, dtype=torch.long)
-    position[hop_index] = torch.arange(len(hop_index))
-    edge_position = position[tensors.edge_hop]
-    keep = edge_position >= 0
-    return PathTensors(
-        src_h=tensors.src_h[keep],
-        edge_hop=edge_position[keep],
-        dst_local=tensors.dst_local[keep],
-        path_dist=tensors.path_dist[keep],
-        path_z=tensors.path_z[hop_index],
-        path_t=tensors.path_t,
-        host_pooled=tensors.host_pooled[hop_index],
-        path_desc=tensors.path_desc[hop_index],
-        y=tensors.y[hop_index],
-    )
