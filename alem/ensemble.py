@@ -69,7 +69,7 @@ class Ensemble:
         dropout = card.get("finetune_config", {}).get("dropout", 0.1)
         members = []
         for k in range(card["n_members"]):
-            model = BarrierModel(backbone_config, n_images, dropout=dropout)
+            model = BarrierModel(backbone_config, n_images, GraphSettings(**card["graph_settings"]).n_descriptors, dropout=dropout)
             state = torch.load(path / f"member_{k}.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state)
             model.eval()

@@ -10,7 +10,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from alem.graphs.descriptors import hop_descriptors
+from alem.graphs.descriptors import descriptor_names, hop_descriptors
 from alem.graphs.neighbors import periodic_neighbors
 from alem.hops.hop import Hop
 
@@ -27,9 +27,16 @@ class GraphSettings:
     path_max_neighbors: int = 16
     #: Images of the ion along its straight path, endpoints included (MODEL-3 used 5).
     n_images: int = 5
+    #: Physical descriptors the head reads (:data:`alem.graphs.descriptors.DESCRIPTOR_SETS`);
+    #: ``v1`` for cards written before descriptor sets existed.
+    descriptor_set: str = "v1"
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def n_descriptors(self) -> int:
+        return len(descriptor_names(self.descriptor_set))
 
 
 class HopData(Data):
@@ -89,7 +96,7 @@ def hop_graph(hop: Hop, settings: GraphSettings) -> HopData:
         path_t=torch.linspace(0.0, 1.0, settings.n_images),
         path_edge_index=torch.from_numpy(np.stack([path_src, path_center])),
         path_dist=torch.from_numpy(path_dist).float(),
-        path_desc=torch.from_numpy(hop_descriptors(hop))[None, :],
+        path_desc=torch.from_numpy(hop_descriptors(hop, settings.descriptor_set))[None, :],
     )
     if hop.barrier_ev is not None:
         data.y = torch.tensor([hop.barrier_ev], dtype=torch.float32)

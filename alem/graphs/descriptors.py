@@ -13,6 +13,7 @@ import numpy as np
 from pymatgen.core import Element
 
 from alem.graphs.neighbors import periodic_neighbors
+from alem.graphs.path_physics import PATH_PHYSICS_NAMES, path_physics_descriptors
 from alem.hops.hop import Hop
 
 ANIONS = frozenset({"O", "S", "Se", "Te", "F", "Cl", "Br", "I", "N"})
@@ -30,14 +31,32 @@ DESCRIPTOR_NAMES = (
     + [f"anion_fraction_{name}" for name in ANION_GROUPS]
 )
 
+#: Named descriptor sets. A model card records the set its head was trained on (``v1`` when the
+#: card predates sets), so a model always reads the numbers it learned from.
+#: ``v2`` adds the bond-valence / electrostatic profile along a relaxed path
+#: (:mod:`alem.graphs.path_physics`).
+DESCRIPTOR_SETS: dict[str, tuple[str, ...]] = {
+    "v1": tuple(DESCRIPTOR_NAMES),
+    "v2": tuple(DESCRIPTOR_NAMES) + PATH_PHYSICS_NAMES,
+}
+LATEST_DESCRIPTOR_SET = "v2"
+
+
+def descriptor_names(descriptor_set: str) -> tuple[str, ...]:
+    try:
+        return DESCRIPTOR_SETS[descriptor_set]
+    except KeyError:
+        raise ValueError(f"unknown descriptor set {descriptor_set!r} (known: {', '.join(DESCRIPTOR_SETS)})") from None
+
 
 def _valence(symbol: str) -> float:
     states = Element(symbol).common_oxidation_states
     return float(max(states)) if states else 1.0
 
 
-def hop_descriptors(hop: Hop) -> np.ndarray:
-    """The numbers in :data:`DESCRIPTOR_NAMES` for one hop (float32)."""
+def hop_descriptors(hop: Hop, descriptor_set: str = "v1") -> np.ndarray:
+    """The numbers of ``descriptor_set`` (:data:`DESCRIPTOR_SETS`) for one hop (float32)."""
+    descriptor_names(descriptor_set)
     host = hop.host
     lattice = host.lattice.matrix
     symbols = np.array([site.specie.symbol for site in host])
@@ -86,4 +105,6 @@ def hop_descriptors(hop: Hop) -> np.ndarray:
         float(np.mean(symbols == hop.working_ion)),
         *[float(np.isin(symbols[is_anion], list(group)).sum()) / n_anion for group in ANION_GROUPS.values()],
     ]
+    if descriptor_set == "v2":
+        values += list(path_physics_descriptors(hop, is_anion, _valence(hop.working_ion), float(radius)))
     return np.asarray(values, dtype=np.float32)

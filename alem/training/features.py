@@ -30,7 +30,7 @@ def frozen_path_features(
     (:data:`alem.graphs.descriptors.DESCRIPTOR_NAMES`, unscaled)."""
     dev = pick_device(device)
     pretrained = Pretrained.load(pretrained_path or default_pretrained_path())
-    model = new_barrier_model(pretrained, FinetuneConfig(freeze="frozen"), pretrained.backbone_config, pretrained.graph_settings.n_images)
+    model = new_barrier_model(pretrained, FinetuneConfig(freeze="frozen"), pretrained.backbone_config, pretrained.graph_settings)
     graphs = build_hop_graphs(hops, pretrained.graph_settings, progress)
     tensors = host_context_tensors(model, graphs, dev).to(dev)
     model.to(dev).eval()

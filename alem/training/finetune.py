@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from alem.graphs.crystal_graph import GraphSettings, HopData
+from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
 from alem.hops.hop import Hop
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
@@ -44,6 +45,9 @@ class FinetuneConfig:
     #: Bootstrap resampling per member. Off by default: on 559 hops, losing a third of the
     #: distinct hops per member cost more accuracy (grouped CV) than the diversity it buys.
     bootstrap: bool = False
+    #: Hop descriptors the head reads (``v2``: adds the bond-valence / electrostatic profile along
+    #: a relaxed path; chosen on inner folds, see benchmarks/cv).
+    descriptor_set: str = LATEST_DESCRIPTOR_SET
 
     def __post_init__(self) -> None:
         if self.freeze not in FREEZE_STRATEGIES:
@@ -79,9 +83,9 @@ def default_pretrained_path() -> Path:
 
 
 def new_barrier_model(
-    pretrained: Pretrained | None, config: FinetuneConfig, backbone_config: BackboneConfig, n_images: int
+    pretrained: Pretrained | None, config: FinetuneConfig, backbone_config: BackboneConfig, settings: GraphSettings
 ) -> BarrierModel:
-    model = BarrierModel(backbone_config, n_images, dropout=config.dropout)
+    model = BarrierModel(backbone_config, settings.n_images, settings.n_descriptors, dropout=config.dropout)
     if config.freeze != "scratch":
         if pretrained is None:
             raise ValueError(f"freeze={config.freeze!r} needs a pre-trained backbone")
@@ -217,10 +221,11 @@ class TrainingSet:
     ) -> TrainingSet:
         backbone_config = backbone_config or (pretrained.backbone_config if pretrained else BackboneConfig())
         settings = settings or (pretrained.graph_settings if pretrained else GraphSettings())
+        settings = replace(settings, descriptor_set=config.descriptor_set)
         graphs = build_hop_graphs(hops, settings, progress)
         cached = None
         if config.freeze == "frozen":
-            encoder = new_barrier_model(pretrained, config, backbone_config, settings.n_images).to(device)
+            encoder = new_barrier_model(pretrained, config, backbone_config, settings).to(device)
             cached = host_context_tensors(encoder, graphs, device)
         return cls(graphs, cached, pretrained, settings, backbone_config)
 
@@ -252,7 +257,7 @@ def fit_members(
         for member in range(n_members):
             started = time.time()
             model = new_barrier_model(
-                training_set.pretrained, config, training_set.backbone_config, training_set.settings.n_images
+                training_set.pretrained, config, training_set.backbone_config, training_set.settings
             )
             train_member(model, data, config, seed=seed * 1000 + member, device=device, progress=bar, task=task)
             models.append(model.cpu())
