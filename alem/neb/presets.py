@@ -66,6 +66,15 @@ class VaspSettings(_Section):
     )
     kpoints_reciprocal_density: int = Field(64, ge=1, description="k-point density (MP relax: 64)")
     potcar_functional: str = Field("PBE", description="POTCAR set (MP: PBE)")
+    ediff_ev: float = Field(
+        1e-6, gt=0, le=1e-5, description="absolute EDIFF (eV) of every step, endpoints and images alike"
+    )
+    ncore: int | None = Field(None, ge=1, description="NCORE (bands per group); unset = VASP's default")
+    kpar: int | None = Field(None, ge=1, description="KPAR (k-point groups per image); unset = VASP's default")
+    relax_host: bool = Field(
+        False, description="relax the host cell (ISIF 3, same electronic settings) first and build the NEB cell "
+        "on the relaxed lattice instead of the CIF's"
+    )
 
 
 class Preset(_Section):
