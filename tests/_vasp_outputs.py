@@ -217,6 +217,7 @@ def outcar_text(
         lines += [f"{i + 1:5d} {0.0:8.3f} {0.0:8.3f} {m:8.3f} {m:8.3f}" for i, m in enumerate(magmoms)]
         lines += ["--------------------------------------------------",
                   f"tot   {0.0:8.3f} {0.0:8.3f} {sum(magmoms):8.3f} {sum(magmoms):8.3f}", ""]
+    lines += ["  total drift:                                0.000001      0.000001     -0.000001", ""]
     if neb_image:
         lines.append(" NEB: projections on to tangent (spring, REAL)  -0.00010   0.01000")
     lines += [f"  free  energy   TOTEN  = {energy_ev:18.8f} eV", "",
