@@ -164,3 +164,11 @@ def available_presets(campaign_dir: str | Path | None = None) -> dict[str, Path]
             for path in sorted(directory.glob("*.toml")):
                 found.setdefault(path.stem, path)
     return found
+
+
+def campaign_preset(config) -> Preset | None:
+    """The preset the campaign's backend runs (``alem.toml`` ``[backend.<kind>] preset``); None
+    for a backend without one (replay)."""
+    section = getattr(config.backend, str(config.backend.kind).replace("-", "_"), None)
+    name = getattr(section, "preset", None)
+    return load_preset(name, config.campaign_dir) if name else None

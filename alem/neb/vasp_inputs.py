@@ -152,17 +152,30 @@ def step_input_sets(hop, preset: Preset) -> dict:
     """The VASP input sets (``potcar_spec``: no POTCARs needed) of the endpoint relaxation and the
     NEB of ``hop``, as the flow writes them: ``{"endpoint": ..., "neb": ...}`` (+ ``"host"``)."""
     from alem.neb.flows import pristine_host
-    from alem.neb.supercell import interpolate_images, neb_endpoints
+    from alem.neb.supercell import neb_endpoints
 
     initial, final = neb_endpoints(hop, preset.supercell.min_image_distance_a, preset.supercell.max_atoms,
                                    group_species=True)
     initial, final = with_initial_magmoms(initial, preset), with_initial_magmoms(final, preset)
-    images = interpolate_images(initial, final, preset.neb.n_images, preset.neb.interpolation)
     sets = {
         "endpoint": relax_input_generator(preset, relax=preset.neb.relax_endpoints).get_input_set(initial, potcar_spec=True),
-        "neb": neb_input_generator(preset).get_input_set(images[0], potcar_spec=True),
+        # atomate2's NEB job writes its top-level inputs from the first image: the initial endpoint
+        "neb": neb_input_generator(preset).get_input_set(initial, potcar_spec=True),
     }
     if preset.vasp.relax_host:
         host = with_initial_magmoms(pristine_host(initial, final), preset)
         sets["host"] = relax_input_generator(preset, relax=True, relax_cell=True).get_input_set(host, potcar_spec=True)
     return sets
+
+
+def example_incar_text(preset: Preset, host_file: str = EXAMPLE_HOST) -> str:
+    """The NEB INCAR ``preset`` writes for the shortest hop of a shipped host, and how the
+    endpoint relaxation's INCAR differs from it (ionic tags only), for ``alem doctor``."""
+    hop = example_hop(host_file)
+    sets = step_input_sets(hop, preset)
+    neb, endpoint = sets["neb"].incar, sets["endpoint"].incar
+    differ = sorted(set(neb) | set(endpoint), key=str)
+    only_endpoint = ", ".join(f"{k} = {endpoint[k]}" for k in differ if k in endpoint and endpoint.get(k) != neb.get(k))
+    return (f"NEB INCAR for {hop.hop_id} ({len(sets['neb'].poscar.structure)} atoms, KPOINTS "
+            f"{' x '.join(map(str, sets['neb'].kpoints.kpts[0]))}):\n{neb.get_str(sort_keys=True).strip()}\n"
+            f"endpoint relaxations: the same except {only_endpoint}, and no NEB tags")
