@@ -1,6 +1,8 @@
 """The VASP route seen from a campaign: `alem candidates add` enumerates every hop the backend's
 preset can run, and `alem doctor` states the VASP requirements and the INCAR a user gets."""
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -60,3 +62,63 @@ def test_doctor_states_vasp_requirements_and_shows_the_incar(campaign, monkeypat
     for line in ("ISYM = 0", "EDIFF = 1e-06", "ISMEAR = 0", "SIGMA = 0.05", "PREC = Accurate", "LDAUU = 0 3.32 0", "IMAGES = 5"):
         assert line in incar.splitlines(), line
     assert "endpoint relaxations: the same except EDIFFG = -0.02, IBRION = 2, NSW = 99" in incar
+
+
+def test_jobflow_remote_gives_endpoints_one_image_of_nodes(tmp_path, monkeypatch, li2o_hop):
+    import jobflow_remote
+    import yaml
+    from jobflow_remote import JobController
+    from jobflow_remote.config import ConfigManager
+
+    from alem.backends.jobflow_remote_backend import JobflowRemoteBackend
+    from alem.neb.presets import load_preset
+
+    folder = tmp_path / "projects"
+    folder.mkdir()
+    monkeypatch.setattr(jobflow_remote.SETTINGS, "projects_folder", str(folder))
+    resources = {"nodes": 5, "ntasks_per_node": 32, "time": "24:00:00", "account": "mine"}
+    monty = {"type": "MontyStore", "database_path": str(tmp_path / "out"), "storage": "sqlite"}
+    (folder / "vasp.yaml").write_text(yaml.safe_dump({
+        "name": "vasp", "queue": {"store": {"type": "MemoryStore", "collection_name": "jobs"}},
+        "workers": {"cluster": {"type": "local", "scheduler_type": "slurm", "work_dir": str(tmp_path / "w"),
+                                "resources": resources}},
+        "jobstore": {"docs_store": {**monty, "collection_name": "o"},
+                     "additional_stores": {"data": {**monty, "collection_name": "d"}}},
+    }))
+    controller = JobController.from_project(ConfigManager().get_project("vasp"))
+    controller.reset()
+    preset = load_preset("vasp_gga")
+    preset.supercell.min_image_distance_a = 0.0
+    backend = JobflowRemoteBackend(preset, project="vasp", worker="cluster", job_controller=controller)
+    flow_id = backend.submit(li2o_hop, "job-1")
+    assert backend.restart_for(li2o_hop) is None  # nothing failed yet: a fresh flow
+    requested = {doc.job.name: doc.resources for doc in controller.get_jobs_doc(flow_ids=[flow_id])}
+    for name in ("GGA endpoint relax endpoint 1", "GGA endpoint relax endpoint 2"):
+        assert requested[name] == {**resources, "nodes": 1}
+    assert requested["GGA NEB"] == {**resources, "nodes": 5}  # IMAGES = 5 divides the ranks
+    assert requested["collect_vasp_neb_output"]["nodes"] == 1
+
+
+def test_node_request_keeps_the_rest_of_the_queue_settings():
+    from alem.neb.flows import queue_request_with_nodes
+
+    pbs = {"select": "select=1:ncpus=32:mpiprocs=32", "walltime": "24:00:00"}
+    assert queue_request_with_nodes(pbs, 5) == {"select": "select=5:ncpus=32:mpiprocs=32", "walltime": "24:00:00"}
+    assert queue_request_with_nodes({}, 5) == {"nodes": 5, "nnodes": 5}  # FireWorks: Slurm and PBS adapters
+
+
+@pytest.mark.parametrize("name, endpoint, neb", [("my_qadapter_slurm", "#SBATCH --nodes=1", "#SBATCH --nodes=5"),
+                                                 ("my_qadapter_pbs", "#PBS -l nodes=1:ppn=32", "#PBS -l nodes=5:ppn=32")])
+def test_shipped_queue_adapters_give_endpoints_fewer_nodes(name, endpoint, neb, tmp_path, li2o_hop):
+    from fireworks.utilities.fw_serializers import load_object_from_file
+
+    from alem.neb.flows import NODES_KEY, neb_flow_for_hop, queue_request_with_nodes
+    from alem.neb.presets import load_preset
+
+    flow = neb_flow_for_hop(li2o_hop, load_preset("vasp_gga"))
+    nodes = {job.name: job.metadata[NODES_KEY] for job in flow.jobs}
+    template = Path(__file__).resolve().parents[1] / "hpc_configs" / "fireworks" / f"{name}.yaml"
+    for job_name, directive in (("GGA endpoint relax endpoint 1", endpoint), ("GGA NEB", neb)):
+        adapter = load_object_from_file(str(template))
+        adapter.update(queue_request_with_nodes({}, nodes[job_name]))  # what qlaunch -r does with _queueadapter
+        assert directive in adapter.get_script_str(str(tmp_path))

@@ -105,7 +105,12 @@ def _firework_names(backend, external_id: str) -> list[str]:
 
 
 def test_retry_continues_from_last_images_and_skips_finished_endpoints(backend, fake_vasp, li2o_hop, tmp_path, monkeypatch):
+    backend.preset.vasp.nodes_per_image = 2
     first = backend.submit(li2o_hop, "job-1")
+    nodes = {fw["name"]: fw["spec"]["_queueadapter"]["nodes"] for fw in backend.launchpad.fireworks.find({})}
+    # qlaunch -r asks for these: the NEB needs IMAGES x the nodes of one image, an endpoint one image's
+    assert nodes == {"GGA endpoint relax endpoint 1": 2, "GGA endpoint relax endpoint 2": 2,
+                     "get_images_from_endpoints": 1, "GGA NEB": 6, "collect_vasp_neb_output": 1}
     _run_all(backend, tmp_path, monkeypatch)
     assert backend.poll([first])[first] == JobState.FAILED  # atomate2 fizzles the unconverged NEB
     assert [kind for kind, _ in fake_vasp.runs] == ["relax", "relax", "neb"]

@@ -105,7 +105,7 @@ class FireWorksBackend(Backend):
     def submit(self, hop: Hop, job_key: str) -> str:
         from jobflow.managers.fireworks import flow_to_workflow
 
-        from alem.neb.flows import neb_flow_for_hop, output_uuid
+        from alem.neb.flows import NODES_KEY, neb_flow_for_hop, output_uuid, queue_request_with_nodes
 
         existing = self.find_by_key(job_key)
         if existing is not None:
@@ -113,6 +113,9 @@ class FireWorksBackend(Backend):
         flow = neb_flow_for_hop(hop, self.preset, restart=self.restart_for(hop))
         if self.fworker_name:
             flow.update_config({"manager_config": {"_fworker": self.fworker_name}})
+        for job, _ in flow.iterflow():
+            if NODES_KEY in job.metadata:  # qlaunch -r merges a Firework's _queueadapter into the qadapter
+                job.metadata["_queueadapter"] = queue_request_with_nodes({}, job.metadata[NODES_KEY])
         metadata = {**flow.metadata, "alem_job_key": job_key, "alem_output_uuid": output_uuid(flow)}
         workflow = flow_to_workflow(flow, store=self._job_store if self.embed_job_store else None,
                                     name=flow.name, metadata=metadata)

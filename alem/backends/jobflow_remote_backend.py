@@ -86,7 +86,9 @@ class JobflowRemoteBackend(Backend):
     def submit(self, hop: Hop, job_key: str) -> str:
         from jobflow_remote.remote.data import check_additional_stores
 
-        from alem.neb.flows import neb_flow_for_hop, output_uuid
+        from jobflow_remote.config.jobconfig import set_run_config
+
+        from alem.neb.flows import NODES_KEY, neb_flow_for_hop, output_uuid, queue_request_with_nodes
 
         existing = self.find_by_key(job_key)
         if existing is not None:
@@ -95,7 +97,11 @@ class JobflowRemoteBackend(Backend):
         flow.metadata.update({"alem_job_key": job_key, "alem_output_uuid": output_uuid(flow)})
         worker = self._worker_name()
         jobstore = self.job_controller.jobstore
+        worker_resources = dict(getattr(self.job_controller.project.workers[worker], "resources", None) or {})
         for job, _ in flow.iterflow():
+            if NODES_KEY in job.metadata and worker_resources:
+                # a job's own resources replace the worker's: keep the worker's and change nodes only
+                set_run_config(job, resources=queue_request_with_nodes(worker_resources, job.metadata[NODES_KEY]))
             missing = check_additional_stores(job, jobstore)
             if missing:
                 raise ValueError(f"jobflow-remote project {self.job_controller.project.name!r}: its jobstore lacks the "

@@ -32,6 +32,26 @@ if TYPE_CHECKING:
     from alem.neb.presets import Preset
 
 
+#: Job metadata key: compute nodes the job needs (VASP IMAGES must divide the NEB's MPI ranks, so
+#: the NEB asks for n_images x nodes_per_image; an endpoint needs the nodes of one image). The
+#: FireWorks and jobflow-remote backends turn it into the queue request of that job.
+NODES_KEY = "alem_nodes"
+
+
+def queue_request_with_nodes(request: dict, nodes: int) -> dict:
+    """``request`` (queue resources) asking for ``nodes`` nodes, whatever the queue's key: Slurm
+    ``nodes``, FireWorks' PBS ``nnodes``, PBS Pro ``select=N:...``; other keys are kept."""
+    import re
+
+    updated = dict(request)
+    for key in ("nodes", "nnodes"):
+        if key in updated or not request:
+            updated[key] = nodes
+    if isinstance(updated.get("select"), str):
+        updated["select"] = re.sub(r"^(select=)?\d+", lambda m: f"{m.group(1) or ''}{nodes}", updated["select"])
+    return updated
+
+
 def flow_metadata(hop: Hop, preset: Preset) -> dict:
     return {"alem_hop_id": hop.hop_id, "alem_preset": preset.name, "alem_method": preset.method_label}
 
@@ -175,6 +195,11 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
     neb_job = vasp_neb_maker(preset).make(images)
     uuids["neb"] = neb_job.uuid
     collect_job = collect_vasp_neb_output(endpoint_dirs, neb_job.output.dir_name)
+    vasp_jobs = {job.uuid for job in jobs if job.name.startswith(preset.vasp.functional)}
+    for job in jobs:
+        job.metadata[NODES_KEY] = preset.vasp.nodes_per_image if job.uuid in vasp_jobs else 1
+    neb_job.metadata[NODES_KEY] = settings.n_images * preset.vasp.nodes_per_image
+    collect_job.metadata[NODES_KEY] = 1
     metadata = {**flow_metadata(hop, preset), JOB_UUIDS_KEY: uuids}
     if restart:
         metadata[RESTART_KEY] = restart.model_dump()

@@ -71,6 +71,10 @@ class VaspSettings(_Section):
     )
     ncore: int | None = Field(None, ge=1, description="NCORE (bands per group); unset = VASP's default")
     kpar: int | None = Field(None, ge=1, description="KPAR (k-point groups per image); unset = VASP's default")
+    nodes_per_image: int = Field(
+        1, ge=1, description="compute nodes per image: the NEB job asks for n_images x this, an endpoint or "
+        "host relaxation for this, the small Python jobs for 1"
+    )
     relax_host: bool = Field(
         False, description="relax the host cell (ISIF 3, same electronic settings) first and build the NEB cell "
         "on the relaxed lattice instead of the CIF's"
