@@ -79,3 +79,24 @@ def test_host_relaxation_uses_the_same_block(licoo2_hop, tmp_path):
     assert (neb_incar["NCORE"], neb_incar["KPAR"]) == (16, 2)
     flow = neb_flow_for_hop(licoo2_hop, preset)
     assert [job.name for job in flow.jobs][:2] == ["GGA+U host relax", "endpoints_on_relaxed_host"]
+
+
+def test_endpoints_follow_the_relaxed_host_lattice(li2o_hop):
+    import numpy as np
+
+    from alem.neb.flows import pristine_host
+    from alem.neb.supercell import neb_endpoints
+    from alem.neb.vasp_jobs import endpoints_on_relaxed_host
+
+    initial, final = neb_endpoints(li2o_hop, 8.0, 400, group_species=True)  # 2x2x2 of the 11-site cell
+    host = pristine_host(li2o_hop)
+    assert host.composition.reduced_formula == "Li2O" and len(host) == 3
+    relaxed = host.copy()
+    relaxed.scale_lattice(host.volume * 1.02**3)  # the PBE lattice is ~2 % longer than the CIF's
+    strained = endpoints_on_relaxed_host.original(initial, final, host, relaxed)
+    for before, after in zip((initial, final), strained):
+        assert np.allclose(after.lattice.abc, np.array(before.lattice.abc) * 1.02)
+        assert np.allclose(after.frac_coords, before.frac_coords)
+        assert after.site_properties == before.site_properties
+    with pytest.raises(ValueError, match="not an integer supercell"):
+        endpoints_on_relaxed_host.original(initial, final, host.copy().scale_lattice(host.volume * 1.3), relaxed)

@@ -130,15 +130,16 @@ def vasp_host_maker(preset: Preset):
                       input_set_generator=relax_input_generator(preset, relax=True, relax_cell=True))
 
 
-def pristine_host(initial: Structure, final: Structure) -> Structure:
-    """The host's primitive cell: the NEB cell with the vacancy refilled (ion at its final site)."""
-    pristine = initial.copy()
-    pristine.append(final[0].species, final[0].frac_coords)
+def pristine_host(hop: Hop) -> Structure:
+    """The host's primitive cell: the hop's own cell with its vacancy refilled (the ion at its
+    final site), reduced. The NEB cell is an integer supercell of it."""
+    pristine = hop.initial.copy()
+    pristine.append(hop.final[0].species, hop.final[0].frac_coords)
     return pristine.get_primitive_structure()
 
 
-def _relaxed_host_endpoints(initial: Structure, final: Structure, preset: Preset) -> tuple[list, list]:
-    host = with_initial_magmoms(pristine_host(initial, final), preset)
+def _relaxed_host_endpoints(hop: Hop, initial: Structure, final: Structure, preset: Preset) -> tuple[list, list]:
+    host = with_initial_magmoms(pristine_host(hop), preset)
     host_job = vasp_host_maker(preset).make(host)
     strain_job = endpoints_on_relaxed_host(initial, final, host, host_job.output.structure)
     return [host_job, strain_job], [strain_job.output[0], strain_job.output[1]]
@@ -163,7 +164,7 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
     jobs: list = []
     endpoints: list = [initial, final]
     if preset.vasp.relax_host and not (restart and all(restart.endpoints)):
-        host_jobs, endpoints = _relaxed_host_endpoints(initial, final, preset)
+        host_jobs, endpoints = _relaxed_host_endpoints(hop, initial, final, preset)
         jobs += host_jobs
     uuids: dict[str, str] = {}
     endpoint_dirs: list = [None, None]

@@ -163,7 +163,7 @@ def step_input_sets(hop, preset: Preset) -> dict:
         "neb": neb_input_generator(preset).get_input_set(initial, potcar_spec=True),
     }
     if preset.vasp.relax_host:
-        host = with_initial_magmoms(pristine_host(initial, final), preset)
+        host = with_initial_magmoms(pristine_host(hop), preset)
         sets["host"] = relax_input_generator(preset, relax=True, relax_cell=True).get_input_set(host, potcar_spec=True)
     return sets
 
