@@ -127,3 +127,14 @@ def test_vasp_dir_on_atomate2_layout(tmp_path):
     outcome = outcome_from_vasp_dir(neb_dir)
     assert outcome.usable, outcome.failure_reason
     assert outcome.barrier_ev == pytest.approx(0.45)
+
+
+def test_force_field_moments_do_not_reject_a_path():
+    from emmet.core.neb import NebResult
+
+    initial, final = _endpoints()
+    images = initial.interpolate(final, nimages=4, autosort_tol=0)
+    images[0].add_site_property("magmom", LOW_SPIN)
+    images[-1].add_site_property("magmom", [0.0, 0.96, 0.01, 0.03, 0.0, 0.0])
+    result = NebResult(images=images, energies=ENERGIES, image_indices=list(range(5)), state="successful")
+    assert outcome_from_neb_document(result).usable  # the polaron check reads VASP's OUTCAR moments only

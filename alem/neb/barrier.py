@@ -193,7 +193,9 @@ def outcome_from_neb_document(
             reasons.append(f"NEB state is {state!r} (the optimiser stopped before the force criterion was met)")
         elif state is None and _NOT_CONVERGED_TAG in tags:
             reasons.append("forces not converged (document has no state; atomate2 tagged it)")
-    if structures is not None and len(structures) == len(energies):
+    # VASP only: site moments from OUTCAR are what the check is calibrated on (a force field's
+    # predicted moments, e.g. CHGNet's, are not used to reject paths)
+    if _is_vasp_neb_task_doc(doc) and structures is not None and len(structures) == len(energies):
         polaron = polaron_problem(structures[0], structures[-1], criteria)
         if polaron:
             reasons.append(polaron)
