@@ -9,6 +9,7 @@ magnetic moments in the OUTCAR (``magnetization (x)`` block, as written with LOR
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,62 @@ def displaced(structure: Structure, amount_a: float, seed: int) -> Structure:
     for index, shift in enumerate(shifts):
         moved.translate_sites([index], shift, frac_coords=False, to_unit_cell=True)
     return moved
+
+
+IMAGE_ENERGIES = [-39.80, -39.55, -39.75]
+ENDPOINT_ENERGY = -40.0
+NUDGE_A = 0.05  # how far a fizzled fake NEB moved its images (written to their CONTCARs)
+
+
+class FakeVasp:
+    """Writes VASP outputs for the inputs in the current directory and records what it ran."""
+
+    def __init__(self, log_file: str | Path | None = None):
+        self.runs: list[tuple[str, list[Structure]]] = []
+        self.neb_converges = False
+        #: when set (a run in another process), each run appends its kind to this file and the NEB
+        #: converges once a file "<log_file>.converge" exists
+        self.log_file = Path(log_file) if log_file else None
+
+    def __call__(self, *args, **kwargs):
+        from pymatgen.io.vasp import Incar
+
+        if self.log_file is not None:
+            self.neb_converges = Path(f"{self.log_file}.converge").exists()
+        incar = dict(Incar.from_file("INCAR"))
+        if "IMAGES" in incar:
+            n_images = int(incar["IMAGES"])
+            frames = [Structure.from_file(f"{i:02d}/POSCAR") for i in range(n_images + 2)]
+            self._record("neb", frames)
+            for index in range(1, n_images + 1):
+                reached = frames[index].copy()
+                if not self.neb_converges:  # ran out of NSW part-way: the images moved a little
+                    reached.translate_sites([0], [NUDGE_A, 0, 0], frac_coords=False)
+                write_vasp_run(f"{index:02d}", reached, IMAGE_ENERGIES[index - 1], incar, converged=self.neb_converges)
+        else:
+            structure = Structure.from_file("POSCAR")
+            self._record("relax", [structure])
+            write_vasp_run(".", structure, ENDPOINT_ENERGY, incar, magmoms=[0.0] * len(structure))
+
+
+    def _record(self, kind: str, structures: list[Structure]) -> None:
+        self.runs.append((kind, structures))
+        if self.log_file is not None:
+            with self.log_file.open("a") as handle:
+                handle.write(json.dumps({"kind": kind, "structures": [s.as_dict() for s in structures]}) + "\n")
+
+
+def install_fake_vasp(fake: FakeVasp, setattr_) -> None:
+    """Replace VASP the way atomate2's test harness does: ``run_vasp`` writes outputs, inputs are
+    written with ``potcar_spec`` (no POTCARs), NELECT is fixed. ``setattr_`` is pytest's
+    ``monkeypatch.setattr`` (undone after the test) or plain ``setattr`` (a worker process)."""
+    import atomate2.vasp.jobs.base
+    import atomate2.vasp.jobs.neb
+    from atomate2.vasp.sets.base import VaspInputGenerator
+    from pymatgen.io.vasp.sets import VaspInputSet
+
+    setattr_(atomate2.vasp.jobs.base, "run_vasp", fake)
+    setattr_(atomate2.vasp.jobs.neb, "run_vasp", fake)
+    original = VaspInputGenerator.get_input_set
+    setattr_(VaspInputSet, "get_input_set", lambda self, *a, **k: original(self, *a, **{**k, "potcar_spec": True}))
+    setattr_(VaspInputSet, "nelect", property(lambda self: 8))

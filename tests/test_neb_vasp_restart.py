@@ -17,58 +17,18 @@ from jobflow import JobStore
 from maggma.stores import JSONStore
 from mongomock.store import ServerStore
 from pymatgen.core import Structure
-from pymatgen.io.vasp import Incar
 
-from _vasp_outputs import write_vasp_run
+from _vasp_outputs import NUDGE_A, FakeVasp, install_fake_vasp
 from alem.backends.base import JobState
 from alem.backends.fireworks_backend import FireWorksBackend
 from alem.neb.presets import load_preset
 from alem.neb.restart import NebRestart
 from alem.neb.vasp_jobs import previous_images
 
-IMAGE_ENERGIES = [-39.80, -39.55, -39.75]
-ENDPOINT_ENERGY = -40.0
-NUDGE_A = 0.05  # how far the fizzled NEB moved its images (written to their CONTCARs)
-
-
-class FakeVasp:
-    """Writes VASP outputs for the inputs in the current directory and records what it ran."""
-
-    def __init__(self):
-        self.runs: list[tuple[str, list[Structure]]] = []
-        self.neb_converges = False
-
-    def __call__(self, *args, **kwargs):
-        incar = dict(Incar.from_file("INCAR"))
-        if "IMAGES" in incar:
-            n_images = int(incar["IMAGES"])
-            frames = [Structure.from_file(f"{i:02d}/POSCAR") for i in range(n_images + 2)]
-            self.runs.append(("neb", frames))
-            for index in range(1, n_images + 1):
-                reached = frames[index].copy()
-                if not self.neb_converges:  # ran out of NSW part-way: the images moved a little
-                    reached.translate_sites([0], [NUDGE_A, 0, 0], frac_coords=False)
-                write_vasp_run(f"{index:02d}", reached, IMAGE_ENERGIES[index - 1], incar, converged=self.neb_converges)
-        else:
-            structure = Structure.from_file("POSCAR")
-            self.runs.append(("relax", [structure]))
-            write_vasp_run(".", structure, ENDPOINT_ENERGY, incar, magmoms=[0.0] * len(structure))
-
-
 @pytest.fixture
 def fake_vasp(monkeypatch):
-    import atomate2.vasp.jobs.base
-    import atomate2.vasp.jobs.neb
-    from atomate2.vasp.sets.base import VaspInputGenerator
-    from pymatgen.io.vasp.sets import VaspInputSet
-
     fake = FakeVasp()
-    monkeypatch.setattr(atomate2.vasp.jobs.base, "run_vasp", fake)
-    monkeypatch.setattr(atomate2.vasp.jobs.neb, "run_vasp", fake)
-    original = VaspInputGenerator.get_input_set
-    monkeypatch.setattr(VaspInputSet, "get_input_set",
-                        lambda self, *a, **k: original(self, *a, **{**k, "potcar_spec": True}))
-    monkeypatch.setattr(VaspInputSet, "nelect", property(lambda self: 8))
+    install_fake_vasp(fake, monkeypatch.setattr)
     return fake
 
 
@@ -165,5 +125,75 @@ def test_failed_endpoint_is_redone_and_the_finished_one_kept(backend, fake_vasp,
     fake_vasp.neb_converges = True
     _run_all(backend, tmp_path, monkeypatch)
     assert [kind for kind, _ in fake_vasp.runs] == ["relax", "neb"]
+    outcome = backend.outcome(second)
+    assert outcome.usable and outcome.barrier_ev == pytest.approx(0.45)
+
+
+@pytest.mark.slow
+def test_jobflow_remote_retry_continues_from_last_images(tmp_path, monkeypatch, li2o_hop):
+    """The same retry through jobflow-remote: its runner executes every job in a new process
+    (``jf execution run``), where a ``sitecustomize`` installs the fake VASP."""
+    import json
+    import sys
+
+    import jobflow_remote
+    import yaml
+    from jobflow_remote import JobController
+    from jobflow_remote.config import ConfigManager
+    from jobflow_remote.jobs.runner import Runner
+
+    from alem.backends.jobflow_remote_backend import JobflowRemoteBackend
+
+    tests_dir = Path(__file__).resolve().parent
+    log = tmp_path / "vasp_runs.jsonl"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tests_dir)!r})\n"
+        "from _vasp_outputs import FakeVasp, install_fake_vasp\n"
+        f"install_fake_vasp(FakeVasp({str(log)!r}), setattr)\n")
+    folder = tmp_path / "projects"
+    folder.mkdir()
+    monkeypatch.setattr(jobflow_remote.SETTINGS, "projects_folder", str(folder))
+    monty = {"type": "MontyStore", "database_path": str(tmp_path / "out"), "storage": "sqlite"}
+    python_path = ":".join([str(site), str(tests_dir.parent)])
+    (folder / "fake.yaml").write_text(yaml.safe_dump({
+        "name": "fake", "queue": {"store": {"type": "MemoryStore", "collection_name": "jobs"}},
+        "workers": {"local_shell": {
+            "type": "local", "scheduler_type": "shell", "work_dir": str(tmp_path / "work"), "resources": {},
+            "pre_run": f"export PATH={Path(sys.executable).parent}:$PATH\nexport PYTHONPATH={python_path}"}},
+        "jobstore": {"docs_store": {**monty, "collection_name": "o"},
+                     "additional_stores": {"data": {**monty, "collection_name": "d"}}},
+        "runner": {"delay_checkout": 1, "delay_check_run_status": 1, "delay_advance_status": 1},
+    }))
+    controller = JobController.from_project(ConfigManager().get_project("fake"))
+    controller.reset()
+    preset = load_preset("vasp_gga")
+    preset.supercell.min_image_distance_a = 0.0
+    preset.neb.n_images, preset.neb.max_steps = 3, 4
+    backend = JobflowRemoteBackend(preset, project="fake", worker="local_shell", job_controller=controller)
+
+    def run_all():
+        runner = Runner(project_name="fake")
+        runner.job_controller = controller  # share the in-memory queue database
+        runner.run_all_jobs(max_seconds=600)  # a bound, not a timing
+
+    def runs():
+        return [json.loads(line)["kind"] for line in log.read_text().splitlines()] if log.exists() else []
+
+    first = backend.submit(li2o_hop, "job-1")
+    run_all()
+    assert backend.poll([first])[first] == JobState.FAILED and runs() == ["relax", "relax", "neb"]
+    restart = backend.restart_for(li2o_hop)
+    assert restart.previous_id == first and all(restart.endpoints) and restart.neb_dir
+    last_images = previous_images(restart.neb_dir)
+
+    Path(f"{log}.converge").touch()
+    second = backend.submit(li2o_hop, "job-2")
+    run_all()
+    assert backend.poll([second])[second] == JobState.COMPLETED
+    assert runs() == ["relax", "relax", "neb", "neb"]  # no endpoint ran again
+    started_from = [Structure.from_dict(d) for d in json.loads(log.read_text().splitlines()[-1])["structures"]]
+    assert all(np.allclose(a.cart_coords, b.cart_coords, atol=1e-5) for a, b in zip(started_from, last_images))
     outcome = backend.outcome(second)
     assert outcome.usable and outcome.barrier_ev == pytest.approx(0.45)
