@@ -81,8 +81,22 @@ def check_vasp(preset: Preset) -> list[Check]:
     else:
         checks.append(Check("POTCARs", "ok", f"{Path(psp_dir) / functional_dir}"))
     if preset.neb.climbing_image:
-        checks.append(Check("VTST", "warning", "climbing image (LCLIMB/IOPT) needs VASP built with the VTST tools"))
+        checks.append(Check("VTST", "warning", "the preset runs climbing-image NEB with the VTST optimiser "
+                            "(LCLIMB = True, IBRION = 3, POTIM = 0, IOPT = 1): the VASP on the compute nodes must be "
+                            "built with the VTST tools (vtstcode); with stock VASP set climbing_image = false in a copy "
+                            "of the preset"))
+    checks.append(check_example_incar(preset))
     return checks
+
+
+def check_example_incar(preset: Preset) -> Check:
+    """The INCAR the preset writes for a shipped host, so a practitioner can read it at a glance."""
+    from alem.neb.vasp_inputs import EXAMPLE_HOST, example_incar_text
+
+    try:
+        return Check("INCAR", "ok", example_incar_text(preset))
+    except Exception as exc:  # the preset cannot produce inputs: say why, do not stop the other checks
+        return Check("INCAR", "problem", f"cannot write the inputs for {EXAMPLE_HOST}: {type(exc).__name__}: {exc}")
 
 
 def check_queue_commands() -> Check:

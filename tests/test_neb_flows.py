@@ -116,7 +116,7 @@ def test_vasp_flows_relaxed_and_given_endpoints(li2o_hop):
     preset = load_preset("vasp_gga")
     flow = neb_flow_for_hop(li2o_hop, preset)
     assert [job.name for job in flow.jobs] == ["GGA endpoint relax endpoint 1", "GGA endpoint relax endpoint 2",
-                                               "get_images_from_endpoints", "GGA NEB", "collect_neb_output"]
+                                               "get_images_from_endpoints", "GGA NEB", "collect_vasp_neb_output"]
     assert output_uuid(flow) == flow.jobs[-1].uuid
     relax_incar = flow.jobs[0].function.__self__.input_set_generator.user_incar_settings
     assert relax_incar["ISIF"] == 2 and relax_incar["EDIFFG"] == pytest.approx(-0.02)
@@ -125,7 +125,7 @@ def test_vasp_flows_relaxed_and_given_endpoints(li2o_hop):
     preset.neb.relax_endpoints = False
     flow = neb_flow_for_hop(li2o_hop, preset)
     assert [job.name for job in flow.jobs] == ["GGA endpoint single point endpoint 1", "GGA endpoint single point endpoint 2",
-                                               "GGA NEB", "collect_neb_output"]
+                                               "GGA NEB", "collect_vasp_neb_output"]
     assert flow.jobs[0].function.__self__.input_set_generator.user_incar_settings["NSW"] == 0
     images = flow.jobs[2].function_args[0]
     assert len(images) == 7 and len(images[0]) == 88

@@ -8,7 +8,9 @@ LaunchPad; workers on the cluster (``qlaunch``/``rlaunch`` with the templates in
 - states: COMPLETED -> completed; FIZZLED/DEFUSED -> failed; RUNNING but a Firework's heartbeat
   older than ``lost_run_expiration_s`` (``LaunchPad.detect_lostruns``) -> lost; no workflow -> lost;
   READY/WAITING/RESERVED/PAUSED -> queued;
-- outcome: the NEB document read from the JobStore the workers write to.
+- outcome: the NEB document read from the JobStore the workers write to;
+- retry (VASP): a new submission of a hop whose last workflow fizzled or was defused reuses
+  what that workflow finished (:meth:`restart_for`, :mod:`alem.neb.restart`).
 
 The JobStore is jobflow's configured ``JOB_STORE`` (``JOBFLOW_CONFIG_FILE``/``~/.jobflow.yaml``,
 which must match the workers' and include a ``data`` additional store) unless one is passed.
@@ -103,19 +105,58 @@ class FireWorksBackend(Backend):
     def submit(self, hop: Hop, job_key: str) -> str:
         from jobflow.managers.fireworks import flow_to_workflow
 
-        from alem.neb.flows import neb_flow_for_hop, output_uuid
+        from alem.neb.flows import NODES_KEY, neb_flow_for_hop, output_uuid, queue_request_with_nodes
 
         existing = self.find_by_key(job_key)
         if existing is not None:
             return existing
-        flow = neb_flow_for_hop(hop, self.preset)
+        flow = neb_flow_for_hop(hop, self.preset, restart=self.restart_for(hop))
         if self.fworker_name:
             flow.update_config({"manager_config": {"_fworker": self.fworker_name}})
+        for job, _ in flow.iterflow():
+            if NODES_KEY in job.metadata:  # qlaunch -r merges a Firework's _queueadapter into the qadapter
+                job.metadata["_queueadapter"] = queue_request_with_nodes({}, job.metadata[NODES_KEY])
         metadata = {**flow.metadata, "alem_job_key": job_key, "alem_output_uuid": output_uuid(flow)}
         workflow = flow_to_workflow(flow, store=self._job_store if self.embed_job_store else None,
                                     name=flow.name, metadata=metadata)
         id_map = self.launchpad.add_wf(workflow)
         return str(min(id_map.values()))
+
+    def restart_for(self, hop: Hop):
+        """What the latest failed workflow of ``hop`` under this preset finished (VASP only): the
+        endpoint outputs in the JobStore and the launch directory of its NEB Firework."""
+        from alem.neb.restart import JOB_UUIDS_KEY, restart_from_records
+
+        if self.preset.engine != "vasp":
+            return None
+        previous = sorted(
+            self.launchpad.workflows.find(
+                {"metadata.alem_hop_id": hop.hop_id, "metadata.alem_preset": self.preset.name,
+                 "state": {"$in": ["FIZZLED", "DEFUSED"]}}, {"nodes": 1, "metadata": 1, "created_on": 1}),
+            key=lambda d: str(d.get("created_on", "")),
+        )
+        if not previous:
+            return None
+        workflow = previous[-1]
+        uuids = (workflow.get("metadata") or {}).get(JOB_UUIDS_KEY) or {}
+        store = type(self.job_store).from_dict(self.job_store.as_dict())
+        store.connect()
+        outputs = {}
+        for key, uuid in uuids.items():
+            if key.startswith("endpoint"):
+                try:
+                    outputs[uuid] = store.get_output(uuid, which="last", load=True)
+                except ValueError:  # jobflow: the job stored no output (it did not finish)
+                    pass
+        neb_dir = None
+        firework = self.launchpad.fireworks.find_one(
+            {"fw_id": {"$in": workflow["nodes"]}, "spec._tasks.job.uuid": uuids.get("neb")}, {"fw_id": 1})
+        if firework is not None:
+            launches = [launch for launch in self.launchpad.launches.find({"fw_id": firework["fw_id"]}, {"launch_dir": 1, "time_start": 1})
+                        if launch.get("launch_dir")]
+            if launches:
+                neb_dir = max(launches, key=lambda launch: str(launch.get("time_start", "")))["launch_dir"]
+        return restart_from_records(str(min(workflow["nodes"])), workflow.get("metadata") or {}, outputs, neb_dir)
 
     def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
         states: dict[str, JobState] = {}

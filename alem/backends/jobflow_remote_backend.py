@@ -8,7 +8,9 @@ and completes them. Configure the project with ``hpc_configs/jobflow_remote/*.ya
 - states from ``JobController.get_flows_info``: COMPLETED -> completed; FAILED/STOPPED -> failed
   (jobflow-remote marks jobs whose queue job vanished as REMOTE_ERROR, which fails the flow);
   RUNNING -> running; WAITING/READY/PAUSED -> queued; flow not in the database -> lost;
-- outcome: the NEB document from the project's JobStore.
+- outcome: the NEB document from the project's JobStore;
+- retry (VASP): a new submission of a hop whose last flow failed reuses what that flow finished
+  (:meth:`restart_for`, :mod:`alem.neb.restart`).
 
 Submission goes through the project's ``JobController.add_flow`` after the same checks
 ``jobflow_remote.submit_flow`` makes (worker exists, every additional store such as atomate2's
@@ -84,16 +86,22 @@ class JobflowRemoteBackend(Backend):
     def submit(self, hop: Hop, job_key: str) -> str:
         from jobflow_remote.remote.data import check_additional_stores
 
-        from alem.neb.flows import neb_flow_for_hop, output_uuid
+        from jobflow_remote.config.jobconfig import set_run_config
+
+        from alem.neb.flows import NODES_KEY, neb_flow_for_hop, output_uuid, queue_request_with_nodes
 
         existing = self.find_by_key(job_key)
         if existing is not None:
             return existing
-        flow = neb_flow_for_hop(hop, self.preset)
+        flow = neb_flow_for_hop(hop, self.preset, restart=self.restart_for(hop))
         flow.metadata.update({"alem_job_key": job_key, "alem_output_uuid": output_uuid(flow)})
         worker = self._worker_name()
         jobstore = self.job_controller.jobstore
+        worker_resources = dict(getattr(self.job_controller.project.workers[worker], "resources", None) or {})
         for job, _ in flow.iterflow():
+            if NODES_KEY in job.metadata and worker_resources:
+                # a job's own resources replace the worker's: keep the worker's and change nodes only
+                set_run_config(job, resources=queue_request_with_nodes(worker_resources, job.metadata[NODES_KEY]))
             missing = check_additional_stores(job, jobstore)
             if missing:
                 raise ValueError(f"jobflow-remote project {self.job_controller.project.name!r}: its jobstore lacks the "
@@ -101,6 +109,31 @@ class JobflowRemoteBackend(Backend):
                                  "jobstore.additional_stores; see hpc_configs/jobflow_remote)")
         self.job_controller.add_flow(flow=flow, worker=worker)
         return flow.uuid
+
+    def restart_for(self, hop: Hop):
+        """What the latest failed flow of ``hop`` under this preset finished (VASP only): the
+        endpoint outputs in the project's JobStore and the run directory of its NEB job."""
+        from alem.neb.restart import JOB_UUIDS_KEY, restart_from_records
+
+        if self.preset.engine != "vasp":
+            return None
+        infos = [info for info in self.job_controller.get_flows_info(
+                     metadata={"alem_hop_id": hop.hop_id, "alem_preset": self.preset.name})
+                 if info.state.value in ("FAILED", "STOPPED")]
+        if not infos:
+            return None
+        previous = max(infos, key=lambda info: info.created_on)
+        metadata = previous.flow_metadata or {}
+        uuids = metadata.get(JOB_UUIDS_KEY) or {}
+        jobs = {job.uuid: job for job in self.job_controller.get_jobs_info(flow_ids=[previous.flow_id])}
+        store = self.job_controller.project.get_jobstore(self.job_controller.get_flow_store(previous.flow_id))
+        store.connect()
+        outputs = {}
+        for key, uuid in uuids.items():
+            if key.startswith("endpoint") and uuid in jobs and jobs[uuid].state.value == "COMPLETED":
+                outputs[uuid] = store.get_output(uuid, which="last", load=True)
+        neb_job = jobs.get(uuids.get("neb"))
+        return restart_from_records(previous.flow_id, metadata, outputs, neb_job.run_dir if neb_job else None)
 
     def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
         infos = {info.flow_id: info for info in self.job_controller.get_flows_info(flow_ids=list(external_ids))}

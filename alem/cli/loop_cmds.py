@@ -65,6 +65,19 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 # --------------------------------------------------------------------------- candidates
+def _preset_max_atoms(config) -> int:
+    """The NEB cell limit of the campaign's backend preset, so no hop the preset would run is
+    skipped at enumeration (160 for a backend without a preset)."""
+    from alem.candidates import EnumerationSettings
+    from alem.neb.presets import PresetError, campaign_preset
+
+    try:
+        preset = campaign_preset(config)
+    except PresetError as exc:
+        raise _fail(str(exc)) from None
+    return preset.supercell.max_atoms if preset is not None else EnumerationSettings.max_atoms
+
+
 @candidates_app.command("add")
 def candidates_add(
     host_files: Annotated[list[Path], typer.Argument(help="host structures: CIF, POSCAR/CONTCAR or pymatgen JSON")],
@@ -73,15 +86,17 @@ def candidates_add(
         Optional[float], typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
     ] = None,
     min_image_distance: Annotated[float, typer.Option(help="shortest supercell vector in Å")] = 8.0,
-    max_atoms: Annotated[int, typer.Option(help="largest NEB supercell (atoms)")] = 160,
+    max_atoms: Annotated[
+        Optional[int], typer.Option(help="largest NEB supercell (atoms; default: the backend preset's [supercell] max_atoms)")
+    ] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates."""
     from alem.candidates import EnumerationSettings, HostError
     from alem.candidates.pool import add_candidates
 
-    settings = EnumerationSettings(max_hop_length, min_image_distance, max_atoms)
     with _campaign_store(campaign) as (config, store):
+        settings = EnumerationSettings(max_hop_length, min_image_distance, max_atoms or _preset_max_atoms(config))
         working_ion = ion or config.campaign.working_ion
         try:
             with console.status("enumerating hops (pymatgen-analysis-diffusion)"):

@@ -7,12 +7,15 @@ from alem.neb.barrier import (
     outcome_from_neb_document,
     outcome_from_path,
     outcome_from_vasp_dir,
+    polaron_problem,
 )
 from alem.neb.presets import Preset, PresetError, available_presets, load_preset
+from alem.neb.restart import NebRestart
 from alem.neb.supercell import NebSetupError, neb_endpoints, supercell_scaling
 
 __all__ = [
     "DEFAULT_CRITERIA",
+    "NebRestart",
     "NebSetupError",
     "PathCriteria",
     "Preset",
@@ -24,5 +27,6 @@ __all__ = [
     "outcome_from_neb_document",
     "outcome_from_path",
     "outcome_from_vasp_dir",
+    "polaron_problem",
     "supercell_scaling",
 ]

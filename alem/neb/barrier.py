@@ -7,7 +7,12 @@ then reports -inf). A path is recorded as failed, with the first problem as ``fa
 and every problem under ``details["problems"]``, when:
 
 - the NEB did not converge (document state not "successful", i.e. the optimiser ran out of steps
-  or a VASP image did not finish; a VASP image whose OUTCAR lacks "reached required accuracy");
+  or a VASP image did not finish; a VASP image whose OUTCAR lacks "reached required accuracy").
+  For a VASP ``NebTaskDoc`` the state is judged from every calculation's ``has_vasp_completed``,
+  never from the document's own ``state`` (emmet-core 0.87.3 bug, see
+  :func:`_vasp_convergence_problems`);
+- the polaron moved: the relaxed endpoints carry their localised charge on different sites
+  (site magnetic moments differ by more than ``max_moment_change_mu_b``; :func:`polaron_problem`);
 - any energy is NaN or infinite, or fewer than three images are present;
 - the path is discontinuous: an image jumped far from its neighbours (some atom moves between two
   neighbouring images by more than ``min_jump_a`` and more than ``jump_ratio`` times its own
@@ -21,6 +26,7 @@ and every problem under ``details["problems"]``, when:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +39,8 @@ from pymatgen.core import Structure
 from alem.backends.base import NebOutcome
 
 _NOT_CONVERGED_TAG = "forces not converged"
+#: Written into an atomate2 NEB directory by alem's collector: where the endpoint relaxations ran.
+ENDPOINTS_FILE = "alem_endpoints.json"
 _VASP_CONVERGED_TEXT = "reached required accuracy"
 
 
@@ -43,6 +51,8 @@ class PathCriteria:
     jump_ratio: float = 3.0
     min_jump_a: float = 1.0
     max_energy_step_ev: float = 3.0
+    #: endpoints whose site magnetic moments differ by more than this (μB) have a moved polaron
+    max_moment_change_mu_b: float = 0.3
 
 
 DEFAULT_CRITERIA = PathCriteria()
@@ -168,18 +178,27 @@ def outcome_from_neb_document(
     images = doc.get("images") or []
     structures = [_as_structure(image) for image in images]
     structures = structures if structures and all(s is not None for s in structures) else None
-    state = doc.get("state")
-    state = getattr(state, "value", state)
     tags = [str(tag) for tag in (doc.get("tags") or [])]
-    # atomate2 (0.1.5) sets the tag "forces not converged" from the raw forces of every frame,
-    # whose component along the path is legitimately non-zero away from the saddle, so a
-    # converged NEB carries it too. ``state`` reflects the optimiser's own (NEB-projected)
-    # criterion and decides; the tag is used only when a document has no state.
     reasons = []
-    if state is not None and state != "successful":
-        reasons.append(f"NEB state is {state!r} (the optimiser stopped before the force criterion was met)")
-    elif state is None and _NOT_CONVERGED_TAG in tags:
-        reasons.append("forces not converged (document has no state; atomate2 tagged it)")
+    if _is_vasp_neb_task_doc(doc):
+        reasons += _vasp_convergence_problems(doc, tags)
+    else:
+        state = doc.get("state")
+        state = getattr(state, "value", state)
+        # atomate2 (0.1.5) sets the tag "forces not converged" from the raw forces of every frame,
+        # whose component along the path is legitimately non-zero away from the saddle, so a
+        # converged NEB carries it too. ``state`` reflects the optimiser's own (NEB-projected)
+        # criterion and decides; the tag is used only when a document has no state.
+        if state is not None and state != "successful":
+            reasons.append(f"NEB state is {state!r} (the optimiser stopped before the force criterion was met)")
+        elif state is None and _NOT_CONVERGED_TAG in tags:
+            reasons.append("forces not converged (document has no state; atomate2 tagged it)")
+    # VASP only: site moments from OUTCAR are what the check is calibrated on (a force field's
+    # predicted moments, e.g. CHGNet's, are not used to reject paths)
+    if _is_vasp_neb_task_doc(doc) and structures is not None and len(structures) == len(energies):
+        polaron = polaron_problem(structures[0], structures[-1], criteria)
+        if polaron:
+            reasons.append(polaron)
     spline = doc.get("forward_barrier")
     details = {
         "spline_forward_barrier_ev": spline if isinstance(spline, int | float) and math.isfinite(spline) else None,
@@ -195,6 +214,94 @@ def outcome_from_neb_document(
         energies, structures, converged=not reasons, not_converged_reason="; ".join(reasons),
         method=method, details=details, criteria=criteria,
     )
+
+
+def _is_vasp_neb_task_doc(doc: Mapping[str, Any]) -> bool:
+    """An emmet ``NebTaskDoc`` (VASP endpoints + images), not a force-field ``NebResult``."""
+    return "directories" in doc and "last_updated" in doc
+
+
+def _vasp_run_completed(directory: Path) -> bool | None:
+    """emmet's ``has_vasp_completed`` for one run directory (pymatgen ``Vasprun.converged``);
+    None when the directory or its vasprun.xml cannot be read here."""
+    from pymatgen.io.vasp import Vasprun
+
+    path = _first(directory, "vasprun.xml") if directory.is_dir() else None
+    if path is None:
+        return None
+    try:
+        run = Vasprun(str(path), parse_dos=False, parse_eigen=False, parse_projected_eigen=False, parse_potcar_file=False)
+    except Exception:  # a truncated vasprun.xml (killed run) is simply not completed
+        return False
+    return bool(run.converged)
+
+
+def _vasp_convergence_problems(doc: Mapping[str, Any], tags: Sequence[str]) -> list[str]:
+    """Why a VASP ``NebTaskDoc`` is not converged, judged from its calculations, not its ``state``.
+
+    emmet-core 0.87.3 BUG (workaround; remove when emmet fixes it): ``NebTaskDoc.from_directories``
+    reads each endpoint's state as ``getattr(calc, "state", TaskState.FAILED)``, but emmet's
+    ``Calculation`` has no ``state`` (it has ``has_vasp_completed``), so the document's ``state``
+    is "failed" for every NEB, successful or not. The state is therefore judged from, in order:
+    alem's collector (which recomputes it from each calculation and tags the document), the
+    stored calculations' ``has_vasp_completed``, or each frame directory's vasprun.xml (what emmet
+    itself parses) when the directories are readable here.
+    """
+    from alem.neb.vasp_jobs import STATE_FROM_CALCULATIONS_TAG, frame_states
+
+    state = doc.get("state")
+    state = getattr(state, "value", state)
+    if STATE_FROM_CALCULATIONS_TAG in tags:
+        if state == "successful":
+            return []
+        failed = [tag.split("alem: frame ")[1] for tag in tags if tag.startswith("alem: frame ")]
+        return [f"VASP run(s) did not complete: frame {', frame '.join(failed) or '?'} (has_vasp_completed)"]
+    calculations = doc.get("calculations") or []
+    directories = [Path(str(d)) for d in (doc.get("directories") or [])]
+    if calculations:
+        states = frame_states(calculations)
+        failed = [str(i) for i, s in enumerate(states) if s != "successful"]
+    elif directories:
+        completed = [_vasp_run_completed(d) for d in directories]
+        if any(c is None for c in completed):
+            unreadable = [str(d) for d, c in zip(directories, completed) if c is None]
+            return ["cannot tell whether the VASP runs completed: the document's state is unreliable "
+                    "(emmet-core 0.87 NebTaskDoc bug), it stores no calculations and these directories are "
+                    f"not readable here: {', '.join(unreadable)}"]
+        failed = [str(i) for i, c in enumerate(completed) if not c]
+    else:
+        return ["VASP NEB document has neither calculations nor directories to judge convergence from"]
+    return [f"VASP run(s) did not complete: frame {', frame '.join(failed)} (has_vasp_completed)"] if failed else []
+
+
+def _site_moments(structure: Structure) -> np.ndarray | None:
+    magmoms = structure.site_properties.get("magmom")
+    if magmoms is None or any(m is None for m in magmoms):
+        return None
+    # collinear moments keep their sign (a flipped spin is a different state); non-collinear: length
+    return np.array([float(np.linalg.norm(m)) if np.ndim(m) else float(m) for m in magmoms])
+
+
+def polaron_problem(initial: Structure, final: Structure, criteria: PathCriteria = DEFAULT_CRITERIA) -> str | None:
+    """Whether the localised charge (hole/electron polaron) sits on different sites in the two
+    relaxed endpoints, judged from their site magnetic moments (``magmom``, from OUTCAR).
+
+    Removing the migrating ion leaves a hole (e.g. Co4+ in LiCoO2, Fe3+ in LiFePO4). If it
+    relaxed onto different metal sites in the two endpoints, "max - initial" mixes the ion hop
+    with a polaron hop and is not the ion's migration barrier, so the path is failed (site 0,
+    the ion itself, is ignored). None when the moments agree or are not known.
+    """
+    before, after = _site_moments(initial), _site_moments(final)
+    if before is None or after is None or len(before) != len(after):
+        return None
+    change = np.abs(after - before)
+    change[0] = 0.0
+    moved = np.flatnonzero(change > criteria.max_moment_change_mu_b)
+    if not moved.size:
+        return None
+    sites = ", ".join(f"site {i} ({initial[i].species_string}) {before[i]:+.2f} -> {after[i]:+.2f} μB" for i in moved[:6])
+    return (f"polaron moved between the endpoints: site moments differ by more than {criteria.max_moment_change_mu_b:g} μB "
+            f"({sites}); the path mixes the ion hop with a charge hop")
 
 
 def outcome_from_job_store(store: Any, output_uuid: str, method: str = "", criteria: PathCriteria = DEFAULT_CRITERIA) -> NebOutcome:
@@ -224,12 +331,21 @@ def outcome_from_vasp_dir(
     method: str = "vasp NEB",
     criteria: PathCriteria = DEFAULT_CRITERIA,
 ) -> NebOutcome:
-    """Outcome of a VASP NEB directory (``00`` ... ``NN``; endpoint OUTCARs in ``00``/``NN`` or in
-    ``relaxation_dirs``) through ``pymatgen.analysis.transition_state.NEBAnalysis``."""
+    """Outcome of a VASP NEB directory (``00`` ... ``NN``) through pymatgen's ``NEBAnalysis``.
+
+    The endpoint energies come from OUTCARs in ``00``/``NN`` (a hand-run NEB) or in
+    ``relaxation_dirs``. In atomate2's layout ``00``/``NN`` hold only POSCARs and the endpoint
+    relaxations ran elsewhere: alem's collector records where in ``ENDPOINTS_FILE`` inside the
+    NEB directory, which is read when ``relaxation_dirs`` is not given. Endpoint OUTCARs with site
+    moments (LORBIT) also feed the polaron check.
+    """
     from monty.io import zopen
     from pymatgen.analysis.transition_state import NEBAnalysis
+    from pymatgen.io.vasp import Outcar
 
     neb_dir = Path(neb_dir)
+    if relaxation_dirs is None and (neb_dir / ENDPOINTS_FILE).is_file():
+        relaxation_dirs = tuple(json.loads((neb_dir / ENDPOINTS_FILE).read_text())["endpoint_dirs"])
 
     def failed(reason: str) -> NebOutcome:
         return NebOutcome(converged=False, failure_reason=f"{neb_dir}: {reason}", method=method, details={"problems": [reason]})
@@ -248,7 +364,9 @@ def outcome_from_vasp_dir(
             return failed(f"missing {end.name}/POSCAR")
         candidates = [end] + ([Path(relaxation_dirs[index])] if relaxation_dirs else [])
         if not any(_first(c, "OUTCAR") for c in candidates):
-            return failed(f"missing OUTCAR of endpoint {end.name} (an endpoint energy is needed for the barrier)")
+            return failed(f"missing OUTCAR of endpoint {end.name} (an endpoint energy is needed for the barrier; "
+                          "atomate2 layout: pass relaxation_dirs=(endpoint 1 dir, endpoint 2 dir) or run alem's "
+                          f"collector, which writes {ENDPOINTS_FILE})")
     try:
         analysis = NEBAnalysis.from_dir(neb_dir, relaxation_dirs=relaxation_dirs)
     except Exception as exc:  # pymatgen raises many types on truncated or foreign files
@@ -258,11 +376,22 @@ def outcome_from_vasp_dir(
         with zopen(_first(image_dir, "OUTCAR"), mode="rt") as handle:
             if _VASP_CONVERGED_TEXT not in handle.read():
                 unconverged.append(image_dir.name)
-    reason = ""
+    reasons = []
     if unconverged:
-        reason = f"forces not converged: OUTCAR of image(s) {', '.join(unconverged)} lacks '{_VASP_CONVERGED_TEXT}'"
+        reasons.append(f"forces not converged: OUTCAR of image(s) {', '.join(unconverged)} lacks '{_VASP_CONVERGED_TEXT}'")
+    structures = [s.copy() for s in analysis.structures]
+    for structure, end, index in ((structures[0], image_dirs[0], 0), (structures[-1], image_dirs[-1], 1)):
+        outcar = next((o for c in ([Path(relaxation_dirs[index])] if relaxation_dirs else []) + [end]
+                       if (o := _first(c, "OUTCAR"))), None)
+        magnetization = Outcar(str(outcar)).magnetization if outcar else ()
+        if len(magnetization) == len(structure):
+            structure.add_site_property("magmom", [m["tot"] for m in magnetization])
+    polaron = polaron_problem(structures[0], structures[-1], criteria)
+    if polaron:
+        reasons.append(polaron)
+    reason = "; ".join(reasons)
     outcome = outcome_from_path(
-        [float(e) for e in analysis.energies], analysis.structures, converged=not unconverged,
+        [float(e) for e in analysis.energies], analysis.structures, converged=not reasons,
         not_converged_reason=reason, method=method, path_coordinate_a=[float(r) for r in analysis.r],
         details={"neb_dir": str(neb_dir), "n_images": len(image_dirs)}, criteria=criteria,
     )

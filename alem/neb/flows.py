@@ -1,10 +1,12 @@
 """jobflow Flows that compute one hop's NEB, built from atomate2 Makers.
 
-- VASP (``engine = "vasp"``): endpoint relaxations at fixed cell (``RelaxMaker``, ISIF 2), IDPP
-  images, CI-NEB (``NebFromEndpointsMaker`` / ``NebFromImagesMaker`` with ``NebSetGenerator``),
-  all on pymatgen's Materials Project relax settings (``MPRelaxSet``), GGA or GGA+U. When the
-  preset says the endpoints are already relaxed, single-point runs with identical settings give
-  the endpoint energies and ``NebFromImagesMaker`` runs on IDPP images made here.
+- VASP (``engine = "vasp"``): optionally a host relaxation (``[vasp] relax_host``), endpoint
+  relaxations at fixed cell (atomate2 ``RelaxMaker``, ISIF 2; single points when the preset says
+  the endpoints are already relaxed), IDPP images, CI-NEB (``NebFromImagesMaker`` with
+  ``NebSetGenerator``) and alem's collector (emmet ``NebTaskDoc``, state repaired). Every step
+  shares one electronic block (:mod:`alem.neb.vasp_inputs`). The jobs are wired here rather than
+  by ``NebFromEndpointsMaker`` so a retry can leave out finished endpoints and continue the NEB
+  from its last images (:mod:`alem.neb.restart`).
 - Machine-learned potential (``engine = "mlip"``): ``ForceFieldRelaxMaker`` (fixed cell) for the
   endpoints, atomate2's ``get_images_from_endpoints`` (IDPP), ``ForceFieldNebFromImagesMaker``
   with explicit ASE NEB settings (climbing image, spring constant, tangent method).
@@ -15,16 +17,39 @@ The flow's ``output`` is the NEB result document (emmet ``NebResult`` or ``NebTa
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
+from alem.neb.restart import JOB_UUIDS_KEY, RESTART_KEY, NebRestart
 from alem.neb.supercell import interpolate_images, neb_endpoints
+from alem.neb.vasp_inputs import neb_input_generator, relax_input_generator, with_initial_magmoms
+from alem.neb.vasp_jobs import collect_vasp_neb_output, endpoints_on_relaxed_host, images_from_previous_neb
 
 if TYPE_CHECKING:
     from jobflow import Flow
+    from pymatgen.core import Structure
 
     from alem.hops.hop import Hop
     from alem.neb.presets import Preset
+
+
+#: Job metadata key: compute nodes the job needs (VASP IMAGES must divide the NEB's MPI ranks, so
+#: the NEB asks for n_images x nodes_per_image; an endpoint needs the nodes of one image). The
+#: FireWorks and jobflow-remote backends turn it into the queue request of that job.
+NODES_KEY = "alem_nodes"
+
+
+def queue_request_with_nodes(request: dict, nodes: int) -> dict:
+    """``request`` (queue resources) asking for ``nodes`` nodes, whatever the queue's key: Slurm
+    ``nodes``, FireWorks' PBS ``nnodes``, PBS Pro ``select=N:...``; other keys are kept."""
+    import re
+
+    updated = dict(request)
+    for key in ("nodes", "nnodes"):
+        if key in updated or not request:
+            updated[key] = nodes
+    if isinstance(updated.get("select"), str):
+        updated["select"] = re.sub(r"^(select=)?\d+", lambda m: f"{m.group(1) or ''}{nodes}", updated["select"])
+    return updated
 
 
 def flow_metadata(hop: Hop, preset: Preset) -> dict:
@@ -83,86 +108,104 @@ def mlip_neb_flow(hop: Hop, preset: Preset) -> Flow:
     return Flow(jobs, output=neb_job.output, name=f"alem NEB {hop.hop_id} ({preset.name})", metadata=flow_metadata(hop, preset))
 
 
-def vasp_input_kwargs(preset: Preset) -> dict:
-    """Input-generator arguments shared by every VASP step: Materials Project relax settings."""
-    from pymatgen.io.vasp.sets import MPRelaxSet
-
-    return {
-        "config_dict": copy.deepcopy(MPRelaxSet.CONFIG),
-        "user_kpoints_settings": {"reciprocal_density": preset.vasp.kpoints_reciprocal_density},
-        "user_potcar_functional": preset.vasp.potcar_functional,
-        "force_gamma": True,
-        # Keep our site order: image POSCARs are written as given, so the POTCAR order must match.
-        "sort_structure": False,
-    }
-
-
-def vasp_incar_base(preset: Preset) -> dict:
-    incar = {} if preset.vasp.functional == "GGA+U" else {"LDAU": False}
-    return {**incar, **preset.vasp.incar_updates}
-
-
 def vasp_neb_maker(preset: Preset):
     from atomate2.vasp.jobs.neb import NebFromImagesMaker
-    from atomate2.vasp.sets.core import NebSetGenerator
 
-    settings = preset.neb
-    generator = NebSetGenerator(
-        num_images=settings.n_images,
-        climbing_image=settings.climbing_image,
-        user_incar_settings={
-            **vasp_incar_base(preset),
-            "EDIFFG": -settings.fmax_ev_a,
-            "NSW": settings.max_steps,
-            "SPRING": -settings.spring_constant_ev_a2,
-        },
-        **vasp_input_kwargs(preset),
-    )
-    return NebFromImagesMaker(name=f"{preset.vasp.functional} NEB", input_set_generator=generator)
+    return NebFromImagesMaker(name=f"{preset.vasp.functional} NEB", input_set_generator=neb_input_generator(preset))
 
 
 def vasp_endpoint_maker(preset: Preset, relax: bool):
     """Fixed-cell relaxation (or a single point with the same settings) of one endpoint."""
     from atomate2.vasp.jobs.core import RelaxMaker
-    from atomate2.vasp.sets.core import RelaxSetGenerator
 
-    settings = preset.neb
-    incar = {**vasp_incar_base(preset), "ISIF": 2}
-    incar.update({"EDIFFG": -settings.endpoint_fmax_ev_a, "NSW": settings.endpoint_max_steps} if relax else {"NSW": 0})
-    generator = RelaxSetGenerator(user_incar_settings=incar, **vasp_input_kwargs(preset))
     name = f"{preset.vasp.functional} endpoint {'relax' if relax else 'single point'}"
-    return RelaxMaker(name=name, input_set_generator=generator)
+    return RelaxMaker(name=name, input_set_generator=relax_input_generator(preset, relax=relax))
 
 
-def vasp_neb_flow(hop: Hop, preset: Preset) -> Flow:
-    from atomate2.vasp.jobs.neb import NebFromEndpointsMaker, collect_neb_output
+def vasp_host_maker(preset: Preset):
+    """Full relaxation (cell and ions) of the host, same electronic settings as the NEB."""
+    from atomate2.vasp.jobs.core import RelaxMaker
+
+    return RelaxMaker(name=f"{preset.vasp.functional} host relax",
+                      input_set_generator=relax_input_generator(preset, relax=True, relax_cell=True))
+
+
+def pristine_host(hop: Hop) -> Structure:
+    """The host's primitive cell: the hop's own cell with its vacancy refilled (the ion at its
+    final site), reduced. The NEB cell is an integer supercell of it."""
+    pristine = hop.initial.copy()
+    pristine.append(hop.final[0].species, hop.final[0].frac_coords)
+    return pristine.get_primitive_structure()
+
+
+def _relaxed_host_endpoints(hop: Hop, initial: Structure, final: Structure, preset: Preset) -> tuple[list, list]:
+    host = with_initial_magmoms(pristine_host(hop), preset)
+    host_job = vasp_host_maker(preset).make(host)
+    strain_job = endpoints_on_relaxed_host(initial, final, host, host_job.output.structure)
+    return [host_job, strain_job], [strain_job.output[0], strain_job.output[1]]
+
+
+def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -> Flow:
+    """Endpoint relaxations (or single points), images, NEB and alem's NEB collector.
+
+    With ``restart`` (a retry), finished endpoint relaxations are not run again and the NEB
+    continues from the images the previous NEB run reached.
+    """
+    from atomate2.common.jobs.neb import get_images_from_endpoints
     from jobflow import Flow
+    from pymatgen.core import Structure
 
     settings = preset.neb
     initial, final = neb_endpoints(
         hop, preset.supercell.min_image_distance_a, preset.supercell.max_atoms, group_species=True
     )
-    neb_maker = vasp_neb_maker(preset)
-    name = f"alem NEB {hop.hop_id} ({preset.name})"
-    if settings.relax_endpoints:
-        method, kwargs = _interpolation(preset)
-        flow = NebFromEndpointsMaker(
-            endpoint_relax_maker=vasp_endpoint_maker(preset, relax=True), images_maker=neb_maker
-        ).make([initial, final], settings.n_images, interpolation_method=method, **kwargs)
-        flow.name = name
-        flow.metadata.update(flow_metadata(hop, preset))
-        return flow
-    endpoint_maker = vasp_endpoint_maker(preset, relax=False)
-    endpoint_jobs = [endpoint_maker.make(structure) for structure in (initial, final)]
-    for index, endpoint_job in enumerate(endpoint_jobs):
+    initial, final = with_initial_magmoms(initial, preset), with_initial_magmoms(final, preset)
+    restart = restart if restart is not None and restart.reuses_anything else None
+    jobs: list = []
+    endpoints: list = [initial, final]
+    if preset.vasp.relax_host and not (restart and all(restart.endpoints)):
+        host_jobs, endpoints = _relaxed_host_endpoints(hop, initial, final, preset)
+        jobs += host_jobs
+    uuids: dict[str, str] = {}
+    endpoint_dirs: list = [None, None]
+    endpoint_maker = vasp_endpoint_maker(preset, relax=settings.relax_endpoints)
+    for index in range(2):
+        finished = restart.endpoints[index] if restart else None
+        if finished is not None:
+            endpoints[index] = Structure.from_dict(finished.structure)
+            endpoint_dirs[index] = finished.dir_name
+            continue
+        endpoint_job = endpoint_maker.make(endpoints[index])
         endpoint_job.append_name(f" endpoint {index + 1}")
-    neb_job = neb_maker.make(interpolate_images(initial, final, settings.n_images, settings.interpolation))
-    collect_job = collect_neb_output(
-        [endpoint_job.output.dir_name for endpoint_job in endpoint_jobs], neb_job.output.dir_name,
-        store_calculations=False,
-    )
-    return Flow([*endpoint_jobs, neb_job, collect_job], output=collect_job.output, name=name,
-                metadata=flow_metadata(hop, preset))
+        uuids[f"endpoint_{index + 1}"] = endpoint_job.uuid
+        endpoint_dirs[index] = endpoint_job.output.dir_name
+        if settings.relax_endpoints:
+            endpoints[index] = endpoint_job.output.structure
+        jobs.append(endpoint_job)
+    if restart and restart.neb_dir and all(restart.endpoints):
+        images = images_from_previous_neb(restart.neb_dir)
+        jobs.append(images)
+        images = images.output
+    elif all(isinstance(e, Structure) for e in endpoints):
+        images = interpolate_images(*endpoints, settings.n_images, settings.interpolation)
+    else:
+        method, kwargs = _interpolation(preset)
+        images = get_images_from_endpoints(endpoints, settings.n_images, interpolation_method=method, **kwargs)
+        jobs.append(images)
+        images = images.output
+    neb_job = vasp_neb_maker(preset).make(images)
+    uuids["neb"] = neb_job.uuid
+    collect_job = collect_vasp_neb_output(endpoint_dirs, neb_job.output.dir_name)
+    vasp_jobs = {job.uuid for job in jobs if job.name.startswith(preset.vasp.functional)}
+    for job in jobs:
+        job.metadata[NODES_KEY] = preset.vasp.nodes_per_image if job.uuid in vasp_jobs else 1
+    neb_job.metadata[NODES_KEY] = settings.n_images * preset.vasp.nodes_per_image
+    collect_job.metadata[NODES_KEY] = 1
+    metadata = {**flow_metadata(hop, preset), JOB_UUIDS_KEY: uuids}
+    if restart:
+        metadata[RESTART_KEY] = restart.model_dump()
+    return Flow([*jobs, neb_job, collect_job], output=collect_job.output,
+                name=f"alem NEB {hop.hop_id} ({preset.name})", metadata=metadata)
 
 
 def adopt_output_schemas(flow: Flow) -> Flow:
@@ -181,9 +224,10 @@ def adopt_output_schemas(flow: Flow) -> Flow:
     return flow
 
 
-def neb_flow_for_hop(hop: Hop, preset: Preset) -> Flow:
-    """The NEB flow of ``hop`` under ``preset``; ``flow.output`` is the NEB result document."""
-    flow = vasp_neb_flow(hop, preset) if preset.engine == "vasp" else mlip_neb_flow(hop, preset)
+def neb_flow_for_hop(hop: Hop, preset: Preset, restart: NebRestart | None = None) -> Flow:
+    """The NEB flow of ``hop`` under ``preset``; ``flow.output`` is the NEB result document.
+    ``restart`` (VASP only) continues a failed attempt (:mod:`alem.neb.restart`)."""
+    flow = vasp_neb_flow(hop, preset, restart) if preset.engine == "vasp" else mlip_neb_flow(hop, preset)
     return adopt_output_schemas(flow)
 
 

@@ -66,6 +66,19 @@ class VaspSettings(_Section):
     )
     kpoints_reciprocal_density: int = Field(64, ge=1, description="k-point density (MP relax: 64)")
     potcar_functional: str = Field("PBE", description="POTCAR set (MP: PBE)")
+    ediff_ev: float = Field(
+        1e-6, gt=0, le=1e-5, description="absolute EDIFF (eV) of every step, endpoints and images alike"
+    )
+    ncore: int | None = Field(None, ge=1, description="NCORE (bands per group); unset = VASP's default")
+    kpar: int | None = Field(None, ge=1, description="KPAR (k-point groups per image); unset = VASP's default")
+    nodes_per_image: int = Field(
+        1, ge=1, description="compute nodes per image: the NEB job asks for n_images x this, an endpoint or "
+        "host relaxation for this, the small Python jobs for 1"
+    )
+    relax_host: bool = Field(
+        False, description="relax the host cell (ISIF 3, same electronic settings) first and build the NEB cell "
+        "on the relaxed lattice instead of the CIF's"
+    )
 
 
 class Preset(_Section):
@@ -155,3 +168,11 @@ def available_presets(campaign_dir: str | Path | None = None) -> dict[str, Path]
             for path in sorted(directory.glob("*.toml")):
                 found.setdefault(path.stem, path)
     return found
+
+
+def campaign_preset(config) -> Preset | None:
+    """The preset the campaign's backend runs (``alem.toml`` ``[backend.<kind>] preset``); None
+    for a backend without one (replay)."""
+    section = getattr(config.backend, str(config.backend.kind).replace("-", "_"), None)
+    name = getattr(section, "preset", None)
+    return load_preset(name, config.campaign_dir) if name else None
