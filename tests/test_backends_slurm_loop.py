@@ -54,6 +54,7 @@ def test_alem_loop_on_slurm_survives_kill_9_and_ingests_real_barriers(slurm_clus
             states = _job_states(config)
             if len(states) == 2 and set(states.values()) == {"queued"}:  # the loop saw them pending in squeue
                 break
+            assert set(states.values()) <= {"created", "submitted", "queued"}, states  # held jobs cannot run
             assert first.poll() is None, first.communicate()[0]
             time.sleep(0.5)
         else:
