@@ -19,9 +19,10 @@ pytest_plugins = ["tests._slurm"]
 HPC = Path(__file__).resolve().parents[1] / "hpc_configs"
 
 
-def test_fireworks_slurm_qadapter_template_runs_as_a_real_slurm_job(slurm_cluster, tmp_path):
+def test_fireworks_slurm_qadapter_template_runs_as_a_real_slurm_job(slurm_cluster, tmp_path, monkeypatch):
     from fireworks.utilities.fw_serializers import load_object_from_file
 
+    monkeypatch.chdir(tmp_path)  # qlaunch submits from the launch directory (the job's .out/.error land there)
     adapter = load_object_from_file(str(HPC / "fireworks" / "my_qadapter_slurm.yaml"))
     assert type(adapter).__name__ == "CommonAdapter" and adapter.q_type == "SLURM"
     marker = tmp_path / "rocket.out"
@@ -37,6 +38,7 @@ def test_fireworks_slurm_qadapter_template_runs_as_a_real_slurm_job(slurm_cluste
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.3)
     assert marker.read_text().strip() == f"rocket launched on {slurm_cluster.host}"
+    assert list(tmp_path.glob(f"alem_neb-{job_id}.out"))
 
 
 def _slurm_worker_project(project_dir: Path, work_dir: Path) -> None:
