@@ -6,7 +6,8 @@ logs. ``munged`` is started if none answers. The daemons this fixture started ar
 at the end; a munged that was already running is left alone.
 
 Where Slurm cannot be had (commands missing: install ``slurm-wlm`` and ``munge``, which
-``.ci/run`` does as root), the tests that use the fixture skip and say why.
+``.ci/run`` does as root), the tests that use the fixture skip and say why; with
+``ALEM_REQUIRE_SLURM=1`` (set by ``.ci/run`` where it could install Slurm) they fail instead.
 
 Use it from a test module with ``pytest_plugins = ["tests._slurm"]`` or by importing the fixture.
 """
@@ -154,6 +155,8 @@ def slurm_cluster(tmp_path_factory):
     """A running one-node Slurm (slurmctld + slurmd); ``SLURM_CONF`` points at it for the session."""
     reason = _missing_reason()
     if reason:
+        if os.environ.get("ALEM_REQUIRE_SLURM") == "1":
+            pytest.fail(f"ALEM_REQUIRE_SLURM=1 but {reason}")
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("slurm")
     host = socket.gethostname().split(".")[0]

@@ -156,3 +156,19 @@ def test_pbs_script_matches_qtoolkits_pbs_adapter(tmp_path, li2o_hop, fast_mlip_
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     with pytest.raises(ValueError, match=r"\[backend.pbs\] qos"):
         BatchBackend("pbs", tmp_path / "runs", fast_mlip_preset, BatchBackendSection(qos="high")).script("k", run_dir)
+
+
+@pytest.mark.parametrize("scheduler, directive", [("slurm", "#SBATCH --nodes=5"), ("pbs", "#PBS -l select=5:ncpus=32:mpiprocs=32")])
+def test_hpc_config_templates_validate_render_and_round_trip(scheduler, directive, tmp_path, fast_mlip_preset):
+    import tomllib
+    from pathlib import Path
+
+    template = Path(__file__).resolve().parents[1] / "hpc_configs" / "batch" / f"alem_{scheduler}.toml"
+    config = CampaignConfig.from_dict(tomllib.loads(template.read_text()), source=template)
+    assert config.backend.kind == scheduler
+    section = getattr(config.backend, scheduler)
+    script = BatchBackend(scheduler, tmp_path / "runs", fast_mlip_preset, section).script("alem-x", tmp_path / "x")
+    assert directive in script and "module load vasp/6.4.2" in script and "export ATOMATE2_VASP_CMD=" in script
+    assert script.splitlines()[-1] == "/path/to/alem/.venv/bin/python -m alem.backends.batch " + str(tmp_path / "x")
+    config.save(tmp_path / "campaign")  # lists (pre_run) are written as TOML arrays and read back
+    assert getattr(CampaignConfig.load(tmp_path / "campaign").backend, scheduler) == section
