@@ -172,3 +172,13 @@ def test_hpc_config_templates_validate_render_and_round_trip(scheduler, directiv
     assert script.splitlines()[-1] == "/path/to/alem/.venv/bin/python -m alem.backends.batch " + str(tmp_path / "x")
     config.save(tmp_path / "campaign")  # lists (pre_run) are written as TOML arrays and read back
     assert getattr(CampaignConfig.load(tmp_path / "campaign").backend, scheduler) == section
+
+
+def test_demo_offers_local_and_slurm_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from alem.cli import app
+
+    refused = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--backend", "pbs"])
+    assert refused.exit_code == 2 and "the demo runs on local or slurm" in refused.output
+    assert not (tmp_path / "demo").exists()

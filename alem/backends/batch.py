@@ -64,6 +64,10 @@ def queue_manager(scheduler: Scheduler) -> QueueManager:
     return QueueManager(scheduler_io)
 
 
+def _file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
 def _qstate_to_job_state(qstate) -> JobState:
     from qtoolkit.core.data_objects import QState
 
@@ -92,18 +96,18 @@ class BatchBackend(Backend):
 
     # ------------------------------------------------------------------ paths
     def run_dir_for_key(self, job_key: str) -> Path:
-        return self.root / "runs" / re.sub(r"[^A-Za-z0-9._-]", "_", job_key)
+        return self.root / "runs" / _file_name(job_key)
 
     def run_dir(self, external_id: str) -> Path | None:
         """The run directory of a scheduler job id (None if alem never submitted it here)."""
-        index = self.root / "ids" / re.sub(r"[^A-Za-z0-9._-]", "_", external_id)
+        index = self.root / "ids" / _file_name(external_id)
         if not index.is_file():
             return None
         return self.run_dir_for_key(index.read_text().strip())
 
     def _remember(self, job_key: str, job_id: str) -> None:
         run_dir = self.run_dir_for_key(job_key)
-        index = self.root / "ids" / re.sub(r"[^A-Za-z0-9._-]", "_", job_id)
+        index = self.root / "ids" / _file_name(job_id)
         tmp = index.with_name(f".{index.name}.tmp")
         tmp.write_text(job_key)
         os.replace(tmp, index)
@@ -188,6 +192,8 @@ class BatchBackend(Backend):
         return str(result.job_id)
 
     def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+        if not external_ids:
+            return {}
         queue = self._queue()  # before the exit markers: a job that leaves the queue has written its marker
         return {external_id: self._state(external_id, queue) for external_id in external_ids}
 
