@@ -182,3 +182,14 @@ def test_demo_offers_local_and_slurm_only(tmp_path):
     refused = CliRunner().invoke(app, ["demo", str(tmp_path / "demo"), "--backend", "pbs"])
     assert refused.exit_code == 2 and "the demo runs on local or slurm" in refused.output
     assert not (tmp_path / "demo").exists()
+
+
+def test_run_directory_staging_left_by_a_killed_process_is_replaced(tmp_path, li2o_hop, fast_mlip_preset):
+    from alem.backends.rundir import read_json, stage_run
+
+    leftover = tmp_path / ".alem-k.staging"
+    leftover.mkdir()
+    (leftover / "flow.json").write_text("half written")
+    request = stage_run(tmp_path / "alem-k", li2o_hop, fast_mlip_preset, "alem-k", scheduler="slurm")
+    assert read_json(tmp_path / "alem-k" / "request.json") == request and request["scheduler"] == "slurm"
+    assert not leftover.exists() and (tmp_path / "alem-k" / "flow.json").read_text() != "half written"

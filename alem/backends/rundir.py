@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,8 @@ def stage_run(run_dir: Path, hop: Hop, preset: Preset, job_key: str, **request_e
 
     flow = neb_flow_for_hop(hop, preset)
     staging = run_dir.with_name(f".{run_dir.name}.staging")
+    if staging.exists():  # left by a process killed while staging this same run
+        shutil.rmtree(staging)
     staging.mkdir(parents=True)
     dumpfn(flow, staging / "flow.json")
     request = {
