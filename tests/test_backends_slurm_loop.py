@@ -18,7 +18,10 @@ from alem.store import HopState, Store
 pytest_plugins = ["tests._slurm"]
 
 runner = CliRunner()
-HOSTS = ("Li2O_antifluorite", "LiF_rocksalt")  # one small hop each (NEB cells of 11 and 7 atoms)
+HOSTS = ("Li2O_antifluorite", "LiF_rocksalt")  # one small hop each
+#: The demo preset loosened further (as tests/conftest.py's fast_mlip_preset): seconds per NEB.
+FAST_NEB = {"n_images = 5": "n_images = 3", "fmax_ev_a = 0.05": "fmax_ev_a = 0.1", "max_steps = 200": "max_steps = 150",
+            "endpoint_fmax_ev_a = 0.03": "endpoint_fmax_ev_a = 0.05", "endpoint_max_steps = 150": "endpoint_max_steps = 100"}
 
 
 def _alem_loop(campaign_dir, *args) -> subprocess.Popen:
@@ -40,6 +43,12 @@ def test_alem_loop_on_slurm_survives_kill_9_and_ingests_real_barriers(slurm_clus
     from alem.demo import DEMO_ENUMERATION, create_demo_campaign, demo_host_files
 
     config = create_demo_campaign(tmp_path / "campaign", backend="slurm")
+    preset_file = config.campaign_dir / "workflows" / "mlip_chgnet_demo.toml"
+    text = preset_file.read_text()
+    for old, new in FAST_NEB.items():
+        assert old in text
+        text = text.replace(old, new)
+    preset_file.write_text(text)
     config.backend.slurm.extra_directives = ["#SBATCH --hold"]  # the first loop's jobs stay queued
     config.save()
     with Store.open(config.store_path) as store:
