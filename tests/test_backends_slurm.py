@@ -130,6 +130,17 @@ def test_doctor_checks_the_scheduler_and_run_directory(slurm_cluster, tmp_path, 
     missing = {check.name: check for check in check_batch_scheduler("pbs", tmp_path / "runs", settings)}
     assert missing["scheduler"].status == "problem" and "qsub" in missing["scheduler"].message
 
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    from alem.doctor import run_checks
+
+    config = CampaignConfig()
+    config.campaign_dir = tmp_path
+    config.backend.kind = "slurm"
+    config.backend.slurm.preset = "mlip_chgnet"
+    checks = {check.name: check for check in run_checks(config, check_potentials=False)}
+    assert {"backend", "preset", "scheduler", "run directory"} <= set(checks)
+    assert all(check.ok for check in checks.values()), checks
+
 
 def test_pbs_script_matches_qtoolkits_pbs_adapter(tmp_path, li2o_hop, fast_mlip_preset):
     """No PBS server is installable here: the script is checked against qtoolkit's PBS adapter
