@@ -7,7 +7,7 @@ the file and the key. ``CampaignConfig.save`` writes every key with a comment sa
 
     config = CampaignConfig.load(find_campaign_dir())
     config.store_path          # absolute path of the SQLite store
-    config.backend.kind        # "local" | "fireworks" | "jobflow-remote" | "replay"
+    config.backend.kind        # "local" | "slurm" | "pbs" | "fireworks" | "jobflow-remote" | "replay"
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ CONFIG_FILENAME = "alem.toml"
 #: Environment variable naming the campaign directory (overrides the search from the cwd).
 CAMPAIGN_ENV = "ALEM_CAMPAIGN"
 
-BackendKind = Literal["local", "fireworks", "jobflow-remote", "replay"]
+BackendKind = Literal["local", "slurm", "pbs", "fireworks", "jobflow-remote", "replay"]
 Strategy = Literal["explore", "discover", "balanced"]
 
 
@@ -69,6 +69,24 @@ class LocalBackendSection(_Section):
     jobstore_dir: str = Field("state/jobstore", description="file-backed jobflow store, relative to the campaign directory")
 
 
+class BatchBackendSection(_Section):
+    """``[backend.slurm]`` / ``[backend.pbs]``: each NEB is one batch job; no database server."""
+
+    preset: str = Field("vasp_gga", description="a preset name under workflows/")
+    run_dir: str = Field("state/batch_runs", description="run directories on a filesystem the compute nodes share, relative to the campaign directory")
+    queue: str = Field("", description='Slurm partition or PBS queue; "" = the scheduler default')
+    account: str = Field("", description='account/project charged; "" = none')
+    qos: str = Field("", description='Slurm QOS; "" = none (not used by PBS)')
+    nodes: int = Field(1, ge=1, description="nodes per NEB (VASP: IMAGES must divide the MPI ranks)")
+    tasks_per_node: int = Field(1, ge=1, description="MPI ranks per node")
+    cpus_per_task: int = Field(1, ge=1, description="threads per MPI rank")
+    walltime_minutes: int = Field(1440, ge=1, description="wall-time limit of one NEB job")
+    pre_run: list[str] = Field(default_factory=list, description="shell lines run first on the compute node (module load ..., source venv/bin/activate)")
+    extra_directives: list[str] = Field(default_factory=list, description='verbatim scheduler lines, e.g. "#SBATCH --constraint=cpu"')
+    vasp_cmd: str = Field("", description='VASP command for atomate2 (exported as ATOMATE2_VASP_CMD), e.g. "srun vasp_std"; "" = atomate2 settings')
+    python: str = Field("", description='Python with alem installed on the compute nodes; "" = the one running alem loop')
+
+
 class FireworksBackendSection(_Section):
     preset: str = Field("vasp_gga", description="a preset name under workflows/")
     launchpad_file: str = Field("", description="my_launchpad.yaml (see hpc_configs/fireworks)")
@@ -87,9 +105,11 @@ class ReplayBackendSection(_Section):
 
 
 class BackendSection(_Section):
-    kind: BackendKind = Field("local", description="local | fireworks | jobflow-remote | replay")
+    kind: BackendKind = Field("local", description="local | slurm | pbs | fireworks | jobflow-remote | replay")
     max_attempts: int = Field(3, ge=1, description="submissions of one hop before it is marked failed")
     local: LocalBackendSection = Field(default_factory=LocalBackendSection)
+    slurm: BatchBackendSection = Field(default_factory=BatchBackendSection)
+    pbs: BatchBackendSection = Field(default_factory=BatchBackendSection)
     fireworks: FireworksBackendSection = Field(default_factory=FireworksBackendSection)
     jobflow_remote: JobflowRemoteBackendSection = Field(default_factory=JobflowRemoteBackendSection)
     replay: ReplayBackendSection = Field(default_factory=ReplayBackendSection)
@@ -197,6 +217,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return json.dumps(value)  # so is a JSON array of strings a TOML array
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 

@@ -10,6 +10,10 @@ The demo's NEB preset (written into the campaign as ``workflows/mlip_chgnet_demo
 shipped ``mlip_chgnet`` preset with looser settings so each NEB takes well under a minute on two
 cores: the candidates' own small cells are used as they are (no 8 Å supercell; the ion's
 periodic images stay >= 4.5 Å apart), 5 images, fmax 0.05 eV/Å, at most 200 steps. Good enough to show the machinery; not converged physics.
+
+``alem demo --backend slurm`` runs the same campaign through the ``slurm`` backend: each NEB is
+a batch job submitted with ``sbatch`` (one task, one CPU), run directories under
+``state/batch_runs``. It needs a working Slurm on this machine (``sbatch``/``squeue`` answer).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from alem.candidates import EnumerationSettings
 
@@ -34,6 +39,7 @@ DEMO_PRESET_OVERRIDES = {
 
 
 DEMO_NAME = "alem-demo"
+DemoBackend = Literal["local", "slurm"]
 
 
 class NotADemoError(ValueError):
@@ -90,13 +96,15 @@ def write_demo_preset(campaign_dir: Path) -> Path:
     return path
 
 
-def create_demo_campaign(directory: Path, model_path: str = ""):
+def create_demo_campaign(directory: Path, model_path: str = "", backend: DemoBackend = "local"):
     """The demo campaign: defaults + auto-approval within 2 parallel jobs + the demo preset."""
     from alem.campaign import init_campaign
 
-    config = init_campaign(directory, backend="local", name=DEMO_NAME)
+    config = init_campaign(directory, backend=backend, name=DEMO_NAME)
     write_demo_preset(config.campaign_dir)
     config.backend.local.preset = DEMO_PRESET
+    config.backend.slurm.preset = DEMO_PRESET
+    config.backend.slurm.walltime_minutes = 60
     config.model.path = model_path
     config.approval.auto_approve = True
     config.approval.max_running_jobs = 2  # two cores
@@ -160,6 +168,7 @@ def run_demo(
     retrain: bool = False,
     hosts: tuple[str, ...] = DEMO_HOSTS,
     say: Callable[[str], None] = print,
+    backend: DemoBackend = "local",
 ) -> DemoResult:
     """Create the demo campaign in ``directory`` and run it (see the module docstring). If the
     directory already holds the demo campaign, carry on with it: hosts already added are known and
@@ -180,8 +189,9 @@ def run_demo(
             f"{counts['candidate'] + counts['proposed'] + counts['approved'] + counts['submitted']} to go); "
             "`alem demo --fresh` starts over")
     else:
-        config = create_demo_campaign(directory, model_path)
-        say(f"campaign created in {config.campaign_dir} (SQLite store, local CHGNet backend, shipped model)")
+        config = create_demo_campaign(directory, model_path, backend)
+        where = "local CHGNet backend" if backend == "local" else "CHGNet NEBs as Slurm batch jobs (sbatch)"
+        say(f"campaign created in {config.campaign_dir} (SQLite store, {where}, shipped model)")
     with Store.open(config.store_path) as store:
         report = add_candidates(store, host_files, config.campaign.working_ion, DEMO_ENUMERATION)
     for host in report.hosts:

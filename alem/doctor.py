@@ -170,6 +170,37 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
     return checks
 
 
+def check_batch_scheduler(scheduler: str, run_dir: Path, settings) -> list[Check]:
+    """The slurm/pbs backend: scheduler commands on PATH and answering, run directory writable,
+    the compute-side Python (``settings`` is the ``[backend.slurm]``/``[backend.pbs]`` section)."""
+    import getpass
+
+    from alem.backends.batch import SCHEDULER_COMMANDS, queue_manager
+
+    checks = []
+    missing = [command for command in SCHEDULER_COMMANDS[scheduler] if shutil.which(command) is None]
+    if missing:
+        checks.append(Check("scheduler", "problem", f"{', '.join(missing)} not on PATH: run alem on the cluster's "
+                            f"login node (where {SCHEDULER_COMMANDS[scheduler][0]} works)"))
+    else:
+        listing = SCHEDULER_COMMANDS[scheduler][1]
+        try:
+            jobs = queue_manager(scheduler).get_jobs_list(user=getpass.getuser())
+            checks.append(Check("scheduler", "ok", f"{listing} answers ({len(jobs)} jobs of {getpass.getuser()} queued or running)"))
+        except Exception as exc:  # a failing queue command: say what it said
+            checks.append(Check("scheduler", "problem", f"{listing} does not answer: {type(exc).__name__}: {exc}".strip()))
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    writable = os.access(parent, os.W_OK)
+    checks.append(Check("run directory", "ok" if writable else "problem",
+                        f"{run_dir} {'writable' if writable else 'is not writable'} (compute nodes must see it too)"))
+    if settings.python and not Path(settings.python).is_file():
+        checks.append(Check("python", "warning", f"{settings.python} does not exist here; fine only if the compute "
+                            "nodes have it"))
+    return checks
+
+
 def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
     """Every check that applies to the campaign's ``[backend] kind``."""
     campaign_dir = config.campaign_dir
@@ -181,8 +212,8 @@ def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Ch
         checks.append(Check("replay dataset", "ok", str(path)) if path and path.is_file()
                       else Check("replay dataset", "problem", f"[backend.replay] dataset {dataset or '(empty)'} not found"))
         return checks
-    section = {"local": config.backend.local, "fireworks": config.backend.fireworks,
-               "jobflow-remote": config.backend.jobflow_remote}[kind]
+    section = {"local": config.backend.local, "slurm": config.backend.slurm, "pbs": config.backend.pbs,
+               "fireworks": config.backend.fireworks, "jobflow-remote": config.backend.jobflow_remote}[kind]
     preset_check, preset = check_preset(section.preset, campaign_dir)
     checks.append(preset_check)
     if preset is not None:
@@ -192,7 +223,7 @@ def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Ch
             checks.extend(check_vasp(preset))
             if kind == "local":
                 checks.append(Check("preset", "problem", "the local backend runs machine-learned potentials only; "
-                                    "a VASP preset needs the fireworks or jobflow-remote backend"))
+                                    "a VASP preset needs the slurm, pbs, fireworks or jobflow-remote backend"))
     if kind == "local":
         jobstore_dir = config.resolve(config.backend.local.jobstore_dir)
         parent = jobstore_dir if jobstore_dir.exists() else jobstore_dir.parent
@@ -201,6 +232,8 @@ def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Ch
         writable = os.access(parent, os.W_OK)
         checks.append(Check("job store", "ok" if writable else "problem",
                             f"{jobstore_dir} {'writable' if writable else 'is not writable'}"))
+    elif kind in ("slurm", "pbs"):
+        checks.extend(check_batch_scheduler(kind, config.resolve(section.run_dir), section))
     elif kind == "fireworks":
         checks.append(check_queue_commands())
         checks.append(check_launchpad(config.resolve(config.backend.fireworks.launchpad_file)

@@ -30,6 +30,11 @@ def make_backend(config: CampaignConfig, campaign_dir: str | Path | None = None)
 
         section = config.backend.local
         return LocalBackend(config.resolve(section.jobstore_dir), load_preset(section.preset, campaign_dir))
+    if kind in ("slurm", "pbs"):
+        from alem.backends.batch import BatchBackend
+
+        section = getattr(config.backend, kind)
+        return BatchBackend(kind, config.resolve(section.run_dir), load_preset(section.preset, campaign_dir), section)
     if kind == "fireworks":
         from alem.backends.fireworks_backend import FireWorksBackend
 

@@ -23,7 +23,6 @@ usable is for :meth:`LocalBackend.outcome` to say. FAILED means a job raised.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import signal
@@ -35,24 +34,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alem.backends.base import Backend, JobState, NebOutcome
+from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
 
 #: A request without a worker record older than this is LOST (the spawn never happened).
 SPAWN_GRACE_S = 120.0
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -81,18 +68,6 @@ def _alive(record: dict) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def job_store_for(run_dir: Path, read_only: bool):
-    """The run's file-backed jobflow JobStore, including the ``data`` store atomate2 requires."""
-    from jobflow import JobStore
-    from maggma.stores import JSONStore
-
-    store_dir = run_dir / "store"
-    store_dir.mkdir(exist_ok=True)
-    docs = JSONStore(str(store_dir / "docs.json"), read_only=read_only)
-    data = JSONStore(str(store_dir / "data.json"), read_only=read_only)
-    return JobStore(docs, additional_stores={"data": data})
 
 
 class LocalBackend(Backend):
@@ -125,29 +100,11 @@ class LocalBackend(Backend):
         return external_id if self.run_dir(external_id).is_dir() else None
 
     def submit(self, hop: Hop, job_key: str) -> str:
-        from monty.serialization import dumpfn
-
-        from alem.neb.flows import neb_flow_for_hop, output_uuid
-
         existing = self.find_by_key(job_key)
         if existing is not None:
             return existing
-        flow = neb_flow_for_hop(hop, self.preset)
         external_id = f"local-{uuid.uuid4().hex[:16]}"
-        staging = self.root / "runs" / f".{external_id}.staging"
-        staging.mkdir(parents=True)
-        dumpfn(flow, staging / "flow.json")
-        _write_json_atomic(staging / "request.json", {
-            "external_id": external_id,
-            "job_key": job_key,
-            "hop_id": hop.hop_id,
-            "preset": self.preset.name,
-            "method": self.preset.method_label,
-            "output_uuid": output_uuid(flow),
-            "submitted_at": time.time(),
-        })
-        run_dir = self.run_dir(external_id)
-        os.replace(staging, run_dir)  # the run appears whole or not at all
+        stage_run(self.run_dir(external_id), hop, self.preset, job_key, external_id=external_id)
         tmp = self._key_file(job_key).with_suffix(".tmp")
         tmp.write_text(external_id)
         os.replace(tmp, self._key_file(job_key))
@@ -166,7 +123,7 @@ class LocalBackend(Backend):
             )
         self._children[external_id] = child
         if not (run_dir / "worker.json").exists():
-            _write_json_atomic(run_dir / "worker.json", {"pid": child.pid, "start_ticks": process_start_ticks(child.pid)})
+            write_json_atomic(run_dir / "worker.json", {"pid": child.pid, "start_ticks": process_start_ticks(child.pid)})
 
     def _reap(self) -> None:
         # Workers started by this process become zombies when they exit until waited for.
@@ -178,14 +135,14 @@ class LocalBackend(Backend):
         run_dir = self.run_dir(external_id)
         if not (run_dir / "request.json").is_file():
             return JobState.LOST
-        finished = _read_json(run_dir / "exit.json")
+        finished = read_json(run_dir / "exit.json")
         if finished is None:
-            worker = _read_json(run_dir / "worker.json")
+            worker = read_json(run_dir / "worker.json")
             if worker is not None and _alive(worker):
                 return JobState.RUNNING
-            finished = _read_json(run_dir / "exit.json")  # it may have finished meanwhile
+            finished = read_json(run_dir / "exit.json")  # it may have finished meanwhile
             if finished is None:
-                request = _read_json(run_dir / "request.json") or {}
+                request = read_json(run_dir / "request.json") or {}
                 if worker is None and time.time() - request.get("submitted_at", 0) < SPAWN_GRACE_S:
                     return JobState.QUEUED
                 return JobState.LOST
@@ -196,33 +153,19 @@ class LocalBackend(Backend):
         return {external_id: self.state(external_id) for external_id in external_ids}
 
     def outcome(self, external_id: str) -> NebOutcome:
-        from alem.neb.barrier import outcome_from_job_store
-
-        run_dir = self.run_dir(external_id)
-        request = _read_json(run_dir / "request.json")
-        if request is None:
-            return NebOutcome(failure_reason=f"local job {external_id}: no run directory {run_dir}")
-        finished = _read_json(run_dir / "exit.json")
-        if finished is None:
-            return NebOutcome(failure_reason=f"local job {external_id} has not finished (state {self.state(external_id).value})",
-                              method=request["method"])
-        if finished.get("state") != "completed":
-            return NebOutcome(failure_reason=f"local job {external_id} failed: {finished.get('error')} (log: {run_dir / 'worker.log'})",
-                              method=request["method"])
-        outcome = outcome_from_job_store(job_store_for(run_dir, read_only=True), request["output_uuid"], method=request["method"])
-        outcome.details.setdefault("run_dir", str(run_dir))
-        return outcome
+        return run_outcome(self.run_dir(external_id), f"local job {external_id}", "worker.log",
+                           lambda: self.state(external_id).value)
 
     def cancel(self, external_id: str) -> None:
         run_dir = self.run_dir(external_id)
-        worker = _read_json(run_dir / "worker.json")
+        worker = read_json(run_dir / "worker.json")
         if worker is not None and _alive(worker):
             try:
                 os.killpg(int(worker["pid"]), signal.SIGTERM)
             except ProcessLookupError:
                 pass
         if (run_dir / "request.json").is_file() and not (run_dir / "exit.json").exists():
-            _write_json_atomic(run_dir / "exit.json", {"state": "failed", "error": "cancelled", "finished_at": time.time()})
+            write_exit(run_dir, "failed", "cancelled")
         self._reap()
 
 
@@ -236,27 +179,9 @@ def worker_thread_env() -> dict[str, str]:
 
 
 def run_worker(run_dir: Path) -> int:
-    """Body of the worker process: run the flow, then record how it ended."""
-    from jobflow import run_locally
-    from monty.serialization import loadfn
-
-    _write_json_atomic(run_dir / "worker.json", {"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid())})
-    try:
-        flow = loadfn(run_dir / "flow.json")
-        work_dir = run_dir / "work"
-        work_dir.mkdir(exist_ok=True)
-        responses = run_locally(flow, store=job_store_for(run_dir, read_only=False), create_folders=True,
-                                root_dir=work_dir, ensure_success=False)
-        names = {job.uuid: job.name for job, _ in flow.iterflow()}
-        missing = [names.get(job_uuid, job_uuid) for job_uuid in flow.job_uuids if job_uuid not in responses]
-        if missing:
-            raise RuntimeError(f"job(s) {', '.join(missing)} did not finish (traceback in worker.log)")
-    except Exception as exc:  # any failure must end up in exit.json, never as a silent LOST
-        _write_json_atomic(run_dir / "exit.json", {"state": "failed", "error": f"{type(exc).__name__}: {exc}",
-                                                   "finished_at": time.time()})
-        raise
-    _write_json_atomic(run_dir / "exit.json", {"state": "completed", "error": None, "finished_at": time.time()})
-    return 0
+    """Body of the worker process: record who runs the flow (pid reuse is detected), run it."""
+    write_json_atomic(run_dir / "worker.json", {"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid())})
+    return run_flow(run_dir)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def _loop_alive(status, tick_seconds: int) -> bool:
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="campaign directory (created if missing)")] = Path("."),
     ion: Annotated[str, typer.Option("--ion", help="working ion")] = "Li",
-    backend: Annotated[str, typer.Option("--backend", help="local | fireworks | jobflow-remote | replay")] = "local",
+    backend: Annotated[str, typer.Option("--backend", help="local | slurm | pbs | fireworks | jobflow-remote | replay")] = "local",
     name: Annotated[str | None, typer.Option("--name", help="campaign name (default: the directory name)")] = None,
     replay_dataset: Annotated[
         str | None, typer.Option("--replay-dataset", help="with --backend replay: labelled Em-dataset-layout file")

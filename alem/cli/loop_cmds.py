@@ -295,6 +295,7 @@ def demo(
     retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="re-fine-tune the ensemble on the results (slow on a laptop)")] = False,
     model: Annotated[Optional[str], typer.Option(help="ensemble directory (default: the shipped one)")] = None,
     host: Annotated[Optional[list[str]], typer.Option(help="shipped demo host(s) to use (default: all five)")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local (default) | slurm: each NEB a batch job through this machine's Slurm")] = "local",
 ) -> None:
     """The main job on a fresh clone: a small real campaign (shipped hosts, CHGNet NEBs, auto-approval)."""
     from alem.config import ConfigError
@@ -303,12 +304,15 @@ def demo(
     from alem.loop.lock import LoopLockedError
     from alem.loop.models import ModelLoadError
 
+    if backend not in ("local", "slurm"):
+        raise _fail(f"--backend {backend}: the demo runs on local or slurm", 2)
     try:
         if fresh:
             remove_demo_campaign(directory)
         result = run_demo(
             directory, model_path=model or "", max_minutes=max_minutes, retrain=retrain,
             hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False, markup=False),
+            backend=backend,  # type: ignore[arg-type]
         )
     except (NotADemoError, ConfigError, ModelNotFoundError, ModelLoadError, ValueError) as exc:
         raise _fail(str(exc), 2) from None
