@@ -17,6 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from alem.cli.app import app, console, err_console
+from alem.cli.tables import Column, hop_formulas, print_table
+from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
 candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
 app.add_typer(candidates_app, name="candidates")
@@ -58,6 +60,7 @@ def _campaign_store(campaign: Path | None):
 CampaignOption = Annotated[
     Optional[Path], typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml)")
 ]
+WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -136,20 +139,34 @@ def propose(
     console.print("approve with `alem approve ID...` or `alem approve --all`; reject with `alem reject ID... --reason TEXT`")
 
 
-def _print_proposals(proposals, predictions, store, title: str) -> None:
-    table = Table(title=title)
-    for column in ("hop", "host", "atoms", "length Å", "strategy", "score", "μ eV", "σ eV", "P(E_m<0.65)", "batch"):
-        table.add_column(column, justify="right" if column not in ("hop", "host", "strategy", "batch") else "left")
+PROPOSAL_COLUMNS = (
+    Column("hop", whole=True),
+    Column("formula", whole=True),
+    Column("μ eV", keep=9, whole=True, justify="right"),
+    Column("σ eV", keep=8, whole=True, justify="right"),
+    Column(f"P(<{GOOD_CONDUCTOR_THRESHOLD_EV})", keep=7, whole=True, justify="right"),
+    Column("strategy", keep=6, whole=True),
+    Column("atoms", keep=5, whole=True, justify="right"),
+    Column("length Å", keep=4, whole=True, justify="right"),
+    Column("score", keep=3, whole=True, justify="right"),
+    Column("batch", keep=1, whole=True),
+    Column("host", keep=0),
+)
+
+
+def _print_proposals(proposals, predictions, store, title: str, wide: bool = False) -> None:
+    formulas = hop_formulas(store, [p.hop_id for p in proposals])
+    rows = []
     for proposal in proposals:
         record = store.hop(proposal.hop_id)
         host = store.host(record.host_id).name if record.host_id is not None else (record.group or "")
         prediction = predictions.get(proposal.hop_id)
-        table.add_row(
-            proposal.hop_id, host or "", str(record.n_sites), f"{record.hop_length_a:.2f}", proposal.strategy,
-            f"{proposal.score:.4g}", _fmt(proposal.mean_ev), _fmt(proposal.std_ev),
-            _fmt(prediction.prob_good if prediction else None, 2), proposal.batch_id,
-        )
-    console.print(table)
+        rows.append([
+            proposal.hop_id, formulas.get(proposal.hop_id, ""), _fmt(proposal.mean_ev), _fmt(proposal.std_ev),
+            _fmt(prediction.prob_good if prediction else None, 2), proposal.strategy, str(record.n_sites),
+            f"{record.hop_length_a:.2f}", f"{proposal.score:.4g}", proposal.batch_id, host or "",
+        ])
+    print_table(console, PROPOSAL_COLUMNS, rows, title, wide)
 
 
 def _waiting_proposals(store):
@@ -166,6 +183,7 @@ def _waiting_proposals(store):
 @app.command()
 def proposals(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    wide: WideOption = False,
     campaign: CampaignOption = None,
 ) -> None:
     """Proposed hops waiting for a decision, with why they were chosen."""
@@ -177,23 +195,26 @@ def proposals(
         if not waiting:
             console.print("no proposals wait for a decision (`alem propose` makes a batch)")
             return
-        _print_proposals(waiting, store.predictions(), store, f"{len(waiting)} proposals waiting for a decision")
+        _print_proposals(waiting, store.predictions(), store, f"{len(waiting)} proposals waiting for a decision", wide)
+    console.print("see why in `alem review` (one HTML page); approve with `alem approve ID-PREFIX...`")
 
 
 # ------------------------------------------------------------------- approve / reject
 @app.command()
 def approve(
-    hop_ids: Annotated[Optional[list[str]], typer.Argument(help="hop ids to approve")] = None,
+    hop_ids: Annotated[Optional[list[str]], typer.Argument(help="hop ids to approve (a unique prefix is enough)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="approve every waiting proposal")] = False,
     who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
     reason: Annotated[Optional[str], typer.Option(help="optional note")] = None,
     campaign: CampaignOption = None,
 ) -> None:
-    """Approve hops for NEB calculation (all or nothing)."""
+    """Approve hops for NEB calculation (all or nothing); a unique id prefix names a hop."""
+    from alem.loop.hop_ids import decision_targets
+
     if bool(hop_ids) == all_:
         raise _fail("give hop ids or --all (not both)", 2)
     with _campaign_store(campaign) as (config, store):
-        ids = [p.hop_id for p in _waiting_proposals(store)] if all_ else list(hop_ids or [])
+        ids = [p.hop_id for p in _waiting_proposals(store)] if all_ else decision_targets(store, hop_ids or [], "approve")
         if not ids:
             console.print("no proposals wait for a decision")
             return
@@ -203,17 +224,20 @@ def approve(
 
 @app.command()
 def reject(
-    hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject")],
+    hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject (a unique prefix is enough)")],
     reason: Annotated[str, typer.Option(help="why (recorded with the decision)")] = ...,
     who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Reject hops (all or nothing); they are never proposed again unless reopened."""
+    from alem.loop.hop_ids import decision_targets
+
     if not reason.strip():
         raise _fail("--reason must say why", 2)
     with _campaign_store(campaign) as (config, store):
-        store.reject(hop_ids, who=who or getpass.getuser(), reason=reason)
-    console.print(f"rejected {len(hop_ids)} hop(s): {', '.join(hop_ids)}")
+        ids = decision_targets(store, hop_ids, "reject")
+        store.reject(ids, who=who or getpass.getuser(), reason=reason)
+    console.print(f"rejected {len(ids)} hop(s): {', '.join(ids)}")
 
 
 # -------------------------------------------------------------------------------- loop
