@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -70,41 +71,72 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 # --------------------------------------------------------------------------- candidates
 @candidates_app.command("add")
 def candidates_add(
-    host_files: Annotated[list[Path], typer.Argument(help="host structures: CIF, POSCAR/CONTCAR or pymatgen JSON")],
+    host_files: Annotated[
+        list[str],
+        typer.Argument(help="host structures (CIF, POSCAR/CONTCAR, pymatgen JSON), directories of them, or quoted globs"),
+    ],
     ion: Annotated[Optional[str], typer.Option(help="migrating ion (default: the campaign's working_ion)")] = None,
     max_hop_length: Annotated[
         Optional[float], typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
     ] = None,
     min_image_distance: Annotated[float, typer.Option(help="shortest supercell vector in Å")] = 8.0,
     max_atoms: Annotated[int, typer.Option(help="largest NEB supercell (atoms)")] = 160,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="add nothing if any host yields no hop (default: skip such hosts, add the rest)")
+    ] = False,
     campaign: CampaignOption = None,
 ) -> None:
-    """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates."""
+    """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates.
+
+    Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
+    """
     from alem.candidates import EnumerationSettings, HostError
-    from alem.candidates.pool import add_candidates
+    from alem.candidates.pool import add_candidates, expand_host_paths
 
     settings = EnumerationSettings(max_hop_length, min_image_distance, max_atoms)
     with _campaign_store(campaign) as (config, store):
         working_ion = ion or config.campaign.working_ion
         try:
-            with console.status("enumerating hops (pymatgen-analysis-diffusion)"):
-                report = add_candidates(store, host_files, working_ion, settings)
+            paths = expand_host_paths(host_files)
+            with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
+                report = add_candidates(store, paths, working_ion, settings, strict=strict)
         except HostError as exc:
             raise _fail(f"{exc}\nnothing was added to the store") from None
-    table = Table(title=f"{working_ion} hops from {len(report.hosts)} host(s)")
-    for column in ("host", "distinct hops", "new", "already known", "skipped", "supercell atoms"):
-        table.add_column(column)
-    for host in report.hosts:
-        sizes = sorted({h.n_sites for h in host.hops})
-        table.add_row(
-            str(host.path), str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
-            str(len(host.skipped)), ", ".join(map(str, sizes)),
-        )
-    console.print(table)
+    _print_added_hosts(report, working_ion)
+    if report.skipped_hosts:
+        raise typer.Exit(1)
+
+
+def _print_added_hosts(report, working_ion: str) -> None:
+    columns = (
+        Column("host", whole=True), Column("hops", whole=True, justify="right"), Column("new", whole=True, justify="right"),
+        Column("known", keep=3, whole=True, justify="right"), Column("paths skipped", keep=1, justify="right"),
+        Column("supercell atoms", keep=2), Column("s", keep=4, whole=True, justify="right"),
+    )
+    rows = [
+        [
+            host.label, str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
+            str(len(host.skipped)), ", ".join(map(str, sorted({h.n_sites for h in host.hops}))), f"{host.seconds:.1f}",
+        ]
+        for host in report.hosts
+    ]
+    if rows:
+        print_table(console, columns, rows, f"{working_ion} hops from {len(report.hosts)} host(s)")
     for host in report.hosts:
         for line in host.skipped:
-            console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
-    console.print(f"{len(report.added)} candidate hops stored ({report.n_known} already in the dataset or store)")
+            console.print(f"[yellow]path skipped[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+    for skipped in report.skipped_hosts:  # soft_wrap: a file name split over lines cannot be copied
+        console.print(f"[bold yellow]host skipped[/] {escape(skipped.reason)}", highlight=False, soft_wrap=True)
+    seconds = sum(h.seconds for h in report.hosts) + sum(s.seconds for s in report.skipped_hosts)
+    n_read = len(report.hosts) + len(report.skipped_hosts)
+    console.print(
+        f"{len(report.added)} candidate hops stored from {len(report.hosts)} host(s) "
+        f"({report.n_known} already in the dataset or store); {len(report.skipped_hosts)} host(s) skipped; "
+        f"{seconds:.1f} s enumerating ({seconds / max(n_read, 1):.2f} s per host) + {report.overhead_seconds:.1f} s storing",
+        highlight=False,
+    )
+
+
 
 
 # ----------------------------------------------------------------------------- propose
