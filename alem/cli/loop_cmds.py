@@ -168,7 +168,10 @@ def propose(
             return
         predictions = store.predictions(model.version_id)
         _print_proposals(outcome.proposals, predictions, store, f"batch {outcome.batch_id} ({outcome.proposals[0].strategy})")
-    console.print("approve with `alem approve ID...` or `alem approve --all`; reject with `alem reject ID... --reason TEXT`")
+    console.print(
+        "see why in `alem review`; approve with `alem approve ID...` (a unique prefix is enough) or `--all`; "
+        "reject with `alem reject ID... --reason TEXT`"
+    )
 
 
 PROPOSAL_COLUMNS = (
@@ -202,14 +205,9 @@ def _print_proposals(proposals, predictions, store, title: str, wide: bool = Fal
 
 
 def _waiting_proposals(store):
-    from alem.store import HopState
+    from alem.review.cards import waiting_proposals
 
-    proposed = {r.hop_id for r in store.hops(state=HopState.PROPOSED)}
-    latest = {}
-    for proposal in store.proposals():
-        if proposal.hop_id in proposed:
-            latest[proposal.hop_id] = proposal
-    return sorted(latest.values(), key=lambda p: p.id)
+    return waiting_proposals(store)
 
 
 @app.command()
@@ -323,6 +321,28 @@ def report(
     except StoreError as exc:
         raise _fail(str(exc), 2) from None
     console.print(f"report written to {path}")
+
+
+# -------------------------------------------------------------------------------- review
+@app.command()
+def review(
+    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: <state>/review.html)")] = None,
+    neighbours: Annotated[int, typer.Option(min=1, help="nearest literature hops shown per proposal")] = 5,
+    campaign: CampaignOption = None,
+) -> None:
+    """Write one HTML page with a card per waiting proposal: picture, prediction, why, cost, neighbours."""
+    from alem.review import ReviewError, write_review
+    from alem.store import StoreError
+
+    config = _load_config(campaign)
+    try:
+        with console.status("drawing hops and finding their nearest literature hops"):
+            path, n_cards = write_review(config, out, k_neighbours=neighbours)
+    except ReviewError as exc:
+        raise _fail(str(exc)) from None
+    except StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    console.print(f"review of {n_cards} waiting proposal(s) written to {path}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------- demo
