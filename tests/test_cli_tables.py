@@ -67,10 +67,10 @@ def test_proposals_at_80_columns_show_ids_and_formulas_whole(proposed):
 
     for hop_id in waiting:
         assert Composition(formulas[hop_id]).reduced_formula in result.output
-    assert "σ eV" in result.output and "not shown at this width" in result.output
+    assert "σ eV" in result.output and "hidden at this width" in result.output
 
     wide = invoke(config, "proposals", "--wide")
-    assert wide.exit_code == 0 and "batch" in wide.output and "not shown" not in wide.output
+    assert wide.exit_code == 0 and "batch" in wide.output and "hidden at" not in wide.output
     assert not _lines_fit(wide.output)  # every column: wider than 80 on purpose
 
     listing = json.loads(invoke(config, "proposals", "--json").output)

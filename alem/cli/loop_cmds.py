@@ -169,8 +169,8 @@ def propose(
         predictions = store.predictions(model.version_id)
         _print_proposals(outcome.proposals, predictions, store, f"batch {outcome.batch_id} ({outcome.proposals[0].strategy})")
     console.print(
-        "see why in `alem review`; approve with `alem approve ID...` (a unique prefix is enough) or `--all`; "
-        "reject with `alem reject ID... --reason TEXT`"
+        "why: `alem review`; approve with `alem approve ID...` (a unique prefix will do) or `--all`; "
+        "reject with `alem reject ID... --reason TEXT`", highlight=False,
     )
 
 
@@ -226,7 +226,7 @@ def proposals(
             console.print("no proposals wait for a decision (`alem propose` makes a batch)")
             return
         _print_proposals(waiting, store.predictions(), store, f"{len(waiting)} proposals waiting for a decision", wide)
-    console.print("see why in `alem review` (one HTML page); approve with `alem approve ID-PREFIX...`")
+    console.print("why: `alem review`; decide: `alem approve ID...` (a unique prefix will do)", highlight=False)
 
 
 # ------------------------------------------------------------------- approve / reject

@@ -104,12 +104,12 @@ def print_table(
     else:
         console.print(fitted.table)
     if fitted.dropped:
-        console.print(f"[dim]not shown at this width: {', '.join(fitted.dropped)} (--wide shows every column)[/]")
+        console.print(f"[dim]hidden at this width: {', '.join(fitted.dropped)}; --wide shows all[/]", highlight=False)
     return fitted
 
 
 def hop_formulas(store, hop_ids: Sequence[str]) -> dict[str, str]:
-    """Reduced formula of each hop's cell (from its recorded formula, else from its structure)."""
+    """Reduced formula of each hop's compound (as recorded with the hop, else from its cell)."""
     from pymatgen.core import Composition
 
     formulas: dict[str, str] = {}
@@ -121,7 +121,10 @@ def hop_formulas(store, hop_ids: Sequence[str]) -> dict[str, str]:
             continue
         formula = record.metadata.get("formula")
         if formula:
-            formulas[hop_id] = Composition(str(formula)).reduced_formula
+            try:
+                formulas[hop_id] = Composition(str(formula)).reduced_formula
+            except ValueError:  # a free-text formula: shown as recorded
+                formulas[hop_id] = str(formula)
         else:
             missing.append(hop_id)
     for hop in store.load_hops(missing):
