@@ -57,7 +57,7 @@ def test_cli_adds_candidates_and_refuses_bad_hosts_without_writing(tmp_path, cam
     Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(no_li))
     args = ["--max-hop-length", "4", "--min-image-distance", "4.5", "--max-atoms", "32", "--campaign", str(campaign.campaign_dir)]
 
-    bad = runner.invoke(app, ["candidates", "add", str(good), str(no_li), *args])
+    bad = runner.invoke(app, ["candidates", "add", str(good), str(no_li), "--strict", *args])
     assert bad.exit_code == 1
     assert "NaCl.cif: host contains no Li" in bad.output and "nothing was added" in bad.output
     with Store.open(campaign.store_path) as store:

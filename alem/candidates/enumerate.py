@@ -15,9 +15,10 @@ from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder, Migra
 from pymatgen.core import PeriodicSite, Structure
 from pymatgen.analysis.diffusion.utils.supercells import get_start_end_structures
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.util.coord import pbc_shortest_vectors
 
 from alem.candidates.hosts import HostError
-from alem.candidates.supercell import choose_supercell_matrix
+from alem.candidates.supercell import choose_supercell_matrix, supercell_matrices
 from alem.hops.hop import Hop, Provenance
 from alem.hops.validate import HopError, check_hop
 
@@ -75,20 +76,40 @@ def _symmetry_facts(host: Structure, symprec: float) -> dict[str, str]:
 def _snap_to_site(structure: Structure, cart: np.ndarray, tolerance_a: float = 0.3) -> PeriodicSite | None:
     """The structure site (with its periodic image) at ``cart``, or None if no site is there."""
     frac = structure.lattice.get_fractional_coords(cart)
-    best = None
-    for site in structure:
-        distance, image = structure.lattice.get_distance_and_image(frac, site.frac_coords)
-        if distance <= tolerance_a and (best is None or distance < best[0]):
-            best = (distance, site.frac_coords + image, site.species)
-    if best is None:
+    # one vectorised minimum-image search over all sites (a per-site loop dominated enumeration)
+    vectors, d2 = pbc_shortest_vectors(structure.lattice, frac, structure.frac_coords, return_d2=True)
+    best = int(np.argmin(d2[0]))
+    if d2[0, best] > tolerance_a**2:
         return None
-    return PeriodicSite(best[2], best[1], structure.lattice)
+    site_frac = structure.frac_coords[best]
+    image = np.round(frac + structure.lattice.get_fractional_coords(vectors[0, best]) - site_frac)
+    return PeriodicSite(structure[best].species, site_frac + image, structure.lattice)
 
 
-def _equivalent_hop_ends(path: MigrationHop, base: Structure, symprec: float) -> list[tuple[PeriodicSite, PeriodicSite]]:
+@dataclass(frozen=True)
+class _HostFacts:
+    """What every path of one host shares, computed once per host (symmetry analysis and the
+    supercell search cost far more than a path's own work)."""
+
+    base: Structure
+    symmetry_ops: list
+    supercells: list[np.ndarray]
+    facts: dict[str, str]
+
+    @classmethod
+    def of(cls, path: MigrationHop, host: Structure, settings: EnumerationSettings) -> _HostFacts:
+        base = Structure.from_sites(path.symm_structure.sites)
+        return cls(
+            base=base,
+            symmetry_ops=SpacegroupAnalyzer(base, symprec=settings.symprec).get_symmetry_operations(cartesian=True),
+            supercells=supercell_matrices(base, settings.min_image_distance_a, settings.max_atoms),
+            facts=_symmetry_facts(host, settings.symprec),
+        )
+
+
+def _equivalent_hop_ends(path: MigrationHop, base: Structure, ops: list) -> list[tuple[PeriodicSite, PeriodicSite]]:
     """The hop and its symmetry-equivalent copies, as (start, end) sites of ``base`` (periodic
     images kept, so end − start is the hop vector)."""
-    ops = SpacegroupAnalyzer(base, symprec=symprec).get_symmetry_operations(cartesian=True)
     ends = [(path.isite, path.esite)]
     for op in ops:
         start = _snap_to_site(base, op.operate(path.isite.coords))
@@ -99,12 +120,13 @@ def _equivalent_hop_ends(path: MigrationHop, base: Structure, symprec: float) ->
 
 
 def _hop_from_path(
-    path: MigrationHop, number: int, host: Structure, label: str, working_ion: str, settings: EnumerationSettings
+    path: MigrationHop, number: int, host: Structure, label: str, working_ion: str, settings: EnumerationSettings,
+    shared: _HostFacts,
 ) -> Hop:
-    base = Structure.from_sites(path.symm_structure.sites)
-    ends = _equivalent_hop_ends(path, base, settings.symprec)
+    base = shared.base
+    ends = _equivalent_hop_ends(path, base, shared.symmetry_ops)
     vectors = [end.coords - start.coords for start, end in ends]
-    chosen = choose_supercell_matrix(base, settings.min_image_distance_a, settings.max_atoms, vectors)
+    chosen = choose_supercell_matrix(base, settings.min_image_distance_a, settings.max_atoms, vectors, shared.supercells)
     if chosen is None:
         raise HopError(
             f"no supercell of at most {settings.max_atoms} atoms keeps periodic images "
@@ -128,7 +150,7 @@ def _hop_from_path(
             "formula": host.composition.reduced_formula,
             "path_info": f"PATH {number}",
             "supercell_matrix": matrix.tolist(),
-            **_symmetry_facts(host, settings.symprec),
+            **shared.facts,
         },
     )
     mismatch_a = float(np.linalg.norm(hop.displacement_cart - hop_vector_cart))
@@ -164,9 +186,13 @@ def enumerate_hops(
             "(raise --max-hop-length)"
         )
     hops = []
+    shared: dict[int, _HostFacts] = {}  # by symmetrized structure: all paths of a finder share one
     for number, path in enumerate(paths, start=1):
         try:
-            hop = _hop_from_path(path, number, host, label, working_ion, settings)
+            key = id(path.symm_structure)
+            if key not in shared:
+                shared[key] = _HostFacts.of(path, host, settings)
+            hop = _hop_from_path(path, number, host, label, working_ion, settings, shared[key])
             check_hop(hop, source=where)
         except HopError as exc:
             problems.append(f"{where}: path {number} ({path.length:.2f} Å) skipped: {exc}")

@@ -2,12 +2,16 @@
 
 A hop is "known" when its supercell-independent signature (``alem.candidates.signature``) matches
 a hop of the training dataset or a hop already in the store. Every host is read and enumerated
-before anything is written, and all hosts are then stored in one transaction: a bad file leaves
-the store untouched.
+before anything is written, and all usable hosts are then stored in one transaction. A host that
+yields no hop (unreadable, no working ion, no hop that fits the cell-size rule) is skipped with
+its reason, so one bad file among a hundred does not stop the rest; ``strict=True`` restores
+all-or-nothing (a bad file leaves the store untouched).
 """
 
 from __future__ import annotations
 
+import glob
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,7 +19,7 @@ from pathlib import Path
 from pymatgen.core import Structure
 
 from alem.candidates.enumerate import EnumerationSettings, enumerate_hops
-from alem.candidates.hosts import read_host
+from alem.candidates.hosts import HostError, read_host
 from alem.candidates.signature import hop_signature
 from alem.hops.hop import Hop
 
@@ -32,16 +36,59 @@ class HostCandidates:
     hops: list[Hop]
     known: list[str] = field(default_factory=list)  # hop ids dropped: already in dataset or store
     skipped: list[str] = field(default_factory=list)  # paths that gave no valid hop, with why
+    seconds: float = 0.0  # reading and enumerating this host
+
+
+@dataclass(frozen=True)
+class SkippedHost:
+    """A host file that gave no hop, and why (the message names the file)."""
+
+    path: Path
+    reason: str
+    seconds: float
 
 
 @dataclass
 class AddReport:
     hosts: list[HostCandidates]
     added: list[str]
+    skipped_hosts: list[SkippedHost] = field(default_factory=list)
+    #: loading the training dataset's signatures and writing the store (not per host)
+    overhead_seconds: float = 0.0
 
     @property
     def n_known(self) -> int:
         return sum(len(h.known) for h in self.hosts)
+
+
+#: File names taken from a directory: what ``read_host`` reads.
+HOST_SUFFIXES = (".cif", ".json", ".vasp", ".poscar")
+HOST_PREFIXES = ("POSCAR", "CONTCAR")
+
+
+def _is_host_file(path: Path) -> bool:
+    return path.is_file() and (path.suffix.lower() in HOST_SUFFIXES or path.name.startswith(HOST_PREFIXES))
+
+
+def expand_host_paths(arguments: Sequence[str | Path]) -> list[Path]:
+    """Host files named by ``arguments``: files as given, a directory's structure files (CIF,
+    JSON, POSCAR/CONTCAR, *.vasp), and glob patterns (quoted, so alem expands them); sorted
+    within each argument, duplicates dropped. Raises ``HostError`` for an argument that names
+    nothing."""
+    paths: list[Path] = []
+    for argument in map(str, arguments):
+        if Path(argument).is_dir():
+            found = sorted(p for p in Path(argument).iterdir() if _is_host_file(p))
+            if not found:
+                raise HostError(f"{argument}: directory holds no structure files ({', '.join(HOST_SUFFIXES)}, POSCAR*, CONTCAR*)")
+        elif glob.has_magic(argument):
+            found = sorted(Path(p) for p in glob.glob(argument, recursive=True) if _is_host_file(Path(p)))
+            if not found:
+                raise HostError(f"{argument}: the pattern matches no structure file")
+        else:
+            found = [Path(argument)]
+        paths.extend(found)
+    return list(dict.fromkeys(paths))
 
 
 def _elements(hop: Hop) -> frozenset[str]:
@@ -65,16 +112,21 @@ def _unique_id(hop_id: str, taken: set[str], signature: str) -> str:
 
 def enumerate_host_files(
     paths: Sequence[str | Path], working_ion: str, settings: EnumerationSettings
-) -> list[HostCandidates]:
-    """Read and enumerate every host (raises ``HostError`` for the first unusable one)."""
-    found = []
+) -> tuple[list[HostCandidates], list[SkippedHost]]:
+    """Read and enumerate every host: those that yield hops, and those skipped with their reason."""
+    found, skipped = [], []
     for raw in paths:
         path = Path(raw)
-        structure = read_host(path, working_ion)
+        start = time.perf_counter()
         problems: list[str] = []
-        hops = enumerate_hops(structure, working_ion, path.stem, settings, problems, source=str(path))
-        found.append(HostCandidates(path, path.stem, structure, hops, skipped=problems))
-    return found
+        try:
+            structure = read_host(path, working_ion)
+            hops = enumerate_hops(structure, working_ion, path.stem, settings, problems, source=str(path))
+        except HostError as exc:
+            skipped.append(SkippedHost(path, str(exc), time.perf_counter() - start))
+            continue
+        found.append(HostCandidates(path, path.stem, structure, hops, skipped=problems, seconds=time.perf_counter() - start))
+    return found, skipped
 
 
 def add_candidates(
@@ -83,18 +135,24 @@ def add_candidates(
     working_ion: str,
     settings: EnumerationSettings = EnumerationSettings(),
     dataset_hops: Sequence[Hop] | None = None,
+    strict: bool = False,
 ) -> AddReport:
     """Enumerate the hosts in ``paths`` and store their new hops as candidates (one transaction).
 
+    Hosts that yield no hop are skipped and listed in the report; with ``strict`` any such host
+    raises ``HostError`` (naming every one) and nothing is stored.
     ``dataset_hops``: hops the model was trained on (default: alem's shipped dataset).
     """
-    hosts = enumerate_host_files(paths, working_ion, settings)
+    hosts, skipped_hosts = enumerate_host_files(paths, working_ion, settings)
+    if strict and skipped_hosts:
+        raise HostError("; ".join(s.reason for s in skipped_hosts))
+    start = time.perf_counter()
     all_hops = [hop for host in hosts for hop in host.hops]
-    if dataset_hops is None:
+    if dataset_hops is None and all_hops:
         from alem.hops.io import load_training_hops
 
         dataset_hops = load_training_hops()
-    known = known_signatures(dataset_hops, all_hops) | _store_signatures(store)
+    known = known_signatures(dataset_hops or [], all_hops) | _store_signatures(store)
     taken = {record.hop_id for record in store.hops()}
     added: list[str] = []
     with store.transaction():
@@ -111,4 +169,4 @@ def add_candidates(
                 new_hops.append(replace(hop, hop_id=hop_id, metadata={**hop.metadata, SIGNATURE_KEY: signature}))
             host_id = store.add_host(host.structure, source_file=str(host.path), name=host.label)
             added.extend(store.add_hops(new_hops, host_id=host_id, source=str(host.path)))
-    return AddReport(hosts, added)
+    return AddReport(hosts, added, skipped_hosts, time.perf_counter() - start)

@@ -76,11 +76,18 @@ def supercell_matrices(host: Structure, min_image_distance_a: float, max_atoms: 
 
 
 def choose_supercell_matrix(
-    host: Structure, min_image_distance_a: float, max_atoms: int, hop_vectors_cart: Sequence[np.ndarray] = ()
+    host: Structure,
+    min_image_distance_a: float,
+    max_atoms: int,
+    hop_vectors_cart: Sequence[np.ndarray] = (),
+    matrices: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, int] | None:
     """Smallest qualifying supercell matrix and the index of the hop vector it keeps unambiguous
-    (0 without vectors); None when no cell of at most ``max_atoms`` atoms qualifies."""
-    for matrix in supercell_matrices(host, min_image_distance_a, max_atoms):
+    (0 without vectors); None when no cell of at most ``max_atoms`` atoms qualifies.
+    ``matrices``: :func:`supercell_matrices` of ``host`` when the caller has them already."""
+    if matrices is None:
+        matrices = supercell_matrices(host, min_image_distance_a, max_atoms)
+    for matrix in matrices:
         if not len(hop_vectors_cart):
             return matrix, 0
         lattice = Lattice(matrix @ host.lattice.matrix)

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from alem.cli.app import app, console, err_console
+from alem.cli.tables import Column, hop_formulas, print_table
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
@@ -28,6 +29,7 @@ CampaignOption = Annotated[
     typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml, or $ALEM_CAMPAIGN)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document instead of tables")]
+WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
 
 
 def _fail(message: str) -> NoReturn:
@@ -170,11 +172,12 @@ def _status_data(config: CampaignConfig, store: Store) -> dict[str, Any]:
 
 
 @app.command("status")
-def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False) -> None:
+def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
     """Campaign overview: hops per state, running jobs, current model and its CV error, the loop."""
     config, store = _open(campaign)
     with store:
         data = _status_data(config, store)
+        formulas = hop_formulas(store, [job["hop_id"] for job in data["running_jobs"]])
     if as_json:
         _print_json(data)
         return
@@ -208,7 +211,7 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False) -> 
             f"{loop['phase']}" + (f" - {loop['message']}" if loop["message"] else "")
         )
     if data["running_jobs"]:
-        console.print(_jobs_table(data["running_jobs"], title="Jobs in flight"))
+        _print_jobs(data["running_jobs"], "Jobs in flight", formulas, wide)
     else:
         console.print("Jobs in flight: none")
     for problem in data["problems"]:
@@ -216,23 +219,30 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False) -> 
 
 
 # --------------------------------------------------------------------------- jobs
-def _jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("job", "hop", "backend", "external id", "state", "attempt", "submitted", "updated", "error"):
-        table.add_column(column, overflow="fold")
-    for job in jobs:
-        table.add_row(
-            str(job["id"]),
-            job["hop_id"],
-            job["backend"],
-            job["external_id"] or "-",
-            job["state"],
-            str(job["attempt"]),
-            _when(job["submitted_at"]),
-            _ago(job["updated_at"]),
+JOB_COLUMNS = (
+    Column("job", keep=6, whole=True, justify="right"),
+    Column("hop", whole=True),
+    Column("formula", whole=True),
+    Column("state", whole=True),
+    Column("backend", keep=2),
+    Column("external id", keep=3),
+    Column("attempt", keep=4, whole=True, justify="right"),
+    Column("submitted", keep=1),
+    Column("updated", keep=5),
+    Column("error", keep=7),
+)
+
+
+def _print_jobs(jobs: list[dict[str, Any]], title: str, formulas: dict[str, str], wide: bool) -> None:
+    rows = [
+        [
+            str(job["id"]), job["hop_id"], formulas.get(job["hop_id"], ""), job["state"], job["backend"],
+            job["external_id"] or "-", str(job["attempt"]), _when(job["submitted_at"]), _ago(job["updated_at"]),
             escape(job["error"] or ""),
-        )
-    return table
+        ]
+        for job in jobs
+    ]
+    print_table(console, JOB_COLUMNS, rows, title, wide)
 
 
 @app.command("jobs")
@@ -242,6 +252,7 @@ def jobs_cmd(
     show_all: Annotated[bool, typer.Option("--all", help="finished jobs too (default: jobs in flight)")] = False,
     state: Annotated[str | None, typer.Option("--state", help="only jobs in this state")] = None,
     limit: Annotated[int, typer.Option("--limit", help="most jobs shown, newest first")] = 50,
+    wide: WideOption = False,
 ) -> None:
     """NEB jobs: in flight by default, all with --all."""
     from alem.store import JobStatus
@@ -252,24 +263,35 @@ def jobs_cmd(
     with store:
         live = None if (show_all or state) else True
         jobs = [j.as_dict() for j in store.jobs(state=state, live=live, limit=limit)]
+        formulas = {} if as_json else hop_formulas(store, [job["hop_id"] for job in jobs])
     if as_json:
         _print_json(jobs)
     elif jobs:
-        console.print(_jobs_table(jobs, "Jobs" if (show_all or state) else "Jobs in flight"))
+        _print_jobs(jobs, "Jobs" if (show_all or state) else "Jobs in flight", formulas, wide)
     else:
         console.print("No jobs" + ("" if (show_all or state) else " in flight (use --all for finished ones)"))
 
 
 # ------------------------------------------------------------------------ history
-def _events_table(events: list[dict[str, Any]]) -> Table:
-    table = Table(title="History", title_justify="left")
-    for column in ("time", "event", "hop", "job", "message"):
-        table.add_column(column, overflow="fold")
-    for event in events:
-        table.add_row(
-            _when(event["time"]), event["kind"], event["hop_id"] or "", str(event["job_id"] or ""), escape(event["message"])
-        )
-    return table
+EVENT_COLUMNS = (
+    Column("time"),
+    Column("event", keep=1, whole=True),  # the message says what happened too
+    Column("hop", whole=True),
+    Column("formula", whole=True),
+    Column("job", keep=0, whole=True, justify="right"),
+    Column("message"),
+)
+
+
+def _print_events(events: list[dict[str, Any]], formulas: dict[str, str], wide: bool) -> None:
+    rows = [
+        [
+            _when(event["time"]), event["kind"], event["hop_id"] or "", formulas.get(event["hop_id"] or "", ""),
+            str(event["job_id"] or ""), escape(event["message"]),
+        ]
+        for event in events
+    ]
+    print_table(console, EVENT_COLUMNS, rows, "History", wide)
 
 
 @app.command("history")
@@ -279,15 +301,17 @@ def history_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", help="the newest N events")] = 50,
     hop: Annotated[str | None, typer.Option("--hop", help="only events of this hop")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="only events of this kind (e.g. result, approved)")] = None,
+    wide: WideOption = False,
 ) -> None:
     """The campaign's event log, oldest of the shown events first."""
     _, store = _open(campaign)
     with store:
         events = [e.as_dict() for e in store.events(hop_id=hop, kind=kind, limit=limit)]
+        formulas = {} if as_json else hop_formulas(store, [event["hop_id"] for event in events])
     if as_json:
         _print_json(events)
     elif events:
-        console.print(_events_table(events))
+        _print_events(events, formulas, wide)
     else:
         console.print("No events")
 
@@ -347,10 +371,11 @@ def show_cmd(
             console.print(f"  [green]result[/]: barrier {r['barrier_ev']:.3f} eV{reverse} ({r['method']}, job {r['job_id']})")
         else:
             console.print(f"  [red]failed result[/]: {escape(r['failure_reason'] or '')} ({r['method'] or 'unknown method'}, job {r['job_id']})")
+    formulas = {hop["hop_id"]: host["formula"] if host else ""}
     if data["jobs"]:
-        console.print(_jobs_table(data["jobs"], "Jobs"))
+        _print_jobs(data["jobs"], "Jobs", formulas, wide=False)
     if data["events"]:
-        console.print(_events_table(data["events"]))
+        _print_events(data["events"], formulas, wide=False)
 
 
 # ------------------------------------------------------------------------- export

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from alem.cli.app import app, console, err_console
+from alem.cli.tables import Column, hop_formulas, print_table
+from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
 candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
 app.add_typer(candidates_app, name="candidates")
@@ -58,6 +61,7 @@ def _campaign_store(campaign: Path | None):
 CampaignOption = Annotated[
     Optional[Path], typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml)")
 ]
+WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -80,7 +84,10 @@ def _preset_max_atoms(config) -> int:
 
 @candidates_app.command("add")
 def candidates_add(
-    host_files: Annotated[list[Path], typer.Argument(help="host structures: CIF, POSCAR/CONTCAR or pymatgen JSON")],
+    host_files: Annotated[
+        list[str],
+        typer.Argument(help="host structures (CIF, POSCAR/CONTCAR, pymatgen JSON), directories of them, or quoted globs"),
+    ],
     ion: Annotated[Optional[str], typer.Option(help="migrating ion (default: the campaign's working_ion)")] = None,
     max_hop_length: Annotated[
         Optional[float], typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
@@ -89,34 +96,62 @@ def candidates_add(
     max_atoms: Annotated[
         Optional[int], typer.Option(help="largest NEB supercell (atoms; default: the backend preset's [supercell] max_atoms)")
     ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="add nothing if any host yields no hop (default: skip such hosts, add the rest)")
+    ] = False,
     campaign: CampaignOption = None,
 ) -> None:
-    """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates."""
+    """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates.
+
+    Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
+    """
     from alem.candidates import EnumerationSettings, HostError
-    from alem.candidates.pool import add_candidates
+    from alem.candidates.pool import add_candidates, expand_host_paths
 
     with _campaign_store(campaign) as (config, store):
         settings = EnumerationSettings(max_hop_length, min_image_distance, max_atoms or _preset_max_atoms(config))
         working_ion = ion or config.campaign.working_ion
         try:
-            with console.status("enumerating hops (pymatgen-analysis-diffusion)"):
-                report = add_candidates(store, host_files, working_ion, settings)
+            paths = expand_host_paths(host_files)
+            with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
+                report = add_candidates(store, paths, working_ion, settings, strict=strict)
         except HostError as exc:
             raise _fail(f"{exc}\nnothing was added to the store") from None
-    table = Table(title=f"{working_ion} hops from {len(report.hosts)} host(s)")
-    for column in ("host", "distinct hops", "new", "already known", "skipped", "supercell atoms"):
-        table.add_column(column)
-    for host in report.hosts:
-        sizes = sorted({h.n_sites for h in host.hops})
-        table.add_row(
-            str(host.path), str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
-            str(len(host.skipped)), ", ".join(map(str, sizes)),
-        )
-    console.print(table)
+    _print_added_hosts(report, working_ion)
+    if report.skipped_hosts:
+        raise typer.Exit(1)
+
+
+def _print_added_hosts(report, working_ion: str) -> None:
+    columns = (
+        Column("host", whole=True), Column("hops", whole=True, justify="right"), Column("new", whole=True, justify="right"),
+        Column("known", keep=3, whole=True, justify="right"), Column("paths skipped", keep=1, justify="right"),
+        Column("supercell atoms", keep=2), Column("s", keep=4, whole=True, justify="right"),
+    )
+    rows = [
+        [
+            host.label, str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
+            str(len(host.skipped)), ", ".join(map(str, sorted({h.n_sites for h in host.hops}))), f"{host.seconds:.1f}",
+        ]
+        for host in report.hosts
+    ]
+    if rows:
+        print_table(console, columns, rows, f"{working_ion} hops from {len(report.hosts)} host(s)")
     for host in report.hosts:
         for line in host.skipped:
-            console.print(f"[yellow]skipped[/yellow] {line}", highlight=False)
-    console.print(f"{len(report.added)} candidate hops stored ({report.n_known} already in the dataset or store)")
+            console.print(f"[yellow]path skipped[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+    for skipped in report.skipped_hosts:  # soft_wrap: a file name split over lines cannot be copied
+        console.print(f"[bold yellow]host skipped[/] {escape(skipped.reason)}", highlight=False, soft_wrap=True)
+    seconds = sum(h.seconds for h in report.hosts) + sum(s.seconds for s in report.skipped_hosts)
+    n_read = len(report.hosts) + len(report.skipped_hosts)
+    console.print(
+        f"{len(report.added)} candidate hops stored from {len(report.hosts)} host(s) "
+        f"({report.n_known} already in the dataset or store); {len(report.skipped_hosts)} host(s) skipped; "
+        f"{seconds:.1f} s enumerating ({seconds / max(n_read, 1):.2f} s per host) + {report.overhead_seconds:.1f} s storing",
+        highlight=False,
+    )
+
+
 
 
 # ----------------------------------------------------------------------------- propose
@@ -148,39 +183,52 @@ def propose(
             return
         predictions = store.predictions(model.version_id)
         _print_proposals(outcome.proposals, predictions, store, f"batch {outcome.batch_id} ({outcome.proposals[0].strategy})")
-    console.print("approve with `alem approve ID...` or `alem approve --all`; reject with `alem reject ID... --reason TEXT`")
+    console.print(
+        "why: `alem review`; approve with `alem approve ID...` (a unique prefix will do) or `--all`; "
+        "reject with `alem reject ID... --reason TEXT`", highlight=False,
+    )
 
 
-def _print_proposals(proposals, predictions, store, title: str) -> None:
-    table = Table(title=title)
-    for column in ("hop", "host", "atoms", "length Å", "strategy", "score", "μ eV", "σ eV", "P(E_m<0.65)", "batch"):
-        table.add_column(column, justify="right" if column not in ("hop", "host", "strategy", "batch") else "left")
+PROPOSAL_COLUMNS = (
+    Column("hop", whole=True),
+    Column("formula", whole=True),
+    Column("μ eV", keep=9, whole=True, justify="right"),
+    Column("σ eV", keep=8, whole=True, justify="right"),
+    Column(f"P(<{GOOD_CONDUCTOR_THRESHOLD_EV})", keep=7, whole=True, justify="right"),
+    Column("strategy", keep=6, whole=True),
+    Column("atoms", keep=5, whole=True, justify="right"),
+    Column("length Å", keep=4, whole=True, justify="right"),
+    Column("score", keep=3, whole=True, justify="right"),
+    Column("batch", keep=1, whole=True),
+    Column("host", keep=0),
+)
+
+
+def _print_proposals(proposals, predictions, store, title: str, wide: bool = False) -> None:
+    formulas = hop_formulas(store, [p.hop_id for p in proposals])
+    rows = []
     for proposal in proposals:
         record = store.hop(proposal.hop_id)
         host = store.host(record.host_id).name if record.host_id is not None else (record.group or "")
         prediction = predictions.get(proposal.hop_id)
-        table.add_row(
-            proposal.hop_id, host or "", str(record.n_sites), f"{record.hop_length_a:.2f}", proposal.strategy,
-            f"{proposal.score:.4g}", _fmt(proposal.mean_ev), _fmt(proposal.std_ev),
-            _fmt(prediction.prob_good if prediction else None, 2), proposal.batch_id,
-        )
-    console.print(table)
+        rows.append([
+            proposal.hop_id, formulas.get(proposal.hop_id, ""), _fmt(proposal.mean_ev), _fmt(proposal.std_ev),
+            _fmt(prediction.prob_good if prediction else None, 2), proposal.strategy, str(record.n_sites),
+            f"{record.hop_length_a:.2f}", f"{proposal.score:.4g}", proposal.batch_id, host or "",
+        ])
+    print_table(console, PROPOSAL_COLUMNS, rows, title, wide)
 
 
 def _waiting_proposals(store):
-    from alem.store import HopState
+    from alem.review.cards import waiting_proposals
 
-    proposed = {r.hop_id for r in store.hops(state=HopState.PROPOSED)}
-    latest = {}
-    for proposal in store.proposals():
-        if proposal.hop_id in proposed:
-            latest[proposal.hop_id] = proposal
-    return sorted(latest.values(), key=lambda p: p.id)
+    return waiting_proposals(store)
 
 
 @app.command()
 def proposals(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    wide: WideOption = False,
     campaign: CampaignOption = None,
 ) -> None:
     """Proposed hops waiting for a decision, with why they were chosen."""
@@ -192,23 +240,26 @@ def proposals(
         if not waiting:
             console.print("no proposals wait for a decision (`alem propose` makes a batch)")
             return
-        _print_proposals(waiting, store.predictions(), store, f"{len(waiting)} proposals waiting for a decision")
+        _print_proposals(waiting, store.predictions(), store, f"{len(waiting)} proposals waiting for a decision", wide)
+    console.print("why: `alem review`; decide: `alem approve ID...` (a unique prefix will do)", highlight=False)
 
 
 # ------------------------------------------------------------------- approve / reject
 @app.command()
 def approve(
-    hop_ids: Annotated[Optional[list[str]], typer.Argument(help="hop ids to approve")] = None,
+    hop_ids: Annotated[Optional[list[str]], typer.Argument(help="hop ids to approve (a unique prefix is enough)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="approve every waiting proposal")] = False,
     who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
     reason: Annotated[Optional[str], typer.Option(help="optional note")] = None,
     campaign: CampaignOption = None,
 ) -> None:
-    """Approve hops for NEB calculation (all or nothing)."""
+    """Approve hops for NEB calculation (all or nothing); a unique id prefix names a hop."""
+    from alem.loop.hop_ids import decision_targets
+
     if bool(hop_ids) == all_:
         raise _fail("give hop ids or --all (not both)", 2)
     with _campaign_store(campaign) as (config, store):
-        ids = [p.hop_id for p in _waiting_proposals(store)] if all_ else list(hop_ids or [])
+        ids = [p.hop_id for p in _waiting_proposals(store)] if all_ else decision_targets(store, hop_ids or [], "approve")
         if not ids:
             console.print("no proposals wait for a decision")
             return
@@ -218,17 +269,20 @@ def approve(
 
 @app.command()
 def reject(
-    hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject")],
+    hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject (a unique prefix is enough)")],
     reason: Annotated[str, typer.Option(help="why (recorded with the decision)")] = ...,
     who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Reject hops (all or nothing); they are never proposed again unless reopened."""
+    from alem.loop.hop_ids import decision_targets
+
     if not reason.strip():
         raise _fail("--reason must say why", 2)
     with _campaign_store(campaign) as (config, store):
-        store.reject(hop_ids, who=who or getpass.getuser(), reason=reason)
-    console.print(f"rejected {len(hop_ids)} hop(s): {', '.join(hop_ids)}")
+        ids = decision_targets(store, hop_ids, "reject")
+        store.reject(ids, who=who or getpass.getuser(), reason=reason)
+    console.print(f"rejected {len(ids)} hop(s): {', '.join(ids)}")
 
 
 # -------------------------------------------------------------------------------- loop
@@ -282,6 +336,28 @@ def report(
     except StoreError as exc:
         raise _fail(str(exc), 2) from None
     console.print(f"report written to {path}")
+
+
+# -------------------------------------------------------------------------------- review
+@app.command()
+def review(
+    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: <state>/review.html)")] = None,
+    neighbours: Annotated[int, typer.Option(min=1, help="nearest literature hops shown per proposal")] = 5,
+    campaign: CampaignOption = None,
+) -> None:
+    """Write one HTML page with a card per waiting proposal: picture, prediction, why, cost, neighbours."""
+    from alem.review import ReviewError, write_review
+    from alem.store import StoreError
+
+    config = _load_config(campaign)
+    try:
+        with console.status("drawing hops and finding their nearest literature hops"):
+            path, n_cards = write_review(config, out, k_neighbours=neighbours)
+    except ReviewError as exc:
+        raise _fail(str(exc)) from None
+    except StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    console.print(f"review of {n_cards} waiting proposal(s) written to {path}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------- demo

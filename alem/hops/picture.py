@@ -1,0 +1,158 @@
+"""A picture of one hop for a person deciding whether to pay for its NEB.
+
+The migrating ion's straight path is drawn through the host atoms near it, projected along the
+lattice or Cartesian direction most perpendicular to the hop (so the path is seen side-on, at
+full length). Host atoms are coloured by element (Jmol colours, as ASE and most viewers use),
+nearer atoms drawn larger and on top; the bottleneck - the point of the path closest to the host
+- is marked with the atoms that form it, and the minimum ion-host distance is written on the plot.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from alem.hops.hop import Hop
+
+#: Host atoms within this distance (Å) of some point of the path are drawn.
+SHOWN_WITHIN_A = 4.0
+#: Points along the straight path at which distances to the host are measured.
+N_PATH_POINTS = 41
+#: Atoms within this factor of the minimum distance, seen from the bottleneck point, form it.
+BOTTLENECK_SHELL = 1.15
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """Where the straight path passes closest to the host."""
+
+    min_distance_a: float
+    fraction: float  # 0 = start, 1 = end of the hop
+    nearest_element: str
+    n_atoms: int  # host atoms forming the window
+
+
+@dataclass(frozen=True)
+class _Neighbour:
+    element: str
+    cart: np.ndarray  # the periodic image nearest the path
+    distance_a: float  # from the path
+
+
+def _path_cart(hop: Hop, n_points: int = N_PATH_POINTS) -> np.ndarray:
+    return hop.path_frac_coords(n_points) @ hop.initial.lattice.matrix
+
+
+def _host_near_path(hop: Hop, path: np.ndarray) -> tuple[list[_Neighbour], np.ndarray]:
+    """Host atoms (one image each) within :data:`SHOWN_WITHIN_A` of the path, and the matrix of
+    distances path point x atom (``inf`` beyond the search radius)."""
+    host = hop.host
+    images: dict[tuple[int, tuple[int, int, int]], int] = {}
+    atoms: list[_Neighbour] = []
+    rows: list[tuple[int, int, float]] = []
+    for p, point in enumerate(path):
+        for neighbour in host.get_sites_in_sphere(point, SHOWN_WITHIN_A):
+            key = (int(neighbour.index), tuple(int(round(x)) for x in neighbour.image))
+            if key not in images:
+                images[key] = len(atoms)
+                atoms.append(_Neighbour(neighbour.specie.symbol, np.array(neighbour.coords), np.inf))
+            rows.append((p, images[key], float(neighbour.nn_distance)))
+    distances = np.full((len(path), len(atoms)), np.inf)
+    for p, a, d in rows:
+        distances[p, a] = d
+    nearest = distances.min(axis=0) if len(atoms) else np.array([])
+    atoms = [_Neighbour(a.element, a.cart, float(d)) for a, d in zip(atoms, nearest)]
+    return atoms, distances
+
+
+def bottleneck(hop: Hop) -> Bottleneck:
+    """The straight path's closest approach to the host and the atoms that form it."""
+    path = _path_cart(hop)
+    atoms, distances = _host_near_path(hop, path)
+    if not atoms:
+        return Bottleneck(float("inf"), 0.5, "", 0)
+    per_point = distances.min(axis=1)
+    # the path's ends sit in the ion's own sites; the bottleneck is where the path is tightest
+    point = int(np.argmin(per_point))
+    shell = distances[point] <= BOTTLENECK_SHELL * per_point[point]
+    nearest = int(np.argmin(distances[point]))
+    return Bottleneck(float(per_point[point]), point / (len(path) - 1), atoms[nearest].element, int(shell.sum()))
+
+
+def view_direction(hop: Hop) -> tuple[np.ndarray, str]:
+    """Unit vector to look along (the lattice vector or Cartesian axis most perpendicular to the
+    hop) and its name."""
+    lattice = hop.initial.lattice.matrix
+    hop_unit = hop.displacement_cart / max(np.linalg.norm(hop.displacement_cart), 1e-9)
+    candidates = [(lattice[k] / np.linalg.norm(lattice[k]), name) for k, name in enumerate("abc")]
+    candidates += [(np.eye(3)[k], name) for k, name in enumerate("xyz")]
+    return min(candidates, key=lambda item: abs(float(item[0] @ hop_unit)))
+
+
+def _element_colour(symbol: str) -> tuple[float, float, float]:
+    from ase.data import atomic_numbers
+    from ase.data.colors import jmol_colors
+
+    return tuple(float(x) for x in jmol_colors[atomic_numbers.get(symbol, 0)])  # type: ignore[return-value]
+
+
+def hop_picture_png(hop: Hop, size_in: tuple[float, float] = (4.2, 3.3), dpi: int = 100) -> bytes:
+    """PNG of the hop through its host (see the module docstring)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = _path_cart(hop)
+    atoms, distances = _host_near_path(hop, path)
+    neck = bottleneck(hop)
+    view, view_name = view_direction(hop)
+    along = hop.displacement_cart - (hop.displacement_cart @ view) * view
+    u = along / max(np.linalg.norm(along), 1e-9)
+    w = np.cross(view, u)
+    origin = path[0]
+
+    def project(cart: np.ndarray) -> np.ndarray:
+        shifted = np.atleast_2d(cart) - origin
+        return np.stack([shifted @ u, shifted @ w, shifted @ view], axis=-1)
+
+    fig, ax = plt.subplots(figsize=size_in, dpi=dpi)
+    neck_point = int(round(neck.fraction * (len(path) - 1)))
+    in_neck = distances[neck_point] <= BOTTLENECK_SHELL * distances[neck_point].min() if atoms else np.array([])
+    order = np.argsort([project(a.cart)[0, 2] for a in atoms])  # far atoms first, near ones on top
+    depth = np.array([project(a.cart)[0, 2] for a in atoms]) if atoms else np.array([0.0])
+    span = max(float(np.ptp(depth)), 1e-6)
+    seen: set[str] = set()
+    for k in order:
+        atom = atoms[k]
+        x, y, z = project(atom.cart)[0]
+        size = 90 + 160 * (z - depth.min()) / span  # nearer = larger
+        label = atom.element if atom.element not in seen else None
+        seen.add(atom.element)
+        ax.scatter(x, y, s=size, color=_element_colour(atom.element), edgecolors="0.25", linewidths=0.6,
+                   alpha=0.55 + 0.45 * (z - depth.min()) / span, zorder=2, label=label)
+        if in_neck[k]:
+            ax.scatter(x, y, s=size + 140, facecolors="none", edgecolors="red", linewidths=1.8, zorder=3)
+    line = project(path)
+    ax.plot(line[:, 0], line[:, 1], color="black", lw=1.6, zorder=4)
+    ax.annotate("", xy=line[-1, :2], xytext=line[-2, :2], arrowprops={"arrowstyle": "-|>", "color": "black"}, zorder=4)
+    ion_colour = _element_colour(hop.working_ion)
+    ax.scatter(*line[0, :2], s=150, color=ion_colour, edgecolors="black", linewidths=1.2, zorder=5,
+               label=f"{hop.working_ion} start")
+    ax.scatter(*line[-1, :2], s=150, facecolors="white", edgecolors=ion_colour, linewidths=2.0, zorder=5,
+               label=f"{hop.working_ion} end")
+    ax.scatter(*line[neck_point, :2], marker="x", s=70, color="red", zorder=6, label="bottleneck")
+    ax.set_title(f"{hop.hop_length_a:.2f} Å hop, seen along {view_name}", fontsize=9)
+    fig.text(0.5, 0.02, f"min {hop.working_ion}–host distance along the path: {neck.min_distance_a:.2f} Å "
+             f"({neck.nearest_element}, at ×)", ha="center", va="bottom", fontsize=8.5, color="darkred", fontweight="bold")
+    ax.set_aspect("equal")
+    ax.set_xlabel("along the hop (Å)", fontsize=8, labelpad=1)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, markerscale=0.6)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()

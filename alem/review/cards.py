@@ -1,0 +1,132 @@
+"""One review card per proposal waiting for a decision: what, why, how sure, at what cost, and
+what the prediction leans on."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
+from alem.review.cost import CostEstimate, estimate_cost
+from alem.review.neighbours import LiteratureIndex, NeighbourHop, hop_formula
+from alem.store import HopState
+
+
+class ReviewError(ValueError):
+    """A proposal that cannot be reviewed (the message names the hop and what to do)."""
+
+
+@dataclass(frozen=True)
+class ReviewCard:
+    hop_id: str
+    formula: str
+    working_ion: str
+    hop_length_a: float
+    n_sites: int
+    host_name: str
+    cost: CostEstimate
+    strategy: str
+    score: float
+    batch_id: str
+    model_version_id: int | None
+    reason: str
+    mean_ev: float
+    std_ev: float
+    prob_below_threshold: float
+    picture_png: bytes
+    min_host_distance_a: float
+    neighbours: list[NeighbourHop]
+    #: fraction of training hops closer to their own nearest neighbour than this hop is to its
+    novelty: float
+
+
+def _normal_below(mean_ev: float, std_ev: float, threshold_ev: float) -> float:
+    if std_ev <= 0:
+        return float(mean_ev < threshold_ev)
+    return 0.5 * (1.0 + math.erf((threshold_ev - mean_ev) / (std_ev * math.sqrt(2.0))))
+
+
+def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, prob_below: float,
+                    threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV, cost_weight: float = 0.0) -> str:
+    """Why the acquisition picked the hop, in words a person can check against the numbers."""
+    if strategy == "explore":
+        text = (f"chosen because the ensemble members disagree most about it: σ {std_ev:.2f} eV "
+                f"(explore: the spread of the members' barriers, score {score:.3g})")
+    elif strategy == "discover":
+        text = (f"chosen because it may well beat {threshold_ev} eV: μ {mean_ev:.2f} eV, "
+                f"P(E_m < {threshold_ev} eV) {prob_below:.2f} "
+                f"(discover: log expected improvement below {threshold_ev} eV, score {score:.3g})")
+    elif strategy == "balanced":
+        text = (f"chosen for a low predicted barrier and a large uncertainty together: "
+                f"σ − μ = {std_ev - mean_ev:+.2f} eV (balanced: upper confidence bound of −E_m, score {score:.3g})")
+    else:
+        text = f"chosen by strategy {strategy} (score {score:.3g})"
+    if cost_weight > 0:
+        text += f"; the score includes a supercell-cost penalty ({cost_weight} per 100 atoms)"
+    return text
+
+
+def waiting_proposals(store) -> list:
+    """The latest proposal of every hop still waiting for a decision, oldest first."""
+    proposed = {r.hop_id for r in store.hops(state=HopState.PROPOSED)}
+    latest = {p.hop_id: p for p in store.proposals() if p.hop_id in proposed}
+    return sorted(latest.values(), key=lambda p: p.id)
+
+
+def _prediction(store, proposal) -> tuple[float, float, float]:
+    """(μ, σ, P(E_m < threshold)) the proposal was made with; ReviewError when there is none."""
+    predictions = store.predictions(proposal.model_version_id, hop_ids=[proposal.hop_id]) if proposal.model_version_id else {}
+    prediction = predictions.get(proposal.hop_id)
+    if prediction is not None:
+        prob = prediction.prob_good
+        if prob is None:
+            prob = _normal_below(prediction.mean_ev, prediction.std_ev, GOOD_CONDUCTOR_THRESHOLD_EV)
+        return prediction.mean_ev, prediction.std_ev, prob
+    if proposal.mean_ev is not None and proposal.std_ev is not None:
+        return proposal.mean_ev, proposal.std_ev, _normal_below(proposal.mean_ev, proposal.std_ev, GOOD_CONDUCTOR_THRESHOLD_EV)
+    raise ReviewError(
+        f"hop {proposal.hop_id} (batch {proposal.batch_id}) has no prediction to review: no model scored it "
+        "when it was proposed. Score it again (`alem propose` after `alem reject`/reopen) or decide without "
+        "the page; nothing was written"
+    )
+
+
+def review_cards(store, config, index: LiteratureIndex | None = None, k_neighbours: int = 5) -> list[ReviewCard]:
+    """Cards of every waiting proposal (ReviewError, naming the hop, for one without prediction)."""
+    from alem.hops.picture import bottleneck, hop_picture_png
+
+    proposals = waiting_proposals(store)
+    predicted = [(proposal, _prediction(store, proposal)) for proposal in proposals]  # refuse before any work
+    if not proposals:
+        return []
+    index = index if index is not None else LiteratureIndex.shipped()
+    hops: dict[str, Hop] = {h.hop_id: h for h in store.load_hops([p.hop_id for p in proposals])}
+    cards = []
+    for proposal, (mean_ev, std_ev, prob) in predicted:
+        hop = hops[proposal.hop_id]
+        record = store.hop(proposal.hop_id)
+        host_name = (store.host(record.host_id).name or "") if record.host_id is not None else (record.group or "")
+        neighbours = index.nearest(hop, k_neighbours)
+        cards.append(ReviewCard(
+            hop_id=hop.hop_id,
+            formula=hop_formula(hop),
+            working_ion=hop.working_ion,
+            hop_length_a=hop.hop_length_a,
+            n_sites=hop.n_sites,
+            host_name=host_name,
+            cost=estimate_cost(hop, config),
+            strategy=proposal.strategy,
+            score=proposal.score,
+            batch_id=proposal.batch_id,
+            model_version_id=proposal.model_version_id,
+            reason=strategy_reason(proposal.strategy, proposal.score, mean_ev, std_ev, prob,
+                                   cost_weight=config.acquisition.cost_weight),
+            mean_ev=mean_ev,
+            std_ev=std_ev,
+            prob_below_threshold=prob,
+            picture_png=hop_picture_png(hop),
+            min_host_distance_a=bottleneck(hop).min_distance_a,
+            neighbours=neighbours,
+            novelty=index.typicality(neighbours[0].distance) if neighbours else 1.0,
+        ))
+    return cards

@@ -1,0 +1,90 @@
+"""`alem candidates add` over many hosts: a directory or a glob, bad hosts skipped and named, the
+rest added in one transaction; --strict adds nothing; the exit code says whether any was skipped."""
+
+from __future__ import annotations
+
+import pytest
+from pymatgen.core import Lattice, Structure
+from typer.testing import CliRunner
+
+from alem.candidates import EnumerationSettings, HostError
+from alem.candidates.pool import add_candidates, expand_host_paths
+from alem.candidates.prototypes import antifluorite_li2o, antifluorite_li2s, layered_licoo2
+from alem.cli import app
+from alem.store import Store
+
+runner = CliRunner()
+SETTINGS = ["--max-hop-length", "4", "--min-image-distance", "4.5", "--max-atoms", "32"]
+
+
+@pytest.fixture
+def campaign(tmp_path):
+    from alem.campaign import init_campaign
+
+    return init_campaign(tmp_path / "c")
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    """Three good hosts and one without Li (``NaCl.cif``) in ``hosts/``, plus a README there."""
+    directory = tmp_path / "hosts"
+    directory.mkdir()
+    antifluorite_li2o().to(filename=str(directory / "Li2O.cif"))
+    antifluorite_li2s().to(filename=str(directory / "Li2S.cif"))
+    (directory / "LiCoO2.json").write_text(layered_licoo2().to_json())
+    Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(directory / "NaCl.cif"))
+    (directory / "README.txt").write_text("not a structure")
+    return directory
+
+
+def _add(campaign, *args):
+    result = runner.invoke(app, ["candidates", "add", *map(str, args), *SETTINGS, "--campaign", str(campaign.campaign_dir)])
+    return result, " ".join(result.output.split())
+
+
+def _hosts_in_store(campaign):
+    with Store.open(campaign.store_path) as store:
+        return sorted(h.name for h in store.hosts()), len(store.hops())
+
+
+def test_a_directory_adds_every_good_host_and_names_the_bad_one(campaign, hosts):
+    result, text = _add(campaign, hosts)
+    assert result.exit_code == 1, result.output  # something was skipped
+    assert f"host skipped {hosts / 'NaCl.cif'}: host contains no Li" in text
+    assert "from 3 host(s)" in text and "1 host(s) skipped" in text and "s per host" in text
+    names, n_hops = _hosts_in_store(campaign)
+    assert names == ["Li2O", "Li2S", "LiCoO2"] and n_hops >= 3
+
+    again, text = _add(campaign, hosts / "Li2O.cif")  # nothing skipped: exit 0
+    assert again.exit_code == 0, again.output
+    assert "0 host(s) skipped" in text
+
+
+def test_strict_adds_nothing_when_a_host_is_bad(campaign, hosts):
+    result, text = _add(campaign, hosts, "--strict")
+    assert result.exit_code == 1
+    assert "NaCl.cif: host contains no Li" in text and "nothing was added to the store" in text
+    assert _hosts_in_store(campaign) == ([], 0)
+
+
+def test_a_glob_and_files_mixed(campaign, hosts):
+    result, text = _add(campaign, f"{hosts}/Li2*.cif", hosts / "LiCoO2.json", hosts / "Li2O.cif")
+    assert result.exit_code == 0, result.output
+    assert _hosts_in_store(campaign)[0] == ["Li2O", "Li2S", "LiCoO2"]  # Li2O.cif given twice: added once
+    nothing, text = _add(campaign, f"{hosts}/*.poscar")
+    assert nothing.exit_code == 1 and "the pattern matches no structure file" in text
+
+
+def test_library_report_skips_with_reasons_and_times_each_host(campaign, hosts):
+    paths = expand_host_paths([hosts])
+    assert [p.name for p in paths] == ["Li2O.cif", "Li2S.cif", "LiCoO2.json", "NaCl.cif"]
+    settings = EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5, max_atoms=32)
+    with Store.open(campaign.store_path) as store:
+        with pytest.raises(HostError, match="NaCl.cif: host contains no Li"):
+            add_candidates(store, paths, "Li", settings, dataset_hops=[], strict=True)
+        assert store.hosts() == []
+        report = add_candidates(store, paths, "Li", settings, dataset_hops=[])
+        assert [s.path.name for s in report.skipped_hosts] == ["NaCl.cif"]
+        assert [h.label for h in report.hosts] == ["Li2O", "Li2S", "LiCoO2"]
+        assert all(h.seconds > 0 for h in report.hosts) and report.skipped_hosts[0].seconds > 0
+        assert len(store.hops()) == len(report.added) >= 3

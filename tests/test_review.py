@@ -1,0 +1,126 @@
+"""`alem review`: a self-contained page with one card per waiting proposal (picture, prediction,
+reason, cost, nearest literature hops, commands); a proposal without prediction is refused."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from alem.cli import app
+from alem.hops import load_training_hops
+from alem.hops.picture import bottleneck, hop_picture_png, view_direction
+from alem.review import LiteratureIndex, strategy_reason
+from alem.review.cost import estimate_cost
+from alem.store import HopState, Store
+
+from _proposal_campaign import make_campaign, propose_by_hand, small_shipped_hops
+
+runner = CliRunner()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(config, *args):
+    return runner.invoke(app, [*map(str, args), "--campaign", str(config.campaign_dir)])
+
+
+@pytest.fixture(scope="module")
+def tiny_ensemble_dir(tmp_path_factory):
+    """A real 2-member ensemble trained from scratch for 3 epochs on 24 small shipped hops."""
+    from alem.training.finetune import FinetuneConfig, train_ensemble
+
+    out = tmp_path_factory.mktemp("ensemble") / "tiny"
+    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
+    return train_ensemble(list(small_shipped_hops()[:24]), out, n_members=2, config=config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def literature():
+    return LiteratureIndex.shipped()
+
+
+def test_review_page_has_a_card_per_proposal_with_picture_neighbours_and_commands(tmp_path, tiny_ensemble_dir):
+    config, _ = make_campaign(tmp_path, n_hops=6, ensemble_dir=tiny_ensemble_dir)
+    proposed = invoke(config, "propose", "--strategy", "explore", "--batch", "3")
+    assert proposed.exit_code == 0, proposed.output
+    out = tmp_path / "review.html"
+    result = invoke(config, "review", "--out", out, "--neighbours", "4")
+    assert result.exit_code == 0, result.output
+    assert "review of 3 waiting proposal(s)" in result.output
+    page = out.read_text()
+
+    with Store.open(config.store_path) as store:
+        waiting = [r.hop_id for r in store.hops(state=HopState.PROPOSED)]
+        predictions = store.predictions()
+    assert len(waiting) == 3
+    cards = re.findall(r'<section class="card" id="([^"]+)">(.*?)</section>', page, flags=re.S)
+    assert sorted(hop_id for hop_id, _ in cards) == sorted(waiting)
+    training = {h.hop_id: h for h in load_training_hops()}
+    for hop_id, card in cards:
+        images = re.findall(r'src="data:image/png;base64,([^"]+)"', card)
+        assert len(images) == 1 and base64.b64decode(images[0]).startswith(PNG_MAGIC)
+        prediction = predictions[hop_id]
+        assert f"{prediction.mean_ev:.2f} ± {prediction.std_ev:.2f} eV" in card
+        assert f"disagree most about it: σ {prediction.std_ev:.2f} eV" in card
+        assert f"alem approve {hop_id}" in card and f"alem reject {hop_id}" in card
+        assert "the replay backend runs no calculation" in card
+        neighbours = re.findall(r"<tr><td>(em-\d+)</td><td>([^<]+)</td><td>(\w+)</td><td class=num>([\d.]+)</td>", card)
+        assert len(neighbours) == 4
+        for neighbour_id, _, ion, barrier in neighbours:
+            assert training[neighbour_id].working_ion == ion
+            assert float(barrier) == pytest.approx(training[neighbour_id].barrier_ev, abs=0.006)
+    assert "<script" not in page and "http" not in page  # self-contained: no code, nothing fetched
+
+
+def test_a_proposal_without_prediction_is_refused_and_nothing_written(tmp_path):
+    config, hop_ids = make_campaign(tmp_path, n_hops=3)
+    propose_by_hand(config, hop_ids[:2], predicted=False)
+    out = tmp_path / "review.html"
+    result = invoke(config, "review", "--out", out)
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert f"hop {hop_ids[0]}" in text and "has no prediction to review" in text and "nothing was written" in text
+    assert not out.exists()
+
+
+def test_no_waiting_proposals_gives_an_empty_page(tmp_path):
+    config, _ = make_campaign(tmp_path, n_hops=2)
+    result = invoke(config, "review")
+    assert result.exit_code == 0, result.output
+    assert "No proposals wait for a decision" in (config.state_dir / "review.html").read_text()
+
+
+def test_nearest_literature_hop_of_a_training_hop_is_itself(literature):
+    hop = literature.hops[100]
+    nearest = literature.nearest(hop, k=3)
+    assert nearest[0].hop_id == hop.hop_id and nearest[0].distance == pytest.approx(0.0, abs=1e-5)
+    assert nearest[0].barrier_ev == hop.barrier_ev
+    assert nearest[1].distance >= nearest[0].distance and nearest[2].distance >= nearest[1].distance
+    assert literature.typicality(0.0) == 0.0 and literature.typicality(1e9) == 1.0
+
+
+def test_bottleneck_and_view_of_a_hand_made_hop(tiny_hop):
+    # Li moves 2 Å along x from the origin in a 5 Å cubic cell with O at (0, ½, ½) and (½, ½, ½):
+    # the closest O is the (0, ½, ½) one seen from the start, √(2·2.5²) = 3.536 Å away
+    hop = tiny_hop("t", ion_x=0.4)
+    neck = bottleneck(hop)
+    assert neck.min_distance_a == pytest.approx(np.sqrt(2 * 2.5**2), abs=1e-3)
+    assert neck.nearest_element == "O" and neck.fraction == pytest.approx(0.0)
+    direction, name = view_direction(hop)
+    assert abs(direction @ np.array([1.0, 0.0, 0.0])) < 1e-9 and name in "bcyz"  # seen side-on
+    assert hop_picture_png(hop).startswith(PNG_MAGIC)
+
+
+def test_strategy_reasons_and_cost_in_words(tmp_path, li2o_hop):
+    assert "disagree most about it: σ 1.50 eV" in strategy_reason("explore", 1.5, 0.3, 1.5, 0.6)
+    assert "P(E_m < 0.65 eV) 0.80" in strategy_reason("discover", -0.2, 0.3, 0.2, 0.8)
+    assert "σ − μ = +0.30 eV" in strategy_reason("balanced", 0.3, 0.2, 0.5, 0.9)
+    from alem.campaign import init_campaign
+
+    config = init_campaign(tmp_path / "c", backend="fireworks")  # vasp_gga: images 8 Å apart, 5 images
+    cost = estimate_cost(li2o_hop, config)
+    assert cost.n_atoms == 11 * 8  # the 4.61 Å cell doubled along each axis
+    assert "88-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,000 core-hours" in cost.summary
