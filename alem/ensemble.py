@@ -1,4 +1,8 @@
-"""The fine-tuned ensemble: load it, predict E_m with a calibrated uncertainty."""
+"""The fine-tuned ensemble: load it, predict E_m with a calibrated uncertainty.
+
+An ensemble is the GNN members and, when its card has a ``stack`` section, tree models on the hop
+descriptors (``trees.joblib``); their predictions are combined with the card's stacking weights
+(:mod:`alem.stacking`)."""
 
 from __future__ import annotations
 
@@ -15,9 +19,13 @@ from alem.graphs.crystal_graph import GraphSettings
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
+from alem.stacking import combine_components, combine_members
 from alem.training.device import pick_device
 from alem.training.finetune import predict_member
 from alem.training.hop_graphs import build_hop_graphs, host_context_tensors
+from alem.training.trees import TREES_FILENAME, TreeSpec, load_trees, predict_trees, tree_features_from_graphs
+
+__all__ = ["Ensemble", "EnsemblePrediction", "ModelNotFoundError", "combine_members", "default_ensemble_path"]
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -36,17 +44,12 @@ class EnsemblePrediction:
 
     mean_ev: np.ndarray
     std_ev: np.ndarray
-    member_ev: np.ndarray  # n_members x n_hops
+    member_ev: np.ndarray  # n_members x n_hops (GNN members)
     member_scale_ev: np.ndarray  # n_members x n_hops, Laplace scales
     prob_good: np.ndarray
-
-
-def combine_members(location: np.ndarray, scale: np.ndarray, sigma_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and σ of the mixture of member Laplace distributions, σ multiplied by the calibration
-    factor. Barriers are not negative, so the mean is clipped at 0."""
-    mean = location.mean(0)
-    variance = (2 * scale**2).mean(0) + location.var(0)
-    return np.clip(mean, 0.0, None), sigma_scale * np.sqrt(variance)
+    #: Per stack component (``gnn`` first, then trees): mean barrier, n_components x n_hops.
+    component_ev: np.ndarray | None = None
+    component_names: tuple[str, ...] = ()
 
 
 class Ensemble:
@@ -56,6 +59,11 @@ class Ensemble:
         self.path = path
         self.settings = GraphSettings(**card["graph_settings"])
         self.sigma_scale = float(card.get("calibration", {}).get("sigma_scale", 1.0))
+        self.stack = card.get("stack")
+        self.tree_specs = [TreeSpec(**spec) for spec in self.stack["tree_specs"]] if self.stack else []
+        self.trees = load_trees(path / TREES_FILENAME) if self.stack and path is not None else []
+        if self.stack and self.stack.get("descriptor_set", self.settings.descriptor_set) != self.settings.descriptor_set:
+            raise ValueError(f"{path}: trees and GNN head read different descriptor sets")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Ensemble:
@@ -92,6 +100,14 @@ class Ensemble:
         dev = pick_device(device)
         graphs = build_hop_graphs(hops, self.settings, progress)
         location, scale = self.raw_member_predictions(graphs, dev)
-        mean, sigma = combine_members(location, scale, self.sigma_scale)
+        if not self.stack:
+            mean, sigma = combine_members(location, scale, self.sigma_scale)
+            prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
+            return EnsemblePrediction(mean, sigma, location, scale, prob_good)
+        gnn_mean, gnn_sigma = combine_members(location, scale, 1.0)
+        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, tree_features_from_graphs(hops, graphs))
+        means, sigmas = np.vstack([gnn_mean, tree_mean]), np.vstack([gnn_sigma, tree_sigma])
+        mean, sigma = combine_components(means, sigmas, np.asarray(self.stack["weights"]), self.sigma_scale)
         prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
-        return EnsemblePrediction(mean, sigma, location, scale, prob_good)
+        names = ("gnn", *(spec.name for spec in self.tree_specs))
+        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names)

@@ -53,17 +53,16 @@ def parity_points(store) -> list[ParityPoint]:
     return points
 
 
-OOF_FILENAME = "oof_predictions.npz"
-
-
 def out_of_fold(store) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(model version, reference barriers, out-of-fold mean predictions) of the newest model
     version, current first, whose directory holds cross-validation predictions."""
+    from alem.training.workflow import OOF_FILENAME, oof_mean_sigma
+
     for version in sorted(store.model_versions(), key=lambda v: (not v.is_current, -v.id)):
-        path = Path(version.path) / OOF_FILENAME
-        if path.is_file():
-            with np.load(path) as data:
-                return version.id, np.asarray(data["y"], float), np.clip(np.asarray(data["location"], float).mean(0), 0, None)
+        path = Path(version.path)
+        if (path / OOF_FILENAME).is_file() and (path / "model_card.json").is_file():
+            y, mean, _ = oof_mean_sigma(path)
+            return version.id, np.asarray(y, float), np.asarray(mean, float)
     return None
 
 

@@ -122,14 +122,17 @@ def train(
     epochs: int = typer.Option(0, help="Epochs per member (0 = default)."),
     freeze: str = typer.Option("frozen", help="frozen | partial | none | scratch (see README)."),
     pretrained: Optional[Path] = typer.Option(None, help="Pre-trained backbone (default: models/pretrained)."),
-    cv_folds: int = typer.Option(5, help="Grouped CV folds for out-of-fold metrics and σ calibration (0 = skip)."),
+    cv_folds: int = typer.Option(5, help="Grouped CV folds for out-of-fold metrics, stacking weights and σ calibration (0 = skip)."),
+    trees: bool = typer.Option(True, "--trees/--no-trees", help="Stack descriptor trees with the GNN members (needs --cv-folds >= 2)."),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:
-    """Fine-tune an ensemble; with --cv-folds, first calibrate σ on grouped out-of-fold predictions."""
+    """Fine-tune an ensemble; with --cv-folds, first fit stacking weights and calibrate σ on grouped
+    out-of-fold predictions."""
     from alem import REPO_ROOT
     from alem.hops import HopError, load_training_hops, read_hops
     from alem.training.finetune import FinetuneConfig
+    from alem.training.trees import DEFAULT_TREE_SPECS
     from alem.training.workflow import calibrated_ensemble
 
     problems: list[str] = []
@@ -143,11 +146,20 @@ def train(
         config = FinetuneConfig(freeze=freeze, **({"epochs": epochs} if epochs else {}))
     except ValueError as exc:
         _fail(str(exc))
+    if trees and cv_folds < 2:
+        _fail("stacking descriptor trees needs --cv-folds >= 2 to fit its weights (or pass --no-trees)")
     out = out or REPO_ROOT / "models" / "ensemble"
-    card = calibrated_ensemble(hops, out, config, members, cv_folds, pretrained, seed, device, progress=True)
+    card = calibrated_ensemble(
+        hops, out, config, members, cv_folds, pretrained, seed, device, progress=True,
+        tree_specs=DEFAULT_TREE_SPECS if trees else (),
+    )
     cv = card.get("cv_metrics", {})
     if cv:
         console.print(f"grouped {cv_folds}-fold CV: MAE {cv['mae_ev']:.3f} eV, R² {cv['r2']:.2f}, 68% coverage {cv['coverage_68']:.2f}")
+    stack = card.get("stack")
+    if stack:
+        weights = ", ".join(f"{n} {w:.2f}" for n, w in zip(stack["components"], stack["weights"]))
+        console.print(f"stacking weights: {weights}")
     console.print(f"saved {members}-member ensemble to {out}")
 
 

@@ -7,10 +7,11 @@ the plane perpendicular to the hop) to the position where the ion's bond-valence
 to its valence, as in bond-valence pathway analyses (Adams & Rao's softBV idea, without its
 fitted energy scale). Along that relaxed path we read:
 
-* the bond-valence mismatch ``(BVS − V)²`` at the site and its rise at the worst point;
+* the bond-valence mismatch ``(BVS − V)²`` at the site and its rise at the worst point (as
+  ``log1p``: overlapping atoms make it explode, and a network reads standardised inputs);
 * how under-bonded the ion becomes (lowest BVS / V) — an open, weakly bonded path is fast;
 * the rise of the electrostatic potential the ion feels (cations with bond-valence-derived
-  charges, anions with their nominal charge, erfc-screened Coulomb sum);
+  charges, anions with their nominal charge, erfc-screened Coulomb sum; as ``asinh`` of eV);
 * the widest bottleneck the sideways search finds, and bottlenecks relative to the ion's radius.
 
 Bond-valence parameters are pymatgen's (O'Keeffe & Brese 1991 element parameters).
@@ -40,6 +41,11 @@ CATION_BV_CUTOFF_A = 3.5
 COULOMB_CUTOFF_A = 8.0
 #: erfc screening length: the far field of a vacancy cell is neutral, the near field sets the rise.
 COULOMB_SCREENING_A = 4.0
+#: A straight path can run through a host atom (a curved literature path drawn straight): closer
+#: than this, distances are held here so that one such hop cannot produce a 1/d singularity.
+CLOSEST_APPROACH_A = 0.5
+#: Bond-valence sums are reported up to this multiple of the valence (beyond it the ion overlaps).
+MAX_BVS_OVER_VALENCE = 3.0
 
 PATH_PHYSICS_NAMES = (
     "relaxed_bottleneck_a",
@@ -130,6 +136,7 @@ def path_physics_descriptors(hop: Hop, is_anion: np.ndarray, ion_valence: float,
 
     r0_by_anion = {s: bv_r0_a(hop.working_ion, s) for s in set(symbols[is_anion])}
     r0 = np.array([r0_by_anion.get(s, 0.0) for s in symbols])
+    dist = np.maximum(dist, CLOSEST_APPROACH_A)
     bonds = is_anion[sites] & (dist < BV_CUTOFF_A) & (r0[sites] > 0)
     bvs = np.zeros(n_total)
     np.add.at(bvs, centers[bonds], np.exp((r0[sites[bonds]] - dist[bonds]) / BV_SOFTNESS_A))
@@ -139,6 +146,8 @@ def path_physics_descriptors(hop: Hop, is_anion: np.ndarray, ion_valence: float,
     np.add.at(potential, centers, _COULOMB_EV_A * charge[sites] * erfc(dist / COULOMB_SCREENING_A) / dist)
 
     nearest, bvs, potential = (a.reshape(n_points, n_trials) for a in (nearest, bvs, potential))
+    valence = max(ion_valence, 1e-6)
+    bvs = np.minimum(bvs, MAX_BVS_OVER_VALENCE * valence)
     mismatch = (bvs - ion_valence) ** 2
     # endpoints are the sites themselves; interior points take their best sideways trial
     choice = np.argmin(mismatch, axis=1)
@@ -149,21 +158,20 @@ def path_physics_descriptors(hop: Hop, is_anion: np.ndarray, ion_valence: float,
     ends = [0, n_points - 1]
     site_mismatch = mismatch[ends, 0].mean()
     site_potential = potential[ends, 0].mean()
-    valence = max(ion_valence, 1e-6)
     return np.array(
         [
             widest.min(),
             widest.min() / ion_radius_a,
             nearest[:, 0].min() / ion_radius_a,
-            site_mismatch,
-            mismatch[rows, choice].max() - site_mismatch,
-            mismatch[:, 0].max() - site_mismatch,
+            np.log1p(site_mismatch),
+            np.log1p(mismatch[rows, choice].max()) - np.log1p(site_mismatch),
+            np.log1p(mismatch[:, 0].max()) - np.log1p(site_mismatch),
             bvs[rows, choice].min() / valence,
             bvs[:, 0].min() / valence,
             bvs[ends, 0].mean() / valence,
-            ion_valence * (potential[rows, choice].max() - site_potential),
-            ion_valence * (potential[:, 0].max() - site_potential),
-            ion_valence * abs(potential[0, 0] - potential[-1, 0]),
+            np.arcsinh(ion_valence * (potential[rows, choice].max() - site_potential)),
+            np.arcsinh(ion_valence * (potential[:, 0].max() - site_potential)),
+            np.arcsinh(ion_valence * abs(potential[0, 0] - potential[-1, 0])),
             ion_valence / ion_radius_a**2,
         ],
         dtype=np.float32,

@@ -4,8 +4,9 @@ on the campaign's results.
 Each retraining writes a new ensemble directory under ``<state>/models/`` and registers it in the
 store as the current version; older directories stay on disk (a version's path never changes), so
 any earlier model can be reloaded or compared with. Retraining reuses the current model's
-fine-tuning recipe (its card's ``finetune_config``) on the hops it was trained on plus every usable
-result of the campaign.
+fine-tuning recipe (its card's ``finetune_config``, and its ``stack``: the descriptor trees are refit
+on the same hops and combined with the parent's weights) on the hops it was trained on plus every
+usable result of the campaign.
 """
 
 from __future__ import annotations
@@ -152,9 +153,11 @@ def retrain(store, config, current: LoadedModel, progress: bool = False) -> Load
             "dataset_hash": digest,
             "campaign_results": n_results,
             "parent_model": str(current.path),
-            # the parent's calibration factor is reused: no cross-validation runs inside the loop
+            # the parent's calibration factor and stacking weights are reused: no cross-validation
+            # runs inside the loop
             "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
         },
+        stack=card.get("stack"),
     )
     ensemble = load_ensemble(path)
     version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from alem.ensemble import combine_members
 from alem.hops.hop import Hop
 from alem.metrics import barrier_metrics, fit_sigma_scale
+from alem.stacking import combine_members
 from alem.training.finetune import FinetuneConfig, TrainingSet, fit_members, predict_member
 
 

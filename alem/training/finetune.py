@@ -22,6 +22,7 @@ from alem.training.device import device_description, peak_memory_mb, pick_device
 from alem.training.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
 from alem.training.progress import maybe_progress
 from alem.training.provenance import git_commit, utc_now
+from alem.training.trees import TREES_FILENAME, TreeSpec, fit_trees, save_trees, tree_features_from_graphs
 
 #: How much of the pre-trained backbone stays fixed while fine-tuning.
 #: ``frozen``: the whole backbone (host side computed once; only path convolutions + head train);
@@ -272,9 +273,10 @@ def save_ensemble(
     config: FinetuneConfig,
     settings: GraphSettings,
     backbone_config: BackboneConfig,
+    trees: Sequence = (),
 ) -> Path:
-    """Members as ``member_K.pt`` (state dicts) + ``model_card.json``; written to a temporary
-    folder and renamed so a crash never leaves a half-written ensemble."""
+    """Members as ``member_K.pt`` (state dicts), stacked trees (``trees.joblib``) + ``model_card.json``;
+    written to a temporary folder and renamed so a crash never leaves a half-written ensemble."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     if tmp.exists():
@@ -284,6 +286,8 @@ def save_ensemble(
     tmp.mkdir(parents=True)
     for k, model in enumerate(models):
         torch.save(model.state_dict(), tmp / f"member_{k}.pt")
+    if trees:
+        save_trees(trees, tmp / TREES_FILENAME)
     card = {
         **card,
         "kind": "alem-barrier-ensemble",
@@ -320,11 +324,14 @@ def train_ensemble(
     device: str | None = None,
     progress: bool = True,
     extra_card: dict | None = None,
+    stack: dict | None = None,
 ) -> Path:
     """Fine-tune an ensemble on every hop with a barrier and save it to ``out_dir``.
 
     ``calibration_scale`` multiplies the ensemble σ (fit on out-of-fold predictions by
     :func:`alem.training.cv.cross_validate`); None keeps the scale of the ``extra_card`` or 1.
+    ``stack`` (a card's ``stack`` section: ``tree_specs`` and ``weights``, GNN first) adds tree
+    models fitted on the same hops, combined with those weights.
     """
     config = config or FinetuneConfig()
     dev = pick_device(device)
@@ -337,7 +344,13 @@ def train_ensemble(
     started = time.time()
     training_set = TrainingSet.prepare(labelled, pretrained, config, dev, progress)
     models, seconds = fit_members(training_set, None, config, n_members, seed, dev, progress)
+    trees = []
     card = dict(extra_card or {})
+    if stack:
+        specs = [TreeSpec(**spec) for spec in stack["tree_specs"]]
+        y = np.array([h.barrier_ev for h in labelled], dtype=float)
+        trees = fit_trees(specs, tree_features_from_graphs(labelled, training_set.graphs), y, seed)
+        card["stack"] = {**stack, "descriptor_set": training_set.settings.descriptor_set, "sklearn_version": _sklearn_version()}
     card.setdefault("calibration", {"sigma_scale": 1.0, "method": "none"})
     if calibration_scale is not None:
         card["calibration"] = {**card["calibration"], "sigma_scale": float(calibration_scale)}
@@ -354,5 +367,11 @@ def train_ensemble(
             "peak_memory_mb": round(peak_memory_mb(dev), 1),
         }
     )
-    return save_ensemble(models, Path(out_dir), card, config, training_set.settings, training_set.backbone_config)
+    return save_ensemble(models, Path(out_dir), card, config, training_set.settings, training_set.backbone_config, trees)
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
 

@@ -1,34 +1,108 @@
-"""The full fine-tuning recipe: grouped CV for out-of-fold metrics and σ calibration, then the
-ensemble on all hops with that calibration in its card."""
+"""The full fine-tuning recipe: grouped CV for out-of-fold metrics, stacking weights and σ
+calibration, then the ensemble (GNN members + descriptor trees) on all hops with those in its card."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
-from alem.ensemble import combine_members
 from alem.hops.hop import Hop
+from alem.metrics import barrier_metrics, fit_sigma_scale
+from alem.stacking import combine_components, combine_members, cross_fitted_weights, fit_stack_weights
 from alem.training.cv import CVResult, cross_validate
 from alem.training.device import pick_device
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path, train_ensemble
+from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, fit_trees, predict_trees, tree_features_from_graphs
+
+OOF_FILENAME = "oof_predictions.npz"
+REFERENCE_FILENAME = "reference_predictions.json"
+#: Hops whose predictions are stored with a model, so a test can prove the model still predicts
+#: what it predicted when it was trained (descriptor or graph code drifting would change them).
+N_REFERENCE_HOPS = 8
+WEIGHTS_METHOD = "non-negative, sum-to-one weights minimising the MAE of grouped out-of-fold predictions"
 
 
-def cv_card_entries(result: CVResult, n_folds: int) -> dict:
-    """What a model card records of a grouped CV: ensemble and single-model out-of-fold metrics
-    and the σ calibration fitted on them."""
-    metrics, scale = result.metrics()
+@dataclass
+class StackCV:
+    """Out-of-fold predictions of every stack component on the GNN's CV folds."""
+
+    names: tuple[str, ...]
+    means_ev: np.ndarray  # n_components x n_hops, GNN first
+    sigmas_ev: np.ndarray
+    specs: tuple[TreeSpec, ...]
+
+    def weights(self, y_ev: np.ndarray) -> np.ndarray:
+        return fit_stack_weights(self.means_ev.T, y_ev)
+
+    def cross_fitted(self, y_ev: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stacked out-of-fold mean and calibrated σ where fold k's weights and σ factor were
+        fitted on the other folds only: the honest CV score of the stack."""
+        per_fold = cross_fitted_weights(self.means_ev.T, y_ev, folds)
+        mean, sigma = np.zeros_like(y_ev), np.zeros_like(y_ev)
+        for fold, w in per_fold.items():
+            this = folds == fold
+            mean[this], sigma[this] = combine_components(self.means_ev[:, this], self.sigmas_ev[:, this], w)
+        calibrated = np.empty_like(sigma)
+        for fold in per_fold:
+            rest, this = folds != fold, folds == fold
+            calibrated[this] = sigma[this] * fit_sigma_scale(y_ev[rest], mean[rest], sigma[rest])
+        return mean, calibrated
+
+
+def stack_cross_validation(
+    hops: Sequence[Hop], training_set: TrainingSet, gnn: CVResult, specs: Sequence[TreeSpec], seed: int = 0
+) -> StackCV:
+    """Tree components' out-of-fold predictions on the GNN's folds, beside the GNN ensemble's."""
+    features = tree_features_from_graphs(hops, training_set.graphs)
+    means = np.zeros((len(specs), len(hops)))
+    sigmas = np.zeros_like(means)
+    for fold in np.unique(gnn.folds):
+        train, test = gnn.folds != fold, gnn.folds == fold
+        m, s = predict_trees(specs, fit_trees(specs, features[train], gnn.y_ev[train], seed), features[test])
+        means[:, test], sigmas[:, test] = m, s
+    gnn_mean, gnn_sigma = gnn.ensemble()
+    return StackCV(("gnn", *(s.name for s in specs)), np.vstack([gnn_mean, means]), np.vstack([gnn_sigma, sigmas]), tuple(specs))
+
+
+def cv_card_entries(result: CVResult, n_folds: int, stack: StackCV | None = None) -> dict:
+    """What a model card records of a grouped CV: out-of-fold metrics of the shipped combination
+    and of each ingredient, the σ calibration and (with trees) the stacking weights."""
+    gnn_metrics, gnn_scale = result.metrics()
     single, _ = result.metrics(member=0)
-    return {
-        "cv_metrics": metrics,
+    entries = {
+        "cv_metrics_gnn_ensemble": gnn_metrics,
         "cv_metrics_single_member": single,
         "cv_folds": n_folds,
         "cv_grouping": "compound (sys_name without its _N suffix)",
-        "calibration": {"sigma_scale": scale, "method": "coverage-matched scale on grouped out-of-fold predictions"},
+    }
+    if stack is None:
+        return {**entries, "cv_metrics": gnn_metrics,
+                "calibration": {"sigma_scale": gnn_scale, "method": "coverage-matched scale on grouped out-of-fold predictions"}}
+    y = result.y_ev
+    mean, sigma = stack.cross_fitted(y, result.folds)
+    weights = stack.weights(y)
+    final_mean, final_sigma = combine_components(stack.means_ev, stack.sigmas_ev, weights)
+    scale = fit_sigma_scale(y, final_mean, final_sigma)
+    components = {}
+    for name, m, s in zip(stack.names[1:], stack.means_ev[1:], stack.sigmas_ev[1:]):
+        s = np.maximum(s, 1e-3)
+        components[name] = barrier_metrics(y, m, s * fit_sigma_scale(y, m, s))
+    return {
+        **entries,
+        "cv_metrics": {**barrier_metrics(y, mean, sigma), "method": "stack weights and σ factor of each fold fitted on the other folds"},
+        "cv_metrics_components": components,
+        "calibration": {"sigma_scale": scale, "method": "coverage-matched scale on grouped out-of-fold stacked predictions"},
+        "stack": {
+            "components": list(stack.names),
+            "weights": [float(w) for w in weights],
+            "weights_method": WEIGHTS_METHOD,
+            "tree_specs": [s.as_dict() for s in stack.specs],
+        },
     }
 
 
@@ -42,31 +116,72 @@ def calibrated_ensemble(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    tree_specs: Sequence[TreeSpec] = DEFAULT_TREE_SPECS,
 ) -> dict:
+    """Grouped CV (GNN ensemble per fold, trees on the same folds), then the final ensemble.
+    Without ``tree_specs`` the ensemble is GNN members only. Returns the model card."""
     labelled = [h for h in hops if h.barrier_ev is not None]
     extra: dict = {}
-    result = None
+    result = stack = None
     if cv_folds >= 2:
         dev = pick_device(device)
         pretrained = None if config.freeze == "scratch" else Pretrained.load(pretrained_path or default_pretrained_path())
         training_set = TrainingSet.prepare(labelled, pretrained, config, dev, progress)
         result = cross_validate(labelled, training_set, config, n_members, cv_folds, seed, dev, progress)
-        extra = cv_card_entries(result, cv_folds)
+        stack = stack_cross_validation(labelled, training_set, result, tree_specs, seed) if tree_specs else None
+        extra = cv_card_entries(result, cv_folds, stack)
         del training_set
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+    elif tree_specs:
+        raise ValueError("stacking weights need a cross-validation: use cv_folds >= 2 or no tree_specs")
     path = train_ensemble(
-        labelled, out_dir, n_members, config, pretrained_path, seed=seed, device=device, progress=progress, extra_card=extra
+        labelled, out_dir, n_members, config, pretrained_path, seed=seed, device=device, progress=progress,
+        extra_card=extra, stack=extra.get("stack"),
     )
     if result is not None:
+        card = json.loads((path / "model_card.json").read_text())
         # kept with the model: the honest parity plot of a model is its out-of-fold one
+        if stack is not None:
+            mean, sigma = stack.cross_fitted(result.y_ev, result.folds)
+        else:
+            mean, sigma = combine_members(result.member_location_ev, result.member_scale_ev, card["calibration"]["sigma_scale"])
         np.savez_compressed(
-            path / "oof_predictions.npz", hop_id=np.array([h.hop_id for h in labelled]), y=result.y_ev,
+            path / OOF_FILENAME, hop_id=np.array([h.hop_id for h in labelled]), y=result.y_ev,
             location=result.member_location_ev, scale=result.member_scale_ev, folds=result.folds,
-            seconds=np.array(result.seconds_per_member),
+            seconds=np.array(result.seconds_per_member), mean=mean, sigma=sigma,
+            component_names=np.array(stack.names if stack else ("gnn",)),
+            component_mean=stack.means_ev if stack else mean[None], component_sigma=stack.sigmas_ev if stack else sigma[None],
         )
         write_cv_parity(path)
+    write_reference_predictions(path, labelled[:N_REFERENCE_HOPS], device)
     return json.loads((path / "model_card.json").read_text())
+
+
+def write_reference_predictions(model_dir: Path, hops: Sequence[Hop], device: str | None = None) -> Path:
+    """``reference_predictions.json``: the freshly trained ensemble's prediction for ``hops``."""
+    from alem.ensemble import Ensemble
+
+    prediction = Ensemble.load(model_dir).predict(hops, device=device)
+    reference = {
+        "hop_ids": [h.hop_id for h in hops],
+        "mean_ev": [float(v) for v in prediction.mean_ev],
+        "std_ev": [float(v) for v in prediction.std_ev],
+    }
+    path = model_dir / REFERENCE_FILENAME
+    path.write_text(json.dumps(reference, indent=2))
+    return path
+
+
+def oof_mean_sigma(model_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reference, out-of-fold mean, calibrated σ) stored with a model; files written before the
+    stack existed hold only the GNN members, combined here with the card's calibration."""
+    card = json.loads((model_dir / "model_card.json").read_text())
+    oof = np.load(model_dir / OOF_FILENAME)
+    if "mean" in oof.files:
+        return oof["y"], oof["mean"], oof["sigma"]
+    mean, sigma = combine_members(oof["location"], oof["scale"], card["calibration"]["sigma_scale"])
+    return oof["y"], mean, sigma
 
 
 def write_cv_parity(model_dir: Path) -> Path:
@@ -74,7 +189,7 @@ def write_cv_parity(model_dir: Path) -> Path:
     from alem.evaluate import parity_plot
 
     card = json.loads((model_dir / "model_card.json").read_text())
-    oof = np.load(model_dir / "oof_predictions.npz")
-    mean, sigma = combine_members(oof["location"], oof["scale"], card["calibration"]["sigma_scale"])
-    title = f"grouped {card.get('cv_folds', '?')}-fold CV, out-of-fold ({card['n_members']}-member ensemble)"
-    return parity_plot(oof["y"], mean, sigma, model_dir / "cv_parity.png", title=title, metrics=card["cv_metrics"])
+    y, mean, sigma = oof_mean_sigma(model_dir)
+    what = f"{card['n_members']}-member GNN ensemble" + (" + descriptor trees (stacked)" if card.get("stack") else "")
+    title = f"grouped {card.get('cv_folds', '?')}-fold CV, out-of-fold ({what})"
+    return parity_plot(y, mean, sigma, model_dir / "cv_parity.png", title=title, metrics=card["cv_metrics"])
