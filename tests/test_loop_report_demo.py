@@ -15,21 +15,6 @@ from alem.store import Store
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def scratch_ensemble(tmp_path_factory):
-    """A real 2-member ensemble trained from scratch for 3 epochs on 20 small shipped hops, with a
-    2-fold grouped CV whose out-of-fold predictions are stored with it."""
-    from alem.hops import load_training_hops
-    from alem.training.finetune import FinetuneConfig
-    from alem.training.workflow import calibrated_ensemble
-
-    hops = [h for h in load_training_hops() if h.n_sites <= 60][:20]
-    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
-    out = tmp_path_factory.mktemp("ens") / "tiny"
-    calibrated_ensemble(hops, out, config, n_members=2, cv_folds=2, progress=False)
-    return out
-
-
 def _images(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
 
