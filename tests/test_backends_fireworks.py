@@ -12,6 +12,7 @@ from mongomock.store import ServerStore
 
 from alem.backends.base import JobState
 from alem.backends.fireworks_backend import FireWorksBackend
+from tests._chgnet_reference import LI2O_FAST_UNRELAXED_EV, TOLERANCE_EV
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_rapidfire_runs_the_neb_and_outcome_comes_from_the_job_store(backend, la
     assert backend.poll([external_id])[external_id] == JobState.COMPLETED
     outcome = backend.outcome(external_id)
     assert outcome.usable, outcome.failure_reason
-    assert 0.05 < outcome.barrier_ev < 1.5
+    assert outcome.barrier_ev == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)
     assert outcome.details["fw_id"] == int(external_id)
 
 
