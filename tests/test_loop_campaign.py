@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -365,6 +366,63 @@ def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_en
     # it had seen was recorded under the backend's id instead of being submitted again
     assert all(jobs[key].state.value == "abandoned" for key in half_done["before_submit"])
     assert all(jobs[key].state.value == "completed" and jobs[key].external_id for key in half_done["after_submit"])
+
+
+def test_loop_stops_after_five_failed_ticks_in_a_row(tmp_path, tiny_ensemble_dir):
+    """The backend breaks for good (its dataset file was damaged while a job ran): every tick
+    fails while reconciling; the loop logs each, carries on, and stops after the fifth."""
+    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=3, acquisition__batch_size=1)
+    assert invoke(config, "propose").exit_code == 0
+    assert invoke(config, "approve", "--all").exit_code == 0
+    assert invoke(config, "loop", "--once", "--no-retrain").exit_code == 0  # submitted; done at once (delay 0)
+    config.resolve(config.backend.replay.dataset).write_text("{damaged")
+
+    result = invoke(config, "loop", "--max-ticks", "20", "--tick-seconds", "0", "--no-retrain")
+    said = " ".join(result.output.split())
+    assert result.exit_code != 0
+    failed_ticks = re.findall(r"tick (\d+) failed: ReplayError", said)
+    assert failed_ticks == ["1", "2", "3", "4", "5"]
+    # the loop ends by raising why (a process shows it as the traceback's last line)
+    assert isinstance(result.exception, RuntimeError)
+    assert str(result.exception).startswith("5 ticks in a row failed; last: replay dataset unusable")
+    log = config.resolve(config.campaign.log_file).read_text()
+    assert log.count("Traceback") >= 5  # each failure logged with its traceback
+    with Store.open(config.store_path) as store:
+        status = store.loop_status()
+        assert status.phase == "stopped" and "5 ticks in a row failed" in status.message
+        assert store.hop_counts()["submitted"] == 1 and store.integrity_check() == []  # the job is still there
+
+
+def test_a_second_signal_stops_at_once(tmp_path, tiny_ensemble_dir):
+    """First SIGTERM: the loop finishes its step, so a step that never ends keeps it alive; the
+    second SIGTERM ends it at once. Nothing is lost: the next start settles the half-done job."""
+    config, barriers = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=2, approval__auto_approve=True,
+                                            acquisition__batch_size=2)
+    marker = tmp_path / "pause.json"
+    process = _alem_loop_paused_at(config, "before_submit", marker, "--tick-seconds", "0", "--no-retrain")
+    try:
+        facts = _wait_for_marker(marker, process)  # stuck inside submit, forever
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=3)  # the first signal waits for the step
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGTERM, output
+    assert "SIGTERM received: finishing the current step" in output
+    with Store.open(config.store_path) as store:
+        (job,) = [j for j in store.jobs() if j.job_key == facts["job_key"]]
+        assert job.state.value == "created"
+    from alem.loop.runner import STARTUP_STALE_AFTER_S
+
+    time.sleep(STARTUP_STALE_AFTER_S + 0.5)
+    final = invoke(config, "loop", "--until-idle", "--max-ticks", "50", "--tick-seconds", "0", "--no-retrain")
+    assert final.exit_code == 0, final.output
+    with Store.open(config.store_path) as store:
+        assert {r.hop_id: r.barrier_ev for r in store.results(usable=True)} == pytest.approx(barriers)
+        assert store.integrity_check() == []
 
 
 def test_heartbeat_thread_keeps_a_long_step_alive(tmp_path, tiny_ensemble_dir):
