@@ -48,8 +48,9 @@ def test_predict_bad_file_is_one_clear_error(tiny_ensemble, tmp_path):
     assert result.exit_code == 2
     assert "bad.json: hop wrong-ion: working ion Mg is not in the structure" in result.output.replace("\n", "")
     result = runner.invoke(app, ["predict", str(tmp_path / "bad.json"), "--model", str(tmp_path)])
-    assert result.exit_code == 2
-    # the hop file is not read at all when it is bad; a good hop file with no model names the model dir
+    assert result.exit_code == 2  # the hop file is read first: its problem is the one named
+    assert "bad.json: hop wrong-ion: working ion Mg is not in the structure" in result.output.replace("\n", "")
+    # a good hop file with no model there names the model directory and what is missing
     good = write_dataset([rocksalt_hop("good")], tmp_path / "good.json")
     result = runner.invoke(app, ["predict", str(good), "--model", str(tmp_path)])
     assert result.exit_code == 2
