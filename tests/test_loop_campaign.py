@@ -311,7 +311,7 @@ def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_en
     rng = random.Random(4)
     schedule = ["before_submit", "after_submit", None, "in_outcome"] * 3  # None: a random moment
     landed: Counter = Counter()
-    half_done: dict[str, list[str]] = {"before_submit": [], "after_submit": []}  # job keys
+    half_done: dict[str, list[dict]] = {"before_submit": [], "after_submit": []}  # the markers' facts
     seen_results: dict[int, float] = {}
     for round_number, window in enumerate(schedule):
         marker = tmp_path / f"pause-{round_number}.json"
@@ -333,7 +333,7 @@ def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_en
             _where_the_kill_landed(config, window, facts)
             landed[window] += 1
             if window in half_done:
-                half_done[window].append(facts["job_key"])
+                half_done[window].append(facts)
                 # the next start settles "created" rows older than this: make it this one's turn
                 time.sleep(STARTUP_STALE_AFTER_S + 0.5)
 
@@ -364,8 +364,9 @@ def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_en
     assert set(replay_submissions(config).values()) == {1}
     # a job the backend never saw was abandoned (its hop submitted afresh under a new key); one
     # it had seen was recorded under the backend's id instead of being submitted again
-    assert all(jobs[key].state.value == "abandoned" for key in half_done["before_submit"])
-    assert all(jobs[key].state.value == "completed" and jobs[key].external_id for key in half_done["after_submit"])
+    assert all(jobs[f["job_key"]].state.value == "abandoned" for f in half_done["before_submit"])
+    assert all(jobs[f["job_key"]].state.value == "completed" and jobs[f["job_key"]].external_id == f["external_id"]
+               for f in half_done["after_submit"])
 
 
 def test_loop_stops_after_five_failed_ticks_in_a_row(tmp_path, tiny_ensemble_dir):
