@@ -130,3 +130,19 @@ def tiny_ensemble(tiny_pretrained, tmp_path_factory):
     config = FinetuneConfig(freeze="frozen", epochs=20, l1_warmup_epochs=5)
     return train_ensemble(hops, tmp_path_factory.mktemp("ens") / "ensemble", n_members=2, config=config,
                           pretrained_path=tiny_pretrained[0], calibration_scale=1.0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def scratch_ensemble(tmp_path_factory):
+    """A real 2-member ensemble trained from scratch for 3 epochs on 20 small shipped hops, with a
+    2-fold grouped CV: its card holds real CV metrics and a fitted σ scale, and the out-of-fold
+    predictions are stored with it (oof_predictions.npz)."""
+    from alem.hops import load_training_hops
+    from alem.training.finetune import FinetuneConfig
+    from alem.training.workflow import calibrated_ensemble
+
+    hops = [h for h in load_training_hops() if h.n_sites <= 60][:20]
+    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
+    out = tmp_path_factory.mktemp("ens") / "tiny"
+    calibrated_ensemble(hops, out, config, n_members=2, cv_folds=2, progress=False)
+    return out

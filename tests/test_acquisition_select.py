@@ -56,6 +56,25 @@ def test_batches_never_repeat_and_respect_avoid_and_pending():
     assert ids[0] == "h2"  # the most uncertain hop still allowed
 
 
+@pytest.mark.parametrize("strategy", ["explore", "discover", "balanced"])
+def test_pending_hops_condition_the_batch_avoided_ones_do_not(strategy):
+    """h1 is h0's twin (same member predictions: whatever h0's NEB shows, h1's would too); h2 is
+    independent and, alone, a little worse. Merely avoided, h0 leaves h1 the best pick; pending,
+    h0 makes its twin worthless to the batch, so h2 is picked."""
+    rng = np.random.default_rng(0)
+    twin = rng.normal(0.5, 0.3, 8)
+    other = rng.normal(0.5, 0.3, 8)
+    other = (other - other.mean()) / other.std(ddof=1) * twin.std(ddof=1) + twin.mean() + 0.05
+    table = PredictionTable.from_members(["h0", "h1", "h2"], np.stack([twin, twin, other], axis=1))
+    (avoided,) = select_batch(table, SelectionRequest(strategy, 1, avoid=["h0"]))
+    (conditioned,) = select_batch(table, SelectionRequest(strategy, 1, pending=["h0"]))
+    assert avoided.hop_id == "h1" and conditioned.hop_id == "h2"
+    # the score of a pick made with h0 pending is the value of the joint batch {h0, pick}
+    (joint_first, joint_second) = select_batch(table, SelectionRequest(strategy, 2, avoid=["h1"]))
+    assert {joint_first.hop_id, joint_second.hop_id} == {"h0", "h2"}
+    assert conditioned.score == pytest.approx(joint_second.score, rel=1e-6)
+
+
 def test_pool_smaller_than_batch_returns_what_is_left():
     table = _table([0.5, 1.0, 1.5], [0.1, 0.2, 0.3])
     picks = select_batch(table, SelectionRequest("discover", 5, avoid=["h0"]))

@@ -12,6 +12,7 @@ from mongomock.store import ServerStore
 
 from alem.backends.base import JobState
 from alem.backends.fireworks_backend import FireWorksBackend
+from tests._chgnet_reference import LI2O_FAST_UNRELAXED_EV, TOLERANCE_EV
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_rapidfire_runs_the_neb_and_outcome_comes_from_the_job_store(backend, la
     assert backend.poll([external_id])[external_id] == JobState.COMPLETED
     outcome = backend.outcome(external_id)
     assert outcome.usable, outcome.failure_reason
-    assert 0.05 < outcome.barrier_ev < 1.5
+    assert outcome.barrier_ev == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)
     assert outcome.details["fw_id"] == int(external_id)
 
 
@@ -103,3 +104,44 @@ def test_fizzled_workflow_is_failed_with_the_error(backend, launchpad, li2o_hop,
     outcome = backend.outcome(external_id)
     assert not outcome.usable
     assert "FIZZLED" in outcome.failure_reason and "potential weights missing" in outcome.failure_reason
+
+
+def test_lost_run_is_reconciled_and_retried_up_to_max_attempts(backend, launchpad, li2o_hop, tmp_path):
+    """A worker checks the Firework out and goes silent: the run is lost; reconcile records it,
+    submits the hop again under a new key (a second workflow), and gives up after max_attempts."""
+    from fireworks import FWorker
+
+    from alem.campaign import reconcile, submit_approved
+    from alem.config import CampaignConfig
+    from alem.store import HopState, JobStatus, ProposalInput, Store
+
+    config = CampaignConfig()
+    config.backend.max_attempts = 2
+    with Store.open(tmp_path / "store.sqlite") as store:
+        store.add_hops([li2o_hop])
+        store.add_proposals(Store.new_batch_id(), "explore", [ProposalInput(li2o_hop.hop_id, 1.0, 0.3, 0.1)])
+        store.approve([li2o_hop.hop_id], who="alice")
+        (first,) = [fw for _, fw in submit_approved(store, backend, config).submitted]
+
+        launchpad.checkout_fw(FWorker(name="cluster-a"), launch_dir=str(tmp_path))  # running, then silence
+        report = reconcile(store, backend, config)
+        assert report.failed == 0 and store.hop(li2o_hop.hop_id).state is HopState.SUBMITTED  # heartbeat fresh
+        backend.lost_run_expiration_s = 0  # the heartbeat is now older than the limit
+
+        report = reconcile(store, backend, config)
+        assert report.failed == 1 and report.retried == 1
+        jobs = sorted(store.jobs(), key=lambda j: j.attempt)
+        assert [(j.state, j.attempt) for j in jobs] == [(JobStatus.LOST, 1), (JobStatus.SUBMITTED, 2)]
+        second = jobs[1].external_id
+        assert second != first and launchpad.workflows.count_documents({}) == 2
+        assert backend.find_by_key(jobs[1].job_key) == second and jobs[1].job_key != jobs[0].job_key
+        assert any("lost" in line and "will be retried" in line for line in report.repairs)
+
+        launchpad.checkout_fw(FWorker(name="cluster-a"), launch_dir=str(tmp_path))  # lost again
+        report = reconcile(store, backend, config)
+        assert report.failed == 1 and report.retried == 0
+        assert store.hop(li2o_hop.hop_id).state is HopState.FAILED
+        assert [j.state for j in store.jobs()] == [JobStatus.LOST, JobStatus.LOST]
+        assert launchpad.workflows.count_documents({}) == 2  # no third submission
+        assert any("failed after 2 attempts" in line for line in report.repairs)
+        assert store.integrity_check() == []

@@ -10,6 +10,7 @@ import pytest
 from alem.backends import make_backend
 from alem.backends.base import JobState
 from alem.backends.local import LocalBackend, run_worker
+from tests._chgnet_reference import LI2O_FAST_RELAXED_EV, TOLERANCE_EV
 
 TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.LOST}
 
@@ -40,7 +41,7 @@ def test_real_chgnet_neb_through_the_local_backend(tmp_path, li2o_hop, fast_mlip
 
     outcome = restarted.outcome(external_id)
     assert outcome.usable, outcome.failure_reason
-    assert 0.05 < outcome.barrier_ev < 1.5  # CHGNet gives ~0.27 eV for this vacancy hop
+    assert outcome.barrier_ev == pytest.approx(LI2O_FAST_RELAXED_EV, abs=TOLERANCE_EV)
     assert len(outcome.image_energies_ev) == 5
     assert outcome.method == "mlip:CHGNet CI-NEB"
     run_dir = tmp_path / "jobstore" / "runs" / external_id
@@ -51,20 +52,26 @@ def test_real_chgnet_neb_through_the_local_backend(tmp_path, li2o_hop, fast_mlip
 
 @pytest.mark.slow
 def test_worker_killed_mid_job_is_lost(tmp_path, li2o_hop, fast_mlip_preset):
-    fast_mlip_preset.neb.max_steps = 5000  # long enough to be killed while running
+    # forces that can never be reached and no step limit worth the name: the endpoint relaxation
+    # (the flow's first job) runs until the worker is killed, however fast the machine
+    fast_mlip_preset.neb.endpoint_fmax_ev_a = fast_mlip_preset.neb.fmax_ev_a = 1e-9
+    fast_mlip_preset.neb.endpoint_max_steps = fast_mlip_preset.neb.max_steps = 10**7
     backend = LocalBackend(tmp_path / "jobstore", fast_mlip_preset)
     external_id = backend.submit(li2o_hop, "job-kill")
     run_dir = tmp_path / "jobstore" / "runs" / external_id
-    assert wait_for(backend, external_id, {JobState.RUNNING}, timeout_s=300) == JobState.RUNNING
-    deadline = time.time() + 120
-    while not list((run_dir / "work").glob("job_*")) and time.time() < deadline:
-        time.sleep(0.2)  # wait until jobflow is executing the first job of the flow
-    assert list((run_dir / "work").glob("job_*")), "the worker never started a job"
-    time.sleep(1.0)
-    assert backend.poll([external_id])[external_id] == JobState.RUNNING
-    pid = json.loads((run_dir / "worker.json").read_text())["pid"]
-    os.kill(pid, signal.SIGKILL)
-    assert wait_for(backend, external_id, TERMINAL, timeout_s=120) == JobState.LOST
+    try:
+        assert wait_for(backend, external_id, {JobState.RUNNING}, timeout_s=300) == JobState.RUNNING
+        deadline = time.time() + 120
+        while not list((run_dir / "work").glob("job_*")) and time.time() < deadline:
+            time.sleep(0.2)  # wait until jobflow is executing the first job of the flow
+        assert list((run_dir / "work").glob("job_*")), "the worker never started a job"
+        assert backend.poll([external_id])[external_id] == JobState.RUNNING
+        pid = json.loads((run_dir / "worker.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(backend, external_id, TERMINAL, timeout_s=120) == JobState.LOST
+    finally:
+        if backend.poll([external_id])[external_id] == JobState.RUNNING:
+            backend.cancel(external_id)  # a failed assertion must not leave the worker running
     assert LocalBackend(tmp_path / "jobstore", fast_mlip_preset).poll([external_id])[external_id] == JobState.LOST
     outcome = backend.outcome(external_id)
     assert not outcome.usable and "has not finished (state lost)" in outcome.failure_reason

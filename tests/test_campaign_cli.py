@@ -27,17 +27,20 @@ def _flat(text):
 
 
 @pytest.fixture
-def campaign(tmp_path, tiny_hop):
-    """A replay campaign with hops a (done), b (in flight: replay delay), c (candidate)."""
+def campaign(tmp_path, tiny_hop, scratch_ensemble):
+    """A replay campaign with hops a (done), b (in flight: replay delay), c (candidate); its model
+    is a real ensemble with a real cross-validation in its card (registered as the loop does)."""
     directory = tmp_path / "camp"
     dataset = write_dataset([tiny_hop("a", 0.4, 0.31), tiny_hop("b", 0.5, 0.62)], tmp_path / "labelled.json")
     _run("init", directory, "--backend", "replay", "--ion", "Li", "--name", "demo", "--replay-dataset", dataset)
     config = CampaignConfig.load(directory)
+    config.model.path = str(scratch_ensemble)
     from alem.backends.replay import ReplayBackend
+    from alem.loop.models import ensure_model_version
 
     with Store.open(config.store_path) as store:
         store.add_hops([tiny_hop("a", 0.4), tiny_hop("b", 0.5), tiny_hop("c", 0.6)])
-        model = store.add_model_version("models/ensemble", {"cv": {"mae_ev": 0.143}}, "sha256:abc", 559)
+        model = ensure_model_version(store, config)
         store.record_predictions(model, ["a", "b", "c"], [0.3, 0.6, 0.9], [0.1, 0.2, 0.3], [0.9, 0.5, 0.1])
         store.approve(["a"], who="alice", reason="cheap")
         submit_approved(store, ReplayBackend.from_config(config), config)
@@ -64,6 +67,11 @@ def test_init_writes_a_documented_config_and_an_empty_store(tmp_path):
     assert bad.exit_code == 1 and "alem init: [backend] kind: Input should be" in _flat(bad.output) and not (tmp_path / "x" / "alem.toml").exists()
 
 
+def _card(campaign) -> dict:
+    config = CampaignConfig.load(campaign)
+    return json.loads((config.resolve(config.model.path) / "model_card.json").read_text())
+
+
 def test_reconcile_then_status_in_json(campaign):
     result = _run("reconcile", "--campaign", campaign, "--json")
     report = json.loads(result.output)
@@ -75,7 +83,11 @@ def test_reconcile_then_status_in_json(campaign):
         "candidate": 1, "proposed": 0, "approved": 0, "rejected": 0, "submitted": 1, "done": 1, "failed": 0,
     }
     assert [j["hop_id"] for j in status["running_jobs"]] == ["b"]
-    assert status["model"]["cv_mae_ev"] == pytest.approx(0.143) and status["model"]["n_training_hops"] == 559
+    # the ensemble's CV MAE (not its single-member one), as written by the training run
+    card = _card(campaign)
+    assert card["cv_metrics"]["mae_ev"] != pytest.approx(card["cv_metrics_single_member"]["mae_ev"])
+    assert status["model"]["cv_mae_ev"] == pytest.approx(card["cv_metrics"]["mae_ev"])
+    assert status["model"]["n_training_hops"] == card["n_training_hops"] == 20
     assert status["results"] == {"usable": 1, "failed": 0, "new_since_current_model": 1}
     assert status["loop"]["phase"] == "waiting" and status["loop"]["alive"] is True  # this process, fresh heartbeat
     assert status["problems"] == []
@@ -85,7 +97,7 @@ def test_status_tables_are_readable(campaign, monkeypatch):
     monkeypatch.chdir(campaign / "state")  # found by walking up to alem.toml
     out = _flat(_run("status").output)
     assert "demo Li migration, backend replay" in out
-    assert "CV MAE 0.143 eV" in out and "Jobs in flight" in out
+    assert f"CV MAE {_card(campaign)['cv_metrics']['mae_ev']:.3f} eV" in out and "Jobs in flight" in out
 
 
 def test_show_lists_everything_about_a_hop(campaign):

@@ -72,3 +72,29 @@ def test_cli_adds_candidates_and_refuses_bad_hosts_without_writing(tmp_path, cam
 
     far = runner.invoke(app, ["candidates", "add", str(good), "--max-hop-length", "1.5", "--campaign", str(campaign.campaign_dir)])
     assert far.exit_code == 1 and "no Li hop shorter than 1.50 Å" in far.output
+
+
+def test_a_host_of_the_shipped_dataset_gives_no_new_candidate(tmp_path, campaign):
+    """The real shipped dataset, not a hand-made one: the host of dataset hop em-0088 (Ca in
+    CaFe4(SO4)6), rebuilt by filling the vacancy and reduced to its primitive cell, enumerates to
+    the very hop the model was trained on, which `candidates add` then drops."""
+    from alem.hops import load_training_hops
+
+    (published,) = [h for h in load_training_hops() if h.hop_id == "em-0088"]
+    host = published.initial.copy()
+    host.append(published.working_ion, published.final[0].frac_coords)
+    host_file = tmp_path / "CaFe4S6O24.json"
+    host_file.write_text(host.get_primitive_structure().to_json())
+    args = ["--ion", "Ca", "--max-hop-length", "3.5", "--campaign", str(campaign.campaign_dir)]
+
+    result = runner.invoke(app, ["candidates", "add", str(host_file), *args])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "0 candidate hops stored (1 already in the dataset or store)" in said
+    with Store.open(campaign.store_path) as store:
+        assert store.hops() == []
+        # without the dataset the same host does give that hop: the dataset is what dropped it
+        report = add_candidates(store, [host_file], "Ca", EnumerationSettings(max_hop_length_a=3.5), dataset_hops=[])
+        (record,) = store.hops()
+    assert report.added == [record.hop_id]
+    assert record.hop_length_a == pytest.approx(published.hop_length_a, abs=1e-3)

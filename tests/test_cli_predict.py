@@ -3,11 +3,14 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from alem.cli import app
-from alem.hops import hop_to_dataset_entry, load_training_hops, write_dataset
+from alem.ensemble import Ensemble
+from alem.hops import hop_to_dataset_entry, load_training_hops, read_hops, write_dataset
+from alem.metrics import barrier_metrics
 from tests.conftest import rocksalt_hop
 
 runner = CliRunner()
@@ -45,7 +48,13 @@ def test_predict_bad_file_is_one_clear_error(tiny_ensemble, tmp_path):
     assert result.exit_code == 2
     assert "bad.json: hop wrong-ion: working ion Mg is not in the structure" in result.output.replace("\n", "")
     result = runner.invoke(app, ["predict", str(tmp_path / "bad.json"), "--model", str(tmp_path)])
+    assert result.exit_code == 2  # the hop file is read first: its problem is the one named
+    assert "bad.json: hop wrong-ion: working ion Mg is not in the structure" in result.output.replace("\n", "")
+    # a good hop file with no model there names the model directory and what is missing
+    good = write_dataset([rocksalt_hop("good")], tmp_path / "good.json")
+    result = runner.invoke(app, ["predict", str(good), "--model", str(tmp_path)])
     assert result.exit_code == 2
+    assert f"{tmp_path}: no model_card.json here (not an alem ensemble)" in result.output.replace("\n", "")
 
 
 def test_evaluate_writes_metrics_parity_and_predictions(tiny_ensemble, hop_file, tmp_path):
@@ -53,10 +62,36 @@ def test_evaluate_writes_metrics_parity_and_predictions(tiny_ensemble, hop_file,
     result = runner.invoke(app, ["evaluate", str(hop_file), "--out", str(out), "--model", str(tiny_ensemble)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
+    # the numbers are the ensemble's predictions of these hops scored against their labels
+    hops = read_hops([hop_file])
+    prediction = Ensemble.load(tiny_ensemble).predict(hops)
+    expected = barrier_metrics([h.barrier_ev for h in hops], prediction.mean_ev, prediction.std_ev)
     for key in ("n", "mae_ev", "rmse_ev", "r2", "accuracy_065", "precision_065", "recall_065",
                 "spearman_sigma_abs_err", "coverage_68", "coverage_90", "coverage_95", "nll"):
-        assert key in metrics
-    assert metrics["n"] == 6 and metrics["mae_ev"] > 0
+        assert metrics[key] == pytest.approx(expected[key], nan_ok=True), key
+    assert metrics["n"] == 6 and metrics["n_unlabelled_skipped"] == 0
     assert (out / "parity.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader((out / "predictions.csv").open()))
-    assert len(rows) == 6 and float(rows[0]["sigma_ev"]) > 0
+    assert [r["hop_id"] for r in rows] == [h.hop_id for h in hops]
+    assert [float(r["sigma_ev"]) for r in rows] == pytest.approx(prediction.std_ev, abs=1e-4)
+    assert [float(r["abs_error_ev"]) for r in rows] == pytest.approx(
+        np.abs(prediction.mean_ev - [h.barrier_ev for h in hops]), abs=1e-4)
+
+
+def test_evaluate_scores_suspicious_hops_with_a_warning(tiny_ensemble, hop_file, tmp_path):
+    """A hop whose host relaxes too much between endpoints is still scored, and said so: `n`
+    counts every hop in the file."""
+    suspicious = rocksalt_hop("relaxed-host", barrier_ev=0.8)
+    moved = suspicious.final.frac_coords[5] + [0.8 / 8.4, 0.0, 0.0]  # 0.8 Å along a (8.4 Å cell)
+    suspicious.final.replace(5, suspicious.final[5].specie, moved)
+    entries = json.loads(hop_file.read_text()) + [hop_to_dataset_entry(suspicious)]
+    (tmp_path / "seven.json").write_text(json.dumps(entries))
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "seven.json"), "--out", str(tmp_path / "eval"),
+                                 "--model", str(tiny_ensemble)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "warning: " in said and "hop relaxed-host: host site 5 moves 0.80 Å between endpoints" in said
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 7
+    rows = list(csv.DictReader((tmp_path / "eval" / "predictions.csv").open()))
+    assert rows[-1]["hop_id"] == "relaxed-host" and float(rows[-1]["reference_ev"]) == pytest.approx(0.8)

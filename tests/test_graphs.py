@@ -1,6 +1,7 @@
 """Hop graphs: invariances, periodic images, path awareness."""
 
 import numpy as np
+import pytest
 import torch
 
 from alem.graphs import GraphSettings, crystal_graph, hop_graph
@@ -19,14 +20,44 @@ def _edge_set(graph):
     return host, path
 
 
-def test_neighbors_keep_ties_and_are_vectorised():
-    hop = rocksalt_hop()
-    cart = hop.host.cart_coords
-    centers, _, dist = periodic_neighbors(cart, cart, hop.host.lattice.matrix, 5.0, 7, exclude_self=True)
-    counts = np.bincount(centers)
-    # rocksalt shells: 12 second neighbours are all kept when k=7 cuts inside the shell
-    assert counts.min() >= 7 and np.all(np.isin(np.round(dist, 3), np.round(dist, 3)))
+def _simple_cubic(a: float = 3.0):
+    """Four sites of a simple cubic crystal (2x2x1 cell): 6 neighbours at a, 12 at a√2, 8 at a√3."""
+    from pymatgen.core import Lattice, Structure
 
+    return Structure(Lattice.orthorhombic(2 * a, 2 * a, a), ["Li"] * 4,
+                     [[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0.5, 0.5, 0]])
+
+
+def _neighbor_counts(structure, k: int, cutoff_a: float = 5.0):
+    cart = structure.cart_coords
+    centers, _, dist = periodic_neighbors(cart, cart, structure.lattice.matrix, cutoff_a, k, exclude_self=True)
+    return np.bincount(centers, minlength=len(structure)), dist
+
+
+def test_neighbors_keep_every_tie_at_the_kth_neighbour():
+    crystal = _simple_cubic()
+    # k falls inside the first shell (6 at 3 Å): the whole shell is kept, nothing beyond it
+    for k in (1, 3, 6):
+        counts, dist = _neighbor_counts(crystal, k)
+        assert counts.tolist() == [6] * 4 and np.allclose(dist, 3.0)
+    # k = 7 cuts into the 12-strong second shell (4.243 Å): all 18 are kept
+    counts, dist = _neighbor_counts(crystal, 7)
+    assert counts.tolist() == [18] * 4
+    assert sorted(np.round(dist[:18], 3)) == [3.0] * 6 + [4.243] * 12
+
+
+def test_near_ties_within_the_tolerance_are_kept_and_others_cut():
+    from alem.graphs.neighbors import TIE_TOLERANCE_A
+
+    # site 1 moved along x: seen from site 0, one first-shell neighbour is a bit closer
+    nudged = _simple_cubic()
+    nudged.translate_sites([1], [-0.3 * TIE_TOLERANCE_A, 0, 0], frac_coords=False)
+    counts, _ = _neighbor_counts(nudged, 1)
+    assert counts[0] == 6  # 2.9997 Å, then four at 3 Å and one at 3.0003 Å: all within the tolerance
+    moved = _simple_cubic()
+    moved.translate_sites([1], [-0.05, 0, 0], frac_coords=False)
+    counts, dist = _neighbor_counts(moved, 1)
+    assert counts[0] == 1 and dist[0] == pytest.approx(2.95)
 
 def test_translation_invariance():
     hop = rocksalt_hop()

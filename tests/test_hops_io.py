@@ -89,7 +89,7 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(HopError, match=r"broken.json: not valid JSON"):
         read_hops([tmp_path / "broken.json"])
     (tmp_path / "x.cif").write_text("garbage")
-    with pytest.raises(HopError, match=r"x.cif"):
+    with pytest.raises(HopError, match=r"x.cif: not a readable structure file \(ValueError: Invalid CIF file"):
         read_hops([tmp_path / "x.cif", tmp_path / "x.cif"])
     with pytest.raises(HopError, match="file not found"):
         read_hops([tmp_path / "missing.json"])

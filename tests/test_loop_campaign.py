@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -254,30 +255,87 @@ def test_second_loop_is_refused_and_sigterm_stops_cleanly(tmp_path, tiny_ensembl
 
 
 # ------------------------------------------------------------------------ reliability
-def test_loop_survives_sigkill_at_random_moments(tmp_path, tiny_ensemble_dir):
-    """SIGKILL a real `alem loop` 20 times at random moments; after each restart nothing is lost,
-    nothing submitted twice, the store is consistent; finally every hop is done exactly once."""
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _alem_loop_paused_at(config, window: str | None, marker: Path, *args) -> subprocess.Popen:
+    """`alem loop` whose replay backend stops forever in ``window`` (tests/_pause_points.py)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALEM_TEST_PAUSE_AT": window or "", "ALEM_TEST_PAUSE_MARKER": str(marker)}
+    code = f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); import tests._pause_points as p; p.main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "loop", "--campaign", str(config.campaign_dir), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def _wait_for_marker(marker: Path, process: subprocess.Popen, timeout_s: float = 240.0) -> dict:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and process.poll() is None:
+        if marker.is_file():
+            return json.loads(marker.read_text())
+        time.sleep(0.05)
+    raise AssertionError(f"the loop never reached its pause point (exit code {process.poll()})")
+
+
+def _where_the_kill_landed(config, window: str, facts: dict) -> None:
+    """Check, from the store and the backend, that the loop died inside ``window``."""
+    from alem.backends.replay import ReplayBackend
+
+    backend = ReplayBackend.from_config(config)
+    with Store.open(config.store_path) as store:
+        if window == "in_outcome":
+            (job,) = [j for j in store.jobs() if j.external_id == facts["external_id"]]
+            assert job.state.value in ("submitted", "queued", "running")
+            assert not [r for r in store.results() if r.job_id == job.id]
+            assert backend.poll([job.external_id])[job.external_id].value == "completed"
+            return
+        (job,) = [j for j in store.jobs() if j.job_key == facts["job_key"]]
+        assert job.state.value == "created" and job.external_id is None
+    known = backend.find_by_key(facts["job_key"])
+    assert known == (facts["external_id"] if window == "after_submit" else None)
+
+
+def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_ensemble_dir):
+    """SIGKILL a real `alem loop` 12 times: 9 kills land, by construction, in the three windows
+    where a crash can lose or duplicate work (job row committed but not submitted; submitted but
+    external id not recorded; outcome fetched but result not recorded), 3 at random moments. After
+    each restart nothing is lost, nothing submitted twice, the store is consistent; finally every
+    hop is done exactly once, and each half-done submission was settled the right way."""
+    from alem.loop.runner import STARTUP_STALE_AFTER_S
+
     config, barriers = make_replay_campaign(
         tmp_path, tiny_ensemble_dir, n_hops=24,
-        approval__auto_approve=True, approval__max_running_jobs=4, approval__max_jobs_per_day=1000,
-        acquisition__batch_size=3, backend__replay__delay_s=0.3,
+        approval__auto_approve=True, approval__max_running_jobs=3, approval__max_jobs_per_day=1000,
+        acquisition__batch_size=3, backend__replay__delay_s=1.5,
     )
     rng = random.Random(4)
+    schedule = ["before_submit", "after_submit", None, "in_outcome"] * 3  # None: a random moment
+    landed: Counter = Counter()
+    half_done: dict[str, list[dict]] = {"before_submit": [], "after_submit": []}  # the markers' facts
     seen_results: dict[int, float] = {}
-    kills_while_working = 0
-    for round_number in range(20):
-        process = _alem_loop(config, "--tick-seconds", "0.1", "--no-retrain")
-        if round_number % 5 == 4:
-            time.sleep(rng.uniform(0.2, 3.0))  # now and then during start-up
-        else:
-            _wait_for_heartbeat(config, process.pid)
-            time.sleep(rng.uniform(0.0, 2.0))
-        with Store.open(config.store_path) as store:
-            status = store.loop_status()
-        kills_while_working += int(status is not None and status.pid == process.pid)
-        process.kill()
-        process.communicate(timeout=120)
-        assert process.returncode == -signal.SIGKILL
+    for round_number, window in enumerate(schedule):
+        marker = tmp_path / f"pause-{round_number}.json"
+        process = _alem_loop_paused_at(config, window, marker, "--tick-seconds", "0.1", "--no-retrain")
+        try:
+            if window is None:
+                if round_number == 6:
+                    time.sleep(rng.uniform(0.2, 3.0))  # now and then during start-up
+                else:
+                    _wait_for_heartbeat(config, process.pid)
+                    time.sleep(rng.uniform(0.0, 2.0))
+            else:
+                facts = _wait_for_marker(marker, process)
+        finally:
+            process.kill()
+            output, _ = process.communicate(timeout=120)
+        assert process.returncode == -signal.SIGKILL, output
+        if window is not None:
+            _where_the_kill_landed(config, window, facts)
+            landed[window] += 1
+            if window in half_done:
+                half_done[window].append(facts)
+                # the next start settles "created" rows older than this: make it this one's turn
+                time.sleep(STARTUP_STALE_AFTER_S + 0.5)
 
         with Store.open(config.store_path) as store:
             assert store.integrity_check() == []
@@ -291,9 +349,9 @@ def test_loop_survives_sigkill_at_random_moments(tmp_path, tiny_ensemble_dir):
         # every submission the backend holds is known to the store (possibly as a job the killed
         # loop created but had not yet marked submitted: the next start settles it by its key)
         assert replay_job_keys(config) <= store_keys
-    assert kills_while_working >= 16
+    assert landed == {"before_submit": 3, "after_submit": 3, "in_outcome": 3}
 
-    final = _alem_loop(config, "--tick-seconds", "0.1", "--no-retrain", "--until-idle", "--max-ticks", "200")
+    final = _alem_loop(config, "--tick-seconds", "0.1", "--no-retrain", "--until-idle", "--max-ticks", "400")
     output, _ = final.communicate(timeout=480)
     assert final.returncode == 0, output
     with Store.open(config.store_path) as store:
@@ -301,8 +359,71 @@ def test_loop_survives_sigkill_at_random_moments(tmp_path, tiny_ensemble_dir):
         assert store.hop_counts()["done"] == len(barriers)
         results = {r.hop_id: r.barrier_ev for r in store.results(usable=True)}
         assert len(store.results()) == len(barriers)
+        jobs = {j.job_key: j for j in store.jobs()}
     assert results == pytest.approx(barriers)
     assert set(replay_submissions(config).values()) == {1}
+    # a job the backend never saw was abandoned (its hop submitted afresh under a new key); one
+    # it had seen was recorded under the backend's id instead of being submitted again
+    assert all(jobs[f["job_key"]].state.value == "abandoned" for f in half_done["before_submit"])
+    assert all(jobs[f["job_key"]].state.value == "completed" and jobs[f["job_key"]].external_id == f["external_id"]
+               for f in half_done["after_submit"])
+
+
+def test_loop_stops_after_five_failed_ticks_in_a_row(tmp_path, tiny_ensemble_dir):
+    """The backend breaks for good (its dataset file was damaged while a job ran): every tick
+    fails while reconciling; the loop logs each, carries on, and stops after the fifth."""
+    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=3, acquisition__batch_size=1)
+    assert invoke(config, "propose").exit_code == 0
+    assert invoke(config, "approve", "--all").exit_code == 0
+    assert invoke(config, "loop", "--once", "--no-retrain").exit_code == 0  # submitted; done at once (delay 0)
+    config.resolve(config.backend.replay.dataset).write_text("{damaged")
+
+    result = invoke(config, "loop", "--max-ticks", "20", "--tick-seconds", "0", "--no-retrain")
+    said = " ".join(result.output.split())
+    assert result.exit_code != 0
+    failed_ticks = re.findall(r"tick (\d+) failed: ReplayError", said)
+    assert failed_ticks == ["1", "2", "3", "4", "5"]
+    # the loop ends by raising why (a process shows it as the traceback's last line)
+    assert isinstance(result.exception, RuntimeError)
+    assert str(result.exception).startswith("5 ticks in a row failed; last: replay dataset unusable")
+    log = config.resolve(config.campaign.log_file).read_text()
+    assert log.count("Traceback") >= 5  # each failure logged with its traceback
+    with Store.open(config.store_path) as store:
+        status = store.loop_status()
+        assert status.phase == "stopped" and "5 ticks in a row failed" in status.message
+        assert store.hop_counts()["submitted"] == 1 and store.integrity_check() == []  # the job is still there
+
+
+def test_a_second_signal_stops_at_once(tmp_path, tiny_ensemble_dir):
+    """First SIGTERM: the loop finishes its step, so a step that never ends keeps it alive; the
+    second SIGTERM ends it at once. Nothing is lost: the next start settles the half-done job."""
+    config, barriers = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=2, approval__auto_approve=True,
+                                            acquisition__batch_size=2)
+    marker = tmp_path / "pause.json"
+    process = _alem_loop_paused_at(config, "before_submit", marker, "--tick-seconds", "0", "--no-retrain")
+    try:
+        facts = _wait_for_marker(marker, process)  # stuck inside submit, forever
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=3)  # the first signal waits for the step
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGTERM, output
+    assert "SIGTERM received: finishing the current step" in output
+    with Store.open(config.store_path) as store:
+        (job,) = [j for j in store.jobs() if j.job_key == facts["job_key"]]
+        assert job.state.value == "created"
+    from alem.loop.runner import STARTUP_STALE_AFTER_S
+
+    time.sleep(STARTUP_STALE_AFTER_S + 0.5)
+    final = invoke(config, "loop", "--until-idle", "--max-ticks", "50", "--tick-seconds", "0", "--no-retrain")
+    assert final.exit_code == 0, final.output
+    with Store.open(config.store_path) as store:
+        assert {r.hop_id: r.barrier_ev for r in store.results(usable=True)} == pytest.approx(barriers)
+        assert store.integrity_check() == []
 
 
 def test_heartbeat_thread_keeps_a_long_step_alive(tmp_path, tiny_ensemble_dir):

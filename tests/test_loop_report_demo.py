@@ -11,23 +11,9 @@ from typer.testing import CliRunner
 
 from alem.cli import app
 from alem.store import Store
+from tests._chgnet_reference import LI2O_DEMO_EV, TOLERANCE_EV
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def scratch_ensemble(tmp_path_factory):
-    """A real 2-member ensemble trained from scratch for 3 epochs on 20 small shipped hops, with a
-    2-fold grouped CV whose out-of-fold predictions are stored with it."""
-    from alem.hops import load_training_hops
-    from alem.training.finetune import FinetuneConfig
-    from alem.training.workflow import calibrated_ensemble
-
-    hops = [h for h in load_training_hops() if h.n_sites <= 60][:20]
-    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
-    out = tmp_path_factory.mktemp("ens") / "tiny"
-    calibrated_ensemble(hops, out, config, n_members=2, cv_folds=2, progress=False)
-    return out
 
 
 def _images(page: str) -> list[bytes]:
@@ -76,9 +62,30 @@ def test_report_is_self_contained_and_shows_the_campaign(tmp_path, scratch_ensem
     # the current (retrained) version has no CV of its own: the report falls back to version 1
     assert oof_version == 1 and len(oof_y) == len(oof_predicted) == 20
     assert len(points) == len(hops)
-    # every parity prediction was made before its NEB result: never the model that learned it
-    assert all(p.predicted_ev is not None for p in points)
     assert len(curve) >= 2 and curve[0]["prospective_mae_ev"] is not None
+
+    # every parity prediction was made before its NEB result: never by the model that learned it.
+    # The retrained current model now predicts a hop it was trained on, after that hop's result:
+    # the parity plot must not take that prediction.
+    with Store.open(config.store_path) as store:
+        current = store.current_model()
+        results = {r.hop_id: r for r in store.results(usable=True)}
+        learned = min(results, key=lambda hop_id: results[hop_id].created_at)
+        assert results[learned].created_at < current.created_at  # the current model learned it
+        store.record_predictions(current.id, [learned], [9.99], [0.01], [0.0])
+        points = {p.hop_id: p for p in parity_points(store)}
+        proposals = {p.hop_id: p for p in store.proposals()}
+        assert points[learned].predicted_ev != pytest.approx(9.99)
+        for hop_id, point in points.items():
+            version = int(re.search(r"model v(\d+)", point.source).group(1))
+            if point.source.startswith("proposal"):
+                made = proposals[hop_id]
+                assert made.model_version_id == version
+            else:
+                made = store.predictions(version)[hop_id]
+            assert (made.mean_ev, made.std_ev) == (point.predicted_ev, point.sigma_ev)
+            assert made.created_at < results[hop_id].created_at
+            assert store.model_version(version).created_at < results[hop_id].created_at
 
 
 @pytest.mark.slow
@@ -90,7 +97,7 @@ def test_demo_runs_a_real_chgnet_campaign(tmp_path, scratch_ensemble):
     assert "mlip:CHGNet" in result.output
     with Store.open(tmp_path / "demo" / "state" / "alem.sqlite") as store:
         (neb,) = store.results()
-        assert neb.usable and 0.05 < neb.barrier_ev < 1.5  # Li vacancy hop in Li2O: a few tenths of an eV
+        assert neb.usable and neb.barrier_ev == pytest.approx(LI2O_DEMO_EV, abs=TOLERANCE_EV)
         assert len(neb.image_energies_ev) == 7  # 5 images + endpoints (the demo preset)
         assert store.decisions()[0].who.startswith("alem-loop")
         assert store.integrity_check() == []

@@ -1,6 +1,9 @@
 """Schema versions: an old store is migrated in one transaction, a newer one is refused."""
 
+import shutil
 import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -8,33 +11,70 @@ from alem.store import SCHEMA_VERSION, HopState, Store
 from alem.store.schema import MIGRATIONS, Migration, SchemaError, current_version, migrate
 
 
-def _version_1_store(path, hop):
-    """A store as the first release wrote it (schema version 1, one candidate hop)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, MIGRATIONS, target=1)
-    conn.execute(
-        "INSERT INTO hops (hop_id, working_ion, initial_json, final_json, hop_length_a, n_sites, fingerprint, "
-        "state, created_at, updated_at) VALUES (?, 'Li', ?, ?, 2.0, 3, 'fp-a', 'approved', 0, 0)",
-        ("a", hop.initial.to_json(), hop.final.to_json()),
-    )
-    conn.close()
+FROZEN_V1 = Path(__file__).parent / "data" / "store_v1.sqlite"  # built by tests/data/make_store_v1.py
+V1_TABLES = ("hosts", "hops", "model_versions", "predictions", "proposals", "decisions", "events")
+
+
+def _version_1_store(tmp_path) -> Path:
+    """A copy of the frozen store the first release wrote (schema version 1, rows in every table)."""
+    path = tmp_path / "old.sqlite"
+    shutil.copyfile(FROZEN_V1, path)
+    return path
+
+
+def _rows(path) -> dict[str, list[tuple]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in V1_TABLES}
+
+
+def test_the_frozen_file_is_a_version_1_store_with_rows_in_every_table():
+    with closing(sqlite3.connect(FROZEN_V1)) as conn:
+        assert current_version(conn) == 1
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {*V1_TABLES, "schema_version"}
+    assert all(_rows(FROZEN_V1).values())
+
+
+def _schema_sql(conn) -> set[str]:
+    return {" ".join(r[0].split()) for r in conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")}
+
+
+def test_the_released_version_1_step_was_never_edited(tmp_path):
+    """Today's migration code still builds exactly the schema the first release wrote."""
+    with closing(sqlite3.connect(tmp_path / "today.sqlite", isolation_level=None)) as today, \
+            closing(sqlite3.connect(FROZEN_V1)) as frozen:
+        migrate(today, MIGRATIONS, target=1)
+        assert _schema_sql(today) == _schema_sql(frozen)
 
 
 def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny_hop):
-    path = tmp_path / "old.sqlite"
-    _version_1_store(path, tiny_hop("a", 0.4))
+    path = _version_1_store(tmp_path)
+    before = _rows(path)
+    Store.open(path).close()
+    assert _rows(path) == before  # migrating rewrote no v1 row
     with Store.open(path) as store:
         assert store.schema_version == SCHEMA_VERSION == 2
-        assert store.hop("a").state is HopState.APPROVED
-        job = store.begin_submission("a", "replay")  # the v2 tables work
+        assert {h.hop_id: h.state for h in store.hops()} == {
+            "a": HopState.CANDIDATE, "b": HopState.PROPOSED, "c": HopState.APPROVED, "d": HopState.REJECTED}
+        assert store.current_model().id == 1 and store.current_model().card["cv_metrics"]["mae_ev"] == 0.2
+        assert [p.hop_id for p in store.proposals(batch_id="batch-1")] == ["b", "c", "d"]
+        assert {(d.hop_id, d.decision, d.who, d.reason) for d in store.decisions()} == {
+            ("c", "approve", "alice", "cheap"), ("d", "reject", "bob", "disordered layer")}
+        assert len(store.predictions()) == 4 and store.hosts()[0].name == "tiny host"
+        assert store.load_hops(["b"])[0].initial == tiny_hop("b", 0.4).initial
+        assert store.integrity_check() == []
+        # the old fingerprints still de-duplicate: the same hop again maps to the stored id
+        assert store.add_hops([tiny_hop("another-name", 0.5)]) == ["c"]
+        job = store.begin_submission("c", "replay")  # the v2 tables work on the migrated data
         store.mark_submitted(job.id, "ext-1")
+        assert store.hop("c").state is HopState.SUBMITTED
         versions = [r["version"] for r in store._conn.execute("SELECT version FROM schema_version ORDER BY version")]
     assert versions == [1, 2]
 
 
-def test_a_failing_migration_leaves_the_store_exactly_as_it_was(tmp_path, tiny_hop):
-    path = tmp_path / "old.sqlite"
-    _version_1_store(path, tiny_hop("a", 0.4))
+def test_a_failing_migration_leaves_the_store_exactly_as_it_was(tmp_path):
+    path = _version_1_store(tmp_path)
+    before = _rows(path)
     broken = (*MIGRATIONS, Migration(3, "broken step", ["CREATE TABLE extra (x)", "ALTER TABLE nope ADD y"]))
     conn = sqlite3.connect(path, isolation_level=None)
     with pytest.raises(SchemaError, match="migration to schema version 3 .* failed: no such table: nope; the store was left at version 1"):
@@ -43,6 +83,7 @@ def test_a_failing_migration_leaves_the_store_exactly_as_it_was(tmp_path, tiny_h
     assert current_version(conn) == 1
     assert "jobs" not in tables and "extra" not in tables  # v2 rolled back together with v3
     conn.close()
+    assert _rows(path) == before
 
 
 def test_python_steps_run_inside_the_same_transaction(tmp_path):
