@@ -50,6 +50,8 @@ class EnsemblePrediction:
     #: Per stack component (``gnn`` first, then trees): mean barrier, n_components x n_hops.
     component_ev: np.ndarray | None = None
     component_names: tuple[str, ...] = ()
+    #: Per stack component: its own predictive σ before mixing and calibration (0 for point models).
+    component_sigma_ev: np.ndarray | None = None
 
 
 class Ensemble:
@@ -110,4 +112,4 @@ class Ensemble:
         mean, sigma = combine_components(means, sigmas, np.asarray(self.stack["weights"]), self.sigma_scale)
         prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
         names = ("gnn", *(spec.name for spec in self.tree_specs))
-        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names)
+        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas)

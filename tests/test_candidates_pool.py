@@ -90,7 +90,7 @@ def test_a_host_of_the_shipped_dataset_gives_no_new_candidate(tmp_path, campaign
     result = runner.invoke(app, ["candidates", "add", str(host_file), *args])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "0 candidate hops stored (1 already in the dataset or store)" in said
+    assert "0 candidate hops stored from 1 host(s) (1 already in the dataset or store)" in said
     with Store.open(campaign.store_path) as store:
         assert store.hops() == []
         # without the dataset the same host does give that hop: the dataset is what dropped it

@@ -11,6 +11,7 @@ from scipy import stats
 
 from alem.ensemble import Ensemble, combine_members
 from alem.metrics import barrier_metrics, fit_sigma_scale, interval_coverage
+from alem.stacking import combine_components
 
 # four hops, numbers exact in binary floating point (no accidental ties or near-ties)
 Y_EV = [0.25, 0.5, 0.75, 1.0]
@@ -75,17 +76,22 @@ def test_cv_fits_the_scale_in_the_card_and_predict_applies_it(scratch_ensemble, 
 
     card = json.loads((scratch_ensemble / "model_card.json").read_text())
     oof = np.load(scratch_ensemble / "oof_predictions.npz")
-    mean, raw_sigma = combine_members(oof["location"], oof["scale"], 1.0)
+    # the shipped combination: GNN members mixed with the trees by the card's stacking weights
+    gnn_mean, gnn_sigma = combine_members(oof["location"], oof["scale"], 1.0)
+    np.testing.assert_allclose(oof["component_mean"][0], gnn_mean)
+    weights = np.asarray(card["stack"]["weights"])
+    mean, raw_sigma = combine_components(oof["component_mean"], oof["component_sigma"], weights)
     fitted = fit_sigma_scale(oof["y"], mean, raw_sigma)
     assert card["calibration"]["sigma_scale"] == pytest.approx(fitted)
-    assert card["cv_metrics"]["coverage_68"] == pytest.approx(interval_coverage(oof["y"], mean, fitted * raw_sigma, 0.68))
-    assert card["cv_metrics"]["mae_ev"] == pytest.approx(np.mean(np.abs(mean - oof["y"])))
+    # the reported CV numbers are those of the stored (cross-fitted) out-of-fold predictions
+    assert card["cv_metrics"]["coverage_68"] == pytest.approx(interval_coverage(oof["y"], oof["mean"], oof["sigma"], 0.68))
+    assert card["cv_metrics"]["mae_ev"] == pytest.approx(np.mean(np.abs(oof["mean"] - oof["y"])))
 
     hops = [h for h in load_training_hops() if h.n_sites <= 60][30:34]
     ensemble = Ensemble.load(scratch_ensemble)
     assert ensemble.sigma_scale == pytest.approx(fitted)
     prediction = ensemble.predict(hops)
-    _, unscaled = combine_members(prediction.member_ev, prediction.member_scale_ev, 1.0)
+    _, unscaled = combine_components(prediction.component_ev, prediction.component_sigma_ev, weights)
     assert prediction.std_ev == pytest.approx(fitted * unscaled)
     assert prediction.prob_good == pytest.approx(stats.norm.cdf((0.65 - prediction.mean_ev) / prediction.std_ev))
 

@@ -74,7 +74,11 @@ def _ago(seconds: float | None, now: float | None = None) -> str:
 
 def cv_mae_ev(card: dict[str, Any]) -> float | None:
     """Cross-validated MAE (eV) from a model card: the first ``mae``/``mae_ev`` number found under
-    a key that mentions ``cv`` (e.g. ``card["cv"]["mae_ev"]`` or ``card["metrics"]["cv"]["mae"]``)."""
+    a key that mentions ``cv`` (e.g. ``card["cv"]["mae_ev"]`` or ``card["metrics"]["cv"]["mae"]``);
+    alem's own cards name the shipped combination's metrics ``cv_metrics``, and that comes first."""
+    shipped = card.get("cv_metrics")
+    if isinstance(shipped, dict) and isinstance(shipped.get("mae_ev"), int | float):
+        return float(shipped["mae_ev"])
 
     def search(node: Any, under_cv: bool) -> float | None:
         if not isinstance(node, dict):

@@ -81,8 +81,8 @@ def cv_card_entries(result: CVResult, n_folds: int, stack: StackCV | None = None
         "cv_grouping": "compound (sys_name without its _N suffix)",
     }
     if stack is None:
-        return {**entries, "cv_metrics": gnn_metrics,
-                "calibration": {"sigma_scale": gnn_scale, "method": "coverage-matched scale on grouped out-of-fold predictions"}}
+        return _json_safe({**entries, "cv_metrics": gnn_metrics,
+                           "calibration": {"sigma_scale": gnn_scale, "method": "coverage-matched scale on grouped out-of-fold predictions"}})
     y = result.y_ev
     mean, sigma = stack.cross_fitted(y, result.folds)
     weights = stack.weights(y)
@@ -90,9 +90,13 @@ def cv_card_entries(result: CVResult, n_folds: int, stack: StackCV | None = None
     scale = fit_sigma_scale(y, final_mean, final_sigma)
     components = {}
     for name, m, s in zip(stack.names[1:], stack.means_ev[1:], stack.sigmas_ev[1:]):
-        s = np.maximum(s, 1e-3)
-        components[name] = barrier_metrics(y, m, s * fit_sigma_scale(y, m, s))
-    return {
+        if np.all(s == 0):  # a point model: only its accuracy means anything
+            point = barrier_metrics(y, m, np.ones_like(m))
+            components[name] = {k: v for k, v in point.items() if not k.startswith(("coverage", "nll", "spearman", "mean_sigma"))}
+        else:
+            s = np.maximum(s, 1e-3)
+            components[name] = barrier_metrics(y, m, s * fit_sigma_scale(y, m, s))
+    return _json_safe({
         **entries,
         "cv_metrics": {**barrier_metrics(y, mean, sigma), "method": "stack weights and σ factor of each fold fitted on the other folds"},
         "cv_metrics_components": components,
@@ -103,7 +107,19 @@ def cv_card_entries(result: CVResult, n_folds: int, stack: StackCV | None = None
             "weights_method": WEIGHTS_METHOD,
             "tree_specs": [s.as_dict() for s in stack.specs],
         },
-    }
+    })
+
+
+def _json_safe(value):
+    """NaN (an undefined metric, e.g. precision with no predicted positive) as None: cards are
+    strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def calibrated_ensemble(
