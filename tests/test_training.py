@@ -52,7 +52,7 @@ def test_finetuning_lowers_loss(tiny_pretrained, small_hops, freeze):
     pretrained = Pretrained.load(tiny_pretrained[0])
     config = FinetuneConfig(freeze=freeze, epochs=25, l1_warmup_epochs=25, bootstrap=False, dropout=0.0)
     training_set = TrainingSet.prepare(small_hops, pretrained, config, torch.device("cpu"))
-    model = new_barrier_model(pretrained, config, pretrained.backbone_config, pretrained.graph_settings.n_images)
+    model = new_barrier_model(pretrained, config, pretrained.backbone_config, training_set.settings)
     losses = train_member(model, training_set.items(), config, seed=0, device=torch.device("cpu"))
     assert losses[-1] < 0.7 * losses[0]
     if freeze == "frozen":
@@ -76,7 +76,9 @@ def test_ensemble_save_load_predict_and_path_awareness(tiny_pretrained, small_ho
     assert prediction.mean_ev[0] < prediction.mean_ev[1] - 0.1
     card = json.loads((path / "model_card.json").read_text())
     assert card["n_members"] == 3 and card["n_training_hops"] == len(hops)
-    assert card["graph_settings"] == GraphSettings().as_dict()
+    # the recipe's descriptor set is recorded, so the model reads back the numbers it learned from
+    assert card["graph_settings"] == GraphSettings(descriptor_set=config.descriptor_set).as_dict()
+    assert card["graph_settings"]["descriptor_set"] == "v2" and ensemble.settings.n_descriptors == 37
 
 
 def test_grouped_folds_keep_compounds_together(small_hops):
