@@ -4,6 +4,7 @@ calibration, then the ensemble (GNN members + descriptor trees) on all hops with
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,9 @@ def cv_card_entries(result: CVResult, n_folds: int, stack: StackCV | None = None
     components = {}
     for name, m, s in zip(stack.names[1:], stack.means_ev[1:], stack.sigmas_ev[1:]):
         if np.all(s == 0):  # a point model: only its accuracy means anything
-            point = barrier_metrics(y, m, np.ones_like(m))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Spearman of a constant σ, dropped just below
+                point = barrier_metrics(y, m, np.ones_like(m))
             components[name] = {k: v for k, v in point.items() if not k.startswith(("coverage", "nll", "spearman", "mean_sigma"))}
         else:
             s = np.maximum(s, 1e-3)

@@ -1,0 +1,210 @@
+"""Nested grouped CV of the stacked model and of every ingredient (issue: accuracy levers).
+
+Outer folds: the grouped 5-fold split of results.md (folds by compound, seed 0), 556 hops.
+Inside each outer fold's training part, a grouped 4-fold split gives out-of-fold predictions of
+every component; the stacking weights of that outer fold are fitted on those inner predictions
+only, so the outer-fold score of the stack is a test number for the weights. σ's calibration
+factor of an outer fold is fitted on the other outer folds' stacked predictions.
+
+GNN predictions come from ``gnn_oof.py`` (outer: a 5-member ensemble per fold; inner: one member
+per fit). Trees are fitted here (seconds).
+
+    python benchmarks/cv/run_stack.py --gnn-outer benchmarks/cv/gnn_outer_v2.npz \
+        --gnn-inner benchmarks/cv/gnn_inner_v2.npz --gnn-outer-v1 benchmarks/cv/gnn_outer_v1.npz
+
+Writes ``stack_results.json`` and ``stack_results.md`` beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, HistGradientBoostingRegressor, RandomForestRegressor
+
+from alem.hops import load_training_hops
+from alem.metrics import barrier_metrics, fit_sigma_scale
+from alem.stacking import combine_components, combine_members, fit_stack_weights
+from alem.training.cv import grouped_folds
+from alem.training.trees import DEFAULT_TREE_SPECS, fit_trees, predict_trees, tree_features
+
+HERE = Path(__file__).resolve().parent
+N_OUTER, N_INNER, SEED = 5, 4, 0
+KEYS = ("mae_ev", "mae_below_1p5_ev", "rmse_ev", "r2", "accuracy_065", "precision_065", "recall_065",
+        "spearman_sigma_abs_err", "coverage_68", "coverage_90", "coverage_95", "nll")
+
+
+def outer_gnn(path: Path, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble mean and (uncalibrated) mixture σ per hop from an outer-level GNN file."""
+    data = np.load(path)
+    location, scale = data["location"], data["scale"]
+    if location.ndim == 3:  # members x folds x hops, NaN outside each fold's test part
+        location, scale = np.nansum(location, axis=1), np.nansum(scale, axis=1)
+    assert np.allclose(data["y"], y)
+    return combine_members(location, scale, 1.0)
+
+
+def inner_gnn(path: Path, fold: int, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    data = np.load(path)
+    location, scale = data["location"][:, fold, train], data["scale"][:, fold, train]
+    assert np.isfinite(location).all()
+    return combine_members(location, scale, 1.0)
+
+
+def scored(y: np.ndarray, mean: np.ndarray, sigma: np.ndarray, folds: np.ndarray | None) -> dict:
+    """Metrics with σ calibrated per fold on the other folds (or on all, when ``folds`` is None,
+    for components that are only ever reported, never combined)."""
+    sigma = np.maximum(sigma, 1e-3)
+    if folds is None:
+        calibrated = sigma * fit_sigma_scale(y, mean, sigma)
+    else:
+        calibrated = np.empty_like(sigma)
+        for f in np.unique(folds):
+            rest, this = folds != f, folds == f
+            calibrated[this] = sigma[this] * fit_sigma_scale(y[rest], mean[rest], sigma[rest])
+    metrics = barrier_metrics(y, mean, calibrated)
+    low = y < 1.5
+    metrics["mae_below_1p5_ev"] = float(np.abs(mean - y)[low].mean())
+    return metrics
+
+
+def per_ion_mae(y, mean, ions) -> dict:
+    return {ion: round(float(np.abs(mean - y)[ions == ion].mean()), 3) for ion in sorted(set(ions))}
+
+
+def descriptor_baselines(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Out-of-fold predictions of plain descriptor models (no stacking)."""
+    models = {
+        "random forest (500 trees)": lambda: RandomForestRegressor(500, max_features=0.33, n_jobs=1, random_state=0),
+        "HistGradientBoosting (L1)": lambda: HistGradientBoostingRegressor(loss="absolute_error", max_iter=300, learning_rate=0.05, random_state=0),
+        "GradientBoosting (Huber)": lambda: GradientBoostingRegressor(loss="huber", n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8, random_state=0),
+        "extra trees (300)": lambda: ExtraTreesRegressor(300, max_features=0.5, n_jobs=1, random_state=0),
+    }
+    out = {}
+    for name, make in models.items():
+        pred = np.zeros_like(y)
+        for f in range(N_OUTER):
+            tr = folds != f
+            pred[~tr] = make().fit(x[tr], y[tr]).predict(x[~tr])
+        out[name] = pred
+    return out
+
+
+def tree_oof(specs, x, y, folds) -> tuple[np.ndarray, np.ndarray]:
+    means = np.zeros((len(specs), len(y)))
+    sigmas = np.zeros_like(means)
+    for f in np.unique(folds):
+        tr = folds != f
+        m, s = predict_trees(specs, fit_trees(specs, x[tr], y[tr]), x[~tr])
+        means[:, ~tr], sigmas[:, ~tr] = m, s
+    return means, sigmas
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gnn-outer", type=Path, required=True)
+    parser.add_argument("--gnn-inner", type=Path, required=True)
+    parser.add_argument("--gnn-outer-v1", type=Path)
+    parser.add_argument("--out", type=Path, default=HERE / "stack_results.json")
+    args = parser.parse_args()
+    started = time.time()
+    hops = load_training_hops()
+    y = np.array([h.barrier_ev for h in hops])
+    ions = np.array([h.working_ion for h in hops])
+    groups = np.array([h.group for h in hops])
+    folds = grouped_folds(list(groups), N_OUTER, SEED)
+    x1, x2 = tree_features(hops, "v1"), tree_features(hops, "v2")
+    rows: list[dict] = []
+
+    def add(name: str, mean: np.ndarray, sigma: np.ndarray | None, note: str = "", cross_fitted: bool = True) -> None:
+        if sigma is None:
+            m = scored(y, mean, np.full_like(mean, np.std(y)), None)
+            for key in ("spearman_sigma_abs_err", "coverage_68", "coverage_90", "coverage_95", "nll"):
+                m[key] = float("nan")
+        else:
+            m = scored(y, mean, sigma, folds if cross_fitted else None)
+        rows.append({"model": name, "note": note, **{k: m[k] for k in KEYS}, "per_ion_mae_ev": per_ion_mae(y, mean, ions)})
+        print(f"{name:70s} MAE {m['mae_ev']:.3f}  R2 {m['r2']:.3f}", flush=True)
+
+    mean_pred = np.zeros_like(y)
+    for f in range(N_OUTER):
+        mean_pred[folds == f] = y[folds != f].mean()
+    add("predict the training-fold mean", mean_pred, None)
+    for label, x in (("v1 descriptors (24)", x1), ("v2 descriptors (37)", x2)):
+        for name, pred in descriptor_baselines(x, y, folds).items():
+            add(f"{name}, {label} + ion", pred, None)
+    tree_means, tree_sigmas = tree_oof(DEFAULT_TREE_SPECS, x2, y, folds)
+    for k, spec in enumerate(DEFAULT_TREE_SPECS):
+        add(f"{spec.name}, log E_m, v2 descriptors + ion (stack component)", tree_means[k], tree_sigmas[k] if spec.kind != "gradient_boosting" else None)
+
+    gnn_v2_mean, gnn_v2_sigma = outer_gnn(args.gnn_outer, y)
+    add("GNN ensemble (5 members, frozen backbone), v2 descriptors in the head", gnn_v2_mean, gnn_v2_sigma)
+    if args.gnn_outer_v1:
+        gnn_v1_mean, gnn_v1_sigma = outer_gnn(args.gnn_outer_v1, y)
+        add("GNN ensemble (5 members), v1 descriptors (shipped before)", gnn_v1_mean, gnn_v1_sigma)
+        add("plain average: GNN v1 ensemble + random forest v1 (issue's reference)",
+            0.5 * (gnn_v1_mean + descriptor_baselines(x1, y, folds)["random forest (500 trees)"]), None)
+
+    # nested stacking: weights per outer fold from inner out-of-fold predictions
+    component_sets = {
+        "GNN + extra trees + boosting": [0, 1, 2],
+        "GNN + extra trees": [0, 1],
+        "extra trees + boosting (no GNN)": [1, 2],
+    }
+    inner_cache: dict[int, tuple] = {}
+    for f in range(N_OUTER):
+        train = np.flatnonzero(folds != f)
+        inner = grouped_folds(list(groups[train]), N_INNER, SEED + 1)
+        g_mean, g_sigma = inner_gnn(args.gnn_inner, f, train)
+        t_means, t_sigmas = tree_oof(DEFAULT_TREE_SPECS, x2[train], y[train], inner)
+        inner_cache[f] = (train, np.vstack([g_mean, t_means]), np.vstack([g_sigma, t_sigmas]))
+    outer_means = np.vstack([gnn_v2_mean, tree_means])
+    outer_sigmas = np.vstack([gnn_v2_sigma, tree_sigmas])
+    weights_report = {}
+    for name, index in component_sets.items():
+        mean, sigma = np.zeros_like(y), np.zeros_like(y)
+        weights_report[name] = []
+        for f in range(N_OUTER):
+            train, inner_means, _ = inner_cache[f]
+            w = fit_stack_weights(inner_means[index].T, y[train])
+            weights_report[name].append([round(float(v), 3) for v in w])
+            test = folds == f
+            mean[test], sigma[test] = combine_components(outer_means[index][:, test], outer_sigmas[index][:, test], w)
+        add(f"stack (nested weights): {name}", mean, sigma, note=f"weights per outer fold {weights_report[name]}")
+
+    results = {
+        "n_hops": len(hops), "n_outer_folds": N_OUTER, "n_inner_folds": N_INNER, "seed": SEED,
+        "components": ["gnn_v2"] + [s.name for s in DEFAULT_TREE_SPECS],
+        "tree_specs": [s.as_dict() for s in DEFAULT_TREE_SPECS],
+        "stack_weights_per_outer_fold": weights_report, "rows": rows,
+        "wall_time_s": round(time.time() - started, 1),
+    }
+    args.out.write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    head = ("| model | MAE (eV) | MAE E_m<1.5 | RMSE | R² | acc@0.65 | prec | rec | ρ(σ,\\|err\\|) | cov68 | cov90 | cov95 | NLL |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [f"Grouped {results['n_outer_folds']}-fold CV (folds by compound, seed {results['seed']}) on {results['n_hops']} hops; "
+             f"stack weights fitted on grouped {results['n_inner_folds']}-fold inner folds of each outer training part; "
+             "σ's factor per outer fold fitted on the other outer folds. `nan`: a point model (no σ).", "", head]
+    for r in results["rows"]:
+        vals = " | ".join(f"{r[k]:.3f}" for k in KEYS)
+        lines.append(f"| {r['model']} | {vals} |")
+    lines += ["", "Per-ion MAE (eV):", "", "| model | " + " | ".join(results["rows"][0]["per_ion_mae_ev"]) + " |",
+              "|---|" + "---|" * len(results["rows"][0]["per_ion_mae_ev"])]
+    for r in results["rows"]:
+        lines.append(f"| {r['model']} | " + " | ".join(f"{v:.3f}" for v in r["per_ion_mae_ev"].values()) + " |")
+    lines += ["", "Stack weights per outer fold (GNN, extra trees, boosting order as in the row name):", ""]
+    for name, w in results["stack_weights_per_outer_fold"].items():
+        lines.append(f"- {name}: {w}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
