@@ -178,3 +178,29 @@ def test_a_loop_whose_process_is_gone_is_reported_as_not_running(campaign):
     status = json.loads(_run("status", "-C", campaign, "--json").output)
     assert status["loop"]["alive"] is False
     assert "Loop: not running" in _flat(_run("status", "-C", campaign).output)
+
+
+def test_cancel_records_first_then_stops_the_backend_job_and_never_retries(campaign):
+    from alem.backends.replay import ReplayBackend
+
+    config = CampaignConfig.load(campaign)
+    with Store.open(config.store_path) as store:
+        external_id = store.live_job("b").external_id
+    result = _run("cancel", "b", "--reason", "wrong supercell", "-C", campaign)
+    assert f"cancelled hop b (job {external_id} on replay)" in _flat(result.output)
+    with Store.open(config.store_path) as store:
+        job = store.jobs(hop_id="b")[-1]
+        assert store.hop("b").state.value == "failed" and job.state.value == "failed"
+        assert job.error == "cancelled: wrong supercell" and store.live_job("b") is None
+    submission = [s for s in ReplayBackend.from_config(config).submissions() if s["external_id"] == external_id]
+    assert submission[0]["cancelled"] == 1  # the backend was told, after the store recorded it
+    # a reconcile afterwards leaves the cancelled hop alone: no retry, no new job
+    _run("reconcile", "--campaign", campaign)
+    with Store.open(config.store_path) as store:
+        assert store.hop("b").state.value == "failed" and len(store.jobs(hop_id="b")) == 1
+    # nothing in flight any more, and a done hop: both refused, nothing changes
+    again = _run("cancel", "b", "a", "--reason", "again", "-C", campaign, ok=False)
+    assert again.exit_code != 0
+    assert "hop b has no job in flight (it is failed)" in _flat(again.output)
+    assert "hop a has no job in flight (it is done)" in _flat(again.output)
+    assert "nothing was cancelled" in _flat(again.output)

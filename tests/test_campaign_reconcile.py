@@ -162,3 +162,17 @@ def test_replay_backend_configuration_errors_name_the_key(tmp_path):
     config.backend.replay.dataset = "missing.json"
     with pytest.raises(ReplayError, match="missing.json: replay dataset not found"):
         ReplayBackend.from_config(config)
+
+
+def test_cancel_refuses_a_job_whose_neb_already_finished(campaign):
+    from alem.campaign import CancelError, cancel_jobs
+
+    config, store = campaign
+    backend = _backend(config)  # no delay: the NEB is finished as soon as it is submitted
+    store.approve(["h0"], who="alice")
+    submit_approved(store, backend, config)
+    with pytest.raises(CancelError, match=r"hop h0: its NEB \(.+\) has already finished; run `alem reconcile` to record it"):
+        cancel_jobs(store, backend, ["h0"], "changed my mind")
+    assert store.live_job("h0") is not None  # untouched: the barrier is still to be recorded
+    reconcile(store, backend, config)
+    assert store.hop("h0").state is HopState.DONE

@@ -285,6 +285,40 @@ def reject(
     console.print(f"rejected {len(ids)} hop(s): {', '.join(ids)}")
 
 
+@app.command()
+def cancel(
+    hop_ids: Annotated[list[str], typer.Argument(help="hops whose NEB job in flight to cancel (a unique prefix is enough)")],
+    reason: Annotated[str, typer.Option(help="why (recorded with the job)")] = ...,
+    campaign: CampaignOption = None,
+) -> None:
+    """Cancel the NEB jobs of hops (all or nothing): recorded as failed first, then cancelled on the
+    backend (scancel/qdel, FireWorks defuse, jobflow-remote stop). Approve a hop again to rerun it."""
+    from alem.backends import make_backend
+    from alem.campaign import CancelError, cancel_jobs
+    from alem.loop.hop_ids import resolve_hop_ids
+    from alem.store import HopState
+
+    if not reason.strip():
+        raise _fail("--reason must say why", 2)
+    with _campaign_store(campaign) as (config, store):
+        try:
+            backend = make_backend(config)
+        except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
+            raise _fail(f"backend {config.backend.kind}: {exc}", 2) from None
+        submitted = [record.hop_id for record in store.hops(state=(HopState.SUBMITTED,))]
+        ids = resolve_hop_ids(hop_ids, (record.hop_id for record in store.hops()), submitted)
+        try:
+            report = cancel_jobs(store, backend, ids, reason)
+        except CancelError as exc:
+            raise _fail(f"{exc}\nnothing was cancelled") from None
+    for hop_id, external_id in report.cancelled:
+        console.print(f"cancelled hop {hop_id} (job {external_id} on {config.backend.kind})", highlight=False)
+    for hop_id, message in report.backend_errors:
+        console.print(f"[red]hop {hop_id}: recorded as cancelled, but the backend said: {escape(message)}[/]", highlight=False)
+    if report.backend_errors:
+        raise typer.Exit(1)
+
+
 # -------------------------------------------------------------------------------- loop
 @app.command()
 def loop(
