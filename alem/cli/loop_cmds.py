@@ -428,15 +428,18 @@ def demo(
         raise _fail(str(exc), 2) from None
     except LoopLockedError as exc:
         raise _fail(str(exc), 3) from None
-    table = Table(title=f"demo campaign {result.campaign_dir}")
-    for column in ("hop", "atoms", "Å", "predicted eV", "σ eV", "CHGNet NEB eV", "state"):
-        table.add_column(column, justify="left" if column in ("hop", "state") else "right")
-    for row in result.rows:
-        table.add_row(
-            row["hop_id"], str(row["atoms"]), f"{row['hop_length_a']:.2f}", _fmt(row["predicted_ev"]),
-            _fmt(row["sigma_ev"]), _fmt(row["neb_barrier_ev"]), row["state"],
-        )
-    console.print(table)
+    columns = (
+        Column("hop", whole=True), Column("atoms", keep=1, justify="right"), Column("Å", keep=2, justify="right"),
+        # numbers never fold (one word each); their headers may wrap
+        Column("predicted eV", justify="right"), Column("σ eV", justify="right"),
+        Column("CHGNet NEB eV", justify="right"), Column("state", keep=3),
+    )
+    rows = [
+        [row["hop_id"], str(row["atoms"]), f"{row['hop_length_a']:.2f}", _fmt(row["predicted_ev"]),
+         _fmt(row["sigma_ev"]), _fmt(row["neb_barrier_ev"]), row["state"]]
+        for row in result.rows
+    ]
+    print_table(console, columns, rows, f"demo campaign {result.campaign_dir}")
     for row in result.rows:
         if row["note"]:
             console.print(f"{row['hop_id']}: {row['note']}", highlight=False)
