@@ -67,18 +67,21 @@ DEFAULT_TREE_SPECS = (
 LOG_FLOOR_EV = 1e-3
 
 
+def _with_ion_one_hot(hops: Sequence[Hop], descriptors: np.ndarray) -> np.ndarray:
+    ions = np.array([[h.working_ion == ion for ion in ION_VOCABULARY] for h in hops], dtype=np.float32)
+    return np.hstack([descriptors, ions.reshape(len(hops), len(ION_VOCABULARY))]).astype(np.float32)
+
+
 def tree_features(hops: Sequence[Hop], descriptor_set: str) -> np.ndarray:
     """``n_hops x (n_descriptors + n_ions)``: the hop descriptors and the ion one-hot."""
     descriptors = np.stack([hop_descriptors(h, descriptor_set) for h in hops]) if hops else np.zeros((0, 0))
-    ions = np.array([[h.working_ion == ion for ion in ION_VOCABULARY] for h in hops], dtype=np.float32)
-    return np.hstack([descriptors, ions.reshape(len(hops), len(ION_VOCABULARY))]).astype(np.float32)
+    return _with_ion_one_hot(hops, descriptors)
 
 
 def tree_features_from_graphs(hops: Sequence[Hop], graphs: Sequence) -> np.ndarray:
     """:func:`tree_features` reusing the descriptors already held by the hops' graphs."""
     descriptors = np.concatenate([g.path_desc.numpy() for g in graphs]) if graphs else np.zeros((0, 0), np.float32)
-    ions = np.array([[h.working_ion == ion for ion in ION_VOCABULARY] for h in hops], dtype=np.float32)
-    return np.hstack([descriptors, ions.reshape(len(hops), len(ION_VOCABULARY))]).astype(np.float32)
+    return _with_ion_one_hot(hops, descriptors)
 
 
 def save_trees(models: Sequence, path: Path) -> None:
@@ -122,3 +125,16 @@ def predict_trees(specs: Sequence[TreeSpec], models: Sequence, features: np.ndar
         else:
             sigmas.append(np.zeros(len(features)))
     return np.asarray(means), np.asarray(sigmas)
+
+
+def out_of_fold_trees(
+    specs: Sequence[TreeSpec], features: np.ndarray, y_ev: np.ndarray, folds: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each component's barrier and σ for every hop, predicted by trees fitted on the other folds
+    (``n_components x n_hops`` each)."""
+    means = np.zeros((len(specs), len(y_ev)))
+    sigmas = np.zeros_like(means)
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        means[:, test], sigmas[:, test] = predict_trees(specs, fit_trees(specs, features[train], y_ev[train], seed), features[test])
+    return means, sigmas

@@ -18,7 +18,7 @@ from alem.stacking import combine_components, combine_members, cross_fitted_weig
 from alem.training.cv import CVResult, cross_validate
 from alem.training.device import pick_device
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path, train_ensemble
-from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, fit_trees, predict_trees, tree_features_from_graphs
+from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, out_of_fold_trees, tree_features_from_graphs
 
 OOF_FILENAME = "oof_predictions.npz"
 REFERENCE_FILENAME = "reference_predictions.json"
@@ -60,12 +60,7 @@ def stack_cross_validation(
 ) -> StackCV:
     """Tree components' out-of-fold predictions on the GNN's folds, beside the GNN ensemble's."""
     features = tree_features_from_graphs(hops, training_set.graphs)
-    means = np.zeros((len(specs), len(hops)))
-    sigmas = np.zeros_like(means)
-    for fold in np.unique(gnn.folds):
-        train, test = gnn.folds != fold, gnn.folds == fold
-        m, s = predict_trees(specs, fit_trees(specs, features[train], gnn.y_ev[train], seed), features[test])
-        means[:, test], sigmas[:, test] = m, s
+    means, sigmas = out_of_fold_trees(specs, features, gnn.y_ev, gnn.folds, seed)
     gnn_mean, gnn_sigma = gnn.ensemble()
     return StackCV(("gnn", *(s.name for s in specs)), np.vstack([gnn_mean, means]), np.vstack([gnn_sigma, sigmas]), tuple(specs))
 

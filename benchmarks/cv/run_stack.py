@@ -29,7 +29,7 @@ from alem.hops import load_training_hops
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.stacking import combine_components, combine_members, fit_stack_weights
 from alem.training.cv import grouped_folds
-from alem.training.trees import DEFAULT_TREE_SPECS, fit_trees, predict_trees, tree_features
+from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees, tree_features
 
 HERE = Path(__file__).resolve().parent
 N_OUTER, N_INNER, SEED = 5, 4, 0
@@ -93,16 +93,6 @@ def descriptor_baselines(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.
     return out
 
 
-def tree_oof(specs, x, y, folds) -> tuple[np.ndarray, np.ndarray]:
-    means = np.zeros((len(specs), len(y)))
-    sigmas = np.zeros_like(means)
-    for f in np.unique(folds):
-        tr = folds != f
-        m, s = predict_trees(specs, fit_trees(specs, x[tr], y[tr]), x[~tr])
-        means[:, ~tr], sigmas[:, ~tr] = m, s
-    return means, sigmas
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gnn-outer", type=Path, required=True)
@@ -136,7 +126,7 @@ def main() -> None:
     for label, x in (("v1 descriptors (24)", x1), ("v2 descriptors (37)", x2)):
         for name, pred in descriptor_baselines(x, y, folds).items():
             add(f"{name}, {label} + ion", pred, None)
-    tree_means, tree_sigmas = tree_oof(DEFAULT_TREE_SPECS, x2, y, folds)
+    tree_means, tree_sigmas = out_of_fold_trees(DEFAULT_TREE_SPECS, x2, y, folds)
     for k, spec in enumerate(DEFAULT_TREE_SPECS):
         add(f"{spec.name}, log E_m, v2 descriptors + ion (stack component)", tree_means[k], tree_sigmas[k] if spec.kind != "gradient_boosting" else None)
 
@@ -159,7 +149,7 @@ def main() -> None:
         train = np.flatnonzero(folds != f)
         inner = grouped_folds(list(groups[train]), N_INNER, SEED + 1)
         g_mean, g_sigma = inner_gnn(args.gnn_inner, f, train)
-        t_means, t_sigmas = tree_oof(DEFAULT_TREE_SPECS, x2[train], y[train], inner)
+        t_means, t_sigmas = out_of_fold_trees(DEFAULT_TREE_SPECS, x2[train], y[train], inner)
         inner_cache[f] = (train, np.vstack([g_mean, t_means]), np.vstack([g_sigma, t_sigmas]))
     outer_means = np.vstack([gnn_v2_mean, tree_means])
     outer_sigmas = np.vstack([gnn_v2_sigma, tree_sigmas])

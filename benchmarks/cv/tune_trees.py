@@ -22,17 +22,13 @@ import optuna
 
 from alem.hops import load_training_hops
 from alem.training.cv import grouped_folds
-from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, fit_trees, predict_trees, tree_features
+from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, out_of_fold_trees, tree_features
 
 HERE = Path(__file__).resolve().parent
 
 
 def cv_mae(spec: TreeSpec, x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> float:
-    pred = np.zeros_like(y)
-    for f in np.unique(folds):
-        tr = folds != f
-        pred[~tr] = predict_trees([spec], fit_trees([spec], x[tr], y[tr]), x[~tr])[0][0]
-    return float(np.abs(pred - y).mean())
+    return float(np.abs(out_of_fold_trees([spec], x, y, folds)[0][0] - y).mean())
 
 
 def main() -> None:
