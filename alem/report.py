@@ -56,7 +56,7 @@ def parity_points(store) -> list[ParityPoint]:
 def out_of_fold(store) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(model version, reference barriers, out-of-fold mean predictions) of the newest model
     version, current first, whose directory holds cross-validation predictions."""
-    from alem.training.workflow import OOF_FILENAME, oof_mean_sigma
+    from alem.training.recipe import OOF_FILENAME, oof_mean_sigma
 
     for version in sorted(store.model_versions(), key=lambda v: (not v.is_current, -v.id)):
         path = Path(version.path)

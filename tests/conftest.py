@@ -139,7 +139,7 @@ def scratch_ensemble(tmp_path_factory):
     predictions are stored with it (oof_predictions.npz)."""
     from alem.hops import load_training_hops
     from alem.training.finetune import FinetuneConfig
-    from alem.training.workflow import calibrated_ensemble
+    from alem.training.recipe import calibrated_ensemble
 
     hops = [h for h in load_training_hops() if h.n_sites <= 60][:20]
     config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)

@@ -10,7 +10,7 @@ from jobflow import JobStore
 from maggma.stores import JSONStore
 from mongomock.store import ServerStore
 
-from alem.backends.base import JobState
+from alem.backends.base import QueueState
 from alem.backends.fireworks_backend import FireWorksBackend
 from tests._chgnet_reference import LI2O_FAST_UNRELAXED_EV, TOLERANCE_EV
 
@@ -59,20 +59,20 @@ def test_poll_maps_launchpad_states(backend, launchpad, li2o_hop, tmp_path):
     from fireworks import FWorker
 
     external_id = backend.submit(li2o_hop, "job-1")
-    assert backend.poll([external_id, "999"]) == {external_id: JobState.QUEUED, "999": JobState.LOST}
+    assert backend.poll([external_id, "999"]) == {external_id: QueueState.QUEUED, "999": QueueState.LOST}
     launchpad.checkout_fw(FWorker(name="cluster-a"), launch_dir=str(tmp_path))
-    assert backend.poll([external_id])[external_id] == JobState.RUNNING
+    assert backend.poll([external_id])[external_id] == QueueState.RUNNING
     backend.lost_run_expiration_s = 0  # heartbeat now counts as stale: a lost run
-    assert backend.poll([external_id])[external_id] == JobState.LOST
+    assert backend.poll([external_id])[external_id] == QueueState.LOST
 
     other = backend.submit(li2o_hop, "job-2")
     backend.cancel(other)
-    assert backend.poll([other])[other] == JobState.FAILED
+    assert backend.poll([other])[other] == QueueState.FAILED
     outcome = backend.outcome(other)
     assert not outcome.usable and f"FireWorks workflow {other} DEFUSED" in outcome.failure_reason
 
     launchpad.delete_wf(int(other))
-    assert backend.poll([other])[other] == JobState.LOST
+    assert backend.poll([other])[other] == QueueState.LOST
 
 
 @pytest.mark.slow
@@ -83,7 +83,7 @@ def test_rapidfire_runs_the_neb_and_outcome_comes_from_the_job_store(backend, la
     external_id = backend.submit(li2o_hop, "job-1")
     monkeypatch.chdir(tmp_path)  # rapidfire writes launcher_* directories in the cwd
     rapidfire(launchpad, FWorker(name="cluster-a"), nlaunches=0, strm_lvl="ERROR")
-    assert backend.poll([external_id])[external_id] == JobState.COMPLETED
+    assert backend.poll([external_id])[external_id] == QueueState.COMPLETED
     outcome = backend.outcome(external_id)
     assert outcome.usable, outcome.failure_reason
     assert outcome.barrier_ev == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)
@@ -100,7 +100,7 @@ def test_fizzled_workflow_is_failed_with_the_error(backend, launchpad, li2o_hop,
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("potential weights missing")))
     monkeypatch.chdir(tmp_path)  # rapidfire writes launcher_* directories in the cwd
     rapidfire(launchpad, FWorker(name="cluster-a"), nlaunches=1, strm_lvl="ERROR")
-    assert backend.poll([external_id])[external_id] == JobState.FAILED
+    assert backend.poll([external_id])[external_id] == QueueState.FAILED
     outcome = backend.outcome(external_id)
     assert not outcome.usable
     assert "FIZZLED" in outcome.failure_reason and "potential weights missing" in outcome.failure_reason

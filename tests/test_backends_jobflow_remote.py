@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alem.backends.base import JobState
+from alem.backends.base import QueueState
 from alem.backends.jobflow_remote_backend import JobflowRemoteBackend
 from tests._chgnet_reference import LI2O_FAST_UNRELAXED_EV, TOLERANCE_EV
 
@@ -71,9 +71,9 @@ def test_submit_poll_find_and_stop(backend, li2o_hop):
     [info] = backend.job_controller.get_flows_info(flow_ids=[external_id])
     assert info.flow_metadata["alem_hop_id"] == "li2o-vacancy"
     assert [job.worker for job in backend.job_controller.get_jobs_info(flow_ids=[external_id])] == ["local_shell"]
-    assert backend.poll([external_id, "no-such-flow"]) == {external_id: JobState.QUEUED, "no-such-flow": JobState.LOST}
+    assert backend.poll([external_id, "no-such-flow"]) == {external_id: QueueState.QUEUED, "no-such-flow": QueueState.LOST}
     backend.cancel(external_id)
-    assert backend.poll([external_id])[external_id] == JobState.FAILED
+    assert backend.poll([external_id])[external_id] == QueueState.FAILED
     outcome = backend.outcome(external_id)
     assert not outcome.usable and "STOPPED" in outcome.failure_reason
 
@@ -95,7 +95,7 @@ def test_runner_executes_the_neb(backend, li2o_hop):
     runner = Runner(project_name=backend.project_name)
     runner.job_controller = backend.job_controller  # share the in-memory queue database
     runner.run_all_jobs(max_seconds=600)  # a bound, not a timing: slow shared CI machines need room
-    assert backend.poll([external_id])[external_id] == JobState.COMPLETED
+    assert backend.poll([external_id])[external_id] == QueueState.COMPLETED
     outcome = backend.outcome(external_id)
     assert outcome.usable, outcome.failure_reason
     assert outcome.barrier_ev == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from alem.backends import make_backend
-from alem.backends.base import JobState
+from alem.backends.base import QueueState
 from alem.backends.local import LocalBackend, run_worker
 from tests._chgnet_reference import LI2O_FAST_RELAXED_EV, TOLERANCE_EV
 
-TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.LOST}
+TERMINAL = {QueueState.COMPLETED, QueueState.FAILED, QueueState.LOST}
 
 
 def wait_for(backend, external_id, states, timeout_s=900.0):
@@ -32,12 +32,12 @@ def test_real_chgnet_neb_through_the_local_backend(tmp_path, li2o_hop, fast_mlip
     assert backend.submit(li2o_hop, "job-1") == external_id  # same key: no second job
     assert backend.find_by_key("job-1") == external_id
     assert backend.find_by_key("job-2") is None
-    assert backend.poll([external_id])[external_id] in (JobState.QUEUED, JobState.RUNNING)
+    assert backend.poll([external_id])[external_id] in (QueueState.QUEUED, QueueState.RUNNING)
 
     # a fresh backend object (as after `alem loop` restarts) sees the same job
     restarted = LocalBackend(tmp_path / "jobstore", fast_mlip_preset)
     assert restarted.find_by_key("job-1") == external_id
-    assert wait_for(restarted, external_id, TERMINAL) == JobState.COMPLETED
+    assert wait_for(restarted, external_id, TERMINAL) == QueueState.COMPLETED
 
     outcome = restarted.outcome(external_id)
     assert outcome.usable, outcome.failure_reason
@@ -60,19 +60,19 @@ def test_worker_killed_mid_job_is_lost(tmp_path, li2o_hop, fast_mlip_preset):
     external_id = backend.submit(li2o_hop, "job-kill")
     run_dir = tmp_path / "jobstore" / "runs" / external_id
     try:
-        assert wait_for(backend, external_id, {JobState.RUNNING}, timeout_s=300) == JobState.RUNNING
+        assert wait_for(backend, external_id, {QueueState.RUNNING}, timeout_s=300) == QueueState.RUNNING
         deadline = time.time() + 120
         while not list((run_dir / "work").glob("job_*")) and time.time() < deadline:
             time.sleep(0.2)  # wait until jobflow is executing the first job of the flow
         assert list((run_dir / "work").glob("job_*")), "the worker never started a job"
-        assert backend.poll([external_id])[external_id] == JobState.RUNNING
+        assert backend.poll([external_id])[external_id] == QueueState.RUNNING
         pid = json.loads((run_dir / "worker.json").read_text())["pid"]
         os.kill(pid, signal.SIGKILL)
-        assert wait_for(backend, external_id, TERMINAL, timeout_s=120) == JobState.LOST
+        assert wait_for(backend, external_id, TERMINAL, timeout_s=120) == QueueState.LOST
     finally:
-        if backend.poll([external_id])[external_id] == JobState.RUNNING:
+        if backend.poll([external_id])[external_id] == QueueState.RUNNING:
             backend.cancel(external_id)  # a failed assertion must not leave the worker running
-    assert LocalBackend(tmp_path / "jobstore", fast_mlip_preset).poll([external_id])[external_id] == JobState.LOST
+    assert LocalBackend(tmp_path / "jobstore", fast_mlip_preset).poll([external_id])[external_id] == QueueState.LOST
     outcome = backend.outcome(external_id)
     assert not outcome.usable and "has not finished (state lost)" in outcome.failure_reason
     assert not (run_dir / "exit.json").exists()
@@ -89,19 +89,19 @@ def test_crashing_flow_is_failed_with_its_reason(tmp_path, li2o_hop, fast_mlip_p
     (run_dir / "flow.json").write_text("{not json")
     with pytest.raises(Exception):
         run_worker(run_dir)
-    assert backend.poll([external_id])[external_id] == JobState.FAILED
+    assert backend.poll([external_id])[external_id] == QueueState.FAILED
     outcome = backend.outcome(external_id)
     assert not outcome.usable and "failed: JSONDecodeError" in outcome.failure_reason
 
 
 def test_unknown_and_unspawned_jobs(tmp_path, li2o_hop, fast_mlip_preset, monkeypatch):
     backend = LocalBackend(tmp_path / "jobstore", fast_mlip_preset)
-    assert backend.poll(["local-nothing"]) == {"local-nothing": JobState.LOST}
+    assert backend.poll(["local-nothing"]) == {"local-nothing": QueueState.LOST}
     backend._spawn = lambda external_id: None  # alem killed right after writing the request
     external_id = backend.submit(li2o_hop, "job-unspawned")
-    assert backend.poll([external_id])[external_id] == JobState.QUEUED
+    assert backend.poll([external_id])[external_id] == QueueState.QUEUED
     monkeypatch.setattr("alem.backends.local.SPAWN_GRACE_S", 0.0)
-    assert backend.poll([external_id])[external_id] == JobState.LOST
+    assert backend.poll([external_id])[external_id] == QueueState.LOST
 
 
 def test_make_backend_from_campaign_config(tmp_path):

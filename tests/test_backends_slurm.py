@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from alem.backends.base import JobState
+from alem.backends.base import QueueState
 from alem.backends.batch import BatchBackend
 from alem.config import BatchBackendSection, CampaignConfig
 from tests.test_backends_local import wait_for
 
 pytest_plugins = ["tests._slurm"]
 
-TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.LOST}
+TERMINAL = {QueueState.COMPLETED, QueueState.FAILED, QueueState.LOST}
 
 
 def held(**settings) -> BatchBackendSection:
@@ -33,7 +33,7 @@ def test_held_job_is_queued_found_by_key_after_a_crash_and_cancelled(slurm_clust
     assert slurm_cluster.queue()[job_id] == "PD"
     assert backend.submit(li2o_hop, "alem-key-1") == job_id  # same key: no second sbatch
     assert len(slurm_cluster.queue()) == 1
-    assert backend.poll([job_id, "999999"]) == {job_id: JobState.QUEUED, "999999": JobState.LOST}
+    assert backend.poll([job_id, "999999"]) == {job_id: QueueState.QUEUED, "999999": QueueState.LOST}
     script = (tmp_path / "runs" / "runs" / "alem-key-1" / "job.sh").read_text()
     assert "#SBATCH --job-name=alem-key-1" in script and "#SBATCH --time=0-0:5:0" in script
     assert "-m alem.backends.batch" in script
@@ -44,12 +44,12 @@ def test_held_job_is_queued_found_by_key_after_a_crash_and_cancelled(slurm_clust
     (tmp_path / "runs" / "ids" / job_id).unlink()
     restarted = BatchBackend("slurm", tmp_path / "runs", fast_mlip_preset, held())
     assert restarted.find_by_key("alem-key-1") == job_id
-    assert restarted.poll([job_id]) == {job_id: JobState.QUEUED}
+    assert restarted.poll([job_id]) == {job_id: QueueState.QUEUED}
     assert restarted.find_by_key("alem-other") is None
 
     restarted.cancel(job_id)
     assert job_id not in slurm_cluster.queue()
-    assert restarted.poll([job_id]) == {job_id: JobState.FAILED}
+    assert restarted.poll([job_id]) == {job_id: QueueState.FAILED}
     assert "cancelled" in restarted.outcome(job_id).failure_reason
 
 
@@ -64,9 +64,9 @@ def test_refused_submission_is_an_error_not_a_job(slurm_cluster, tmp_path, li2o_
 def test_real_chgnet_neb_as_a_slurm_job(slurm_cluster, tmp_path, li2o_hop, fast_mlip_preset):
     backend = BatchBackend("slurm", tmp_path / "runs", fast_mlip_preset, BatchBackendSection(walltime_minutes=30))
     job_id = backend.submit(li2o_hop, "alem-neb-1")
-    assert backend.poll([job_id])[job_id] in (JobState.QUEUED, JobState.RUNNING)
-    assert wait_for(backend, job_id, {JobState.RUNNING, *TERMINAL}) == JobState.RUNNING
-    assert wait_for(backend, job_id, TERMINAL) == JobState.COMPLETED
+    assert backend.poll([job_id])[job_id] in (QueueState.QUEUED, QueueState.RUNNING)
+    assert wait_for(backend, job_id, {QueueState.RUNNING, *TERMINAL}) == QueueState.RUNNING
+    assert wait_for(backend, job_id, TERMINAL) == QueueState.COMPLETED
     outcome = backend.outcome(job_id)
     assert outcome.usable, outcome.failure_reason
     assert 0.05 < outcome.barrier_ev < 1.5  # CHGNet gives ~0.27 eV for this vacancy hop
@@ -91,7 +91,7 @@ def test_scancel_mid_run_is_lost_and_the_hop_retried(slurm_cluster, tmp_path, li
         store.add_hops([li2o_hop])
         store.approve([li2o_hop.hop_id], who="test")
         [(_, job_id)] = submit_approved(store, backend, config).submitted
-        assert wait_for(backend, job_id, {JobState.RUNNING, *TERMINAL}) == JobState.RUNNING
+        assert wait_for(backend, job_id, {QueueState.RUNNING, *TERMINAL}) == QueueState.RUNNING
         run_dir = backend.run_dir(job_id)
         deadline = time.time() + 300
         while not list((run_dir / "work").glob("job_*")) and time.time() < deadline:
@@ -102,7 +102,7 @@ def test_scancel_mid_run_is_lost_and_the_hop_retried(slurm_cluster, tmp_path, li
         deadline = time.time() + 60
         while job_id in slurm_cluster.queue() and time.time() < deadline:
             time.sleep(0.2)
-        assert backend.poll([job_id]) == {job_id: JobState.LOST}  # gone from squeue, no exit marker
+        assert backend.poll([job_id]) == {job_id: QueueState.LOST}  # gone from squeue, no exit marker
         assert not (run_dir / "exit.json").exists()
 
         report = reconcile(store, backend, config)

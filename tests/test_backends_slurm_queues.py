@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alem.backends.base import JobState
+from alem.backends.base import QueueState
 from tests.test_backends_jobflow_remote import make_backend, project_dir  # noqa: F401 (fixture)
 
 pytest_plugins = ["tests._slurm"]
@@ -71,7 +71,7 @@ def test_jobflow_remote_worker_on_real_slurm_runs_the_neb(slurm_cluster, project
     assert str(job.remote.process_id).isdigit()  # a Slurm job id from sbatch
     [submit_script] = (tmp_path / "jfr_work").rglob("submit.sh")
     assert "#SBATCH --partition=debug" in submit_script.read_text()
-    assert backend.poll([external_id])[external_id] == JobState.COMPLETED
+    assert backend.poll([external_id])[external_id] == QueueState.COMPLETED
     outcome = backend.outcome(external_id)
     assert outcome.usable, outcome.failure_reason
     assert 0.05 < outcome.barrier_ev < 1.5

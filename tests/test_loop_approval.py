@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from alem.config import ApprovalSection
-from alem.loop.approval import AUTO_APPROVER, auto_approve
+from alem.campaign.approve import AUTO_APPROVER, auto_approve
 from alem.store import HopState, ProposalInput, Store
 
 

@@ -19,7 +19,7 @@ from mongomock.store import ServerStore
 from pymatgen.core import Structure
 
 from _vasp_outputs import NUDGE_A, FakeVasp, install_fake_vasp
-from alem.backends.base import JobState
+from alem.backends.base import QueueState
 from alem.backends.fireworks_backend import FireWorksBackend
 from alem.neb.presets import load_preset
 from alem.neb.restart import NebRestart
@@ -72,7 +72,7 @@ def test_retry_continues_from_last_images_and_skips_finished_endpoints(backend, 
     assert nodes == {"GGA endpoint relax endpoint 1": 2, "GGA endpoint relax endpoint 2": 2,
                      "get_images_from_endpoints": 1, "GGA NEB": 6, "collect_vasp_neb_output": 1}
     _run_all(backend, tmp_path, monkeypatch)
-    assert backend.poll([first])[first] == JobState.FAILED  # atomate2 fizzles the unconverged NEB
+    assert backend.poll([first])[first] == QueueState.FAILED  # atomate2 fizzles the unconverged NEB
     assert [kind for kind, _ in fake_vasp.runs] == ["relax", "relax", "neb"]
     reached = backend.restart_for(li2o_hop)
     assert reached.previous_id == first and all(reached.endpoints) and reached.neb_dir
@@ -84,7 +84,7 @@ def test_retry_continues_from_last_images_and_skips_finished_endpoints(backend, 
     workflow = backend.launchpad.workflows.find_one({"nodes": int(second)})
     assert sorted(_firework_names(backend, second)) == ["GGA NEB", "collect_vasp_neb_output", "images_from_previous_neb"]
     _run_all(backend, tmp_path, monkeypatch)
-    assert backend.poll([second])[second] == JobState.COMPLETED
+    assert backend.poll([second])[second] == QueueState.COMPLETED
     # no endpoint relaxation ran again; the NEB started from the CONTCARs the first NEB reached
     assert [kind for kind, _ in fake_vasp.runs] == ["neb"]
     started_from = fake_vasp.runs[0][1]
@@ -113,7 +113,7 @@ def test_failed_endpoint_is_redone_and_the_finished_one_kept(backend, fake_vasp,
     monkeypatch.setattr(FakeVasp, "__call__", second_endpoint_fails)
     first = backend.submit(li2o_hop, "job-1")
     _run_all(backend, tmp_path, monkeypatch)
-    assert backend.poll([first])[first] == JobState.FAILED
+    assert backend.poll([first])[first] == QueueState.FAILED
     restart = backend.restart_for(li2o_hop)
     assert restart.endpoints[0] is not None and restart.endpoints[1] is None and restart.neb_dir is None
 
@@ -183,7 +183,7 @@ def test_jobflow_remote_retry_continues_from_last_images(tmp_path, monkeypatch, 
 
     first = backend.submit(li2o_hop, "job-1")
     run_all()
-    assert backend.poll([first])[first] == JobState.FAILED and runs() == ["relax", "relax", "neb"]
+    assert backend.poll([first])[first] == QueueState.FAILED and runs() == ["relax", "relax", "neb"]
     restart = backend.restart_for(li2o_hop)
     assert restart.previous_id == first and all(restart.endpoints) and restart.neb_dir
     last_images = previous_images(restart.neb_dir)
@@ -191,7 +191,7 @@ def test_jobflow_remote_retry_continues_from_last_images(tmp_path, monkeypatch, 
     Path(f"{log}.converge").touch()
     second = backend.submit(li2o_hop, "job-2")
     run_all()
-    assert backend.poll([second])[second] == JobState.COMPLETED
+    assert backend.poll([second])[second] == QueueState.COMPLETED
     assert runs() == ["relax", "relax", "neb", "neb"]  # no endpoint ran again
     started_from = [Structure.from_dict(d) for d in json.loads(log.read_text().splitlines()[-1])["structures"]]
     assert all(np.allclose(a.cart_coords, b.cart_coords, atol=1e-5) for a, b in zip(started_from, last_images))

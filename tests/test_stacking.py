@@ -84,7 +84,7 @@ def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     from alem.hops import load_training_hops
     from alem.stacking import combine_members
     from alem.training.finetune import FinetuneConfig, train_ensemble
-    from alem.training.workflow import OOF_FILENAME, calibrated_ensemble
+    from alem.training.recipe import OOF_FILENAME, calibrated_ensemble
 
     hops = load_training_hops()[:48]
     card = calibrated_ensemble(hops, tmp_path / "ens", FinetuneConfig(epochs=3), n_members=2, cv_folds=3, progress=False)

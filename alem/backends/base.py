@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from alem.hops.hop import Hop
 
 
-class JobState(str, enum.Enum):
+class QueueState(str, enum.Enum):
     """Backend-side state of one submitted NEB."""
 
     QUEUED = "queued"
@@ -59,7 +59,7 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+    def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
         """Current state of each external id (ids the backend does not know map to LOST)."""
 
     @abstractmethod

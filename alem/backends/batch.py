@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from alem.backends.base import Backend, JobState, NebOutcome
+from alem.backends.base import Backend, QueueState, NebOutcome
 from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
@@ -68,14 +68,14 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def _qstate_to_job_state(qstate) -> JobState:
+def _qstate_to_job_state(qstate) -> QueueState:
     from qtoolkit.core.data_objects import QState
 
     if qstate == QState.RUNNING:
-        return JobState.RUNNING
+        return QueueState.RUNNING
     if qstate in (QState.DONE, QState.FAILED):
-        return JobState.FAILED  # ended without its exit marker (checked by the caller first)
-    return JobState.QUEUED  # queued, held, requeued, suspended, undetermined
+        return QueueState.FAILED  # ended without its exit marker (checked by the caller first)
+    return QueueState.QUEUED  # queued, held, requeued, suspended, undetermined
 
 
 class BatchBackend(Backend):
@@ -191,22 +191,22 @@ class BatchBackend(Backend):
         self._remember(job_key, str(result.job_id))
         return str(result.job_id)
 
-    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+    def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
         if not external_ids:
             return {}
         queue = self._queue()  # before the exit markers: a job that leaves the queue has written its marker
         return {external_id: self._state(external_id, queue) for external_id in external_ids}
 
-    def _state(self, external_id: str, queue: dict) -> JobState:
+    def _state(self, external_id: str, queue: dict) -> QueueState:
         run_dir = self.run_dir(external_id)
         if run_dir is None:
-            return JobState.LOST
+            return QueueState.LOST
         finished = read_json(run_dir / "exit.json")
         if finished is not None:
-            return JobState.COMPLETED if finished.get("state") == "completed" else JobState.FAILED
+            return QueueState.COMPLETED if finished.get("state") == "completed" else QueueState.FAILED
         if external_id in queue:
             return _qstate_to_job_state(queue[external_id].state)
-        return JobState.LOST
+        return QueueState.LOST
 
     def outcome(self, external_id: str) -> NebOutcome:
         run_dir = self.run_dir(external_id)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alem.backends.base import Backend, JobState, NebOutcome
+from alem.backends.base import Backend, QueueState, NebOutcome
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
 
@@ -30,15 +30,15 @@ from alem.neb.presets import Preset
 DEFAULT_LOST_RUN_EXPIRATION_S = 4 * 3600
 
 _STATE_MAP = {
-    "COMPLETED": JobState.COMPLETED,
-    "FIZZLED": JobState.FAILED,
-    "DEFUSED": JobState.FAILED,
-    "ARCHIVED": JobState.FAILED,
-    "RUNNING": JobState.RUNNING,
-    "RESERVED": JobState.QUEUED,
-    "READY": JobState.QUEUED,
-    "WAITING": JobState.QUEUED,
-    "PAUSED": JobState.QUEUED,
+    "COMPLETED": QueueState.COMPLETED,
+    "FIZZLED": QueueState.FAILED,
+    "DEFUSED": QueueState.FAILED,
+    "ARCHIVED": QueueState.FAILED,
+    "RUNNING": QueueState.RUNNING,
+    "RESERVED": QueueState.QUEUED,
+    "READY": QueueState.QUEUED,
+    "WAITING": QueueState.QUEUED,
+    "PAUSED": QueueState.QUEUED,
 }
 
 
@@ -158,16 +158,16 @@ class FireWorksBackend(Backend):
                 neb_dir = max(launches, key=lambda launch: str(launch.get("time_start", "")))["launch_dir"]
         return restart_from_records(str(min(workflow["nodes"])), workflow.get("metadata") or {}, outputs, neb_dir)
 
-    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
-        states: dict[str, JobState] = {}
+    def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
+        states: dict[str, QueueState] = {}
         running: dict[str, list[int]] = {}
         for external_id in external_ids:
             workflow = self._workflow(external_id)
             if workflow is None:
-                states[external_id] = JobState.LOST
+                states[external_id] = QueueState.LOST
                 continue
-            states[external_id] = _STATE_MAP.get(workflow.get("state"), JobState.QUEUED)
-            if states[external_id] is JobState.RUNNING:
+            states[external_id] = _STATE_MAP.get(workflow.get("state"), QueueState.QUEUED)
+            if states[external_id] is QueueState.RUNNING:
                 running[external_id] = list(workflow["nodes"])
         if running:
             all_nodes = [fw_id for nodes in running.values() for fw_id in nodes]
@@ -176,7 +176,7 @@ class FireWorksBackend(Backend):
             )
             for external_id, nodes in running.items():
                 if set(nodes) & set(lost_fw_ids):
-                    states[external_id] = JobState.LOST
+                    states[external_id] = QueueState.LOST
         return states
 
     def _fizzle_reason(self, workflow: dict) -> str:

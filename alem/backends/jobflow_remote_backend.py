@@ -22,18 +22,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alem.backends.base import Backend, JobState, NebOutcome
+from alem.backends.base import Backend, QueueState, NebOutcome
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
 
 _STATE_MAP = {
-    "COMPLETED": JobState.COMPLETED,
-    "FAILED": JobState.FAILED,
-    "STOPPED": JobState.FAILED,
-    "RUNNING": JobState.RUNNING,
-    "WAITING": JobState.QUEUED,
-    "READY": JobState.QUEUED,
-    "PAUSED": JobState.QUEUED,
+    "COMPLETED": QueueState.COMPLETED,
+    "FAILED": QueueState.FAILED,
+    "STOPPED": QueueState.FAILED,
+    "RUNNING": QueueState.RUNNING,
+    "WAITING": QueueState.QUEUED,
+    "READY": QueueState.QUEUED,
+    "PAUSED": QueueState.QUEUED,
 }
 
 
@@ -135,10 +135,10 @@ class JobflowRemoteBackend(Backend):
         neb_job = jobs.get(uuids.get("neb"))
         return restart_from_records(previous.flow_id, metadata, outputs, neb_job.run_dir if neb_job else None)
 
-    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+    def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
         infos = {info.flow_id: info for info in self.job_controller.get_flows_info(flow_ids=list(external_ids))}
         return {
-            external_id: _STATE_MAP.get(infos[external_id].state.value, JobState.QUEUED) if external_id in infos else JobState.LOST
+            external_id: _STATE_MAP.get(infos[external_id].state.value, QueueState.QUEUED) if external_id in infos else QueueState.LOST
             for external_id in external_ids
         }
 

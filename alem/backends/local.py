@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from alem.backends.base import Backend, JobState, NebOutcome
+from alem.backends.base import Backend, QueueState, NebOutcome
 from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
@@ -131,24 +131,24 @@ class LocalBackend(Backend):
             if child.poll() is not None:
                 del self._children[external_id]
 
-    def state(self, external_id: str) -> JobState:
+    def state(self, external_id: str) -> QueueState:
         run_dir = self.run_dir(external_id)
         if not (run_dir / "request.json").is_file():
-            return JobState.LOST
+            return QueueState.LOST
         finished = read_json(run_dir / "exit.json")
         if finished is None:
             worker = read_json(run_dir / "worker.json")
             if worker is not None and _alive(worker):
-                return JobState.RUNNING
+                return QueueState.RUNNING
             finished = read_json(run_dir / "exit.json")  # it may have finished meanwhile
             if finished is None:
                 request = read_json(run_dir / "request.json") or {}
                 if worker is None and time.time() - request.get("submitted_at", 0) < SPAWN_GRACE_S:
-                    return JobState.QUEUED
-                return JobState.LOST
-        return JobState.COMPLETED if finished.get("state") == "completed" else JobState.FAILED
+                    return QueueState.QUEUED
+                return QueueState.LOST
+        return QueueState.COMPLETED if finished.get("state") == "completed" else QueueState.FAILED
 
-    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+    def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
         self._reap()
         return {external_id: self.state(external_id) for external_id in external_ids}
 

@@ -28,7 +28,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alem.backends.base import Backend, JobState, NebOutcome
+from alem.backends.base import Backend, QueueState, NebOutcome
 from alem.hops.hop import Hop
 
 if TYPE_CHECKING:
@@ -129,19 +129,19 @@ class ReplayBackend(Backend):
         with closing(self._connect()) as conn:
             return conn.execute("SELECT * FROM submissions WHERE external_id = ?", (external_id,)).fetchone()
 
-    def poll(self, external_ids: Sequence[str]) -> dict[str, JobState]:
+    def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
         states = {}
         for external_id in external_ids:
             row = self._submission(external_id)
             if row is None:
-                states[external_id] = JobState.LOST
+                states[external_id] = QueueState.LOST
             elif row["cancelled"]:
-                states[external_id] = JobState.FAILED
+                states[external_id] = QueueState.FAILED
             elif self._clock() < row["ready_at"]:
-                states[external_id] = JobState.RUNNING
+                states[external_id] = QueueState.RUNNING
             else:
                 match, _ = self._match(row["hop_id"], row["fingerprint"])
-                states[external_id] = JobState.COMPLETED if match is not None else JobState.FAILED
+                states[external_id] = QueueState.COMPLETED if match is not None else QueueState.FAILED
         return states
 
     def outcome(self, external_id: str) -> NebOutcome:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alem.backends.base import Backend, JobState
+from alem.backends.base import Backend, QueueState
 from alem.store import HopState, JobStatus, Store, StoreError
 
 
@@ -39,7 +39,7 @@ def cancel_jobs(store: Store, backend: Backend, hop_ids: Sequence[str], reason: 
             jobs.append(job)
     states = backend.poll([job.external_id for job in jobs]) if jobs else {}
     for job in jobs:
-        if states.get(job.external_id) is JobState.COMPLETED:
+        if states.get(job.external_id) is QueueState.COMPLETED:
             # never throw a finished barrier away: reconcile records it
             problems.append(f"hop {job.hop_id}: its NEB ({job.external_id}) has already finished; run `alem reconcile` to record it")
     if problems:

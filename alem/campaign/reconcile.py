@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from alem.backends.base import Backend, JobState, NebOutcome
+from alem.backends.base import Backend, QueueState, NebOutcome
 from alem.campaign.submit import SubmitReport, resolve_unsubmitted, submit_approved
 from alem.config import CampaignConfig
 from alem.store import HopState, JobRecord, JobStatus, Store
@@ -36,16 +36,16 @@ def _failure_reason(backend: Backend, job: JobRecord) -> str:
     return outcome.failure_reason or "backend reports the job failed"
 
 
-def _settle(store: Store, backend: Backend, config: CampaignConfig, job: JobRecord, state: JobState) -> str | None:
+def _settle(store: Store, backend: Backend, config: CampaignConfig, job: JobRecord, state: QueueState) -> str | None:
     """Apply one polled state to one job; the sentence describing the change (None: unchanged)."""
     label = f"job {job.id} (hop {job.hop_id}, {job.external_id})"
     max_attempts = config.backend.max_attempts
-    if state in (JobState.QUEUED, JobState.RUNNING):
+    if state in (QueueState.QUEUED, QueueState.RUNNING):
         if job.state.value == state.value:
             return None
         store.update_job_state(job.id, state.value)
         return f"{label} is {state.value}"
-    if state is JobState.COMPLETED:
+    if state is QueueState.COMPLETED:
         try:
             outcome: NebOutcome = backend.outcome(job.external_id or "")
         except Exception as exc:
@@ -56,7 +56,7 @@ def _settle(store: Store, backend: Backend, config: CampaignConfig, job: JobReco
         if result.usable:
             return f"{label} completed: barrier {result.barrier_ev:.3f} eV ({result.method}); hop done"
         return f"{label} completed but is not usable: {result.failure_reason}; hop failed"
-    if state is JobState.LOST:
+    if state is QueueState.LOST:
         error = f"backend {backend.name} has no record of {job.external_id} (lost run, deleted workflow or killed worker)"
         hop_state = store.fail_job(job.id, error, max_attempts, state=JobStatus.LOST)
         return f"{label} lost: {error}; " + _next_step(job, hop_state, max_attempts)
@@ -96,14 +96,14 @@ def reconcile(
     states = backend.poll([j.external_id for j in mine]) if mine else {}
     retry_hops = []
     for job in sorted(mine, key=lambda j: j.id):
-        state = states.get(job.external_id, JobState.LOST)
+        state = states.get(job.external_id, QueueState.LOST)
         message = _settle(store, backend, config, job, state)
         if message is None:
             continue
         report.repairs.append(message)
-        if state is JobState.COMPLETED:
+        if state is QueueState.COMPLETED:
             report.completed += 1
-        elif state in (JobState.FAILED, JobState.LOST):
+        elif state in (QueueState.FAILED, QueueState.LOST):
             report.failed += 1
             if store.hop(job.hop_id).state is HopState.APPROVED:
                 report.retried += 1

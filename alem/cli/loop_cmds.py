@@ -164,8 +164,8 @@ def propose(
     """Score the candidates with the current model and record a proposal batch."""
     from alem.acquisition import STRATEGIES
     from alem.ensemble import ModelNotFoundError
-    from alem.loop.models import ModelLoadError, load_current_model
-    from alem.loop.propose import propose_batch
+    from alem.campaign.retrain import ModelLoadError, load_current_model
+    from alem.campaign.propose import propose_batch
 
     if strategy is not None and strategy not in STRATEGIES:
         raise _fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", 2)
@@ -254,7 +254,7 @@ def approve(
     campaign: CampaignOption = None,
 ) -> None:
     """Approve hops for NEB calculation (all or nothing); a unique id prefix names a hop."""
-    from alem.loop.hop_ids import decision_targets
+    from alem.campaign.hop_ids import decision_targets
 
     if bool(hop_ids) == all_:
         raise _fail("give hop ids or --all (not both)", 2)
@@ -275,7 +275,7 @@ def reject(
     campaign: CampaignOption = None,
 ) -> None:
     """Reject hops (all or nothing); they are never proposed again unless reopened."""
-    from alem.loop.hop_ids import decision_targets
+    from alem.campaign.hop_ids import decision_targets
 
     if not reason.strip():
         raise _fail("--reason must say why", 2)
@@ -295,7 +295,7 @@ def cancel(
     backend (scancel/qdel, FireWorks defuse, jobflow-remote stop). Approve a hop again to rerun it."""
     from alem.backends import make_backend
     from alem.campaign import CancelError, cancel_jobs
-    from alem.loop.hop_ids import resolve_hop_ids
+    from alem.campaign.hop_ids import resolve_hop_ids
     from alem.store import HopState
 
     if not reason.strip():
@@ -343,7 +343,7 @@ def loop(
         max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
     )
     from alem.ensemble import ModelNotFoundError
-    from alem.loop.models import ModelLoadError
+    from alem.campaign.retrain import ModelLoadError
 
     runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
     try:
@@ -412,7 +412,7 @@ def demo(
     from alem.demo import DEMO_HOSTS, NotADemoError, remove_demo_campaign, run_demo
     from alem.ensemble import ModelNotFoundError
     from alem.loop.lock import LoopLockedError
-    from alem.loop.models import ModelLoadError
+    from alem.campaign.retrain import ModelLoadError
 
     if backend not in ("local", "slurm"):
         raise _fail(f"--backend {backend}: the demo runs on local or slurm", 2)

@@ -133,7 +133,7 @@ def train(
     from alem.hops import HopError, load_training_hops, read_hops
     from alem.training.finetune import FinetuneConfig
     from alem.training.trees import DEFAULT_TREE_SPECS
-    from alem.training.workflow import calibrated_ensemble
+    from alem.training.recipe import calibrated_ensemble
 
     problems: list[str] = []
     try:

@@ -117,7 +117,7 @@ class CampaignLoop:
             self.tell(f"store problem: {line}", logging.WARNING)
 
     def _retrain(self, report: TickReport) -> None:
-        from alem.loop.models import new_results_since_current, retrain, retraining_due
+        from alem.campaign.retrain import new_results_since_current, retrain, retraining_due
 
         if not self.options.retrain or not retraining_due(self.store, self.config):
             return
@@ -130,7 +130,7 @@ class CampaignLoop:
         self.tell(f"model version {self.model.version_id} ready ({time.time() - started:.0f} s): {self.model.path}")
 
     def _score(self, report: TickReport) -> None:
-        from alem.loop.propose import score_unscored_candidates
+        from alem.campaign.propose import score_unscored_candidates
 
         self.phase("scoring", f"predicting candidates with model version {self.model.version_id}")
         report.scored = score_unscored_candidates(self.store, self.model, progress=self.options.progress)
@@ -145,7 +145,7 @@ class CampaignLoop:
         return waiting < self.config.acquisition.min_approved_queue and bool(store.hops(state=HopState.CANDIDATE))
 
     def _propose(self, report: TickReport) -> None:
-        from alem.loop.propose import propose_batch
+        from alem.campaign.propose import propose_batch
 
         if not self._needs_proposal():
             return
@@ -160,7 +160,7 @@ class CampaignLoop:
             self.tell(f"proposed batch {outcome.batch_id} ({acquisition.strategy}): {described}")
 
     def _approve(self, report: TickReport) -> None:
-        from alem.loop.approval import auto_approve
+        from alem.campaign.approve import auto_approve
 
         report.approved = auto_approve(self.store, self.config.approval)
         if report.approved:
@@ -203,7 +203,7 @@ class CampaignLoop:
         return not store.hops(state=list(busy)) and not store.jobs(live=True)
 
     def run(self) -> list[TickReport]:
-        from alem.loop.models import load_current_model
+        from alem.campaign.retrain import load_current_model
 
         reports: list[TickReport] = []
         lock = CampaignLock(self.config.state_dir)

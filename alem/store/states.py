@@ -29,7 +29,7 @@ class HopState(str, enum.Enum):
 
 
 class JobStatus(str, enum.Enum):
-    """State of a job row in the store (a superset of the backend's ``JobState``)."""
+    """State of a job row in the store (a superset of the backend's ``QueueState``)."""
 
     #: Row committed, backend.submit not (known to be) done yet: no external id.
     CREATED = "created"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alem.store.execution import ExecutionTables, unusable_reason
-from alem.store.hops import HopTables
+from alem.store.hop_rows import HopTables
 from alem.store.planning import PlanningTables
 
 __all__ = ["Store", "unusable_reason"]
