@@ -24,6 +24,8 @@ class Provenance:
     source: str | None = None  # e.g. "literature", "alem:vasp", "alem:mlip"
     xc: str | None = None  # GGA, GGA+U, SCAN, LDA, or the MLIP name
     citation: str | None = None
+    #: Level of theory of the barrier, ``dft:<functional>`` or ``mlip:<potential>`` (alem.hops.fidelity).
+    fidelity: str | None = None
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
+from alem.hops.fidelity import DFT, fidelity_label, parse_fidelity
 from alem.hops.hop import Hop, Provenance, group_of
 from alem.hops.validate import HopError, check_hop
 
@@ -118,7 +119,11 @@ def _hop_from_dataset_entry(entry: dict[str, Any], index: int, path: Path) -> Ho
         working_ion=str(ion),
         barrier_ev=_finite_or_none(entry.get("target"), where),
         provenance=Provenance(
-            source=entry.get("source", "literature"), xc=entry.get("XC"), citation=entry.get("citation")
+            source=entry.get("source", "literature"),
+            xc=entry.get("XC"),
+            citation=entry.get("citation"),
+            # The Em dataset layout holds DFT-NEB barriers; an exported campaign file says its own.
+            fidelity=parse_fidelity(entry["fidelity"]) if entry.get("fidelity") else fidelity_label(DFT, entry.get("XC")),
         ),
         group=group_of(sys_name) if sys_name else entry.get("group"),
         metadata=metadata,
@@ -143,7 +148,7 @@ def _hop_from_pymatgen_entry(entry: dict[str, Any], index: int, path: Path, work
         final=final,
         working_ion=str(ion),
         barrier_ev=_finite_or_none(entry.get("barrier_ev"), where),
-        provenance=Provenance(**{k: prov.get(k) for k in ("source", "xc", "citation")}),
+        provenance=Provenance(**{k: prov.get(k) for k in ("source", "xc", "citation", "fidelity")}),
         group=entry.get("group"),
         metadata=dict(entry.get("metadata") or {}),
     )
@@ -248,6 +253,8 @@ def hop_to_dataset_entry(hop: Hop) -> dict[str, Any]:
         entry["source"] = hop.provenance.source
     if hop.provenance.citation:
         entry["citation"] = hop.provenance.citation
+    if hop.provenance.fidelity:
+        entry["fidelity"] = hop.provenance.fidelity
     return entry
 
 
