@@ -27,3 +27,14 @@ def test_shipped_labels_are_dft_with_their_functional(tmp_path):
     assert hop_to_dataset_entry(mlip)["fidelity"] == "mlip:CHGNet"
     back = read_hops([write_dataset([mlip], tmp_path / "one.json")])
     assert back[0].provenance.fidelity == "mlip:CHGNet"
+
+
+def test_shipped_cheap_barriers_are_mace_and_pair_with_training_hops():
+    from alem.hops.io import load_shipped_cheap_barriers
+
+    cheap = load_shipped_cheap_barriers()
+    ids = {h.hop_id for h in load_training_hops()}
+    assert len(cheap) > 550 and set(cheap) <= ids | set(cheap)
+    assert len(set(cheap) & ids) > 550
+    assert {c.fidelity for c in cheap.values()} == {"mlip:MACE-MP"}
+    assert all(0.0 <= c.barrier_ev < 20 for c in cheap.values())

@@ -13,6 +13,7 @@ Matching ignores case; the stored spelling is kept as written by :func:`fidelity
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from alem.hops.validate import HopError
 
@@ -25,6 +26,18 @@ DEFAULT_DFT_METHOD = "GGA"
 
 class FidelityError(HopError):
     """A fidelity or selector that is not ``dft:<functional>`` / ``mlip:<potential>``."""
+
+
+#: The potential behind the paired cheap barriers shipped with alem (MACE-MP NEB, relaxed endpoints).
+SHIPPED_CHEAP_FIDELITY = "mlip:MACE-MP"
+
+
+@dataclass(frozen=True)
+class CheapBarrier:
+    """A barrier of a cheaper fidelity for a hop, fed to a fidelity-aware model beside the structure."""
+
+    fidelity: str
+    barrier_ev: float
 
 
 def fidelity_label(kind: str, method: str | None) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from alem.hops.fidelity import DFT, fidelity_label, parse_fidelity
+from alem.hops.fidelity import DFT, SHIPPED_CHEAP_FIDELITY, CheapBarrier, fidelity_label, parse_fidelity
 from alem.hops.hop import Hop, Provenance, group_of
 from alem.hops.validate import HopError, check_hop
 
@@ -275,6 +275,23 @@ def load_training_hops(on_invalid: OnInvalid = "skip", problems: list[str] | Non
     from alem import PACKAGE_DATA
 
     return read_hops([PACKAGE_DATA / "em_dataset_train.json.gz"], on_invalid=on_invalid, problems=problems)
+
+
+def load_shipped_cheap_barriers(relaxed: bool = True) -> dict[str, CheapBarrier]:
+    """MACE-MP NEB barriers of the shipped training hops, by hop id (3 hops have none unrelaxed).
+
+    ``relaxed`` picks the NEB run after relaxing the endpoints (the authors' main MACE number).
+    """
+    from alem import PACKAGE_DATA
+
+    key = "mace_neb_relaxed_ev" if relaxed else "mace_neb_unrelaxed_ev"
+    path = PACKAGE_DATA / "em_dataset_train_mace_neb.json.gz"
+    rows = _load_json(path)
+    return {
+        str(row["jid"]): CheapBarrier(SHIPPED_CHEAP_FIDELITY, float(row[key]))
+        for row in rows
+        if row.get(key) is not None and math.isfinite(float(row[key]))
+    }
 
 
 def hop_barriers(hops: Sequence[Hop]) -> np.ndarray:
