@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from alem.candidates.supercell import shortest_lattice_vector_a
 from alem.hops import Hop
 from alem.neb.flows import neb_flow_for_hop, output_uuid, vasp_neb_maker
 from alem.neb.presets import PresetError, available_presets, load_preset
@@ -11,7 +12,6 @@ from alem.neb.supercell import (
     NebSetupError,
     interpolate_images,
     neb_endpoints,
-    periodic_image_distance_a,
     supercell_scaling,
 )
 
@@ -48,12 +48,12 @@ def test_campaign_preset_overrides_shipped(tmp_path):
 
 
 def test_supercell_rule_keeps_images_apart_and_site0_migrating(li2o_hop):
-    assert periodic_image_distance_a(li2o_hop.initial.lattice) == pytest.approx(4.61)
+    assert shortest_lattice_vector_a(li2o_hop.initial.lattice) == pytest.approx(4.61)
     assert supercell_scaling(li2o_hop.initial.lattice, 8.0) == (2, 2, 2)
     assert supercell_scaling(li2o_hop.initial.lattice, 4.0) == (1, 1, 1)
     initial, final = neb_endpoints(li2o_hop, 8.0, max_atoms=400)
     assert len(initial) == 8 * len(li2o_hop.initial)
-    assert periodic_image_distance_a(initial.lattice) >= 8.0
+    assert shortest_lattice_vector_a(initial.lattice) >= 8.0
     # only site 0 moves, by the hop's own displacement
     dfrac = final.frac_coords - initial.frac_coords
     dfrac -= np.round(dfrac)

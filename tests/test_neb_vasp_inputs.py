@@ -84,7 +84,7 @@ def test_host_relaxation_uses_the_same_block(licoo2_hop, tmp_path):
 def test_endpoints_follow_the_relaxed_host_lattice(li2o_hop):
     import numpy as np
 
-    from alem.neb.flows import pristine_host
+    from alem.neb.supercell import pristine_host
     from alem.neb.supercell import neb_endpoints
     from alem.neb.vasp_jobs import endpoints_on_relaxed_host
 

@@ -8,7 +8,8 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.vasp import Incar
 
 from _vasp_outputs import write_vasp_run
-from alem.neb.barrier import ENDPOINTS_FILE, outcome_from_neb_document, outcome_from_vasp_dir, polaron_problem
+from alem.neb.barrier import outcome_from_neb_document, outcome_from_vasp_dir, polaron_problem
+from alem.neb.schemas import ENDPOINTS_FILE
 from alem.neb.vasp_jobs import collect_vasp_neb_output
 
 ENERGIES = [-40.00, -39.80, -39.55, -39.75, -39.95]  # barrier 0.45 eV, reverse 0.40 eV

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from alem.backends.base import NebOutcome
+from alem.neb.schemas import NebOutcome
 from alem.store import HopState, IllegalTransition, JobStatus, Store, StoreError
 
 

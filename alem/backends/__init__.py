@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alem.backends.base import Backend, QueueState, NebOutcome
+from alem.backends.base import Backend, QueueState
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
 
-__all__ = ["Backend", "QueueState", "NebOutcome", "make_backend"]
+__all__ = ["Backend", "QueueState", "make_backend"]
 
 
 def make_backend(config: CampaignConfig, campaign_dir: str | Path | None = None) -> Backend:

@@ -11,9 +11,8 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from pydantic import BaseModel, Field
-
 from alem.hops.hop import Hop
+from alem.neb.schemas import NebOutcome
 
 
 class QueueState(str, enum.Enum):
@@ -25,24 +24,6 @@ class QueueState(str, enum.Enum):
     FAILED = "failed"
     #: The backend has no record of the id any more (lost run, deleted workflow, killed worker).
     LOST = "lost"
-
-
-class NebOutcome(BaseModel):
-    """What a finished NEB yields for one hop. ``converged`` false or ``failure_reason`` set means
-    the barrier must not enter the dataset."""
-
-    barrier_ev: float | None = Field(None, description="forward barrier: max image energy - initial energy")
-    reverse_barrier_ev: float | None = Field(None, description="max image energy - final energy")
-    image_energies_ev: list[float] = Field(default_factory=list, description="total energy per image, endpoints included")
-    path_coordinate_a: list[float] = Field(default_factory=list, description="cumulative path length per image")
-    converged: bool = False
-    failure_reason: str | None = None
-    method: str = Field("", description="e.g. 'vasp:GGA CI-NEB' or 'mlip:CHGNet NEB'")
-    details: dict = Field(default_factory=dict)
-
-    @property
-    def usable(self) -> bool:
-        return self.converged and self.failure_reason is None and self.barrier_ev is not None
 
 
 class Backend(ABC):

@@ -38,10 +38,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from alem.backends.base import Backend, QueueState, NebOutcome
+from alem.backends.base import Backend, QueueState
 from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.schemas import NebOutcome
 
 if TYPE_CHECKING:
     from qtoolkit.manager import QueueManager

@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alem.backends.base import Backend, QueueState, NebOutcome
+from alem.backends.base import Backend, QueueState
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.schemas import NebOutcome
 
 #: FireWorks' own default for a lost run is 4 hours without a heartbeat.
 DEFAULT_LOST_RUN_EXPIRATION_S = 4 * 3600

@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alem.backends.base import Backend, QueueState, NebOutcome
+from alem.backends.base import Backend, QueueState
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.schemas import NebOutcome
 
 _STATE_MAP = {
     "COMPLETED": QueueState.COMPLETED,

@@ -33,10 +33,11 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from alem.backends.base import Backend, QueueState, NebOutcome
+from alem.backends.base import Backend, QueueState
 from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.schemas import NebOutcome
 
 #: A request without a worker record older than this is LOST (the spawn never happened).
 SPAWN_GRACE_S = 120.0

@@ -28,8 +28,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alem.backends.base import Backend, QueueState, NebOutcome
+from alem.backends.base import Backend, QueueState
 from alem.hops.hop import Hop
+from alem.neb.schemas import NebOutcome
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from alem.backends.base import NebOutcome
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.schemas import NebOutcome
 
 REQUEST = "request.json"
 EXIT = "exit.json"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from alem.backends.base import Backend, QueueState, NebOutcome
+from alem.backends.base import Backend, QueueState
 from alem.campaign.submit import SubmitReport, resolve_unsubmitted, submit_approved
 from alem.config import CampaignConfig
+from alem.neb.schemas import NebOutcome
 from alem.store import HopState, JobRecord, JobStatus, Store
 
 

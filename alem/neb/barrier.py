@@ -36,11 +36,9 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from alem.backends.base import NebOutcome
+from alem.neb.schemas import ENDPOINTS_FILE, STATE_FROM_CALCULATIONS_TAG, NebOutcome, frame_states
 
 _NOT_CONVERGED_TAG = "forces not converged"
-#: Written into an atomate2 NEB directory by alem's collector: where the endpoint relaxations ran.
-ENDPOINTS_FILE = "alem_endpoints.json"
 _VASP_CONVERGED_TEXT = "reached required accuracy"
 
 
@@ -247,8 +245,6 @@ def _vasp_convergence_problems(doc: Mapping[str, Any], tags: Sequence[str]) -> l
     stored calculations' ``has_vasp_completed``, or each frame directory's vasprun.xml (what emmet
     itself parses) when the directories are readable here.
     """
-    from alem.neb.vasp_jobs import STATE_FROM_CALCULATIONS_TAG, frame_states
-
     state = doc.get("state")
     state = getattr(state, "value", state)
     if STATE_FROM_CALCULATIONS_TAG in tags:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from alem.neb.restart import JOB_UUIDS_KEY, RESTART_KEY, NebRestart
-from alem.neb.supercell import interpolate_images, neb_endpoints
+from alem.neb.supercell import interpolate_images, neb_endpoints, pristine_host
 from alem.neb.vasp_inputs import neb_input_generator, relax_input_generator, with_initial_magmoms
 from alem.neb.vasp_jobs import collect_vasp_neb_output, endpoints_on_relaxed_host, images_from_previous_neb
 
@@ -128,14 +128,6 @@ def vasp_host_maker(preset: Preset):
 
     return RelaxMaker(name=f"{preset.vasp.functional} host relax",
                       input_set_generator=relax_input_generator(preset, relax=True, relax_cell=True))
-
-
-def pristine_host(hop: Hop) -> Structure:
-    """The host's primitive cell: the hop's own cell with its vacancy refilled (the ion at its
-    final site), reduced. The NEB cell is an integer supercell of it."""
-    pristine = hop.initial.copy()
-    pristine.append(hop.final[0].species, hop.final[0].frac_coords)
-    return pristine.get_primitive_structure()
 
 
 def _relaxed_host_endpoints(hop: Hop, initial: Structure, final: Structure, preset: Preset) -> tuple[list, list]:

@@ -9,27 +9,17 @@ host atoms and stay at the initial site in both endpoints.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
+from alem.candidates.supercell import shortest_lattice_vector_a
 from alem.hops.hop import Hop
 
 
 class NebSetupError(ValueError):
     """A hop that cannot be turned into an NEB cell under the preset's rules."""
-
-
-def periodic_image_distance_a(lattice: Lattice) -> float:
-    """Distance from a site to its nearest periodic image (shortest non-zero lattice vector, Å)."""
-    reduced = lattice.get_lll_reduced_lattice().matrix
-    shortest = math.inf
-    for coeffs in itertools.product((-1, 0, 1), repeat=3):
-        if any(coeffs):
-            shortest = min(shortest, float(np.linalg.norm(np.asarray(coeffs) @ reduced)))
-    return shortest
 
 
 def plane_spacings_a(lattice: Lattice) -> np.ndarray:
@@ -46,10 +36,18 @@ def plane_spacings_a(lattice: Lattice) -> np.ndarray:
 
 def supercell_scaling(lattice: Lattice, min_image_distance_a: float) -> tuple[int, int, int]:
     """Diagonal repetition that keeps periodic images at least ``min_image_distance_a`` apart."""
-    if min_image_distance_a <= 0 or periodic_image_distance_a(lattice) >= min_image_distance_a - 1e-6:
+    if min_image_distance_a <= 0 or shortest_lattice_vector_a(lattice) >= min_image_distance_a - 1e-6:
         return (1, 1, 1)
     spacings = plane_spacings_a(lattice)
     return tuple(max(1, math.ceil(min_image_distance_a / spacing - 1e-6)) for spacing in spacings)
+
+
+def pristine_host(hop: Hop) -> Structure:
+    """The host's primitive cell: the hop's own cell with its vacancy refilled (the ion at its
+    final site), reduced. The NEB cell is an integer supercell of it."""
+    pristine = hop.initial.copy()
+    pristine.append(hop.final[0].species, hop.final[0].frac_coords)
+    return pristine.get_primitive_structure()
 
 
 def _grouped_order(structure: Structure, first_species: str) -> list[int]:

@@ -151,8 +151,7 @@ def example_hop(host_file: str = EXAMPLE_HOST, working_ion: str = "Li", max_hop_
 def step_input_sets(hop, preset: Preset) -> dict:
     """The VASP input sets (``potcar_spec``: no POTCARs needed) of the endpoint relaxation and the
     NEB of ``hop``, as the flow writes them: ``{"endpoint": ..., "neb": ...}`` (+ ``"host"``)."""
-    from alem.neb.flows import pristine_host
-    from alem.neb.supercell import neb_endpoints
+    from alem.neb.supercell import neb_endpoints, pristine_host
 
     initial, final = neb_endpoints(hop, preset.supercell.min_image_distance_a, preset.supercell.max_atoms,
                                    group_species=True)

@@ -19,20 +19,7 @@ from jobflow import job
 from monty.os.path import zpath
 from pymatgen.core import Lattice, Structure
 
-from alem.neb.barrier import ENDPOINTS_FILE
-
-#: Tag alem's collector adds so a reader knows ``state`` was judged from the calculations.
-STATE_FROM_CALCULATIONS_TAG = "alem: state from each calculation's has_vasp_completed"
-
-
-def frame_states(calculations: list[Any]) -> list[str]:
-    """``has_vasp_completed`` of every frame's calculation ("successful"/"failed"), in path order."""
-    states = []
-    for calc in calculations:
-        value = calc.get("has_vasp_completed") if isinstance(calc, dict) else getattr(calc, "has_vasp_completed", None)
-        states.append(str(getattr(value, "value", value)))
-    return states
-
+from alem.neb.schemas import ENDPOINTS_FILE, STATE_FROM_CALCULATIONS_TAG, frame_states
 
 @job
 def collect_vasp_neb_output(endpoint_dirs: list[str], neb_dir: str):

@@ -70,7 +70,7 @@ from alem.store.states import (
     StoreError,
     UnknownHopError,
 )
-from alem.store.store import Store, unusable_reason
+from alem.store.store import Store
 
 __all__ = [
     "LIVE_JOB_STATUSES",
@@ -93,5 +93,4 @@ __all__ = [
     "Store",
     "StoreError",
     "UnknownHopError",
-    "unusable_reason",
 ]

@@ -15,7 +15,7 @@ from alem.store.schema import LIVE_JOB_STATES
 from alem.store.states import HopState, IllegalTransition, JobStatus, StoreError, check_transition
 
 if TYPE_CHECKING:
-    from alem.backends.base import NebOutcome
+    from alem.neb.schemas import NebOutcome
 
 _LIVE_SQL = ", ".join("?" for _ in LIVE_JOB_STATES)
 _PROGRESS_STATES = (JobStatus.SUBMITTED, JobStatus.QUEUED, JobStatus.RUNNING)
@@ -27,22 +27,6 @@ def _finite(value: float | None) -> bool:
 
 def _finite_list(values: Iterable[float]) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values]
-
-
-def unusable_reason(outcome: NebOutcome) -> str | None:
-    """Why ``outcome`` must not enter the dataset as a barrier (None when it may)."""
-    if outcome.failure_reason:
-        return outcome.failure_reason
-    if not outcome.converged:
-        return "NEB did not converge"
-    if outcome.barrier_ev is None:
-        return "no barrier in the NEB output"
-    if not math.isfinite(outcome.barrier_ev):
-        return f"barrier is {outcome.barrier_ev} (not finite)"
-    bad = [i for i, e in enumerate(outcome.image_energies_ev) if not math.isfinite(e)]
-    if bad:
-        return f"image energies not finite at images {bad}"
-    return None
 
 
 class ExecutionTables(StoreCore):
@@ -254,7 +238,7 @@ class ExecutionTables(StoreCore):
         ``done``. Anything else is recorded as a failed result with the reason and makes the hop
         ``failed``: it never enters the dataset as a barrier. Non-finite numbers are stored as null.
         """
-        reason = unusable_reason(outcome)
+        reason = outcome.unusable_reason
         usable = reason is None
         with self.transaction():
             job = self.job(job_id)

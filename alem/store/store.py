@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from alem.store.execution import ExecutionTables, unusable_reason
+from alem.store.execution import ExecutionTables
 from alem.store.hop_rows import HopTables
 from alem.store.planning import PlanningTables
 
-__all__ = ["Store", "unusable_reason"]
+__all__ = ["Store"]
 
 
 class Store(ExecutionTables, PlanningTables, HopTables):
