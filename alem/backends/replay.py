@@ -93,7 +93,7 @@ class ReplayBackend(Backend):
         if self._by_id is None:
             from alem.hops.io import read_hops
             from alem.hops.validate import HopError
-            from alem.store.fingerprint import hop_fingerprint
+            from alem.hops.fingerprint import hop_fingerprint
 
             try:
                 # "warn": an entry that breaks a sanity check still carries a published barrier.
@@ -114,7 +114,7 @@ class ReplayBackend(Backend):
 
     # ------------------------------------------------------------- Backend API
     def submit(self, hop: Hop, job_key: str) -> str:
-        from alem.store.fingerprint import hop_fingerprint
+        from alem.hops.fingerprint import hop_fingerprint
 
         external_id = f"replay-{uuid.uuid4().hex[:12]}"
         now = self._clock()

@@ -1,6 +1,6 @@
 """A supercell-independent signature of a hop, to recognise a hop already in the dataset or store.
 
-The store's own fingerprint (``alem.store.fingerprint``) is exact: same lattice, same sites. The
+The store's own fingerprint (``alem.hops.fingerprint``) is exact: same lattice, same sites. The
 dataset holds hops built in other supercells, so an exact match would never fire; the signature
 compares what a hop *is* instead.
 

@@ -42,7 +42,7 @@ def _hop_row(hop_id: str, ion_x: float) -> tuple[str, str, str]:
     """(initial JSON, final JSON, fingerprint) of a 3-site Li hop in a 5 Å cubic O host, as the
     first release stored them (pymatgen dicts; its hop fingerprint, unchanged since)."""
     from alem.hops import Hop
-    from alem.store.fingerprint import hop_fingerprint
+    from alem.hops.fingerprint import hop_fingerprint
 
     lattice = Lattice.cubic(5.0)
     initial = Structure(lattice, ["Li", "O", "O"], [[0.0, 0.0, 0.0], *HOST_SITES])
@@ -61,7 +61,7 @@ def build(path: Path) -> None:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_version VALUES (1, 'campaign: hosts, hops, models, predictions, proposals, "
                  "decisions, events', ?)", (T0,))
-    from alem.store.fingerprint import structure_fingerprint
+    from alem.hops.fingerprint import structure_fingerprint
 
     host = Structure(Lattice.cubic(5.0), ["O", "O"], HOST_SITES)
     conn.execute("INSERT INTO hosts VALUES (1, 'O', ?, ?, 'O2.cif', 'tiny host', ?)",
