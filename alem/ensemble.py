@@ -2,7 +2,7 @@
 
 An ensemble is the GNN members and, when its card has a ``stack`` section, tree models on the hop
 descriptors (``trees.joblib``); their predictions are combined with the card's stacking weights
-(:mod:`alem.stacking`)."""
+(:mod:`alem.inference.stacking`)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from scipy import stats
 
 from alem.graphs.crystal_graph import GraphSettings
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
+from alem.inference.device import pick_device
+from alem.inference.hop_graphs import build_hop_graphs, host_context_tensors
+from alem.inference.members import predict_member
+from alem.inference.stacking import combine_components, combine_members
+from alem.inference.trees import TREES_FILENAME, TreeSpec, load_trees, predict_trees, tree_features_from_graphs
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
-from alem.stacking import combine_components, combine_members
-from alem.training.device import pick_device
-from alem.training.finetune import predict_member
-from alem.training.hop_graphs import build_hop_graphs, host_context_tensors
-from alem.training.trees import TREES_FILENAME, TreeSpec, load_trees, predict_trees, tree_features_from_graphs
 
 __all__ = ["Ensemble", "EnsemblePrediction", "ModelNotFoundError", "combine_members", "default_ensemble_path"]
 

@@ -3,11 +3,11 @@ output files (tests/_vasp_outputs.py writes them in VASP's own formats), the emm
 state bug, the polaron check and ``outcome_from_vasp_dir`` on atomate2's directory layout."""
 
 import pytest
+from _vasp_outputs import write_vasp_run
 from monty.json import jsanitize
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.vasp import Incar
 
-from _vasp_outputs import write_vasp_run
 from alem.neb.barrier import outcome_from_neb_document, outcome_from_vasp_dir, polaron_problem
 from alem.neb.schemas import ENDPOINTS_FILE
 from alem.neb.vasp_jobs import collect_vasp_neb_output

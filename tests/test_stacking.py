@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import sklearn.base
 
-from alem.stacking import SIGMA_FLOOR_EV, combine_components, cross_fitted_weights, fit_stack_weights
-from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, fit_trees, load_trees, predict_trees
+from alem.inference.stacking import SIGMA_FLOOR_EV, combine_components, cross_fitted_weights, fit_stack_weights
+from alem.inference.trees import TreeSpec, load_trees, predict_trees
+from alem.training.trees import DEFAULT_TREE_SPECS, fit_trees
 
 
 def test_weights_recover_a_known_mixture():
@@ -82,7 +83,7 @@ def test_trees_pickled_by_another_sklearn_are_refused(tmp_path, monkeypatch):
 def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     from alem.ensemble import Ensemble
     from alem.hops import load_training_hops
-    from alem.stacking import combine_members
+    from alem.inference.stacking import combine_members
     from alem.training.finetune import FinetuneConfig, train_ensemble
     from alem.training.recipe import OOF_FILENAME, calibrated_ensemble
 

@@ -85,9 +85,8 @@ class JobflowRemoteBackend(Backend):
         return max(infos, key=lambda info: info.created_on).flow_id
 
     def submit(self, hop: Hop, job_key: str) -> str:
-        from jobflow_remote.remote.data import check_additional_stores
-
         from jobflow_remote.config.jobconfig import set_run_config
+        from jobflow_remote.remote.data import check_additional_stores
 
         from alem.neb.flows import NODES_KEY, neb_flow_for_hop, output_uuid, queue_request_with_nodes
 

@@ -91,9 +91,9 @@ class ReplayBackend(Backend):
 
     def _index(self) -> dict[str, Hop]:
         if self._by_id is None:
+            from alem.hops.fingerprint import hop_fingerprint
             from alem.hops.io import read_hops
             from alem.hops.validate import HopError
-            from alem.hops.fingerprint import hop_fingerprint
 
             try:
                 # "warn": an entry that breaks a sanity check still carries a published barrier.

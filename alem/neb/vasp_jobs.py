@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from jobflow import job
@@ -20,6 +19,7 @@ from monty.os.path import zpath
 from pymatgen.core import Lattice, Structure
 
 from alem.neb.schemas import ENDPOINTS_FILE, STATE_FROM_CALCULATIONS_TAG, frame_states
+
 
 @job
 def collect_vasp_neb_output(endpoint_dirs: list[str], neb_dir: str):

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from alem.hops.hop import Hop
+from alem.inference.members import predict_member
+from alem.inference.stacking import combine_members
 from alem.metrics import barrier_metrics, fit_sigma_scale
-from alem.stacking import combine_members
-from alem.training.finetune import FinetuneConfig, TrainingSet, fit_members, predict_member
+from alem.training.finetune import FinetuneConfig, TrainingSet, fit_members
 
 
 def grouped_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from alem.hops.hop import Hop
-from alem.training.device import pick_device
+from alem.inference.device import pick_device
+from alem.inference.hop_graphs import build_hop_graphs, host_context_tensors
 from alem.training.finetune import FinetuneConfig, Pretrained, default_pretrained_path, new_barrier_model
-from alem.training.hop_graphs import build_hop_graphs, host_context_tensors
 
 
 @torch.no_grad()

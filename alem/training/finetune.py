@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
 
 from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
 from alem.hops.hop import Hop
+from alem.inference.device import device_description, peak_memory_mb, pick_device
+from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
+from alem.inference.trees import TREES_FILENAME, TreeSpec, tree_features_from_graphs
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
-from alem.training.device import device_description, peak_memory_mb, pick_device
-from alem.training.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
-from alem.training.progress import maybe_progress
+from alem.progress import maybe_progress
 from alem.training.provenance import git_commit, utc_now
-from alem.training.trees import TREES_FILENAME, TreeSpec, fit_trees, save_trees, tree_features_from_graphs
+from alem.training.trees import fit_trees, save_trees
 
 #: How much of the pre-trained backbone stays fixed while fine-tuning.
 #: ``frozen``: the whole backbone (host side computed once; only path convolutions + head train);
@@ -173,30 +173,6 @@ def train_member(
             progress.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
     model.eval()
     return losses
-
-
-@torch.no_grad()
-def predict_member(
-    model: BarrierModel,
-    data: Sequence[HopData] | PathTensors,
-    device: torch.device,
-    batch_size: int = 64,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(location_ev, laplace_scale_ev) per hop."""
-    model.to(device).eval()
-    locations, scales = [], []
-    if isinstance(data, PathTensors):
-        data = data.to(device)
-        for index in torch.arange(data.n_hops, device=device).split(batch_size):
-            location, scale = model.path_forward(**data.batch(index))
-            locations.append(location.cpu())
-            scales.append(scale.cpu())
-    else:
-        for batch in DataLoader(list(data), batch_size=batch_size):
-            location, scale = model(batch.to(device))
-            locations.append(location.cpu())
-            scales.append(scale.cpu())
-    return torch.cat(locations).numpy(), torch.cat(scales).numpy()
 
 
 @dataclass

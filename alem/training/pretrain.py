@@ -16,10 +16,10 @@ from torch_geometric.loader import DataLoader
 
 from alem.graphs.crystal_graph import GraphSettings, crystal_graph
 from alem.hops.io import atoms_dict_to_structure
+from alem.inference.device import device_description, peak_memory_mb, pick_device
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import PropertyModel
-from alem.training.device import device_description, peak_memory_mb, pick_device
-from alem.training.progress import maybe_progress, track
+from alem.progress import maybe_progress, track
 from alem.training.provenance import file_sha256, git_commit, utc_now
 
 PROPERTIES = ("bg", "fe", "gv", "ebg", "ph", "dc", "pz")

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 from alem.hops.hop import Hop
+from alem.inference.device import pick_device
+from alem.inference.stacking import combine_components, combine_members, cross_fitted_weights, fit_stack_weights
+from alem.inference.trees import TreeSpec, tree_features_from_graphs
 from alem.metrics import barrier_metrics, fit_sigma_scale
-from alem.stacking import combine_components, combine_members, cross_fitted_weights, fit_stack_weights
 from alem.training.cv import CVResult, cross_validate
-from alem.training.device import pick_device
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path, train_ensemble
-from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, out_of_fold_trees, tree_features_from_graphs
+from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
 
 OOF_FILENAME = "oof_predictions.npz"
 REFERENCE_FILENAME = "reference_predictions.json"

@@ -22,7 +22,7 @@ import torch
 from alem.hops import load_training_hops
 from alem.metrics import barrier_metrics
 from alem.training.cv import cross_validate, grouped_folds
-from alem.training.device import device_description, peak_memory_mb, pick_device
+from alem.inference.device import device_description, peak_memory_mb, pick_device
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path
 
 HERE = Path(__file__).resolve().parent

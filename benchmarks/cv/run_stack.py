@@ -26,10 +26,11 @@ import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, HistGradientBoostingRegressor, RandomForestRegressor
 
 from alem.hops import load_training_hops
+from alem.inference.stacking import combine_components, combine_members, fit_stack_weights
+from alem.inference.trees import tree_features
 from alem.metrics import barrier_metrics, fit_sigma_scale
-from alem.stacking import combine_components, combine_members, fit_stack_weights
 from alem.training.cv import grouped_folds
-from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees, tree_features
+from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
 
 HERE = Path(__file__).resolve().parent
 N_OUTER, N_INNER, SEED = 5, 4, 0

@@ -21,8 +21,9 @@ import numpy as np
 import optuna
 
 from alem.hops import load_training_hops
+from alem.inference.trees import TreeSpec, tree_features
 from alem.training.cv import grouped_folds
-from alem.training.trees import DEFAULT_TREE_SPECS, TreeSpec, out_of_fold_trees, tree_features
+from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
 
 HERE = Path(__file__).resolve().parent
 

@@ -16,10 +16,11 @@ import torch
 
 from alem.ensemble import Ensemble
 from alem.hops import load_training_hops
-from alem.training.device import device_description, peak_memory_mb, pick_device
+from alem.inference.device import device_description, peak_memory_mb, pick_device
+from alem.inference.hop_graphs import build_hop_graphs
+from alem.inference.trees import TreeSpec, tree_features_from_graphs
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path, fit_members
-from alem.training.hop_graphs import build_hop_graphs
-from alem.training.trees import TreeSpec, fit_trees, tree_features_from_graphs
+from alem.training.trees import fit_trees
 
 HERE = Path(__file__).resolve().parent
 

@@ -11,7 +11,7 @@ from torch_geometric.loader import DataLoader
 from alem.graphs.crystal_graph import GraphSettings, HopData, hop_graph
 from alem.hops.hop import Hop
 from alem.nn.models import BarrierModel
-from alem.training.progress import track
+from alem.progress import track
 
 
 def build_hop_graphs(hops: Sequence[Hop], settings: GraphSettings, progress: bool = False) -> list[HopData]:
