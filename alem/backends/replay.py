@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alem.backends.base import Backend, QueueState
+from alem.errors import AlemError
 from alem.hops.hop import Hop
 from alem.neb.schemas import NebOutcome
 
@@ -48,7 +49,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS submissions (
 )"""
 
 
-class ReplayError(ValueError):
+class ReplayError(AlemError, ValueError):
     """The replay backend cannot be set up (no dataset, unreadable dataset)."""
 
 

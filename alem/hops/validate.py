@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alem.errors import AlemError
+
 if TYPE_CHECKING:
     from alem.hops.hop import Hop
 
@@ -18,7 +20,7 @@ MIN_HOP_LENGTH_A = 0.5
 LATTICE_TOLERANCE_A = 1e-3
 
 
-class HopError(ValueError):
+class HopError(AlemError, ValueError):
     """A hop or hop file that alem cannot use; the message names the file, the hop and the problem."""
 
 

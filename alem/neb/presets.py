@@ -16,12 +16,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alem.errors import AlemError
+
 #: Environment variable naming an extra preset directory.
 WORKFLOWS_ENV = "ALEM_WORKFLOWS_DIR"
 SHIPPED_WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
 
 
-class PresetError(ValueError):
+class PresetError(AlemError, ValueError):
     """A preset that cannot be found or is invalid; the message names the file and the key."""
 
 

@@ -15,10 +15,11 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from alem.candidates.supercell import shortest_lattice_vector_a
+from alem.errors import AlemError
 from alem.hops.hop import Hop
 
 
-class NebSetupError(ValueError):
+class NebSetupError(AlemError, ValueError):
     """A hop that cannot be turned into an NEB cell under the preset's rules."""
 
 
