@@ -6,7 +6,6 @@ descriptors (``trees.joblib``); their predictions are combined with the card's s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +20,20 @@ from alem.inference.device import pick_device
 from alem.inference.hop_graphs import build_hop_graphs, host_context_tensors
 from alem.inference.members import predict_member
 from alem.inference.stacking import combine_components, combine_members
-from alem.inference.trees import TREES_FILENAME, TreeSpec, load_trees, predict_trees, tree_features_from_graphs
+from alem.inference.trees import TreeSpec, load_trees, predict_trees, tree_features_from_graphs
+from alem.model_dir import (
+    TREES_FILENAME,
+    ModelCard,
+    ModelError,
+    ModelNotFoundError,
+    default_ensemble_path,
+    member_filename,
+)
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
 
+#: ModelNotFoundError and default_ensemble_path live in alem.model_dir; named here because load() uses them.
 __all__ = ["Ensemble", "EnsemblePrediction", "ModelNotFoundError", "combine_members", "default_ensemble_path"]
-
-
-class ModelNotFoundError(FileNotFoundError):
-    pass
-
-
-def default_ensemble_path() -> Path:
-    from alem import REPO_ROOT
-
-    return REPO_ROOT / "models" / "ensemble"
 
 
 @dataclass
@@ -55,32 +53,48 @@ class EnsemblePrediction:
 
 
 class Ensemble:
-    def __init__(self, members: list[BarrierModel], card: dict, path: Path | None = None):
+    """GNN members (and, with a stack, tree components) that predict E_m together.
+
+    Args:
+        members: the GNN members, in eval mode.
+        card: the directory's :class:`~alem.model_dir.ModelCard` (a plain dict is validated into one).
+        path: the model directory (trees are loaded from it when the card has a stack).
+    """
+
+    def __init__(self, members: list[BarrierModel], card: ModelCard | dict, path: Path | None = None):
         self.members = members
-        self.card = card
+        self.model_card = card if isinstance(card, ModelCard) else ModelCard.model_validate(card)
         self.path = path
-        self.settings = GraphSettings(**card["graph_settings"])
-        self.sigma_scale = float(card.get("calibration", {}).get("sigma_scale", 1.0))
-        self.stack = card.get("stack")
-        self.tree_specs = [TreeSpec(**spec) for spec in self.stack["tree_specs"]] if self.stack else []
+        self.settings = GraphSettings(**self.model_card.graph_settings)
+        self.sigma_scale = self.model_card.sigma_scale
+        self.stack = self.model_card.stack
+        self.tree_specs = [TreeSpec(**spec) for spec in self.stack.tree_specs] if self.stack else []
         self.trees = load_trees(path / TREES_FILENAME) if self.stack and path is not None else []
-        if self.stack and self.stack.get("descriptor_set", self.settings.descriptor_set) != self.settings.descriptor_set:
-            raise ValueError(f"{path}: trees and GNN head read different descriptor sets")
+        if self.stack and (self.stack.descriptor_set or self.settings.descriptor_set) != self.settings.descriptor_set:
+            raise ModelError(f"{path}: trees and GNN head read different descriptor sets")
+
+    @property
+    def card(self) -> dict:
+        """The card as plain JSON data, every key as written (typed: :attr:`model_card`)."""
+        return self.model_card.as_dict()
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Ensemble:
+        """The ensemble in ``path`` (default: the shipped ``models/ensemble``).
+
+        Raises:
+            ModelNotFoundError: ``path`` holds no model card.
+            ModelError: the card is not a valid ensemble card.
+        """
         path = Path(path) if path else default_ensemble_path()
-        card_file = path / "model_card.json"
-        if not card_file.exists():
-            raise ModelNotFoundError(f"{path}: no model_card.json here (not an alem ensemble)")
-        card = json.loads(card_file.read_text())
-        backbone_config = BackboneConfig(**card["backbone_config"])
-        n_images = card["graph_settings"]["n_images"]
-        dropout = card.get("finetune_config", {}).get("dropout", 0.1)
+        card = ModelCard.load(path)
+        backbone_config = BackboneConfig(**card.backbone_config)
+        settings = GraphSettings(**card.graph_settings)
+        dropout = card.finetune_config.get("dropout", 0.1)
         members = []
-        for k in range(card["n_members"]):
-            model = BarrierModel(backbone_config, n_images, GraphSettings(**card["graph_settings"]).n_descriptors, dropout=dropout)
-            state = torch.load(path / f"member_{k}.pt", map_location="cpu", weights_only=True)
+        for k in range(card.n_members):
+            model = BarrierModel(backbone_config, settings.n_images, settings.n_descriptors, dropout=dropout)
+            state = torch.load(path / member_filename(k), map_location="cpu", weights_only=True)
             model.load_state_dict(state)
             model.eval()
             members.append(model)
@@ -88,7 +102,7 @@ class Ensemble:
 
     @property
     def shares_frozen_backbone(self) -> bool:
-        return self.card.get("finetune_config", {}).get("freeze") == "frozen"
+        return self.model_card.freeze == "frozen"
 
     def raw_member_predictions(self, graphs: Sequence, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         """Each member's (location, scale), shapes n_members x n_hops."""
@@ -109,7 +123,7 @@ class Ensemble:
         gnn_mean, gnn_sigma = combine_members(location, scale, 1.0)
         tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, tree_features_from_graphs(hops, graphs))
         means, sigmas = np.vstack([gnn_mean, tree_mean]), np.vstack([gnn_sigma, tree_sigma])
-        mean, sigma = combine_components(means, sigmas, np.asarray(self.stack["weights"]), self.sigma_scale)
+        mean, sigma = combine_components(means, sigmas, np.asarray(self.stack.weights), self.sigma_scale)
         prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
         names = ("gnn", *(spec.name for spec in self.tree_specs))
         return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas)

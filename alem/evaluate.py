@@ -12,42 +12,7 @@ import numpy as np
 from alem.ensemble import Ensemble, EnsemblePrediction
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.metrics import barrier_metrics
-
-
-def parity_plot(
-    y_ev: np.ndarray, mean_ev: np.ndarray, sigma_ev: np.ndarray, path: Path, title: str = "", metrics: dict | None = None
-) -> Path:
-    """Predicted vs reference barrier, error bars = σ, the 0.65 eV good-conductor lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=130)
-    # the axes follow the barriers, not the widest error bar (a few huge σ would squash the plot)
-    top = float(max(np.max(y_ev), np.max(mean_ev), 1.0)) * 1.08
-    ax.errorbar(y_ev, mean_ev, yerr=sigma_ev, fmt="o", ms=3, alpha=0.55, elinewidth=0.7, color="#1f5f9e", ecolor="#7fa7cf")
-    ax.plot([0, top], [0, top], "k--", lw=1)
-    ax.axvline(GOOD_CONDUCTOR_THRESHOLD_EV, color="#c0392b", lw=0.8, ls=":")
-    ax.axhline(GOOD_CONDUCTOR_THRESHOLD_EV, color="#c0392b", lw=0.8, ls=":")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("reference $E_m$ (eV)")
-    ax.set_ylabel("predicted $E_m$ ± σ (eV)")
-    if metrics:
-        ax.text(
-            0.03, 0.97,
-            f"n = {metrics['n']}\nMAE = {metrics['mae_ev']:.3f} eV\nR² = {metrics['r2']:.2f}\n"
-            f"68% coverage = {metrics['coverage_68']:.2f}",
-            transform=ax.transAxes, va="top", fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
-        )
-    ax.set_title(title or "alem ensemble: parity", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+from alem.parity import parity_plot
 
 
 def write_predictions_csv(hops: Sequence[Hop], prediction: EnsemblePrediction, path: Path) -> Path:

@@ -120,22 +120,10 @@ def _png(fig) -> str:
 
 def _parity_png(plt, x: np.ndarray, y: np.ndarray, yerr: np.ndarray | None, title: str, empty: str,
                 xlabel: str, ylabel: str) -> str:
+    from alem.parity import draw_parity
+
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    if len(x):
-        low = y - yerr if yerr is not None else y
-        high = y + yerr if yerr is not None else y
-        ax.errorbar(x, y, yerr=yerr, fmt="o", ms=4 if yerr is not None else 3, capsize=3 if yerr is not None else 0,
-                    alpha=0.8 if yerr is not None else 0.5, ls="none")
-        top = max(x.max(), high.max(), GOOD_CONDUCTOR_THRESHOLD_EV) * 1.08
-        ax.plot([0, top], [0, top], "k--", lw=1)
-        ax.axvline(GOOD_CONDUCTOR_THRESHOLD_EV, color="0.7", lw=0.8)
-        ax.set_xlim(0, top)
-        ax.set_ylim(min(0.0, low.min()), top)
-        ax.set_title(title, fontsize=10)
-    else:
-        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    draw_parity(ax, x, y, yerr, title=title, empty=empty, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     png = _png(fig)
     plt.close(fig)

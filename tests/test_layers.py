@@ -25,7 +25,7 @@ import alem
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("alem", "alem.errors", "alem.progress"),  # paths of the install, the exception root, progress bars
     ("alem.config", "alem.hops", "alem.model_dir"),  # campaign settings; the hop data model; model directories and cards
-    ("alem.graphs", "alem.metrics", "alem.candidates"),  # hop graphs and descriptors; metrics; hop enumeration
+    ("alem.graphs", "alem.metrics", "alem.parity", "alem.candidates"),  # hop graphs and descriptors; metrics; parity plots; hop enumeration
     ("alem.nn",),  # PyG models
     ("alem.inference",),  # models -> predictions: hop tensors, one member, trees, stacking, device
     ("alem.ensemble",),  # a loaded ensemble: mean and calibrated σ

@@ -11,8 +11,8 @@ import torch
 from alem import REPO_ROOT
 from alem.ensemble import Ensemble
 from alem.hops import load_training_hops
-from alem.training.finetune import Pretrained, default_pretrained_path
-from alem.training.recipe import OOF_FILENAME, REFERENCE_FILENAME
+from alem.model_dir import OOF_FILENAME, REFERENCE_FILENAME, default_pretrained_path
+from alem.training.finetune import Pretrained
 
 ENSEMBLE_DIR = REPO_ROOT / "models" / "ensemble"
 #: Same code, same weights, same CPU arithmetic: anything beyond float noise is a changed model

@@ -15,6 +15,7 @@ from alem.progress import track
 
 
 def build_hop_graphs(hops: Sequence[Hop], settings: GraphSettings, progress: bool = False) -> list[HopData]:
+    """One :class:`~alem.graphs.crystal_graph.HopData` per hop, in order (a progress bar when asked)."""
     return [hop_graph(h, settings) for h in track(hops, "building hop graphs", len(hops), progress)]
 
 
@@ -31,7 +32,7 @@ class PathTensors:
     path_z: torch.Tensor  # n_hops x n_images
     path_t: torch.Tensor  # n_images
     host_pooled: torch.Tensor  # n_hops x hidden
-    path_desc: torch.Tensor  # n_hops x (1 + n_images)
+    path_desc: torch.Tensor  # n_hops x n_descriptors
     y: torch.Tensor  # n_hops, NaN where unknown
 
     @property
@@ -81,7 +82,18 @@ class PathTensors:
 def host_context_tensors(
     model: BarrierModel, graphs: Sequence[HopData], device: torch.device, batch_size: int = 32
 ) -> PathTensors:
-    """Run the (frozen) backbone of ``model`` once per hop and keep what the path side needs."""
+    """Run the (frozen) backbone of ``model`` once per hop and keep what the path side needs.
+
+    Args:
+        model: a barrier model whose backbone is frozen (its path side is not used here).
+        graphs: ``n_hops`` hop graphs, all with the same number of images.
+        device: where to run the backbone.
+        batch_size: hops per forward pass.
+
+    Returns:
+        :class:`PathTensors` of the ``n_hops`` hops, on the CPU; ``y`` is NaN where a graph has no
+        barrier.
+    """
     model.to(device).eval()
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("src_h", "edge_hop", "dst_local", "path_dist", "path_z", "host_pooled", "path_desc", "y")}
     offset = 0

@@ -20,7 +20,17 @@ def predict_member(
     device: torch.device,
     batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(location_ev, laplace_scale_ev) per hop."""
+    """One member's Laplace location and scale for every hop.
+
+    Args:
+        model: a fine-tuned member.
+        data: ``n_hops`` hop graphs, or (frozen backbone) their :class:`PathTensors`.
+        device: where to run the model.
+        batch_size: hops per forward pass.
+
+    Returns:
+        ``(location_ev, scale_ev)``, each a float array of shape ``n_hops``, in input order.
+    """
     model.to(device).eval()
     locations, scales = [], []
     if isinstance(data, PathTensors):

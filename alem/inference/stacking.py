@@ -19,8 +19,16 @@ SIGMA_FLOOR_EV = 0.01
 
 
 def combine_members(location: np.ndarray, scale: np.ndarray, sigma_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and σ of the mixture of member Laplace distributions (``n_members x n_hops`` each), σ
-    multiplied by the calibration factor. Barriers are not negative, so the mean is clipped at 0."""
+    """Mean and σ of the mixture of the members' Laplace distributions.
+
+    Args:
+        location: ``n_members x n_hops`` Laplace locations (eV).
+        scale: ``n_members x n_hops`` Laplace scales (eV).
+        sigma_scale: calibration factor applied to the mixture σ.
+
+    Returns:
+        ``(mean_ev, sigma_ev)``, each ``n_hops``; barriers are not negative, so the mean is clipped at 0.
+    """
     mean = location.mean(0)
     variance = (2 * scale**2).mean(0) + location.var(0)
     return np.clip(mean, 0.0, None), sigma_scale * np.sqrt(variance)

@@ -20,10 +20,9 @@ import numpy as np
 import sklearn
 from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
 
+from alem.errors import AlemError
 from alem.graphs.descriptors import hop_descriptors
 from alem.hops.hop import Hop
-
-TREES_FILENAME = "trees.joblib"
 
 #: The working ions of the literature set; any other ion gets an all-zero one-hot block.
 ION_VOCABULARY = ("Al", "Ca", "K", "Li", "Mg", "Na", "Rb", "Sr", "Zn")
@@ -70,16 +69,21 @@ def tree_features_from_graphs(hops: Sequence[Hop], graphs: Sequence) -> np.ndarr
     return _with_ion_one_hot(hops, descriptors)
 
 
+class TreeVersionError(AlemError, RuntimeError):
+    """Tree models pickled by another scikit-learn than the one installed."""
+
+
 def load_trees(path: Path) -> list:
-    """Fitted tree models saved by :func:`save_trees`. They were pickled by scikit-learn
-    ``TREES_SKLEARN_VERSION`` of the card; another version is refused with one message, because
-    scikit-learn does not promise that its pickles load across versions."""
+    """Fitted tree models saved by :func:`alem.training.trees.save_trees`. They were pickled by the
+    scikit-learn named in the card's ``stack.sklearn_version``; another version is refused with one
+    message (:class:`TreeVersionError`), because scikit-learn does not promise that its pickles
+    load across versions."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", sklearn.exceptions.InconsistentVersionWarning)
         try:
             return joblib.load(path)
         except sklearn.exceptions.InconsistentVersionWarning as exc:
-            raise RuntimeError(
+            raise TreeVersionError(
                 f"{path}: tree models pickled by scikit-learn {exc.original_sklearn_version}, "
                 f"this is {sklearn.__version__}; retrain (alem train) or install that version"
             ) from None

@@ -58,8 +58,16 @@ class BarrierModel(nn.Module):
             path_layer.load_state_dict(copy.deepcopy(layer.state_dict()))
 
     def host_context(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per path edge, the sending host atom's embedding after each backbone layer
-        (``n_path_edges x n_layers x hidden``), and each hop's mean host embedding."""
+        """What the path side needs from the host, computed by the backbone.
+
+        Args:
+            batch: a PyG batch of ``n_hops`` hop graphs.
+
+        Returns:
+            ``(src_h, host_pooled)``: per path edge, the sending host atom's embedding after each
+            backbone layer (``n_path_edges x n_layers x hidden``), and each hop's mean host
+            embedding (``n_hops x hidden``).
+        """
         embeddings = self.backbone.layer_embeddings(batch.z, batch.edge_index, batch.edge_dist)
         src = batch.path_edge_index[0]
         src_h = torch.stack([h[src] for h in embeddings[1:]], dim=1)
@@ -77,13 +85,26 @@ class BarrierModel(nn.Module):
         return h
 
     def path_forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Barrier from the host context (``src_h``, ``host_pooled``) and the path inputs
-        (``path_dst``, ``path_dist``, ``path_z``, ``path_t``, ``path_desc``)."""
+        """Barrier from the host context and the path inputs.
+
+        Args:
+            src_h: ``n_path_edges x n_layers x hidden`` host embeddings (:meth:`host_context`).
+            path_dst: ``n_path_edges`` receiving path node, ``hop * n_images + image``.
+            path_dist: ``n_path_edges`` host atom - ion distance (Å).
+            path_z: ``n_hops * n_images`` atomic number of the migrating ion.
+            path_t: ``n_hops * n_images`` image position along the path, 0..1.
+            host_pooled: ``n_hops x hidden`` mean host embedding.
+            path_desc: ``n_hops x n_descriptors`` hop descriptors.
+
+        Returns:
+            ``(location_ev, scale_ev)``, each ``n_hops``: the Laplace location and scale of E_m.
+        """
         h = self.path_embeddings(inputs)
         n_graphs = inputs["host_pooled"].shape[0]
         return self.head(h.view(n_graphs, self.n_images, -1), inputs["host_pooled"], inputs["path_desc"])
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(location_ev, scale_ev)``, each ``n_hops``, for a PyG batch of hop graphs."""
         src_h, host_pooled = self.host_context(batch)
         return self.path_forward(
             src_h=src_h,

@@ -18,7 +18,8 @@ import torch
 from alem.hops.hop import Hop
 from alem.inference.device import pick_device
 from alem.inference.hop_graphs import build_hop_graphs, host_context_tensors
-from alem.training.finetune import FinetuneConfig, Pretrained, default_pretrained_path, new_barrier_model
+from alem.model_dir import default_pretrained_path
+from alem.training.finetune import FinetuneConfig, Pretrained, new_barrier_model
 
 
 @torch.no_grad()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -17,11 +16,20 @@ from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
 from alem.hops.hop import Hop
 from alem.inference.device import device_description, peak_memory_mb, pick_device
 from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
-from alem.inference.trees import TREES_FILENAME, TreeSpec, tree_features_from_graphs
+from alem.inference.trees import TreeSpec, tree_features_from_graphs
+from alem.model_dir import (
+    BACKBONE_FILENAME,
+    ENSEMBLE_KIND,
+    TREES_FILENAME,
+    ModelCard,
+    default_pretrained_path,
+    member_filename,
+)
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
 from alem.progress import maybe_progress
 from alem.training.provenance import git_commit, utc_now
+from alem.training.steps import gradient_step
 from alem.training.trees import fit_trees, save_trees
 
 #: How much of the pre-trained backbone stays fixed while fine-tuning.
@@ -67,7 +75,7 @@ class Pretrained:
     @classmethod
     def load(cls, path: str | Path) -> Pretrained:
         path = Path(path)
-        file = path / "backbone.pt" if path.is_dir() else path
+        file = path / BACKBONE_FILENAME if path.is_dir() else path
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
         return cls(
             state=checkpoint["backbone"],
@@ -75,12 +83,6 @@ class Pretrained:
             graph_settings=GraphSettings(**checkpoint["graph_settings"]),
             path=file,
         )
-
-
-def default_pretrained_path() -> Path:
-    from alem import REPO_ROOT
-
-    return REPO_ROOT / "models" / "pretrained"
 
 
 def new_barrier_model(
@@ -162,11 +164,7 @@ def train_member(
             else:
                 location, scale = model(Batch.from_data_list([graphs[i] for i in index.tolist()]).to(device))
             loss = _loss(location, scale, targets[index], weight[index], epoch >= config.l1_warmup_epochs)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
+            gradient_step(loss, model, optimizer, scheduler)
             total += loss.item() * float(weight[index].sum())
         losses.append(total / float(weight.sum()))
         if progress is not None:
@@ -261,20 +259,19 @@ def save_ensemble(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for k, model in enumerate(models):
-        torch.save(model.state_dict(), tmp / f"member_{k}.pt")
+        torch.save(model.state_dict(), tmp / member_filename(k))
     if trees:
         save_trees(trees, tmp / TREES_FILENAME)
-    card = {
+    ModelCard(**{
         **card,
-        "kind": "alem-barrier-ensemble",
+        "kind": ENSEMBLE_KIND,
         "n_members": len(models),
         "finetune_config": asdict(config),
         "graph_settings": settings.as_dict(),
         "backbone_config": backbone_config.as_dict(),
         "git_commit": git_commit(),
         "created": utc_now(),
-    }
-    (tmp / "model_card.json").write_text(json.dumps(card, indent=2))
+    }).save(tmp)
     if out_dir.exists():
         import shutil
 

@@ -17,10 +17,12 @@ from torch_geometric.loader import DataLoader
 from alem.graphs.crystal_graph import GraphSettings, crystal_graph
 from alem.hops.io import atoms_dict_to_structure
 from alem.inference.device import device_description, peak_memory_mb, pick_device
+from alem.model_dir import BACKBONE_FILENAME, BACKBONE_KIND, BackboneCard
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import PropertyModel
 from alem.progress import maybe_progress, track
 from alem.training.provenance import file_sha256, git_commit, utc_now
+from alem.training.steps import gradient_step
 
 PROPERTIES = ("bg", "fe", "gv", "ebg", "ph", "dc", "pz")
 
@@ -117,11 +119,7 @@ def pretrain(corpus_path: Path, out_dir: Path, config: PretrainConfig, progress:
             for batch in train_loader:
                 batch = batch.to(dev)
                 loss = masked_property_loss(model(batch), batch.y)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                optimizer.step()
-                scheduler.step()
+                gradient_step(loss, model, optimizer, scheduler)
                 running += loss.item()
                 n_batches += 1
                 if bar:
@@ -133,10 +131,10 @@ def pretrain(corpus_path: Path, out_dir: Path, config: PretrainConfig, progress:
     torch.save(
         {"backbone": model.backbone.state_dict(), "head": model.head.state_dict(),
          "backbone_config": config.backbone.as_dict(), "graph_settings": config.graph.as_dict()},
-        out_dir / "backbone.pt",
+        out_dir / BACKBONE_FILENAME,
     )
     card = {
-        "kind": "alem-pretrained-backbone",
+        "kind": BACKBONE_KIND,
         "architecture": "gated graph convolution (CGCNN-like) backbone, multi-task head",
         "properties": list(PROPERTIES),
         "data_file": corpus_path.name,
@@ -159,5 +157,5 @@ def pretrain(corpus_path: Path, out_dir: Path, config: PretrainConfig, progress:
         "git_commit": git_commit(),
         "created": utc_now(),
     }
-    (out_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    BackboneCard(**card).save(out_dir)
     return card

@@ -18,11 +18,11 @@ from alem.inference.stacking import combine_components, combine_members, cross_f
 from alem.inference.trees import TreeSpec, tree_features_from_graphs
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.training.cv import CVResult, cross_validate
-from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path, train_ensemble
+from alem.parity import parity_plot
+from alem.model_dir import CV_PARITY_FILENAME, OOF_FILENAME, REFERENCE_FILENAME, ModelCard, default_pretrained_path
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble
 from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
 
-OOF_FILENAME = "oof_predictions.npz"
-REFERENCE_FILENAME = "reference_predictions.json"
 #: Hops whose predictions are stored with a model, so a test can prove the model still predicts
 #: what it predicted when it was trained (descriptor or graph code drifting would change them).
 N_REFERENCE_HOPS = 8
@@ -155,12 +155,12 @@ def calibrated_ensemble(
         extra_card=extra, stack=extra.get("stack"),
     )
     if result is not None:
-        card = json.loads((path / "model_card.json").read_text())
+        card = ModelCard.load(path)
         # kept with the model: the honest parity plot of a model is its out-of-fold one
         if stack is not None:
             mean, sigma = stack.cross_fitted(result.y_ev, result.folds)
         else:
-            mean, sigma = combine_members(result.member_location_ev, result.member_scale_ev, card["calibration"]["sigma_scale"])
+            mean, sigma = combine_members(result.member_location_ev, result.member_scale_ev, card.sigma_scale)
         np.savez_compressed(
             path / OOF_FILENAME, hop_id=np.array([h.hop_id for h in labelled]), y=result.y_ev,
             location=result.member_location_ev, scale=result.member_scale_ev, folds=result.folds,
@@ -170,7 +170,7 @@ def calibrated_ensemble(
         )
         write_cv_parity(path)
     write_reference_predictions(path, labelled[:N_REFERENCE_HOPS], device)
-    return json.loads((path / "model_card.json").read_text())
+    return ModelCard.load(path).as_dict()
 
 
 def write_reference_predictions(model_dir: Path, hops: Sequence[Hop], device: str | None = None) -> Path:
@@ -191,20 +191,17 @@ def write_reference_predictions(model_dir: Path, hops: Sequence[Hop], device: st
 def oof_mean_sigma(model_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(reference, out-of-fold mean, calibrated σ) stored with a model; files written before the
     stack existed hold only the GNN members, combined here with the card's calibration."""
-    card = json.loads((model_dir / "model_card.json").read_text())
     oof = np.load(model_dir / OOF_FILENAME)
     if "mean" in oof.files:
         return oof["y"], oof["mean"], oof["sigma"]
-    mean, sigma = combine_members(oof["location"], oof["scale"], card["calibration"]["sigma_scale"])
+    mean, sigma = combine_members(oof["location"], oof["scale"], ModelCard.load(model_dir).sigma_scale)
     return oof["y"], mean, sigma
 
 
 def write_cv_parity(model_dir: Path) -> Path:
     """``cv_parity.png`` of a model directory from its stored out-of-fold predictions."""
-    from alem.evaluate import parity_plot
-
-    card = json.loads((model_dir / "model_card.json").read_text())
+    card = ModelCard.load(model_dir)
     y, mean, sigma = oof_mean_sigma(model_dir)
-    what = f"{card['n_members']}-member GNN ensemble" + (" + descriptor trees (stacked)" if card.get("stack") else "")
-    title = f"grouped {card.get('cv_folds', '?')}-fold CV, out-of-fold ({what})"
-    return parity_plot(y, mean, sigma, model_dir / "cv_parity.png", title=title, metrics=card["cv_metrics"])
+    what = f"{card.n_members}-member GNN ensemble" + (" + descriptor trees (stacked)" if card.stack else "")
+    title = f"grouped {card.cv_folds or '?'}-fold CV, out-of-fold ({what})"
+    return parity_plot(y, mean, sigma, model_dir / CV_PARITY_FILENAME, title=title, metrics=card.cv_metrics)

@@ -23,7 +23,8 @@ from alem.hops import load_training_hops
 from alem.metrics import barrier_metrics
 from alem.training.cv import cross_validate, grouped_folds
 from alem.inference.device import device_description, peak_memory_mb, pick_device
-from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path
+from alem.model_dir import default_pretrained_path
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("mae_ev", "rmse_ev", "r2", "accuracy_065", "precision_065", "recall_065", "spearman_sigma_abs_err",

@@ -19,7 +19,8 @@ from alem.hops import load_training_hops
 from alem.inference.device import device_description, peak_memory_mb, pick_device
 from alem.inference.hop_graphs import build_hop_graphs
 from alem.inference.trees import TreeSpec, tree_features_from_graphs
-from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, default_pretrained_path, fit_members
+from alem.model_dir import default_pretrained_path
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, fit_members
 from alem.training.trees import fit_trees
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +39,7 @@ def main() -> None:
     _, member_seconds = fit_members(training_set, None, config, 2, seed=0, device=device)
     trees_s = 0.0
     if ensemble.stack:
-        specs = [TreeSpec(**spec) for spec in ensemble.stack["tree_specs"]]
+        specs = ensemble.tree_specs
         started = time.time()
         fit_trees(specs, tree_features_from_graphs(hops, training_set.graphs), [h.barrier_ev for h in hops])
         trees_s = time.time() - started

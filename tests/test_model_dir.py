@@ -1,0 +1,78 @@
+"""Model cards are typed (alem.model_dir) and every card written so far still loads, unchanged."""
+
+import json
+
+import pytest
+
+from alem import REPO_ROOT
+from alem.errors import AlemError
+from alem.model_dir import (
+    CARD_FILENAME,
+    BackboneCard,
+    ModelCard,
+    ModelError,
+    ModelNotFoundError,
+    default_ensemble_path,
+    default_pretrained_path,
+)
+
+SHIPPED_ENSEMBLE = REPO_ROOT / "models" / "ensemble"
+SHIPPED_BACKBONE = REPO_ROOT / "models" / "pretrained"
+
+
+def test_default_paths_are_the_shipped_models():
+    assert default_ensemble_path() == SHIPPED_ENSEMBLE
+    assert default_pretrained_path() == SHIPPED_BACKBONE
+
+
+def test_the_shipped_ensemble_card_loads_typed_and_round_trips_key_for_key():
+    raw = json.loads((SHIPPED_ENSEMBLE / CARD_FILENAME).read_text())
+    card = ModelCard.load(SHIPPED_ENSEMBLE)
+    assert card.as_dict() == raw
+    assert card.n_members == raw["n_members"] == 5
+    assert card.sigma_scale == raw["calibration"]["sigma_scale"]
+    assert card.stack.components == ["gnn", "extra_trees", "gradient_boosting"]
+    assert sum(card.stack.weights) == pytest.approx(1.0)
+    assert card.cv_metrics["mae_ev"] == raw["cv_metrics"]["mae_ev"]
+    assert card.freeze == raw["finetune_config"]["freeze"]
+
+
+def test_the_shipped_backbone_card_loads_and_round_trips():
+    raw = json.loads((SHIPPED_BACKBONE / CARD_FILENAME).read_text())
+    card = BackboneCard.load(SHIPPED_BACKBONE)
+    assert card.as_dict() == raw
+    assert card.kind == "alem-pretrained-backbone" and set(card.validation_mae) == set(raw["validation_mae"])
+
+
+def test_an_older_card_without_stack_cv_or_calibration_loads_and_keeps_unknown_keys(tmp_path):
+    """A card as the first fine-tuning code wrote it: GNN members only, no CV, a key alem no longer knows."""
+    old = {
+        "kind": "alem-barrier-ensemble",
+        "n_members": 2,
+        "graph_settings": {"n_images": 5},
+        "backbone_config": {"hidden": 32},
+        "finetune_config": {"freeze": "frozen", "epochs": 3},
+        "an_old_key": {"kept": [1, 2]},
+    }
+    (tmp_path / CARD_FILENAME).write_text(json.dumps(old))
+    card = ModelCard.load(tmp_path)
+    assert card.stack is None and card.cv_metrics is None and card.sigma_scale == 1.0
+    assert card.as_dict() == old  # defaults are not written into a card that never had them
+    (tmp_path / "copy").mkdir()
+    card.save(tmp_path / "copy")
+    assert json.loads((tmp_path / "copy" / CARD_FILENAME).read_text()) == old
+
+
+def test_a_missing_or_broken_card_is_one_alem_error_naming_the_file(tmp_path):
+    with pytest.raises(ModelNotFoundError, match=f"{tmp_path}: no model_card.json here \\(not an alem ensemble\\)") as missing:
+        ModelCard.load(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="not a pre-trained backbone"):
+        BackboneCard.load(tmp_path)
+    (tmp_path / CARD_FILENAME).write_text(json.dumps({"kind": "alem-barrier-ensemble", "graph_settings": {}}))
+    with pytest.raises(ModelError, match=f"{tmp_path / CARD_FILENAME}: not a valid model card \\(n_members: Field required; backbone_config") as broken:
+        ModelCard.load(tmp_path)
+    (tmp_path / CARD_FILENAME).write_text("{not json")
+    with pytest.raises(ModelError, match="not a valid model card"):
+        ModelCard.load(tmp_path / CARD_FILENAME)
+    assert isinstance(missing.value, AlemError) and isinstance(missing.value, FileNotFoundError)
+    assert isinstance(broken.value, AlemError) and isinstance(broken.value, ValueError)
