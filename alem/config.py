@@ -73,7 +73,9 @@ class BatchBackendSection(_Section):
     """``[backend.slurm]`` / ``[backend.pbs]``: each NEB is one batch job; no database server."""
 
     preset: str = Field("vasp_gga", description="a preset name under workflows/")
-    run_dir: str = Field("state/batch_runs", description="run directories on a filesystem the compute nodes share, relative to the campaign directory")
+    run_dir: str = Field(
+        "state/batch_runs", description="run directories on a filesystem the compute nodes share, relative to the campaign directory"
+    )
     queue: str = Field("", description='Slurm partition or PBS queue; "" = the scheduler default')
     account: str = Field("", description='account/project charged; "" = none')
     qos: str = Field("", description='Slurm QOS; "" = none (not used by PBS)')
@@ -81,9 +83,13 @@ class BatchBackendSection(_Section):
     tasks_per_node: int = Field(1, ge=1, description="MPI ranks per node")
     cpus_per_task: int = Field(1, ge=1, description="threads per MPI rank")
     walltime_minutes: int = Field(1440, ge=1, description="wall-time limit of one NEB job")
-    pre_run: list[str] = Field(default_factory=list, description="shell lines run first on the compute node (module load ..., source venv/bin/activate)")
+    pre_run: list[str] = Field(
+        default_factory=list, description="shell lines run first on the compute node (module load ..., source venv/bin/activate)"
+    )
     extra_directives: list[str] = Field(default_factory=list, description='verbatim scheduler lines, e.g. "#SBATCH --constraint=cpu"')
-    vasp_cmd: str = Field("", description='VASP command for atomate2 (exported as ATOMATE2_VASP_CMD), e.g. "srun vasp_std"; "" = atomate2 settings')
+    vasp_cmd: str = Field(
+        "", description='VASP command for atomate2 (exported as ATOMATE2_VASP_CMD), e.g. "srun vasp_std"; "" = atomate2 settings'
+    )
     python: str = Field("", description='Python with alem installed on the compute nodes; "" = the one running alem loop')
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from alem.ensemble import Ensemble, EnsemblePrediction
-from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
+from alem.hops.hop import Hop
 from alem.metrics import barrier_metrics
 from alem.parity import parity_plot
 

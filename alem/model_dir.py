@@ -147,7 +147,9 @@ class ModelCard(_Card):
     cv_grouping: str | None = Field(None, description="what the CV folds group by")
     n_training_hops: int | None = Field(None, description="hops with a barrier the members were fitted on")
     training_hop_ids: list[str] | None = Field(None, description="their hop ids")
-    dataset_hash: str | None = Field(None, description="hash of the training set; read by the campaign store, not written by alem's training")
+    dataset_hash: str | None = Field(
+        None, description="hash of the training set; read when a campaign registers a model, not written by alem's training"
+    )
     pretrained_backbone: str | None = Field(None, description="name of the pre-trained backbone directory")
     pretrained_path: str | None = Field(None, description="absolute path of that directory when trained")
     wall_time_s: float | int | None = Field(None, description="training wall time")

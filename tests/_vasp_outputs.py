@@ -63,7 +63,7 @@ def _parameters_xml(incar: dict, n_atoms: int) -> str:
         lines.append(f'   <i name="{key}">{float(incar.get(key, default)):16.8f}</i>')
     for key, default in logicals.items():
         lines.append(f'   <i type="logical" name="{key}"> {"T" if incar.get(key, default) else "F"}  </i>')
-    lines.append(f'   <v name="MAGMOM">' + " ".join(["1.0"] * n_atoms) + " </v>")
+    lines.append('   <v name="MAGMOM">' + " ".join(["1.0"] * n_atoms) + " </v>")
     lines += ["  </separator>", " </parameters>"]
     return "\n".join(lines) + "\n"
 
@@ -210,7 +210,7 @@ def outcar_text(
              "   number of bands    NBANDS=     64", "   total plane-waves  NPLWV =  32768", "",
              " Dimension of arrays:", "   k-points           NKPTS =      1   k-points in BZ     NKDIM =      1",
              "   number of dos      NEDOS =    301   number of ions     NIONS = " + f"{len(structure):6d}", "",
-             f"   ISPIN  =      2    spin polarized calculation?",
+             "   ISPIN  =      2    spin polarized calculation?",
              f"   IBRION = {ibrion:6d}    ionic relax: 0-MD 1-quasi-New 2-CG", ""]
     if magmoms is not None:
         lines += [" magnetization (x)", "", "# of ion       s       p       d       tot",

@@ -87,7 +87,7 @@ def test_crashing_flow_is_failed_with_its_reason(tmp_path, li2o_hop, fast_mlip_p
     external_id = backend.submit(li2o_hop, "job-crash")
     run_dir = tmp_path / "jobstore" / "runs" / external_id
     (run_dir / "flow.json").write_text("{not json")
-    with pytest.raises(Exception):
+    with pytest.raises(json.JSONDecodeError):
         run_worker(run_dir)
     assert backend.poll([external_id])[external_id] == QueueState.FAILED
     outcome = backend.outcome(external_id)

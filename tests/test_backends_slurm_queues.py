@@ -41,9 +41,9 @@ def test_fireworks_slurm_qadapter_template_runs_as_a_real_slurm_job(slurm_cluste
     assert list(tmp_path.glob(f"alem_neb-{job_id}.out"))
 
 
-def _slurm_worker_project(project_dir: Path, work_dir: Path) -> None:
+def _slurm_worker_project(project_root: Path, work_dir: Path) -> None:
     """Turn the test project's shell worker into a local worker whose scheduler is Slurm."""
-    path = project_dir / "alem_test.yaml"
+    path = project_root / "alem_test.yaml"
     project = yaml.safe_load(path.read_text())
     worker = project["workers"].pop("local_shell")
     worker.update({"scheduler_type": "slurm", "work_dir": str(work_dir),

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from _proposal_campaign import make_campaign, propose_by_hand
 from rich.console import Console
 from typer.testing import CliRunner
 
 from alem.cli import app
 from alem.cli.tables import Column, fit_table
 from alem.store import HopState, Store
-
-from _proposal_campaign import make_campaign, propose_by_hand
 
 runner = CliRunner()
 

@@ -3,7 +3,7 @@
 import pytest
 
 from alem.hops.fidelity import FidelityError, is_dft, is_mlip, matches, parse_fidelity
-from alem.hops.io import hop_to_dataset_entry, load_training_hops, write_dataset, read_hops
+from alem.hops.io import hop_to_dataset_entry, load_training_hops, read_hops, write_dataset
 
 
 def test_parse_and_match():

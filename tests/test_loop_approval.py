@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from alem.config import ApprovalSection
 from alem.campaign.approve import AUTO_APPROVER, auto_approve
+from alem.config import ApprovalSection
 from alem.store import HopState, ProposalInput, Store
 
 

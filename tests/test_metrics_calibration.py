@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from alem.ensemble import Ensemble, combine_members
-from alem.metrics import barrier_metrics, fit_sigma_scale, interval_coverage
 from alem.inference.stacking import combine_components
+from alem.metrics import barrier_metrics, fit_sigma_scale, interval_coverage
 
 # four hops, numbers exact in binary floating point (no accidental ties or near-ties)
 Y_EV = [0.25, 0.5, 0.75, 1.0]

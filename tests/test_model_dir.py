@@ -69,7 +69,8 @@ def test_a_missing_or_broken_card_is_one_alem_error_naming_the_file(tmp_path):
     with pytest.raises(ModelNotFoundError, match="not a pre-trained backbone"):
         BackboneCard.load(tmp_path)
     (tmp_path / CARD_FILENAME).write_text(json.dumps({"kind": "alem-barrier-ensemble", "graph_settings": {}}))
-    with pytest.raises(ModelError, match=f"{tmp_path / CARD_FILENAME}: not a valid model card \\(n_members: Field required; backbone_config") as broken:
+    expected = f"{tmp_path / CARD_FILENAME}: not a valid model card \\(n_members: Field required; backbone_config"
+    with pytest.raises(ModelError, match=expected) as broken:
         ModelCard.load(tmp_path)
     (tmp_path / CARD_FILENAME).write_text("{not json")
     with pytest.raises(ModelError, match="not a valid model card"):

@@ -38,7 +38,8 @@ def test_endpoint_and_image_incars_share_every_electronic_tag(licoo2_hop, preset
     endpoint_incar, endpoint_kpoints = _written(
         endpoint_job.function.__self__.input_set_generator.get_input_set(initial, potcar_spec=True), tmp_path / "endpoint")
     # atomate2's NEB job writes its top-level inputs from the first image, i.e. the endpoint
-    neb_incar, neb_kpoints = _written(neb_job.function.__self__.input_set_generator.get_input_set(initial, potcar_spec=True), tmp_path / "neb")
+    neb_inputs = neb_job.function.__self__.input_set_generator.get_input_set(initial, potcar_spec=True)
+    neb_incar, neb_kpoints = _written(neb_inputs, tmp_path / "neb")
     for tag in SHARED_TAGS:
         assert endpoint_incar.get(tag) == neb_incar.get(tag), f"{tag}: endpoint {endpoint_incar.get(tag)} != NEB {neb_incar.get(tag)}"
     assert set(endpoint_incar) ^ set(neb_incar) <= IONIC_TAGS
@@ -84,8 +85,7 @@ def test_host_relaxation_uses_the_same_block(licoo2_hop, tmp_path):
 def test_endpoints_follow_the_relaxed_host_lattice(li2o_hop):
     import numpy as np
 
-    from alem.neb.supercell import pristine_host
-    from alem.neb.supercell import neb_endpoints
+    from alem.neb.supercell import neb_endpoints, pristine_host
     from alem.neb.vasp_jobs import endpoints_on_relaxed_host
 
     initial, final = neb_endpoints(li2o_hop, 8.0, 400, group_species=True)  # 2x2x2 of the 11-site cell

@@ -13,17 +13,18 @@ import mongomock
 import mongomock.gridfs
 import numpy as np
 import pytest
+from _vasp_outputs import NUDGE_A, FakeVasp, install_fake_vasp
 from jobflow import JobStore
 from maggma.stores import JSONStore
 from mongomock.store import ServerStore
 from pymatgen.core import Structure
 
-from _vasp_outputs import NUDGE_A, FakeVasp, install_fake_vasp
 from alem.backends.base import QueueState
 from alem.backends.fireworks_backend import FireWorksBackend
 from alem.neb.presets import load_preset
 from alem.neb.restart import NebRestart
 from alem.neb.vasp_jobs import previous_images
+
 
 @pytest.fixture
 def fake_vasp(monkeypatch):

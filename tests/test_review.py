@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from _proposal_campaign import make_campaign, propose_by_hand, small_shipped_hops
 from typer.testing import CliRunner
 
 from alem.cli import app
@@ -16,8 +17,6 @@ from alem.hops.picture import bottleneck, hop_picture_png, view_direction
 from alem.review import LiteratureIndex, strategy_reason
 from alem.review.cost import estimate_cost
 from alem.store import HopState, Store
-
-from _proposal_campaign import make_campaign, propose_by_hand, small_shipped_hops
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

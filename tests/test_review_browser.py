@@ -9,11 +9,10 @@ import shutil
 import subprocess
 
 import pytest
+from _proposal_campaign import make_campaign, propose_by_hand
 
 from alem.hops import load_training_hops
 from alem.review import LiteratureIndex, write_review
-
-from _proposal_campaign import make_campaign, propose_by_hand
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")

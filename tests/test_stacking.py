@@ -59,7 +59,8 @@ def test_log_target_forest_gives_geometric_means_and_a_spread():
     rng = np.random.default_rng(3)
     x = rng.uniform(0, 1, (120, 3)).astype(np.float32)
     y = np.exp(2 * x[:, 0] - 1)
-    specs = [TreeSpec("et", "extra_trees", {"n_estimators": 50}, log_target=True), TreeSpec("gb", "gradient_boosting", {"n_estimators": 50}, log_target=True)]
+    specs = [TreeSpec("et", "extra_trees", {"n_estimators": 50}, log_target=True),
+             TreeSpec("gb", "gradient_boosting", {"n_estimators": 50}, log_target=True)]
     models = fit_trees(specs, x[:100], y[:100])
     means, sigmas = predict_trees(specs, models, x[100:])
     assert means.shape == sigmas.shape == (2, 20)

@@ -10,7 +10,6 @@ import pytest
 from alem.store import SCHEMA_VERSION, HopState, Store
 from alem.store.schema import MIGRATIONS, Migration, SchemaError, current_version, migrate
 
-
 FROZEN_V1 = Path(__file__).parent / "data" / "store_v1.sqlite"  # built by tests/data/make_store_v1.py
 V1_TABLES = ("hosts", "hops", "model_versions", "predictions", "proposals", "decisions", "events")
 

@@ -22,7 +22,9 @@ def _submitted(store, hop_id="a", external_id="ext-1"):
     return store.mark_submitted(job.id, external_id)
 
 
-GOOD = NebOutcome(barrier_ev=0.42, reverse_barrier_ev=0.40, image_energies_ev=[0.0, 0.3, 0.42, 0.02], converged=True, method="vasp:GGA CI-NEB")
+GOOD = NebOutcome(
+    barrier_ev=0.42, reverse_barrier_ev=0.40, image_energies_ev=[0.0, 0.3, 0.42, 0.02], converged=True, method="vasp:GGA CI-NEB"
+)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +185,8 @@ def test_integrity_check_names_every_broken_invariant(tmp_path, tiny_hop):
         )
         conn.execute("DROP INDEX jobs_one_live_per_hop")
         conn.execute(
-            "INSERT INTO jobs (job_key, hop_id, backend, state, created_at, updated_at) VALUES ('dup', 'a', 'replay', 'created', 1000, 1000)"
+            "INSERT INTO jobs (job_key, hop_id, backend, state, created_at, updated_at) "
+            "VALUES ('dup', 'a', 'replay', 'created', 1000, 1000)"
         )
         clock[0] += 3600
         problems = store.integrity_check(stale_after_s=600)

@@ -51,5 +51,5 @@ class Backend(ABC):
         """External id of a submission made under ``job_key``, if the backend has one."""
         return None
 
-    def cancel(self, external_id: str) -> None:  # pragma: no cover - optional
+    def cancel(self, external_id: str) -> None:  # noqa: B027 (optional: a no-op where a backend cannot stop jobs)  # pragma: no cover
         """Stop a job if the backend can."""

@@ -39,7 +39,8 @@ class SubmitReport:
     @property
     def messages(self) -> list[str]:
         lines = [f"submitted hop {hop} as {ext}" for hop, ext in self.submitted]
-        lines += [f"found the earlier submission of hop {hop} ({ext}); recorded it instead of submitting again" for hop, ext in self.recovered]
+        lines += [f"found the earlier submission of hop {hop} ({ext}); recorded it instead of submitting again"
+                  for hop, ext in self.recovered]
         lines += [f"a job of hop {hop} never reached the backend; it will be submitted afresh" for hop in self.abandoned]
         if self.limit and self.waiting:
             lines.append(f"{self.waiting} approved hops wait: {self.limit}")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder, MigrationHop
-from pymatgen.core import PeriodicSite, Structure
 from pymatgen.analysis.diffusion.utils.supercells import get_start_end_structures
+from pymatgen.core import PeriodicSite, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from pymatgen.util.coord import pbc_shortest_vectors
 

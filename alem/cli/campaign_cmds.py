@@ -374,7 +374,8 @@ def show_cmd(
             reverse = f", reverse {r['reverse_barrier_ev']:.3f} eV" if r["reverse_barrier_ev"] is not None else ""
             console.print(f"  [green]result[/]: barrier {r['barrier_ev']:.3f} eV{reverse} ({r['method']}, job {r['job_id']})")
         else:
-            console.print(f"  [red]failed result[/]: {escape(r['failure_reason'] or '')} ({r['method'] or 'unknown method'}, job {r['job_id']})")
+            console.print(f"  [red]failed result[/]: {escape(r['failure_reason'] or '')} "
+                          f"({r['method'] or 'unknown method'}, job {r['job_id']})")
     formulas = {hop["hop_id"]: host["formula"] if host else ""}
     if data["jobs"]:
         _print_jobs(data["jobs"], "Jobs", formulas, wide=False)

@@ -10,11 +10,10 @@ import getpass
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from alem.cli.app import app, console, err_console
@@ -59,7 +58,7 @@ def _campaign_store(campaign: Path | None):
 
 
 CampaignOption = Annotated[
-    Optional[Path], typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml)")
+    Path | None, typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml)")
 ]
 WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
 
@@ -88,13 +87,13 @@ def candidates_add(
         list[str],
         typer.Argument(help="host structures (CIF, POSCAR/CONTCAR, pymatgen JSON), directories of them, or quoted globs"),
     ],
-    ion: Annotated[Optional[str], typer.Option(help="migrating ion (default: the campaign's working_ion)")] = None,
+    ion: Annotated[str | None, typer.Option(help="migrating ion (default: the campaign's working_ion)")] = None,
     max_hop_length: Annotated[
-        Optional[float], typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
+        float | None, typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
     ] = None,
     min_image_distance: Annotated[float, typer.Option(help="shortest supercell vector in Å")] = 8.0,
     max_atoms: Annotated[
-        Optional[int], typer.Option(help="largest NEB supercell (atoms; default: the backend preset's [supercell] max_atoms)")
+        int | None, typer.Option(help="largest NEB supercell (atoms; default: the backend preset's [supercell] max_atoms)")
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="add nothing if any host yields no hop (default: skip such hosts, add the rest)")
@@ -157,15 +156,15 @@ def _print_added_hosts(report, working_ion: str) -> None:
 # ----------------------------------------------------------------------------- propose
 @app.command()
 def propose(
-    strategy: Annotated[Optional[str], typer.Option(help="explore | discover | balanced (default: alem.toml)")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="batch size q (default: alem.toml)")] = None,
+    strategy: Annotated[str | None, typer.Option(help="explore | discover | balanced (default: alem.toml)")] = None,
+    batch: Annotated[int | None, typer.Option(help="batch size q (default: alem.toml)")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Score the candidates with the current model and record a proposal batch."""
     from alem.acquisition import STRATEGIES
-    from alem.ensemble import ModelNotFoundError
-    from alem.campaign.retrain import ModelLoadError, load_current_model
     from alem.campaign.propose import propose_batch
+    from alem.campaign.retrain import ModelLoadError, load_current_model
+    from alem.ensemble import ModelNotFoundError
 
     if strategy is not None and strategy not in STRATEGIES:
         raise _fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", 2)
@@ -247,10 +246,10 @@ def proposals(
 # ------------------------------------------------------------------- approve / reject
 @app.command()
 def approve(
-    hop_ids: Annotated[Optional[list[str]], typer.Argument(help="hop ids to approve (a unique prefix is enough)")] = None,
+    hop_ids: Annotated[list[str] | None, typer.Argument(help="hop ids to approve (a unique prefix is enough)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="approve every waiting proposal")] = False,
-    who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
-    reason: Annotated[Optional[str], typer.Option(help="optional note")] = None,
+    who: Annotated[str | None, typer.Option(help="who decides (default: your user name)")] = None,
+    reason: Annotated[str | None, typer.Option(help="optional note")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Approve hops for NEB calculation (all or nothing); a unique id prefix names a hop."""
@@ -271,7 +270,7 @@ def approve(
 def reject(
     hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject (a unique prefix is enough)")],
     reason: Annotated[str, typer.Option(help="why (recorded with the decision)")] = ...,
-    who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
+    who: Annotated[str | None, typer.Option(help="who decides (default: your user name)")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Reject hops (all or nothing); they are never proposed again unless reopened."""
@@ -323,8 +322,8 @@ def cancel(
 @app.command()
 def loop(
     once: Annotated[bool, typer.Option("--once", help="run one tick and exit")] = False,
-    max_ticks: Annotated[Optional[int], typer.Option(help="stop after this many ticks")] = None,
-    tick_seconds: Annotated[Optional[float], typer.Option(help="seconds between ticks (default: alem.toml)")] = None,
+    max_ticks: Annotated[int | None, typer.Option(help="stop after this many ticks")] = None,
+    tick_seconds: Annotated[float | None, typer.Option(help="seconds between ticks (default: alem.toml)")] = None,
     retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="re-fine-tune on new results")] = True,
     until_idle: Annotated[bool, typer.Option(help="stop when nothing is left to do")] = False,
     campaign: CampaignOption = None,
@@ -342,8 +341,8 @@ def loop(
     options = LoopOptions(
         max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
     )
-    from alem.ensemble import ModelNotFoundError
     from alem.campaign.retrain import ModelLoadError
+    from alem.ensemble import ModelNotFoundError
 
     runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
     try:
@@ -357,7 +356,7 @@ def loop(
 # -------------------------------------------------------------------------------- report
 @app.command()
 def report(
-    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: <state>/report.html)")] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML file (default: <state>/report.html)")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Write a self-contained HTML report: parity, learning curve, campaign history, results."""
@@ -375,7 +374,7 @@ def report(
 # -------------------------------------------------------------------------------- review
 @app.command()
 def review(
-    out: Annotated[Optional[Path], typer.Option(help="HTML file (default: <state>/review.html)")] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML file (default: <state>/review.html)")] = None,
     neighbours: Annotated[int, typer.Option(min=1, help="nearest literature hops shown per proposal")] = 5,
     campaign: CampaignOption = None,
 ) -> None:
@@ -402,17 +401,21 @@ def demo(
     ] = Path("alem-demo"),
     fresh: Annotated[bool, typer.Option("--fresh", help="delete an earlier demo campaign in DIRECTORY first")] = False,
     max_minutes: Annotated[float, typer.Option(help="stop the loop after this many minutes")] = 20.0,
-    retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="re-fine-tune the ensemble on the results (slow on a laptop)")] = False,
-    model: Annotated[Optional[str], typer.Option(help="ensemble directory (default: the shipped one)")] = None,
-    host: Annotated[Optional[list[str]], typer.Option(help="shipped demo host(s) to use (default: all five)")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="local (default) | slurm: each NEB a batch job through this machine's Slurm")] = "local",
+    retrain: Annotated[
+        bool, typer.Option("--retrain/--no-retrain", help="re-fine-tune the ensemble on the results (slow on a laptop)")
+    ] = False,
+    model: Annotated[str | None, typer.Option(help="ensemble directory (default: the shipped one)")] = None,
+    host: Annotated[list[str] | None, typer.Option(help="shipped demo host(s) to use (default: all five)")] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="local (default) | slurm: each NEB a batch job through this machine's Slurm")
+    ] = "local",
 ) -> None:
     """The main job on a fresh clone: a small real campaign (shipped hosts, CHGNet NEBs, auto-approval)."""
+    from alem.campaign.retrain import ModelLoadError
     from alem.config import ConfigError
     from alem.demo import DEMO_HOSTS, NotADemoError, remove_demo_campaign, run_demo
     from alem.ensemble import ModelNotFoundError
     from alem.loop.lock import LoopLockedError
-    from alem.campaign.retrain import ModelLoadError
 
     if backend not in ("local", "slurm"):
         raise _fail(f"--backend {backend}: the demo runs on local or slurm", 2)

@@ -7,7 +7,6 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -20,7 +19,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load_ensemble(model: Optional[Path]):
+def _load_ensemble(model: Path | None):
     from alem.ensemble import Ensemble, ModelNotFoundError
 
     try:
@@ -32,8 +31,8 @@ def _load_ensemble(model: Optional[Path]):
 @app.command()
 def predict(
     hop_files: list[Path] = typer.Argument(..., help="Hop files: Em-dataset JSON, pymatgen hop JSON, or initial/final CIF/POSCAR pairs."),
-    ion: Optional[str] = typer.Option(None, help="Working ion (default: the element on site 0)."),
-    model: Optional[Path] = typer.Option(None, help="Ensemble directory (default: the shipped models/ensemble)."),
+    ion: str | None = typer.Option(None, help="Working ion (default: the element on site 0)."),
+    model: Path | None = typer.Option(None, help="Ensemble directory (default: the shipped models/ensemble)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
 ) -> None:
@@ -84,7 +83,7 @@ def predict(
 def evaluate(
     dataset: Path = typer.Argument(..., help="Labelled hops in the Em dataset layout (or any hop file with barriers)."),
     out: Path = typer.Option(..., "--out", help="Directory for metrics.json, parity.png, predictions.csv."),
-    model: Optional[Path] = typer.Option(None, help="Ensemble directory (default: the shipped models/ensemble)."),
+    model: Path | None = typer.Option(None, help="Ensemble directory (default: the shipped models/ensemble)."),
 ) -> None:
     """Score an ensemble on labelled hops: metrics.json, parity.png, predictions.csv."""
     from alem.evaluate import evaluate as run_evaluation
@@ -116,24 +115,24 @@ def evaluate(
 
 @app.command()
 def train(
-    dataset: Optional[Path] = typer.Argument(None, help="Labelled hops (default: the shipped 559 literature hops)."),
+    dataset: Path | None = typer.Argument(None, help="Labelled hops (default: the shipped 559 literature hops)."),
     out: Path = typer.Option(None, help="Output ensemble directory (default: models/ensemble)."),
     members: int = typer.Option(5, help="Ensemble members."),
     epochs: int = typer.Option(0, help="Epochs per member (0 = default)."),
     freeze: str = typer.Option("frozen", help="frozen | partial | none | scratch (see README)."),
-    pretrained: Optional[Path] = typer.Option(None, help="Pre-trained backbone (default: models/pretrained)."),
+    pretrained: Path | None = typer.Option(None, help="Pre-trained backbone (default: models/pretrained)."),
     cv_folds: int = typer.Option(5, help="Grouped CV folds for out-of-fold metrics, stacking weights and σ calibration (0 = skip)."),
     trees: bool = typer.Option(True, "--trees/--no-trees", help="Stack descriptor trees with the GNN members (needs --cv-folds >= 2)."),
     seed: int = typer.Option(0),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:
     """Fine-tune an ensemble; with --cv-folds, first fit stacking weights and calibrate σ on grouped
     out-of-fold predictions."""
     from alem import REPO_ROOT
     from alem.hops import HopError, load_training_hops, read_hops
     from alem.training.finetune import FinetuneConfig
-    from alem.training.trees import DEFAULT_TREE_SPECS
     from alem.training.recipe import calibrated_ensemble
+    from alem.training.trees import DEFAULT_TREE_SPECS
 
     problems: list[str] = []
     try:
@@ -165,13 +164,13 @@ def train(
 
 @app.command()
 def pretrain(
-    data: Optional[Path] = typer.Option(None, help="Corpus (default: data/pretrain_multiprop.jsonl.gz)."),
-    out: Optional[Path] = typer.Option(None, help="Output directory (default: models/pretrained)."),
+    data: Path | None = typer.Option(None, help="Corpus (default: data/pretrain_multiprop.jsonl.gz)."),
+    out: Path | None = typer.Option(None, help="Output directory (default: models/pretrained)."),
     epochs: int = typer.Option(12),
     max_structures: int = typer.Option(0, help="Use only the first N structures (0 = all)."),
     hidden: int = typer.Option(64, help="Backbone width."),
     layers: int = typer.Option(3, help="Backbone convolutions."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:
     """Multi-property pre-training of the backbone on bulk crystals (7 properties, masked losses)."""
     from alem import REPO_ROOT

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
-from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
-
 
 #: Words of wrapping columns longer than this (paths, job keys) are folded, not kept whole.
 FOLD_WORDS_LONGER_THAN = 12

@@ -19,7 +19,7 @@ Bond-valence parameters are pymatgen's (O'Keeffe & Brese 1991 element parameters
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from pymatgen.analysis.bond_valence import BV_PARAMS
@@ -66,7 +66,7 @@ PATH_PHYSICS_NAMES = (
 _COULOMB_EV_A = 14.399645
 
 
-@lru_cache(maxsize=None)
+@cache
 def bv_r0_a(cation: str, anion: str) -> float:
     """Bond-valence R0 of a cation–anion pair from element parameters; 0 when unknown."""
     try:
@@ -77,7 +77,7 @@ def bv_r0_a(cation: str, anion: str) -> float:
     return r1 + r2 - r1 * r2 * (np.sqrt(c1) - np.sqrt(c2)) ** 2 / (c1 * r1 + c2 * r2)
 
 
-@lru_cache(maxsize=None)
+@cache
 def nominal_anion_charge(symbol: str) -> float:
     states = Element(symbol).common_oxidation_states
     return float(min(states)) if states and min(states) < 0 else -1.0

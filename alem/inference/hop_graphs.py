@@ -95,7 +95,8 @@ def host_context_tensors(
         barrier.
     """
     model.to(device).eval()
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("src_h", "edge_hop", "dst_local", "path_dist", "path_z", "host_pooled", "path_desc", "y")}
+    keys = ("src_h", "edge_hop", "dst_local", "path_dist", "path_z", "host_pooled", "path_desc", "y")
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     offset = 0
     n_images = graphs[0].path_z.numel() if graphs else 0
     for batch in DataLoader(list(graphs), batch_size=batch_size):

@@ -14,7 +14,6 @@ from alem.nn.backbone import Backbone, BackboneConfig
 from alem.nn.heads import PathHead, PropertyHead
 from alem.nn.layers import GatedConv
 
-
 N_DESCRIPTORS = len(DESCRIPTOR_NAMES)
 
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from alem.store.core import StoreCore, _dumps, _values
 from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
+from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
 from alem.store.states import HopState, StoreError
 

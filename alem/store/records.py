@@ -16,7 +16,6 @@ from typing import Any, Self
 
 from alem.store.states import HopState, JobStatus
 
-
 #: field name -> (column, decoder) where the row's column differs from the field or needs decoding.
 _COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "group": ("grp", lambda v: v),

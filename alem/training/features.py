@@ -40,5 +40,6 @@ def frozen_path_features(
     for index in torch.arange(tensors.n_hops, device=dev).split(128):
         inputs = tensors.batch(index)
         path_h = model.path_embeddings(inputs).view(len(index), n_images, -1)
-        parts.append(torch.cat([path_h.mean(1), path_h.max(1).values, path_h[:, n_images // 2], inputs["host_pooled"], inputs["path_desc"]], 1).cpu())
+        pooled = [path_h.mean(1), path_h.max(1).values, path_h[:, n_images // 2], inputs["host_pooled"], inputs["path_desc"]]
+        parts.append(torch.cat(pooled, 1).cpu())
     return torch.cat(parts).numpy()

@@ -17,9 +17,9 @@ from alem.inference.device import pick_device
 from alem.inference.stacking import combine_components, combine_members, cross_fitted_weights, fit_stack_weights
 from alem.inference.trees import TreeSpec, tree_features_from_graphs
 from alem.metrics import barrier_metrics, fit_sigma_scale
-from alem.training.cv import CVResult, cross_validate
-from alem.parity import parity_plot
 from alem.model_dir import CV_PARITY_FILENAME, OOF_FILENAME, REFERENCE_FILENAME, ModelCard, default_pretrained_path
+from alem.parity import parity_plot
+from alem.training.cv import CVResult, cross_validate
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble
 from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
 
@@ -78,8 +78,8 @@ def cv_card_entries(result: CVResult, n_folds: int, stack: StackCV | None = None
         "cv_grouping": "compound (sys_name without its _N suffix)",
     }
     if stack is None:
-        return _json_safe({**entries, "cv_metrics": gnn_metrics,
-                           "calibration": {"sigma_scale": gnn_scale, "method": "coverage-matched scale on grouped out-of-fold predictions"}})
+        calibration = {"sigma_scale": gnn_scale, "method": "coverage-matched scale on grouped out-of-fold predictions"}
+        return _json_safe({**entries, "cv_metrics": gnn_metrics, "calibration": calibration})
     y = result.y_ev
     mean, sigma = stack.cross_fitted(y, result.folds)
     weights = stack.weights(y)

@@ -11,16 +11,16 @@ subprocess, start-up included) and the per-host timings come from the library's 
 from __future__ import annotations
 
 import argparse
-import re
-from collections import Counter
 import gzip
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from alem import REPO_ROOT

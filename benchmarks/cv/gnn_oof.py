@@ -20,8 +20,8 @@ import torch
 from alem.hops import load_training_hops
 from alem.inference.device import pick_device
 from alem.inference.members import predict_member
-from alem.training.cv import grouped_folds
 from alem.model_dir import default_pretrained_path
+from alem.training.cv import grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, fit_members
 
 N_OUTER, N_INNER, SEED = 5, 4, 0

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from alem.hops import load_training_hops
-from alem.metrics import barrier_metrics
-from alem.training.cv import cross_validate, grouped_folds
 from alem.inference.device import device_description, peak_memory_mb, pick_device
+from alem.metrics import barrier_metrics
 from alem.model_dir import default_pretrained_path
+from alem.training.cv import cross_validate, grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet
 
 HERE = Path(__file__).resolve().parent
@@ -67,7 +67,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"Grouped {results['n_folds']}-fold CV on {results['n_hops']} hops (folds by compound), {results['device']}.",
         "σ recalibrated per row on its own out-of-fold predictions (one scale factor).", "",
-        "| model | members | epochs | MAE (eV) | RMSE | R² | acc@0.65 | prec@0.65 | rec@0.65 | ρ(σ,|err|) | cov68 | cov90 | cov95 | NLL | s/member |",
+        "| model | members | epochs | MAE (eV) | RMSE | R² | acc@0.65 | prec@0.65 | rec@0.65 | ρ(σ,|err|) "
+        "| cov68 | cov90 | cov95 | NLL | s/member |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     def row(name, members, epochs, m, secs):

@@ -80,8 +80,12 @@ def descriptor_baselines(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.
     """Out-of-fold predictions of plain descriptor models (no stacking)."""
     models = {
         "random forest (500 trees)": lambda: RandomForestRegressor(500, max_features=0.33, n_jobs=1, random_state=0),
-        "HistGradientBoosting (L1)": lambda: HistGradientBoostingRegressor(loss="absolute_error", max_iter=300, learning_rate=0.05, random_state=0),
-        "GradientBoosting (Huber)": lambda: GradientBoostingRegressor(loss="huber", n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8, random_state=0),
+        "HistGradientBoosting (L1)": lambda: HistGradientBoostingRegressor(
+            loss="absolute_error", max_iter=300, learning_rate=0.05, random_state=0
+        ),
+        "GradientBoosting (Huber)": lambda: GradientBoostingRegressor(
+            loss="huber", n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8, random_state=0
+        ),
         "extra trees (300)": lambda: ExtraTreesRegressor(300, max_features=0.5, n_jobs=1, random_state=0),
     }
     out = {}
@@ -129,7 +133,8 @@ def main() -> None:
             add(f"{name}, {label} + ion", pred, None)
     tree_means, tree_sigmas = out_of_fold_trees(DEFAULT_TREE_SPECS, x2, y, folds)
     for k, spec in enumerate(DEFAULT_TREE_SPECS):
-        add(f"{spec.name}, log E_m, v2 descriptors + ion (stack component)", tree_means[k], tree_sigmas[k] if spec.kind != "gradient_boosting" else None)
+        sigma = tree_sigmas[k] if spec.kind != "gradient_boosting" else None
+        add(f"{spec.name}, log E_m, v2 descriptors + ion (stack component)", tree_means[k], sigma)
 
     gnn_v2_mean, gnn_v2_sigma = outer_gnn(args.gnn_outer, y)
     add("GNN ensemble (5 members, frozen backbone), v2 descriptors in the head", gnn_v2_mean, gnn_v2_sigma)
