@@ -17,7 +17,7 @@ ensemble averages, identical whatever the size of the pool or the batch being sc
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import get_args
 
 import torch
 from botorch.acquisition import (
@@ -30,10 +30,12 @@ from botorch.acquisition.objective import GenericMCObjective
 from botorch.sampling.index_sampler import IndexSampler
 
 from alem.acquisition.model import CandidatePoolModel
+from alem.config import Strategy
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
-StrategyName = Literal["explore", "discover", "balanced"]
-STRATEGIES: tuple[str, ...] = ("explore", "discover", "balanced")
+#: The strategy names are written once, where a campaign's settings accept them.
+StrategyName = Strategy
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 #: β of the balanced strategy's UCB (≈ one σ of optimism).
 BALANCED_BETA = 1.0
