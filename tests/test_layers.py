@@ -20,8 +20,9 @@ import pytest
 
 import alem
 
-#: Bottom to top. Each entry is one layer: a tuple of independent siblings (a package or module
-#: name; ``alem`` itself is the root module only). A module belongs to the longest name it starts with.
+#: Bottom to top (layer 1 first, numbered as in the README's layout table). Each entry is one
+#: layer: a tuple of independent siblings (a package or module name; ``alem`` itself is the root
+#: module only). A module belongs to the longest name it starts with.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("alem", "alem.errors", "alem.progress"),  # paths of the install, the exception root, progress bars
     ("alem.config", "alem.hops", "alem.model_dir"),  # campaign settings; the hop data model; model directories and cards
@@ -108,8 +109,8 @@ def layer_of(module: str, layers: Sequence[Sequence[str]]) -> tuple[int, str] | 
     best = None
     for index, siblings in enumerate(layers):
         for name in siblings:
-            root_only = "." not in name and any("." in n for layer in layers for n in layer)
-            matches = module == name or (not root_only and module.startswith(name + "."))
+            # the package's own name stands for its __init__ only, not for everything in it
+            matches = module == name or ("." in name and module.startswith(name + "."))
             if matches and (best is None or len(name) > len(best[1])):
                 best = (index, name)
     return best
@@ -123,7 +124,7 @@ def layer_violations(imports: Sequence[Import], layers: Sequence[Sequence[str]])
         if low is None or high is None:
             continue  # reported by unlayered_modules
         if low[0] > high[0]:
-            problems.append(f"{imp}: upward (layer {high[0]} {high[1]} -> layer {low[0]} {low[1]})")
+            problems.append(f"{imp}: upward (layer {high[0] + 1} {high[1]} -> layer {low[0] + 1} {low[1]})")
         elif low[0] == high[0] and low[1] != high[1]:
             problems.append(f"{imp}: sideways between siblings {high[1]} and {low[1]}")
     return sorted(problems)
@@ -233,7 +234,7 @@ def test_checker_reports_an_upward_import_even_a_lazy_one(tmp_path):
         "mid_b.py": "",
     })
     problems = layer_violations(package_imports(package), HOUSE_LAYERS)
-    assert problems == [f"{package / 'low.py'}:2: house.low imports house.top: upward (layer 0 house.low -> layer 2 house.top)"]
+    assert problems == [f"{package / 'low.py'}:2: house.low imports house.top: upward (layer 1 house.low -> layer 3 house.top)"]
     assert import_cycles(package_imports(package)) == [["house.low", "house.top"]]
 
 
@@ -247,7 +248,7 @@ def test_checker_reports_sibling_and_type_checking_imports_and_unlayered_modules
     })
     problems = layer_violations(package_imports(package), HOUSE_LAYERS)
     assert [p.split(": ", 1)[1] for p in problems] == [
-        "house.low imports house.mid_b: upward (layer 0 house.low -> layer 1 house.mid_b)",
+        "house.low imports house.mid_b: upward (layer 1 house.low -> layer 2 house.mid_b)",
         "house.mid_a imports house.mid_b: sideways between siblings house.mid_a and house.mid_b",
     ]
     assert unlayered_modules(list(package_modules(package)), HOUSE_LAYERS) == ["house", "house.attic"]
