@@ -22,7 +22,7 @@ import torch
 from alem.hops import load_training_hops
 from alem.inference.device import device_description, peak_memory_mb, pick_device
 from alem.metrics import barrier_metrics
-from alem.model_dir import default_pretrained_path
+from alem.model_dir import OOF_FILENAME, ModelCard, default_pretrained_path
 from alem.training.cv import cross_validate, grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet
 
@@ -100,11 +100,11 @@ def main() -> None:
     results.update({"n_hops": len(hops), "n_folds": args.folds, "seed": args.seed, "device": device_description(device),
                     "mean_baseline": mean_baseline(hops, args.folds, args.seed)})
     if args.from_model:
-        card = json.loads((args.from_model / "model_card.json").read_text())
-        oof = np.load(args.from_model / "oof_predictions.npz")
-        entry = {"freeze": card["finetune_config"]["freeze"], "epochs": card["finetune_config"]["epochs"],
-                 "n_members": card["n_members"], "seconds_per_member": round(float(oof["seconds"].mean()), 1),
-                 "single": card["cv_metrics_single_member"], "ensemble": card["cv_metrics"], "source": "alem train card"}
+        card = ModelCard.load(args.from_model)
+        oof = np.load(args.from_model / OOF_FILENAME)
+        entry = {"freeze": card.freeze, "epochs": card.finetune_config["epochs"],
+                 "n_members": card.n_members, "seconds_per_member": round(float(oof["seconds"].mean()), 1),
+                 "single": card.cv_metrics_single_member, "ensemble": card.cv_metrics, "source": "alem train card"}
         results["runs"] = [r for r in results["runs"] if r["freeze"] != entry["freeze"]] + [entry]
         args.out.write_text(json.dumps(results, indent=2))
         args.out.with_suffix(".md").write_text(markdown(results))
