@@ -10,6 +10,7 @@ from maggma.stores import MemoryStore
 from monty.json import jsanitize
 
 from alem.neb.barrier import outcome_from_job_store, outcome_from_neb_document, outcome_from_vasp_dir, path_problems
+from alem.neb.schemas import NebOutcome
 from alem.neb.supercell import interpolate_images
 
 GOOD_ENERGIES = [-53.86, -53.78, -53.59, -53.82, -53.80]
@@ -172,3 +173,21 @@ def test_vasp_directory_unreadable_outcar(tmp_path, images):
     (root / "02" / "OUTCAR").write_text("garbage\n")
     outcome = outcome_from_vasp_dir(root)
     assert not outcome.usable and "cannot parse the NEB output" in outcome.failure_reason
+
+
+@pytest.mark.parametrize(
+    "outcome, reason",
+    [
+        (NebOutcome(barrier_ev=0.42, image_energies_ev=[0.0, 0.42, 0.01], converged=True), None),
+        (NebOutcome(barrier_ev=0.42, converged=False), "NEB did not converge"),
+        (NebOutcome(barrier_ev=0.42, converged=True, failure_reason="discontinuous path"), "discontinuous path"),
+        (NebOutcome(converged=True), "no barrier in the NEB output"),
+        (NebOutcome(barrier_ev=math.nan, converged=True), "barrier is nan (not finite)"),
+        (NebOutcome(barrier_ev=0.4, image_energies_ev=[0.0, math.inf, 0.1], converged=True), "image energies not finite at images [1]"),
+    ],
+)
+def test_one_usability_rule_usable_means_no_unusable_reason(outcome, reason):
+    """What the store records as failed and what a backend's outcome calls usable are one rule: a
+    converged NaN barrier is not usable anywhere."""
+    assert outcome.unusable_reason == reason
+    assert outcome.usable is (reason is None)
