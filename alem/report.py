@@ -20,10 +20,15 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Store
 
 
 @dataclass
@@ -35,7 +40,7 @@ class ParityPoint:
     source: str  # "model vN" or "proposal (model vN)"
 
 
-def parity_points(store) -> list[ParityPoint]:
+def parity_points(store: Store) -> list[ParityPoint]:
     current = store.current_model()
     current_predictions = store.predictions(current.id) if current else {}
     proposal_of = {p.hop_id: p for p in store.proposals()}
@@ -53,7 +58,7 @@ def parity_points(store) -> list[ParityPoint]:
     return points
 
 
-def out_of_fold(store) -> tuple[int, np.ndarray, np.ndarray] | None:
+def out_of_fold(store: Store) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(model version, reference barriers, out-of-fold mean predictions) of the newest model
     version, current first, whose directory holds cross-validation predictions."""
     from alem.training.recipe import OOF_FILENAME, oof_mean_sigma
@@ -66,10 +71,10 @@ def out_of_fold(store) -> tuple[int, np.ndarray, np.ndarray] | None:
     return None
 
 
-def learning_curve(store) -> list[dict]:
+def learning_curve(store: Store) -> list[dict[str, Any]]:
     """Per model version: CV MAE (card) and prospective MAE on results that arrived while it was
     current, using the predictions it made before each result."""
-    from alem.cli.campaign_cmds import cv_mae_ev
+    from alem.campaign.model_versions import cv_mae_ev
 
     versions = store.model_versions()
     results = store.results(usable=True)
@@ -94,7 +99,7 @@ def learning_curve(store) -> list[dict]:
     return rows
 
 
-def history_series(store) -> dict[str, list[float]]:
+def history_series(store: Store) -> dict[str, list[float]]:
     """Times (Unix s) of each proposal, approval, NEB result and good barrier."""
     first_proposal: dict[str, float] = {}
     for proposal in store.proposals():
@@ -210,7 +215,7 @@ def _f(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def render_report(config, store) -> str:
+def render_report(config: CampaignConfig, store: Store) -> str:
     points = parity_points(store)
     curve = learning_curve(store)
     history = history_series(store)
@@ -261,7 +266,7 @@ predictions on the results that arrived while it was current.</p>
 """
 
 
-def write_report(config, out: Path | None = None) -> Path:
+def write_report(config: CampaignConfig, out: Path | None = None) -> Path:
     """Write the campaign's report (default ``<state>/report.html``); returns its path."""
     from alem.store import Store
 

@@ -36,7 +36,7 @@ def campaign(tmp_path, tiny_hop, scratch_ensemble):
     config = CampaignConfig.load(directory)
     config.model.path = str(scratch_ensemble)
     from alem.backends.replay import ReplayBackend
-    from alem.campaign.retrain import ensure_model_version
+    from alem.campaign.model_versions import ensure_model_version
 
     with Store.open(config.store_path) as store:
         store.add_hops([tiny_hop("a", 0.4), tiny_hop("b", 0.5), tiny_hop("c", 0.6)])

@@ -7,8 +7,6 @@ Every inspection command takes ``--json`` (one JSON document on stdout, for scri
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -72,46 +70,6 @@ def _ago(seconds: float | None, now: float | None = None) -> str:
     return f"{max(age, 0):.0f} s ago"
 
 
-def cv_mae_ev(card: dict[str, Any]) -> float | None:
-    """Cross-validated MAE (eV) from a model card: the first ``mae``/``mae_ev`` number found under
-    a key that mentions ``cv`` (e.g. ``card["cv"]["mae_ev"]`` or ``card["metrics"]["cv"]["mae"]``);
-    alem's own cards name the shipped combination's metrics ``cv_metrics``, and that comes first."""
-    shipped = card.get("cv_metrics")
-    if isinstance(shipped, dict) and isinstance(shipped.get("mae_ev"), int | float):
-        return float(shipped["mae_ev"])
-
-    def search(node: Any, under_cv: bool) -> float | None:
-        if not isinstance(node, dict):
-            return None
-        for key, value in node.items():
-            key_l = str(key).lower()
-            is_cv = under_cv or "cv" in key_l or "cross" in key_l
-            if is_cv and key_l in ("mae", "mae_ev") and isinstance(value, int | float):
-                return float(value)
-            if isinstance(value, int | float) and ("cv" in key_l or "cross" in key_l) and "mae" in key_l:
-                return float(value)
-            found = search(value, is_cv)
-            if found is not None:
-                return found
-        return None
-
-    return search(card, False)
-
-
-def _loop_alive(status, tick_seconds: int) -> bool:
-    """A loop is alive when its heartbeat is recent and, on this host, its process exists."""
-    if status is None or time.time() - status.heartbeat > 3 * tick_seconds + 60:
-        return False
-    if status.hostname == socket.gethostname() and status.pid:
-        try:
-            os.kill(status.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
-
-
 # --------------------------------------------------------------------------- init
 @app.command("init")
 def init_cmd(
@@ -139,48 +97,14 @@ def init_cmd(
 
 
 # ------------------------------------------------------------------------- status
-def _status_data(config: CampaignConfig, store: Store) -> dict[str, Any]:
-    from alem.campaign import usable_results_since
-
-    model = store.current_model()
-    loop = store.loop_status()
-    live = store.jobs(live=True)
-    results = store.results()
-    return {
-        "campaign": config.campaign.name,
-        "directory": str(config.campaign_dir),
-        "working_ion": config.campaign.working_ion,
-        "backend": config.backend.kind,
-        "store": str(store.path),
-        "schema_version": store.schema_version,
-        "hops": store.hop_counts(),
-        "running_jobs": [j.as_dict() for j in live],
-        "results": {
-            "usable": sum(r.usable for r in results),
-            "failed": sum(not r.usable for r in results),
-            "new_since_current_model": usable_results_since(store, model.created_at) if model else None,
-        },
-        "model": None
-        if model is None
-        else {
-            "id": model.id,
-            "path": model.path,
-            "created_at": model.created_at,
-            "n_training_hops": model.n_training_hops,
-            "dataset_hash": model.dataset_hash,
-            "cv_mae_ev": cv_mae_ev(model.card),
-        },
-        "loop": None if loop is None else {**loop.as_dict(), "alive": _loop_alive(loop, config.loop.tick_seconds)},
-        "problems": store.integrity_check(),
-    }
-
-
 @app.command("status")
 def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
     """Campaign overview: hops per state, running jobs, current model and its CV error, the loop."""
+    from alem.campaign.status import campaign_status
+
     config, store = _open(campaign)
     with store:
-        data = _status_data(config, store)
+        data = campaign_status(config, store)
         formulas = hop_formulas(store, [job["hop_id"] for job in data["running_jobs"]])
     if as_json:
         _print_json(data)

@@ -164,7 +164,7 @@ def propose(
     """Score the candidates with the current model and record a proposal batch."""
     from alem.acquisition import STRATEGIES
     from alem.ensemble import ModelNotFoundError
-    from alem.campaign.retrain import ModelLoadError, load_current_model
+    from alem.campaign.model_versions import ModelLoadError, load_current_model
     from alem.campaign.propose import propose_batch
 
     if strategy is not None and strategy not in STRATEGIES:
@@ -219,12 +219,6 @@ def _print_proposals(proposals, predictions, store, title: str, wide: bool = Fal
     print_table(console, PROPOSAL_COLUMNS, rows, title, wide)
 
 
-def _waiting_proposals(store):
-    from alem.review.cards import waiting_proposals
-
-    return waiting_proposals(store)
-
-
 @app.command()
 def proposals(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
@@ -232,8 +226,10 @@ def proposals(
     campaign: CampaignOption = None,
 ) -> None:
     """Proposed hops waiting for a decision, with why they were chosen."""
+    from alem.campaign.approve import waiting_proposals
+
     with _campaign_store(campaign) as (config, store):
-        waiting = _waiting_proposals(store)
+        waiting = waiting_proposals(store)
         if as_json:
             console.print_json(json.dumps([p.as_dict() for p in waiting]))
             return
@@ -254,12 +250,13 @@ def approve(
     campaign: CampaignOption = None,
 ) -> None:
     """Approve hops for NEB calculation (all or nothing); a unique id prefix names a hop."""
+    from alem.campaign.approve import waiting_proposals
     from alem.campaign.hop_ids import decision_targets
 
     if bool(hop_ids) == all_:
         raise _fail("give hop ids or --all (not both)", 2)
     with _campaign_store(campaign) as (config, store):
-        ids = [p.hop_id for p in _waiting_proposals(store)] if all_ else decision_targets(store, hop_ids or [], "approve")
+        ids = [p.hop_id for p in waiting_proposals(store)] if all_ else decision_targets(store, hop_ids or [], "approve")
         if not ids:
             console.print("no proposals wait for a decision")
             return
@@ -343,7 +340,7 @@ def loop(
         max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
     )
     from alem.ensemble import ModelNotFoundError
-    from alem.campaign.retrain import ModelLoadError
+    from alem.campaign.model_versions import ModelLoadError
 
     runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
     try:
@@ -412,7 +409,7 @@ def demo(
     from alem.demo import DEMO_HOSTS, NotADemoError, remove_demo_campaign, run_demo
     from alem.ensemble import ModelNotFoundError
     from alem.loop.lock import LoopLockedError
-    from alem.campaign.retrain import ModelLoadError
+    from alem.campaign.model_versions import ModelLoadError
 
     if backend not in ("local", "slurm"):
         raise _fail(f"--backend {backend}: the demo runs on local or slurm", 2)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from alem.campaign.approve import waiting_proposals
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.review.cost import CostEstimate, estimate_cost
 from alem.review.neighbours import LiteratureIndex, NeighbourHop, hop_formula
-from alem.store import HopState
 
 
 class ReviewError(ValueError):
@@ -64,13 +64,6 @@ def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, 
     if cost_weight > 0:
         text += f"; the score includes a supercell-cost penalty ({cost_weight} per 100 atoms)"
     return text
-
-
-def waiting_proposals(store) -> list:
-    """The latest proposal of every hop still waiting for a decision, oldest first."""
-    proposed = {r.hop_id for r in store.hops(state=HopState.PROPOSED)}
-    latest = {p.hop_id: p for p in store.proposals() if p.hop_id in proposed}
-    return sorted(latest.values(), key=lambda p: p.id)
 
 
 def _prediction(store, proposal) -> tuple[float, float, float]:
