@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from alem.errors import AlemError
+
 CONFIG_FILENAME = "alem.toml"
 #: Environment variable naming the campaign directory (overrides the search from the cwd).
 CAMPAIGN_ENV = "ALEM_CAMPAIGN"
@@ -28,7 +30,7 @@ BackendKind = Literal["local", "slurm", "pbs", "fireworks", "jobflow-remote", "r
 Strategy = Literal["explore", "discover", "balanced"]
 
 
-class ConfigError(ValueError):
+class ConfigError(AlemError, ValueError):
     """An unusable campaign configuration; the message names the file and the key."""
 
 

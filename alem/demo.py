@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from alem.candidates import EnumerationSettings
+from alem.errors import AlemError
 
 DEMO_HOSTS = ("LiCoO2_layered", "Li2O_antifluorite", "LiMn2O4_spinel", "LiF_rocksalt", "Li2S_antifluorite")
 DEMO_PRESET = "mlip_chgnet_demo"
@@ -42,7 +43,7 @@ DEMO_NAME = "alem-demo"
 DemoBackend = Literal["local", "slurm"]
 
 
-class NotADemoError(ValueError):
+class NotADemoError(AlemError, ValueError):
     """The directory holds a campaign that the demo did not create; the demo leaves it alone."""
 
 

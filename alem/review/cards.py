@@ -7,12 +7,13 @@ import math
 from dataclasses import dataclass
 
 from alem.campaign.approve import waiting_proposals
+from alem.errors import AlemError
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.review.cost import CostEstimate, estimate_cost
 from alem.review.neighbours import LiteratureIndex, NeighbourHop, hop_formula
 
 
-class ReviewError(ValueError):
+class ReviewError(AlemError, ValueError):
     """A proposal that cannot be reviewed (the message names the hop and what to do)."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 
+from alem.errors import AlemError
 from alem.store.schema import LIVE_JOB_STATES
 
 
@@ -70,7 +71,7 @@ _WHY_NOT = {
 }
 
 
-class StoreError(RuntimeError):
+class StoreError(AlemError, RuntimeError):
     """A request the store refuses; nothing was written."""
 
 
