@@ -16,7 +16,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -27,7 +27,9 @@ CONFIG_FILENAME = "alem.toml"
 CAMPAIGN_ENV = "ALEM_CAMPAIGN"
 
 BackendKind = Literal["local", "slurm", "pbs", "fireworks", "jobflow-remote", "replay"]
+#: Acquisition strategies (what each means: :mod:`alem.acquisition.strategies`).
 Strategy = Literal["explore", "discover", "balanced"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 class ConfigError(AlemError, ValueError):

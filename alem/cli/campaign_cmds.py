@@ -6,52 +6,17 @@ Every inspection command takes ``--json`` (one JSON document on stdout, for scri
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from alem.cli.app import app, console, err_console
+from alem.cli.app import app
+from alem.cli.common import CampaignOption, ExitCode, JsonOption, WideOption, console, fail, open_campaign, print_json
 from alem.cli.tables import Column, hop_formulas, print_table
-
-if TYPE_CHECKING:
-    from alem.config import CampaignConfig
-    from alem.store import Store
-
-CampaignOption = Annotated[
-    Path | None,
-    typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml, or $ALEM_CAMPAIGN)"),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document instead of tables")]
-WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
-
-
-def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(1)
-
-
-def _open(campaign: Path | None) -> tuple[CampaignConfig, Store]:
-    """The campaign's config and store, or one error message and exit 1."""
-    from alem.config import CampaignConfig, ConfigError, find_campaign_dir
-    from alem.store import Store, StoreError
-    from alem.store.schema import SchemaError
-
-    try:
-        directory = campaign if campaign is not None else find_campaign_dir()
-        config = CampaignConfig.load(directory)
-        return config, Store.open(config.store_path, create=False)
-    except (ConfigError, StoreError, SchemaError) as exc:
-        _fail(str(exc))
-
-
-def _print_json(data: Any) -> None:
-    # plain print: rich would wrap long lines and break the JSON
-    print(json.dumps(data, indent=2, default=str))
 
 
 def _when(seconds: float | None) -> str:
@@ -82,13 +47,9 @@ def init_cmd(
     ] = None,
 ) -> None:
     """Create a campaign: alem.toml (documented defaults) and the state store."""
-    from alem.campaign import CampaignExistsError, init_campaign
-    from alem.config import ConfigError
+    from alem.campaign import init_campaign
 
-    try:
-        config = init_campaign(directory, working_ion=ion, backend=backend, name=name, replay_dataset=replay_dataset)  # type: ignore[arg-type]
-    except (CampaignExistsError, ConfigError) as exc:
-        _fail(str(exc))
+    config = init_campaign(directory, working_ion=ion, backend=backend, name=name, replay_dataset=replay_dataset)  # type: ignore[arg-type]
     console.print(f"Created campaign [bold]{config.campaign.name}[/] in {config.campaign_dir}")
     console.print(f"  config: {config.config_path}  (every key documented; edit it to change the campaign)")
     console.print(f"  store:  {config.store_path}")
@@ -102,12 +63,11 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
     """Campaign overview: hops per state, running jobs, current model and its CV error, the loop."""
     from alem.campaign.status import campaign_status
 
-    config, store = _open(campaign)
-    with store:
+    with open_campaign(campaign) as (config, store):
         data = campaign_status(config, store)
         formulas = hop_formulas(store, [job["hop_id"] for job in data["running_jobs"]])
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     console.print(
         f"[bold]{data['campaign']}[/]  {data['working_ion']} migration, backend {data['backend']}  "
@@ -186,14 +146,13 @@ def jobs_cmd(
     from alem.store import JobStatus
 
     if state is not None and state not in {s.value for s in JobStatus}:
-        _fail(f"--state {state!r}: not a job state ({', '.join(s.value for s in JobStatus)})")
-    _, store = _open(campaign)
-    with store:
+        fail(f"--state {state!r}: not a job state ({', '.join(s.value for s in JobStatus)})", ExitCode.USAGE)
+    with open_campaign(campaign) as (_, store):
         live = None if (show_all or state) else True
         jobs = [j.as_dict() for j in store.jobs(state=state, live=live, limit=limit)]
         formulas = {} if as_json else hop_formulas(store, [job["hop_id"] for job in jobs])
     if as_json:
-        _print_json(jobs)
+        print_json(jobs)
     elif jobs:
         _print_jobs(jobs, "Jobs" if (show_all or state) else "Jobs in flight", formulas, wide)
     else:
@@ -232,12 +191,11 @@ def history_cmd(
     wide: WideOption = False,
 ) -> None:
     """The campaign's event log, oldest of the shown events first."""
-    _, store = _open(campaign)
-    with store:
+    with open_campaign(campaign) as (_, store):
         events = [e.as_dict() for e in store.events(hop_id=hop, kind=kind, limit=limit)]
         formulas = {} if as_json else hop_formulas(store, [event["hop_id"] for event in events])
     if as_json:
-        _print_json(events)
+        print_json(events)
     elif events:
         _print_events(events, formulas, wide)
     else:
@@ -252,14 +210,8 @@ def show_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Everything known about one hop: predictions, proposals, decisions, jobs, results, history."""
-    from alem.store import UnknownHopError
-
-    _, store = _open(campaign)
-    with store:
-        try:
-            record = store.hop(hop_id)
-        except UnknownHopError as exc:
-            _fail(str(exc))
+    with open_campaign(campaign) as (_, store):
+        record = store.hop(hop_id)
         predictions = [
             p.as_dict()
             for m in store.model_versions()
@@ -276,7 +228,7 @@ def show_cmd(
             "events": [e.as_dict() for e in store.events(hop_id=hop_id)],
         }
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     hop = data["hop"]
     host = data["host"]
@@ -316,11 +268,10 @@ def export_cmd(
     """Write every usable NEB result in the Em dataset layout (trainable like the shipped data)."""
     from alem.campaign import export_dataset
 
-    _, store = _open(campaign)
-    with store:
+    with open_campaign(campaign) as (_, store):
         path, n = export_dataset(store, out)
     if as_json:
-        _print_json({"path": str(path), "n_hops": n})
+        print_json({"path": str(path), "n_hops": n})
     elif n:
         console.print(f"Wrote {n} hops with barriers to {path}")
     else:
@@ -341,15 +292,14 @@ def reconcile_cmd(
     from alem.backends import make_backend
     from alem.campaign import reconcile
 
-    config, store = _open(campaign)
-    with store:
+    with open_campaign(campaign) as (config, store):
         try:
             backend = make_backend(config, config.campaign_dir)
         except (ValueError, OSError) as exc:
-            _fail(f"backend {config.backend.kind}: {exc}")
+            fail(f"backend {config.backend.kind}: {exc}", ExitCode.USAGE)
         report = reconcile(store, backend, config, stale_after_s=stale_after_s, resubmit=not no_resubmit)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "checked": report.checked,
                 "completed": report.completed,

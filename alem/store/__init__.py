@@ -68,6 +68,7 @@ from alem.store.states import (
     IllegalTransition,
     JobStatus,
     StoreError,
+    StoreUnavailableError,
     UnknownHopError,
 )
 from alem.store.store import Store, unusable_reason
@@ -92,6 +93,7 @@ __all__ = [
     "SchemaError",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "UnknownHopError",
     "unusable_reason",
 ]

@@ -75,6 +75,10 @@ class StoreError(AlemError, RuntimeError):
     """A request the store refuses; nothing was written."""
 
 
+class StoreUnavailableError(StoreError):
+    """No store at the path, or a file that is not a usable SQLite store."""
+
+
 class UnknownHopError(StoreError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
