@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from alem import toml_writer
 from alem.candidates import EnumerationSettings
 from alem.errors import AlemError
 
@@ -66,22 +67,6 @@ def demo_host_files(names: tuple[str, ...] = DEMO_HOSTS) -> list[Path]:
     return [files[name] for name in names]
 
 
-def _toml(data: dict, prefix: str = "") -> list[str]:
-    lines, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((f"{prefix}{key}", value))
-        elif isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, str):
-            lines.append(f'{key} = "{value}"')
-        else:
-            lines.append(f"{key} = {value!r}")
-    for name, table in tables:
-        lines += ["", f"[{name}]", *_toml(table, f"{name}.")]
-    return lines
-
-
 def write_demo_preset(campaign_dir: Path) -> Path:
     """The shipped CHGNet preset with the demo's overrides, as a campaign-local preset."""
     from alem.neb.presets import find_preset_file, load_preset
@@ -92,7 +77,7 @@ def write_demo_preset(campaign_dir: Path) -> Path:
     path = campaign_dir / "workflows" / f"{DEMO_PRESET}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Written by `alem demo`: the shipped mlip_chgnet preset, loosened so the demo takes minutes.\n"
-    path.write_text(header + "\n".join(_toml(data)) + "\n")
+    path.write_text(header + toml_writer.dumps(data))
     load_preset(DEMO_PRESET, campaign_dir)  # validates what was written
     return path
 
