@@ -22,11 +22,15 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from alem import toml_writer
 from alem.candidates import EnumerationSettings
 from alem.errors import AlemError
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Store
 
 DEMO_HOSTS = ("LiCoO2_layered", "Li2O_antifluorite", "LiMn2O4_spinel", "LiF_rocksalt", "Li2S_antifluorite")
 DEMO_PRESET = "mlip_chgnet_demo"
@@ -52,7 +56,7 @@ class NotADemoError(AlemError, ValueError):
 class DemoResult:
     campaign_dir: Path
     report_path: Path | None
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
     ticks: int = 0
     resumed: bool = False
 
@@ -82,7 +86,7 @@ def write_demo_preset(campaign_dir: Path) -> Path:
     return path
 
 
-def create_demo_campaign(directory: Path, model_path: str = "", backend: DemoBackend = "local"):
+def create_demo_campaign(directory: Path, model_path: str = "", backend: DemoBackend = "local") -> CampaignConfig:
     """The demo campaign: defaults + auto-approval within 2 parallel jobs + the demo preset."""
     from alem.campaign import init_campaign
 
@@ -102,7 +106,7 @@ def create_demo_campaign(directory: Path, model_path: str = "", backend: DemoBac
     return config
 
 
-def existing_demo_campaign(directory: Path):
+def existing_demo_campaign(directory: Path) -> CampaignConfig | None:
     """The demo campaign already in ``directory`` (None if there is no campaign there)."""
     from alem.config import CONFIG_FILENAME, CampaignConfig
 
@@ -125,7 +129,7 @@ def remove_demo_campaign(directory: Path) -> None:
         shutil.rmtree(directory)
 
 
-def summary_rows(store) -> list[dict]:
+def summary_rows(store: Store) -> list[dict[str, Any]]:
     """One row per hop: prediction before the NEB (from its proposal), the NEB barrier, state."""
     latest_result = {r.hop_id: r for r in store.results()}
     proposal_of = {p.hop_id: p for p in store.proposals()}

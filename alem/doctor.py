@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from jobflow import JobStore
+
     from alem.config import CampaignConfig
     from alem.neb.presets import Preset
 
@@ -107,7 +109,7 @@ def check_queue_commands() -> Check:
                  "from this machine (run alem on the cluster's login node)")
 
 
-def check_job_store(store) -> Check:
+def check_job_store(store: JobStore | None) -> Check:
     if store is None:
         return Check("job store", "problem", "no jobflow JOB_STORE configured (set JOBFLOW_CONFIG_FILE or ~/.jobflow.yaml)")
     if "data" not in getattr(store, "additional_stores", {}):

@@ -7,8 +7,9 @@ Commands: ``candidates add``, ``propose``, ``proposals``, ``approve``, ``reject`
 from __future__ import annotations
 
 import getpass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -19,6 +20,11 @@ from alem.cli.tables import Column, hop_formulas, print_table
 from alem.config import STRATEGIES
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
+if TYPE_CHECKING:
+    from alem.candidates.pool import AddReport
+    from alem.config import CampaignConfig
+    from alem.store import Prediction, Proposal, Store
+
 candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
 app.add_typer(candidates_app, name="candidates")
 
@@ -28,7 +34,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 # --------------------------------------------------------------------------- candidates
-def _preset_max_atoms(config) -> int:
+def _preset_max_atoms(config: CampaignConfig) -> int:
     """The NEB cell limit of the campaign's backend preset, so no hop the preset would run is
     skipped at enumeration (160 for a backend without a preset)."""
     from alem.candidates import EnumerationSettings
@@ -81,7 +87,7 @@ def candidates_add(
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _print_added_hosts(report, working_ion: str) -> None:
+def _print_added_hosts(report: AddReport, working_ion: str) -> None:
     columns = (
         Column("host", whole=True), Column("hops", whole=True, justify="right"), Column("new", whole=True, justify="right"),
         Column("known", keep=3, whole=True, justify="right"), Column("paths skipped", keep=1, justify="right"),
@@ -162,7 +168,9 @@ PROPOSAL_COLUMNS = (
 )
 
 
-def _print_proposals(proposals, predictions, store, title: str, wide: bool = False) -> None:
+def _print_proposals(
+    proposals: Sequence[Proposal], predictions: Mapping[str, Prediction], store: Store, title: str, wide: bool = False
+) -> None:
     formulas = hop_formulas(store, [p.hop_id for p in proposals])
     rows = []
     for proposal in proposals:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from alem.campaign.approve import waiting_proposals
 from alem.errors import AlemError
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.review.cost import CostEstimate, estimate_cost
 from alem.review.neighbours import LiteratureIndex, NeighbourHop, hop_formula
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Proposal, Store
 
 
 class ReviewError(AlemError, ValueError):
@@ -67,7 +72,7 @@ def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, 
     return text
 
 
-def _prediction(store, proposal) -> tuple[float, float, float]:
+def _prediction(store: Store, proposal: Proposal) -> tuple[float, float, float]:
     """(μ, σ, P(E_m < threshold)) the proposal was made with; ReviewError when there is none."""
     predictions = store.predictions(proposal.model_version_id, hop_ids=[proposal.hop_id]) if proposal.model_version_id else {}
     prediction = predictions.get(proposal.hop_id)
@@ -85,7 +90,7 @@ def _prediction(store, proposal) -> tuple[float, float, float]:
     )
 
 
-def review_cards(store, config, index: LiteratureIndex | None = None, k_neighbours: int = 5) -> list[ReviewCard]:
+def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | None = None, k_neighbours: int = 5) -> list[ReviewCard]:
     """Cards of every waiting proposal (ReviewError, naming the hop, for one without prediction)."""
     from alem.hops.picture import bottleneck, hop_picture_png
 

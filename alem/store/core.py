@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from alem.store.records import Event, LoopStatus
 from alem.store.schema import SCHEMA_VERSION, migrate
-from alem.store.states import HopState, IllegalTransition, StoreError, StoreUnavailableError, UnknownHopError, check_transition
+from alem.store.states import HopState, IllegalTransition, StoreUnavailableError, UnknownHopError, check_transition
 
 
 def _dumps(value: Any) -> str:

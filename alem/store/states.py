@@ -30,7 +30,13 @@ class HopState(str, enum.Enum):
 
 
 class JobStatus(str, enum.Enum):
-    """State of a job row in the store (a superset of the backend's ``QueueState``)."""
+    """What the store records about a job row: alem's own view of a job, kept across restarts.
+
+    Not the backend's :class:`~alem.backends.base.QueueState`, which is what a queue answers when
+    polled now; :func:`alem.campaign.reconcile.reconcile` maps one onto the other. ``created`` (no
+    external id yet) and ``abandoned`` exist only here, because only the store sees a submission
+    that never reached the backend.
+    """
 
     #: Row committed, backend.submit not (known to be) done yet: no external id.
     CREATED = "created"
