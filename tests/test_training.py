@@ -14,7 +14,7 @@ from alem.training.cv import cross_validate, grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble, train_member, new_barrier_model
 from alem.metrics import fit_sigma_scale
 from alem.training.pretrain import masked_property_loss
-from tests.conftest import rocksalt_hop
+from tests._factories import rocksalt_hop
 
 def test_masked_property_loss_ignores_missing():
     pred = torch.tensor([[1.0, 5.0], [2.0, 7.0]])
