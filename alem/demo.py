@@ -131,8 +131,10 @@ def remove_demo_campaign(directory: Path) -> None:
 
 def summary_rows(store: Store) -> list[dict[str, Any]]:
     """One row per hop: prediction before the NEB (from its proposal), the NEB barrier, state."""
+    from alem.campaign.approve import latest_proposals
+
     latest_result = {r.hop_id: r for r in store.results()}
-    proposal_of = {p.hop_id: p for p in store.proposals()}
+    proposal_of = latest_proposals(store)
     rows = []
     for record in store.hops():
         result = latest_result.get(record.hop_id)

@@ -41,9 +41,11 @@ class ParityPoint:
 
 
 def parity_points(store: Store) -> list[ParityPoint]:
+    from alem.campaign.approve import latest_proposals
+
     current = store.current_model()
     current_predictions = store.predictions(current.id) if current else {}
-    proposal_of = {p.hop_id: p for p in store.proposals()}
+    proposal_of = latest_proposals(store)
     points = []
     for result in store.results(usable=True):
         prediction = current_predictions.get(result.hop_id)

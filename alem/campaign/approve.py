@@ -22,13 +22,19 @@ if TYPE_CHECKING:
 AUTO_APPROVER = "alem-loop (auto_approve)"
 
 
+def latest_proposals(store: Store) -> dict[str, Proposal]:
+    """The latest proposal of every hop ever proposed, by hop id (a re-proposal replaces the
+    earlier one)."""
+    return {p.hop_id: p for p in store.proposals()}  # in id order: the last one wins
+
+
 def waiting_proposals(store: Store) -> list[Proposal]:
     """The latest proposal of every hop still waiting for a decision, oldest first (proposal ids
     grow in pick order, so within a batch in the order the acquisition picked; a re-proposed hop
     counts from its latest proposal)."""
     proposed = {r.hop_id for r in store.hops(state=HopState.PROPOSED)}
-    latest = {p.hop_id: p for p in store.proposals() if p.hop_id in proposed}
-    return sorted(latest.values(), key=lambda p: p.id)
+    latest = [p for hop_id, p in latest_proposals(store).items() if hop_id in proposed]
+    return sorted(latest, key=lambda p: p.id)
 
 
 def approval_room(store: Store, approval: ApprovalSection) -> int:

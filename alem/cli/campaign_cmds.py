@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from alem.cli.app import app
-from alem.cli.common import CampaignOption, ExitCode, JsonOption, WideOption, console, fail, open_campaign, print_json
+from alem.cli.common import CampaignOption, ExitCode, JsonOption, WideOption, console, fail, open_backend, open_campaign, print_json
 from alem.cli.tables import Column, hop_formulas, print_table
 
 
@@ -289,14 +289,10 @@ def reconcile_cmd(
     ] = 60.0,
 ) -> None:
     """Compare the store with the backend and repair it (results recorded, failed/lost jobs retried)."""
-    from alem.backends import make_backend
     from alem.campaign import reconcile
 
     with open_campaign(campaign) as (config, store):
-        try:
-            backend = make_backend(config, config.campaign_dir)
-        except (ValueError, OSError) as exc:
-            fail(f"backend {config.backend.kind}: {exc}", ExitCode.USAGE)
+        backend = open_backend(config)
         report = reconcile(store, backend, config, stale_after_s=stale_after_s, resubmit=not no_resubmit)
     if as_json:
         print_json(

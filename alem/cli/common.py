@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from alem.backends.base import Backend
     from alem.config import CampaignConfig
     from alem.errors import AlemError
     from alem.store import Store
@@ -104,6 +105,16 @@ def open_campaign(campaign: Path | None) -> Iterator[tuple[CampaignConfig, Store
     config = load_config(campaign)
     with Store.open(config.store_path, create=False) as store:
         yield config, store
+
+
+def open_backend(config: CampaignConfig) -> Backend:
+    """The campaign's backend, or ``error: backend KIND: ...`` and exit 2 when it cannot be set up."""
+    from alem.backends import make_backend
+
+    try:
+        return make_backend(config)
+    except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
+        fail(f"backend {config.backend.kind}: {exc}", ExitCode.USAGE)
 
 
 def print_json(data: Any) -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from alem.cli.app import app
-from alem.cli.common import CampaignOption, ExitCode, WideOption, console, fail, load_config, open_campaign, print_json
+from alem.cli.common import CampaignOption, ExitCode, WideOption, console, fail, load_config, open_backend, open_campaign, print_json
 from alem.cli.tables import Column, hop_formulas, print_table
 from alem.config import STRATEGIES
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
@@ -256,7 +256,6 @@ def cancel(
 ) -> None:
     """Cancel the NEB jobs of hops (all or nothing): recorded as failed first, then cancelled on the
     backend (scancel/qdel, FireWorks defuse, jobflow-remote stop). Approve a hop again to rerun it."""
-    from alem.backends import make_backend
     from alem.campaign import CancelError, cancel_jobs
     from alem.campaign.hop_ids import resolve_hop_ids
     from alem.store import HopState
@@ -264,10 +263,7 @@ def cancel(
     if not reason.strip():
         fail("--reason must say why", ExitCode.USAGE)
     with open_campaign(campaign) as (config, store):
-        try:
-            backend = make_backend(config)
-        except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
-            fail(f"backend {config.backend.kind}: {exc}", ExitCode.USAGE)
+        backend = open_backend(config)
         submitted = [record.hop_id for record in store.hops(state=(HopState.SUBMITTED,))]
         ids = resolve_hop_ids(hop_ids, (record.hop_id for record in store.hops()), submitted)
         try:
@@ -293,14 +289,10 @@ def loop(
     campaign: CampaignOption = None,
 ) -> None:
     """Run the campaign: reconcile, ingest, retrain, score, propose, (auto-)approve, submit, sleep."""
-    from alem.backends import make_backend
     from alem.loop.runner import CampaignLoop, LoopOptions
 
     config = load_config(campaign)
-    try:
-        backend = make_backend(config)
-    except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
-        fail(f"backend {config.backend.kind}: {exc}", ExitCode.USAGE)
+    backend = open_backend(config)
     options = LoopOptions(
         max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
     )
@@ -357,8 +349,7 @@ def demo(
     backend: Annotated[str, typer.Option("--backend", help="local (default) | slurm: each NEB a batch job through this machine's Slurm")] = "local",
 ) -> None:
     """The main job on a fresh clone: a small real campaign (shipped hosts, CHGNet NEBs, auto-approval)."""
-    from alem.config import ConfigError
-    from alem.demo import DEMO_HOSTS, NotADemoError, remove_demo_campaign, run_demo
+    from alem.demo import DEMO_HOSTS, remove_demo_campaign, run_demo
     from alem.ensemble import ModelNotFoundError
     from alem.campaign.model_versions import ModelLoadError
 
@@ -372,7 +363,7 @@ def demo(
             hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False, markup=False),
             backend=backend,  # type: ignore[arg-type]
         )
-    except (NotADemoError, ConfigError, ModelNotFoundError, ModelLoadError, ValueError) as exc:
+    except (ModelNotFoundError, ModelLoadError, ValueError) as exc:  # a bad directory, config, host or model
         fail(str(exc), ExitCode.USAGE)
     columns = (
         Column("hop", whole=True), Column("atoms", keep=1, justify="right"), Column("Å", keep=2, justify="right"),
