@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from fireworks import LaunchPad
     from jobflow import JobStore
 
-    from alem.config import CampaignConfig
+    from alem.config import BatchBackendSection, CampaignConfig
     from alem.neb.presets import Preset
 
 Status = Literal["ok", "problem", "warning"]
@@ -123,7 +124,7 @@ def check_job_store(store: JobStore | None) -> Check:
     return Check("job store", "ok", f"{type(store.docs_store).__name__} reachable, 'data' store configured")
 
 
-def check_launchpad(launchpad_file: Path, launchpad=None) -> Check:
+def check_launchpad(launchpad_file: Path, launchpad: LaunchPad | None = None) -> Check:
     if launchpad is None:
         if not launchpad_file or not Path(launchpad_file).is_file():
             return Check("launchpad", "problem", f"launchpad file {launchpad_file or '(not set)'} not found: set "
@@ -172,7 +173,7 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
     return checks
 
 
-def check_batch_scheduler(scheduler: str, run_dir: Path, settings) -> list[Check]:
+def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection) -> list[Check]:
     """The slurm/pbs backend: scheduler commands on PATH and answering, run directory writable,
     the compute-side Python (``settings`` is the ``[backend.slurm]``/``[backend.pbs]`` section)."""
     import getpass

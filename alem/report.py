@@ -149,7 +149,12 @@ def _parity_png(plt, x: np.ndarray, y: np.ndarray, yerr: np.ndarray | None, titl
     return png
 
 
-def _figures(points, curve, history, oof) -> dict[str, str]:
+def _figures(
+    points: list[ParityPoint],
+    curve: list[dict[str, Any]],
+    history: dict[str, list[float]],
+    oof: tuple[int, np.ndarray, np.ndarray] | None,
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -213,7 +218,7 @@ def _table(headers: list[str], rows: list[list[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _f(value, digits: int = 3) -> str:
+def _f(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
