@@ -55,12 +55,17 @@ def resolve_hop_ids(
     return list(dict.fromkeys(resolved))
 
 
-#: Hops a prefix is matched against first, per decision: those a person is being asked about.
-_ASKED = {"approve": (HopState.PROPOSED,), "reject": (HopState.PROPOSED, HopState.APPROVED)}
+#: Hops a prefix is matched against first, per action: those the action is meant for.
+_ASKED = {
+    "approve": (HopState.PROPOSED,),
+    "reject": (HopState.PROPOSED, HopState.APPROVED),
+    "cancel": (HopState.SUBMITTED,),
+}
 
 
 def decision_targets(store: Store, typed: Sequence[str], action: str) -> list[str]:
-    """Full ids for ``alem approve``/``reject``: prefixes match waiting proposals first (for
-    reject also approved hops), then any hop, so a wrong state gets the store's own message."""
+    """Full ids for ``alem approve``/``reject``/``cancel``: prefixes match the hops the action is
+    meant for first (waiting proposals; for reject also approved hops; for cancel submitted ones),
+    then any hop, so a wrong state gets the store's own message."""
     asked = [record.hop_id for record in store.hops(state=_ASKED[action])]
     return resolve_hop_ids(typed, (record.hop_id for record in store.hops()), asked)

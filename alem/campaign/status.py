@@ -1,5 +1,6 @@
 """A campaign's state at a glance (``alem status``): hops per state, jobs in flight, results, the
-current model and its cross-validated error, and whether the loop is alive."""
+current model and its cross-validated error, and whether the loop is alive; and everything known
+about one hop (``alem show``)."""
 
 from __future__ import annotations
 
@@ -66,4 +67,23 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
         },
         "loop": None if loop is None else {**loop.as_dict(), "alive": loop_alive(loop, config.loop.tick_seconds)},
         "problems": store.integrity_check(),
+    }
+
+
+def hop_status(store: Store, hop_id: str) -> dict[str, Any]:
+    """Everything the store knows about one hop, as one JSON-ready dict (``alem show --json``):
+    the hop and its host, every model version's prediction, proposals, decisions, jobs, results,
+    events. :class:`~alem.store.UnknownHopError` for a hop the store does not have."""
+    record = store.hop(hop_id)
+    return {
+        "hop": record.as_dict(),
+        "host": store.host(record.host_id).as_dict() if record.host_id is not None else None,
+        "predictions": [
+            p.as_dict() for m in store.model_versions() for p in store.predictions(m.id, hop_ids=[hop_id]).values()
+        ],
+        "proposals": [p.as_dict() for p in store.proposals(hop_id=hop_id)],
+        "decisions": [d.as_dict() for d in store.decisions(hop_id)],
+        "jobs": [j.as_dict() for j in store.jobs(hop_id=hop_id)],
+        "results": [r.as_dict() for r in store.results(hop_id=hop_id)],
+        "events": [e.as_dict() for e in store.events(hop_id=hop_id)],
     }

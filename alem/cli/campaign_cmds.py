@@ -210,23 +210,10 @@ def show_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Everything known about one hop: predictions, proposals, decisions, jobs, results, history."""
+    from alem.campaign.status import hop_status
+
     with open_campaign(campaign) as (_, store):
-        record = store.hop(hop_id)
-        predictions = [
-            p.as_dict()
-            for m in store.model_versions()
-            for p in store.predictions(m.id, hop_ids=[hop_id]).values()
-        ]
-        data = {
-            "hop": record.as_dict(),
-            "host": store.host(record.host_id).as_dict() if record.host_id is not None else None,
-            "predictions": predictions,
-            "proposals": [p.as_dict() for p in store.proposals(hop_id=hop_id)],
-            "decisions": [d.as_dict() for d in store.decisions(hop_id)],
-            "jobs": [j.as_dict() for j in store.jobs(hop_id=hop_id)],
-            "results": [r.as_dict() for r in store.results(hop_id=hop_id)],
-            "events": [e.as_dict() for e in store.events(hop_id=hop_id)],
-        }
+        data = hop_status(store, hop_id)
     if as_json:
         print_json(data)
         return
@@ -238,7 +225,7 @@ def show_cmd(
         + (f", host {host['id']} {host['formula']}" if host else "")
         + (f", group {hop['group']}" if hop["group"] else "")
     )
-    for p in predictions:
+    for p in data["predictions"]:
         prob = f", P(good) {p['prob_good']:.2f}" if p["prob_good"] is not None else ""
         console.print(f"  model {p['model_version_id']}: {p['mean_ev']:.3f} ± {p['std_ev']:.3f} eV{prob}")
     for p in data["proposals"]:

@@ -257,15 +257,13 @@ def cancel(
     """Cancel the NEB jobs of hops (all or nothing): recorded as failed first, then cancelled on the
     backend (scancel/qdel, FireWorks defuse, jobflow-remote stop). Approve a hop again to rerun it."""
     from alem.campaign import CancelError, cancel_jobs
-    from alem.campaign.hop_ids import resolve_hop_ids
-    from alem.store import HopState
+    from alem.campaign.hop_ids import decision_targets
 
     if not reason.strip():
         fail("--reason must say why", ExitCode.USAGE)
     with open_campaign(campaign) as (config, store):
         backend = open_backend(config)
-        submitted = [record.hop_id for record in store.hops(state=(HopState.SUBMITTED,))]
-        ids = resolve_hop_ids(hop_ids, (record.hop_id for record in store.hops()), submitted)
+        ids = decision_targets(store, hop_ids, "cancel")
         try:
             report = cancel_jobs(store, backend, ids, reason)
         except CancelError as exc:
