@@ -11,7 +11,8 @@
   budget (:mod:`~alem.campaign.budget`: the job budget approval and submission share);
 * :mod:`~alem.campaign.submit`: approved hops submitted exactly once.
 
-Around them: :mod:`~alem.campaign.init` (a new campaign), :mod:`~alem.campaign.cancel`,
+Around them: :mod:`~alem.campaign.init` (a new campaign), :mod:`~alem.campaign.enumeration`
+(which candidate hops ``alem candidates add`` enumerates), :mod:`~alem.campaign.cancel`,
 :mod:`~alem.campaign.hop_ids` (typed id prefixes) and :mod:`~alem.campaign.status` (what
 ``alem status`` shows). :mod:`alem.loop` runs the steps as a long-lived process.
 """

@@ -22,7 +22,6 @@ from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
 if TYPE_CHECKING:
     from alem.candidates.pool import AddReport
-    from alem.config import CampaignConfig
     from alem.store import Prediction, Proposal, Store
 
 candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
@@ -34,19 +33,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 # --------------------------------------------------------------------------- candidates
-def _preset_max_atoms(config: CampaignConfig) -> int:
-    """The NEB cell limit of the campaign's backend preset, so no hop the preset would run is
-    skipped at enumeration (160 for a backend without a preset)."""
-    from alem.candidates import EnumerationSettings
-    from alem.neb.presets import PresetError, campaign_preset
-
-    try:
-        preset = campaign_preset(config)
-    except PresetError as exc:
-        fail(str(exc), ExitCode.USAGE)
-    return preset.supercell.max_atoms if preset is not None else EnumerationSettings.max_atoms
-
-
 @candidates_app.command("add")
 def candidates_add(
     host_files: Annotated[
@@ -70,11 +56,16 @@ def candidates_add(
 
     Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
     """
-    from alem.candidates import EnumerationSettings, HostError
+    from alem.campaign.enumeration import enumeration_settings
+    from alem.candidates import HostError
     from alem.candidates.pool import add_candidates, expand_host_paths
+    from alem.neb.presets import PresetError
 
     with open_campaign(campaign) as (config, store):
-        settings = EnumerationSettings(max_hop_length, min_image_distance, max_atoms or _preset_max_atoms(config))
+        try:
+            settings = enumeration_settings(config, max_hop_length, min_image_distance, max_atoms)
+        except PresetError as exc:
+            fail(str(exc), ExitCode.USAGE)
         working_ion = ion or config.campaign.working_ion
         try:
             paths = expand_host_paths(host_files)
