@@ -87,6 +87,7 @@ CampaignOption = Annotated[
 OldCampaignOption = Annotated[Path | None, typer.Option("-c", hidden=True)]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document instead of tables")]
 WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
+WhoOption = Annotated[str | None, typer.Option("--who", help="who decides (default: your user name)")]
 
 
 def load_config(campaign: Path | None) -> CampaignConfig:

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from alem.cli.app import app
-from alem.cli.common import CampaignOption, ExitCode, WideOption, console, fail, load_config, open_backend, open_campaign, print_json
+from alem.cli.common import CampaignOption, ExitCode, JsonOption, WhoOption, WideOption, console, fail, load_config, open_backend, open_campaign, print_json
 from alem.cli.tables import Column, hop_formulas, print_table
 from alem.config import STRATEGIES
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
@@ -178,7 +178,7 @@ def _print_proposals(
 
 @app.command()
 def proposals(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    as_json: JsonOption = False,
     wide: WideOption = False,
     campaign: CampaignOption = None,
 ) -> None:
@@ -202,7 +202,7 @@ def proposals(
 def approve(
     hop_ids: Annotated[Optional[list[str]], typer.Argument(help="hop ids to approve (a unique prefix is enough)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="approve every waiting proposal")] = False,
-    who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
+    who: WhoOption = None,
     reason: Annotated[Optional[str], typer.Option(help="optional note")] = None,
     campaign: CampaignOption = None,
 ) -> None:
@@ -225,7 +225,7 @@ def approve(
 def reject(
     hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject (a unique prefix is enough)")],
     reason: Annotated[str, typer.Option(help="why (recorded with the decision)")] = ...,
-    who: Annotated[Optional[str], typer.Option(help="who decides (default: your user name)")] = None,
+    who: WhoOption = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Reject hops (all or nothing); they are never proposed again unless reopened."""
