@@ -12,23 +12,27 @@ the file and the key. ``CampaignConfig.save`` writes every key with a comment sa
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from alem.errors import AlemError
+from alem.toml_writer import toml_value
 
 CONFIG_FILENAME = "alem.toml"
 #: Environment variable naming the campaign directory (overrides the search from the cwd).
 CAMPAIGN_ENV = "ALEM_CAMPAIGN"
 
 BackendKind = Literal["local", "slurm", "pbs", "fireworks", "jobflow-remote", "replay"]
+#: Acquisition strategies (what each means: :mod:`alem.acquisition.strategies`).
 Strategy = Literal["explore", "discover", "balanced"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
-class ConfigError(ValueError):
+class ConfigError(AlemError, ValueError):
     """An unusable campaign configuration; the message names the file and the key."""
 
 
@@ -216,18 +220,6 @@ def _describe_validation_error(exc: ValidationError, source: str | Path) -> str:
     return f"{source}: {prefix}{key}: {error['msg']}{shown}"
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return json.dumps(value)  # so is a JSON array of strings a TOML array
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
 def _section_lines(section: BaseModel, name: str) -> list[str]:
     lines = [f"[{name}]"]
     subsections: list[tuple[str, BaseModel]] = []
@@ -237,7 +229,7 @@ def _section_lines(section: BaseModel, name: str) -> list[str]:
             subsections.append((f"{name}.{key}", value))
             continue
         comment = f"  # {field.description}" if field.description else ""
-        lines.append(f"{key} = {_toml_value(value)}{comment}")
+        lines.append(f"{key} = {toml_value(value)}{comment}")
     for sub_name, sub in subsections:
         lines.append("")
         lines.extend(_section_lines(sub, sub_name))

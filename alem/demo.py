@@ -22,9 +22,15 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from alem import toml_writer
 from alem.candidates import EnumerationSettings
+from alem.errors import AlemError
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Store
 
 DEMO_HOSTS = ("LiCoO2_layered", "Li2O_antifluorite", "LiMn2O4_spinel", "LiF_rocksalt", "Li2S_antifluorite")
 DEMO_PRESET = "mlip_chgnet_demo"
@@ -42,7 +48,7 @@ DEMO_NAME = "alem-demo"
 DemoBackend = Literal["local", "slurm"]
 
 
-class NotADemoError(ValueError):
+class NotADemoError(AlemError, ValueError):
     """The directory holds a campaign that the demo did not create; the demo leaves it alone."""
 
 
@@ -50,7 +56,7 @@ class NotADemoError(ValueError):
 class DemoResult:
     campaign_dir: Path
     report_path: Path | None
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
     ticks: int = 0
     resumed: bool = False
 
@@ -65,22 +71,6 @@ def demo_host_files(names: tuple[str, ...] = DEMO_HOSTS) -> list[Path]:
     return [files[name] for name in names]
 
 
-def _toml(data: dict, prefix: str = "") -> list[str]:
-    lines, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((f"{prefix}{key}", value))
-        elif isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, str):
-            lines.append(f'{key} = "{value}"')
-        else:
-            lines.append(f"{key} = {value!r}")
-    for name, table in tables:
-        lines += ["", f"[{name}]", *_toml(table, f"{name}.")]
-    return lines
-
-
 def write_demo_preset(campaign_dir: Path) -> Path:
     """The shipped CHGNet preset with the demo's overrides, as a campaign-local preset."""
     from alem.neb.presets import find_preset_file, load_preset
@@ -91,12 +81,12 @@ def write_demo_preset(campaign_dir: Path) -> Path:
     path = campaign_dir / "workflows" / f"{DEMO_PRESET}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Written by `alem demo`: the shipped mlip_chgnet preset, loosened so the demo takes minutes.\n"
-    path.write_text(header + "\n".join(_toml(data)) + "\n")
+    path.write_text(header + toml_writer.dumps(data))
     load_preset(DEMO_PRESET, campaign_dir)  # validates what was written
     return path
 
 
-def create_demo_campaign(directory: Path, model_path: str = "", backend: DemoBackend = "local"):
+def create_demo_campaign(directory: Path, model_path: str = "", backend: DemoBackend = "local") -> CampaignConfig:
     """The demo campaign: defaults + auto-approval within 2 parallel jobs + the demo preset."""
     from alem.campaign import init_campaign
 
@@ -116,7 +106,7 @@ def create_demo_campaign(directory: Path, model_path: str = "", backend: DemoBac
     return config
 
 
-def existing_demo_campaign(directory: Path):
+def existing_demo_campaign(directory: Path) -> CampaignConfig | None:
     """The demo campaign already in ``directory`` (None if there is no campaign there)."""
     from alem.config import CONFIG_FILENAME, CampaignConfig
 
@@ -139,10 +129,12 @@ def remove_demo_campaign(directory: Path) -> None:
         shutil.rmtree(directory)
 
 
-def summary_rows(store) -> list[dict]:
+def summary_rows(store: Store) -> list[dict[str, Any]]:
     """One row per hop: prediction before the NEB (from its proposal), the NEB barrier, state."""
+    from alem.campaign.approve import latest_proposals
+
     latest_result = {r.hop_id: r for r in store.results()}
-    proposal_of = {p.hop_id: p for p in store.proposals()}
+    proposal_of = latest_proposals(store)
     rows = []
     for record in store.hops():
         result = latest_result.get(record.hop_id)

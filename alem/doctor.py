@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from alem.config import CampaignConfig
+    from fireworks import LaunchPad
+    from jobflow import JobStore
+
+    from alem.config import BatchBackendSection, CampaignConfig
     from alem.neb.presets import Preset
 
 Status = Literal["ok", "problem", "warning"]
@@ -107,7 +110,7 @@ def check_queue_commands() -> Check:
                  "from this machine (run alem on the cluster's login node)")
 
 
-def check_job_store(store) -> Check:
+def check_job_store(store: JobStore | None) -> Check:
     if store is None:
         return Check("job store", "problem", "no jobflow JOB_STORE configured (set JOBFLOW_CONFIG_FILE or ~/.jobflow.yaml)")
     if "data" not in getattr(store, "additional_stores", {}):
@@ -121,7 +124,7 @@ def check_job_store(store) -> Check:
     return Check("job store", "ok", f"{type(store.docs_store).__name__} reachable, 'data' store configured")
 
 
-def check_launchpad(launchpad_file: Path, launchpad=None) -> Check:
+def check_launchpad(launchpad_file: Path, launchpad: LaunchPad | None = None) -> Check:
     if launchpad is None:
         if not launchpad_file or not Path(launchpad_file).is_file():
             return Check("launchpad", "problem", f"launchpad file {launchpad_file or '(not set)'} not found: set "
@@ -170,7 +173,7 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
     return checks
 
 
-def check_batch_scheduler(scheduler: str, run_dir: Path, settings) -> list[Check]:
+def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection) -> list[Check]:
     """The slurm/pbs backend: scheduler commands on PATH and answering, run directory writable,
     the compute-side Python (``settings`` is the ``[backend.slurm]``/``[backend.pbs]`` section)."""
     import getpass

@@ -20,10 +20,15 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Store
 
 
 @dataclass
@@ -35,10 +40,12 @@ class ParityPoint:
     source: str  # "model vN" or "proposal (model vN)"
 
 
-def parity_points(store) -> list[ParityPoint]:
+def parity_points(store: Store) -> list[ParityPoint]:
+    from alem.campaign.approve import latest_proposals
+
     current = store.current_model()
     current_predictions = store.predictions(current.id) if current else {}
-    proposal_of = {p.hop_id: p for p in store.proposals()}
+    proposal_of = latest_proposals(store)
     points = []
     for result in store.results(usable=True):
         prediction = current_predictions.get(result.hop_id)
@@ -53,7 +60,7 @@ def parity_points(store) -> list[ParityPoint]:
     return points
 
 
-def out_of_fold(store) -> tuple[int, np.ndarray, np.ndarray] | None:
+def out_of_fold(store: Store) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(model version, reference barriers, out-of-fold mean predictions) of the newest model
     version, current first, whose directory holds cross-validation predictions."""
     from alem.training.recipe import OOF_FILENAME, oof_mean_sigma
@@ -66,10 +73,10 @@ def out_of_fold(store) -> tuple[int, np.ndarray, np.ndarray] | None:
     return None
 
 
-def learning_curve(store) -> list[dict]:
+def learning_curve(store: Store) -> list[dict[str, Any]]:
     """Per model version: CV MAE (card) and prospective MAE on results that arrived while it was
     current, using the predictions it made before each result."""
-    from alem.cli.campaign_cmds import cv_mae_ev
+    from alem.campaign.model_versions import cv_mae_ev
 
     versions = store.model_versions()
     results = store.results(usable=True)
@@ -94,7 +101,7 @@ def learning_curve(store) -> list[dict]:
     return rows
 
 
-def history_series(store) -> dict[str, list[float]]:
+def history_series(store: Store) -> dict[str, list[float]]:
     """Times (Unix s) of each proposal, approval, NEB result and good barrier."""
     first_proposal: dict[str, float] = {}
     for proposal in store.proposals():
@@ -130,7 +137,12 @@ def _parity_png(plt, x: np.ndarray, y: np.ndarray, yerr: np.ndarray | None, titl
     return png
 
 
-def _figures(points, curve, history, oof) -> dict[str, str]:
+def _figures(
+    points: list[ParityPoint],
+    curve: list[dict[str, Any]],
+    history: dict[str, list[float]],
+    oof: tuple[int, np.ndarray, np.ndarray] | None,
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,11 +206,11 @@ def _table(headers: list[str], rows: list[list[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _f(value, digits: int = 3) -> str:
+def _f(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def render_report(config, store) -> str:
+def render_report(config: CampaignConfig, store: Store) -> str:
     points = parity_points(store)
     curve = learning_curve(store)
     history = history_series(store)
@@ -249,7 +261,7 @@ predictions on the results that arrived while it was current.</p>
 """
 
 
-def write_report(config, out: Path | None = None) -> Path:
+def write_report(config: CampaignConfig, out: Path | None = None) -> Path:
     """Write the campaign's report (default ``<state>/report.html``); returns its path."""
     from alem.store import Store
 

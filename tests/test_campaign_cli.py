@@ -36,7 +36,7 @@ def campaign(tmp_path, tiny_hop, scratch_ensemble):
     config = CampaignConfig.load(directory)
     config.model.path = str(scratch_ensemble)
     from alem.backends.replay import ReplayBackend
-    from alem.campaign.retrain import ensure_model_version
+    from alem.campaign.model_versions import ensure_model_version
 
     with Store.open(config.store_path) as store:
         store.add_hops([tiny_hop("a", 0.4), tiny_hop("b", 0.5), tiny_hop("c", 0.6)])
@@ -64,7 +64,7 @@ def test_init_writes_a_documented_config_and_an_empty_store(tmp_path):
     again = _run("init", directory, ok=False)
     assert again.exit_code == 1 and "a campaign already exists here" in _flat(again.output)
     bad = _run("init", tmp_path / "x", "--backend", "sge", ok=False)
-    assert bad.exit_code == 1 and "alem init: [backend] kind: Input should be" in _flat(bad.output)
+    assert bad.exit_code == 2 and "alem init: [backend] kind: Input should be" in _flat(bad.output)
     assert not (tmp_path / "x" / "alem.toml").exists()
 
 
@@ -127,7 +127,7 @@ def test_jobs_and_history(campaign):
     assert [(j["hop_id"], j["state"]) for j in every] == [("b", "running"), ("a", "completed")]
     assert "Jobs in flight" in _run("jobs", "-C", campaign).output
     bad = _run("jobs", "-C", campaign, "--state", "zombie", ok=False)
-    assert bad.exit_code == 1 and "not a job state" in _flat(bad.output)
+    assert bad.exit_code == 2 and "not a job state" in _flat(bad.output)
     events = json.loads(_run("history", "-C", campaign, "--json", "--limit", "3").output)
     assert len(events) == 3 and events[-1]["kind"] == "job_state"
     results = json.loads(_run("history", "-C", campaign, "--json", "--kind", "result").output)
@@ -148,7 +148,7 @@ def test_a_malformed_config_gets_one_message_naming_file_and_key(campaign):
     path = campaign / "alem.toml"
     path.write_text(path.read_text().replace("max_running_jobs = 4", 'max_running_jobs = "many"'))
     result = _run("status", "-C", campaign, ok=False)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     message = _flat(result.output)
     assert f"{path}: [approval] max_running_jobs: Input should be a valid integer" in message
     path.write_text(path.read_text().replace('max_running_jobs = "many"', "max_runing_jobs = 4"))
@@ -162,7 +162,7 @@ def test_commands_outside_a_campaign_say_how_to_start_one(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ALEM_CAMPAIGN", raising=False)
     result = _run("status", ok=False)
-    assert result.exit_code == 1 and "alem init" in _flat(result.output)
+    assert result.exit_code == 2 and "alem init" in _flat(result.output)
 
 
 def test_reconcile_says_plainly_what_it_repaired(campaign):

@@ -11,7 +11,7 @@ from alem.cli import app
 from alem.ensemble import Ensemble
 from alem.hops import hop_to_dataset_entry, load_training_hops, read_hops, write_dataset
 from alem.metrics import barrier_metrics
-from tests.conftest import rocksalt_hop
+from tests._factories import rocksalt_hop
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import torch
 
 from alem.graphs import GraphSettings, crystal_graph, hop_graph
 from alem.graphs.neighbors import periodic_neighbors
-from tests.conftest import rocksalt_hop
+from tests._factories import rocksalt_hop
 
 SETTINGS = GraphSettings()
 

@@ -7,7 +7,7 @@ import pytest
 from pymatgen.core import Structure
 
 from alem.hops import HopError, hop_to_dataset_entry, load_training_hops, read_hops, write_dataset
-from tests.conftest import rocksalt_hop
+from tests._factories import rocksalt_hop
 
 
 def test_shipped_dataset_reads_and_flags_overlapping_nasicon_hops():

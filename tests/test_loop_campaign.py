@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from alem.cli import app
 from alem.store import HopState, Store
+from tests._factories import train_tiny_ensemble
 
 runner = CliRunner()
 TINY_TRAINING_HOPS = 24
@@ -46,11 +47,7 @@ def small_dataset_hops(n: int, offset: int = 0):
 def tiny_ensemble_dir(tmp_path_factory):
     """A real 2-member ensemble trained from scratch for 3 epochs on 24 small shipped hops (~2 s):
     good enough to rank candidates; the loop retrains it with the same recipe."""
-    from alem.training.finetune import FinetuneConfig, train_ensemble
-
-    out = tmp_path_factory.mktemp("ensemble") / "tiny"
-    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
-    return train_ensemble(small_dataset_hops(TINY_TRAINING_HOPS), out, n_members=2, config=config, progress=False)
+    return train_tiny_ensemble(tmp_path_factory.mktemp("ensemble") / "tiny", small_dataset_hops(TINY_TRAINING_HOPS))
 
 
 def make_replay_campaign(directory: Path, ensemble_dir: Path, n_hops: int = 12, **settings):

@@ -6,7 +6,7 @@ import pytest
 from alem.graphs.descriptors import DESCRIPTOR_SETS, hop_descriptors
 from alem.graphs.path_physics import PATH_PHYSICS_NAMES, bv_r0_a
 from alem.hops.hop import Hop
-from tests.conftest import make_li2o_vacancy_hop
+from tests._factories import make_li2o_vacancy_hop
 
 
 def _named(hop: Hop) -> dict[str, float]:

@@ -17,6 +17,7 @@ from alem.hops.picture import bottleneck, hop_picture_png, view_direction
 from alem.review import LiteratureIndex, strategy_reason
 from alem.review.cost import estimate_cost
 from alem.store import HopState, Store
+from tests._factories import train_tiny_ensemble
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -29,11 +30,7 @@ def invoke(config, *args):
 @pytest.fixture(scope="module")
 def tiny_ensemble_dir(tmp_path_factory):
     """A real 2-member ensemble trained from scratch for 3 epochs on 24 small shipped hops."""
-    from alem.training.finetune import FinetuneConfig, train_ensemble
-
-    out = tmp_path_factory.mktemp("ensemble") / "tiny"
-    config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
-    return train_ensemble(list(small_shipped_hops()[:24]), out, n_members=2, config=config, progress=False)
+    return train_tiny_ensemble(tmp_path_factory.mktemp("ensemble") / "tiny", small_shipped_hops()[:24])
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from alem.metrics import fit_sigma_scale
 from alem.training.cv import cross_validate, grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, new_barrier_model, train_ensemble, train_member
 from alem.training.pretrain import masked_property_loss
-from tests.conftest import rocksalt_hop
+from tests._factories import rocksalt_hop
 
 
 def test_masked_property_loss_ignores_missing():

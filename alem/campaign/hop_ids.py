@@ -8,8 +8,12 @@ lands on a hop the person did not mean.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from alem.store import HopState, StoreError
+
+if TYPE_CHECKING:
+    from alem.store import Store
 
 #: Most matching ids an ambiguity message lists.
 SHOWN_MATCHES = 6
@@ -51,12 +55,17 @@ def resolve_hop_ids(
     return list(dict.fromkeys(resolved))
 
 
-#: Hops a prefix is matched against first, per decision: those a person is being asked about.
-_ASKED = {"approve": (HopState.PROPOSED,), "reject": (HopState.PROPOSED, HopState.APPROVED)}
+#: Hops a prefix is matched against first, per action: those the action is meant for.
+_ASKED = {
+    "approve": (HopState.PROPOSED,),
+    "reject": (HopState.PROPOSED, HopState.APPROVED),
+    "cancel": (HopState.SUBMITTED,),
+}
 
 
-def decision_targets(store, typed: Sequence[str], action: str) -> list[str]:
-    """Full ids for ``alem approve``/``reject``: prefixes match waiting proposals first (for
-    reject also approved hops), then any hop, so a wrong state gets the store's own message."""
+def decision_targets(store: Store, typed: Sequence[str], action: str) -> list[str]:
+    """Full ids for ``alem approve``/``reject``/``cancel``: prefixes match the hops the action is
+    meant for first (waiting proposals; for reject also approved hops; for cancel submitted ones),
+    then any hop, so a wrong state gets the store's own message."""
     asked = [record.hop_id for record in store.hops(state=_ASKED[action])]
     return resolve_hop_ids(typed, (record.hop_id for record in store.hops()), asked)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from alem.config import CONFIG_FILENAME, BackendKind, CampaignConfig
+from alem.errors import AlemError
 from alem.store import Store
 
 
-class CampaignExistsError(FileExistsError):
+class CampaignExistsError(AlemError, FileExistsError):
     """The directory already holds a campaign; nothing was changed."""
 
 

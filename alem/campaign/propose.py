@@ -1,4 +1,4 @@
-"""Scoring the candidate pool with the current model and recording a proposal batch.
+"""Proposing: choosing one batch of the candidate pool with the acquisition and recording it.
 
 The pool is every hop still waiting for a decision (``candidate``) plus the hops whose NEB is
 already coming (``proposed``, ``approved``, ``submitted``): the latter are BoTorch pending points
@@ -8,13 +8,29 @@ recorded for the model version (so ``alem show`` and the report see them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from alem.acquisition import PredictionTable, Selection, SelectionRequest, select_batch
-from alem.store import HopRecord, HopState, Proposal, ProposalInput
+from alem.acquisition import Selection, SelectionRequest, select_batch
+from alem.campaign.budget import approved_waiting
+from alem.campaign.score import predict_pool
+from alem.store import HopState, Proposal, ProposalInput
+
+if TYPE_CHECKING:
+    from alem.campaign.model_versions import LoadedModel
+    from alem.config import AcquisitionSection
+    from alem.store import Store
 
 PENDING_STATES = (HopState.PROPOSED, HopState.APPROVED, HopState.SUBMITTED)
+
+
+def proposal_needed(store: Store, acquisition: AcquisitionSection) -> bool:
+    """The loop's rule: propose when no proposal waits for a decision, fewer than
+    ``min_approved_queue`` approved hops wait for submission, and candidates are left."""
+    if store.hops(state=HopState.PROPOSED):
+        return False  # a batch is waiting for a decision
+    waiting = len(approved_waiting(store))
+    return waiting < acquisition.min_approved_queue and bool(store.hops(state=HopState.CANDIDATE))
 
 
 @dataclass
@@ -25,26 +41,13 @@ class ProposalOutcome:
     selections: list[Selection]
 
 
-def predict_pool(store, model, records: Sequence[HopRecord], progress: bool = False) -> PredictionTable:
-    """Predict ``records`` with ``model`` (a ``LoadedModel``) and record the predictions."""
-    hop_ids = [r.hop_id for r in records]
-    hops = store.load_hops(hop_ids)
-    prediction = model.ensemble.predict(hops, progress=progress)
-    store.record_predictions(model.version_id, hop_ids, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
-    return PredictionTable.from_prediction(hop_ids, prediction)
-
-
-def score_unscored_candidates(store, model, progress: bool = False) -> int:
-    """Predict candidates the current model has not scored yet; returns how many were scored."""
-    scored = store.predictions(model.version_id)
-    missing = [r for r in store.hops(state=HopState.CANDIDATE) if r.hop_id not in scored]
-    if missing:
-        predict_pool(store, model, missing, progress)
-    return len(missing)
-
-
 def propose_batch(
-    store, model, acquisition, strategy: str | None = None, batch_size: int | None = None, progress: bool = False
+    store: Store,
+    model: LoadedModel,
+    acquisition: AcquisitionSection,
+    strategy: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
 ) -> ProposalOutcome:
     """Choose and record one batch (``acquisition`` is the campaign's ``[acquisition]`` section)."""
     strategy = strategy or acquisition.strategy

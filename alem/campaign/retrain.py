@@ -1,5 +1,4 @@
-"""The campaign's model versions: the first one registered from the config, new ones fine-tuned
-on the campaign's results.
+"""Retraining: a new model version fine-tuned on the campaign's results.
 
 Each retraining writes a new ensemble directory under ``<state>/models/`` and registers it in the
 store as the current version; older directories stay on disk (a version's path never changes), so
@@ -15,51 +14,17 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from alem.campaign.model_versions import LoadedModel, load_ensemble, store_card
 from alem.hops.hop import Hop
 
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Store
+
 MODELS_DIRNAME = "models"
-#: Card keys too bulky for the store (kept in the model directory's card).
-_BULKY_CARD_KEYS = ("training_hop_ids",)
-
-
-class ModelLoadError(RuntimeError):
-    """A model directory exists but its ensemble cannot be loaded (e.g. another alem version)."""
-
-
-def load_ensemble(path: Path):
-    """``Ensemble.load`` with one clear message for a directory that is not loadable."""
-    from alem.ensemble import Ensemble, ModelNotFoundError
-
-    try:
-        return Ensemble.load(path)
-    except ModelNotFoundError:
-        raise
-    except Exception as exc:  # torch and pydantic raise many types for a mismatched checkpoint
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ModelLoadError(
-            f"{path}: cannot load the ensemble ({type(exc).__name__}: {first_line}); was it trained by "
-            "another version of alem? Point [model] path at a compatible ensemble or retrain it."
-        ) from exc
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    version_id: int
-    path: Path
-    ensemble: object  # alem.ensemble.Ensemble (imported lazily: torch is heavy)
-
-
-def configured_model_path(config) -> Path:
-    from alem.ensemble import default_ensemble_path
-
-    return config.resolve(config.model.path) if config.model.path else default_ensemble_path()
-
-
-def store_card(card: dict) -> dict:
-    return {key: value for key, value in card.items() if key not in _BULKY_CARD_KEYS}
 
 
 def dataset_hash(hops: Sequence[Hop]) -> str:
@@ -67,23 +32,7 @@ def dataset_hash(hops: Sequence[Hop]) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
-def ensure_model_version(store, config) -> int:
-    """Id of the current model version; registers the configured ensemble when there is none."""
-    current = store.current_model()
-    if current is not None:
-        return current.id
-    path = configured_model_path(config)
-    card = load_ensemble(path).card
-    return store.add_model_version(path, store_card(card), card.get("dataset_hash"), card.get("n_training_hops"))
-
-
-def load_current_model(store, config) -> LoadedModel:
-    version_id = ensure_model_version(store, config)
-    path = Path(store.model_version(version_id).path)
-    return LoadedModel(version_id, path, load_ensemble(path))
-
-
-def new_results_since_current(store) -> int:
+def new_results_since_current(store: Store) -> int:
     """Usable results recorded after the current model version was registered."""
     from alem.campaign import usable_results_since
 
@@ -91,11 +40,11 @@ def new_results_since_current(store) -> int:
     return usable_results_since(store, current.created_at if current else 0.0)
 
 
-def retraining_due(store, config) -> bool:
+def retraining_due(store: Store, config: CampaignConfig) -> bool:
     return new_results_since_current(store) >= config.model.retrain_after_results
 
 
-def training_hops(store, model_path: Path) -> list[Hop]:
+def training_hops(store: Store, model_path: Path) -> list[Hop]:
     """The current model's training hops (from alem's dataset, by id) plus every campaign result."""
     from alem.campaign import result_hops
     from alem.hops.io import load_training_hops
@@ -111,7 +60,7 @@ def training_hops(store, model_path: Path) -> list[Hop]:
     return [h for h in base if h.hop_id not in result_ids] + results
 
 
-def pretrained_backbone_of(card: dict) -> Path | None:
+def pretrained_backbone_of(card: dict[str, Any]) -> Path | None:
     """The pre-trained backbone a model was fine-tuned from (None: the trainer's default)."""
     from alem import REPO_ROOT
 
@@ -124,7 +73,7 @@ def pretrained_backbone_of(card: dict) -> Path | None:
     return None
 
 
-def retrain(store, config, current: LoadedModel, progress: bool = False) -> LoadedModel:
+def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
     """Fine-tune a new ensemble on the campaign's data and make it the current version."""
     from alem.training.finetune import FinetuneConfig, train_ensemble
 

@@ -19,10 +19,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from alem.backends.base import Backend
+from alem.campaign.budget import approved_waiting, job_budget
 from alem.config import CampaignConfig
-from alem.store import HopState, JobStatus, Store
-
-DAY_S = 86400.0
+from alem.store import JobStatus, Store
 
 
 @dataclass
@@ -65,11 +64,10 @@ def resolve_unsubmitted(store: Store, backend: Backend, stale_after_s: float, re
 def _capacity(store: Store, config: CampaignConfig) -> tuple[int, str]:
     """How many jobs may start now, and the limit that binds."""
     approval = config.approval
-    free_running = approval.max_running_jobs - len(store.jobs(live=True))
-    free_today = approval.max_jobs_per_day - store.count_jobs_created_since(store.now() - DAY_S)
-    if free_running <= free_today:
-        return max(free_running, 0), f"at most {approval.max_running_jobs} jobs in flight (approval.max_running_jobs)"
-    return max(free_today, 0), f"at most {approval.max_jobs_per_day} submissions in 24 h (approval.max_jobs_per_day)"
+    budget = job_budget(store, approval)
+    if budget.free_running <= budget.free_today:
+        return max(budget.free_running, 0), f"at most {approval.max_running_jobs} jobs in flight (approval.max_running_jobs)"
+    return max(budget.free_today, 0), f"at most {approval.max_jobs_per_day} submissions in 24 h (approval.max_jobs_per_day)"
 
 
 def submit_approved(
@@ -87,9 +85,8 @@ def submit_approved(
     """
     report = SubmitReport()
     resolve_unsubmitted(store, backend, stale_after_s, report)
-    approved = [h for h in store.hops(state=HopState.APPROVED) if only_hops is None or h.hop_id in only_hops]
-    approved.sort(key=lambda h: h.updated_at)
-    pending = [h for h in approved if store.live_job(h.hop_id) is None]
+    pending = [h for h in approved_waiting(store) if only_hops is None or h.hop_id in only_hops]
+    pending.sort(key=lambda h: h.updated_at)  # oldest approval first
     room, limit = _capacity(store, config)
     for position, record in enumerate(pending):
         if position >= room:

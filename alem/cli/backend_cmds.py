@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import typer
 
-from alem.cli.app import app, console, err_console
+from alem.cli.app import app
+from alem.cli.common import CampaignOption, ExitCode, JsonOption, OldCampaignOption, console, err_console, load_config, print_json
 
 
 @app.command()
 def doctor(
-    campaign: Path = typer.Option(None, "--campaign", "-c", help="campaign directory (default: nearest alem.toml)"),
+    campaign: CampaignOption = None,
     skip_potentials: bool = typer.Option(False, "--skip-potentials", help="do not load the machine-learned potential"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: JsonOption = False,
+    old_campaign: OldCampaignOption = None,
 ) -> None:
     """Check the campaign's backend: preset, potential or VASP setup, database, queue commands."""
     from rich.table import Table
 
-    from alem.config import CampaignConfig, ConfigError, find_campaign_dir
     from alem.doctor import run_checks
 
-    try:
-        campaign_dir = campaign or find_campaign_dir()
-        config = CampaignConfig.load(campaign_dir)
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    config = load_config(campaign if campaign is not None else old_campaign)
     with console.status("checking the backend ..."):
         checks = run_checks(config, check_potentials=not skip_potentials)
     problems = [check for check in checks if not check.ok]
     if as_json:
-        console.print_json(json.dumps([check.__dict__ for check in checks]))
+        print_json([check.__dict__ for check in checks])
     else:
         table = Table(title=f"alem doctor: {config.campaign_dir}")
         table.add_column("check")
@@ -47,4 +40,4 @@ def doctor(
         else:
             console.print("[green]ready[/green]")
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)

@@ -6,54 +6,17 @@ Every inspection command takes ``--json`` (one JSON document on stdout, for scri
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from alem.cli.app import app, console, err_console
+from alem.cli.app import app
+from alem.cli.common import CampaignOption, ExitCode, JsonOption, WideOption, console, fail, open_backend, open_campaign, print_json
 from alem.cli.tables import Column, hop_formulas, print_table
-
-if TYPE_CHECKING:
-    from alem.config import CampaignConfig
-    from alem.store import Store
-
-CampaignOption = Annotated[
-    Path | None,
-    typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml, or $ALEM_CAMPAIGN)"),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document instead of tables")]
-WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
-
-
-def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(1)
-
-
-def _open(campaign: Path | None) -> tuple[CampaignConfig, Store]:
-    """The campaign's config and store, or one error message and exit 1."""
-    from alem.config import CampaignConfig, ConfigError, find_campaign_dir
-    from alem.store import Store, StoreError
-    from alem.store.schema import SchemaError
-
-    try:
-        directory = campaign if campaign is not None else find_campaign_dir()
-        config = CampaignConfig.load(directory)
-        return config, Store.open(config.store_path, create=False)
-    except (ConfigError, StoreError, SchemaError) as exc:
-        _fail(str(exc))
-
-
-def _print_json(data: Any) -> None:
-    # plain print: rich would wrap long lines and break the JSON
-    print(json.dumps(data, indent=2, default=str))
 
 
 def _when(seconds: float | None) -> str:
@@ -72,46 +35,6 @@ def _ago(seconds: float | None, now: float | None = None) -> str:
     return f"{max(age, 0):.0f} s ago"
 
 
-def cv_mae_ev(card: dict[str, Any]) -> float | None:
-    """Cross-validated MAE (eV) from a model card: the first ``mae``/``mae_ev`` number found under
-    a key that mentions ``cv`` (e.g. ``card["cv"]["mae_ev"]`` or ``card["metrics"]["cv"]["mae"]``);
-    alem's own cards name the shipped combination's metrics ``cv_metrics``, and that comes first."""
-    shipped = card.get("cv_metrics")
-    if isinstance(shipped, dict) and isinstance(shipped.get("mae_ev"), int | float):
-        return float(shipped["mae_ev"])
-
-    def search(node: Any, under_cv: bool) -> float | None:
-        if not isinstance(node, dict):
-            return None
-        for key, value in node.items():
-            key_l = str(key).lower()
-            is_cv = under_cv or "cv" in key_l or "cross" in key_l
-            if is_cv and key_l in ("mae", "mae_ev") and isinstance(value, int | float):
-                return float(value)
-            if isinstance(value, int | float) and ("cv" in key_l or "cross" in key_l) and "mae" in key_l:
-                return float(value)
-            found = search(value, is_cv)
-            if found is not None:
-                return found
-        return None
-
-    return search(card, False)
-
-
-def _loop_alive(status, tick_seconds: int) -> bool:
-    """A loop is alive when its heartbeat is recent and, on this host, its process exists."""
-    if status is None or time.time() - status.heartbeat > 3 * tick_seconds + 60:
-        return False
-    if status.hostname == socket.gethostname() and status.pid:
-        try:
-            os.kill(status.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
-
-
 # --------------------------------------------------------------------------- init
 @app.command("init")
 def init_cmd(
@@ -124,13 +47,9 @@ def init_cmd(
     ] = None,
 ) -> None:
     """Create a campaign: alem.toml (documented defaults) and the state store."""
-    from alem.campaign import CampaignExistsError, init_campaign
-    from alem.config import ConfigError
+    from alem.campaign import init_campaign
 
-    try:
-        config = init_campaign(directory, working_ion=ion, backend=backend, name=name, replay_dataset=replay_dataset)  # type: ignore[arg-type]
-    except (CampaignExistsError, ConfigError) as exc:
-        _fail(str(exc))
+    config = init_campaign(directory, working_ion=ion, backend=backend, name=name, replay_dataset=replay_dataset)  # type: ignore[arg-type]
     console.print(f"Created campaign [bold]{config.campaign.name}[/] in {config.campaign_dir}")
     console.print(f"  config: {config.config_path}  (every key documented; edit it to change the campaign)")
     console.print(f"  store:  {config.store_path}")
@@ -139,51 +58,16 @@ def init_cmd(
 
 
 # ------------------------------------------------------------------------- status
-def _status_data(config: CampaignConfig, store: Store) -> dict[str, Any]:
-    from alem.campaign import usable_results_since
-
-    model = store.current_model()
-    loop = store.loop_status()
-    live = store.jobs(live=True)
-    results = store.results()
-    return {
-        "campaign": config.campaign.name,
-        "directory": str(config.campaign_dir),
-        "working_ion": config.campaign.working_ion,
-        "backend": config.backend.kind,
-        "store": str(store.path),
-        "schema_version": store.schema_version,
-        "hops": store.hop_counts(),
-        "running_jobs": [j.as_dict() for j in live],
-        "results": {
-            "usable": sum(r.usable for r in results),
-            "failed": sum(not r.usable for r in results),
-            "new_since_current_model": usable_results_since(store, model.created_at) if model else None,
-        },
-        "model": None
-        if model is None
-        else {
-            "id": model.id,
-            "path": model.path,
-            "created_at": model.created_at,
-            "n_training_hops": model.n_training_hops,
-            "dataset_hash": model.dataset_hash,
-            "cv_mae_ev": cv_mae_ev(model.card),
-        },
-        "loop": None if loop is None else {**loop.as_dict(), "alive": _loop_alive(loop, config.loop.tick_seconds)},
-        "problems": store.integrity_check(),
-    }
-
-
 @app.command("status")
 def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
     """Campaign overview: hops per state, running jobs, current model and its CV error, the loop."""
-    config, store = _open(campaign)
-    with store:
-        data = _status_data(config, store)
+    from alem.campaign.status import campaign_status
+
+    with open_campaign(campaign) as (config, store):
+        data = campaign_status(config, store)
         formulas = hop_formulas(store, [job["hop_id"] for job in data["running_jobs"]])
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     console.print(
         f"[bold]{data['campaign']}[/]  {data['working_ion']} migration, backend {data['backend']}  "
@@ -262,14 +146,13 @@ def jobs_cmd(
     from alem.store import JobStatus
 
     if state is not None and state not in {s.value for s in JobStatus}:
-        _fail(f"--state {state!r}: not a job state ({', '.join(s.value for s in JobStatus)})")
-    _, store = _open(campaign)
-    with store:
+        fail(f"--state {state!r}: not a job state ({', '.join(s.value for s in JobStatus)})", ExitCode.USAGE)
+    with open_campaign(campaign) as (_, store):
         live = None if (show_all or state) else True
         jobs = [j.as_dict() for j in store.jobs(state=state, live=live, limit=limit)]
         formulas = {} if as_json else hop_formulas(store, [job["hop_id"] for job in jobs])
     if as_json:
-        _print_json(jobs)
+        print_json(jobs)
     elif jobs:
         _print_jobs(jobs, "Jobs" if (show_all or state) else "Jobs in flight", formulas, wide)
     else:
@@ -308,12 +191,11 @@ def history_cmd(
     wide: WideOption = False,
 ) -> None:
     """The campaign's event log, oldest of the shown events first."""
-    _, store = _open(campaign)
-    with store:
+    with open_campaign(campaign) as (_, store):
         events = [e.as_dict() for e in store.events(hop_id=hop, kind=kind, limit=limit)]
         formulas = {} if as_json else hop_formulas(store, [event["hop_id"] for event in events])
     if as_json:
-        _print_json(events)
+        print_json(events)
     elif events:
         _print_events(events, formulas, wide)
     else:
@@ -328,31 +210,12 @@ def show_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Everything known about one hop: predictions, proposals, decisions, jobs, results, history."""
-    from alem.store import UnknownHopError
+    from alem.campaign.status import hop_status
 
-    _, store = _open(campaign)
-    with store:
-        try:
-            record = store.hop(hop_id)
-        except UnknownHopError as exc:
-            _fail(str(exc))
-        predictions = [
-            p.as_dict()
-            for m in store.model_versions()
-            for p in store.predictions(m.id, hop_ids=[hop_id]).values()
-        ]
-        data = {
-            "hop": record.as_dict(),
-            "host": store.host(record.host_id).as_dict() if record.host_id is not None else None,
-            "predictions": predictions,
-            "proposals": [p.as_dict() for p in store.proposals(hop_id=hop_id)],
-            "decisions": [d.as_dict() for d in store.decisions(hop_id)],
-            "jobs": [j.as_dict() for j in store.jobs(hop_id=hop_id)],
-            "results": [r.as_dict() for r in store.results(hop_id=hop_id)],
-            "events": [e.as_dict() for e in store.events(hop_id=hop_id)],
-        }
+    with open_campaign(campaign) as (_, store):
+        data = hop_status(store, hop_id)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     hop = data["hop"]
     host = data["host"]
@@ -362,7 +225,7 @@ def show_cmd(
         + (f", host {host['id']} {host['formula']}" if host else "")
         + (f", group {hop['group']}" if hop["group"] else "")
     )
-    for p in predictions:
+    for p in data["predictions"]:
         prob = f", P(good) {p['prob_good']:.2f}" if p["prob_good"] is not None else ""
         console.print(f"  model {p['model_version_id']}: {p['mean_ev']:.3f} ± {p['std_ev']:.3f} eV{prob}")
     for p in data["proposals"]:
@@ -393,11 +256,10 @@ def export_cmd(
     """Write every usable NEB result in the Em dataset layout (trainable like the shipped data)."""
     from alem.campaign import export_dataset
 
-    _, store = _open(campaign)
-    with store:
+    with open_campaign(campaign) as (_, store):
         path, n = export_dataset(store, out)
     if as_json:
-        _print_json({"path": str(path), "n_hops": n})
+        print_json({"path": str(path), "n_hops": n})
     elif n:
         console.print(f"Wrote {n} hops with barriers to {path}")
     else:
@@ -415,18 +277,13 @@ def reconcile_cmd(
     ] = 60.0,
 ) -> None:
     """Compare the store with the backend and repair it (results recorded, failed/lost jobs retried)."""
-    from alem.backends import make_backend
     from alem.campaign import reconcile
 
-    config, store = _open(campaign)
-    with store:
-        try:
-            backend = make_backend(config, config.campaign_dir)
-        except (ValueError, OSError) as exc:
-            _fail(f"backend {config.backend.kind}: {exc}")
+    with open_campaign(campaign) as (config, store):
+        backend = open_backend(config)
         report = reconcile(store, backend, config, stale_after_s=stale_after_s, resubmit=not no_resubmit)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "checked": report.checked,
                 "completed": report.completed,

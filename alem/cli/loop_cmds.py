@@ -7,60 +7,37 @@ Commands: ``candidates add``, ``propose``, ``proposals``, ``approve``, ``reject`
 from __future__ import annotations
 
 import getpass
-import json
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.text import Text
 
-from alem.cli.app import app, console, err_console
+from alem.cli.app import app
+from alem.cli.common import (
+    CampaignOption,
+    ExitCode,
+    JsonOption,
+    WhoOption,
+    WideOption,
+    console,
+    fail,
+    load_config,
+    open_backend,
+    open_campaign,
+    print_json,
+)
 from alem.cli.tables import Column, hop_formulas, print_table
+from alem.config import STRATEGIES
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
+
+if TYPE_CHECKING:
+    from alem.candidates.pool import AddReport
+    from alem.store import Prediction, Proposal, Store
 
 candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
 app.add_typer(candidates_app, name="candidates")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    # a Text, not markup: messages quote config sections like "[model] path"
-    err_console.print(Text.assemble(("error: ", "red"), message), highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _load_config(campaign: Path | None):
-    from alem.config import CampaignConfig, ConfigError, find_campaign_dir
-
-    try:
-        directory = campaign if campaign is not None else find_campaign_dir()
-        return CampaignConfig.load(directory)
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-
-
-@contextmanager
-def _campaign_store(campaign: Path | None):
-    from alem.store import Store, StoreError
-
-    config = _load_config(campaign)
-    try:
-        store = Store.open(config.store_path, create=False)
-    except StoreError as exc:
-        raise _fail(str(exc), 2) from None
-    try:
-        yield config, store
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        store.close()
-
-
-CampaignOption = Annotated[
-    Path | None, typer.Option("--campaign", "-C", help="campaign directory (default: nearest alem.toml)")
-]
-WideOption = Annotated[bool, typer.Option("--wide", help="every column, however wide the table gets")]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -68,19 +45,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 # --------------------------------------------------------------------------- candidates
-def _preset_max_atoms(config) -> int:
-    """The NEB cell limit of the campaign's backend preset, so no hop the preset would run is
-    skipped at enumeration (160 for a backend without a preset)."""
-    from alem.candidates import EnumerationSettings
-    from alem.neb.presets import PresetError, campaign_preset
-
-    try:
-        preset = campaign_preset(config)
-    except PresetError as exc:
-        raise _fail(str(exc)) from None
-    return preset.supercell.max_atoms if preset is not None else EnumerationSettings.max_atoms
-
-
 @candidates_app.command("add")
 def candidates_add(
     host_files: Annotated[
@@ -104,24 +68,29 @@ def candidates_add(
 
     Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
     """
-    from alem.candidates import EnumerationSettings, HostError
+    from alem.campaign.enumeration import enumeration_settings
+    from alem.candidates import HostError
     from alem.candidates.pool import add_candidates, expand_host_paths
+    from alem.neb.presets import PresetError
 
-    with _campaign_store(campaign) as (config, store):
-        settings = EnumerationSettings(max_hop_length, min_image_distance, max_atoms or _preset_max_atoms(config))
+    with open_campaign(campaign) as (config, store):
+        try:
+            settings = enumeration_settings(config, max_hop_length, min_image_distance, max_atoms)
+        except PresetError as exc:
+            fail(str(exc), ExitCode.USAGE)
         working_ion = ion or config.campaign.working_ion
         try:
             paths = expand_host_paths(host_files)
             with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
                 report = add_candidates(store, paths, working_ion, settings, strict=strict)
         except HostError as exc:
-            raise _fail(f"{exc}\nnothing was added to the store") from None
+            fail(f"{exc}\nnothing was added to the store")
     _print_added_hosts(report, working_ion)
     if report.skipped_hosts:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
-def _print_added_hosts(report, working_ion: str) -> None:
+def _print_added_hosts(report: AddReport, working_ion: str) -> None:
     columns = (
         Column("host", whole=True), Column("hops", whole=True, justify="right"), Column("new", whole=True, justify="right"),
         Column("known", keep=3, whole=True, justify="right"), Column("paths skipped", keep=1, justify="right"),
@@ -156,25 +125,24 @@ def _print_added_hosts(report, working_ion: str) -> None:
 # ----------------------------------------------------------------------------- propose
 @app.command()
 def propose(
-    strategy: Annotated[str | None, typer.Option(help="explore | discover | balanced (default: alem.toml)")] = None,
+    strategy: Annotated[str | None, typer.Option(help=f"{' | '.join(STRATEGIES)} (default: alem.toml)")] = None,
     batch: Annotated[int | None, typer.Option(help="batch size q (default: alem.toml)")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Score the candidates with the current model and record a proposal batch."""
-    from alem.acquisition import STRATEGIES
+    from alem.campaign.model_versions import ModelLoadError, load_current_model
     from alem.campaign.propose import propose_batch
-    from alem.campaign.retrain import ModelLoadError, load_current_model
     from alem.ensemble import ModelNotFoundError
 
     if strategy is not None and strategy not in STRATEGIES:
-        raise _fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", 2)
+        fail(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", ExitCode.USAGE)
     if batch is not None and batch < 1:
-        raise _fail("--batch must be at least 1", 2)
-    with _campaign_store(campaign) as (config, store):
+        fail("--batch must be at least 1", ExitCode.USAGE)
+    with open_campaign(campaign) as (config, store):
         try:
             model = load_current_model(store, config)
         except (ModelNotFoundError, ModelLoadError) as exc:
-            raise _fail(f"no model to score with: {exc}") from None
+            fail(f"no model to score with: {exc}", ExitCode.USAGE)
         with console.status("scoring candidates"):
             outcome = propose_batch(store, model, config.acquisition, strategy, batch)
         if not outcome.proposals:
@@ -203,7 +171,9 @@ PROPOSAL_COLUMNS = (
 )
 
 
-def _print_proposals(proposals, predictions, store, title: str, wide: bool = False) -> None:
+def _print_proposals(
+    proposals: Sequence[Proposal], predictions: Mapping[str, Prediction], store: Store, title: str, wide: bool = False
+) -> None:
     formulas = hop_formulas(store, [p.hop_id for p in proposals])
     rows = []
     for proposal in proposals:
@@ -218,23 +188,19 @@ def _print_proposals(proposals, predictions, store, title: str, wide: bool = Fal
     print_table(console, PROPOSAL_COLUMNS, rows, title, wide)
 
 
-def _waiting_proposals(store):
-    from alem.review.cards import waiting_proposals
-
-    return waiting_proposals(store)
-
-
 @app.command()
 def proposals(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    as_json: JsonOption = False,
     wide: WideOption = False,
     campaign: CampaignOption = None,
 ) -> None:
     """Proposed hops waiting for a decision, with why they were chosen."""
-    with _campaign_store(campaign) as (config, store):
-        waiting = _waiting_proposals(store)
+    from alem.campaign.approve import waiting_proposals
+
+    with open_campaign(campaign) as (config, store):
+        waiting = waiting_proposals(store)
         if as_json:
-            console.print_json(json.dumps([p.as_dict() for p in waiting]))
+            print_json([p.as_dict() for p in waiting])
             return
         if not waiting:
             console.print("no proposals wait for a decision (`alem propose` makes a batch)")
@@ -248,17 +214,18 @@ def proposals(
 def approve(
     hop_ids: Annotated[list[str] | None, typer.Argument(help="hop ids to approve (a unique prefix is enough)")] = None,
     all_: Annotated[bool, typer.Option("--all", help="approve every waiting proposal")] = False,
-    who: Annotated[str | None, typer.Option(help="who decides (default: your user name)")] = None,
+    who: WhoOption = None,
     reason: Annotated[str | None, typer.Option(help="optional note")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Approve hops for NEB calculation (all or nothing); a unique id prefix names a hop."""
+    from alem.campaign.approve import waiting_proposals
     from alem.campaign.hop_ids import decision_targets
 
     if bool(hop_ids) == all_:
-        raise _fail("give hop ids or --all (not both)", 2)
-    with _campaign_store(campaign) as (config, store):
-        ids = [p.hop_id for p in _waiting_proposals(store)] if all_ else decision_targets(store, hop_ids or [], "approve")
+        fail("give hop ids or --all (not both)", ExitCode.USAGE)
+    with open_campaign(campaign) as (config, store):
+        ids = [p.hop_id for p in waiting_proposals(store)] if all_ else decision_targets(store, hop_ids or [], "approve")
         if not ids:
             console.print("no proposals wait for a decision")
             return
@@ -270,15 +237,15 @@ def approve(
 def reject(
     hop_ids: Annotated[list[str], typer.Argument(help="hop ids to reject (a unique prefix is enough)")],
     reason: Annotated[str, typer.Option(help="why (recorded with the decision)")] = ...,
-    who: Annotated[str | None, typer.Option(help="who decides (default: your user name)")] = None,
+    who: WhoOption = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Reject hops (all or nothing); they are never proposed again unless reopened."""
     from alem.campaign.hop_ids import decision_targets
 
     if not reason.strip():
-        raise _fail("--reason must say why", 2)
-    with _campaign_store(campaign) as (config, store):
+        fail("--reason must say why", ExitCode.USAGE)
+    with open_campaign(campaign) as (config, store):
         ids = decision_targets(store, hop_ids, "reject")
         store.reject(ids, who=who or getpass.getuser(), reason=reason)
     console.print(f"rejected {len(ids)} hop(s): {', '.join(ids)}")
@@ -292,30 +259,24 @@ def cancel(
 ) -> None:
     """Cancel the NEB jobs of hops (all or nothing): recorded as failed first, then cancelled on the
     backend (scancel/qdel, FireWorks defuse, jobflow-remote stop). Approve a hop again to rerun it."""
-    from alem.backends import make_backend
     from alem.campaign import CancelError, cancel_jobs
-    from alem.campaign.hop_ids import resolve_hop_ids
-    from alem.store import HopState
+    from alem.campaign.hop_ids import decision_targets
 
     if not reason.strip():
-        raise _fail("--reason must say why", 2)
-    with _campaign_store(campaign) as (config, store):
-        try:
-            backend = make_backend(config)
-        except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
-            raise _fail(f"backend {config.backend.kind}: {exc}", 2) from None
-        submitted = [record.hop_id for record in store.hops(state=(HopState.SUBMITTED,))]
-        ids = resolve_hop_ids(hop_ids, (record.hop_id for record in store.hops()), submitted)
+        fail("--reason must say why", ExitCode.USAGE)
+    with open_campaign(campaign) as (config, store):
+        backend = open_backend(config)
+        ids = decision_targets(store, hop_ids, "cancel")
         try:
             report = cancel_jobs(store, backend, ids, reason)
         except CancelError as exc:
-            raise _fail(f"{exc}\nnothing was cancelled") from None
+            fail(f"{exc}\nnothing was cancelled")
     for hop_id, external_id in report.cancelled:
         console.print(f"cancelled hop {hop_id} (job {external_id} on {config.backend.kind})", highlight=False)
     for hop_id, message in report.backend_errors:
         console.print(f"[red]hop {hop_id}: recorded as cancelled, but the backend said: {escape(message)}[/]", highlight=False)
     if report.backend_errors:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 # -------------------------------------------------------------------------------- loop
@@ -329,28 +290,21 @@ def loop(
     campaign: CampaignOption = None,
 ) -> None:
     """Run the campaign: reconcile, ingest, retrain, score, propose, (auto-)approve, submit, sleep."""
-    from alem.backends import make_backend
-    from alem.loop.lock import LoopLockedError
     from alem.loop.runner import CampaignLoop, LoopOptions
 
-    config = _load_config(campaign)
-    try:
-        backend = make_backend(config)
-    except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
-        raise _fail(f"backend {config.backend.kind}: {exc}", 2) from None
+    config = load_config(campaign)
+    backend = open_backend(config)
     options = LoopOptions(
         max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
     )
-    from alem.campaign.retrain import ModelLoadError
+    from alem.campaign.model_versions import ModelLoadError
     from alem.ensemble import ModelNotFoundError
 
     runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
     try:
         runner.run()
-    except LoopLockedError as exc:
-        raise _fail(str(exc), 3) from None
     except (ModelNotFoundError, ModelLoadError) as exc:
-        raise _fail(f"no model to score candidates with: {exc} (set [model] path in alem.toml)", 2) from None
+        fail(f"no model to score candidates with: {exc} (set [model] path in alem.toml)", ExitCode.USAGE)
 
 
 # -------------------------------------------------------------------------------- report
@@ -361,13 +315,8 @@ def report(
 ) -> None:
     """Write a self-contained HTML report: parity, learning curve, campaign history, results."""
     from alem.report import write_report
-    from alem.store import StoreError
 
-    config = _load_config(campaign)
-    try:
-        path = write_report(config, out)
-    except StoreError as exc:
-        raise _fail(str(exc), 2) from None
+    path = write_report(load_config(campaign), out)
     console.print(f"report written to {path}")
 
 
@@ -379,17 +328,11 @@ def review(
     campaign: CampaignOption = None,
 ) -> None:
     """Write one HTML page with a card per waiting proposal: picture, prediction, why, cost, neighbours."""
-    from alem.review import ReviewError, write_review
-    from alem.store import StoreError
+    from alem.review import write_review
 
-    config = _load_config(campaign)
-    try:
-        with console.status("drawing hops and finding their nearest literature hops"):
-            path, n_cards = write_review(config, out, k_neighbours=neighbours)
-    except ReviewError as exc:
-        raise _fail(str(exc)) from None
-    except StoreError as exc:
-        raise _fail(str(exc), 2) from None
+    config = load_config(campaign)
+    with console.status("drawing hops and finding their nearest literature hops"):
+        path, n_cards = write_review(config, out, k_neighbours=neighbours)
     console.print(f"review of {n_cards} waiting proposal(s) written to {path}", highlight=False, soft_wrap=True)
 
 
@@ -411,14 +354,12 @@ def demo(
     ] = "local",
 ) -> None:
     """The main job on a fresh clone: a small real campaign (shipped hosts, CHGNet NEBs, auto-approval)."""
-    from alem.campaign.retrain import ModelLoadError
-    from alem.config import ConfigError
-    from alem.demo import DEMO_HOSTS, NotADemoError, remove_demo_campaign, run_demo
+    from alem.campaign.model_versions import ModelLoadError
+    from alem.demo import DEMO_HOSTS, remove_demo_campaign, run_demo
     from alem.ensemble import ModelNotFoundError
-    from alem.loop.lock import LoopLockedError
 
     if backend not in ("local", "slurm"):
-        raise _fail(f"--backend {backend}: the demo runs on local or slurm", 2)
+        fail(f"--backend {backend}: the demo runs on local or slurm", ExitCode.USAGE)
     try:
         if fresh:
             remove_demo_campaign(directory)
@@ -427,10 +368,8 @@ def demo(
             hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False, markup=False),
             backend=backend,  # type: ignore[arg-type]
         )
-    except (NotADemoError, ConfigError, ModelNotFoundError, ModelLoadError, ValueError) as exc:
-        raise _fail(str(exc), 2) from None
-    except LoopLockedError as exc:
-        raise _fail(str(exc), 3) from None
+    except (ModelNotFoundError, ModelLoadError, ValueError) as exc:  # a bad directory, config, host or model
+        fail(str(exc), ExitCode.USAGE)
     columns = (
         Column("hop", whole=True), Column("atoms", keep=1, justify="right"), Column("Å", keep=2, justify="right"),
         # numbers never fold (one word each); their headers may wrap

@@ -1,31 +1,32 @@
-"""Model commands: predict, evaluate, train, pretrain."""
+"""Model commands: predict, evaluate, train, pretrain.
+
+Every failure of these commands is bad input (a hop file, a model directory, an option): exit code 2."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from alem.cli.app import app, console, err_console
+from alem.cli.app import app
+from alem.cli.common import ExitCode, console, err_console, fail, print_json
+
+if TYPE_CHECKING:
+    from alem.ensemble import Ensemble
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def _load_ensemble(model: Path | None):
+def _load_ensemble(model: Path | None) -> Ensemble:
     from alem.ensemble import Ensemble, ModelNotFoundError
 
     try:
         return Ensemble.load(model)
     except ModelNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc), ExitCode.USAGE)
 
 
 @app.command()
@@ -42,7 +43,7 @@ def predict(
     try:
         hops = read_hops(hop_files, working_ion=ion)
     except HopError as exc:
-        _fail(str(exc))
+        fail(str(exc), ExitCode.USAGE)
     ensemble = _load_ensemble(model)
     prediction = ensemble.predict(hops, progress=not (as_json or as_csv) and len(hops) > 50)
     rows = [
@@ -59,7 +60,7 @@ def predict(
         for i, h in enumerate(hops)
     ]
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
         return
     if as_csv:
         buffer = io.StringIO()
@@ -95,14 +96,14 @@ def evaluate(
         # silently change what the metrics describe.
         hops = read_hops([dataset], on_invalid="warn", problems=problems)
     except HopError as exc:
-        _fail(str(exc))
+        fail(str(exc), ExitCode.USAGE)
     for problem in problems:
         err_console.print(f"[yellow]warning:[/] {problem}")
     ensemble = _load_ensemble(model)
     try:
         metrics = run_evaluation(hops, ensemble, out, progress=True)
     except ValueError as exc:
-        _fail(f"{dataset}: {exc}")
+        fail(f"{dataset}: {exc}", ExitCode.USAGE)
     table = Table(title=f"{dataset.name}: {metrics['n']} hops")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -138,15 +139,15 @@ def train(
     try:
         hops = read_hops([dataset], on_invalid="skip", problems=problems) if dataset else load_training_hops(problems=problems)
     except HopError as exc:
-        _fail(str(exc))
+        fail(str(exc), ExitCode.USAGE)
     for problem in problems:
         err_console.print(f"[yellow]skipped:[/] {problem}")
     try:
         config = FinetuneConfig(freeze=freeze, **({"epochs": epochs} if epochs else {}))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc), ExitCode.USAGE)
     if trees and cv_folds < 2:
-        _fail("stacking descriptor trees needs --cv-folds >= 2 to fit its weights (or pass --no-trees)")
+        fail("stacking descriptor trees needs --cv-folds >= 2 to fit its weights (or pass --no-trees)", ExitCode.USAGE)
     out = out or REPO_ROOT / "models" / "ensemble"
     card = calibrated_ensemble(
         hops, out, config, members, cv_folds, pretrained, seed, device, progress=True,
@@ -180,7 +181,7 @@ def pretrain(
 
     data = data or REPO_ROOT / "data" / "pretrain_multiprop.jsonl.gz"
     if not data.exists():
-        _fail(f"{data}: pre-training corpus not found")
+        fail(f"{data}: pre-training corpus not found", ExitCode.USAGE)
     config = PretrainConfig(epochs=epochs, max_structures=max_structures, backbone=BackboneConfig(hidden=hidden, n_layers=layers))
     card = run_pretrain(data, out or REPO_ROOT / "models" / "pretrained", config, progress=True, device=device)
     table = Table(title=f"pre-training: validation MAE per property ({card['wall_time_s']:.0f} s on {card['device']})")

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from alem.store import Store
+
 
 #: Words of wrapping columns longer than this (paths, job keys) are folded, not kept whole.
 FOLD_WORDS_LONGER_THAN = 12
@@ -107,7 +112,7 @@ def print_table(
     return fitted
 
 
-def hop_formulas(store, hop_ids: Sequence[str]) -> dict[str, str]:
+def hop_formulas(store: Store, hop_ids: Sequence[str]) -> dict[str, str]:
     """Reduced formula of each hop's compound (as recorded with the hop, else from its cell)."""
     from pymatgen.core import Composition
 

@@ -1,1 +1,2 @@
-"""The long-running campaign loop and the steps it is made of (models, proposals, approval)."""
+"""The long-running campaign process: the runner (``alem loop``), its lock, heartbeat and signal
+handling. The steps it runs live in :mod:`alem.campaign`."""

@@ -1,8 +1,8 @@
 """Keeps the loop's heartbeat fresh while one step runs for long (retraining, a slow backend).
 
-``alem status`` calls a loop dead when its heartbeat is old; a background thread re-writes the
-current phase every ``interval_s`` so a loop busy retraining for twenty minutes still shows as
-alive and says what it is doing. The thread has its own store connection (SQLite connections
+``alem status`` calls a loop dead when its heartbeat is old (:func:`alem.campaign.status.loop_alive`);
+a background thread re-writes the current phase every ``interval_s`` so a loop busy retraining for
+twenty minutes still shows as alive and says what it is doing. The thread has its own store connection (SQLite connections
 belong to one thread).
 """
 

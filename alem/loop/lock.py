@@ -13,10 +13,12 @@ import socket
 import time
 from pathlib import Path
 
+from alem.errors import AlemError
+
 LOCK_FILENAME = "loop.lock"
 
 
-class LoopLockedError(RuntimeError):
+class LoopLockedError(AlemError, RuntimeError):
     """Another loop holds the campaign's lock; the message names its pid."""
 
 

@@ -23,11 +23,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alem.loop.heartbeat import Heartbeat
 from alem.loop.lock import CampaignLock
 from alem.loop.signals import StopRequest
 from alem.store import HopState, Store
+
+if TYPE_CHECKING:
+    from alem.backends.base import Backend
+    from alem.campaign.model_versions import LoadedModel
+    from alem.config import CampaignConfig
 
 #: At start-up the lock guarantees no other loop is mid-submission, so job rows left "created" by
 #: a killed loop are settled after only this long (a manual command may still be submitting).
@@ -64,7 +71,7 @@ class LoopOptions:
     max_seconds: float | None = None
 
 
-def campaign_logger(log_path) -> logging.Logger:
+def campaign_logger(log_path: Path) -> logging.Logger:
     logger = logging.getLogger(f"alem.loop.{log_path}")
     if not logger.handlers:
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +86,9 @@ def campaign_logger(log_path) -> logging.Logger:
 class CampaignLoop:
     """Runs ticks for one campaign. ``say`` receives every human-readable line (the CLI prints it)."""
 
-    def __init__(self, config, backend, options: LoopOptions, say: Callable[[str], None] = lambda line: None):
+    def __init__(
+        self, config: CampaignConfig, backend: Backend, options: LoopOptions, say: Callable[[str], None] = lambda line: None
+    ) -> None:
         self.config = config
         self.backend = backend
         self.options = options
@@ -88,7 +97,7 @@ class CampaignLoop:
         self.stop = StopRequest(on_request=self._on_signal)
         self.store: Store | None = None
         self.heartbeat: Heartbeat | None = None
-        self.model = None
+        self.model: LoadedModel | None = None
 
     # ------------------------------------------------------------------ output
     def _on_signal(self, name: str) -> None:
@@ -130,24 +139,17 @@ class CampaignLoop:
         self.tell(f"model version {self.model.version_id} ready ({time.time() - started:.0f} s): {self.model.path}")
 
     def _score(self, report: TickReport) -> None:
-        from alem.campaign.propose import score_unscored_candidates
+        from alem.campaign.score import score_unscored_candidates
 
         self.phase("scoring", f"predicting candidates with model version {self.model.version_id}")
         report.scored = score_unscored_candidates(self.store, self.model, progress=self.options.progress)
         if report.scored:
             self.tell(f"scored {report.scored} candidates with model version {self.model.version_id}")
 
-    def _needs_proposal(self) -> bool:
-        store = self.store
-        if store.hops(state=HopState.PROPOSED):
-            return False  # a batch is waiting for a decision
-        waiting = sum(1 for r in store.hops(state=HopState.APPROVED) if store.live_job(r.hop_id) is None)
-        return waiting < self.config.acquisition.min_approved_queue and bool(store.hops(state=HopState.CANDIDATE))
-
     def _propose(self, report: TickReport) -> None:
-        from alem.campaign.propose import propose_batch
+        from alem.campaign.propose import proposal_needed, propose_batch
 
-        if not self._needs_proposal():
+        if not proposal_needed(self.store, self.config.acquisition):
             return
         acquisition = self.config.acquisition
         self.phase("proposing", f"{acquisition.strategy} batch of {acquisition.batch_size}")
@@ -203,7 +205,7 @@ class CampaignLoop:
         return not store.hops(state=list(busy)) and not store.jobs(live=True)
 
     def run(self) -> list[TickReport]:
-        from alem.campaign.retrain import load_current_model
+        from alem.campaign.model_versions import load_current_model
 
         reports: list[TickReport] = []
         lock = CampaignLock(self.config.state_dir)

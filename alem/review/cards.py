@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from alem.campaign.approve import waiting_proposals
+from alem.errors import AlemError
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.review.cost import CostEstimate, estimate_cost
 from alem.review.neighbours import LiteratureIndex, NeighbourHop, hop_formula
-from alem.store import HopState
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.store import Proposal, Store
 
 
-class ReviewError(ValueError):
+class ReviewError(AlemError, ValueError):
     """A proposal that cannot be reviewed (the message names the hop and what to do)."""
 
 
@@ -66,14 +72,7 @@ def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, 
     return text
 
 
-def waiting_proposals(store) -> list:
-    """The latest proposal of every hop still waiting for a decision, oldest first."""
-    proposed = {r.hop_id for r in store.hops(state=HopState.PROPOSED)}
-    latest = {p.hop_id: p for p in store.proposals() if p.hop_id in proposed}
-    return sorted(latest.values(), key=lambda p: p.id)
-
-
-def _prediction(store, proposal) -> tuple[float, float, float]:
+def _prediction(store: Store, proposal: Proposal) -> tuple[float, float, float]:
     """(μ, σ, P(E_m < threshold)) the proposal was made with; ReviewError when there is none."""
     predictions = store.predictions(proposal.model_version_id, hop_ids=[proposal.hop_id]) if proposal.model_version_id else {}
     prediction = predictions.get(proposal.hop_id)
@@ -91,7 +90,7 @@ def _prediction(store, proposal) -> tuple[float, float, float]:
     )
 
 
-def review_cards(store, config, index: LiteratureIndex | None = None, k_neighbours: int = 5) -> list[ReviewCard]:
+def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | None = None, k_neighbours: int = 5) -> list[ReviewCard]:
     """Cards of every waiting proposal (ReviewError, naming the hop, for one without prediction)."""
     from alem.hops.picture import bottleneck, hop_picture_png
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from alem.hops.hop import Hop
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
 
 #: Order-of-magnitude anchor: core-hours of one relaxed NEB image of 100 atoms with GGA.
 DFT_CORE_HOURS_PER_IMAGE_100_ATOMS = 300.0
@@ -24,7 +28,7 @@ class CostEstimate:
     summary: str  # one line for a person
 
 
-def _preset_name(config) -> str | None:
+def _preset_name(config: CampaignConfig) -> str | None:
     backend = config.backend
     return {
         "local": backend.local.preset,
@@ -33,7 +37,7 @@ def _preset_name(config) -> str | None:
     }.get(backend.kind)
 
 
-def estimate_cost(hop: Hop, config) -> CostEstimate:
+def estimate_cost(hop: Hop, config: CampaignConfig) -> CostEstimate:
     """NEB cell size and cost in words for the campaign's backend."""
     from alem.neb.presets import PresetError, load_preset
     from alem.neb.supercell import supercell_scaling

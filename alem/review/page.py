@@ -8,9 +8,14 @@ import html
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 from alem.review.cards import ReviewCard, review_cards
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.review.neighbours import LiteratureIndex
 
 #: Beyond this share of training hops being closer to their own neighbour, a proposal is flagged.
 FAR_FROM_DATA = 0.9
@@ -79,7 +84,7 @@ def _card_html(card: ReviewCard) -> str:
 </section>"""
 
 
-def render_review(config, cards: list[ReviewCard]) -> str:
+def render_review(config: CampaignConfig, cards: list[ReviewCard]) -> str:
     e = html.escape
     title = f"alem review: {config.campaign.name}"
     body = "".join(_card_html(card) for card in cards) or (
@@ -98,7 +103,9 @@ approve the ones worth it. A prefix of an id is enough for <code>alem approve</c
 """
 
 
-def write_review(config, out: Path | None = None, k_neighbours: int = 5, index=None) -> tuple[Path, int]:
+def write_review(
+    config: CampaignConfig, out: Path | None = None, k_neighbours: int = 5, index: LiteratureIndex | None = None
+) -> tuple[Path, int]:
     """Write the review page (default ``<state>/review.html``); returns its path and the number
     of cards. Raises :class:`ReviewError` (nothing written) for a proposal without prediction."""
     from alem.store import Store

@@ -68,6 +68,7 @@ from alem.store.states import (
     IllegalTransition,
     JobStatus,
     StoreError,
+    StoreUnavailableError,
     UnknownHopError,
 )
 from alem.store.store import Store
@@ -92,5 +93,6 @@ __all__ = [
     "SchemaError",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "UnknownHopError",
 ]

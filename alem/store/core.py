@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from alem.store.records import Event, LoopStatus
 from alem.store.schema import SCHEMA_VERSION, migrate
-from alem.store.states import HopState, IllegalTransition, StoreError, UnknownHopError, check_transition
+from alem.store.states import HopState, IllegalTransition, StoreUnavailableError, UnknownHopError, check_transition
 
 
 def _dumps(value: Any) -> str:
@@ -60,7 +60,7 @@ class StoreCore:
         path = Path(path)
         if not path.exists():
             if not create:
-                raise StoreError(f"{path}: no store here (create a campaign with `alem init`)")
+                raise StoreUnavailableError(f"{path}: no store here (create a campaign with `alem init`)")
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
@@ -71,7 +71,7 @@ class StoreCore:
             # FULL: a committed result survives a power cut of the login node, not only a crash.
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not a usable SQLite store ({exc})") from exc
+            raise StoreUnavailableError(f"{path}: not a usable SQLite store ({exc})") from exc
         try:
             migrate(conn, where=str(path))
         except BaseException:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from alem.errors import AlemError
+
 #: Job states in which a job may still produce a result; a hop has at most one job in them.
 LIVE_JOB_STATES = ("created", "submitted", "queued", "running")
 _LIVE_SQL = ", ".join(f"'{s}'" for s in LIVE_JOB_STATES)
@@ -164,7 +166,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
-class SchemaError(RuntimeError):
+class SchemaError(AlemError, RuntimeError):
     """The store's schema cannot be used by this alem (newer than known, or a failed migration)."""
 
 

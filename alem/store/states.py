@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 
+from alem.errors import AlemError
 from alem.store.schema import LIVE_JOB_STATES
 
 
@@ -29,7 +30,13 @@ class HopState(str, enum.Enum):
 
 
 class JobStatus(str, enum.Enum):
-    """State of a job row in the store (a superset of the backend's ``QueueState``)."""
+    """What the store records about a job row: alem's own view of a job, kept across restarts.
+
+    Not the backend's :class:`~alem.backends.base.QueueState`, which is what a queue answers when
+    polled now; :func:`alem.campaign.reconcile.reconcile` maps one onto the other. ``created`` (no
+    external id yet) and ``abandoned`` exist only here, because only the store sees a submission
+    that never reached the backend.
+    """
 
     #: Row committed, backend.submit not (known to be) done yet: no external id.
     CREATED = "created"
@@ -70,8 +77,12 @@ _WHY_NOT = {
 }
 
 
-class StoreError(RuntimeError):
+class StoreError(AlemError, RuntimeError):
     """A request the store refuses; nothing was written."""
+
+
+class StoreUnavailableError(StoreError):
+    """No store at the path, or a file that is not a usable SQLite store."""
 
 
 class UnknownHopError(StoreError, KeyError):
