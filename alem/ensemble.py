@@ -7,7 +7,7 @@ descriptors (``trees.joblib``); their predictions are combined with the card's s
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from scipy import stats
 
+from alem.fidelity_aware import FIDELITY_CARD_KEY, FIDELITY_TREES_FILENAME, fidelity_aware_mean_sigma, usable_cheap_barriers
 from alem.graphs.crystal_graph import GraphSettings
+from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
@@ -52,6 +54,12 @@ class EnsemblePrediction:
     component_names: tuple[str, ...] = ()
     #: Per stack component: its own predictive σ before mixing and calibration (0 for point models).
     component_sigma_ev: np.ndarray | None = None
+    #: Per hop: whether its prediction used a cheap barrier (the fidelity-aware part of the model).
+    used_cheap_barrier: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.used_cheap_barrier is None:
+            self.used_cheap_barrier = np.zeros(len(self.mean_ev), dtype=bool)
 
 
 class Ensemble:
@@ -66,6 +74,14 @@ class Ensemble:
         self.trees = load_trees(path / TREES_FILENAME) if self.stack and path is not None else []
         if self.stack and self.stack.get("descriptor_set", self.settings.descriptor_set) != self.settings.descriptor_set:
             raise ValueError(f"{path}: trees and GNN head read different descriptor sets")
+        #: The fidelity-aware add-on (:mod:`alem.fidelity_aware`): card section and its trees.
+        self.fidelity_aware = card.get(FIDELITY_CARD_KEY) if self.stack and path is not None else None
+        self.fidelity_trees = load_trees(path / FIDELITY_TREES_FILENAME) if self.fidelity_aware else []
+
+    @property
+    def cheap_fidelity(self) -> str | None:
+        """The potential whose barriers the fidelity-aware part reads (None: the model has none)."""
+        return self.fidelity_aware["cheap_fidelity"] if self.fidelity_aware else None
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Ensemble:
@@ -98,7 +114,16 @@ class Ensemble:
         outputs = [predict_member(m, graphs, device) for m in self.members]
         return np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs])
 
-    def predict(self, hops: Sequence[Hop], device: str | None = None, progress: bool = False) -> EnsemblePrediction:
+    def predict(
+        self,
+        hops: Sequence[Hop],
+        cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+        device: str | None = None,
+        progress: bool = False,
+    ) -> EnsemblePrediction:
+        """Predictions for ``hops``. Hops with a cheap barrier of :attr:`cheap_fidelity` in
+        ``cheap_barriers`` (by hop id) get the fidelity-aware prediction, all others the
+        structure-only one; barriers of another potential are ignored with a warning."""
         dev = pick_device(device)
         graphs = build_hop_graphs(hops, self.settings, progress)
         location, scale = self.raw_member_predictions(graphs, dev)
@@ -107,9 +132,15 @@ class Ensemble:
             prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
             return EnsemblePrediction(mean, sigma, location, scale, prob_good)
         gnn_mean, gnn_sigma = combine_members(location, scale, 1.0)
-        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, tree_features_from_graphs(hops, graphs))
+        features = tree_features_from_graphs(hops, graphs)
+        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, features)
         means, sigmas = np.vstack([gnn_mean, tree_mean]), np.vstack([gnn_sigma, tree_sigma])
         mean, sigma = combine_components(means, sigmas, np.asarray(self.stack["weights"]), self.sigma_scale)
+        used, cheap_ev = usable_cheap_barriers([h.hop_id for h in hops], cheap_barriers, self.cheap_fidelity)
+        if used.any():
+            mean[used], sigma[used] = fidelity_aware_mean_sigma(
+                self.fidelity_aware, self.fidelity_trees, features[used], cheap_ev[used], means[:, used], sigmas[:, used]
+            )
         prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
         names = ("gnn", *(spec.name for spec in self.tree_specs))
-        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas)
+        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas, used)

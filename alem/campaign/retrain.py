@@ -124,8 +124,12 @@ def pretrained_backbone_of(card: dict) -> Path | None:
     return None
 
 
-def retrain(store, config, current: LoadedModel, progress: bool = False) -> LoadedModel:
-    """Fine-tune a new ensemble on the campaign's data and make it the current version."""
+def retrain(store, config, current: LoadedModel, progress: bool = False, cheap_barriers=None) -> LoadedModel:
+    """Fine-tune a new ensemble on the campaign's data and make it the current version.
+
+    ``cheap_barriers`` (hop id -> :class:`alem.hops.fidelity.CheapBarrier`): the paired cheap
+    labels of the training hops for the parent's fidelity-aware add-on (None: the shipped MACE-MP
+    pairs only)."""
     from alem.training.finetune import FinetuneConfig, train_ensemble
 
     card = json.loads((current.path / "model_card.json").read_text())
@@ -158,6 +162,8 @@ def retrain(store, config, current: LoadedModel, progress: bool = False) -> Load
             "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
         },
         stack=card.get("stack"),
+        fidelity_aware=card.get("fidelity_aware"),
+        cheap_barriers=cheap_barriers,
     )
     ensemble = load_ensemble(path)
     version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))
