@@ -120,3 +120,35 @@ def test_retraining_with_cheap_barriers_builds_the_add_on(tmp_path, shipped):
     assert section["weights"] == shipped.card[FIDELITY_CARD_KEY]["weights"]
     prediction = retrained.predict(hops[:3], cheap_barriers=cheap, device="cpu")
     assert prediction.used_cheap_barrier.all() and np.isfinite(prediction.mean_ev).all()
+
+
+def test_alem_predict_takes_cheap_barriers_from_a_file(tmp_path, hops_and_pairs, structure_only):
+    from typer.testing import CliRunner
+
+    from alem.cli import app
+    from alem.hops import write_dataset
+
+    runner = CliRunner()
+    hops, pairs = hops_and_pairs
+    hop_file = write_dataset(hops, tmp_path / "hops.json")
+    plain = runner.invoke(app, ["predict", str(hop_file), "--json"])
+    assert plain.exit_code == 0, plain.output
+    plain_rows = json.loads(plain.stdout)
+    assert "used_cheap_barrier" not in plain_rows[0]  # output unchanged without the option
+    np.testing.assert_allclose([r["barrier_ev"] for r in plain_rows], structure_only.mean_ev, atol=1e-4)
+
+    (tmp_path / "mace.json").write_text(json.dumps({hops[1].hop_id: pairs[hops[1].hop_id].barrier_ev}))
+    result = runner.invoke(app, ["predict", str(hop_file), "--json", "--cheap-barriers", str(tmp_path / "mace.json"),
+                                 "--cheap-fidelity", "mlip:MACE-MP"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["used_cheap_barrier"] for r in rows] == [i == 1 for i in range(len(hops))]
+    assert rows[1]["barrier_ev"] != plain_rows[1]["barrier_ev"] and rows[0]["barrier_ev"] == plain_rows[0]["barrier_ev"]
+
+    result = runner.invoke(app, ["predict", str(hop_file), "--cheap-barriers", str(tmp_path / "mace.json")])
+    assert result.exit_code == 2 and "--cheap-fidelity" in result.output
+    (tmp_path / "bad.csv").write_text("hop_id,barrier_ev\nem-0010,fast\n")
+    result = runner.invoke(app, ["predict", str(hop_file), "--cheap-barriers", str(tmp_path / "bad.csv"),
+                                 "--cheap-fidelity", "mlip:MACE-MP"])
+    assert result.exit_code == 2
+    assert "bad.csv: barrier of 'em-0010' is 'fast', not a number (eV)" in result.output.replace("\n", "")
