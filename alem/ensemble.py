@@ -6,7 +6,7 @@ descriptors (``trees.joblib``); their predictions are combined with the card's s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +15,10 @@ import torch
 from scipy import stats
 
 from alem.graphs.crystal_graph import GraphSettings
+from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.inference.device import pick_device
+from alem.inference.fidelity_aware import FIDELITY_TREES_FILENAME, fidelity_aware_mean_sigma, usable_cheap_barriers
 from alem.inference.hop_graphs import build_hop_graphs, host_context_tensors
 from alem.inference.members import predict_member
 from alem.inference.stacking import combine_components, combine_members
@@ -50,6 +52,12 @@ class EnsemblePrediction:
     component_names: tuple[str, ...] = ()
     #: Per stack component: its own predictive σ before mixing and calibration (0 for point models).
     component_sigma_ev: np.ndarray | None = None
+    #: Per hop: whether its prediction used a cheap barrier (the fidelity-aware part of the model).
+    used_cheap_barrier: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.used_cheap_barrier is None:
+            self.used_cheap_barrier = np.zeros(len(self.mean_ev), dtype=bool)
 
 
 class Ensemble:
@@ -72,11 +80,19 @@ class Ensemble:
         self.trees = load_trees(path / TREES_FILENAME) if self.stack and path is not None else []
         if self.stack and (self.stack.descriptor_set or self.settings.descriptor_set) != self.settings.descriptor_set:
             raise ModelError(f"{path}: trees and GNN head read different descriptor sets")
+        #: The fidelity-aware add-on (:mod:`alem.inference.fidelity_aware`): card section and its trees.
+        self.fidelity_aware = self.model_card.fidelity_aware if self.stack and path is not None else None
+        self.fidelity_trees = load_trees(path / FIDELITY_TREES_FILENAME) if self.fidelity_aware else []
 
     @property
     def card(self) -> dict:
         """The card as plain JSON data, every key as written (typed: :attr:`model_card`)."""
         return self.model_card.as_dict()
+
+    @property
+    def cheap_fidelity(self) -> str | None:
+        """The potential whose barriers the fidelity-aware part reads (None: the model has none)."""
+        return self.fidelity_aware["cheap_fidelity"] if self.fidelity_aware else None
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Ensemble:
@@ -112,7 +128,16 @@ class Ensemble:
         outputs = [predict_member(m, graphs, device) for m in self.members]
         return np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs])
 
-    def predict(self, hops: Sequence[Hop], device: str | None = None, progress: bool = False) -> EnsemblePrediction:
+    def predict(
+        self,
+        hops: Sequence[Hop],
+        cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+        device: str | None = None,
+        progress: bool = False,
+    ) -> EnsemblePrediction:
+        """Predictions for ``hops``. Hops with a cheap barrier of :attr:`cheap_fidelity` in
+        ``cheap_barriers`` (by hop id) get the fidelity-aware prediction, all others the
+        structure-only one; barriers of another potential are ignored with a warning."""
         dev = pick_device(device)
         graphs = build_hop_graphs(hops, self.settings, progress)
         location, scale = self.raw_member_predictions(graphs, dev)
@@ -121,9 +146,15 @@ class Ensemble:
             prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
             return EnsemblePrediction(mean, sigma, location, scale, prob_good)
         gnn_mean, gnn_sigma = combine_members(location, scale, 1.0)
-        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, tree_features_from_graphs(hops, graphs))
+        features = tree_features_from_graphs(hops, graphs)
+        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, features)
         means, sigmas = np.vstack([gnn_mean, tree_mean]), np.vstack([gnn_sigma, tree_sigma])
         mean, sigma = combine_components(means, sigmas, np.asarray(self.stack.weights), self.sigma_scale)
+        used, cheap_ev = usable_cheap_barriers([h.hop_id for h in hops], cheap_barriers, self.cheap_fidelity)
+        if used.any():
+            mean[used], sigma[used] = fidelity_aware_mean_sigma(
+                self.fidelity_aware, self.fidelity_trees, features[used], cheap_ev[used], means[:, used], sigmas[:, used]
+            )
         prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
         names = ("gnn", *(spec.name for spec in self.tree_specs))
-        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas)
+        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas, used)

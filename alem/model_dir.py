@@ -33,6 +33,9 @@ TREES_FILENAME = "trees.joblib"
 OOF_FILENAME = "oof_predictions.npz"
 CV_PARITY_FILENAME = "cv_parity.png"
 REFERENCE_FILENAME = "reference_predictions.json"
+#: The fidelity-aware add-on (alem.inference.fidelity_aware): its trees and its reference predictions.
+FIDELITY_TREES_FILENAME = "fidelity_trees.joblib"
+FIDELITY_REFERENCE_FILENAME = "reference_predictions_fidelity.json"
 BACKBONE_FILENAME = "backbone.pt"
 
 ENSEMBLE_KIND = "alem-barrier-ensemble"
@@ -149,6 +152,9 @@ class ModelCard(_Card):
     training_hop_ids: list[str] | None = Field(None, description="their hop ids")
     dataset_hash: str | None = Field(
         None, description="hash of the training set; read when a campaign registers a model, not written by alem's training"
+    )
+    fidelity_aware: dict[str, Any] | None = Field(
+        None, description="the fidelity-aware add-on: cheap_fidelity (the potential it reads), form, weights, σ factor, CV"
     )
     pretrained_backbone: str | None = Field(None, description="name of the pre-trained backbone directory")
     pretrained_path: str | None = Field(None, description="absolute path of that directory when trained")

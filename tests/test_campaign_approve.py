@@ -64,7 +64,7 @@ def test_jobs_in_flight_bind_when_the_day_has_room(store):
 
 
 def _usable_outcome():
-    from alem.backends.base import NebOutcome
+    from alem.neb.schemas import NebOutcome
 
     return NebOutcome(barrier_ev=0.4, converged=True, method="replay:test")
 

@@ -80,3 +80,18 @@ def test_shipped_members_carry_the_shipped_pretrained_backbone(shipped):
         for member in shipped.members:
             for name, value in member.backbone.state_dict().items():
                 torch.testing.assert_close(value, pretrained.state[name], msg=f"backbone weight {name} differs")
+
+
+def test_shipped_fidelity_aware_path_reproduces_its_reference_predictions(shipped):
+    from alem.hops.fidelity import CheapBarrier
+    from alem.model_dir import FIDELITY_REFERENCE_FILENAME
+
+    reference = json.loads((ENSEMBLE_DIR / FIDELITY_REFERENCE_FILENAME).read_text())
+    by_id = {h.hop_id: h for h in load_training_hops()}
+    hops = [by_id[i] for i in reference["hop_ids"]]
+    cheap = {k: CheapBarrier(**v) for k, v in reference["cheap_barriers"].items()}
+    prediction = shipped.predict(hops, cheap_barriers=cheap, device="cpu")
+    assert prediction.used_cheap_barrier.tolist() == reference["used_cheap_barrier"]
+    assert any(reference["used_cheap_barrier"]) and not all(reference["used_cheap_barrier"])
+    np.testing.assert_allclose(prediction.mean_ev, reference["mean_ev"], atol=REPRODUCTION_TOLERANCE_EV)
+    np.testing.assert_allclose(prediction.std_ev, reference["std_ev"], atol=REPRODUCTION_TOLERANCE_EV)

@@ -97,6 +97,9 @@ def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     oof = np.load(tmp_path / "ens" / OOF_FILENAME)
     assert np.isfinite(oof["mean"]).all() and (oof["sigma"] > 0).all()
     assert card["cv_metrics"]["mae_ev"] == pytest.approx(np.abs(oof["mean"] - oof["y"]).mean())
+    # alem train's recipe adds the fidelity-aware part from the shipped MACE-MP pairs of these hops
+    assert card["fidelity_aware"]["cheap_fidelity"] == "mlip:MACE-MP" and card["fidelity_aware"]["n_paired_hops"] == 48
+    assert (tmp_path / "ens" / "fidelity_trees.joblib").is_file() and (tmp_path / "ens" / "reference_predictions_fidelity.json").is_file()
 
     ensemble = Ensemble.load(tmp_path / "ens")
     prediction = ensemble.predict(hops[:6])

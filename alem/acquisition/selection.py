@@ -5,6 +5,10 @@
 * Cost: an NEB costs more on a larger supercell. With ``cost_weight`` w the score is
   ``acquisition(X) − w · n_sites/100`` through BoTorch's ``PenalizedAcquisitionFunction``; the
   penalty is in the acquisition's own units (eV for explore/balanced, log-EI for discover).
+* Cost per core-hour: with ``cost_core_hours_of`` (NEB core-hours per hop, e.g. from
+  :func:`alem.acquisition.costs.cost_of`) the acquisition is divided by the batch's cost through
+  BoTorch's ``InverseCostWeightedUtility`` (:mod:`alem.acquisition.cost_aware`). ``cost_weight``
+  still works alone or together with it (the penalty is applied first).
 * ``max_per_host``: the greedy sequential batch (what ``optimize_acqf_discrete`` does for q > 1)
   is run one pick at a time so that hops of a host that reached its cap leave the choices.
 """
@@ -20,6 +24,7 @@ from botorch.acquisition import AcquisitionFunction
 from botorch.acquisition.penalized import PenalizedAcquisitionFunction
 from botorch.optim.optimize import optimize_acqf_discrete
 
+from alem.acquisition.cost_aware import CostAwareAcquisition
 from alem.acquisition.model import CandidatePoolModel, PredictionTable
 from alem.acquisition.strategies import build_acquisition
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
@@ -51,6 +56,8 @@ class SelectionRequest:
     #: supercell size per hop id (for cost_weight).
     n_sites_of: dict[str, int] = field(default_factory=dict)
     threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV
+    #: NEB cost (core-hours) per hop id; empty = no cost-awareness. Every pool hop needs one.
+    cost_core_hours_of: dict[str, float] = field(default_factory=dict)
 
 
 class SupercellCost(torch.nn.Module):
@@ -71,6 +78,18 @@ def _indices(table: PredictionTable, hop_ids: Sequence[str]) -> torch.Tensor | N
 
 
 def _with_cost(acqf: AcquisitionFunction, table: PredictionTable, request: SelectionRequest) -> AcquisitionFunction:
+    if request.cost_core_hours_of:
+        missing = [h for h in table.hop_ids if h not in request.cost_core_hours_of]
+        if missing:
+            raise ValueError(f"cost_core_hours_of needs the cost of every hop; missing {missing[:3]}")
+        core_hours = torch.tensor([float(request.cost_core_hours_of[h]) for h in table.hop_ids])
+        if not bool((core_hours > 0).all()):
+            raise ValueError("NEB costs must be positive core-hours")
+        return CostAwareAcquisition(_with_penalty(acqf, table, request), core_hours)
+    return _with_penalty(acqf, table, request)
+
+
+def _with_penalty(acqf: AcquisitionFunction, table: PredictionTable, request: SelectionRequest) -> AcquisitionFunction:
     if request.cost_weight <= 0:
         return acqf
     missing = [h for h in table.hop_ids if h not in request.n_sites_of]

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alem.campaign.model_versions import LoadedModel, load_ensemble, store_card
+from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
 
 if TYPE_CHECKING:
@@ -73,8 +74,18 @@ def pretrained_backbone_of(card: dict[str, Any]) -> Path | None:
     return None
 
 
-def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
-    """Fine-tune a new ensemble on the campaign's data and make it the current version."""
+def retrain(
+    store: Store,
+    config: CampaignConfig,
+    current: LoadedModel,
+    progress: bool = False,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+) -> LoadedModel:
+    """Fine-tune a new ensemble on the campaign's data and make it the current version.
+
+    ``cheap_barriers`` (hop id -> :class:`alem.hops.fidelity.CheapBarrier`): the paired cheap
+    labels of the training hops for the parent's fidelity-aware add-on (None: the shipped MACE-MP
+    pairs only)."""
     from alem.training.finetune import FinetuneConfig, train_ensemble
 
     card = json.loads((current.path / "model_card.json").read_text())
@@ -107,6 +118,8 @@ def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress
             "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
         },
         stack=card.get("stack"),
+        fidelity_aware=card.get("fidelity_aware"),
+        cheap_barriers=cheap_barriers,
     )
     ensemble = load_ensemble(path)
     version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))

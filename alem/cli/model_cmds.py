@@ -36,16 +36,28 @@ def predict(
     model: Path | None = typer.Option(None, help="Ensemble directory (default: the shipped models/ensemble)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
+    cheap_barriers: Path | None = typer.Option(
+        None, "--cheap-barriers", help="JSON {hop_id: barrier_ev} or CSV (hop_id, barrier_ev) of cheap NEB barriers, e.g. MLIP."
+    ),
+    cheap_fidelity: str | None = typer.Option(
+        None, "--cheap-fidelity", help="Which potential produced --cheap-barriers, e.g. mlip:MACE-MP (must match the model's)."
+    ),
 ) -> None:
     """Predict E_m (eV), its σ and P(E_m < 0.65 eV) for each hop."""
     from alem.hops import HopError, read_hops
+    from alem.hops.cheap_barriers import read_cheap_barriers
 
+    if cheap_barriers is not None and cheap_fidelity is None:
+        fail(f"{cheap_barriers}: say which potential produced these barriers with --cheap-fidelity (e.g. mlip:MACE-MP)", ExitCode.USAGE)
     try:
         hops = read_hops(hop_files, working_ion=ion)
+        cheap = read_cheap_barriers(cheap_barriers, cheap_fidelity) if cheap_barriers is not None else None
     except HopError as exc:
         fail(str(exc), ExitCode.USAGE)
     ensemble = _load_ensemble(model)
-    prediction = ensemble.predict(hops, progress=not (as_json or as_csv) and len(hops) > 50)
+    if cheap is not None and ensemble.cheap_fidelity is None:
+        err_console.print(f"[yellow]warning:[/] {ensemble.path}: this model has no fidelity-aware part; cheap barriers ignored")
+    prediction = ensemble.predict(hops, cheap_barriers=cheap, progress=not (as_json or as_csv) and len(hops) > 50)
     rows = [
         {
             "hop_id": h.hop_id,
@@ -56,6 +68,8 @@ def predict(
             "sigma_ev": round(float(prediction.std_ev[i]), 4),
             "prob_below_065": round(float(prediction.prob_good[i]), 4),
             "reference_ev": h.barrier_ev,
+            **({"cheap_ev": cheap[h.hop_id].barrier_ev if h.hop_id in cheap else None,
+                "used_cheap_barrier": bool(prediction.used_cheap_barrier[i])} if cheap is not None else {}),
         }
         for i, h in enumerate(hops)
     ]
@@ -70,13 +84,20 @@ def predict(
         sys.stdout.write(buffer.getvalue())
         return
     table = Table(title=f"Predicted migration barriers ({len(ensemble.members)}-member ensemble)")
-    for column in ("hop", "ion", "formula", "hop length (Å)", "E_m (eV)", "σ (eV)", "P(E_m<0.65)", "reference (eV)"):
+    columns = ["hop", "ion", "formula", "hop length (Å)", "E_m (eV)", "σ (eV)", "P(E_m<0.65)", "reference (eV)"]
+    if cheap is not None:
+        columns.append(f"{cheap_fidelity} (eV)")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("hop", "formula") else "right")
     for r in rows:
-        table.add_row(
+        cells = [
             r["hop_id"], r["working_ion"], r["formula"], f"{r['hop_length_a']:.2f}", f"{r['barrier_ev']:.3f}",
             f"{r['sigma_ev']:.3f}", f"{r['prob_below_065']:.2f}", "" if r["reference_ev"] is None else f"{r['reference_ev']:.3f}",
-        )
+        ]
+        if cheap is not None:
+            used = "" if r["cheap_ev"] is None else f"{r['cheap_ev']:.3f}" + ("" if r["used_cheap_barrier"] else " (ignored)")
+            cells.append(used)
+        table.add_row(*cells)
     console.print(table)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -13,8 +13,10 @@ from torch_geometric.data import Batch
 
 from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
+from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
 from alem.inference.device import device_description, peak_memory_mb, pick_device
+from alem.inference.fidelity_aware import FIDELITY_CARD_KEY, FIDELITY_TREES_FILENAME
 from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
 from alem.inference.trees import TreeSpec, tree_features_from_graphs
 from alem.model_dir import (
@@ -28,6 +30,7 @@ from alem.model_dir import (
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import BarrierModel
 from alem.progress import maybe_progress
+from alem.training.fidelity_aware import refit_fidelity_trees
 from alem.training.provenance import git_commit, utc_now
 from alem.training.steps import gradient_step
 from alem.training.trees import fit_trees, save_trees
@@ -248,6 +251,7 @@ def save_ensemble(
     settings: GraphSettings,
     backbone_config: BackboneConfig,
     trees: Sequence = (),
+    fidelity_trees: Sequence = (),
 ) -> Path:
     """Members as ``member_K.pt`` (state dicts), stacked trees (``trees.joblib``) + ``model_card.json``;
     written to a temporary folder and renamed so a crash never leaves a half-written ensemble."""
@@ -262,6 +266,8 @@ def save_ensemble(
         torch.save(model.state_dict(), tmp / member_filename(k))
     if trees:
         save_trees(trees, tmp / TREES_FILENAME)
+    if fidelity_trees:
+        save_trees(fidelity_trees, tmp / FIDELITY_TREES_FILENAME)
     ModelCard(**{
         **card,
         "kind": ENSEMBLE_KIND,
@@ -298,13 +304,18 @@ def train_ensemble(
     progress: bool = True,
     extra_card: dict | None = None,
     stack: dict | None = None,
+    fidelity_aware: dict | None = None,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
 ) -> Path:
     """Fine-tune an ensemble on every hop with a barrier and save it to ``out_dir``.
 
     ``calibration_scale`` multiplies the ensemble σ (fit on out-of-fold predictions by
     :func:`alem.training.cv.cross_validate`); None keeps the scale of the ``extra_card`` or 1.
     ``stack`` (a card's ``stack`` section: ``tree_specs`` and ``weights``, GNN first) adds tree
-    models fitted on the same hops, combined with those weights.
+    models fitted on the same hops, combined with those weights. ``fidelity_aware`` (a card's
+    section of that name) refits the fidelity-aware trees on the hops that have a barrier in
+    ``cheap_barriers`` of its potential (None: the MACE-MP pairs shipped with alem); its weights
+    and σ factor are kept.
     """
     config = config or FinetuneConfig()
     dev = pick_device(device)
@@ -324,6 +335,14 @@ def train_ensemble(
         y = np.array([h.barrier_ev for h in labelled], dtype=float)
         trees = fit_trees(specs, tree_features_from_graphs(labelled, training_set.graphs), y, seed)
         card["stack"] = {**stack, "descriptor_set": training_set.settings.descriptor_set, "sklearn_version": _sklearn_version()}
+    fidelity_trees: list = []
+    if stack and fidelity_aware:
+        # the parent's fidelity-aware add-on, its trees refitted on the hops paired with a cheap
+        # barrier of its potential (the shipped pairs unless the caller passes the campaign's)
+        features = tree_features_from_graphs(labelled, training_set.graphs)
+        refit = refit_fidelity_trees(fidelity_aware, labelled, features, cheap_barriers, seed)
+        if refit is not None:
+            fidelity_trees, card[FIDELITY_CARD_KEY] = refit
     card.setdefault("calibration", {"sigma_scale": 1.0, "method": "none"})
     if calibration_scale is not None:
         card["calibration"] = {**card["calibration"], "sigma_scale": float(calibration_scale)}
@@ -340,7 +359,7 @@ def train_ensemble(
             "peak_memory_mb": round(peak_memory_mb(dev), 1),
         }
     )
-    return save_ensemble(models, Path(out_dir), card, config, training_set.settings, training_set.backbone_config, trees)
+    return save_ensemble(models, Path(out_dir), card, config, training_set.settings, training_set.backbone_config, trees, fidelity_trees)
 
 
 def _sklearn_version() -> str:

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY, CheapBarrier
 from alem.hops.hop import Hop
 from alem.inference.device import pick_device
-from alem.inference.stacking import combine_components, combine_members, cross_fitted_weights, fit_stack_weights
+from alem.inference.stacking import combine_components, combine_members, fit_stack_weights
 from alem.inference.trees import TreeSpec, tree_features_from_graphs
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.model_dir import CV_PARITY_FILENAME, OOF_FILENAME, REFERENCE_FILENAME, ModelCard, default_pretrained_path
 from alem.parity import parity_plot
 from alem.training.cv import CVResult, cross_validate
+from alem.training.fidelity_aware import add_fidelity_addon, cross_fitted_stack
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble
 from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
 
@@ -44,16 +46,7 @@ class StackCV:
     def cross_fitted(self, y_ev: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stacked out-of-fold mean and calibrated σ where fold k's weights and σ factor were
         fitted on the other folds only: the honest CV score of the stack."""
-        per_fold = cross_fitted_weights(self.means_ev.T, y_ev, folds)
-        mean, sigma = np.zeros_like(y_ev), np.zeros_like(y_ev)
-        for fold, w in per_fold.items():
-            this = folds == fold
-            mean[this], sigma[this] = combine_components(self.means_ev[:, this], self.sigmas_ev[:, this], w)
-        calibrated = np.empty_like(sigma)
-        for fold in per_fold:
-            rest, this = folds != fold, folds == fold
-            calibrated[this] = sigma[this] * fit_sigma_scale(y_ev[rest], mean[rest], sigma[rest])
-        return mean, calibrated
+        return cross_fitted_stack(self.means_ev, self.sigmas_ev, y_ev, folds)
 
 
 def stack_cross_validation(
@@ -132,9 +125,14 @@ def calibrated_ensemble(
     device: str | None = None,
     progress: bool = True,
     tree_specs: Sequence[TreeSpec] = DEFAULT_TREE_SPECS,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    cheap_fidelity: str = SHIPPED_CHEAP_FIDELITY,
 ) -> dict:
     """Grouped CV (GNN ensemble per fold, trees on the same folds), then the final ensemble.
-    Without ``tree_specs`` the ensemble is GNN members only. Returns the model card."""
+    Without ``tree_specs`` the ensemble is GNN members only. A stacked ensemble gets the
+    fidelity-aware add-on (:mod:`alem.inference.fidelity_aware`) when enough hops have a paired cheap barrier
+    of ``cheap_fidelity`` (default pairs: the MACE-MP barriers shipped for the literature hops).
+    Returns the model card."""
     labelled = [h for h in hops if h.barrier_ev is not None]
     extra: dict = {}
     result = stack = None
@@ -170,6 +168,8 @@ def calibrated_ensemble(
         )
         write_cv_parity(path)
     write_reference_predictions(path, labelled[:N_REFERENCE_HOPS], device)
+    if stack is not None:
+        add_fidelity_addon(path, labelled, cheap_barriers, cheap_fidelity, seed)
     return ModelCard.load(path).as_dict()
 
 

@@ -183,15 +183,17 @@ def main() -> None:
     print(markdown(results))
 
 
+def metrics_table(rows: list[dict]) -> list[str]:
+    """Markdown table lines of benchmark rows (one per model, the metrics of :data:`KEYS`)."""
+    head = ["| model | MAE (eV) | MAE E_m<1.5 | RMSE | R² | acc@0.65 | prec | rec | ρ(σ,\\|err\\|) | cov68 | cov90 | cov95 | NLL |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    return head + [f"| {r['model']} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS) + " |" for r in rows]
+
+
 def markdown(results: dict) -> str:
-    head = ("| model | MAE (eV) | MAE E_m<1.5 | RMSE | R² | acc@0.65 | prec | rec | ρ(σ,\\|err\\|) | cov68 | cov90 | cov95 | NLL |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [f"Grouped {results['n_outer_folds']}-fold CV (folds by compound, seed {results['seed']}) on {results['n_hops']} hops; "
              f"stack weights fitted on grouped {results['n_inner_folds']}-fold inner folds of each outer training part; "
-             "σ's factor per outer fold fitted on the other outer folds. `nan`: a point model (no σ).", "", head]
-    for r in results["rows"]:
-        vals = " | ".join(f"{r[k]:.3f}" for k in KEYS)
-        lines.append(f"| {r['model']} | {vals} |")
+             "σ's factor per outer fold fitted on the other outer folds. `nan`: a point model (no σ).", "", *metrics_table(results["rows"])]
     lines += ["", "Per-ion MAE (eV):", "", "| model | " + " | ".join(results["rows"][0]["per_ion_mae_ev"]) + " |",
               "|---|" + "---|" * len(results["rows"][0]["per_ion_mae_ev"])]
     for r in results["rows"]:

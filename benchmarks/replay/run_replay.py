@@ -38,29 +38,41 @@ from alem.training.cv import grouped_folds  # noqa: E402
 STRATEGIES = ("random", "explore", "discover", "balanced")
 
 
-def full_data_cv_mae(X: np.ndarray, y: np.ndarray, groups: list[str], seed: int) -> float:
+def full_data_cv_mae(X: np.ndarray, y: np.ndarray, groups: list[str], seed: int, surrogate=HeadEnsemble) -> float:
     folds = grouped_folds(groups, 5, seed=seed)
     errors = np.empty_like(y)
     for fold in np.unique(folds):
         test = folds == fold
-        model = HeadEnsemble(seed=seed).fit(X[~test], y[~test])
+        model = surrogate(seed=seed).fit(X[~test], y[~test])
         errors[test] = np.abs(model.predict_members(X[test]).mean(0) - y[test])
     return float(errors.mean())
 
 
-def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None, task=None) -> dict:
+def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None, task=None,
+            threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV, hop_cost: np.ndarray | None = None,
+            cost_aware: bool = False, surrogate=HeadEnsemble) -> dict:
+    """One replay: labels added in batches by ``strategy`` until ``max_labels``; hops below
+    ``threshold_ev`` count as good (for the found fraction and for discover's target).
+    ``hop_cost`` (per hop, e.g. core-hours of its NEB) adds the labels' cumulative cost to the
+    curve; ``cost_aware`` makes the selection divide its utility by it. ``surrogate(seed=...)``
+    builds the per-step model (``fit``, ``predict_members``)."""
     rng = np.random.default_rng(1000 + seed)
     labelled = list(initial)
-    good = y < GOOD_CONDUCTOR_THRESHOLD_EV
+    good = y < threshold_ev
     curve = {"n_labels": [], "mae_remainder": [], "found_good_fraction": []}
+    if hop_cost is not None:
+        curve["label_cost"] = []
+    costs = {ids[k]: float(hop_cost[k]) for k in range(len(ids))} if cost_aware else {}
     while True:
         mask = np.zeros(len(y), bool)
         mask[labelled] = True
-        model = HeadEnsemble(seed=seed).fit(X[mask], y[mask])
+        model = surrogate(seed=seed).fit(X[mask], y[mask])
         members = model.predict_members(X)
         curve["n_labels"].append(int(mask.sum()))
         curve["mae_remainder"].append(float(np.abs(members.mean(0)[~mask] - y[~mask]).mean()))
         curve["found_good_fraction"].append(float(good[mask].sum() / good.sum()))
+        if hop_cost is not None:
+            curve["label_cost"].append(float(hop_cost[mask].sum()))
         if progress is not None:
             progress.advance(task)
         if mask.sum() + batch > max_labels:
@@ -69,7 +81,8 @@ def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None
             new = rng.choice(np.flatnonzero(~mask), size=batch, replace=False).tolist()
         else:
             table = PredictionTable.from_members(ids, members)
-            picks = select_batch(table, SelectionRequest(strategy, batch, avoid=[ids[k] for k in labelled]))
+            picks = select_batch(table, SelectionRequest(strategy, batch, avoid=[ids[k] for k in labelled], threshold_ev=threshold_ev,
+                                                            cost_core_hours_of=costs))
             new = [p.index for p in picks]
         labelled.extend(new)
 

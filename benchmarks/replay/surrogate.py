@@ -53,3 +53,23 @@ class HeadEnsemble:
         x = torch.as_tensor((X - self.x_mean) / self.x_std, dtype=torch.float32)
         out = self._forward(x.unsqueeze(0).expand(self.n_members, *x.shape))
         return out.numpy() * self.y_std + self.y_mean
+
+
+class LogTreeEnsemble:
+    """Extremely randomised trees on log E_m, each tree a member (the replay's stand-in for the
+    shipped model's tree component; with a cheap barrier among the features, for its
+    fidelity-aware add-on). A refit takes about half a second."""
+
+    def __init__(self, n_estimators: int = 100, max_features: float = 1.0, seed: int = 0) -> None:
+        self.n_estimators, self.max_features, self.seed = n_estimators, max_features, seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogTreeEnsemble:
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        self.model = ExtraTreesRegressor(self.n_estimators, max_features=self.max_features, random_state=self.seed, n_jobs=1)
+        self.model.fit(X, np.log(np.maximum(y, 1e-3)))
+        return self
+
+    def predict_members(self, X: np.ndarray) -> np.ndarray:
+        """Member predictions (trees x hops, eV)."""
+        return np.exp(np.stack([tree.predict(X) for tree in self.model.estimators_]))

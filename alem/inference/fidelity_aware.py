@@ -1,0 +1,129 @@
+"""Fidelity-aware prediction: a DFT barrier predicted from the structure *and* a cheap barrier.
+
+A universal potential's NEB barrier (e.g. MACE-MP) is a poor DFT barrier on its own (MAE 0.37 eV,
+R² 0.09 on the literature hops) but it carries what the descriptors miss, so trees that also see it
+predict DFT better. A model directory may hold such an add-on beside the structure-only stack:
+``fidelity_trees.joblib`` (trees on the hop descriptors + ion + the cheap barrier) and the card's
+``fidelity_aware`` section (which potential, the target form, stack weights over the structure-only
+components *and* these trees, its own σ factor). Hops without a cheap barrier of that potential
+keep the structure-only prediction.
+
+Target forms (chosen on inner folds, ``benchmarks/cv/run_fidelity.py``):
+
+- ``feature``: trees learn log E_m with the cheap barrier as two extra features (it and its log);
+- ``delta``: trees learn E_m − E_cheap, the prediction is E_cheap + Δ;
+- ``log_delta``: trees learn log(E_m / E_cheap), the prediction is E_cheap · exp(Δ).
+
+A model fitted on one potential's barriers must be fed barriers of that potential: another
+potential's NEB barriers have another error pattern, and the trees' Δ would be wrong for them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+from alem.hops.fidelity import CheapBarrier, parse_fidelity
+from alem.model_dir import FIDELITY_TREES_FILENAME
+
+__all__ = ["FIDELITY_CARD_KEY", "FIDELITY_TREES_FILENAME"]
+
+#: The card's section of the add-on (:attr:`alem.model_dir.ModelCard.fidelity_aware`).
+FIDELITY_CARD_KEY = "fidelity_aware"
+FORMS = ("feature", "delta", "log_delta")
+#: Barriers are floored here before a log (the smallest MACE-MP barrier of the training set is 0.025 eV).
+LOG_FLOOR_EV = 1e-3
+
+
+def with_cheap_barrier(features: np.ndarray, cheap_ev: np.ndarray) -> np.ndarray:
+    """Structure features with the cheap barrier and its log appended as two columns."""
+    cheap = np.asarray(cheap_ev, dtype=np.float32).reshape(-1, 1)
+    return np.hstack([features, cheap, np.log(np.maximum(cheap, LOG_FLOOR_EV))]).astype(np.float32)
+
+
+def form_target(form: str, y_ev: np.ndarray, cheap_ev: np.ndarray) -> np.ndarray:
+    """What the trees of ``form`` learn from the DFT barriers ``y_ev`` and the cheap ones."""
+    def log(values: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(values, LOG_FLOOR_EV))
+
+    if form == "feature":
+        return log(y_ev)
+    if form == "delta":
+        return y_ev - cheap_ev
+    if form == "log_delta":
+        return log(y_ev) - log(cheap_ev)
+    raise ValueError(f"unknown fidelity-aware form {form!r} (known: {', '.join(FORMS)})")
+
+
+def form_barrier(form: str, target: np.ndarray, cheap_ev: np.ndarray) -> np.ndarray:
+    """The DFT barrier (eV) a tree's output of ``form`` stands for; barriers are not negative."""
+    if form == "feature":
+        return np.exp(target)
+    if form == "delta":
+        return np.clip(cheap_ev + target, 0.0, None)
+    if form == "log_delta":
+        return np.maximum(cheap_ev, LOG_FLOOR_EV) * np.exp(target)
+    raise ValueError(f"unknown fidelity-aware form {form!r} (known: {', '.join(FORMS)})")
+
+
+def predict_fidelity_trees(form: str, models: Sequence, features: np.ndarray, cheap_ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each fidelity-aware tree model's barrier and σ in eV (``n_models x n_hops``): forests give
+    the spread of their trees' barriers, boosted trees σ 0 (point models)."""
+    x = with_cheap_barrier(features, cheap_ev)
+    means, sigmas = [], []
+    for model in models:
+        means.append(form_barrier(form, model.predict(x), cheap_ev))
+        if isinstance(model, (ExtraTreesRegressor, RandomForestRegressor)):
+            per_tree = np.stack([form_barrier(form, tree.predict(x), cheap_ev) for tree in model.estimators_])
+            sigmas.append(per_tree.std(0))
+        else:
+            sigmas.append(np.zeros(len(x)))
+    return np.asarray(means), np.asarray(sigmas)
+
+
+def usable_cheap_barriers(
+    hop_ids: Sequence[str], cheap_barriers: Mapping[str, CheapBarrier] | None, model_fidelity: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(used, cheap_ev)`` per hop: whether the hop has a cheap barrier of the model's potential,
+    and that barrier (NaN where not). Barriers of another potential are ignored with one warning
+    naming both potentials, never mixed in."""
+    used = np.zeros(len(hop_ids), dtype=bool)
+    cheap_ev = np.full(len(hop_ids), np.nan)
+    if not cheap_barriers or model_fidelity is None:
+        return used, cheap_ev
+    wanted = parse_fidelity(model_fidelity).lower()
+    others: set[str] = set()
+    for i, hop_id in enumerate(hop_ids):
+        cheap = cheap_barriers.get(hop_id)
+        if cheap is None:
+            continue
+        if parse_fidelity(cheap.fidelity).lower() != wanted:
+            others.add(cheap.fidelity)
+            continue
+        if np.isfinite(cheap.barrier_ev):
+            used[i], cheap_ev[i] = True, float(cheap.barrier_ev)
+    if others:
+        warnings.warn(
+            f"cheap barriers of {', '.join(sorted(others))} ignored: this model's fidelity-aware part was "
+            f"fitted on {model_fidelity} barriers and is fed only those (structure-only prediction used)",
+            stacklevel=3,
+        )
+    return used, cheap_ev
+
+
+def fidelity_aware_mean_sigma(
+    section: dict, models: Sequence, features: np.ndarray, cheap_ev: np.ndarray,
+    structure_means_ev: np.ndarray, structure_sigmas_ev: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and calibrated σ (eV) of hops that have a cheap barrier: the card section's weights
+    over the structure-only components (``n_components x n_hops``, GNN first) and the
+    fidelity-aware trees, σ times the section's own factor."""
+    from alem.inference.stacking import combine_components
+
+    tree_means, tree_sigmas = predict_fidelity_trees(section["form"], models, features, cheap_ev)
+    means = np.vstack([structure_means_ev, tree_means])
+    sigmas = np.vstack([structure_sigmas_ev, tree_sigmas])
+    return combine_components(means, sigmas, np.asarray(section["weights"]), float(section["sigma_scale"]))
