@@ -102,6 +102,11 @@ class JobflowRemoteBackendSection(_Section):
 class ReplayBackendSection(_Section):
     dataset: str = Field("", description="Em-dataset-layout file whose barriers answer the 'jobs'")
     delay_s: float = Field(0.0, ge=0.0, description="seconds a replayed job stays running")
+    barrier: Literal["dataset", "mace"] = Field(
+        "dataset",
+        description='dataset: answer with the dataset\'s barriers (fidelity dft:<XC>, or the row\'s "fidelity"); '
+        "mace: answer with the shipped MACE-MP NEB barriers of the same hops (fidelity mlip:MACE-MP)",
+    )
 
 
 class BackendSection(_Section):

@@ -17,7 +17,7 @@ AUTO_APPROVER = "alem-loop (auto_approve)"
 
 def approval_room(store, approval) -> int:
     """How many more hops may be approved now without exceeding the budget."""
-    live = len(store.jobs(live=True))
+    live = len(store.jobs(live=True, stage="target"))
     waiting = sum(1 for r in store.hops(state=HopState.APPROVED) if store.live_job(r.hop_id) is None)
     started_today = store.count_jobs_created_since(store.now() - DAY_S)
     return max(0, min(approval.max_running_jobs - live - waiting, approval.max_jobs_per_day - started_today - waiting))

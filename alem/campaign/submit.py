@@ -49,7 +49,7 @@ class SubmitReport:
 def resolve_unsubmitted(store: Store, backend: Backend, stale_after_s: float, report: SubmitReport) -> None:
     """Settle ``created`` job rows of this backend older than ``stale_after_s`` (see module doc)."""
     cutoff = store.now() - stale_after_s
-    for job in store.jobs(state=JobStatus.CREATED):
+    for job in store.jobs(state=JobStatus.CREATED, stage="target"):
         if job.backend != backend.name or job.created_at > cutoff:
             continue
         external_id = backend.find_by_key(job.job_key)
@@ -64,7 +64,7 @@ def resolve_unsubmitted(store: Store, backend: Backend, stale_after_s: float, re
 def _capacity(store: Store, config: CampaignConfig) -> tuple[int, str]:
     """How many jobs may start now, and the limit that binds."""
     approval = config.approval
-    free_running = approval.max_running_jobs - len(store.jobs(live=True))
+    free_running = approval.max_running_jobs - len(store.jobs(live=True, stage="target"))
     free_today = approval.max_jobs_per_day - store.count_jobs_created_since(store.now() - DAY_S)
     if free_running <= free_today:
         return max(free_running, 0), f"at most {approval.max_running_jobs} jobs in flight (approval.max_running_jobs)"
@@ -95,7 +95,7 @@ def submit_approved(
             report.waiting = len(pending) - position
             report.limit = limit
             break
-        job = store.begin_submission(record.hop_id, backend.name)
+        job = store.begin_submission(record.hop_id, backend.name, getattr(backend, "fidelity", None))
         hop = store.load_hops([record.hop_id])[0]
         try:
             external_id = backend.submit(hop, job.job_key)

@@ -388,13 +388,17 @@ def export_cmd(
     out: Annotated[Path, typer.Argument(help="output file (.json or .json.gz), Em dataset layout")],
     campaign: CampaignOption = None,
     as_json: JsonOption = False,
+    fidelity: Annotated[
+        list[str] | None,
+        typer.Option("--fidelity", help='only results of these fidelities (repeatable): "dft", "dft:GGA+U", "mlip:CHGNet"'),
+    ] = None,
 ) -> None:
-    """Write every usable NEB result in the Em dataset layout (trainable like the shipped data)."""
+    """Write every usable NEB result in the Em dataset layout, with its fidelity (trainable like the shipped data)."""
     from alem.campaign import export_dataset
 
     _, store = _open(campaign)
     with store:
-        path, n = export_dataset(store, out)
+        path, n = export_dataset(store, out, fidelity or None)
     if as_json:
         _print_json({"path": str(path), "n_hops": n})
     elif n:
