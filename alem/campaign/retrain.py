@@ -5,8 +5,10 @@ Each retraining writes a new ensemble directory under ``<state>/models/`` and re
 store as the current version; older directories stay on disk (a version's path never changes), so
 any earlier model can be reloaded or compared with. Retraining reuses the current model's
 fine-tuning recipe (its card's ``finetune_config``, and its ``stack``: the descriptor trees are refit
-on the same hops and combined with the parent's weights) on the hops it was trained on plus every
-usable result of the campaign.
+on the same hops and combined with the parent's weights) on the hops it was trained on plus the
+campaign's usable results whose fidelity ``[model] train_fidelities`` selects (default: DFT only,
+so MLIP screening barriers never become DFT labels). A fidelity-aware parent (``cheap_fidelity``)
+also gets the paired cheap barriers of the training hops.
 """
 
 from __future__ import annotations
@@ -83,20 +85,22 @@ def load_current_model(store, config) -> LoadedModel:
     return LoadedModel(version_id, path, load_ensemble(path))
 
 
-def new_results_since_current(store) -> int:
-    """Usable results recorded after the current model version was registered."""
+def new_results_since_current(store, fidelities: Sequence[str] | None = None) -> int:
+    """Usable results (of the selected fidelities; None: all) recorded after the current model
+    version was registered."""
     from alem.campaign import usable_results_since
 
     current = store.current_model()
-    return usable_results_since(store, current.created_at if current else 0.0)
+    return usable_results_since(store, current.created_at if current else 0.0, fidelities)
 
 
 def retraining_due(store, config) -> bool:
-    return new_results_since_current(store) >= config.model.retrain_after_results
+    return new_results_since_current(store, config.model.train_fidelities) >= config.model.retrain_after_results
 
 
-def training_hops(store, model_path: Path) -> list[Hop]:
-    """The current model's training hops (from alem's dataset, by id) plus every campaign result."""
+def training_hops(store, model_path: Path, fidelities: Sequence[str] | None = ("dft",)) -> list[Hop]:
+    """The current model's training hops (from alem's dataset, by id) plus the campaign's results
+    of the selected fidelities (None: all)."""
     from alem.campaign import result_hops
     from alem.hops.io import load_training_hops
 
@@ -106,7 +110,7 @@ def training_hops(store, model_path: Path) -> list[Hop]:
     if base_ids is not None:
         wanted = set(base_ids)
         base = [h for h in base if h.hop_id in wanted]
-    results = result_hops(store)
+    results = result_hops(store, fidelities)
     result_ids = {h.hop_id for h in results}
     return [h for h in base if h.hop_id not in result_ids] + results
 
@@ -124,6 +128,19 @@ def pretrained_backbone_of(card: dict) -> Path | None:
     return None
 
 
+def _cheap_barrier_argument(store, current: LoadedModel, hops: Sequence[Hop], train) -> dict:
+    """``{"cheap_barriers": ...}`` for a fidelity-aware parent whose trainer takes them, else ``{}``
+    (a trainer without the argument, or a parent without a cheap fidelity, trains as before)."""
+    import inspect
+
+    from alem.campaign.fidelity_labels import model_cheap_fidelity, training_cheap_barriers
+
+    cheap_fidelity = model_cheap_fidelity(current.ensemble)
+    if cheap_fidelity is None or "cheap_barriers" not in inspect.signature(train).parameters:
+        return {}
+    return {"cheap_barriers": training_cheap_barriers(store, cheap_fidelity, [h.hop_id for h in hops])}
+
+
 def retrain(store, config, current: LoadedModel, progress: bool = False) -> LoadedModel:
     """Fine-tune a new ensemble on the campaign's data and make it the current version."""
     from alem.training.finetune import FinetuneConfig, train_ensemble
@@ -132,7 +149,7 @@ def retrain(store, config, current: LoadedModel, progress: bool = False) -> Load
     recipe = FinetuneConfig(**card.get("finetune_config", {}))
     if config.model.epochs:
         recipe = FinetuneConfig(**{**recipe.__dict__, "epochs": config.model.epochs})
-    hops = training_hops(store, current.path)
+    hops = training_hops(store, current.path, config.model.train_fidelities)
     out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
     suffix = 1
     while out_dir.exists():
@@ -140,6 +157,7 @@ def retrain(store, config, current: LoadedModel, progress: bool = False) -> Load
         suffix += 1
     digest = dataset_hash(hops)
     n_results = sum(1 for h in hops if (h.provenance.source or "").startswith("alem:"))
+    fidelities = sorted({h.provenance.fidelity or "unknown" for h in hops if (h.provenance.source or "").startswith("alem:")})
     calibration = card.get("calibration", {}).get("sigma_scale")
     path = train_ensemble(
         hops,
@@ -152,18 +170,22 @@ def retrain(store, config, current: LoadedModel, progress: bool = False) -> Load
         extra_card={
             "dataset_hash": digest,
             "campaign_results": n_results,
+            "train_fidelities": list(config.model.train_fidelities),
+            "campaign_result_fidelities": fidelities,
             "parent_model": str(current.path),
             # the parent's calibration factor and stacking weights are reused: no cross-validation
             # runs inside the loop
             "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
         },
         stack=card.get("stack"),
+        **_cheap_barrier_argument(store, current, hops, train_ensemble),
     )
     ensemble = load_ensemble(path)
     version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))
     store.log_event(
         "retrained",
-        f"model version {version_id} fine-tuned on {len(hops)} hops ({n_results} from this campaign)",
+        f"model version {version_id} fine-tuned on {len(hops)} hops ({n_results} from this campaign, "
+        f"fidelities {', '.join(config.model.train_fidelities)})",
         payload={"path": str(path), "parent": current.version_id},
     )
     return LoadedModel(version_id, path, ensemble)

@@ -141,6 +141,7 @@ def init_cmd(
 # ------------------------------------------------------------------------- status
 def _status_data(config: CampaignConfig, store: Store) -> dict[str, Any]:
     from alem.campaign import usable_results_since
+    from alem.campaign.fidelity_status import fidelity_status
 
     model = store.current_model()
     loop = store.loop_status()
@@ -172,6 +173,7 @@ def _status_data(config: CampaignConfig, store: Store) -> dict[str, Any]:
         },
         "loop": None if loop is None else {**loop.as_dict(), "alive": _loop_alive(loop, config.loop.tick_seconds)},
         "problems": store.integrity_check(),
+        "fidelity": fidelity_status(config, store),
     }
 
 
@@ -196,6 +198,10 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
     console.print(hops)
     results = data["results"]
     console.print(f"Results: {results['usable']} usable, {results['failed']} failed")
+    from alem.campaign.fidelity_status import fidelity_status_lines
+
+    for line in fidelity_status_lines(data["fidelity"]):
+        console.print(escape(line), highlight=False)
     model = data["model"]
     if model is None:
         console.print("Model: none registered yet (the shipped ensemble is used until the first retraining)")
@@ -372,9 +378,9 @@ def show_cmd(
     for r in data["results"]:
         if r["usable"]:
             reverse = f", reverse {r['reverse_barrier_ev']:.3f} eV" if r["reverse_barrier_ev"] is not None else ""
-            console.print(f"  [green]result[/]: barrier {r['barrier_ev']:.3f} eV{reverse} ({r['method']}, job {r['job_id']})")
+            console.print(f"  [green]result[/] {escape(r['fidelity'] or 'fidelity unknown')}: barrier {r['barrier_ev']:.3f} eV{reverse} ({r['method']}, job {r['job_id']})")
         else:
-            console.print(f"  [red]failed result[/]: {escape(r['failure_reason'] or '')} ({r['method'] or 'unknown method'}, job {r['job_id']})")
+            console.print(f"  [red]failed result[/] {escape(r['fidelity'] or '')}: {escape(r['failure_reason'] or '')} ({r['method'] or 'unknown method'}, job {r['job_id']})")
     formulas = {hop["hop_id"]: host["formula"] if host else ""}
     if data["jobs"]:
         _print_jobs(data["jobs"], "Jobs", formulas, wide=False)

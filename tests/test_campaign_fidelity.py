@@ -1,0 +1,157 @@
+"""The two-stage campaign on real stores and real loop ticks (replay backends): cheap MACE-MP
+screening without approval within its own budget while DFT waits for approval, retraining that
+learns only from DFT unless told, and the [loop] stop rule."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from alem.hops.fidelity import is_dft
+from alem.hops.io import load_shipped_cheap_barriers
+from alem.store import HopState, Store
+from tests.test_loop_campaign import invoke, make_replay_campaign, tiny_ensemble_dir  # noqa: F401 (fixture)
+
+SCREENING = {
+    "screening__fidelity": "mlip:MACE-MP",
+    "screening__max_running_jobs": 2,
+    "screening__max_jobs_per_day": 4,
+    "screening__order": "all",
+}
+
+
+def _two_stage_campaign(tmp_path, ensemble_dir, **settings):
+    """A replay campaign (DFT labels) with a screening stage answered by the shipped MACE-MP
+    barriers of the same hops (a replay backend with ``barrier = "mace"``)."""
+    config, dft = make_replay_campaign(tmp_path, ensemble_dir, **{**SCREENING, **settings})
+    config.screening.backend.kind = "replay"
+    config.screening.backend.replay.dataset = config.backend.replay.dataset
+    config.screening.backend.replay.barrier = "mace"
+    config.save()
+    return config, dft
+
+
+def _loop(config, *args):
+    result = invoke(config, "loop", "--tick-seconds", "0", "--no-retrain", *args)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())  # the console wraps long lines
+
+
+def test_screening_runs_without_approval_within_its_budget_while_dft_waits(tmp_path, tiny_ensemble_dir):
+    config, dft = _two_stage_campaign(tmp_path, tiny_ensemble_dir, n_hops=5, acquisition__batch_size=2)
+    mace = load_shipped_cheap_barriers()
+    output = _loop(config, "--max-ticks", "3")
+    with Store.open(config.store_path) as store:
+        screening_jobs = store.jobs(stage="screening")
+        # tick 1: 2 submitted (2 in flight at most); tick 2: both done, 2 more (4 a day at most);
+        # tick 3: those done, the fifth hop waits for tomorrow's budget
+        assert len(screening_jobs) == 4 and Counter(j.hop_id for j in screening_jobs).most_common(1)[0][1] == 1
+        assert {j.state.value for j in screening_jobs} == {"completed"}
+        cheap = {r.hop_id: r for r in store.results(stage="screening")}
+        assert {r.fidelity for r in cheap.values()} == {"mlip:MACE-MP"}
+        assert {h: r.barrier_ev for h, r in cheap.items()} == pytest.approx({h: mace[h].barrier_ev for h in cheap})
+        # the DFT track: a batch proposed, nothing approved, nothing submitted
+        assert len(store.hops(state=HopState.PROPOSED)) == 2
+        assert store.jobs(stage="target") == [] and store.results(stage="target") == []
+        proposed = [r.hop_id for r in store.hops(state=HopState.PROPOSED)]
+    assert "at most 4 screening NEBs in 24 h" in output
+
+    shown = json.loads(invoke(config, "proposals", "--json").output)
+    for row in shown:  # the MLIP barrier beside μ ± σ, for the proposed hops it screened
+        expected = cheap[row["hop_id"]].barrier_ev if row["hop_id"] in cheap else None
+        assert row["mlip_barrier_ev"] == (pytest.approx(expected) if expected is not None else None)
+    assert any(row["mlip_barrier_ev"] is not None for row in shown)
+
+    assert invoke(config, "approve", *proposed).exit_code == 0
+    _loop(config, "--max-ticks", "2")
+    with Store.open(config.store_path) as store:
+        target = {r.hop_id: r for r in store.results(stage="target")}
+        assert set(target) == set(proposed)
+        assert all(is_dft(r.fidelity) for r in target.values())
+        assert {h: r.barrier_ev for h, r in target.items()} == pytest.approx({h: dft[h] for h in proposed})
+        assert store.integrity_check() == []
+        both = next(h for h in proposed if h in cheap)
+    show = invoke(config, "show", both).output
+    assert "mlip:MACE-MP" in show and "dft:" in show  # both fidelities of one hop
+    status = json.loads(invoke(config, "status", "--json").output)["fidelity"]
+    assert status["results_by_fidelity"]["mlip:MACE-MP"] == 4
+    assert sum(n for f, n in status["results_by_fidelity"].items() if f.startswith("dft:")) == 2
+    assert status["screening"] == {"fidelity": "mlip:MACE-MP", "in_flight": 0, "screened": 4, "failed": 0}
+
+
+def test_retraining_learns_only_from_dft_unless_told(tmp_path, tiny_ensemble_dir, monkeypatch):
+    from alem.campaign.retrain import load_current_model, new_results_since_current, retrain
+    from alem.config import CampaignConfig
+    from alem.training import finetune
+
+    config, dft = _two_stage_campaign(
+        tmp_path, tiny_ensemble_dir, n_hops=5, acquisition__batch_size=2, approval__auto_approve=True,
+        screening__max_jobs_per_day=50, screening__max_running_jobs=5,
+    )
+    _loop(config, "--max-ticks", "3")
+    trained_on: list[list] = []
+    real_train = finetune.train_ensemble
+
+    def train_and_remember(hops, *args, **kwargs):
+        trained_on.append(list(hops))
+        return real_train(hops, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_ensemble", train_and_remember)
+    config = CampaignConfig.load(config.campaign_dir)
+    with Store.open(config.store_path) as store:
+        dft_hops = {r.hop_id for r in store.results(stage="target", usable=True)}
+        mlip_hops = {r.hop_id for r in store.results(stage="screening", usable=True)}
+        assert dft_hops and mlip_hops - dft_hops, "the store must hold both kinds, some hops only in MLIP"
+        assert new_results_since_current(store, config.model.train_fidelities) == len(dft_hops)
+        parent = load_current_model(store, config)
+        retrain(store, config, parent)
+        campaign = {h.hop_id: h for h in trained_on[-1] if (h.provenance.source or "").startswith("alem:")}
+        assert set(campaign) == dft_hops
+        assert {h: x.barrier_ev for h, x in campaign.items()} == pytest.approx({h: dft[h] for h in dft_hops})
+        assert all(is_dft(h.provenance.fidelity) for h in campaign.values())
+        assert store.current_model().card["campaign_result_fidelities"] == sorted(
+            {h.provenance.fidelity for h in campaign.values()})
+
+        config.model.train_fidelities = ["dft", "mlip:MACE-MP"]  # told to: the MLIP-only hops join
+        retrain(store, config, parent)
+        campaign = {h.hop_id: h for h in trained_on[-1] if (h.provenance.source or "").startswith("alem:")}
+        assert set(campaign) == dft_hops | mlip_hops
+        assert all(campaign[h].barrier_ev == pytest.approx(dft[h]) for h in dft_hops)  # DFT wins where both
+
+
+def test_the_stop_rule_ends_a_replay_campaign(tmp_path, tiny_ensemble_dir):
+    config, _ = make_replay_campaign(
+        tmp_path, tiny_ensemble_dir, n_hops=8, acquisition__batch_size=1, approval__auto_approve=True,
+        loop__stop_after_rounds_below_floor=3, loop__acquisition_floor=1e9,
+    )
+    output = _loop(config, "--max-ticks", "30")
+    assert "stop rule: the best acquisition value stayed below 1e+09 for the last 3 rounds" in output
+    assert "loop stopped by the [loop] stop rule after" in output
+    with Store.open(config.store_path) as store:
+        rounds = store.campaign_rounds()
+        assert len(rounds) == 3 and store.hops(state=HopState.CANDIDATE)  # stopped with work left
+        assert all(r.best_acquisition is not None and r.expected_good > 0 for r in rounds)
+    trend = json.loads(invoke(config, "status", "--json").output)["fidelity"]["promise"]["trend"]
+    assert [r["round"] for r in trend] == [r.id for r in rounds]
+
+    config.loop.stop_after_rounds_below_floor = 0
+    config.loop.stop_when_expected_good_below = 0.5
+    config.loop.good_barrier_ev = 0.01  # a strict "good": the pool's expected count shrinks below 0.5
+    config.save()
+    output = _loop(config, "--max-ticks", "30")
+    assert "stop rule: the pool is expected to hold only" in output
+    assert "fewer than 0.5 ([loop] stop_when_expected_good_below)" in output
+    with Store.open(config.store_path) as store:
+        later = store.campaign_rounds()[3:]
+        assert later and all(r.threshold_ev == 0.01 for r in later)
+        assert [r.expected_good < 0.5 for r in later] == [False] * (len(later) - 1) + [True]  # the first one below
+        assert store.hops(state=HopState.CANDIDATE)  # stopped with candidates left
+
+
+def test_without_a_stop_rule_the_loop_runs_on(tmp_path, tiny_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=3, acquisition__batch_size=1,
+                                     approval__auto_approve=True)
+    output = _loop(config, "--max-ticks", "30", "--until-idle")
+    assert "stop rule" not in output and "nothing left to do" in output
