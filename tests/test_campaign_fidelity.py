@@ -155,3 +155,21 @@ def test_without_a_stop_rule_the_loop_runs_on(tmp_path, tiny_ensemble_dir):
                                      approval__auto_approve=True)
     output = _loop(config, "--max-ticks", "30", "--until-idle")
     assert "stop rule" not in output and "nothing left to do" in output
+
+
+def test_the_demo_says_its_barriers_are_chgnet_and_learns_them_only_when_asked(tmp_path):
+    from alem.backends import make_backend
+    from alem.config import CampaignConfig
+    from alem.demo import create_demo_campaign, say_fidelity
+
+    config = create_demo_campaign(tmp_path / "demo", "", "local")
+    assert make_backend(config).fidelity == "mlip:CHGNet"  # what its results will be stored as
+    said: list[str] = []
+    say_fidelity(config, False, said.append)
+    assert "the demo's barriers are CHGNet NEBs (fidelity mlip:CHGNet" in said[0]
+    assert "the model is not retrained on them" in said[1]
+    assert CampaignConfig.load(config.campaign_dir).model.train_fidelities == ["dft"]
+    said.clear()
+    say_fidelity(config, True, said.append)
+    assert "--retrain: the model is re-fine-tuned on them as asked" in said[1]
+    assert CampaignConfig.load(config.campaign_dir).model.train_fidelities == ["dft", "mlip:CHGNet"]

@@ -12,7 +12,6 @@ report show their trend and the loop's stop rule (:mod:`alem.campaign.stop_rule`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,9 +22,11 @@ UNLABELLED_STATES = (HopState.CANDIDATE, HopState.PROPOSED, HopState.APPROVED, H
 
 def probability_below(threshold_ev: float, mean_ev: float, std_ev: float) -> float:
     """P(E < threshold) for E ~ N(mean, std²); a step function when std is 0."""
+    from scipy import stats
+
     if std_ev <= 0:
         return 1.0 if mean_ev < threshold_ev else 0.0
-    return 0.5 * math.erfc((mean_ev - threshold_ev) / (std_ev * math.sqrt(2.0)))
+    return float(stats.norm.cdf(threshold_ev, loc=mean_ev, scale=std_ev))
 
 
 @dataclass(frozen=True)
