@@ -79,6 +79,10 @@ def test_screening_runs_without_approval_within_its_budget_while_dft_waits(tmp_p
     assert status["results_by_fidelity"]["mlip:MACE-MP"] == 4
     assert sum(n for f, n in status["results_by_fidelity"].items() if f.startswith("dft:")) == 2
     assert status["screening"] == {"fidelity": "mlip:MACE-MP", "in_flight": 0, "screened": 4, "failed": 0}
+    text = " ".join(invoke(config, "status").output.split())
+    assert "Usable results by fidelity: 4 mlip:MACE-MP" in text and "retraining learns from dft" in text
+    assert "Screening at mlip:MACE-MP (no approval needed): 4 screened" in text
+    assert "Remaining promise:" in text and "trend over rounds" in text
 
 
 def test_retraining_learns_only_from_dft_unless_told(tmp_path, tiny_ensemble_dir, monkeypatch):
