@@ -246,7 +246,8 @@ JOB_COLUMNS = (
 def _print_jobs(jobs: list[dict[str, Any]], title: str, formulas: dict[str, str], wide: bool) -> None:
     rows = [
         [
-            str(job["id"]), job["hop_id"], formulas.get(job["hop_id"], ""), job["state"], job["backend"],
+            str(job["id"]), job["hop_id"], formulas.get(job["hop_id"], ""),
+            job["state"] + (" (screening)" if job.get("stage") == "screening" else ""), job["backend"],
             job["external_id"] or "-", str(job["attempt"]), _when(job["submitted_at"]), _ago(job["updated_at"]),
             escape(job["error"] or ""),
         ]
@@ -401,10 +402,15 @@ def export_cmd(
 ) -> None:
     """Write every usable NEB result in the Em dataset layout, with its fidelity (trainable like the shipped data)."""
     from alem.campaign import export_dataset
+    from alem.hops.fidelity import FidelityError, validate_selector
 
+    try:
+        selectors = [validate_selector(f) for f in fidelity] if fidelity else None
+    except FidelityError as exc:
+        _fail(f"--fidelity: {exc}")
     _, store = _open(campaign)
     with store:
-        path, n = export_dataset(store, out, fidelity or None)
+        path, n = export_dataset(store, out, selectors)
     if as_json:
         _print_json({"path": str(path), "n_hops": n})
     elif n:
