@@ -86,7 +86,11 @@ def test_screening_runs_without_approval_within_its_budget_while_dft_waits(tmp_p
 
 
 def test_retraining_learns_only_from_dft_unless_told(tmp_path, tiny_ensemble_dir, monkeypatch):
-    from alem.campaign.retrain import load_current_model, new_results_since_current, retrain
+    from alem.campaign.retrain import (
+        load_current_model,
+        new_results_since_current,
+        retrain,
+    )
     from alem.config import CampaignConfig
     from alem.training import finetune
 
@@ -177,3 +181,25 @@ def test_the_demo_says_its_barriers_are_chgnet_and_learns_them_only_when_asked(t
     say_fidelity(config, True, said.append)
     assert "--retrain: the model is re-fine-tuned on them as asked" in said[1]
     assert CampaignConfig.load(config.campaign_dir).model.train_fidelities == ["dft", "mlip:CHGNet"]
+
+
+def test_costs_per_fidelity_come_from_the_config(tmp_path, tiny_hop):
+    import dataclasses
+
+    from alem.acquisition import SelectionRequest
+    from alem.campaign.neb_costs import cost_request_fields, neb_core_hours
+    from alem.config import CampaignConfig
+
+    config = CampaignConfig.from_dict({"costs": {"dft": {"core_hours_per_100_atoms": 1000.0, "exponent": 2.0}}})
+    assert neb_core_hours("dft:GGA+U", 200, config.costs) == pytest.approx(4000.0)
+    assert neb_core_hours("mlip:CHGNet", 200, config.costs) == pytest.approx(1.0)  # default 0.5 × 2
+    with Store.open(tmp_path / "s.sqlite") as store:
+        store.add_hops([tiny_hop("a", 0.4)])
+        records = store.hops()
+    assert cost_request_fields(records, "dft:GGA", config.costs) == {}  # [costs] aware is off by default
+    config.costs.aware = True
+    fields = cost_request_fields(records, "dft:GGA", config.costs)
+    if "cost_core_hours_of" in {f.name for f in dataclasses.fields(SelectionRequest)}:
+        assert fields == {"cost_core_hours_of": {"a": pytest.approx(1000.0 * (records[0].n_sites / 100) ** 2)}}
+    else:  # the acquisition without cost-awareness: nothing passed
+        assert fields == {}

@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection
 
-from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY, CheapBarrier, is_mlip, parse_fidelity
+from alem.hops.fidelity import (
+    SHIPPED_CHEAP_FIDELITY,
+    CheapBarrier,
+    is_mlip,
+    parse_fidelity,
+)
 from alem.store import Store
 
 

@@ -41,10 +41,9 @@ def _number(value: float | None, digits: int = 3) -> str:
 def fidelity_status_lines(data: dict[str, Any]) -> list[str]:
     """Plain lines for the terminal (``data`` from :func:`fidelity_status`)."""
     counts = ", ".join(f"{n} {fidelity}" for fidelity, n in data["results_by_fidelity"].items()) or "none"
-    lines = [
-        f"Usable results by fidelity: {counts}; retraining learns from {', '.join(data['train_fidelities'])} "
-        f"({data['new_for_retraining'] if data['new_for_retraining'] is not None else '-'} new since the current model)"
-    ]
+    new = data["new_for_retraining"] if data["new_for_retraining"] is not None else "-"
+    trains_on = ", ".join(data["train_fidelities"])
+    lines = [f"Usable results by fidelity: {counts}; retraining learns from {trains_on} ({new} new since the current model)"]
     screening = data["screening"]
     if screening["fidelity"]:
         lines.append(

@@ -14,7 +14,12 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from alem.hops.fidelity import DEFAULT_DFT_METHOD, FidelityError, fidelity_label, parse_fidelity
+from alem.hops.fidelity import (
+    DEFAULT_DFT_METHOD,
+    FidelityError,
+    fidelity_label,
+    parse_fidelity,
+)
 
 TARGET_STAGE = "target"
 SCREENING_STAGE = "screening"
