@@ -191,8 +191,8 @@ def test_costs_per_fidelity_come_from_the_config(tmp_path, tiny_hop):
     from alem.config import CampaignConfig
 
     config = CampaignConfig.from_dict({"costs": {"dft": {"core_hours_per_100_atoms": 1000.0, "exponent": 2.0}}})
-    assert neb_core_hours("dft:GGA+U", 200, config.costs) == pytest.approx(4000.0)
-    assert neb_core_hours("mlip:CHGNet", 200, config.costs) == pytest.approx(1.0)  # default 0.5 × 2
+    assert neb_core_hours("dft:GGA+U", 300, config.costs) == pytest.approx(9000.0)
+    assert neb_core_hours("mlip:CHGNet", 300, config.costs) == pytest.approx(1.5)  # default 0.5 × 3
     with Store.open(tmp_path / "s.sqlite") as store:
         store.add_hops([tiny_hop("a", 0.4)])
         records = store.hops()
