@@ -283,7 +283,10 @@ class CampaignLoop:
                 self.phase("sleeping", f"next tick in {tick_seconds:.0f} s")
                 if self.stop.wait(tick_seconds):
                     break
-            reason = f"stopped by {self.stop.signal_name}" if self.stop.requested else ("stopped by the [loop] stop rule" if self.stopped_by_rule else "finished")
+            if self.stop.requested:
+                reason = f"stopped by {self.stop.signal_name}"
+            else:
+                reason = "stopped by the [loop] stop rule" if self.stopped_by_rule else "finished"
             self.phase("stopped", reason)
             self.store.log_event("loop_stopped", f"alem loop {reason} after {number} ticks")
             self.tell(f"loop {reason} after {number} ticks")
