@@ -208,14 +208,17 @@ def test_costs_per_fidelity_come_from_the_config(tmp_path, tiny_hop):
 def test_a_screening_round_after_a_crash_never_screens_a_hop_twice(tmp_path):
     """Crash after the backend took the job but before its id was stored, and crash before the
     backend saw it: the next round finds the first by its key and screens the second afresh."""
-    from alem.backends.replay import ReplayBackend
-    from alem.campaign.screening import screen_candidates
+    from alem.campaign.screening import make_screening_backend, screen_candidates, settle_screening
     from alem.config import CampaignConfig
     from alem.hops.io import load_training_hops, write_dataset
 
     hops = [h for h in load_training_hops() if h.n_sites <= 40][:3]
-    backend = ReplayBackend(write_dataset(hops, tmp_path / "d.json"), tmp_path / "replay.sqlite", barrier="mace")
-    config = CampaignConfig.from_dict({"screening": {"fidelity": "mlip:MACE-MP", "order": "all"}})
+    replay = {"dataset": str(write_dataset(hops, tmp_path / "d.json")), "barrier": "mace"}
+    config = CampaignConfig.from_dict(
+        {"screening": {"fidelity": "mlip:MACE-MP", "order": "all", "backend": {"kind": "replay", "replay": replay}}}
+    )
+    config.campaign_dir = tmp_path
+    backend = make_screening_backend(config)
     with Store.open(tmp_path / "s.sqlite") as store:
         store.add_hops(hops)
         taken = store.begin_screening(hops[0].hop_id, backend.name, "mlip:MACE-MP")
@@ -224,7 +227,23 @@ def test_a_screening_round_after_a_crash_never_screens_a_hop_twice(tmp_path):
         first = screen_candidates(store, backend, config, stale_after_s=0.0)
         assert sorted(h for h, _ in first.submitted) == sorted([hops[1].hop_id, hops[2].hop_id])
         assert store.job(taken.id).external_id  # found again by its key
-        screen_candidates(store, backend, config, stale_after_s=0.0)  # results in, nothing new to screen
+        said = settle_screening(store, config)  # what `alem reconcile` does for the stage: results in
+        assert sum("screened at mlip:MACE-MP" in line for line in said) == 2  # the found one was settled at once
+        screen_candidates(store, backend, config, stale_after_s=0.0)  # nothing new to screen
         assert Counter(s["hop_id"] for s in backend.submissions()) == {h.hop_id: 1 for h in hops}
         assert {r.hop_id for r in store.results(stage="screening", usable=True)} == {h.hop_id for h in hops}
         assert store.hop_counts()["candidate"] == 3 and store.integrity_check() == []
+
+
+def test_a_screening_backend_of_another_fidelity_is_refused(tmp_path):
+    from alem.campaign.screening import ScreeningConfigError, make_screening_backend
+    from alem.config import CampaignConfig, ConfigError
+    from alem.errors import AlemError
+
+    config = CampaignConfig.from_dict({"screening": {"fidelity": "mlip:SevenNet"}})  # local, preset mlip_chgnet
+    config.campaign_dir = tmp_path
+    with pytest.raises(ScreeningConfigError, match=r"\[screening\] fidelity is mlip:SevenNet but .* produces mlip:CHGNet"):
+        make_screening_backend(config)
+    assert issubclass(ScreeningConfigError, AlemError)
+    with pytest.raises(ConfigError, match="not a cheap fidelity"):
+        CampaignConfig.from_dict({"screening": {"fidelity": "dft:GGA"}})

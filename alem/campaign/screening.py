@@ -162,3 +162,13 @@ def screen_candidates(store: Store, backend: Backend, config, *, stale_after_s: 
     if report.waiting and report.limit:
         report.messages.append(f"{report.waiting} hops wait for screening: {report.limit}")
     return report
+
+
+def settle_screening(store: Store, config, stale_after_s: float = 60.0) -> list[str]:
+    """``alem reconcile``'s part for the screening stage: settle its jobs, submit nothing new.
+    Returns what changed, in plain sentences (nothing when screening is off)."""
+    if not screening_enabled(config):
+        return []
+    report = ScreeningReport()
+    settle_screening_jobs(store, make_screening_backend(config), report, stale_after_s)
+    return report.messages

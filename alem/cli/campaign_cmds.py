@@ -440,6 +440,9 @@ def reconcile_cmd(
         except (ValueError, OSError) as exc:
             _fail(f"backend {config.backend.kind}: {exc}")
         report = reconcile(store, backend, config, stale_after_s=stale_after_s, resubmit=not no_resubmit)
+        from alem.campaign.screening import settle_screening
+
+        report.repairs.extend(settle_screening(store, config, stale_after_s))
     if as_json:
         _print_json(
             {
