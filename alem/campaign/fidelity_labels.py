@@ -62,17 +62,18 @@ MISMATCH_EVENT = "cheap_fidelity_mismatch"
 
 
 def campaign_cheap_barriers(store: Store, config, ensemble, version_id: int) -> tuple[dict[str, CheapBarrier], str | None]:
-    """The screening stage's cheap barriers for the model's ``predict``, and a warning the first
-    time (per model version) the model's potential differs from ``[screening] fidelity``.
+    """The campaign's cheap barriers for the model's ``predict`` (its MLIP results of the model's
+    own potential), and a warning the first time (per model version) that potential differs from
+    ``[screening] fidelity``.
 
-    Empty when screening is off, the model has no fidelity-aware part, or the potentials differ
-    (never fed then: a model trained on MACE-MP pairs must not read CHGNet barriers).
+    Empty when the model has no fidelity-aware part, or when its potential differs from the
+    screening stage's (never fed then: a model trained on MACE-MP pairs must not read CHGNet barriers).
     """
-    screening = config.screening.fidelity
     model_fidelity = model_cheap_fidelity(ensemble)
-    if not screening or model_fidelity is None:
+    if model_fidelity is None:
         return {}, None
-    if parse_fidelity(model_fidelity).lower() != parse_fidelity(screening).lower():
+    screening = config.screening.fidelity
+    if screening and parse_fidelity(model_fidelity).lower() != parse_fidelity(screening).lower():
         already = any(e.payload.get("model_version") == version_id for e in store.events(kind=MISMATCH_EVENT))
         if already:
             return {}, None
@@ -83,7 +84,7 @@ def campaign_cheap_barriers(store: Store, config, ensemble, version_id: int) -> 
         )
         store.log_event(MISMATCH_EVENT, message, payload={"model_version": version_id})
         return {}, message
-    return cheap_barriers_of(store, screening), None
+    return cheap_barriers_of(store, model_fidelity), None
 
 
 def target_fidelity(config) -> str:
@@ -99,5 +100,5 @@ def target_fidelity(config) -> str:
         from alem.neb.presets import load_preset
 
         return load_preset(section.preset, config.campaign_dir).fidelity
-    except Exception:  # a broken preset is reported by `alem doctor`; costs fall back to DFT
+    except (ValueError, OSError):  # a broken preset is reported by `alem doctor`; costs fall back to DFT
         return "dft:GGA"
