@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from alem.errors import AlemError
 from alem.toml_writer import toml_value
@@ -52,6 +52,21 @@ class ModelSection(_Section):
     retrain_after_results: int = Field(5, ge=1, description="re-fine-tune when at least this many new results arrived")
     n_members: int = Field(5, ge=1, description="ensemble members trained on re-fine-tuning")
     epochs: int = Field(0, ge=0, description="fine-tuning epochs; 0 = the trainer's default")
+    train_fidelities: list[str] = Field(
+        default_factory=lambda: ["dft"],
+        description='fidelities of the campaign results the model is re-fine-tuned on: "dft" = every DFT '
+        'functional, "dft:GGA+U" one, "mlip:CHGNet" an MLIP, "*" all; the default keeps MLIP barriers out of the DFT model',
+    )
+
+    @field_validator("train_fidelities")
+    @classmethod
+    def _valid_selectors(cls, selectors: list[str]) -> list[str]:
+        from alem.hops.fidelity import FidelityError, validate_selector
+
+        try:
+            return [validate_selector(s) for s in selectors]
+        except FidelityError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 class AcquisitionSection(_Section):
@@ -112,6 +127,11 @@ class JobflowRemoteBackendSection(_Section):
 class ReplayBackendSection(_Section):
     dataset: str = Field("", description="Em-dataset-layout file whose barriers answer the 'jobs'")
     delay_s: float = Field(0.0, ge=0.0, description="seconds a replayed job stays running")
+    barrier: Literal["dataset", "mace"] = Field(
+        "dataset",
+        description='dataset: answer with the dataset\'s barriers (fidelity dft:<XC>, or the row\'s "fidelity"); '
+        "mace: answer with the shipped MACE-MP NEB barriers of the same hops (fidelity mlip:MACE-MP)",
+    )
 
 
 class BackendSection(_Section):
@@ -127,6 +147,66 @@ class BackendSection(_Section):
 
 class LoopSection(_Section):
     tick_seconds: int = Field(60, ge=1, description="seconds between two rounds of `alem loop`")
+    good_barrier_ev: float = Field(
+        0.65, gt=0.0, description="a hop counts as good below this barrier (eV) in the remaining-promise estimate"
+    )
+    stop_when_expected_good_below: float = Field(
+        0.0, ge=0.0, description="stop `alem loop` when the expected number of unlabelled good hops falls below this; 0 = off"
+    )
+    stop_after_rounds_below_floor: int = Field(
+        0,
+        ge=0,
+        description="stop after this many proposal rounds in a row whose best acquisition value is below acquisition_floor; 0 = off",
+    )
+    acquisition_floor: float = Field(0.0, ge=0.0, description="acquisition value under which a round counts as unpromising")
+
+
+class ScreeningSection(_Section):
+    """``[screening]``: cheap NEBs (an MLIP) on candidates, run without approval, before DFT."""
+
+    fidelity: str = Field("", description='fidelity of the screening NEBs, e.g. "mlip:CHGNet"; "" = no screening stage')
+    max_running_jobs: int = Field(4, ge=1, description="most screening NEBs in flight at once")
+    max_jobs_per_day: int = Field(50, ge=1, description="most screening submissions in any 24 hours")
+    order: Literal["uncertain", "all"] = Field(
+        "uncertain", description="uncertain: most uncertain candidates (largest σ) first; all: in pool order"
+    )
+    backend: BackendSection = Field(
+        default_factory=BackendSection, description="the backend that runs them (typically local with an MLIP preset)"
+    )
+
+    @field_validator("fidelity")
+    @classmethod
+    def _mlip_fidelity(cls, fidelity: str) -> str:
+        from alem.hops.fidelity import FidelityError, is_mlip, parse_fidelity
+
+        if not fidelity:
+            return ""
+        try:
+            canonical = parse_fidelity(fidelity)
+        except FidelityError as exc:
+            raise ValueError(str(exc)) from exc
+        if not is_mlip(canonical):
+            raise ValueError(f"{fidelity!r} is not a cheap fidelity: screening runs an MLIP (mlip:<potential>)")
+        return canonical
+
+
+class FidelityCostSection(_Section):
+    core_hours_per_100_atoms: float = Field(description="core-hours of one NEB of a 100-atom supercell")
+    exponent: float = Field(description="cost grows as (atoms / 100) ** exponent")
+
+
+class CostsSection(_Section):
+    """``[costs]``: core-hours of one NEB per fidelity kind, as a function of supercell size."""
+
+    aware: bool = Field(False, description="divide the acquisition value by the NEB's cost (BoTorch cost-aware utility)")
+    dft: FidelityCostSection = Field(
+        default_factory=lambda: FidelityCostSection(core_hours_per_100_atoms=2000.0, exponent=2.0),
+        description="a DFT CI-NEB (5 images, GGA; rough, override for your machine)",
+    )
+    mlip: FidelityCostSection = Field(
+        default_factory=lambda: FidelityCostSection(core_hours_per_100_atoms=0.05, exponent=1.0),
+        description="an MLIP NEB on CPU",
+    )
 
 
 class CampaignConfig(_Section):
@@ -138,6 +218,8 @@ class CampaignConfig(_Section):
     approval: ApprovalSection = Field(default_factory=ApprovalSection)
     backend: BackendSection = Field(default_factory=BackendSection)
     loop: LoopSection = Field(default_factory=LoopSection)
+    screening: ScreeningSection = Field(default_factory=ScreeningSection)
+    costs: CostsSection = Field(default_factory=CostsSection)
 
     _campaign_dir: Path | None = PrivateAttr(default=None)
 

@@ -6,6 +6,10 @@ LiMn2O4, rocksalt LiF: one distinct hop each within 4 Å, NEB cells of at most 3
 every candidate has a CHGNet NEB barrier (or the time budget runs out), and ends with a summary
 table and the HTML report.
 
+Those barriers are CHGNet NEBs: fidelity ``mlip:CHGNet``, a screening fidelity, not DFT. The DFT
+model is not retrained on them unless asked: ``--retrain`` sets ``[model] train_fidelities =
+["dft", "mlip:CHGNet"]`` in the demo campaign (and says so), so the model then learns MLIP labels.
+
 The demo's NEB preset (written into the campaign as ``workflows/mlip_chgnet_demo.toml``) is the
 shipped ``mlip_chgnet`` preset with looser settings so each NEB takes well under a minute on two
 cores: the candidates' own small cells are used as they are (no 8 Å supercell; the ion's
@@ -45,6 +49,9 @@ DEMO_PRESET_OVERRIDES = {
 
 
 DEMO_NAME = "alem-demo"
+DEMO_FIDELITY = "mlip:CHGNet"
+#: What `alem demo --retrain` trains on: the DFT labels and, because asked, the demo's CHGNet barriers.
+DEMO_RETRAIN_FIDELITIES = ["dft", DEMO_FIDELITY]
 DemoBackend = Literal["local", "slurm"]
 
 
@@ -153,6 +160,19 @@ def summary_rows(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
+def say_fidelity(config, retrain: bool, say: Callable[[str], None]) -> None:
+    """State plainly what the demo's barriers are and whether the model learns from them."""
+    say(f"the demo's barriers are CHGNet NEBs (fidelity {DEMO_FIDELITY}: a cheap screening fidelity, not DFT)")
+    if retrain:
+        config.model.train_fidelities = list(DEMO_RETRAIN_FIDELITIES)
+        config.save()
+        say(f"--retrain: the model is re-fine-tuned on them as asked ([model] train_fidelities = "
+            f"{DEMO_RETRAIN_FIDELITIES}): it then learns MLIP labels, not DFT ones")
+    else:
+        say("the model is not retrained on them (a campaign's model learns from DFT only unless "
+            "[model] train_fidelities says otherwise; `alem demo --retrain` asks for it)")
+
+
 def run_demo(
     directory: Path,
     model_path: str = "",
@@ -186,6 +206,7 @@ def run_demo(
         say(f"campaign created in {config.campaign_dir} (SQLite store, {where}, shipped model)")
     with Store.open(config.store_path) as store:
         report = add_candidates(store, host_files, config.campaign.working_ion, DEMO_ENUMERATION)
+    say_fidelity(config, retrain, say)
     for host in report.hosts:
         sizes = ", ".join(str(h.n_sites) for h in host.hops)
         say(f"{host.label}: {len(host.hops)} distinct Li hops within 4 Å (NEB cells of {sizes} atoms), "

@@ -63,11 +63,12 @@ def parity_points(store: Store) -> list[ParityPoint]:
 def out_of_fold(store: Store) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(model version, reference barriers, out-of-fold mean predictions) of the newest model
     version, current first, whose directory holds cross-validation predictions."""
-    from alem.training.recipe import OOF_FILENAME, oof_mean_sigma
+    from alem.model_dir import CARD_FILENAME, OOF_FILENAME
+    from alem.training.recipe import oof_mean_sigma
 
     for version in sorted(store.model_versions(), key=lambda v: (not v.is_current, -v.id)):
         path = Path(version.path)
-        if (path / OOF_FILENAME).is_file() and (path / "model_card.json").is_file():
+        if (path / OOF_FILENAME).is_file() and (path / CARD_FILENAME).is_file():
             y, mean, _ = oof_mean_sigma(path)
             return version.id, np.asarray(y, float), np.asarray(mean, float)
     return None
@@ -210,6 +211,22 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _fidelity_section(config: CampaignConfig, store: Store) -> str:
+    """Usable results per fidelity, the screening stage and the remaining promise with its trend."""
+    from alem.campaign.fidelity_status import fidelity_status, fidelity_status_lines
+
+    data = fidelity_status(config, store)
+    counts = data["results_by_fidelity"]
+    trend = [[r["round"], r["model_version"], _f(r["expected_good"], 2), _f(r["best_acquisition"], 4)]
+             for r in data["promise"]["trend"]]
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in fidelity_status_lines(data))
+    return f"""<h2>Fidelities and remaining promise</h2>
+<ul>{lines}</ul>
+{_table(list(counts), [list(counts.values())]) if counts else ""}
+{_table(["round", "model version", "expected good hops left", "best acquisition value"], trend) if trend else ""}
+"""
+
+
 def render_report(config: CampaignConfig, store: Store) -> str:
     points = parity_points(store)
     curve = learning_curve(store)
@@ -219,10 +236,11 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     results = store.results()
     host_of = {r.hop_id: r.group for r in store.hops()}
     result_rows = [
-        [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), r.method,
+        [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), r.fidelity or "—", r.method,
          "usable" if r.usable else f"failed: {r.failure_reason}"]
         for r in results
     ]
+    fidelity_html = _fidelity_section(config, store)
     parity_rows = [[p.hop_id, _f(p.barrier_ev), _f(p.predicted_ev), _f(p.sigma_ev), p.source] for p in points]
     version_rows = [
         [row["version"], row["n_training_hops"] or "—", _f(row["cv_mae_ev"]), _f(row["prospective_mae_ev"]),
@@ -254,7 +272,8 @@ predictions on the results that arrived while it was current.</p>
 <h2>Campaign history</h2>
 <div class="figs">{img.format("history", figures["history"])}</div>
 <h2>NEB results</h2>
-{_table(["hop", "host", "barrier (eV)", "reverse (eV)", "method", "status"], result_rows)}
+{fidelity_html}
+{_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status"], result_rows)}
 <h2>Predictions behind the parity plot</h2>
 {_table(["hop", "NEB barrier (eV)", "predicted (eV)", "σ (eV)", "prediction by"], parity_rows)}
 </body></html>

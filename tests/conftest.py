@@ -93,3 +93,27 @@ def scratch_ensemble(tmp_path_factory):
     out = tmp_path_factory.mktemp("ens") / "tiny"
     calibrated_ensemble(hops, out, config, n_members=2, cv_folds=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def replay_ensemble_dir(tmp_path_factory):
+    """A real 2-member ensemble trained from scratch for 3 epochs on 24 small shipped hops (~2 s):
+    good enough to rank the candidates of a replay campaign (tests/_replay_campaign.py); the loop
+    retrains it with the same recipe."""
+    from tests._factories import train_tiny_ensemble
+    from tests._replay_campaign import TINY_TRAINING_HOPS, small_dataset_hops
+
+    return train_tiny_ensemble(tmp_path_factory.mktemp("ensemble") / "tiny", small_dataset_hops(TINY_TRAINING_HOPS))
+
+
+@pytest.fixture
+def project_dir(tmp_path, monkeypatch):
+    """A folder of jobflow-remote projects (tests/_backends.py writes them), set as its projects folder."""
+    import jobflow_remote
+
+    folder = tmp_path / "projects"
+    folder.mkdir()
+    monkeypatch.setattr(jobflow_remote.SETTINGS, "projects_folder", str(folder))
+    return folder
+
+

@@ -69,21 +69,23 @@ def real_table():
 
 def test_screening_order_puts_the_most_uncertain_first(real_table):
     pool = list(real_table.hop_ids[2:])
-    order = screening_order(real_table, pool, limit=4, order="uncertain")
     sigma = dict(zip(real_table.hop_ids, real_table.std_ev))
+    order = screening_order(pool, sigma, limit=4, order="uncertain")
     assert len(order) == 4 and order[0] == max(pool, key=sigma.get)
     assert [sigma[h] for h in order] == sorted((sigma[h] for h in pool), reverse=True)[:4]
-    assert screening_order(real_table, pool, limit=3, order="all") == pool[:3]
-    assert screening_order(real_table, pool, limit=0) == []
-    with pytest.raises(ValueError, match="without a prediction"):
-        screening_order(real_table, ["nowhere"], limit=1)
+    assert screening_order(pool, sigma, limit=3, order="all") == pool[:3]
+    assert screening_order(pool, sigma, limit=0) == []
+    assert screening_order(["unscored", *pool[:2]], sigma)[-1] == "unscored"  # no prediction: last
+    with pytest.raises(ValueError, match="unknown screening order"):
+        screening_order(pool, sigma, order="random")
 
 
 def test_expected_good_hops_sums_the_probabilities(real_table):
     from scipy import stats
 
-    expected = sum(stats.norm.cdf((0.3 - m) / s) for m, s in zip(real_table.mean_ev, real_table.std_ev))
-    assert expected_good_hops(real_table, 0.3) == pytest.approx(expected)
-    assert expected_good_hops(real_table, 0.3) < expected_good_hops(real_table, 0.65) < len(real_table)
-    half = _twin_table([0.65, 0.65], [0.2, 0.4])
-    assert expected_good_hops(half, 0.65) == pytest.approx(1.0)
+    mean, std = real_table.mean_ev, real_table.std_ev
+    expected = sum(stats.norm.cdf((0.3 - m) / s) for m, s in zip(mean, std))
+    assert expected_good_hops(mean, std, 0.3) == pytest.approx(expected)
+    assert expected_good_hops(mean, std, 0.3) < expected_good_hops(mean, std, 0.65) < len(real_table)
+    assert expected_good_hops([0.65, 0.65], [0.2, 0.4], 0.65) == pytest.approx(1.0)
+    assert expected_good_hops([0.5, 0.8], [0.0, 0.0], 0.65) == pytest.approx(1.0)  # σ = 0: a step

@@ -10,19 +10,10 @@ import pytest
 from alem.backends import make_backend
 from alem.backends.base import QueueState
 from alem.backends.local import LocalBackend, run_worker
+from tests._backends import wait_for
 from tests._chgnet_reference import LI2O_FAST_RELAXED_EV, TOLERANCE_EV
 
 TERMINAL = {QueueState.COMPLETED, QueueState.FAILED, QueueState.LOST}
-
-
-def wait_for(backend, external_id, states, timeout_s=900.0):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        state = backend.poll([external_id])[external_id]
-        if state in states:
-            return state
-        time.sleep(0.5)
-    raise AssertionError(f"{external_id} still {state} after {timeout_s} s")
 
 
 @pytest.mark.slow

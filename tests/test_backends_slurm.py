@@ -14,7 +14,7 @@ import pytest
 from alem.backends.base import QueueState
 from alem.backends.batch import BatchBackend
 from alem.config import BatchBackendSection, CampaignConfig
-from tests.test_backends_local import wait_for
+from tests._backends import wait_for
 
 pytest_plugins = ["tests._slurm"]
 

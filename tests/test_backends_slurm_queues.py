@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from alem.backends.base import QueueState
-from tests.test_backends_jobflow_remote import make_backend, project_dir  # noqa: F401 (fixture)
+from tests._backends import make_jobflow_remote_backend
 
 pytest_plugins = ["tests._slurm"]
 
@@ -53,13 +53,13 @@ def _slurm_worker_project(project_root: Path, work_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_jobflow_remote_worker_on_real_slurm_runs_the_neb(slurm_cluster, project_dir, tmp_path, fast_mlip_preset, li2o_hop):  # noqa: F811
+def test_jobflow_remote_worker_on_real_slurm_runs_the_neb(slurm_cluster, project_dir, tmp_path, fast_mlip_preset, li2o_hop):
     from jobflow_remote import JobController
     from jobflow_remote.config import ConfigManager
     from jobflow_remote.jobs.runner import Runner
 
     fast_mlip_preset.neb.relax_endpoints = False  # one jobflow job, one Slurm job
-    backend = make_backend(project_dir, fast_mlip_preset)
+    backend = make_jobflow_remote_backend(project_dir, fast_mlip_preset)
     _slurm_worker_project(project_dir, tmp_path / "jfr_work")
     backend._jc = JobController.from_project(ConfigManager().get_project("alem_test"))
     backend.job_controller.reset()

@@ -74,7 +74,10 @@ def test_proposals_at_80_columns_show_ids_and_formulas_whole(proposed):
 
     listing = json.loads(invoke(config, "proposals", "--json").output)
     assert sorted(p["hop_id"] for p in listing) == sorted(waiting)
-    assert set(listing[0]) == {"id", "batch_id", "hop_id", "strategy", "score", "mean_ev", "std_ev", "model_version_id", "created_at"}
+    assert set(listing[0]) == {
+        "id", "batch_id", "hop_id", "strategy", "score", "mean_ev", "std_ev", "model_version_id", "created_at",
+        "mlip_barrier_ev", "mlip_fidelity",
+    }
 
 
 @pytest.mark.parametrize("command", [("jobs",), ("jobs", "--all"), ("status",), ("history",)])

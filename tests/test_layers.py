@@ -25,8 +25,9 @@ import alem
 #: module only). A module belongs to the longest name it starts with.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("alem", "alem.errors", "alem.progress", "alem.toml_writer"),  # install paths, the exception root, progress bars, TOML out
-    ("alem.config", "alem.hops", "alem.model_dir"),  # campaign settings; the hop data model; model directories and cards
-    ("alem.graphs", "alem.metrics", "alem.parity", "alem.candidates"),  # hop graphs and descriptors; metrics; parity plots; hop enumeration
+    ("alem.hops", "alem.model_dir"),  # the hop data model and fidelity labels; model directories and cards
+    # campaign settings (they validate fidelity labels); hop graphs and descriptors; metrics; parity plots; hop enumeration
+    ("alem.config", "alem.graphs", "alem.metrics", "alem.parity", "alem.candidates"),
     ("alem.nn",),  # PyG models
     ("alem.inference",),  # models -> predictions: hop tensors, one member, trees, stacking, device
     ("alem.ensemble",),  # a loaded ensemble: mean and calibrated σ

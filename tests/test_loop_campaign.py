@@ -3,8 +3,6 @@ campaign lock, graceful stop, and a reliability test that SIGKILLs a real `alem 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import os
 import random
@@ -18,69 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from alem.cli import app
 from alem.store import HopState, Store
-from tests._factories import train_tiny_ensemble
-
-runner = CliRunner()
-TINY_TRAINING_HOPS = 24
-
-
-# ------------------------------------------------------------------------------ fixtures
-@functools.cache
-def _small_shipped_hops(max_sites: int = 60):
-    from alem.hops import load_training_hops
-
-    return tuple(h for h in load_training_hops() if h.n_sites <= max_sites)
-
-
-def small_dataset_hops(n: int, offset: int = 0):
-    """``n`` shipped hops with at most 60 sites (fast to featurise), from ``offset`` on."""
-    hops = _small_shipped_hops()[offset : offset + n]
-    assert len(hops) == n
-    return list(hops)
-
-
-@pytest.fixture(scope="module")
-def tiny_ensemble_dir(tmp_path_factory):
-    """A real 2-member ensemble trained from scratch for 3 epochs on 24 small shipped hops (~2 s):
-    good enough to rank candidates; the loop retrains it with the same recipe."""
-    return train_tiny_ensemble(tmp_path_factory.mktemp("ensemble") / "tiny", small_dataset_hops(TINY_TRAINING_HOPS))
-
-
-def make_replay_campaign(directory: Path, ensemble_dir: Path, n_hops: int = 12, **settings):
-    """A replay campaign whose candidates are ``n_hops`` shipped hops the tiny ensemble was not
-    trained on (labels hidden in the store, answered by the replay backend).
-    ``settings``: ``section__key=value`` overrides."""
-    from alem.campaign import init_campaign
-    from alem.hops import write_dataset
-
-    hops = small_dataset_hops(n_hops, offset=TINY_TRAINING_HOPS)
-    dataset = write_dataset(hops, directory / "replay.json")
-    config = init_campaign(directory / "campaign", backend="replay", replay_dataset=str(dataset))
-    config.model.path = str(ensemble_dir)
-    for key, value in settings.items():
-        *path, leaf = key.split("__")
-        target = config
-        for part in path:
-            target = getattr(target, part)
-        setattr(target, leaf, value)
-    config.save()
-    with Store.open(config.store_path) as store:
-        store.add_hops([dataclasses.replace(h, barrier_ev=None) for h in hops])
-    return config, {h.hop_id: h.barrier_ev for h in hops}
-
-
-def invoke(config, *args):
-    result = runner.invoke(app, [*args, "--campaign", str(config.campaign_dir)])
-    return result
-
-
-def replay_submissions(config) -> Counter:
-    with sqlite3.connect(config.state_dir / "replay_backend.sqlite") as conn:
-        return Counter(row[0] for row in conn.execute("SELECT hop_id FROM submissions"))
+from tests._replay_campaign import invoke, make_replay_campaign, replay_submissions
 
 
 def replay_job_keys(config) -> set[str]:
@@ -89,8 +27,8 @@ def replay_job_keys(config) -> set[str]:
 
 
 # ------------------------------------------------------------------- approval via the CLI
-def test_propose_approve_reject_through_the_cli(tmp_path, tiny_ensemble_dir):
-    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=8)
+def test_propose_approve_reject_through_the_cli(tmp_path, replay_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=8)
 
     result = invoke(config, "propose", "--strategy", "explore", "--batch", "3")
     assert result.exit_code == 0, result.output
@@ -139,17 +77,17 @@ def test_propose_approve_reject_through_the_cli(tmp_path, tiny_ensemble_dir):
     assert any(d.who == "alice" for d in decisions)
 
 
-def test_propose_refuses_unknown_strategy(tmp_path, tiny_ensemble_dir):
-    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=2)
+def test_propose_refuses_unknown_strategy(tmp_path, replay_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=2)
     result = invoke(config, "propose", "--strategy", "greedy")
     assert result.exit_code == 2 and "unknown strategy 'greedy'" in result.output
 
 
 # ------------------------------------------------------------------ the loop, end to end
-def test_loop_runs_a_campaign_to_the_end_on_the_replay_backend(tmp_path, tiny_ensemble_dir):
+def test_loop_runs_a_campaign_to_the_end_on_the_replay_backend(tmp_path, replay_ensemble_dir):
     config, barriers = make_replay_campaign(
         tmp_path,
-        tiny_ensemble_dir,
+        replay_ensemble_dir,
         n_hops=10,
         approval__auto_approve=True,
         approval__max_running_jobs=3,
@@ -182,8 +120,8 @@ def test_loop_runs_a_campaign_to_the_end_on_the_replay_backend(tmp_path, tiny_en
     assert "re-fine-tuning the ensemble" in log and "auto-approved" in log
 
 
-def test_manual_campaign_waits_for_approval(tmp_path, tiny_ensemble_dir):
-    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=5, acquisition__batch_size=2)
+def test_manual_campaign_waits_for_approval(tmp_path, replay_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=5, acquisition__batch_size=2)
     assert invoke(config, "loop", "--once").exit_code == 0
     with Store.open(config.store_path) as store:
         assert store.hop_counts()["proposed"] == 2 and store.hop_counts()["submitted"] == 0
@@ -198,9 +136,9 @@ def test_manual_campaign_waits_for_approval(tmp_path, tiny_ensemble_dir):
         assert store.hop_counts()["submitted"] == 2
 
 
-def test_auto_approval_stays_within_the_daily_budget(tmp_path, tiny_ensemble_dir):
+def test_auto_approval_stays_within_the_daily_budget(tmp_path, replay_ensemble_dir):
     config, _ = make_replay_campaign(
-        tmp_path, tiny_ensemble_dir, n_hops=8, approval__auto_approve=True, approval__max_jobs_per_day=3,
+        tmp_path, replay_ensemble_dir, n_hops=8, approval__auto_approve=True, approval__max_jobs_per_day=3,
         acquisition__batch_size=2,
     )
     result = invoke(config, "loop", "--max-ticks", "6", "--tick-seconds", "0", "--no-retrain")
@@ -231,8 +169,8 @@ def _wait_for_heartbeat(config, pid: int, timeout_s: float = 240.0) -> None:
     raise AssertionError("the loop never wrote its status")
 
 
-def test_second_loop_is_refused_and_sigterm_stops_cleanly(tmp_path, tiny_ensemble_dir):
-    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=3)
+def test_second_loop_is_refused_and_sigterm_stops_cleanly(tmp_path, replay_ensemble_dir):
+    config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=3)
     first = _alem_loop(config, "--tick-seconds", "30")
     try:
         _wait_for_heartbeat(config, first.pid)
@@ -292,7 +230,7 @@ def _where_the_kill_landed(config, window: str, facts: dict) -> None:
     assert known == (facts["external_id"] if window == "after_submit" else None)
 
 
-def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_ensemble_dir):
+def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, replay_ensemble_dir):
     """SIGKILL a real `alem loop` 12 times: 9 kills land, by construction, in the three windows
     where a crash can lose or duplicate work (job row committed but not submitted; submitted but
     external id not recorded; outcome fetched but result not recorded), 3 at random moments. After
@@ -301,7 +239,7 @@ def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_en
     from alem.loop.runner import STARTUP_STALE_AFTER_S
 
     config, barriers = make_replay_campaign(
-        tmp_path, tiny_ensemble_dir, n_hops=24,
+        tmp_path, replay_ensemble_dir, n_hops=24,
         approval__auto_approve=True, approval__max_running_jobs=3, approval__max_jobs_per_day=1000,
         acquisition__batch_size=3, backend__replay__delay_s=1.5,
     )
@@ -366,10 +304,10 @@ def test_loop_survives_sigkill_in_every_window_of_the_protocol(tmp_path, tiny_en
                for f in half_done["after_submit"])
 
 
-def test_loop_stops_after_five_failed_ticks_in_a_row(tmp_path, tiny_ensemble_dir):
+def test_loop_stops_after_five_failed_ticks_in_a_row(tmp_path, replay_ensemble_dir):
     """The backend breaks for good (its dataset file was damaged while a job ran): every tick
     fails while reconciling; the loop logs each, carries on, and stops after the fifth."""
-    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=3, acquisition__batch_size=1)
+    config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=3, acquisition__batch_size=1)
     assert invoke(config, "propose").exit_code == 0
     assert invoke(config, "approve", "--all").exit_code == 0
     assert invoke(config, "loop", "--once", "--no-retrain").exit_code == 0  # submitted; done at once (delay 0)
@@ -391,10 +329,10 @@ def test_loop_stops_after_five_failed_ticks_in_a_row(tmp_path, tiny_ensemble_dir
         assert store.hop_counts()["submitted"] == 1 and store.integrity_check() == []  # the job is still there
 
 
-def test_a_second_signal_stops_at_once(tmp_path, tiny_ensemble_dir):
+def test_a_second_signal_stops_at_once(tmp_path, replay_ensemble_dir):
     """First SIGTERM: the loop finishes its step, so a step that never ends keeps it alive; the
     second SIGTERM ends it at once. Nothing is lost: the next start settles the half-done job."""
-    config, barriers = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=2, approval__auto_approve=True,
+    config, barriers = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=2, approval__auto_approve=True,
                                             acquisition__batch_size=2)
     marker = tmp_path / "pause.json"
     process = _alem_loop_paused_at(config, "before_submit", marker, "--tick-seconds", "0", "--no-retrain")
@@ -423,10 +361,10 @@ def test_a_second_signal_stops_at_once(tmp_path, tiny_ensemble_dir):
         assert store.integrity_check() == []
 
 
-def test_heartbeat_thread_keeps_a_long_step_alive(tmp_path, tiny_ensemble_dir):
+def test_heartbeat_thread_keeps_a_long_step_alive(tmp_path, replay_ensemble_dir):
     from alem.loop.heartbeat import Heartbeat
 
-    config, _ = make_replay_campaign(tmp_path, tiny_ensemble_dir, n_hops=1)
+    config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=1)
     beat = Heartbeat(config.store_path, interval_s=0.05).start()
     try:
         beat.set("retraining", "fine-tuning on 7 new results")

@@ -52,7 +52,7 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
     Store.open(path).close()
     assert _rows(path) == before  # migrating rewrote no v1 row
     with Store.open(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert {h.hop_id: h.state for h in store.hops()} == {
             "a": HopState.CANDIDATE, "b": HopState.PROPOSED, "c": HopState.APPROVED, "d": HopState.REJECTED}
         assert store.current_model().id == 1 and store.current_model().card["cv_metrics"]["mae_ev"] == 0.2
@@ -68,19 +68,19 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
         store.mark_submitted(job.id, "ext-1")
         assert store.hop("c").state is HopState.SUBMITTED
         versions = [r["version"] for r in store._conn.execute("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
 
 
 def test_a_failing_migration_leaves_the_store_exactly_as_it_was(tmp_path):
     path = _version_1_store(tmp_path)
     before = _rows(path)
-    broken = (*MIGRATIONS, Migration(3, "broken step", ["CREATE TABLE extra (x)", "ALTER TABLE nope ADD y"]))
+    broken = (*MIGRATIONS, Migration(4, "broken step", ["CREATE TABLE extra (x)", "ALTER TABLE nope ADD y"]))
     conn = sqlite3.connect(path, isolation_level=None)
-    with pytest.raises(SchemaError, match="migration to schema version 3 .* failed: no such table: nope; the store was left at version 1"):
+    with pytest.raises(SchemaError, match="migration to schema version 4 .* failed: no such table: nope; the store was left at version 1"):
         migrate(conn, broken, where=str(path))
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert current_version(conn) == 1
-    assert "jobs" not in tables and "extra" not in tables  # v2 rolled back together with v3
+    assert "jobs" not in tables and "extra" not in tables  # v2 and v3 rolled back together with v4
     conn.close()
     assert _rows(path) == before
 
@@ -103,5 +103,5 @@ def test_a_store_from_a_newer_alem_is_refused(tmp_path):
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', 0)")
     conn.close()
-    with pytest.raises(SchemaError, match=r"new.sqlite: schema version 99 is newer than this alem understands \(up to 2\)"):
+    with pytest.raises(SchemaError, match=r"new.sqlite: schema version 99 is newer than this alem understands \(up to 3\)"):
         Store.open(path)

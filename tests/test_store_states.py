@@ -183,7 +183,7 @@ def test_integrity_check_names_every_broken_invariant(tmp_path, tiny_hop):
         conn.execute(
             "INSERT INTO results (job_id, hop_id, usable, barrier_ev, converged, created_at) VALUES (99, 'b', 1, 0.3, 1, 0)"
         )
-        conn.execute("DROP INDEX jobs_one_live_per_hop")
+        conn.execute("DROP INDEX jobs_one_live_per_hop_stage")
         conn.execute(
             "INSERT INTO jobs (job_key, hop_id, backend, state, created_at, updated_at) "
             "VALUES ('dup', 'a', 'replay', 'created', 1000, 1000)"
@@ -191,7 +191,7 @@ def test_integrity_check_names_every_broken_invariant(tmp_path, tiny_hop):
         clock[0] += 3600
         problems = store.integrity_check(stale_after_s=600)
     text = "\n".join(problems)
-    assert "hop a has 2 live jobs" in text
+    assert "hop a has 2 live target jobs" in text
     assert "hop c is done but has no usable result" in text
     assert "result 1 refers to job 99, which does not exist" in text
     assert f"job {done.id} of hop b is completed but has no result" in text

@@ -10,37 +10,40 @@ rule compares against a floor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
-
-from alem.acquisition.model import PredictionTable
 
 ScreeningOrder = Literal["uncertain", "all"]
 SCREENING_ORDERS: tuple[str, ...] = ("uncertain", "all")
 
 
-def screening_order(table: PredictionTable, hop_ids: Sequence[str], limit: int, order: ScreeningOrder = "uncertain") -> list[str]:
-    """Up to ``limit`` of ``hop_ids`` to screen next: the largest predicted σ first
-    (``"uncertain"``; ties keep pool order) or simply pool order (``"all"``). Every hop id must be
-    in ``table``."""
+def screening_order(
+    hop_ids: Sequence[str], std_ev_of: Mapping[str, float], limit: int | None = None, order: ScreeningOrder = "uncertain"
+) -> list[str]:
+    """The hops to screen next, at most ``limit`` (None: all).
+
+    Args:
+        hop_ids: the pool, in pool order (duplicates dropped).
+        std_ev_of: predicted σ (eV) per hop id; hops without one come last, in pool order.
+        order: ``"uncertain"``: largest σ first (ties keep pool order); ``"all"``: pool order.
+    """
     if order not in SCREENING_ORDERS:
         raise ValueError(f"unknown screening order {order!r} (choose one of {', '.join(SCREENING_ORDERS)})")
-    where = table.index_of()
-    missing = [h for h in hop_ids if h not in where]
-    if missing:
-        raise ValueError(f"hops without a prediction cannot be ordered: {', '.join(missing[:3])}")
     pool = list(dict.fromkeys(hop_ids))
     if order == "uncertain":
-        sigma = np.array([table.std_ev[where[h]] for h in pool])
-        pool = [pool[k] for k in np.argsort(-sigma, kind="stable")]
-    return pool[: max(limit, 0)]
+        scored = [h for h in pool if h in std_ev_of]
+        sigma = np.array([std_ev_of[h] for h in scored], dtype=float)
+        pool = [scored[k] for k in np.argsort(-sigma, kind="stable")] + [h for h in pool if h not in std_ev_of]
+    return pool if limit is None else pool[: max(limit, 0)]
 
 
-def expected_good_hops(table: PredictionTable, threshold_ev: float) -> float:
-    """Σ over the table's hops of P(E_m < ``threshold_ev``) under each hop's Gaussian (μ, σ): how
-    many good hops the pool is still expected to hold."""
-    sigma = np.maximum(np.asarray(table.std_ev, dtype=float), 1e-9)
-    return float(stats.norm.cdf((threshold_ev - np.asarray(table.mean_ev, dtype=float)) / sigma).sum())
+def expected_good_hops(mean_ev: ArrayLike, std_ev: ArrayLike, threshold_ev: float) -> float:
+    """Σ P(E_m < ``threshold_ev``) over hops with Gaussian predictions (μ, σ) (shapes ``n_hops``):
+    how many good hops the pool is still expected to hold. σ = 0 counts as a step."""
+    mean = np.asarray(mean_ev, dtype=float)
+    sigma = np.maximum(np.asarray(std_ev, dtype=float), 1e-12)
+    return float(stats.norm.cdf((threshold_ev - mean) / sigma).sum())

@@ -31,6 +31,13 @@ class Backend(ABC):
 
     name: str
 
+    @property
+    def fidelity(self) -> str | None:
+        """Fidelity of this backend's barriers (``mlip:CHGNet``, ``dft:GGA+U``, from its preset);
+        None when it differs per result (the outcome's ``details["fidelity"]`` says then)."""
+        preset = getattr(self, "preset", None)
+        return preset.fidelity if preset is not None else None
+
     @abstractmethod
     def submit(self, hop: Hop, job_key: str) -> str:
         """Start the NEB of ``hop`` and return the backend's external id.

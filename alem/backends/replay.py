@@ -6,13 +6,18 @@ barrier. It exercises everything around a real backend (submission, polling, los
 jobs, restarts, retraining on new results) in seconds, and replays a published dataset as a
 simulated campaign to benchmark acquisition strategies.
 
+With ``barrier="mace"`` the answers are the shipped MACE-MP NEB barriers of the matched hops
+(``alem.hops.io.load_shipped_cheap_barriers``), fidelity ``mlip:MACE-MP``: a cheap screening
+oracle for replayed two-stage campaigns.
+
 Submissions persist in a small SQLite file in the campaign's state directory, so they survive
 restarts like a real queue would; each job's run time (``delay_s``) is fixed when it is
 submitted. Deleting that file makes every earlier job LOST.
 
 Outcomes:
 
-* hop matched, finite barrier            -> COMPLETED, usable outcome (``method`` "replay:<XC>");
+* hop matched, finite barrier            -> COMPLETED, usable outcome (``method`` "replay:<XC>",
+  ``details["fidelity"]`` the row's fidelity, ``dft:<XC>`` for literature rows);
 * hop matched, no barrier in the dataset -> COMPLETED, outcome with a failure reason;
 * hop not in the dataset                 -> FAILED, outcome with a failure reason;
 * cancelled                              -> FAILED.
@@ -64,7 +69,12 @@ class ReplayBackend(Backend):
         state_file: str | Path,
         delay_s: float = 0.0,
         clock: Callable[[], float] = time.time,
+        barrier: str = "dataset",
     ):
+        if barrier not in ("dataset", "mace"):
+            raise ReplayError(f"replay barrier {barrier!r}: use 'dataset' or 'mace'")
+        self.barrier = barrier
+        self._cheap: dict | None = None
         self.dataset = Path(dataset)
         if not self.dataset.is_file():
             raise ReplayError(f"{self.dataset}: replay dataset not found")
@@ -83,7 +93,16 @@ class ReplayBackend(Backend):
         section = config.backend.replay
         if not section.dataset:
             raise ReplayError(f"{config.config_path}: [backend.replay] dataset is empty; name an Em-dataset-layout file")
-        return cls(config.resolve(section.dataset), config.state_dir / STATE_FILENAME, section.delay_s)
+        return cls(
+            config.resolve(section.dataset), config.state_dir / STATE_FILENAME, section.delay_s, barrier=section.barrier
+        )
+
+    @property
+    def fidelity(self) -> str | None:
+        """``mlip:MACE-MP`` when answering with the shipped MACE barriers; else per dataset row."""
+        from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY
+
+        return SHIPPED_CHEAP_FIDELITY if self.barrier == "mace" else None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.state_file, timeout=30.0)
@@ -163,6 +182,9 @@ class ReplayBackend(Backend):
             details["xc"] = match.provenance.xc
         if match.provenance.citation:
             details["citation"] = match.provenance.citation
+        if self.barrier == "mace":
+            return self._mace_outcome(match, details)
+        details["fidelity"] = match.provenance.fidelity
         method = f"replay:{match.provenance.xc or 'unknown'}"
         if match.barrier_ev is None:
             return NebOutcome(
@@ -171,6 +193,20 @@ class ReplayBackend(Backend):
                 failure_reason=f"the replay dataset has no barrier for hop {match.hop_id}",
             )
         return NebOutcome(barrier_ev=match.barrier_ev, converged=True, method=method, details=details)
+
+    def _mace_outcome(self, match: Hop, details: dict) -> NebOutcome:
+        from alem.hops.io import load_shipped_cheap_barriers
+
+        if self._cheap is None:
+            self._cheap = load_shipped_cheap_barriers()
+        cheap = self._cheap.get(match.hop_id)
+        method = "replay:mlip:MACE-MP NEB"
+        if cheap is None:
+            return NebOutcome(
+                method=method, details=details, failure_reason=f"no shipped MACE-MP barrier for hop {match.hop_id}"
+            )
+        details["fidelity"] = cheap.fidelity
+        return NebOutcome(barrier_ev=cheap.barrier_ev, converged=True, method=method, details=details)
 
     def find_by_key(self, job_key: str) -> str | None:
         with closing(self._connect()) as conn:

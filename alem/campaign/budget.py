@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from alem.store import HopRecord, HopState
+from alem.store.fidelity_columns import TARGET_STAGE
 
 if TYPE_CHECKING:
-    from alem.config import ApprovalSection
+    from alem.config import ApprovalSection, ScreeningSection
     from alem.store import Store
 
 DAY_S = 86400.0
@@ -34,9 +35,11 @@ class JobBudget:
     free_today: int
 
 
-def job_budget(store: Store, approval: ApprovalSection) -> JobBudget:
-    """The budget left at the store's current time."""
+def job_budget(store: Store, limits: ApprovalSection | ScreeningSection, stage: str = TARGET_STAGE) -> JobBudget:
+    """The budget of ``stage`` left at the store's current time under ``limits`` (its
+    ``max_running_jobs`` and ``max_jobs_per_day``): ``[approval]`` for the target (DFT) stage,
+    ``[screening]`` for the cheap one. The stages never spend each other's budget."""
     return JobBudget(
-        free_running=approval.max_running_jobs - len(store.jobs(live=True)),
-        free_today=approval.max_jobs_per_day - store.count_jobs_created_since(store.now() - DAY_S),
+        free_running=limits.max_running_jobs - len(store.jobs(live=True, stage=stage)),
+        free_today=limits.max_jobs_per_day - store.count_jobs_created_since(store.now() - DAY_S, stage),
     )

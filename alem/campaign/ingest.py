@@ -3,14 +3,17 @@
 Only usable results (converged, finite barrier, no failure reason) become hops; failed results
 stay in the store for inspection and never reach the dataset. Provenance is
 ``source="alem:<backend>"`` and ``xc`` taken from the outcome (``details["xc"]`` if the backend
-gave it, else the part of ``method`` after ``engine:``, e.g. "vasp:GGA+U CI-NEB" -> "GGA+U").
+gave it, else the part of ``method`` after ``engine:``, e.g. "vasp:GGA+U CI-NEB" -> "GGA+U"), and
+``fidelity`` the result's (``dft:GGA+U``, ``mlip:CHGNet``: see :mod:`alem.hops.fidelity`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from alem.hops.fidelity import is_dft, matches
 from alem.hops.hop import Hop, Provenance
 from alem.hops.io import write_dataset
 from alem.store import ResultRecord, Store
@@ -25,11 +28,22 @@ def xc_of(result: ResultRecord) -> str | None:
     return words[0] if words else None
 
 
-def result_hops(store: Store) -> list[Hop]:
-    """Every hop with a usable result, carrying its barrier (latest result per hop), oldest first."""
+def _ranked(result: ResultRecord) -> tuple[bool, int]:
+    return is_dft(result.fidelity), result.id
+
+
+def result_hops(store: Store, fidelities: Sequence[str] | None = None) -> list[Hop]:
+    """Every hop with a usable result of the selected fidelities (selectors as in
+    :func:`alem.hops.fidelity.matches`; None: all), carrying its barrier, oldest first.
+
+    One barrier per hop: a DFT result wins over an MLIP one, then the latest result.
+    """
     latest: dict[str, ResultRecord] = {}
     for result in store.results(usable=True):
-        latest[result.hop_id] = result
+        if fidelities is not None and not matches(result.fidelity, fidelities):
+            continue
+        if result.hop_id not in latest or _ranked(result) > _ranked(latest[result.hop_id]):
+            latest[result.hop_id] = result
     hops = store.load_hops(list(latest))
     out = []
     for hop in hops:
@@ -47,19 +61,25 @@ def result_hops(store: Store) -> list[Hop]:
             replace(
                 hop,
                 barrier_ev=result.barrier_ev,
-                provenance=Provenance(source=f"alem:{job.backend}", xc=xc_of(result)),
+                provenance=Provenance(source=f"alem:{job.backend}", xc=xc_of(result), fidelity=result.fidelity),
                 metadata=metadata,
             )
         )
     return out
 
 
-def usable_results_since(store: Store, since: float) -> int:
-    """Usable results recorded at or after ``since`` (Unix s), e.g. since the current model was made."""
-    return sum(1 for r in store.results(usable=True) if r.created_at >= since)
+def usable_results_since(store: Store, since: float, fidelities: Sequence[str] | None = None) -> int:
+    """Usable results (of the selected fidelities; None: all) recorded at or after ``since`` (Unix s),
+    e.g. since the current model was made."""
+    return sum(
+        1
+        for r in store.results(usable=True)
+        if r.created_at >= since and (fidelities is None or matches(r.fidelity, fidelities))
+    )
 
 
-def export_dataset(store: Store, path: str | Path) -> tuple[Path, int]:
-    """Write every usable result in the Em dataset layout (trainable with ``read_hops``)."""
-    hops = result_hops(store)
+def export_dataset(store: Store, path: str | Path, fidelities: Sequence[str] | None = None) -> tuple[Path, int]:
+    """Write every usable result (of the selected fidelities) in the Em dataset layout, with its
+    fidelity (trainable with ``read_hops``)."""
+    hops = result_hops(store, fidelities)
     return write_dataset(hops, path), len(hops)

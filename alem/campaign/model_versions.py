@@ -50,7 +50,7 @@ class LoadedModel:
 
 
 def configured_model_path(config: CampaignConfig) -> Path:
-    from alem.ensemble import default_ensemble_path
+    from alem.model_dir import default_ensemble_path
 
     return config.resolve(config.model.path) if config.model.path else default_ensemble_path()
 

@@ -4,16 +4,23 @@ The pool is every hop still waiting for a decision (``candidate``) plus the hops
 already coming (``proposed``, ``approved``, ``submitted``): the latter are BoTorch pending points
 the new batch is conditioned on, and are never proposed again. Predictions of the whole pool are
 recorded for the model version (so ``alem show`` and the report see them).
+
+``cheap_barriers`` (hop id -> :class:`~alem.hops.fidelity.CheapBarrier`, the screening stage's
+MLIP barriers) go to a fidelity-aware ensemble's ``predict``; each batch records the campaign's
+remaining promise (:mod:`alem.campaign.promise`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from alem.acquisition import Selection, SelectionRequest, select_batch
 from alem.campaign.budget import approved_waiting
 from alem.campaign.score import predict_pool
+from alem.hops.fidelity import CheapBarrier
+from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 from alem.store import HopState, Proposal, ProposalInput
 
 if TYPE_CHECKING:
@@ -48,8 +55,18 @@ def propose_batch(
     strategy: str | None = None,
     batch_size: int | None = None,
     progress: bool = False,
+    *,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    good_barrier_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV,
+    cost_fields: Mapping[str, object] | None = None,
 ) -> ProposalOutcome:
-    """Choose and record one batch (``acquisition`` is the campaign's ``[acquisition]`` section)."""
+    """Choose and record one batch (``acquisition`` is the campaign's ``[acquisition]`` section).
+
+    ``cost_fields``: extra :class:`SelectionRequest` fields of the cost-aware choice
+    (:func:`alem.campaign.neb_costs.cost_request_fields`).
+    """
+    from alem.campaign.promise import record_round
+
     strategy = strategy or acquisition.strategy
     batch_size = batch_size or acquisition.batch_size
     candidates = store.hops(state=HopState.CANDIDATE)
@@ -57,7 +74,7 @@ def propose_batch(
         return ProposalOutcome(None, [], 0, [])
     pending = store.hops(state=list(PENDING_STATES))
     pool = candidates + pending
-    table = predict_pool(store, model, pool, progress)
+    table = predict_pool(store, model, pool, progress, cheap_barriers)
     request = SelectionRequest(
         strategy=strategy,
         batch_size=batch_size,
@@ -66,11 +83,14 @@ def propose_batch(
         cost_weight=acquisition.cost_weight,
         host_of={r.hop_id: str(r.host_id) for r in pool if r.host_id is not None},
         n_sites_of={r.hop_id: r.n_sites for r in pool},
+        **dict(cost_fields or {}),
     )
     selections = select_batch(table, request)
     if not selections:
+        record_round(store, model.version_id, None, [], good_barrier_ev)
         return ProposalOutcome(None, [], len(candidates), [])
     batch_id = store.new_batch_id()
     items = [ProposalInput(s.hop_id, s.score, s.mean_ev, s.std_ev) for s in selections]
     proposals = store.add_proposals(batch_id, strategy, items, model.version_id)
+    record_round(store, model.version_id, batch_id, [s.score for s in selections], good_barrier_ev)
     return ProposalOutcome(batch_id, proposals, len(candidates), selections)

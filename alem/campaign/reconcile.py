@@ -86,7 +86,7 @@ def reconcile(
     unsubmitted = SubmitReport()
     resolve_unsubmitted(store, backend, stale_after_s, unsubmitted)
     report.repairs.extend(unsubmitted.messages)
-    live = [j for j in store.jobs(live=True) if j.external_id]
+    live = [j for j in store.jobs(live=True, stage="target") if j.external_id]
     foreign = [j for j in live if j.backend != backend.name]
     for job in foreign:
         report.problems.append(

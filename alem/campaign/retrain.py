@@ -4,22 +4,24 @@ Each retraining writes a new ensemble directory under ``<state>/models/`` and re
 store as the current version; older directories stay on disk (a version's path never changes), so
 any earlier model can be reloaded or compared with. Retraining reuses the current model's
 fine-tuning recipe (its card's ``finetune_config``, and its ``stack``: the descriptor trees are refit
-on the same hops and combined with the parent's weights) on the hops it was trained on plus every
-usable result of the campaign.
+on the same hops and combined with the parent's weights) on the hops it was trained on plus the
+campaign's usable results whose fidelity ``[model] train_fidelities`` selects (default: DFT only,
+so MLIP screening barriers never become DFT labels). A fidelity-aware parent (``cheap_fidelity``)
+also gets the paired cheap barriers of the training hops.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alem.campaign.model_versions import LoadedModel, load_ensemble, store_card
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
+from alem.model_dir import BACKBONE_FILENAME, ModelCard, default_pretrained_path
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
@@ -33,66 +35,68 @@ def dataset_hash(hops: Sequence[Hop]) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
-def new_results_since_current(store: Store) -> int:
-    """Usable results recorded after the current model version was registered."""
+def new_results_since_current(store: Store, fidelities: Sequence[str] | None = None) -> int:
+    """Usable results (of the selected fidelities; None: all) recorded after the current model
+    version was registered."""
     from alem.campaign import usable_results_since
 
     current = store.current_model()
-    return usable_results_since(store, current.created_at if current else 0.0)
+    return usable_results_since(store, current.created_at if current else 0.0, fidelities)
 
 
 def retraining_due(store: Store, config: CampaignConfig) -> bool:
-    return new_results_since_current(store) >= config.model.retrain_after_results
+    return new_results_since_current(store, config.model.train_fidelities) >= config.model.retrain_after_results
 
 
-def training_hops(store: Store, model_path: Path) -> list[Hop]:
-    """The current model's training hops (from alem's dataset, by id) plus every campaign result."""
+def training_hops(store: Store, model_path: Path, fidelities: Sequence[str] | None = ("dft",)) -> list[Hop]:
+    """The current model's training hops (from alem's dataset, by id) plus the campaign's results
+    of the selected fidelities (None: all)."""
     from alem.campaign import result_hops
     from alem.hops.io import load_training_hops
 
-    card = json.loads((model_path / "model_card.json").read_text())
-    base_ids = card.get("training_hop_ids")
+    base_ids = ModelCard.load(model_path).training_hop_ids
     base = load_training_hops()
     if base_ids is not None:
         wanted = set(base_ids)
         base = [h for h in base if h.hop_id in wanted]
-    results = result_hops(store)
+    results = result_hops(store, fidelities)
     result_ids = {h.hop_id for h in results}
     return [h for h in base if h.hop_id not in result_ids] + results
 
 
-def pretrained_backbone_of(card: dict[str, Any]) -> Path | None:
+def pretrained_backbone_of(card: ModelCard) -> Path | None:
     """The pre-trained backbone a model was fine-tuned from (None: the trainer's default)."""
-    from alem import REPO_ROOT
-
-    for key in ("pretrained_path", "pretrained_backbone_path"):
-        if card.get(key) and Path(card[key]).exists():
-            return Path(card[key])
-    name = card.get("pretrained_backbone")
-    if name and (REPO_ROOT / "models" / name / "backbone.pt").exists():
-        return REPO_ROOT / "models" / name
+    recorded = card.pretrained_path or card.as_dict().get("pretrained_backbone_path")
+    if recorded and Path(recorded).exists():
+        return Path(recorded)
+    if card.pretrained_backbone:
+        shipped = default_pretrained_path().parent / card.pretrained_backbone
+        if (shipped / BACKBONE_FILENAME).exists():
+            return shipped
     return None
 
 
-def retrain(
-    store: Store,
-    config: CampaignConfig,
-    current: LoadedModel,
-    progress: bool = False,
-    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
-) -> LoadedModel:
-    """Fine-tune a new ensemble on the campaign's data and make it the current version.
+def _cheap_barriers_for(store: Store, current: LoadedModel, hops: Sequence[Hop]) -> dict[str, CheapBarrier] | None:
+    """The paired cheap labels of ``hops`` for a fidelity-aware parent (the campaign's own pairs of
+    the parent's potential joining the shipped ones); None for a parent without a cheap fidelity."""
+    from alem.campaign.fidelity_labels import model_cheap_fidelity, training_cheap_barriers
 
-    ``cheap_barriers`` (hop id -> :class:`alem.hops.fidelity.CheapBarrier`): the paired cheap
-    labels of the training hops for the parent's fidelity-aware add-on (None: the shipped MACE-MP
-    pairs only)."""
+    cheap_fidelity = model_cheap_fidelity(current.ensemble)
+    if cheap_fidelity is None:
+        return None
+    return training_cheap_barriers(store, cheap_fidelity, [h.hop_id for h in hops])
+
+
+def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
+    """Fine-tune a new ensemble on the campaign's data and make it the current version."""
     from alem.training.finetune import FinetuneConfig, train_ensemble
 
-    card = json.loads((current.path / "model_card.json").read_text())
-    recipe = FinetuneConfig(**card.get("finetune_config", {}))
+    model_card = ModelCard.load(current.path)
+    card = model_card.as_dict()
+    recipe = FinetuneConfig(**model_card.finetune_config)
     if config.model.epochs:
         recipe = FinetuneConfig(**{**recipe.__dict__, "epochs": config.model.epochs})
-    hops = training_hops(store, current.path)
+    hops = training_hops(store, current.path, config.model.train_fidelities)
     out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
     suffix = 1
     while out_dir.exists():
@@ -100,32 +104,36 @@ def retrain(
         suffix += 1
     digest = dataset_hash(hops)
     n_results = sum(1 for h in hops if (h.provenance.source or "").startswith("alem:"))
-    calibration = card.get("calibration", {}).get("sigma_scale")
+    fidelities = sorted({h.provenance.fidelity or "unknown" for h in hops if (h.provenance.source or "").startswith("alem:")})
+    calibration = model_card.sigma_scale
     path = train_ensemble(
         hops,
         out_dir,
         n_members=config.model.n_members,
         config=recipe,
-        pretrained_path=None if recipe.freeze == "scratch" else pretrained_backbone_of(card),
+        pretrained_path=None if recipe.freeze == "scratch" else pretrained_backbone_of(model_card),
         calibration_scale=calibration,
         progress=progress,
         extra_card={
             "dataset_hash": digest,
             "campaign_results": n_results,
+            "train_fidelities": list(config.model.train_fidelities),
+            "campaign_result_fidelities": fidelities,
             "parent_model": str(current.path),
             # the parent's calibration factor and stacking weights are reused: no cross-validation
             # runs inside the loop
             "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
         },
-        stack=card.get("stack"),
-        fidelity_aware=card.get("fidelity_aware"),
-        cheap_barriers=cheap_barriers,
+        stack=card.get("stack"),  # as written, plain JSON: the trainer refits these trees
+        fidelity_aware=model_card.fidelity_aware,
+        cheap_barriers=_cheap_barriers_for(store, current, hops),
     )
     ensemble = load_ensemble(path)
     version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))
     store.log_event(
         "retrained",
-        f"model version {version_id} fine-tuned on {len(hops)} hops ({n_results} from this campaign)",
+        f"model version {version_id} fine-tuned on {len(hops)} hops ({n_results} from this campaign, "
+        f"fidelities {', '.join(config.model.train_fidelities)})",
         payload={"path": str(path), "parent": current.version_id},
     )
     return LoadedModel(version_id, path, ensemble)

@@ -37,6 +37,8 @@ def loop_alive(status: LoopStatus | None, tick_seconds: float, now: float | None
 
 def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
     """Everything ``alem status`` shows, as one JSON-ready dict (``alem status --json`` prints it)."""
+    from alem.campaign.fidelity_status import fidelity_status
+
     model = store.current_model()
     loop = store.loop_status()
     live = store.jobs(live=True)
@@ -67,6 +69,7 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
         },
         "loop": None if loop is None else {**loop.as_dict(), "alive": loop_alive(loop, config.loop.tick_seconds)},
         "problems": store.integrity_check(),
+        "fidelity": fidelity_status(config, store),
     }
 
 

@@ -49,7 +49,7 @@ class SubmitReport:
 def resolve_unsubmitted(store: Store, backend: Backend, stale_after_s: float, report: SubmitReport) -> None:
     """Settle ``created`` job rows of this backend older than ``stale_after_s`` (see module doc)."""
     cutoff = store.now() - stale_after_s
-    for job in store.jobs(state=JobStatus.CREATED):
+    for job in store.jobs(state=JobStatus.CREATED, stage="target"):
         if job.backend != backend.name or job.created_at > cutoff:
             continue
         external_id = backend.find_by_key(job.job_key)
@@ -93,7 +93,7 @@ def submit_approved(
             report.waiting = len(pending) - position
             report.limit = limit
             break
-        job = store.begin_submission(record.hop_id, backend.name)
+        job = store.begin_submission(record.hop_id, backend.name, getattr(backend, "fidelity", None))
         hop = store.load_hops([record.hop_id])[0]
         try:
             external_id = backend.submit(hop, job.job_key)

@@ -80,6 +80,10 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
     console.print(hops)
     results = data["results"]
     console.print(f"Results: {results['usable']} usable, {results['failed']} failed")
+    from alem.campaign.fidelity_status import fidelity_status_lines
+
+    for line in fidelity_status_lines(data["fidelity"]):
+        console.print(escape(line), highlight=False)
     model = data["model"]
     if model is None:
         console.print("Model: none registered yet (the shipped ensemble is used until the first retraining)")
@@ -124,7 +128,8 @@ JOB_COLUMNS = (
 def _print_jobs(jobs: list[dict[str, Any]], title: str, formulas: dict[str, str], wide: bool) -> None:
     rows = [
         [
-            str(job["id"]), job["hop_id"], formulas.get(job["hop_id"], ""), job["state"], job["backend"],
+            str(job["id"]), job["hop_id"], formulas.get(job["hop_id"], ""),
+            job["state"] + (" (screening)" if job.get("stage") == "screening" else ""), job["backend"],
             job["external_id"] or "-", str(job["attempt"]), _when(job["submitted_at"]), _ago(job["updated_at"]),
             escape(job["error"] or ""),
         ]
@@ -235,9 +240,10 @@ def show_cmd(
     for r in data["results"]:
         if r["usable"]:
             reverse = f", reverse {r['reverse_barrier_ev']:.3f} eV" if r["reverse_barrier_ev"] is not None else ""
-            console.print(f"  [green]result[/]: barrier {r['barrier_ev']:.3f} eV{reverse} ({r['method']}, job {r['job_id']})")
+            console.print(f"  [green]result[/] {escape(r['fidelity'] or 'fidelity unknown')}: barrier {r['barrier_ev']:.3f} eV"
+                          f"{reverse} ({r['method']}, job {r['job_id']})")
         else:
-            console.print(f"  [red]failed result[/]: {escape(r['failure_reason'] or '')} "
+            console.print(f"  [red]failed result[/] {escape(r['fidelity'] or '')}: {escape(r['failure_reason'] or '')} "
                           f"({r['method'] or 'unknown method'}, job {r['job_id']})")
     formulas = {hop["hop_id"]: host["formula"] if host else ""}
     if data["jobs"]:
@@ -252,12 +258,21 @@ def export_cmd(
     out: Annotated[Path, typer.Argument(help="output file (.json or .json.gz), Em dataset layout")],
     campaign: CampaignOption = None,
     as_json: JsonOption = False,
+    fidelity: Annotated[
+        list[str] | None,
+        typer.Option("--fidelity", help='only results of these fidelities (repeatable): "dft", "dft:GGA+U", "mlip:CHGNet"'),
+    ] = None,
 ) -> None:
-    """Write every usable NEB result in the Em dataset layout (trainable like the shipped data)."""
+    """Write every usable NEB result in the Em dataset layout, with its fidelity (trainable like the shipped data)."""
     from alem.campaign import export_dataset
+    from alem.hops.fidelity import FidelityError, validate_selector
 
+    try:
+        selectors = [validate_selector(f) for f in fidelity] if fidelity else None
+    except FidelityError as exc:
+        fail(f"--fidelity: {exc}", ExitCode.USAGE)
     with open_campaign(campaign) as (_, store):
-        path, n = export_dataset(store, out)
+        path, n = export_dataset(store, out, selectors)
     if as_json:
         print_json({"path": str(path), "n_hops": n})
     elif n:
@@ -282,6 +297,9 @@ def reconcile_cmd(
     with open_campaign(campaign) as (config, store):
         backend = open_backend(config)
         report = reconcile(store, backend, config, stale_after_s=stale_after_s, resubmit=not no_resubmit)
+        from alem.campaign.screening import settle_screening
+
+        report.repairs.extend(settle_screening(store, config, stale_after_s))
     if as_json:
         print_json(
             {

@@ -34,6 +34,7 @@ from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
 if TYPE_CHECKING:
     from alem.candidates.pool import AddReport
+    from alem.hops.fidelity import CheapBarrier
     from alem.store import Prediction, Proposal, Store
 
 candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
@@ -143,8 +144,13 @@ def propose(
             model = load_current_model(store, config)
         except (ModelNotFoundError, ModelLoadError) as exc:
             fail(f"no model to score with: {exc}", ExitCode.USAGE)
+        from alem.campaign.two_stage import proposal_context
+
+        context = proposal_context(store, config, model)
+        if context.warning:
+            console.print(f"[yellow]warning:[/] {context.warning}", highlight=False)
         with console.status("scoring candidates"):
-            outcome = propose_batch(store, model, config.acquisition, strategy, batch)
+            outcome = propose_batch(store, model, config.acquisition, strategy, batch, **context.kwargs)
         if not outcome.proposals:
             console.print("no candidate hops left to propose (add hosts with `alem candidates add`)")
             return
@@ -161,6 +167,7 @@ PROPOSAL_COLUMNS = (
     Column("formula", whole=True),
     Column("μ eV", keep=9, whole=True, justify="right"),
     Column("σ eV", keep=8, whole=True, justify="right"),
+    Column("MLIP eV", keep=7, whole=True, justify="right"),
     Column(f"P(<{GOOD_CONDUCTOR_THRESHOLD_EV})", keep=7, whole=True, justify="right"),
     Column("strategy", keep=6, whole=True),
     Column("atoms", keep=5, whole=True, justify="right"),
@@ -174,7 +181,10 @@ PROPOSAL_COLUMNS = (
 def _print_proposals(
     proposals: Sequence[Proposal], predictions: Mapping[str, Prediction], store: Store, title: str, wide: bool = False
 ) -> None:
+    from alem.campaign.fidelity_labels import cheap_barriers_of
+
     formulas = hop_formulas(store, [p.hop_id for p in proposals])
+    cheap = cheap_barriers_of(store)  # the screening stage's MLIP barrier beside μ ± σ
     rows = []
     for proposal in proposals:
         record = store.hop(proposal.hop_id)
@@ -182,10 +192,15 @@ def _print_proposals(
         prediction = predictions.get(proposal.hop_id)
         rows.append([
             proposal.hop_id, formulas.get(proposal.hop_id, ""), _fmt(proposal.mean_ev), _fmt(proposal.std_ev),
+            _cheap_text(cheap.get(proposal.hop_id)),
             _fmt(prediction.prob_good if prediction else None, 2), proposal.strategy, str(record.n_sites),
             f"{record.hop_length_a:.2f}", f"{proposal.score:.4g}", proposal.batch_id, host or "",
         ])
     print_table(console, PROPOSAL_COLUMNS, rows, title, wide)
+
+
+def _cheap_text(barrier: CheapBarrier | None) -> str:
+    return "" if barrier is None else f"{barrier.barrier_ev:.3f} {barrier.fidelity.split(':', 1)[1]}"
 
 
 @app.command()
@@ -200,7 +215,18 @@ def proposals(
     with open_campaign(campaign) as (config, store):
         waiting = waiting_proposals(store)
         if as_json:
-            print_json([p.as_dict() for p in waiting])
+            from alem.campaign.fidelity_labels import cheap_barriers_of
+
+            cheap = cheap_barriers_of(store)
+            rows = [
+                {
+                    **p.as_dict(),
+                    "mlip_barrier_ev": getattr(cheap.get(p.hop_id), "barrier_ev", None),
+                    "mlip_fidelity": getattr(cheap.get(p.hop_id), "fidelity", None),
+                }
+                for p in waiting
+            ]
+            print_json(rows)
             return
         if not waiting:
             console.print("no proposals wait for a decision (`alem propose` makes a batch)")

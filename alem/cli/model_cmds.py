@@ -150,8 +150,8 @@ def train(
 ) -> None:
     """Fine-tune an ensemble; with --cv-folds, first fit stacking weights and calibrate σ on grouped
     out-of-fold predictions."""
-    from alem import REPO_ROOT
     from alem.hops import HopError, load_training_hops, read_hops
+    from alem.model_dir import default_ensemble_path
     from alem.training.finetune import FinetuneConfig
     from alem.training.recipe import calibrated_ensemble
     from alem.training.trees import DEFAULT_TREE_SPECS
@@ -169,7 +169,7 @@ def train(
         fail(str(exc), ExitCode.USAGE)
     if trees and cv_folds < 2:
         fail("stacking descriptor trees needs --cv-folds >= 2 to fit its weights (or pass --no-trees)", ExitCode.USAGE)
-    out = out or REPO_ROOT / "models" / "ensemble"
+    out = out or default_ensemble_path()
     card = calibrated_ensemble(
         hops, out, config, members, cv_folds, pretrained, seed, device, progress=True,
         tree_specs=DEFAULT_TREE_SPECS if trees else (),
@@ -196,6 +196,7 @@ def pretrain(
 ) -> None:
     """Multi-property pre-training of the backbone on bulk crystals (7 properties, masked losses)."""
     from alem import REPO_ROOT
+    from alem.model_dir import default_pretrained_path
     from alem.nn.backbone import BackboneConfig
     from alem.training.pretrain import PretrainConfig
     from alem.training.pretrain import pretrain as run_pretrain
@@ -204,7 +205,7 @@ def pretrain(
     if not data.exists():
         fail(f"{data}: pre-training corpus not found", ExitCode.USAGE)
     config = PretrainConfig(epochs=epochs, max_structures=max_structures, backbone=BackboneConfig(hidden=hidden, n_layers=layers))
-    card = run_pretrain(data, out or REPO_ROOT / "models" / "pretrained", config, progress=True, device=device)
+    card = run_pretrain(data, out or default_pretrained_path(), config, progress=True, device=device)
     table = Table(title=f"pre-training: validation MAE per property ({card['wall_time_s']:.0f} s on {card['device']})")
     table.add_column("property")
     table.add_column("MAE", justify="right")

@@ -3,12 +3,16 @@
 One tick::
 
     reconcile   store vs backend: results ingested, failures recorded, lost jobs retried
+    screen      with [screening] fidelity: cheap NEBs settled, new ones on candidates without
+                approval within the stage's own budget (alem.campaign.screening)
     retrain     when >= [model] retrain_after_results new usable results arrived
     score       candidates the current model has not predicted yet
     propose     when fewer than [acquisition] min_approved_queue approved hops wait and no
                 proposal waits for a decision
     approve     automatically, within the budget, if [approval] auto_approve
     submit      approved hops, within the budget, exactly once each
+    stop rule   [loop] stop_when_expected_good_below / stop_after_rounds_below_floor
+                (alem.campaign.stop_rule): the loop ends with a plain message
     sleep       [loop] tick_seconds (a stop request cuts it short)
 
 Every step is made of store transactions, so a loop killed at any moment (even with -9) leaves a
@@ -54,6 +58,7 @@ class TickReport:
     proposed: list[str] = field(default_factory=list)
     approved: list[str] = field(default_factory=list)
     submitted: list[str] = field(default_factory=list)
+    screened: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
 
@@ -98,6 +103,8 @@ class CampaignLoop:
         self.store: Store | None = None
         self.heartbeat: Heartbeat | None = None
         self.model: LoadedModel | None = None
+        self.screening_backend: Backend | None = None
+        self.stopped_by_rule: str | None = None
 
     # ------------------------------------------------------------------ output
     def _on_signal(self, name: str) -> None:
@@ -125,12 +132,25 @@ class CampaignLoop:
         for line in result.problems:
             self.tell(f"store problem: {line}", logging.WARNING)
 
+    def _screen(self, report: TickReport) -> None:
+        from alem.campaign.screening import make_screening_backend, screen_candidates, screening_enabled
+
+        if not screening_enabled(self.config):
+            return
+        if self.screening_backend is None:
+            self.screening_backend = make_screening_backend(self.config)
+        self.phase("screening", f"cheap NEBs at {self.config.screening.fidelity} on {self.screening_backend.name}")
+        result = screen_candidates(self.store, self.screening_backend, self.config, stale_after_s=STALE_AFTER_S)
+        report.screened = [hop for hop, _ in result.submitted]
+        for line in result.messages:
+            self.tell(line)
+
     def _retrain(self, report: TickReport) -> None:
         from alem.campaign.retrain import new_results_since_current, retrain, retraining_due
 
         if not self.options.retrain or not retraining_due(self.store, self.config):
             return
-        n_new = new_results_since_current(self.store)
+        n_new = new_results_since_current(self.store, self.config.model.train_fidelities)
         self.phase("retraining", f"fine-tuning on {n_new} new results")
         self.tell(f"{n_new} new results since model version {self.model.version_id}: re-fine-tuning the ensemble")
         started = time.time()
@@ -153,7 +173,12 @@ class CampaignLoop:
             return
         acquisition = self.config.acquisition
         self.phase("proposing", f"{acquisition.strategy} batch of {acquisition.batch_size}")
-        outcome = propose_batch(self.store, self.model, acquisition, progress=self.options.progress)
+        from alem.campaign.two_stage import proposal_context
+
+        context = proposal_context(self.store, self.config, self.model)
+        if context.warning:
+            self.tell(context.warning, logging.WARNING)
+        outcome = propose_batch(self.store, self.model, acquisition, progress=self.options.progress, **context.kwargs)
         report.proposed = [p.hop_id for p in outcome.proposals]
         if outcome.proposals:
             described = ", ".join(
@@ -186,6 +211,7 @@ class CampaignLoop:
         report = TickReport(number)
         steps = (
             lambda: self._reconcile(report, stale_after_s),
+            lambda: self._screen(report),
             lambda: self._retrain(report),
             lambda: self._score(report),
             lambda: self._propose(report),
@@ -197,6 +223,14 @@ class CampaignLoop:
                 break
             step()
         return report
+
+    def _stop_rule_fired(self) -> bool:
+        from alem.campaign.stop_rule import stop_reason
+
+        self.stopped_by_rule = stop_reason(self.store, self.config.loop)
+        if self.stopped_by_rule:
+            self.tell(f"{self.stopped_by_rule}; stopping (jobs in flight keep running)")
+        return self.stopped_by_rule is not None
 
     def idle(self) -> bool:
         """Nothing left to do: no candidate, proposal, approved hop or live job."""
@@ -236,6 +270,8 @@ class CampaignLoop:
                     self.phase("error", f"tick {number} failed: {exc}")
                     if failed_in_a_row >= MAX_FAILED_TICKS:
                         raise RuntimeError(f"{failed_in_a_row} ticks in a row failed; last: {exc}") from exc
+                if self._stop_rule_fired():
+                    break
                 if self.options.max_ticks is not None and number >= self.options.max_ticks:
                     break
                 if self.options.until_idle and self.idle():
@@ -249,7 +285,10 @@ class CampaignLoop:
                 self.phase("sleeping", f"next tick in {tick_seconds:.0f} s")
                 if self.stop.wait(tick_seconds):
                     break
-            reason = f"stopped by {self.stop.signal_name}" if self.stop.requested else "finished"
+            if self.stop.requested:
+                reason = f"stopped by {self.stop.signal_name}"
+            else:
+                reason = "stopped by the [loop] stop rule" if self.stopped_by_rule else "finished"
             self.phase("stopped", reason)
             self.store.log_event("loop_stopped", f"alem loop {reason} after {number} ticks")
             self.tell(f"loop {reason} after {number} ticks")

@@ -107,6 +107,13 @@ class Preset(_Section):
         return self
 
     @property
+    def fidelity(self) -> str:
+        """Level of theory of this preset's barriers: ``dft:<functional>`` or ``mlip:<potential>``."""
+        if self.engine == "vasp":
+            return f"dft:{self.vasp.functional}"
+        return f"mlip:{self.mlip.force_field}"
+
+    @property
     def method_label(self) -> str:
         """Short description for results, e.g. ``vasp:GGA+U CI-NEB`` or ``mlip:CHGNet NEB``."""
         kind = "CI-NEB" if self.neb.climbing_image else "NEB"

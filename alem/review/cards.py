@@ -44,6 +44,8 @@ class ReviewCard:
     neighbours: list[NeighbourHop]
     #: fraction of training hops closer to their own nearest neighbour than this hop is to its
     novelty: float
+    #: the screening stage's MLIP barrier of the hop, e.g. "0.412 eV (mlip:CHGNet)"; "" = not screened
+    cheap_barrier: str = ""
 
 
 def _normal_below(mean_ev: float, std_ev: float, threshold_ev: float) -> float:
@@ -100,6 +102,9 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
         return []
     index = index if index is not None else LiteratureIndex.shipped()
     hops: dict[str, Hop] = {h.hop_id: h for h in store.load_hops([p.hop_id for p in proposals])}
+    from alem.campaign.fidelity_labels import cheap_barriers_of
+
+    cheap = cheap_barriers_of(store)
     cards = []
     for proposal, (mean_ev, std_ev, prob) in predicted:
         hop = hops[proposal.hop_id]
@@ -127,5 +132,6 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
             min_host_distance_a=bottleneck(hop).min_distance_a,
             neighbours=neighbours,
             novelty=index.typicality(neighbours[0].distance) if neighbours else 1.0,
+            cheap_barrier=f"{cheap[hop.hop_id].barrier_ev:.3f} eV ({cheap[hop.hop_id].fidelity})" if hop.hop_id in cheap else "",
         ))
     return cards

@@ -67,6 +67,7 @@ def _card_html(card: ReviewCard) -> str:
 <table class="facts">
 <tr><td>prediction</td><td><b>E<sub>m</sub> = {card.mean_ev:.2f} ± {card.std_ev:.2f} eV</b>,
  P(E<sub>m</sub> &lt; {threshold} eV) = {card.prob_below_threshold:.2f}</td></tr>
+{f'<tr><td>screening NEB</td><td>{e(card.cheap_barrier)} (cheap fidelity: not a DFT label)</td></tr>' if card.cheap_barrier else ""}
 <tr><td>hop</td><td>{e(card.working_ion)}, {card.hop_length_a:.2f} Å; the straight path passes
  {card.min_host_distance_a:.2f} Å from the nearest host atom</td></tr>
 <tr><td>cell and cost</td><td>{e(card.cost.summary)}</td></tr>

@@ -35,7 +35,14 @@ API (all methods raise :class:`StoreError` subclasses with a plain message; noth
     store.update_job_state(job.id, "running")
     store.fail_job(job.id, error, max_attempts, state="lost")  # -> hop approved (retry) or failed
     store.record_result(job.id, neb_outcome)                   # -> hop done, or failed with reason
-    store.jobs(live=True); store.results(usable=True)
+    store.jobs(live=True); store.results(usable=True)  # stage="target"|"screening" filters
+    # screening (cheap NEBs without approval; the hop never moves; see alem.store.screening_jobs)
+    job = store.begin_screening(hop_id, backend.name, "mlip:CHGNet")
+    store.mark_screening_submitted(job.id, external_id); store.record_screening_result(job.id, outcome)
+    store.fail_screening_job(job.id, error, state="lost"); store.screened_hop_ids("mlip:CHGNet")
+    # remaining promise per proposal round (status trend, stop rule)
+    store.record_campaign_round(mv, batch_id, n_pool, threshold_ev, expected_good, best_acquisition)
+    store.campaign_rounds()
 
     # log, loop status, health
     store.events(hop_id=..., limit=50); store.log_event("retrained", "model 3 trained on 571 hops")
@@ -45,10 +52,12 @@ API (all methods raise :class:`StoreError` subclasses with a plain message; noth
 
 Event kinds written by the store: host_added, hops_added, model_added, model_current,
 predictions, proposed, withdrawn, approved, rejected, reopened, job_created, job_submitted,
-job_state, job_abandoned, job_failed, job_lost, retry, hop_failed, result, result_failed.
+job_state, job_abandoned, job_failed, job_lost, retry, hop_failed, result, result_failed,
+screening_created, screening_submitted, screened, screening_failed, screening_lost, campaign_round.
 """
 
 from alem.store.records import (
+    CampaignRound,
     Decision,
     Event,
     HopRecord,
@@ -74,6 +83,7 @@ from alem.store.states import (
 from alem.store.store import Store
 
 __all__ = [
+    "CampaignRound",
     "LIVE_JOB_STATUSES",
     "SCHEMA_VERSION",
     "Decision",

@@ -15,12 +15,13 @@ _LIVE = ", ".join(f"'{s}'" for s in LIVE_JOB_STATES)
 #: (SQL selecting offending rows, sentence formatted with the row's columns)
 _INVARIANTS: tuple[tuple[str, str], ...] = (
     (
-        f"SELECT hop_id, COUNT(*) AS n FROM jobs WHERE state IN ({_LIVE}) GROUP BY hop_id HAVING n > 1",
-        "hop {hop_id} has {n} live jobs (at most one allowed)",
+        f"SELECT hop_id, stage, COUNT(*) AS n FROM jobs WHERE state IN ({_LIVE}) GROUP BY hop_id, stage HAVING n > 1",
+        "hop {hop_id} has {n} live {stage} jobs (at most one allowed)",
     ),
     (
         "SELECT h.hop_id FROM hops h WHERE h.state = 'done' AND NOT EXISTS "
-        "(SELECT 1 FROM results r WHERE r.hop_id = h.hop_id AND r.usable = 1)",
+        "(SELECT 1 FROM results r JOIN jobs j ON j.id = r.job_id WHERE r.hop_id = h.hop_id AND r.usable = 1 "
+        "AND j.stage = 'target')",
         "hop {hop_id} is done but has no usable result",
     ),
     (
@@ -34,12 +35,13 @@ _INVARIANTS: tuple[tuple[str, str], ...] = (
     ),
     (
         f"SELECT h.hop_id FROM hops h WHERE h.state = 'submitted' AND NOT EXISTS "
-        f"(SELECT 1 FROM jobs j WHERE j.hop_id = h.hop_id AND j.state IN ({_LIVE}) AND j.state != 'created')",
+        f"(SELECT 1 FROM jobs j WHERE j.hop_id = h.hop_id AND j.stage = 'target' AND j.state IN ({_LIVE}) "
+        "AND j.state != 'created')",
         "hop {hop_id} is submitted but has no submitted job",
     ),
     (
         f"SELECT j.id, j.hop_id, h.state FROM jobs j JOIN hops h ON h.hop_id = j.hop_id "
-        f"WHERE j.state IN ({_LIVE}) AND NOT ((j.state = 'created' AND h.state = 'approved') "
+        f"WHERE j.stage = 'target' AND j.state IN ({_LIVE}) AND NOT ((j.state = 'created' AND h.state = 'approved') "
         "OR (j.state != 'created' AND h.state = 'submitted'))",
         "live job {id} belongs to hop {hop_id}, which is {state}",
     ),

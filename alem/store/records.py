@@ -141,6 +141,9 @@ class JobRecord(_Record):
     submitted_at: float | None
     updated_at: float
     error: str | None
+    #: "target" (the approved track that moves the hop) or "screening" (cheap, never moves it)
+    stage: str = "target"
+    fidelity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,22 @@ class ResultRecord(_Record):
     method: str
     failure_reason: str | None
     details: dict[str, Any]
+    created_at: float
+    #: level of theory of the barrier, e.g. "dft:GGA+U" or "mlip:CHGNet" (alem.hops.fidelity)
+    fidelity: str | None = None
+
+
+@dataclass(frozen=True)
+class CampaignRound(_Record):
+    """The campaign's remaining promise when a batch was proposed (what the stop rule reads)."""
+
+    id: int
+    model_version_id: int | None
+    batch_id: str | None
+    n_pool: int
+    threshold_ev: float
+    expected_good: float
+    best_acquisition: float | None
     created_at: float
 
 

@@ -159,9 +159,16 @@ _V2_EXECUTION = [
     "CREATE INDEX events_job ON events(job_id)",
 ]
 
+def _v3_fidelity(conn: sqlite3.Connection) -> None:
+    from alem.store.fidelity_columns import migrate_to_v3
+
+    migrate_to_v3(conn, LIVE_JOB_STATES)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "campaign: hosts, hops, models, predictions, proposals, decisions, events", _V1_CAMPAIGN),
     Migration(2, "execution: jobs (one live job per hop), results, loop status", _V2_EXECUTION),
+    Migration(3, "fidelity: job stage and fidelity, result fidelity, campaign rounds", _v3_fidelity),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

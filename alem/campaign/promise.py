@@ -1,0 +1,66 @@
+"""The campaign's remaining promise: how many good hops the pool still holds, and how much the
+acquisition still finds worth doing.
+
+* expected good hops = Σ P(E_m < threshold) over the unlabelled pool (candidate, proposed,
+  approved, submitted), with P from the current model's recorded predictions as a normal
+  N(μ, σ²) — the same normal the ensemble's ``prob_good`` uses;
+* best acquisition value = the largest score of the last proposal batch.
+
+Each proposal round records both (store table ``campaign_rounds``), so ``alem status`` and the
+report show their trend and the loop's stop rule (:mod:`alem.campaign.stop_rule`) can read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alem.store import CampaignRound, HopState, Store
+
+UNLABELLED_STATES = (HopState.CANDIDATE, HopState.PROPOSED, HopState.APPROVED, HopState.SUBMITTED)
+
+
+@dataclass(frozen=True)
+class Promise:
+    expected_good: float
+    n_pool: int  # unlabelled hops with a prediction of the model
+    n_unscored: int  # unlabelled hops the model has not predicted yet (not counted)
+    threshold_ev: float
+
+
+def remaining_promise(store: Store, threshold_ev: float, model_version_id: int | None = None) -> Promise:
+    """Expected number of still-unlabelled good hops under the model's recorded predictions."""
+    pool = [r.hop_id for r in store.hops(state=list(UNLABELLED_STATES))]
+    predictions = store.predictions(model_version_id, pool)
+    from alem.acquisition.screening import expected_good_hops
+
+    shown = list(predictions.values())
+    expected = expected_good_hops([p.mean_ev for p in shown], [p.std_ev for p in shown], threshold_ev)
+    return Promise(expected, len(predictions), len(pool) - len(predictions), threshold_ev)
+
+
+def record_round(
+    store: Store, model_version_id: int | None, batch_id: str | None, scores: Sequence[float], threshold_ev: float
+) -> CampaignRound:
+    """Record this proposal round's promise (after its predictions were stored)."""
+    promise = remaining_promise(store, threshold_ev, model_version_id)
+    best = max(scores) if scores else None
+    return store.record_campaign_round(model_version_id, batch_id, promise.n_pool, threshold_ev, promise.expected_good, best)
+
+
+def promise_summary(store: Store, threshold_ev: float, last_rounds: int = 8) -> dict:
+    """What `alem status` and the report show: now, and the trend over the last rounds."""
+    current = store.current_model()
+    now = remaining_promise(store, threshold_ev, current.id if current else None) if current else None
+    rounds = store.campaign_rounds(limit=last_rounds)
+    return {
+        "threshold_ev": threshold_ev,
+        "expected_good_now": None if now is None else round(now.expected_good, 3),
+        "unlabelled_scored": None if now is None else now.n_pool,
+        "last_best_acquisition": rounds[-1].best_acquisition if rounds else None,
+        "trend": [
+            {"round": r.id, "expected_good": round(r.expected_good, 3), "best_acquisition": r.best_acquisition,
+             "model_version": r.model_version_id}
+            for r in rounds
+        ],
+    }

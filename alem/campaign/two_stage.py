@@ -1,0 +1,30 @@
+"""What a DFT proposal needs from the campaign's fidelity settings, in one place for the loop and
+``alem propose``: the screening stage's cheap barriers (fidelity-aware model of the same potential
+only), the good-barrier threshold of the promise estimate, and the cost-aware selection fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ProposalContext:
+    kwargs: dict = field(default_factory=dict)  # extra keyword arguments of propose_batch
+    warning: str | None = None  # said once: the model's and the screening stage's potentials differ
+
+
+def proposal_context(store, config, model) -> ProposalContext:
+    """``propose_batch`` keyword arguments for ``model`` (a ``LoadedModel``) under ``config``."""
+    from alem.campaign.fidelity_labels import campaign_cheap_barriers, target_fidelity
+    from alem.campaign.neb_costs import cost_request_fields
+    from alem.campaign.propose import PENDING_STATES
+    from alem.store import HopState
+
+    cheap, warning = campaign_cheap_barriers(store, config, model.ensemble, model.version_id)
+    records = store.hops(state=[HopState.CANDIDATE, *PENDING_STATES])
+    kwargs = {
+        "cheap_barriers": cheap or None,
+        "good_barrier_ev": config.loop.good_barrier_ev,
+        "cost_fields": cost_request_fields(records, target_fidelity(config), config.costs),
+    }
+    return ProposalContext(kwargs, warning)
