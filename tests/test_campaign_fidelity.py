@@ -242,3 +242,22 @@ def test_a_screening_backend_of_another_fidelity_is_refused(tmp_path):
     assert issubclass(ScreeningConfigError, AlemError)
     with pytest.raises(ConfigError, match="not a cheap fidelity"):
         CampaignConfig.from_dict({"screening": {"fidelity": "dft:GGA"}})
+
+
+def test_a_model_of_another_potential_gets_no_screening_barriers_and_one_warning(tmp_path):
+    """The shipped model learned its correction from MACE-MP pairs: a campaign screening with CHGNet
+    must not feed it CHGNet barriers, and says so once per model version (a store event)."""
+    from alem.campaign.fidelity_labels import MISMATCH_EVENT, campaign_cheap_barriers
+    from alem.config import CampaignConfig
+    from alem.ensemble import Ensemble
+
+    shipped = Ensemble.load()
+    assert shipped.cheap_fidelity == "mlip:MACE-MP"
+    config = CampaignConfig.from_dict({"screening": {"fidelity": "mlip:CHGNet"}})
+    with Store.open(tmp_path / "s.sqlite") as store:
+        cheap, warning = campaign_cheap_barriers(store, config, shipped, version_id=1)
+        assert cheap == {} and "mlip:MACE-MP" in warning and "mlip:CHGNet" in warning
+        assert campaign_cheap_barriers(store, config, shipped, version_id=1) == ({}, None)  # said once
+        assert len(store.events(kind=MISMATCH_EVENT)) == 1
+        config.screening.fidelity = "mlip:MACE-MP"  # the model's own potential: no warning
+        assert campaign_cheap_barriers(store, config, shipped, version_id=1)[1] is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from alem.hops.fidelity import (
     SHIPPED_CHEAP_FIDELITY,
@@ -19,6 +20,10 @@ from alem.hops.fidelity import (
     parse_fidelity,
 )
 from alem.store import Store
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
+    from alem.ensemble import Ensemble
 
 
 def usable_counts_by_fidelity(store: Store) -> dict[str, int]:
@@ -40,9 +45,9 @@ def cheap_barriers_of(store: Store, fidelity: str | None = None) -> dict[str, Ch
     return out
 
 
-def model_cheap_fidelity(ensemble) -> str | None:
+def model_cheap_fidelity(ensemble: Ensemble) -> str | None:
     """The potential the model's fidelity-aware part was trained with (None: it has none)."""
-    return getattr(ensemble, "cheap_fidelity", None)
+    return ensemble.cheap_fidelity
 
 
 def training_cheap_barriers(store: Store, cheap_fidelity: str, training_ids: Collection[str]) -> dict[str, CheapBarrier]:
@@ -61,7 +66,9 @@ def training_cheap_barriers(store: Store, cheap_fidelity: str, training_ids: Col
 MISMATCH_EVENT = "cheap_fidelity_mismatch"
 
 
-def campaign_cheap_barriers(store: Store, config, ensemble, version_id: int) -> tuple[dict[str, CheapBarrier], str | None]:
+def campaign_cheap_barriers(
+    store: Store, config: CampaignConfig, ensemble: Ensemble, version_id: int
+) -> tuple[dict[str, CheapBarrier], str | None]:
     """The campaign's cheap barriers for the model's ``predict`` (its MLIP results of the model's
     own potential), and a warning the first time (per model version) that potential differs from
     ``[screening] fidelity``.
@@ -87,7 +94,7 @@ def campaign_cheap_barriers(store: Store, config, ensemble, version_id: int) -> 
     return cheap_barriers_of(store, model_fidelity), None
 
 
-def target_fidelity(config) -> str:
+def target_fidelity(config: CampaignConfig) -> str:
     """Fidelity of the campaign's own (target) backend, from its preset; ``dft:GGA`` when it varies
     per result (replay of a literature dataset) or cannot be read."""
     from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY

@@ -5,15 +5,21 @@ only), the good-barrier threshold of the promise estimate, and the cost-aware se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alem.campaign.model_versions import LoadedModel
+    from alem.config import CampaignConfig
+    from alem.store import Store
 
 
 @dataclass
 class ProposalContext:
-    kwargs: dict = field(default_factory=dict)  # extra keyword arguments of propose_batch
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of propose_batch
     warning: str | None = None  # said once: the model's and the screening stage's potentials differ
 
 
-def proposal_context(store, config, model) -> ProposalContext:
+def proposal_context(store: Store, config: CampaignConfig, model: LoadedModel) -> ProposalContext:
     """``propose_batch`` keyword arguments for ``model`` (a ``LoadedModel``) under ``config``."""
     from alem.campaign.fidelity_labels import campaign_cheap_barriers, target_fidelity
     from alem.campaign.neb_costs import cost_request_fields
