@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -205,7 +205,33 @@ def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendS
 
 
 def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
-    """Every check that applies to the campaign's ``[backend] kind``."""
+    """Every check that applies to the campaign's ``[backend] kind``, and with a screening stage
+    the same checks of ``[screening.backend]`` (named ``screening …``) plus its fidelity."""
+    checks = backend_checks(config, check_potentials)
+    if config.screening.fidelity:
+        checks.extend(screening_checks(config, check_potentials))
+    return checks
+
+
+def screening_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
+    """``[screening.backend]`` checked like the campaign's backend, and whether the barriers it
+    produces are of ``[screening] fidelity``."""
+    from alem.campaign.fidelity_labels import target_fidelity
+    from alem.campaign.screening import screening_campaign_config
+
+    screening_config = screening_campaign_config(config)
+    checks = [replace(c, name=f"screening {c.name}") for c in backend_checks(screening_config, check_potentials)]
+    produced, wanted = target_fidelity(screening_config), config.screening.fidelity
+    if produced.lower() == wanted.lower():
+        checks.append(Check("screening fidelity", "ok", f"{wanted} (from the screening backend's preset)"))
+    else:
+        checks.append(Check("screening fidelity", "problem", f"[screening] fidelity is {wanted} but [screening.backend] "
+                            f"produces {produced} barriers; make them agree"))
+    return checks
+
+
+def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
+    """Every check that applies to ``[backend] kind`` of ``config``."""
     campaign_dir = config.campaign_dir
     kind = config.backend.kind
     checks = [Check("backend", "ok", kind)]

@@ -78,3 +78,29 @@ def test_bad_preset_and_unknown_jobflow_remote_project(tmp_path, monkeypatch):
     by_name = {c.name: c for c in checks}
     assert by_name["preset"].status == "problem" and "typo_preset" in by_name["preset"].message
     assert by_name["jobflow-remote project"].status == "problem" and "nosuch" in by_name["jobflow-remote project"].message
+
+
+def test_a_screening_stage_is_checked_like_the_campaign_backend(tmp_path):
+    """[screening.backend] gets the backend checks (named ``screening …``) and its preset must
+    produce barriers of [screening] fidelity."""
+    config = CampaignConfig.from_dict({
+        "backend": {"kind": "replay", "replay": {"dataset": "missing.json"}},
+        "screening": {"fidelity": "mlip:CHGNet", "backend": {"kind": "local", "local": {"preset": "mlip_chgnet"}}},
+    })
+    config.save(tmp_path)
+    checks = {c.name: c for c in run_checks(CampaignConfig.load(tmp_path), check_potentials=False)}
+    assert checks["replay dataset"].status == "problem"  # the campaign's own backend, as before
+    assert checks["screening backend"].message == "local" and checks["screening preset"].status == "ok"
+    assert checks["screening job store"].status == "ok"
+    assert checks["screening fidelity"].status == "ok" and "mlip:CHGNet" in checks["screening fidelity"].message
+
+    config.screening.fidelity = "mlip:SevenNet"  # the CHGNet preset cannot produce SevenNet barriers
+    config.save(tmp_path)
+    checks = {c.name: c for c in run_checks(CampaignConfig.load(tmp_path), check_potentials=False)}
+    assert checks["screening fidelity"].status == "problem" and "produces mlip:CHGNet" in checks["screening fidelity"].message
+    result = CliRunner().invoke(app, ["doctor", "--campaign", str(tmp_path), "--skip-potentials"])
+    assert result.exit_code == 1 and "screening fidelity" in result.output
+
+    config.screening.fidelity = ""  # no screening stage: nothing of it checked
+    config.save(tmp_path)
+    assert not [c for c in run_checks(CampaignConfig.load(tmp_path), check_potentials=False) if c.name.startswith("screening")]

@@ -18,6 +18,7 @@ track (proposal, approval, submission) is unchanged. Cheap barriers reach the DF
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from alem.acquisition.screening import screening_order
 from alem.backends.base import Backend, QueueState
@@ -27,6 +28,9 @@ from alem.hops.fidelity import parse_fidelity
 from alem.neb.schemas import NebOutcome
 from alem.store import HopState, JobRecord, JobStatus, Store
 from alem.store.fidelity_columns import SCREENING_STAGE
+
+if TYPE_CHECKING:
+    from alem.config import CampaignConfig
 
 #: Hops a screening NEB may run on: not yet labelled and not rejected.
 SCREENABLE_STATES = (HopState.CANDIDATE, HopState.PROPOSED)
@@ -50,13 +54,19 @@ def screening_enabled(config) -> bool:
     return bool(config.screening.fidelity)
 
 
-def make_screening_backend(config) -> Backend:
+def screening_campaign_config(config: CampaignConfig) -> CampaignConfig:
+    """The campaign's config with ``[screening.backend]`` as its backend: how the screening
+    backend is built and checked (``alem doctor``), exactly like the campaign's own."""
+    screening_config = config.model_copy(update={"backend": config.screening.backend})
+    screening_config.campaign_dir = config.campaign_dir
+    return screening_config
+
+
+def make_screening_backend(config: CampaignConfig) -> Backend:
     """The backend of ``[screening.backend]`` (built like the campaign's own backend)."""
     from alem.backends import make_backend
 
-    screening_config = config.model_copy(update={"backend": config.screening.backend})
-    screening_config.campaign_dir = config.campaign_dir
-    backend = make_backend(screening_config)
+    backend = make_backend(screening_campaign_config(config))
     declared = backend.fidelity
     wanted = parse_fidelity(config.screening.fidelity)
     if declared is not None and declared.lower() != wanted.lower():
