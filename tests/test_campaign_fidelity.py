@@ -261,3 +261,28 @@ def test_a_model_of_another_potential_gets_no_screening_barriers_and_one_warning
         assert len(store.events(kind=MISMATCH_EVENT)) == 1
         config.screening.fidelity = "mlip:MACE-MP"  # the model's own potential: no warning
         assert campaign_cheap_barriers(store, config, shipped, version_id=1)[1] is None
+
+
+def test_cancelling_a_screening_neb_leaves_the_hop_where_it_is(tmp_path, replay_ensemble_dir):
+    config, _ = _two_stage_campaign(tmp_path, replay_ensemble_dir, n_hops=4, acquisition__batch_size=1)
+    config.screening.backend.replay.delay_s = 3600.0  # screening NEBs stay running
+    config.save()
+    _loop(config, "--max-ticks", "1")
+    with Store.open(config.store_path) as store:
+        running = [job.hop_id for job in store.jobs(live=True, stage="screening")]
+        state_before = store.hop(running[0]).state
+    assert len(running) == 2  # [screening] max_running_jobs
+    result = invoke(config, "cancel", running[0], "--screening", "--reason", "wrong cell")
+    assert result.exit_code == 0, result.output
+    assert f"cancelled the screening NEB of hop {running[0]}" in " ".join(result.output.split())
+    with Store.open(config.store_path) as store:
+        [job] = store.jobs(hop_id=running[0], stage="screening")
+        assert job.state.value == "failed" and job.error == "cancelled: wrong cell"
+        assert store.hop(running[0]).state is state_before  # screening never moves a hop
+        assert store.live_job(running[1], "screening") is not None  # the other one untouched
+    again = invoke(config, "cancel", running[0], "--screening", "--reason", "twice")
+    assert again.exit_code == 1 and "has no screening job in flight" in " ".join(again.output.split())
+    config.screening.fidelity = ""
+    config.save()
+    refused = invoke(config, "cancel", running[1], "--screening", "--reason", "x")
+    assert refused.exit_code == 2 and "no screening stage" in refused.output

@@ -2,7 +2,9 @@
 
 The store records the cancellation before the backend is asked, because the other order lets a
 running ``alem loop`` see the killed job as failed or lost in between and submit the hop again.
-A cancelled hop ends ``failed`` (no automatic retry); a person may approve it again.
+A cancelled hop ends ``failed`` (no automatic retry); a person may approve it again. A cancelled
+screening NEB (stage ``screening``) is recorded as failed and the hop stays where it is (screening
+never moves a hop).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 
 from alem.backends.base import Backend, QueueState
 from alem.store import HopState, JobStatus, Store, StoreError
+from alem.store.fidelity_columns import SCREENING_STAGE, TARGET_STAGE
 
 
 class CancelError(StoreError):
@@ -25,14 +28,18 @@ class CancelReport:
     backend_errors: list[tuple[str, str]] = field(default_factory=list)
 
 
-def cancel_jobs(store: Store, backend: Backend, hop_ids: Sequence[str], reason: str) -> CancelReport:
-    """Cancel the live job of each hop (all checked before any is touched)."""
+def cancel_jobs(
+    store: Store, backend: Backend, hop_ids: Sequence[str], reason: str, stage: str = TARGET_STAGE
+) -> CancelReport:
+    """Cancel the live job of ``stage`` of each hop (all checked before any is touched);
+    ``backend`` is the one that runs that stage."""
     jobs = []
     problems = []
+    noun = "screening job" if stage == SCREENING_STAGE else "job"
     for hop_id in hop_ids:
-        job = store.live_job(hop_id)
+        job = store.live_job(hop_id, stage)
         if job is None:
-            problems.append(f"hop {hop_id} has no job in flight (it is {store.hop(hop_id).state.value})")
+            problems.append(f"hop {hop_id} has no {noun} in flight (it is {store.hop(hop_id).state.value})")
         elif job.state is JobStatus.CREATED or not job.external_id:
             problems.append(f"hop {hop_id}: its job {job.id} is being submitted; run `alem reconcile` first")
         else:
@@ -46,9 +53,12 @@ def cancel_jobs(store: Store, backend: Backend, hop_ids: Sequence[str], reason: 
         raise CancelError("; ".join(problems))
     report = CancelReport()
     for job in jobs:
-        # max_attempts 0: the hop fails now instead of going back to approved for a retry
-        state = store.fail_job(job.id, f"cancelled: {reason}", max_attempts=0)
-        assert state is HopState.FAILED
+        if stage == SCREENING_STAGE:
+            store.fail_screening_job(job.id, f"cancelled: {reason}")
+        else:
+            # max_attempts 0: the hop fails now instead of going back to approved for a retry
+            state = store.fail_job(job.id, f"cancelled: {reason}", max_attempts=0)
+            assert state is HopState.FAILED
         report.cancelled.append((job.hop_id, job.external_id))
         try:
             backend.cancel(job.external_id)

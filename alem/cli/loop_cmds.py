@@ -281,24 +281,35 @@ def reject(
 def cancel(
     hop_ids: Annotated[list[str], typer.Argument(help="hops whose NEB job in flight to cancel (a unique prefix is enough)")],
     reason: Annotated[str, typer.Option(help="why (recorded with the job)")] = ...,
+    screening: Annotated[bool, typer.Option("--screening", help="cancel the hops' screening (MLIP) NEBs instead")] = False,
     campaign: CampaignOption = None,
 ) -> None:
     """Cancel the NEB jobs of hops (all or nothing): recorded as failed first, then cancelled on the
     backend (scancel/qdel, FireWorks defuse, jobflow-remote stop). Approve a hop again to rerun it."""
     from alem.campaign import CancelError, cancel_jobs
-    from alem.campaign.hop_ids import decision_targets
+    from alem.campaign.hop_ids import decision_targets, resolve_hop_ids
+    from alem.campaign.screening import make_screening_backend
+    from alem.store.fidelity_columns import SCREENING_STAGE, TARGET_STAGE
 
     if not reason.strip():
         fail("--reason must say why", ExitCode.USAGE)
     with open_campaign(campaign) as (config, store):
-        backend = open_backend(config)
-        ids = decision_targets(store, hop_ids, "cancel")
+        if screening and not config.screening.fidelity:
+            fail("this campaign has no screening stage ([screening] fidelity is empty)", ExitCode.USAGE)
+        backend = make_screening_backend(config) if screening else open_backend(config)
+        kind = config.screening.backend.kind if screening else config.backend.kind
+        if screening:
+            screening_now = [job.hop_id for job in store.jobs(live=True, stage=SCREENING_STAGE)]
+            ids = resolve_hop_ids(hop_ids, (record.hop_id for record in store.hops()), screening_now)
+        else:
+            ids = decision_targets(store, hop_ids, "cancel")
         try:
-            report = cancel_jobs(store, backend, ids, reason)
+            report = cancel_jobs(store, backend, ids, reason, SCREENING_STAGE if screening else TARGET_STAGE)
         except CancelError as exc:
             fail(f"{exc}\nnothing was cancelled")
     for hop_id, external_id in report.cancelled:
-        console.print(f"cancelled hop {hop_id} (job {external_id} on {config.backend.kind})", highlight=False)
+        what = "the screening NEB of hop" if screening else "hop"
+        console.print(f"cancelled {what} {hop_id} (job {external_id} on {kind})", highlight=False)
     for hop_id, message in report.backend_errors:
         console.print(f"[red]hop {hop_id}: recorded as cancelled, but the backend said: {escape(message)}[/]", highlight=False)
     if report.backend_errors:
