@@ -282,6 +282,9 @@ def test_cancelling_a_screening_neb_leaves_the_hop_where_it_is(tmp_path, replay_
         assert store.live_job(running[1], "screening") is not None  # the other one untouched
     again = invoke(config, "cancel", running[0], "--screening", "--reason", "twice")
     assert again.exit_code == 1 and "has no screening job in flight" in " ".join(again.output.split())
+    _loop(config, "--max-ticks", "1")  # a cancelled (hop, fidelity) is not screened again
+    with Store.open(config.store_path) as store:
+        assert len(store.jobs(hop_id=running[0], stage="screening")) == 1
     config.screening.fidelity = ""
     config.save()
     refused = invoke(config, "cancel", running[1], "--screening", "--reason", "x")
