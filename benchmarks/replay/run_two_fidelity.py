@@ -38,6 +38,7 @@ from surrogate import LogTreeEnsemble  # noqa: E402
 from alem.acquisition.costs import cost_of  # noqa: E402
 from alem.hops import load_training_hops  # noqa: E402
 from alem.hops.io import load_shipped_cheap_barriers  # noqa: E402
+from alem.inference.fidelity_aware import LOG_FLOOR_EV  # noqa: E402
 from alem.inference.trees import tree_features  # noqa: E402
 
 #: (name, strategy for select_batch, screening, cost-aware with size-dependent DFT core-hours)
@@ -52,6 +53,19 @@ ARMS = (
 )
 
 
+def two_fidelity_data() -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """The shipped hops, their DFT barriers (eV), the surrogate's structure features, and the same
+    with the MACE-MP barrier and its log appended (the layout of
+    ``alem.inference.fidelity_aware.with_cheap_barrier``)."""
+    hops = load_training_hops()
+    cheap = load_shipped_cheap_barriers()
+    X = tree_features(hops, "v2")
+    cheap_ev = np.array([cheap[h.hop_id].barrier_ev for h in hops])
+    # with_cheap_barrier's column layout, kept in float64 (the committed results were made so)
+    X_screened = np.hstack([X, cheap_ev[:, None], np.log(np.maximum(cheap_ev, LOG_FLOOR_EV))[:, None]])
+    return hops, np.array([h.barrier_ev for h in hops]), X, X_screened
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -63,12 +77,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "two_fidelity")
     args = parser.parse_args()
     started = time.time()
-    hops = load_training_hops()
-    cheap = load_shipped_cheap_barriers()
-    y = np.array([h.barrier_ev for h in hops])
-    cheap_ev = np.array([cheap[h.hop_id].barrier_ev for h in hops])
-    X = tree_features(hops, "v2")
-    X_screened = np.hstack([X, cheap_ev[:, None], np.log(cheap_ev)[:, None]])
+    hops, y, X, X_screened = two_fidelity_data()
     ids = [h.hop_id for h in hops]
     groups = [h.group or h.hop_id for h in hops]
     n_atoms = np.array([len(h.initial) for h in hops])

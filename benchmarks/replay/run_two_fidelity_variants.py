@@ -22,29 +22,11 @@ sys.path.insert(0, str(HERE))
 
 from botorch.acquisition import qProbabilityOfImprovement  # noqa: E402
 from run_replay import labels_to_reach, run_one  # noqa: E402
-from sklearn.ensemble import ExtraTreesRegressor  # noqa: E402
-from surrogate import LogTreeEnsemble  # noqa: E402
+from run_two_fidelity import two_fidelity_data  # noqa: E402
+from surrogate import LogDeltaTrees, LogTreeEnsemble  # noqa: E402
 
 import alem.acquisition.selection as selection  # noqa: E402
 import alem.acquisition.strategies as strategies  # noqa: E402
-from alem.hops import load_training_hops  # noqa: E402
-from alem.hops.io import load_shipped_cheap_barriers  # noqa: E402
-from alem.inference.trees import tree_features  # noqa: E402
-
-
-class LogDeltaTrees:
-    """Extra trees on log(E_DFT / E_cheap); the cheap barrier's log is the last feature column."""
-
-    def __init__(self, n_estimators: int = 100, max_features: float = 1.0, seed: int = 0) -> None:
-        self.n_estimators, self.max_features, self.seed = n_estimators, max_features, seed
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> LogDeltaTrees:
-        self.model = ExtraTreesRegressor(self.n_estimators, max_features=self.max_features, random_state=self.seed, n_jobs=1)
-        self.model.fit(X, np.log(np.maximum(y, 1e-3)) - X[:, -1])
-        return self
-
-    def predict_members(self, X: np.ndarray) -> np.ndarray:
-        return np.exp(np.stack([tree.predict(X) for tree in self.model.estimators_]) + X[:, -1][None, :])
 
 
 def probability_of_fast(strategy, model, threshold_ev, pending=None):
@@ -78,12 +60,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run only variants whose name contains this; others keep their saved rows")
     args = parser.parse_args()
     started = time.time()
-    hops = load_training_hops()
-    cheap = load_shipped_cheap_barriers()
-    y = np.array([h.barrier_ev for h in hops])
-    cheap_ev = np.array([cheap[h.hop_id].barrier_ev for h in hops])
-    X = tree_features(hops, "v2")
-    X_screened = np.hstack([X, cheap_ev[:, None], np.log(np.maximum(cheap_ev, 1e-3))[:, None]])
+    hops, y, X, X_screened = two_fidelity_data()
     ids = [h.hop_id for h in hops]
     n = len(hops)
     saved = args.out / "variants.json"

@@ -73,3 +73,23 @@ class LogTreeEnsemble:
     def predict_members(self, X: np.ndarray) -> np.ndarray:
         """Member predictions (trees x hops, eV)."""
         return np.exp(np.stack([tree.predict(X) for tree in self.model.estimators_]))
+
+
+class LogDeltaTrees(LogTreeEnsemble):
+    """Extra trees on log(E_DFT / E_cheap), the shipped fidelity-aware add-on's ``log_delta`` form;
+    the features end with the cheap barrier and its log (``with_cheap_barrier``'s layout)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogDeltaTrees:
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        from alem.inference.fidelity_aware import form_target
+
+        self.model = ExtraTreesRegressor(self.n_estimators, max_features=self.max_features, random_state=self.seed, n_jobs=1)
+        self.model.fit(X, form_target("log_delta", y, X[:, -2]))
+        return self
+
+    def predict_members(self, X: np.ndarray) -> np.ndarray:
+        """Member predictions (trees x hops, eV)."""
+        from alem.inference.fidelity_aware import form_barrier
+
+        return np.stack([form_barrier("log_delta", tree.predict(X), X[:, -2]) for tree in self.model.estimators_])
