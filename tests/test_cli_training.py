@@ -3,7 +3,6 @@ campaign's `alem export` fed to `alem train` on that backbone (a real training r
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 
@@ -11,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alem.cli import app
-from alem.store import Store
+from tests._replay_campaign import make_replay_campaign
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -19,23 +18,14 @@ pytestmark = pytest.mark.slow
 
 def _finished_replay_campaign(tmp_path, model_dir):
     """8 small shipped hops, labels hidden, run to the end on the replay backend."""
-    from alem.campaign import init_campaign
-    from alem.hops import load_training_hops, write_dataset
-
-    hops = [h for h in load_training_hops() if h.n_sites <= 60][40:48]
-    dataset = write_dataset(hops, tmp_path / "replay.json")
-    config = init_campaign(tmp_path / "campaign", backend="replay", replay_dataset=str(dataset))
-    config.model.path = str(model_dir)
-    config.approval.auto_approve = True
-    config.approval.max_running_jobs = 8
-    config.acquisition.batch_size = 4
-    config.save()
-    with Store.open(config.store_path) as store:
-        store.add_hops([dataclasses.replace(h, barrier_ev=None) for h in hops])
+    config, barriers = make_replay_campaign(
+        tmp_path, model_dir, n_hops=8, offset=40,
+        approval__auto_approve=True, approval__max_running_jobs=8, acquisition__batch_size=4,
+    )
     ran = runner.invoke(app, ["loop", "--campaign", str(config.campaign_dir), "--until-idle", "--no-retrain",
                               "--tick-seconds", "0", "--max-ticks", "30"])
     assert ran.exit_code == 0, ran.output
-    return config, {h.hop_id: h.barrier_ev for h in hops}
+    return config, barriers
 
 
 def test_pretrain_then_export_then_train_from_the_command_line(tmp_path, tiny_ensemble):

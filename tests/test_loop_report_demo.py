@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import re
 
 import pytest
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 from alem.cli import app
 from alem.store import Store
 from tests._chgnet_reference import LI2O_DEMO_EV, TOLERANCE_EV
+from tests._replay_campaign import make_replay_campaign
 
 runner = CliRunner()
 
@@ -21,20 +21,11 @@ def _images(page: str) -> list[bytes]:
 
 
 def test_report_is_self_contained_and_shows_the_campaign(tmp_path, scratch_ensemble):
-    from alem.campaign import init_campaign
-    from alem.hops import load_training_hops, write_dataset
-
-    hops = [h for h in load_training_hops() if h.n_sites <= 60][20:28]
-    dataset = write_dataset(hops, tmp_path / "replay.json")
-    config = init_campaign(tmp_path / "c", backend="replay", replay_dataset=str(dataset))
-    config.model.path = str(scratch_ensemble)
-    config.approval.auto_approve = True
-    config.acquisition.batch_size = 3
-    config.model.retrain_after_results = 3
-    config.model.n_members = 2
-    config.save()
-    with Store.open(config.store_path) as store:
-        store.add_hops([dataclasses.replace(h, barrier_ev=None) for h in hops])
+    config, barriers = make_replay_campaign(
+        tmp_path, scratch_ensemble, n_hops=8, offset=20, approval__auto_approve=True, acquisition__batch_size=3,
+        model__retrain_after_results=3, model__n_members=2,
+    )
+    hops = list(barriers)  # hop ids
 
     # before anything ran the report still renders (empty plots say so)
     empty = runner.invoke(app, ["report", "--campaign", str(config.campaign_dir), "--out", str(tmp_path / "empty.html")])
@@ -50,8 +41,8 @@ def test_report_is_self_contained_and_shows_the_campaign(tmp_path, scratch_ensem
     images = _images(page)
     assert len(images) == 4 and all(img.startswith(b"\x89PNG") for img in images)
     assert "http://" not in page and "https://" not in page  # nothing to fetch
-    for hop in hops:
-        assert hop.hop_id in page
+    for hop_id in hops:
+        assert hop_id in page
     assert page.count("<tr><td>") >= 2 * len(hops)  # results table and parity table
     from alem.report import learning_curve, out_of_fold, parity_points
 
