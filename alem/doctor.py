@@ -216,12 +216,12 @@ def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Ch
 def screening_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
     """``[screening.backend]`` checked like the campaign's backend, and whether the barriers it
     produces are of ``[screening] fidelity``."""
-    from alem.campaign.fidelity_labels import target_fidelity
+    from alem.campaign.fidelity_labels import backend_fidelity
     from alem.campaign.screening import screening_campaign_config
 
     screening_config = screening_campaign_config(config)
     checks = [replace(c, name=f"screening {c.name}") for c in backend_checks(screening_config, check_potentials)]
-    produced, wanted = target_fidelity(screening_config), config.screening.fidelity
+    produced, wanted = backend_fidelity(screening_config), config.screening.fidelity
     if produced.lower() == wanted.lower():
         checks.append(Check("screening fidelity", "ok", f"{wanted} (from the screening backend's preset)"))
     else:

@@ -94,11 +94,9 @@ def campaign_cheap_barriers(
     return cheap_barriers_of(store, model_fidelity), None
 
 
-def target_fidelity(config: CampaignConfig) -> str:
-    """Fidelity of the campaign's own (target) backend, from its preset; ``dft:GGA`` when it varies
-    per result (replay of a literature dataset) or cannot be read."""
-    from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY
-
+def backend_fidelity(config: CampaignConfig) -> str:
+    """Fidelity of the barriers ``config``'s ``[backend]`` produces, from its preset; ``dft:GGA``
+    when it varies per result (replay of a literature dataset) or cannot be read."""
     backend = config.backend
     if backend.kind == "replay":
         return SHIPPED_CHEAP_FIDELITY if backend.replay.barrier == "mace" else "dft:GGA"

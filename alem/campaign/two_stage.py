@@ -21,7 +21,7 @@ class ProposalContext:
 
 def proposal_context(store: Store, config: CampaignConfig, model: LoadedModel) -> ProposalContext:
     """``propose_batch`` keyword arguments for ``model`` (a ``LoadedModel``) under ``config``."""
-    from alem.campaign.fidelity_labels import campaign_cheap_barriers, target_fidelity
+    from alem.campaign.fidelity_labels import backend_fidelity, campaign_cheap_barriers
     from alem.campaign.neb_costs import cost_request_fields
     from alem.campaign.propose import PENDING_STATES
     from alem.store import HopState
@@ -31,6 +31,6 @@ def proposal_context(store: Store, config: CampaignConfig, model: LoadedModel) -
     kwargs = {
         "cheap_barriers": cheap or None,
         "good_barrier_ev": config.loop.good_barrier_ev,
-        "cost_fields": cost_request_fields(records, target_fidelity(config), config.costs),
+        "cost_fields": cost_request_fields(records, backend_fidelity(config), config.costs),
     }
     return ProposalContext(kwargs, warning)
