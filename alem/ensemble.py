@@ -17,12 +17,13 @@ from scipy import stats
 from alem.graphs.crystal_graph import GraphSettings
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
+from alem.inference.backbone_features import backbone_path_features
 from alem.inference.device import pick_device
 from alem.inference.fidelity_aware import FIDELITY_TREES_FILENAME, fidelity_aware_mean_sigma, usable_cheap_barriers
-from alem.inference.hop_graphs import build_hop_graphs, host_context_tensors
+from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
 from alem.inference.members import predict_member
 from alem.inference.stacking import combine_components, combine_members
-from alem.inference.trees import TreeSpec, load_trees, predict_trees, tree_features_from_graphs
+from alem.inference.trees import ComponentInputs, TreeSpec, load_trees, predict_trees, tree_features_from_graphs
 from alem.model_dir import (
     TREES_FILENAME,
     ModelCard,
@@ -120,13 +121,25 @@ class Ensemble:
     def shares_frozen_backbone(self) -> bool:
         return self.model_card.freeze == "frozen"
 
-    def raw_member_predictions(self, graphs: Sequence, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    def raw_member_predictions(
+        self, graphs: Sequence | PathTensors, device: torch.device
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Each member's (location, scale), shapes n_members x n_hops."""
-        if self.shares_frozen_backbone:
+        if self.shares_frozen_backbone and not isinstance(graphs, PathTensors):
             # every member carries the same frozen backbone: embed the hosts once
             graphs = host_context_tensors(self.members[0], graphs, device)
         outputs = [predict_member(m, graphs, device) for m in self.members]
         return np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs])
+
+    def component_inputs(self, hops: Sequence[Hop], graphs: Sequence, tensors: PathTensors | None, device: torch.device) -> ComponentInputs:
+        """What the stack's non-GNN components read; backbone features come from the first
+        member's backbone (training refuses them unless the backbone is frozen, so it is the
+        pre-trained one they were fitted on)."""
+        descriptors = tree_features_from_graphs(hops, graphs)
+        if not any(spec.reads_backbone for spec in self.tree_specs):
+            return ComponentInputs(descriptors)
+        tensors = tensors if tensors is not None else host_context_tensors(self.members[0], graphs, device)
+        return ComponentInputs(descriptors, backbone_path_features(self.members[0], tensors, device))
 
     def predict(
         self,
@@ -140,14 +153,16 @@ class Ensemble:
         structure-only one; barriers of another potential are ignored with a warning."""
         dev = pick_device(device)
         graphs = build_hop_graphs(hops, self.settings, progress)
-        location, scale = self.raw_member_predictions(graphs, dev)
+        tensors = host_context_tensors(self.members[0], graphs, dev) if self.shares_frozen_backbone and graphs else None
+        location, scale = self.raw_member_predictions(tensors if tensors is not None else graphs, dev)
         if not self.stack:
             mean, sigma = combine_members(location, scale, self.sigma_scale)
             prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
             return EnsemblePrediction(mean, sigma, location, scale, prob_good)
         gnn_mean, gnn_sigma = combine_members(location, scale, 1.0)
-        features = tree_features_from_graphs(hops, graphs)
-        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, features)
+        inputs = self.component_inputs(hops, graphs, tensors, dev)
+        features = inputs.descriptors
+        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, inputs)
         means, sigmas = np.vstack([gnn_mean, tree_mean]), np.vstack([gnn_sigma, tree_sigma])
         mean, sigma = combine_components(means, sigmas, np.asarray(self.stack.weights), self.sigma_scale)
         used, cheap_ev = usable_cheap_barriers([h.hop_id for h in hops], cheap_barriers, self.cheap_fidelity)

@@ -31,7 +31,7 @@ def test_the_shipped_ensemble_card_loads_typed_and_round_trips_key_for_key():
     assert card.as_dict() == raw
     assert card.n_members == raw["n_members"] == 5
     assert card.sigma_scale == raw["calibration"]["sigma_scale"]
-    assert card.stack.components == ["gnn", "extra_trees", "gradient_boosting"]
+    assert card.stack.components == ["gnn", "extra_trees", "svr_backbone"]
     assert sum(card.stack.weights) == pytest.approx(1.0)
     assert card.cv_metrics["mae_ev"] == raw["cv_metrics"]["mae_ev"]
     assert card.freeze == raw["finetune_config"]["freeze"]

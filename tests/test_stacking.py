@@ -6,10 +6,13 @@ import joblib
 import numpy as np
 import pytest
 import sklearn.base
+import torch
 
+from alem.inference.kernel_model import BackboneSVR
 from alem.inference.stacking import SIGMA_FLOOR_EV, combine_components, cross_fitted_weights, fit_stack_weights
-from alem.inference.trees import TreeSpec, load_trees, predict_trees
-from alem.training.trees import DEFAULT_TREE_SPECS, fit_trees
+from alem.inference.trees import ComponentInputs, TreeSpec, load_trees, predict_trees
+from alem.training.finetune import FinetuneConfig, check_stack_fits_config
+from alem.training.trees import BACKBONE_SVR, DEFAULT_TREE_SPECS, fit_trees, out_of_fold_trees
 
 
 def test_weights_recover_a_known_mixture():
@@ -67,8 +70,39 @@ def test_log_target_forest_gives_geometric_means_and_a_spread():
     assert (means > 0).all()  # exp of a log prediction
     assert np.abs(means[0] - y[100:]).mean() < 0.15
     assert (sigmas[0] > 0).all() and (sigmas[1] == 0).all()
-    with pytest.raises(ValueError, match="unknown tree kind 'oak'"):
-        TreeSpec("x", "oak").build(0)
+    with pytest.raises(ValueError, match="unknown component kind 'oak'"):
+        TreeSpec("x", "oak")
+    with pytest.raises(ValueError, match="only the svr kind reads backbone features"):
+        TreeSpec("x", "extra_trees", inputs="descriptors+backbone")
+
+
+def test_backbone_svr_reads_descriptors_and_principal_components_of_the_backbone():
+    rng = np.random.default_rng(1)
+    descriptors = rng.uniform(0, 1, (150, 3))
+    hidden_site = rng.normal(size=(150, 1))
+    # the barrier depends on a direction spread over 40 backbone columns, not on one column
+    backbone = hidden_site @ rng.normal(size=(1, 40)) + 0.05 * rng.normal(size=(150, 40))
+    y = np.exp(0.5 * descriptors[:, 0] + 0.6 * hidden_site[:, 0])
+    inputs = ComponentInputs(descriptors, backbone)
+    folds = np.arange(150) % 3
+    with_backbone, _ = out_of_fold_trees([BACKBONE_SVR], inputs, y, folds)
+    without = TreeSpec("svr", "svr", {"n_components": 4}, log_target=True)
+    descriptors_only, sigma = out_of_fold_trees([without], inputs, y, folds)
+    assert np.abs(with_backbone[0] - y).mean() < 0.6 * np.abs(descriptors_only[0] - y).mean()
+    assert (sigma == 0).all()  # a point model
+    model = fit_trees([BACKBONE_SVR], inputs, y)[0]
+    assert isinstance(model, BackboneSVR) and model.n_backbone_columns == 40 and model.pca_.n_components_ == 8
+    np.testing.assert_array_equal(fit_trees([BACKBONE_SVR], inputs, y)[0].predict(np.hstack([descriptors, backbone])),
+                                  model.predict(np.hstack([descriptors, backbone])))  # deterministic
+    with pytest.raises(ValueError, match="reads backbone features, and none were computed"):
+        fit_trees([BACKBONE_SVR], descriptors, y)
+
+
+def test_backbone_components_need_the_frozen_pretrained_backbone():
+    check_stack_fits_config(DEFAULT_TREE_SPECS, FinetuneConfig(freeze="frozen"))
+    for freeze in ("none", "partial", "scratch"):
+        with pytest.raises(ValueError, match=f"need freeze='frozen', not '{freeze}'"):
+            check_stack_fits_config(DEFAULT_TREE_SPECS, FinetuneConfig(freeze=freeze))
 
 
 def test_trees_pickled_by_another_sklearn_are_refused(tmp_path, monkeypatch):
@@ -84,16 +118,18 @@ def test_trees_pickled_by_another_sklearn_are_refused(tmp_path, monkeypatch):
 def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     from alem.ensemble import Ensemble
     from alem.hops import load_training_hops
+    from alem.inference.hop_graphs import build_hop_graphs
     from alem.inference.stacking import combine_members
-    from alem.training.finetune import FinetuneConfig, train_ensemble
+    from alem.model_dir import default_pretrained_path
+    from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble
     from alem.training.recipe import OOF_FILENAME, calibrated_ensemble
 
     hops = load_training_hops()[:48]
     card = calibrated_ensemble(hops, tmp_path / "ens", FinetuneConfig(epochs=3), n_members=2, cv_folds=3, progress=False)
     stack = card["stack"]
-    assert stack["components"] == ["gnn", "extra_trees", "gradient_boosting"]
+    assert stack["components"] == ["gnn", "extra_trees", "svr_backbone"]
     assert sum(stack["weights"]) == pytest.approx(1.0) and min(stack["weights"]) >= 0
-    assert card["cv_metrics"]["n"] == 48 and set(card["cv_metrics_components"]) == {"extra_trees", "gradient_boosting"}
+    assert card["cv_metrics"]["n"] == 48 and set(card["cv_metrics_components"]) == {"extra_trees", "svr_backbone"}
     oof = np.load(tmp_path / "ens" / OOF_FILENAME)
     assert np.isfinite(oof["mean"]).all() and (oof["sigma"] > 0).all()
     assert card["cv_metrics"]["mae_ev"] == pytest.approx(np.abs(oof["mean"] - oof["y"]).mean())
@@ -103,6 +139,15 @@ def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
 
     ensemble = Ensemble.load(tmp_path / "ens")
     prediction = ensemble.predict(hops[:6])
+    # the kernel model reads, at prediction, the backbone features it was fitted on in training
+    config = FinetuneConfig(epochs=3)
+    training_set = TrainingSet.prepare(hops[:6], Pretrained.load(default_pretrained_path()), config, torch.device("cpu"))
+    trained_on = training_set.component_inputs(hops[:6], DEFAULT_TREE_SPECS, torch.device("cpu"))
+    graphs = build_hop_graphs(hops[:6], ensemble.settings)
+    predicted_from = ensemble.component_inputs(hops[:6], graphs, None, torch.device("cpu"))
+    assert trained_on.backbone.shape == (6, 4 * ensemble.members[0].path_marker.numel())
+    np.testing.assert_allclose(predicted_from.backbone, trained_on.backbone, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predicted_from.descriptors, trained_on.descriptors)
     gnn_mean, _ = combine_members(prediction.member_ev, prediction.member_scale_ev, 1.0)
     np.testing.assert_allclose(prediction.component_ev[0], gnn_mean)
     expected = np.clip(np.asarray(stack["weights"]) @ prediction.component_ev, 0, None)

@@ -1,11 +1,12 @@
-"""Tree models on hop descriptors: the stack's second kind of component.
+"""The stack's non-GNN components: trees on hop descriptors, and a kernel model that also reads
+the backbone's features (:mod:`alem.inference.kernel_model`).
 
 Trees see the same physical descriptors as the GNN head (:mod:`alem.graphs.descriptors`) plus the
 working ion as a one-hot vector. Barriers span 0.004–8.8 eV and their errors grow with them, so
 trees may learn log E_m (``log_target``): the forest then averages in log space, a geometric mean
 that the few multivalent hops above 4 eV cannot drag around (inner folds: 0.287 vs 0.302 eV).
 Forests also give a spread, the standard deviation of the trees' barriers, that serves as their
-predictive σ; boosted trees are point models.
+predictive σ; boosted trees and the kernel model are point models.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, Ran
 from alem.errors import AlemError
 from alem.graphs.descriptors import hop_descriptors
 from alem.hops.hop import Hop
+from alem.inference.kernel_model import BackboneSVR
 
 #: The working ions of the literature set; any other ion gets an all-zero one-hot block.
 ION_VOCABULARY = ("Al", "Ca", "K", "Li", "Mg", "Na", "Rb", "Sr", "Zn")
@@ -31,25 +33,74 @@ TREE_KINDS = {
     "extra_trees": ExtraTreesRegressor,
     "random_forest": RandomForestRegressor,
     "gradient_boosting": GradientBoostingRegressor,
+    "svr": BackboneSVR,
 }
+#: What a component reads: the hop descriptors and ion one-hot, or those and the backbone's
+#: features (:func:`alem.inference.backbone_features.backbone_path_features`).
+COMPONENT_INPUTS = ("descriptors", "descriptors+backbone")
 
 
 @dataclass(frozen=True)
 class TreeSpec:
-    """One tree component: its name in the card, its kind (:data:`TREE_KINDS`) and parameters."""
+    """One stack component beside the GNN: its name in the card, its kind (:data:`TREE_KINDS`),
+    parameters, target (E_m or log E_m) and inputs (:data:`COMPONENT_INPUTS`)."""
 
     name: str
     kind: str
     params: dict = field(default_factory=dict)
     log_target: bool = False
+    inputs: str = "descriptors"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TREE_KINDS:
+            raise ValueError(f"unknown component kind {self.kind!r} (known: {', '.join(TREE_KINDS)})")
+        if self.inputs not in COMPONENT_INPUTS:
+            raise ValueError(f"unknown component inputs {self.inputs!r} (known: {', '.join(COMPONENT_INPUTS)})")
+        if self.reads_backbone and self.kind != "svr":
+            raise ValueError(f"{self.name}: only the svr kind reads backbone features")
+
+    @property
+    def reads_backbone(self) -> bool:
+        return self.inputs == "descriptors+backbone"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def build(self, seed: int):
-        if self.kind not in TREE_KINDS:
-            raise ValueError(f"unknown tree kind {self.kind!r} (known: {', '.join(TREE_KINDS)})")
+    def build(self, seed: int, n_backbone_columns: int = 0):
+        if self.kind == "svr":  # deterministic: no random state to seed
+            return BackboneSVR(n_backbone_columns=n_backbone_columns if self.reads_backbone else 0, **self.params)
         return TREE_KINDS[self.kind](random_state=seed, **self.params)
+
+
+@dataclass(frozen=True)
+class ComponentInputs:
+    """What the stack's components read for ``n_hops`` hops: descriptors + ion one-hot, and (when
+    a component needs them) the backbone's features."""
+
+    descriptors: np.ndarray
+    backbone: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    def subset(self, index: np.ndarray) -> ComponentInputs:
+        return ComponentInputs(self.descriptors[index], None if self.backbone is None else self.backbone[index])
+
+    def for_spec(self, spec: TreeSpec) -> np.ndarray:
+        if not spec.reads_backbone:
+            return self.descriptors
+        if self.backbone is None:
+            raise ValueError(f"component {spec.name!r} reads backbone features, and none were computed")
+        return np.hstack([self.descriptors, self.backbone])
+
+    @property
+    def n_backbone_columns(self) -> int:
+        return 0 if self.backbone is None else self.backbone.shape[1]
+
+
+def as_component_inputs(features: np.ndarray | ComponentInputs) -> ComponentInputs:
+    """A plain descriptor matrix as :class:`ComponentInputs` (inputs pass through)."""
+    return features if isinstance(features, ComponentInputs) else ComponentInputs(np.asarray(features))
 
 
 def _with_ion_one_hot(hops: Sequence[Hop], descriptors: np.ndarray) -> np.ndarray:
@@ -89,16 +140,20 @@ def load_trees(path: Path) -> list:
             ) from None
 
 
-def predict_trees(specs: Sequence[TreeSpec], models: Sequence, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each tree component's barrier and σ in eV (``n_components x n_hops``; σ 0 for boosted
-    trees, the spread of the trees' barriers for forests)."""
+def predict_trees(
+    specs: Sequence[TreeSpec], models: Sequence, features: np.ndarray | ComponentInputs
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each component's barrier and σ in eV (``n_components x n_hops``; σ 0 for point models,
+    the spread of the trees' barriers for forests)."""
+    inputs = as_component_inputs(features)
     means, sigmas = [], []
     for spec, model in zip(specs, models):
+        x = inputs.for_spec(spec)
         to_ev = np.exp if spec.log_target else (lambda v: v)
-        means.append(to_ev(model.predict(features)))
+        means.append(to_ev(model.predict(x)))
         if isinstance(model, (ExtraTreesRegressor, RandomForestRegressor)):
-            per_tree = np.stack([to_ev(tree.predict(features)) for tree in model.estimators_])
+            per_tree = np.stack([to_ev(tree.predict(x)) for tree in model.estimators_])
             sigmas.append(per_tree.std(0))
         else:
-            sigmas.append(np.zeros(len(features)))
+            sigmas.append(np.zeros(len(inputs)))
     return np.asarray(means), np.asarray(sigmas)

@@ -33,7 +33,7 @@ from alem.inference.stacking import combine_components, cross_fitted_weights, fi
 from alem.inference.trees import TreeSpec, tree_features
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.model_dir import FIDELITY_REFERENCE_FILENAME
-from alem.training.trees import DEFAULT_TREE_SPECS, save_trees
+from alem.training.trees import DESCRIPTOR_TREE_SPECS, save_trees
 
 #: Reference predictions of the fidelity-aware path, written beside ``reference_predictions.json``.
 #: Fewer paired hops than this and the add-on is not fitted (its weights and σ would be noise).
@@ -87,7 +87,7 @@ def fit_fidelity_addon(
     cheap_barriers: Mapping[str, CheapBarrier],
     cheap_fidelity: str,
     forms: Sequence[str] = FORMS,
-    specs: Sequence[TreeSpec] = DEFAULT_TREE_SPECS,
+    specs: Sequence[TreeSpec] = DESCRIPTOR_TREE_SPECS,
     seed: int = 0,
 ) -> FidelityAddon | None:
     """Fit the add-on on the training hops that have a cheap barrier of ``cheap_fidelity``.
@@ -162,7 +162,7 @@ def add_fidelity_addon(
     features = tree_features(ordered, card["stack"].get("descriptor_set", card["graph_settings"]["descriptor_set"]))
     addon = fit_fidelity_addon(
         [h.hop_id for h in ordered], features, oof["y"], oof["folds"], oof["component_mean"], oof["component_sigma"],
-        cheap_barriers, cheap_fidelity, specs=[TreeSpec(**s) for s in card["stack"]["tree_specs"]], seed=seed,
+        cheap_barriers, cheap_fidelity, seed=seed,
     )
     if addon is None:
         return None

@@ -15,10 +15,11 @@ from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
+from alem.inference.backbone_features import backbone_path_features
 from alem.inference.device import device_description, peak_memory_mb, pick_device
 from alem.inference.fidelity_aware import FIDELITY_CARD_KEY, FIDELITY_TREES_FILENAME
 from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
-from alem.inference.trees import TreeSpec, tree_features_from_graphs
+from alem.inference.trees import ComponentInputs, TreeSpec, tree_features_from_graphs
 from alem.model_dir import (
     BACKBONE_FILENAME,
     ENSEMBLE_KIND,
@@ -207,6 +208,17 @@ class TrainingSet:
             cached = host_context_tensors(encoder, graphs, device)
         return cls(graphs, cached, pretrained, settings, backbone_config)
 
+    def component_inputs(self, hops: Sequence[Hop], specs: Sequence[TreeSpec], device: torch.device) -> ComponentInputs:
+        """What the stack components ``specs`` read for ``hops`` (the hops of :attr:`graphs`, in order)."""
+        descriptors = tree_features_from_graphs(hops, self.graphs)
+        if not any(spec.reads_backbone for spec in specs):
+            return ComponentInputs(descriptors)
+        if self.pretrained is None:
+            raise ValueError("backbone features need a pre-trained backbone; freeze='scratch' has none")
+        encoder = new_barrier_model(self.pretrained, FinetuneConfig(freeze="frozen"), self.backbone_config, self.settings)
+        tensors = self.cached if self.cached is not None else host_context_tensors(encoder, self.graphs, device)
+        return ComponentInputs(descriptors, backbone_path_features(encoder, tensors, device))
+
     def items(self, indices: Sequence[int] | None = None) -> list[HopData] | PathTensors:
         """The training items (all, or a subset such as a CV fold)."""
         if self.cached is None:
@@ -214,6 +226,16 @@ class TrainingSet:
         if indices is None:
             return self.cached
         return self.cached.subset(torch.as_tensor(np.asarray(indices), dtype=torch.long))
+
+
+def check_stack_fits_config(specs: Sequence[TreeSpec], config: FinetuneConfig) -> None:
+    """Components reading backbone features need members that keep the pre-trained backbone: a
+    saved ensemble recomputes those features from its first member's backbone."""
+    readers = [spec.name for spec in specs if spec.reads_backbone]
+    if readers and config.freeze != "frozen":
+        raise ValueError(
+            f"stack components {readers} read the pre-trained backbone's features; they need freeze='frozen', not {config.freeze!r}"
+        )
 
 
 def fit_members(
@@ -322,6 +344,8 @@ def train_ensemble(
     labelled = [h for h in hops if h.barrier_ev is not None]
     if not labelled:
         raise ValueError("no hop with a barrier to train on")
+    specs = [TreeSpec(**spec) for spec in stack["tree_specs"]] if stack else []
+    check_stack_fits_config(specs, config)
     pretrained = None
     if config.freeze != "scratch":
         pretrained = Pretrained.load(pretrained_path or default_pretrained_path())
@@ -331,9 +355,8 @@ def train_ensemble(
     trees = []
     card = dict(extra_card or {})
     if stack:
-        specs = [TreeSpec(**spec) for spec in stack["tree_specs"]]
         y = np.array([h.barrier_ev for h in labelled], dtype=float)
-        trees = fit_trees(specs, tree_features_from_graphs(labelled, training_set.graphs), y, seed)
+        trees = fit_trees(specs, training_set.component_inputs(labelled, specs, dev), y, seed)
         card["stack"] = {**stack, "descriptor_set": training_set.settings.descriptor_set, "sklearn_version": _sklearn_version()}
     fidelity_trees: list = []
     if stack and fidelity_aware:

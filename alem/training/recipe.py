@@ -16,13 +16,13 @@ from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY, CheapBarrier
 from alem.hops.hop import Hop
 from alem.inference.device import pick_device
 from alem.inference.stacking import combine_components, combine_members, fit_stack_weights
-from alem.inference.trees import TreeSpec, tree_features_from_graphs
+from alem.inference.trees import TreeSpec
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.model_dir import CV_PARITY_FILENAME, OOF_FILENAME, REFERENCE_FILENAME, ModelCard, default_pretrained_path
 from alem.parity import parity_plot
 from alem.training.cv import CVResult, cross_validate
 from alem.training.fidelity_aware import add_fidelity_addon, cross_fitted_stack
-from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, check_stack_fits_config, train_ensemble
 from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
 
 #: Hops whose predictions are stored with a model, so a test can prove the model still predicts
@@ -50,11 +50,12 @@ class StackCV:
 
 
 def stack_cross_validation(
-    hops: Sequence[Hop], training_set: TrainingSet, gnn: CVResult, specs: Sequence[TreeSpec], seed: int = 0
+    hops: Sequence[Hop], training_set: TrainingSet, gnn: CVResult, specs: Sequence[TreeSpec], seed: int = 0,
+    device: torch.device | None = None,
 ) -> StackCV:
     """Tree components' out-of-fold predictions on the GNN's folds, beside the GNN ensemble's."""
-    features = tree_features_from_graphs(hops, training_set.graphs)
-    means, sigmas = out_of_fold_trees(specs, features, gnn.y_ev, gnn.folds, seed)
+    inputs = training_set.component_inputs(hops, specs, device or pick_device())
+    means, sigmas = out_of_fold_trees(specs, inputs, gnn.y_ev, gnn.folds, seed)
     gnn_mean, gnn_sigma = gnn.ensemble()
     return StackCV(("gnn", *(s.name for s in specs)), np.vstack([gnn_mean, means]), np.vstack([gnn_sigma, sigmas]), tuple(specs))
 
@@ -134,6 +135,7 @@ def calibrated_ensemble(
     of ``cheap_fidelity`` (default pairs: the MACE-MP barriers shipped for the literature hops).
     Returns the model card."""
     labelled = [h for h in hops if h.barrier_ev is not None]
+    check_stack_fits_config(tree_specs, config)
     extra: dict = {}
     result = stack = None
     if cv_folds >= 2:
@@ -141,7 +143,7 @@ def calibrated_ensemble(
         pretrained = None if config.freeze == "scratch" else Pretrained.load(pretrained_path or default_pretrained_path())
         training_set = TrainingSet.prepare(labelled, pretrained, config, dev, progress)
         result = cross_validate(labelled, training_set, config, n_members, cv_folds, seed, dev, progress)
-        stack = stack_cross_validation(labelled, training_set, result, tree_specs, seed) if tree_specs else None
+        stack = stack_cross_validation(labelled, training_set, result, tree_specs, seed, dev) if tree_specs else None
         extra = cv_card_entries(result, cv_folds, stack)
         del training_set
         if dev.type == "cuda":

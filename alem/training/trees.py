@@ -8,18 +8,24 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from alem.inference.trees import TreeSpec, predict_trees
+from alem.inference.trees import ComponentInputs, TreeSpec, as_component_inputs, predict_trees
 
-#: The tree components of the shipped recipe (chosen on inner folds, benchmarks/cv/run_stack.py).
-DEFAULT_TREE_SPECS = (
-    TreeSpec("extra_trees", "extra_trees", {"n_estimators": 300, "max_features": 0.5, "n_jobs": 1}, log_target=True),
-    TreeSpec(
-        "gradient_boosting",
-        "gradient_boosting",
-        {"loss": "huber", "n_estimators": 300, "learning_rate": 0.05, "max_depth": 3, "subsample": 0.8},
-        log_target=True,
-    ),
+EXTRA_TREES = TreeSpec("extra_trees", "extra_trees", {"n_estimators": 300, "max_features": 0.5, "n_jobs": 1}, log_target=True)
+GRADIENT_BOOSTING = TreeSpec(
+    "gradient_boosting",
+    "gradient_boosting",
+    {"loss": "huber", "n_estimators": 300, "learning_rate": 0.05, "max_depth": 3, "subsample": 0.8},
+    log_target=True,
 )
+BACKBONE_SVR = TreeSpec(
+    "svr_backbone", "svr", {"n_components": 8, "C": 3.0, "epsilon": 0.05}, log_target=True, inputs="descriptors+backbone"
+)
+#: Trees on descriptors alone: the previous shipped recipe, and what the fidelity-aware add-on
+#: fits beside a cheap barrier (:mod:`alem.training.fidelity_aware`).
+DESCRIPTOR_TREE_SPECS = (EXTRA_TREES, GRADIENT_BOOSTING)
+#: The non-GNN components of the shipped recipe, chosen on inner folds among declared candidate
+#: sets (benchmarks/cv/run_stack.py): boosting dropped, the backbone kernel model added.
+DEFAULT_TREE_SPECS = (EXTRA_TREES, BACKBONE_SVR)
 #: Barriers are floored here before a log (the smallest literature barrier is 0.0035 eV).
 LOG_FLOOR_EV = 1e-3
 
@@ -28,23 +34,26 @@ def save_trees(models: Sequence, path: Path) -> None:
     joblib.dump(list(models), path, compress=3)
 
 
-def fit_trees(specs: Sequence[TreeSpec], features: np.ndarray, y_ev: np.ndarray, seed: int = 0) -> list:
+def fit_trees(specs: Sequence[TreeSpec], features: np.ndarray | ComponentInputs, y_ev: np.ndarray, seed: int = 0) -> list:
     """One fitted estimator per spec, in order."""
+    inputs = as_component_inputs(features)
     models = []
     for spec in specs:
         target = np.log(np.maximum(y_ev, LOG_FLOOR_EV)) if spec.log_target else y_ev
-        models.append(spec.build(seed).fit(features, target))
+        models.append(spec.build(seed, inputs.n_backbone_columns).fit(inputs.for_spec(spec), target))
     return models
 
 
 def out_of_fold_trees(
-    specs: Sequence[TreeSpec], features: np.ndarray, y_ev: np.ndarray, folds: np.ndarray, seed: int = 0
+    specs: Sequence[TreeSpec], features: np.ndarray | ComponentInputs, y_ev: np.ndarray, folds: np.ndarray, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each component's barrier and σ for every hop, predicted by trees fitted on the other folds
+    """Each component's barrier and σ for every hop, predicted by models fitted on the other folds
     (``n_components x n_hops`` each)."""
+    inputs = as_component_inputs(features)
     means = np.zeros((len(specs), len(y_ev)))
     sigmas = np.zeros_like(means)
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
-        means[:, test], sigmas[:, test] = predict_trees(specs, fit_trees(specs, features[train], y_ev[train], seed), features[test])
+        models = fit_trees(specs, inputs.subset(train), y_ev[train], seed)
+        means[:, test], sigmas[:, test] = predict_trees(specs, models, inputs.subset(test))
     return means, sigmas

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from run_stack import KEYS, N_INNER, SEED, metrics_table, per_ion_mae, scored
 
 from alem.hops import load_training_hops
@@ -38,10 +39,11 @@ from alem.inference.stacking import (
     fit_stack_weights,
 )
 from alem.inference.trees import tree_features
-from alem.model_dir import OOF_FILENAME
+from alem.model_dir import OOF_FILENAME, default_pretrained_path
 from alem.training.cv import grouped_folds
 from alem.training.fidelity_aware import out_of_fold_fidelity_trees
-from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet
+from alem.training.trees import DEFAULT_TREE_SPECS, DESCRIPTOR_TREE_SPECS, out_of_fold_trees
 
 HERE = Path(__file__).resolve().parent
 MODEL_DIR = HERE.parents[1] / "models" / "ensemble"
@@ -77,7 +79,11 @@ def main() -> None:
     cheap_ev = np.array([cheap[h.hop_id].barrier_ev if h.hop_id in cheap else np.nan for h in hops])
     assert np.isfinite(cheap_ev).all(), "every training hop has a MACE-MP barrier"
     x = tree_features(hops, "v2")
+    training_set = TrainingSet.prepare(hops, Pretrained.load(default_pretrained_path()), FinetuneConfig(), torch.device("cpu"))
+    structure_inputs = training_set.component_inputs(hops, DEFAULT_TREE_SPECS, torch.device("cpu"))
     structure_means, structure_sigmas = oof["component_mean"], oof["component_sigma"]
+    structure_names = [str(n) for n in oof["component_names"]]
+    assert structure_names == ["gnn", *(s.name for s in DEFAULT_TREE_SPECS)], structure_names
     rows: list[dict] = []
 
     def add(name: str, mean: np.ndarray, sigma: np.ndarray | None, note: str = "") -> None:
@@ -93,11 +99,11 @@ def main() -> None:
     add("MACE-MP NEB barrier as the prediction", cheap_ev, None)
     add("extra trees, structure only (shipped component)", structure_means[1], structure_sigmas[1])
     base_mean, base_sigma = cross_fitted(structure_means, structure_sigmas, y, folds)
-    add("stack, structure only (shipped: GNN + extra trees + boosting)", base_mean, base_sigma)
+    add(f"stack, structure only (shipped: {' + '.join(structure_names)})", base_mean, base_sigma)
 
     outer_fid: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for form in FORMS:
-        means, sigmas = out_of_fold_fidelity_trees(DEFAULT_TREE_SPECS, form, x, cheap_ev, y, folds)
+        means, sigmas = out_of_fold_fidelity_trees(DESCRIPTOR_TREE_SPECS, form, x, cheap_ev, y, folds)
         outer_fid[form] = (means, sigmas)
         add(f"extra trees {FORM_LABELS[form]}", means[0], sigmas[0])
         add(f"boosting {FORM_LABELS[form]}", means[1], None)
@@ -114,10 +120,10 @@ def main() -> None:
         test = folds == f
         inner = grouped_folds(list(groups[train]), N_INNER, SEED + 1)
         g_mean, g_sigma = combine_members(inner_gnn["location"][:, f, train], inner_gnn["scale"][:, f, train], 1.0)
-        t_means, t_sigmas = out_of_fold_trees(DEFAULT_TREE_SPECS, x[train], y[train], inner)
+        t_means, t_sigmas = out_of_fold_trees(DEFAULT_TREE_SPECS, structure_inputs.subset(train), y[train], inner)
         per_form = {}
         for form in FORMS:
-            fm, fs = out_of_fold_fidelity_trees(DEFAULT_TREE_SPECS, form, x[train], cheap_ev[train], y[train], inner)
+            fm, fs = out_of_fold_fidelity_trees(DESCRIPTOR_TREE_SPECS, form, x[train], cheap_ev[train], y[train], inner)
             inner_means = np.vstack([g_mean, t_means, fm])
             inner_sigmas = np.vstack([g_sigma, t_sigmas, fs])
             inner_mean, _ = cross_fitted(inner_means, inner_sigmas, y[train], inner)
@@ -137,7 +143,7 @@ def main() -> None:
     results = {
         "n_hops": len(hops), "n_outer_folds": 5, "n_inner_folds": N_INNER, "seed": SEED,
         "cheap_fidelity": SHIPPED_CHEAP_FIDELITY, "n_with_cheap_barrier": int(np.isfinite(cheap_ev).sum()),
-        "components": ["gnn", *(s.name for s in DEFAULT_TREE_SPECS), *(f"fidelity_{s.name}" for s in DEFAULT_TREE_SPECS)],
+        "components": [*structure_names, *(f"fidelity_{s.name}" for s in DESCRIPTOR_TREE_SPECS)],
         "nested_forms_per_outer_fold": chosen, "nested_inner_mae_per_form": inner_maes,
         "nested_weights_per_outer_fold": weights_per_fold, "rows": rows,
         "wall_time_s": round(time.time() - started, 1),
@@ -155,7 +161,7 @@ def markdown(results: dict) -> str:
              "", *metrics_table(results["rows"])]
     lines += ["", (f"Nested choice (inner {results['n_inner_folds']}-fold): forms per outer fold "
               f"{results['nested_forms_per_outer_fold']}; inner stacked MAE per form {results['nested_inner_mae_per_form']}; "
-              f"weights (GNN, extra trees, boosting, fidelity extra trees, fidelity boosting) {results['nested_weights_per_outer_fold']}.")]
+              f"weights ({', '.join(results['components'])}) {results['nested_weights_per_outer_fold']}.")]
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,12 @@ every component; the stacking weights of that outer fold are fitted on those inn
 only, so the outer-fold score of the stack is a test number for the weights. σ's calibration
 factor of an outer fold is fitted on the other outer folds' stacked predictions.
 
+Which components ship is chosen the same way: per outer fold, among the declared candidate sets
+(:data:`CANDIDATE_SETS`), the one whose stack scores best on that fold's inner folds (weights
+cross-fitted over the inner folds) predicts the outer fold; the "selected on inner folds" row is
+therefore a test number for the choice too. Rows of single candidate sets are not: several were
+looked at.
+
 GNN predictions come from ``gnn_oof.py`` (outer: a 5-member ensemble per fold; inner: one member
 per fit). Trees are fitted here (seconds).
 
@@ -23,17 +29,42 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, HistGradientBoostingRegressor, RandomForestRegressor
 
 from alem.hops import load_training_hops
-from alem.inference.stacking import combine_components, combine_members, fit_stack_weights
-from alem.inference.trees import tree_features
+from alem.inference.stacking import combine_components, combine_members, cross_fitted_weights, fit_stack_weights
+from alem.inference.trees import TreeSpec, tree_features
 from alem.metrics import barrier_metrics, fit_sigma_scale
+from alem.model_dir import default_pretrained_path
 from alem.training.cv import grouped_folds
-from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
+from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet
+from alem.training.trees import BACKBONE_SVR, EXTRA_TREES, GRADIENT_BOOSTING, out_of_fold_trees
 
 HERE = Path(__file__).resolve().parent
 N_OUTER, N_INNER, SEED = 5, 4, 0
+#: Every non-GNN component measured (log E_m targets, v2 descriptors + ion; backbone features of
+#: the shipped pre-trained backbone where named).
+COMPONENTS = (
+    EXTRA_TREES,
+    GRADIENT_BOOSTING,
+    TreeSpec("svr_descriptors", "svr", {"n_components": 8, "C": 3.0, "epsilon": 0.05}, log_target=True),
+    BACKBONE_SVR,
+)
+#: The stacks a choice is made among (GNN first where present), declared before the selection.
+CANDIDATE_SETS = {
+    "GNN + extra trees": ("gnn", "extra_trees"),
+    "GNN + extra trees + boosting (shipped before)": ("gnn", "extra_trees", "gradient_boosting"),
+    "GNN + extra trees + SVR on descriptors": ("gnn", "extra_trees", "svr_descriptors"),
+    "GNN + extra trees + SVR on descriptors and backbone": ("gnn", "extra_trees", "svr_backbone"),
+    "GNN + extra trees + boosting + SVR on descriptors and backbone": ("gnn", "extra_trees", "gradient_boosting", "svr_backbone"),
+}
+#: Stacks reported to show what each part adds (not candidates: the GNN stays in what ships).
+ABLATION_SETS = {
+    "extra trees + boosting (no GNN)": ("extra_trees", "gradient_boosting"),
+    "extra trees + SVR on descriptors and backbone (no GNN)": ("extra_trees", "svr_backbone"),
+    "GNN + SVR on descriptors and backbone (no trees)": ("gnn", "svr_backbone"),
+}
 KEYS = ("mae_ev", "mae_below_1p5_ev", "rmse_ev", "r2", "accuracy_065", "precision_065", "recall_065",
         "spearman_sigma_abs_err", "coverage_68", "coverage_90", "coverage_95", "nll")
 
@@ -131,10 +162,15 @@ def main() -> None:
     for label, x in (("v1 descriptors (24)", x1), ("v2 descriptors (37)", x2)):
         for name, pred in descriptor_baselines(x, y, folds).items():
             add(f"{name}, {label} + ion", pred, None)
-    tree_means, tree_sigmas = out_of_fold_trees(DEFAULT_TREE_SPECS, x2, y, folds)
-    for k, spec in enumerate(DEFAULT_TREE_SPECS):
-        sigma = tree_sigmas[k] if spec.kind != "gradient_boosting" else None
-        add(f"{spec.name}, log E_m, v2 descriptors + ion (stack component)", tree_means[k], sigma)
+    pretrained = Pretrained.load(default_pretrained_path())
+    training_set = TrainingSet.prepare(hops, pretrained, FinetuneConfig(), torch.device("cpu"))
+    inputs = training_set.component_inputs(hops, COMPONENTS, torch.device("cpu"))
+    assert np.allclose(inputs.descriptors, x2)
+    tree_means, tree_sigmas = out_of_fold_trees(COMPONENTS, inputs, y, folds)
+    for k, spec in enumerate(COMPONENTS):
+        sigma = tree_sigmas[k] if spec.kind in ("extra_trees", "random_forest") else None
+        reads = "v2 descriptors + ion + backbone PCA(8)" if spec.reads_backbone else "v2 descriptors + ion"
+        add(f"{spec.name}, log E_m, {reads} (stack component)", tree_means[k], sigma)
 
     gnn_v2_mean, gnn_v2_sigma = outer_gnn(args.gnn_outer, y)
     add("GNN ensemble (5 members, frozen backbone), v2 descriptors in the head", gnn_v2_mean, gnn_v2_sigma)
@@ -144,37 +180,57 @@ def main() -> None:
         add("plain average: GNN v1 ensemble + random forest v1 (issue's reference)",
             0.5 * (gnn_v1_mean + descriptor_baselines(x1, y, folds)["random forest (500 trees)"]), None)
 
-    # nested stacking: weights per outer fold from inner out-of-fold predictions
-    component_sets = {
-        "GNN + extra trees + boosting": [0, 1, 2],
-        "GNN + extra trees": [0, 1],
-        "extra trees + boosting (no GNN)": [1, 2],
-    }
+    names = ["gnn", *(spec.name for spec in COMPONENTS)]
+    outer_means = np.vstack([gnn_v2_mean, tree_means])
+    outer_sigmas = np.vstack([gnn_v2_sigma, tree_sigmas])
     inner_cache: dict[int, tuple] = {}
     for f in range(N_OUTER):
         train = np.flatnonzero(folds != f)
         inner = grouped_folds(list(groups[train]), N_INNER, SEED + 1)
-        g_mean, g_sigma = inner_gnn(args.gnn_inner, f, train)
-        t_means, t_sigmas = out_of_fold_trees(DEFAULT_TREE_SPECS, x2[train], y[train], inner)
-        inner_cache[f] = (train, np.vstack([g_mean, t_means]), np.vstack([g_sigma, t_sigmas]))
-    outer_means = np.vstack([gnn_v2_mean, tree_means])
-    outer_sigmas = np.vstack([gnn_v2_sigma, tree_sigmas])
-    weights_report = {}
-    for name, index in component_sets.items():
+        g_mean, _ = inner_gnn(args.gnn_inner, f, train)
+        t_means, _ = out_of_fold_trees(COMPONENTS, inputs.subset(train), y[train], inner)
+        inner_cache[f] = (train, inner, np.vstack([g_mean, t_means]))
+
+    def stacked(index: list[int], f: int) -> tuple[np.ndarray, float, list[float]]:
+        """Outer-fold predictions (weights fitted on the inner predictions) and the inner score."""
+        train, inner, inner_means = inner_cache[f]
+        w = fit_stack_weights(inner_means[index].T, y[train])
+        inner_pred = np.zeros(len(train))
+        for g, wg in cross_fitted_weights(inner_means[index].T, y[train], inner).items():
+            inner_pred[inner == g] = inner_means[index][:, inner == g].T @ wg
+        return w, float(np.abs(inner_pred - y[train]).mean()), [round(float(v), 3) for v in w]
+
+    weights_report, inner_scores = {}, {}
+    for name, parts in {**CANDIDATE_SETS, **ABLATION_SETS}.items():
+        index = [names.index(p) for p in parts]
         mean, sigma = np.zeros_like(y), np.zeros_like(y)
-        weights_report[name] = []
+        weights_report[name], inner_scores[name] = [], []
         for f in range(N_OUTER):
-            train, inner_means, _ = inner_cache[f]
-            w = fit_stack_weights(inner_means[index].T, y[train])
-            weights_report[name].append([round(float(v), 3) for v in w])
+            w, inner_mae, rounded = stacked(index, f)
+            weights_report[name].append(rounded)
+            inner_scores[name].append(round(inner_mae, 4))
             test = folds == f
             mean[test], sigma[test] = combine_components(outer_means[index][:, test], outer_sigmas[index][:, test], w)
         add(f"stack (nested weights): {name}", mean, sigma, note=f"weights per outer fold {weights_report[name]}")
+    mean, sigma = np.zeros_like(y), np.zeros_like(y)
+    chosen = []
+    for f in range(N_OUTER):
+        best = min(CANDIDATE_SETS, key=lambda name: inner_scores[name][f])
+        chosen.append(best)
+        index = [names.index(p) for p in CANDIDATE_SETS[best]]
+        w, _, _ = stacked(index, f)
+        test = folds == f
+        mean[test], sigma[test] = combine_components(outer_means[index][:, test], outer_sigmas[index][:, test], w)
+    add("stack selected on inner folds among the candidate sets (test number for the choice)", mean, sigma,
+        note=f"chosen per outer fold: {chosen}")
 
     results = {
         "n_hops": len(hops), "n_outer_folds": N_OUTER, "n_inner_folds": N_INNER, "seed": SEED,
-        "components": ["gnn_v2"] + [s.name for s in DEFAULT_TREE_SPECS],
-        "tree_specs": [s.as_dict() for s in DEFAULT_TREE_SPECS],
+        "components": names,
+        "tree_specs": [s.as_dict() for s in COMPONENTS],
+        "candidate_sets": {k: list(v) for k, v in CANDIDATE_SETS.items()},
+        "inner_stack_mae_per_outer_fold": inner_scores,
+        "chosen_per_outer_fold": chosen,
         "stack_weights_per_outer_fold": weights_report, "rows": rows,
         "wall_time_s": round(time.time() - started, 1),
     }
@@ -198,7 +254,11 @@ def markdown(results: dict) -> str:
               "|---|" + "---|" * len(results["rows"][0]["per_ion_mae_ev"])]
     for r in results["rows"]:
         lines.append(f"| {r['model']} | " + " | ".join(f"{v:.3f}" for v in r["per_ion_mae_ev"].values()) + " |")
-    lines += ["", "Stack weights per outer fold (GNN, extra trees, boosting order as in the row name):", ""]
+    lines += ["", "Inner-fold stack MAE per outer fold (weights cross-fitted over the inner folds; what the choice reads):", ""]
+    for name, scores in results["inner_stack_mae_per_outer_fold"].items():
+        lines.append(f"- {name}: {scores} (mean {np.mean(scores):.4f})")
+    lines += ["", f"Chosen per outer fold: {results['chosen_per_outer_fold']}", ""]
+    lines += ["Stack weights per outer fold (components in the row name's order):", ""]
     for name, w in results["stack_weights_per_outer_fold"].items():
         lines.append(f"- {name}: {w}")
     return "\n".join(lines) + "\n"
