@@ -8,7 +8,7 @@ trees + fidelity-aware trees gets LP weights.
 
 Nested choice: inside each outer fold's training part, grouped 4-fold inner folds (those of
 run_stack.py, seed 1) give inner out-of-fold predictions of every component (GNN from
-``gnn_inner_v2.npz``, one member per fit); the form with the lowest inner stacked MAE is chosen and
+``gnn_inner_v2_5members.npz``, 5 members per fit); the form with the lowest inner stacked MAE is chosen and
 that outer fold's weights are fitted on the inner predictions; σ's factor per outer fold is
 fitted on the other outer folds. The outer number of that is the honest one.
 
@@ -64,7 +64,7 @@ def cross_fitted(means: np.ndarray, sigmas: np.ndarray, y: np.ndarray, folds: np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--gnn-inner", type=Path, default=HERE / "gnn_inner_v2.npz")
+    parser.add_argument("--gnn-inner", type=Path, default=HERE / "gnn_inner_v2_5members.npz")
     parser.add_argument("--out", type=Path, default=HERE / "fidelity_results.json")
     args = parser.parse_args()
     started = time.time()

@@ -12,11 +12,13 @@ cross-fitted over the inner folds) predicts the outer fold; the "selected on inn
 therefore a test number for the choice too. Rows of single candidate sets are not: several were
 looked at.
 
-GNN predictions come from ``gnn_oof.py`` (outer: a 5-member ensemble per fold; inner: one member
-per fit). Trees are fitted here (seconds).
+GNN predictions: outer from the shipped model's ``oof_predictions.npz`` (``alem train``'s grouped
+CV, 5 members per fold); inner from ``gnn_oof.py --level inner --members 5`` (an ensemble of 5 per
+inner fit, like the outer predictions the weights are applied to; ``gnn_inner_v2.npz`` holds the
+earlier one-member inner fits). Trees and the kernel model are fitted here (about a minute).
 
-    python benchmarks/cv/run_stack.py --gnn-outer benchmarks/cv/gnn_outer_v2.npz \
-        --gnn-inner benchmarks/cv/gnn_inner_v2.npz --gnn-outer-v1 benchmarks/cv/gnn_outer_v1.npz
+    python benchmarks/cv/run_stack.py --gnn-outer models/ensemble/oof_predictions.npz \
+        --gnn-inner benchmarks/cv/gnn_inner_v2_5members.npz --gnn-outer-v1 benchmarks/cv/gnn_outer_v1.npz
 
 Writes ``stack_results.json`` and ``stack_results.md`` beside this file.
 """
