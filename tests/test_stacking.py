@@ -12,7 +12,7 @@ from alem.inference.kernel_model import BackboneSVR
 from alem.inference.stacking import SIGMA_FLOOR_EV, combine_components, cross_fitted_weights, fit_stack_weights
 from alem.inference.trees import ComponentInputs, TreeSpec, load_trees, predict_trees
 from alem.training.finetune import FinetuneConfig, check_stack_fits_config
-from alem.training.trees import BACKBONE_SVR, DEFAULT_TREE_SPECS, fit_trees, out_of_fold_trees
+from alem.training.trees import BACKBONE_SVR, DEFAULT_TREE_SPECS, default_tree_specs, fit_trees, out_of_fold_trees
 
 
 def test_weights_recover_a_known_mixture():
@@ -94,12 +94,19 @@ def test_backbone_svr_reads_descriptors_and_principal_components_of_the_backbone
     assert isinstance(model, BackboneSVR) and model.n_backbone_columns == 40 and model.pca_.n_components_ == 8
     np.testing.assert_array_equal(fit_trees([BACKBONE_SVR], inputs, y)[0].predict(np.hstack([descriptors, backbone])),
                                   model.predict(np.hstack([descriptors, backbone])))  # deterministic
+    few = fit_trees([BACKBONE_SVR], inputs.subset(np.arange(5)), y[:5])[0]  # 5 hops: 5 components, not 8
+    assert few.pca_.n_components_ == 5 and np.isfinite(few.predict(np.hstack([descriptors, backbone]))).all()
     with pytest.raises(ValueError, match="reads backbone features, and none were computed"):
         fit_trees([BACKBONE_SVR], descriptors, y)
 
 
 def test_backbone_components_need_the_frozen_pretrained_backbone():
     check_stack_fits_config(DEFAULT_TREE_SPECS, FinetuneConfig(freeze="frozen"))
+    # the recipe's default for other strategies stacks descriptor trees only, and is accepted
+    assert default_tree_specs("frozen") == DEFAULT_TREE_SPECS
+    for freeze in ("none", "partial", "scratch"):
+        assert not any(spec.reads_backbone for spec in default_tree_specs(freeze))
+        check_stack_fits_config(default_tree_specs(freeze), FinetuneConfig(freeze=freeze))
     for freeze in ("none", "partial", "scratch"):
         with pytest.raises(ValueError, match=f"need freeze='frozen', not '{freeze}'"):
             check_stack_fits_config(DEFAULT_TREE_SPECS, FinetuneConfig(freeze=freeze))

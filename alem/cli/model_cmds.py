@@ -154,7 +154,6 @@ def train(
     from alem.model_dir import default_ensemble_path
     from alem.training.finetune import FinetuneConfig
     from alem.training.recipe import calibrated_ensemble
-    from alem.training.trees import DEFAULT_TREE_SPECS
 
     problems: list[str] = []
     try:
@@ -172,7 +171,7 @@ def train(
     out = out or default_ensemble_path()
     card = calibrated_ensemble(
         hops, out, config, members, cv_folds, pretrained, seed, device, progress=True,
-        tree_specs=DEFAULT_TREE_SPECS if trees else (),
+        tree_specs=None if trees else (),
     )
     cv = card.get("cv_metrics", {})
     if cv:

@@ -22,7 +22,8 @@ class BackboneSVR(RegressorMixin, BaseEstimator):
     Args:
         n_backbone_columns: how many of the input's last columns are backbone features (0: none,
             descriptors only).
-        n_components: principal components kept of the backbone columns.
+        n_components: principal components kept of the backbone columns (fewer when fitted on
+            fewer hops).
         C: SVR regularisation.
         epsilon: SVR insensitive-tube half-width, in target units.
     """
@@ -48,8 +49,10 @@ class BackboneSVR(RegressorMixin, BaseEstimator):
         descriptors, backbone = self._split(features)
         if self.n_backbone_columns:
             self.backbone_scaler_ = StandardScaler().fit(backbone)
-            # full SVD: deterministic, and cheap at a few hundred hops x 256 columns
-            self.pca_ = PCA(self.n_components, svd_solver="full").fit(self.backbone_scaler_.transform(backbone))
+            # full SVD: deterministic, and cheap at a few hundred hops x 256 columns; a campaign's
+            # first handful of hops keeps as many components as it can
+            n_components = min(self.n_components, *backbone.shape)
+            self.pca_ = PCA(n_components, svd_solver="full").fit(self.backbone_scaler_.transform(backbone))
             backbone = self.pca_.transform(self.backbone_scaler_.transform(backbone))
         self.scaler_ = StandardScaler().fit(np.hstack([descriptors, backbone]))
         self.svr_ = SVR(C=self.C, epsilon=self.epsilon).fit(self._inputs(features), target)

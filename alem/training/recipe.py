@@ -23,7 +23,7 @@ from alem.parity import parity_plot
 from alem.training.cv import CVResult, cross_validate
 from alem.training.fidelity_aware import add_fidelity_addon, cross_fitted_stack
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, check_stack_fits_config, train_ensemble
-from alem.training.trees import DEFAULT_TREE_SPECS, out_of_fold_trees
+from alem.training.trees import default_tree_specs, out_of_fold_trees
 
 #: Hops whose predictions are stored with a model, so a test can prove the model still predicts
 #: what it predicted when it was trained (descriptor or graph code drifting would change them).
@@ -125,16 +125,18 @@ def calibrated_ensemble(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
-    tree_specs: Sequence[TreeSpec] = DEFAULT_TREE_SPECS,
+    tree_specs: Sequence[TreeSpec] | None = None,
     cheap_barriers: Mapping[str, CheapBarrier] | None = None,
     cheap_fidelity: str = SHIPPED_CHEAP_FIDELITY,
 ) -> dict:
     """Grouped CV (GNN ensemble per fold, trees on the same folds), then the final ensemble.
-    Without ``tree_specs`` the ensemble is GNN members only. A stacked ensemble gets the
+    ``tree_specs`` None: the recipe's components for ``config.freeze``
+    (:func:`alem.training.trees.default_tree_specs`); empty: GNN members only. A stacked ensemble gets the
     fidelity-aware add-on (:mod:`alem.inference.fidelity_aware`) when enough hops have a paired cheap barrier
     of ``cheap_fidelity`` (default pairs: the MACE-MP barriers shipped for the literature hops).
     Returns the model card."""
     labelled = [h for h in hops if h.barrier_ev is not None]
+    tree_specs = default_tree_specs(config.freeze) if tree_specs is None else tuple(tree_specs)
     check_stack_fits_config(tree_specs, config)
     extra: dict = {}
     result = stack = None

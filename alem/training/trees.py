@@ -26,6 +26,13 @@ DESCRIPTOR_TREE_SPECS = (EXTRA_TREES, GRADIENT_BOOSTING)
 #: The non-GNN components of the shipped recipe, chosen on inner folds among declared candidate
 #: sets (benchmarks/cv/run_stack.py): boosting dropped, the backbone kernel model added.
 DEFAULT_TREE_SPECS = (EXTRA_TREES, BACKBONE_SVR)
+
+
+def default_tree_specs(freeze: str) -> tuple[TreeSpec, ...]:
+    """The recipe's components for a freezing strategy: the kernel model reads the pre-trained
+    backbone, which only a frozen backbone keeps in every member, so other strategies stack the
+    descriptor trees of :data:`DESCRIPTOR_TREE_SPECS` instead."""
+    return DEFAULT_TREE_SPECS if freeze == "frozen" else DESCRIPTOR_TREE_SPECS
 #: Barriers are floored here before a log (the smallest literature barrier is 0.0035 eV).
 LOG_FLOOR_EV = 1e-3
 
