@@ -9,8 +9,8 @@ the outer folds; the choice among them is (run_stack.py's "selected on inner fol
 
     python benchmarks/cv/run_component_search.py
 
-Writes ``component_search.json`` and ``component_search.md`` beside this file (about 8 min on
-2 cores, most of it the Gaussian process).
+Writes ``component_search.json`` and ``component_search.md`` beside this file (about 17 min on
+2 cores beside other work, most of it the Gaussian process).
 """
 
 from __future__ import annotations
