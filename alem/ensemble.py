@@ -17,13 +17,13 @@ from scipy import stats
 from alem.graphs.crystal_graph import GraphSettings
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
-from alem.inference.backbone_features import backbone_path_features
+from alem.inference.backbone_features import component_inputs
 from alem.inference.device import pick_device
 from alem.inference.fidelity_aware import FIDELITY_TREES_FILENAME, fidelity_aware_mean_sigma, usable_cheap_barriers
 from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
 from alem.inference.members import predict_member
 from alem.inference.stacking import combine_components, combine_members
-from alem.inference.trees import ComponentInputs, TreeSpec, load_trees, predict_trees, tree_features_from_graphs
+from alem.inference.trees import ComponentInputs, TreeSpec, load_trees, predict_trees
 from alem.model_dir import (
     TREES_FILENAME,
     ModelCard,
@@ -135,11 +135,7 @@ class Ensemble:
         """What the stack's non-GNN components read; backbone features come from the first
         member's backbone (training refuses them unless the backbone is frozen, so it is the
         pre-trained one they were fitted on)."""
-        descriptors = tree_features_from_graphs(hops, graphs)
-        if not any(spec.reads_backbone for spec in self.tree_specs):
-            return ComponentInputs(descriptors)
-        tensors = tensors if tensors is not None else host_context_tensors(self.members[0], graphs, device)
-        return ComponentInputs(descriptors, backbone_path_features(self.members[0], tensors, device))
+        return component_inputs(hops, graphs, self.tree_specs, self.members[0], tensors, device)
 
     def predict(
         self,

@@ -15,7 +15,7 @@ from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
-from alem.inference.backbone_features import backbone_path_features
+from alem.inference.backbone_features import component_inputs
 from alem.inference.device import device_description, peak_memory_mb, pick_device
 from alem.inference.fidelity_aware import FIDELITY_CARD_KEY, FIDELITY_TREES_FILENAME
 from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
@@ -210,14 +210,14 @@ class TrainingSet:
 
     def component_inputs(self, hops: Sequence[Hop], specs: Sequence[TreeSpec], device: torch.device) -> ComponentInputs:
         """What the stack components ``specs`` read for ``hops`` (the hops of :attr:`graphs`, in order)."""
-        descriptors = tree_features_from_graphs(hops, self.graphs)
-        if not any(spec.reads_backbone for spec in specs):
-            return ComponentInputs(descriptors)
-        if self.pretrained is None:
+        reads_backbone = any(spec.reads_backbone for spec in specs)
+        if reads_backbone and self.pretrained is None:
             raise ValueError("backbone features need a pre-trained backbone; freeze='scratch' has none")
-        encoder = new_barrier_model(self.pretrained, FinetuneConfig(freeze="frozen"), self.backbone_config, self.settings)
-        tensors = self.cached if self.cached is not None else host_context_tensors(encoder, self.graphs, device)
-        return ComponentInputs(descriptors, backbone_path_features(encoder, tensors, device))
+        encoder = (
+            new_barrier_model(self.pretrained, FinetuneConfig(freeze="frozen"), self.backbone_config, self.settings)
+            if reads_backbone else None
+        )
+        return component_inputs(hops, self.graphs, specs, encoder, self.cached, device)
 
     def items(self, indices: Sequence[int] | None = None) -> list[HopData] | PathTensors:
         """The training items (all, or a subset such as a CV fold)."""
