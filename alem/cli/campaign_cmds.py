@@ -93,6 +93,9 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
             f"Model: version {model['id']} ({model['path']}), trained on {model['n_training_hops']} hops "
             f"{_ago(model['created_at'])}; CV MAE {mae}; {results['new_since_current_model']} new results since"
         )
+        if model["training_fidelities"]:
+            learned = ", ".join(f"{n} {fidelity}" for fidelity, n in model["training_fidelities"].items())
+            console.print(escape(f"  trained on fidelities: {learned}"), highlight=False)
     loop = data["loop"]
     if loop is None:
         console.print("Loop: never started (run `alem loop`)")
