@@ -87,7 +87,7 @@ def test_a_version_3_store_migrates_and_old_results_say_what_is_known(tmp_path):
     assert all(p["note"] == NOT_RECORDED_NOTE and p["code_versions"] == {} for p in provenance.values())
 
 
-def test_show_export_and_report_carry_each_results_provenance(tmp_path, replay_ensemble_dir):
+def test_show_export_report_and_status_say_where_labels_came_from(tmp_path, replay_ensemble_dir):
     config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=3, acquisition__batch_size=2,
                                      approval__auto_approve=True)
     ran = invoke(config, "loop", "--tick-seconds", "0", "--no-retrain", "--max-ticks", "3")
@@ -116,6 +116,13 @@ def test_show_export_and_report_carry_each_results_provenance(tmp_path, replay_e
     page = (tmp_path / "report.html").read_text()
     assert f'<a href="#provenance-{result.id}">replay</a>' in page
     assert f'<details id="provenance-{result.id}">' in page
+
+    # and the model: `alem status` lists the fidelities (functionals) its card says it learned from
+    card = json.loads((replay_ensemble_dir / "model_card.json").read_text())
+    assert sum(card["training_fidelities"].values()) == card["n_training_hops"]
+    status = " ".join(invoke(config, "status").output.split())
+    learned = ", ".join(f"{n} {fidelity}" for fidelity, n in card["training_fidelities"].items())
+    assert f"trained on fidelities: {learned}" in status
 
 
 @pytest.mark.slow
