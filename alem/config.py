@@ -191,12 +191,14 @@ class ScreeningSection(_Section):
 
 
 class FidelityCostSection(_Section):
-    core_hours_per_100_atoms: float = Field(description="core-hours of one NEB of a 100-atom supercell")
+    core_hours_per_100_atoms: float = Field(description="core-hours of one 5-image NEB of a 100-atom supercell (scaled by images / 5)")
     exponent: float = Field(description="cost grows as (atoms / 100) ** exponent")
 
 
 class CostsSection(_Section):
-    """``[costs]``: core-hours of one NEB per fidelity kind, as a function of supercell size."""
+    """``[costs]``: core-hours of one NEB per fidelity kind, as a function of supercell size and
+    images (× images / 5: the pairs describe a 5-image NEB); the review card and the acquisition
+    both read it (:func:`alem.campaign.neb_costs.neb_cost`)."""
 
     aware: bool = Field(False, description="divide the acquisition value by the NEB's cost (BoTorch cost-aware utility)")
     dft: FidelityCostSection = Field(

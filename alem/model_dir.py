@@ -150,6 +150,9 @@ class ModelCard(_Card):
     cv_grouping: str | None = Field(None, description="what the CV folds group by")
     n_training_hops: int | None = Field(None, description="hops with a barrier the members were fitted on")
     training_hop_ids: list[str] | None = Field(None, description="their hop ids")
+    training_fidelities: dict[str, int] | None = Field(
+        None, description="those hops per fidelity, e.g. {'dft:GGA': 493, 'dft:GGA+U': 41} (the functionals it learned from)"
+    )
     dataset_hash: str | None = Field(
         None, description="hash of the training set; read when a campaign registers a model, not written by alem's training"
     )

@@ -201,10 +201,36 @@ def _figures(
 
 
 # ------------------------------------------------------------------------------ HTML
+class _Markup(str):
+    """A table cell that is already HTML (escaped where it had to be)."""
+
+
+def _cell(value: object) -> str:
+    return value if isinstance(value, _Markup) else html.escape(str(value))
+
+
 def _table(headers: list[str], rows: list[list[object]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _provenance_link(result) -> _Markup:
+    from alem.neb.provenance import provenance_summary
+
+    return _Markup(f'<a href="#provenance-{result.id}">{html.escape(provenance_summary(result.provenance))}</a>')
+
+
+def _provenance_section(results) -> str:
+    """Every result's provenance record, each with the anchor its row in the results table links to."""
+    from alem.neb.provenance import provenance_lines
+
+    blocks = "".join(
+        f'<details id="provenance-{r.id}"><summary>result {r.id}: {html.escape(r.hop_id)}</summary>'
+        f"<pre>{html.escape(chr(10).join(provenance_lines(r.provenance)))}</pre></details>"
+        for r in results
+    )
+    return f"<h2>Provenance of each result</h2>\n{blocks}" if blocks else ""
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -237,7 +263,7 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     host_of = {r.hop_id: r.group for r in store.hops()}
     result_rows = [
         [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), r.fidelity or "—", r.method,
-         "usable" if r.usable else f"failed: {r.failure_reason}"]
+         "usable" if r.usable else f"failed: {r.failure_reason}", _provenance_link(r)]
         for r in results
     ]
     fidelity_html = _fidelity_section(config, store)
@@ -273,9 +299,10 @@ predictions on the results that arrived while it was current.</p>
 <div class="figs">{img.format("history", figures["history"])}</div>
 <h2>NEB results</h2>
 {fidelity_html}
-{_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status"], result_rows)}
+{_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status", "provenance"], result_rows)}
 <h2>Predictions behind the parity plot</h2>
 {_table(["hop", "NEB barrier (eV)", "predicted (eV)", "σ (eV)", "prediction by"], parity_rows)}
+{_provenance_section(results)}
 </body></html>
 """
 

@@ -191,13 +191,12 @@ def test_costs_per_fidelity_come_from_the_config(tmp_path, tiny_hop):
     config = CampaignConfig.from_dict({"costs": {"dft": {"core_hours_per_100_atoms": 1000.0, "exponent": 2.0}}})
     assert neb_core_hours("dft:GGA+U", 300, config.costs) == pytest.approx(9000.0)
     assert neb_core_hours("mlip:CHGNet", 300, config.costs) == pytest.approx(0.15)  # default 0.05 × 3
-    with Store.open(tmp_path / "s.sqlite") as store:
-        store.add_hops([tiny_hop("a", 0.4)])
-        records = store.hops()
-    assert cost_request_fields(records, "dft:GGA", config.costs) == {}  # [costs] aware is off by default
+    hops = [tiny_hop("a", 0.4)]
+    assert cost_request_fields(hops, "dft:GGA", config.costs) == {}  # [costs] aware is off by default
     config.costs.aware = True
-    fields = cost_request_fields(records, "dft:GGA", config.costs)
-    assert fields == {"cost_core_hours_of": {"a": pytest.approx(1000.0 * (records[0].n_sites / 100) ** 2)}}
+    fields = cost_request_fields(hops, "dft:GGA", config.costs)  # no preset: the stored cell, 5 images
+    assert fields == {"cost_core_hours_of": {"a": pytest.approx(1000.0 * (hops[0].n_sites / 100) ** 2)}}
+    assert neb_core_hours("dft:GGA", 300, config.costs, n_images=10) == pytest.approx(18000.0)  # images multiply
 
 
 def test_a_screening_round_after_a_crash_never_screens_a_hop_twice(tmp_path):

@@ -22,6 +22,7 @@ from pymatgen.core import Structure
 from alem.backends.base import QueueState
 from alem.backends.fireworks_backend import FireWorksBackend
 from alem.neb.presets import load_preset
+from alem.neb.provenance import installed_version, settings_sha256
 from alem.neb.restart import NebRestart
 from alem.neb.vasp_jobs import previous_images
 
@@ -97,6 +98,13 @@ def test_retry_continues_from_last_images_and_skips_finished_endpoints(backend, 
     outcome = backend.outcome(second)
     assert outcome.usable, outcome.failure_reason
     assert outcome.barrier_ev == pytest.approx(0.45)
+    # traceable: the preset and its settings' hash, the INCAR the NEB ran with, VASP's version from its OUTCAR
+    record = outcome.provenance
+    assert record["preset"] == "vasp_gga" and record["settings_sha256"] == settings_sha256(backend.preset)
+    assert record["incar"]["IMAGES"] == 3 and record["incar"]["EDIFFG"] == -backend.preset.neb.fmax_ev_a
+    assert record["vasp_version"].startswith("vasp.6.3.2")
+    assert record["code_versions"]["atomate2"] == installed_version("atomate2") and record["fidelity"] == "dft:GGA"
+    assert backend.outcome(first).provenance["preset"] == "vasp_gga"  # the failed attempt too
     # the metadata of the retry remembers what it reused, for a third attempt
     assert NebRestart.model_validate(workflow["metadata"]["alem_restart"]).endpoints == reached.endpoints
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_review_page_has_a_card_per_proposal_with_picture_neighbours_and_command
         assert f"{prediction.mean_ev:.2f} ± {prediction.std_ev:.2f} eV" in card
         assert f"disagree most about it: σ {prediction.std_ev:.2f} eV" in card
         assert f"alem approve {hop_id}" in card and f"alem reject {hop_id}" in card
-        assert "the replay backend runs no calculation" in card
+        assert "the replay backend answers from its dataset, no calculation runs" in card
         neighbours = re.findall(r"<tr><td>(em-\d+)</td><td>([^<]+)</td><td>(\w+)</td><td class=num>([\d.]+)</td>", card)
         assert len(neighbours) == 4
         for neighbour_id, _, ion, barrier in neighbours:
@@ -119,4 +120,29 @@ def test_strategy_reasons_and_cost_in_words(tmp_path, li2o_hop):
     config = init_campaign(tmp_path / "c", backend="fireworks")  # vasp_gga: images 8 Å apart, 5 images
     cost = estimate_cost(li2o_hop, config)
     assert cost.n_atoms == 11 * 8  # the 4.61 Å cell doubled along each axis
-    assert "88-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,000 core-hours" in cost.summary
+    # 2000 core-hours × (88/100)² × 5/5 images: the acquisition's own estimate, from the same function
+    assert "88-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,500 core-hours" in cost.summary
+    assert cost.core_hours == pytest.approx(2000.0 * 0.88**2)
+
+
+@pytest.mark.parametrize("kind", ["slurm", "pbs"])
+def test_a_batch_backends_cost_is_the_acquisitions_estimate(tmp_path, li2o_hop, kind):
+    from alem.campaign import init_campaign
+    from alem.campaign.neb_costs import backend_preset_or_none, cost_request_fields
+
+    config = init_campaign(tmp_path / "c", backend=kind)
+    config.backend.slurm.preset = config.backend.pbs.preset = "vasp_gga"
+    config.costs.aware = True
+    cost = estimate_cost(li2o_hop, config)
+    assert "runs no calculation" not in cost.summary and "88-atom NEB cell, 5 images" in cost.summary
+    acquisition = cost_request_fields([li2o_hop], "dft:GGA", config.costs, backend_preset_or_none(config))
+    assert acquisition["cost_core_hours_of"][li2o_hop.hop_id] == pytest.approx(cost.core_hours)
+    # a campaign preset with 7 images: the images multiply the cost
+    shipped = (Path(__file__).parents[1] / "workflows" / "vasp_gga.toml").read_text()
+    (config.campaign_dir / "workflows").mkdir(exist_ok=True)
+    (config.campaign_dir / "workflows" / "gga7.toml").write_text(
+        shipped.replace('name = "vasp_gga"', 'name = "gga7"').replace("n_images = 5 ", "n_images = 7 "))
+    config.backend.slurm.preset = config.backend.pbs.preset = "gga7"
+    more = estimate_cost(li2o_hop, config)
+    assert backend_preset_or_none(config).neb.n_images == 7 and "7 images" in more.summary
+    assert more.core_hours == pytest.approx(cost.core_hours * 7 / 5)

@@ -10,6 +10,7 @@ import torch
 from alem.ensemble import Ensemble
 from alem.graphs import GraphSettings
 from alem.hops import load_training_hops
+from alem.hops.fidelity import counts_by_fidelity
 from alem.metrics import fit_sigma_scale
 from alem.training.cv import cross_validate, grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, new_barrier_model, train_ensemble, train_member
@@ -79,6 +80,9 @@ def test_ensemble_save_load_predict_and_path_awareness(tiny_pretrained, small_ho
     assert prediction.mean_ev[0] < prediction.mean_ev[1] - 0.1
     card = json.loads((path / "model_card.json").read_text())
     assert card["n_members"] == 3 and card["n_training_hops"] == len(hops)
+    # the card lists the functionals it learned from (the synthetic hops carry no fidelity)
+    assert card["training_fidelities"] == counts_by_fidelity(h.provenance.fidelity for h in hops)
+    assert card["training_fidelities"]["unknown"] == 6 and sum(card["training_fidelities"].values()) == len(hops)
     # the recipe's descriptor set is recorded, so the model reads back the numbers it learned from
     assert card["graph_settings"] == GraphSettings(descriptor_set=config.descriptor_set).as_dict()
     assert card["graph_settings"]["descriptor_set"] == "v2" and ensemble.settings.n_descriptors == 37

@@ -1,11 +1,21 @@
-"""What one NEB costs at each fidelity, in core-hours, as a function of supercell size.
+"""What one NEB costs at each fidelity, in core-hours, as a function of supercell size and images.
 
-The defaults are order-of-magnitude figures for planning, overridable per campaign (``[costs]``
-in ``alem.toml``):
+One rule for every estimate alem makes (the acquisition's cost model and the review page both call
+:func:`cost_of`, through :func:`alem.campaign.neb_costs.neb_cost`)::
 
-* ``dft`` (GGA / GGA+U, VASP climbing-image NEB, 5–7 images, ~100-atom supercell): about 2,000
-  core-hours per NEB, growing as (N/100)² — plane-wave DFT scales between N² and N³ in this size
-  range, and larger cells also need fewer k-points, so the square is a middle estimate.
+    core-hours = core_hours_per_100_atoms × (n_atoms / 100) ** exponent × n_images / 5
+
+Every image is its own electronic-structure calculation on the whole cell (VASP runs them side by
+side, IMAGES × the cores of one), so the cost is linear in the images; the two endpoint
+relaxations are folded into the anchor, which is a 5-image NEB. The defaults are
+order-of-magnitude figures for planning, overridable per campaign (``[costs]`` in ``alem.toml``):
+
+* ``dft`` (GGA / GGA+U, VASP climbing-image NEB, 5 images, ~100-atom supercell): about 2,000
+  core-hours per NEB, growing as (N/100)². Per k-point, plane-wave DFT costs between N² (FFTs,
+  applying H) and N³ (orthogonalisation, subspace diagonalisation), the N² part dominating below a
+  few hundred atoms; at the presets' fixed k-point density a larger cell needs fewer k-points
+  (∝ 1/N) and more SCF and ionic steps, so the square is a middle estimate. Γ-only cells of
+  several hundred atoms approach N³: raise ``exponent`` for those.
 * ``dft:SCAN``: meta-GGA, about 3× the GGA cost at the same size (denser grids, slower SCF).
 * ``mlip`` (CHGNet / MACE-MP / SevenNet NEB on CPU): about 0.05 core-hours per 100 atoms, linear
   in N — five orders of magnitude below DFT, which is why screening every candidate pays.
@@ -20,10 +30,13 @@ from dataclasses import dataclass
 
 from alem.hops.fidelity import kind_of, parse_fidelity
 
+#: Images of the NEB the ``core_hours_per_100_atoms`` anchors describe.
+REFERENCE_IMAGES = 5
+
 
 @dataclass(frozen=True)
 class FidelityCost:
-    """Core-hours of one NEB: ``core_hours_per_100_atoms · (n_atoms / 100) ** exponent``."""
+    """Core-hours of one NEB: ``core_hours_per_100_atoms · (n_atoms / 100) ** exponent · n_images / 5``."""
 
     core_hours_per_100_atoms: float
     exponent: float
@@ -34,10 +47,12 @@ class FidelityCost:
         if self.exponent < 0:
             raise ValueError(f"exponent must not be negative, got {self.exponent}")
 
-    def core_hours(self, n_atoms: int) -> float:
+    def core_hours(self, n_atoms: int, n_images: int = REFERENCE_IMAGES) -> float:
         if n_atoms <= 0:
             raise ValueError(f"a supercell has at least one atom, got {n_atoms}")
-        return self.core_hours_per_100_atoms * (n_atoms / 100.0) ** self.exponent
+        if n_images <= 0:
+            raise ValueError(f"an NEB has at least one image, got {n_images}")
+        return self.core_hours_per_100_atoms * (n_atoms / 100.0) ** self.exponent * n_images / REFERENCE_IMAGES
 
 
 DEFAULT_FIDELITY_COSTS: dict[str, FidelityCost] = {
@@ -47,13 +62,15 @@ DEFAULT_FIDELITY_COSTS: dict[str, FidelityCost] = {
 }
 
 
-def cost_of(fidelity: str, n_atoms: int, costs: Mapping[str, FidelityCost] | None = None) -> float:
-    """Core-hours of one NEB of ``fidelity`` on an ``n_atoms`` supercell (``costs`` default:
-    :data:`DEFAULT_FIDELITY_COSTS`; the full fidelity's entry wins over its kind's)."""
+def cost_of(
+    fidelity: str, n_atoms: int, costs: Mapping[str, FidelityCost] | None = None, n_images: int = REFERENCE_IMAGES
+) -> float:
+    """Core-hours of one NEB of ``fidelity`` with ``n_images`` images on an ``n_atoms`` supercell
+    (``costs`` default: :data:`DEFAULT_FIDELITY_COSTS`; the full fidelity's entry wins over its kind's)."""
     table = DEFAULT_FIDELITY_COSTS if costs is None else costs
     canonical = parse_fidelity(fidelity)
     by_lower = {key.lower(): value for key, value in table.items()}
     for key in (canonical.lower(), kind_of(canonical)):
         if key in by_lower:
-            return by_lower[key].core_hours(n_atoms)
+            return by_lower[key].core_hours(n_atoms, n_images)
     raise KeyError(f"no cost for fidelity {canonical} (known: {', '.join(table)})")

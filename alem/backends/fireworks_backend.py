@@ -25,6 +25,7 @@ from typing import Any
 from alem.backends.base import Backend, QueueState
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.provenance import PROVENANCE_KEY, provenance_for_run
 from alem.neb.schemas import NebOutcome
 
 #: FireWorks' own default for a lost run is 4 hours without a heartbeat.
@@ -189,22 +190,28 @@ class FireWorksBackend(Backend):
         return f"Firework {launch['fw_id']}: {last[-1]}" if launch and last else "no error message recorded"
 
     def outcome(self, external_id: str) -> NebOutcome:
+        outcome, metadata = self._outcome_and_metadata(external_id)
+        # the worker is not alem's: the versions are the submitting alem's (provenance record)
+        outcome.provenance = provenance_for_run(metadata.get(PROVENANCE_KEY), None, outcome.details.get("dir_name"))
+        return outcome
+
+    def _outcome_and_metadata(self, external_id: str) -> tuple[NebOutcome, dict]:
         from alem.neb.barrier import outcome_from_job_store
 
         workflow = self._workflow(external_id)
         if workflow is None:
-            return NebOutcome(failure_reason=f"FireWorks workflow with fw_id {external_id} is not on the LaunchPad")
+            return NebOutcome(failure_reason=f"FireWorks workflow with fw_id {external_id} is not on the LaunchPad"), {}
         metadata = workflow.get("metadata") or {}
         method = metadata.get("alem_method", "")
         state = workflow.get("state")
         if state != "COMPLETED":
             reason = self._fizzle_reason(workflow) if state == "FIZZLED" else f"workflow is {state}"
-            return NebOutcome(failure_reason=f"FireWorks workflow {external_id} {state}: {reason}", method=method)
+            return NebOutcome(failure_reason=f"FireWorks workflow {external_id} {state}: {reason}", method=method), metadata
         # A fresh store object: a file-backed store connected earlier would serve a stale copy.
         store = type(self.job_store).from_dict(self.job_store.as_dict())
         outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method)
         outcome.details.setdefault("fw_id", int(external_id))
-        return outcome
+        return outcome, metadata
 
     def cancel(self, external_id: str) -> None:
         if self._workflow(external_id) is not None:

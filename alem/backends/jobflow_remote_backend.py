@@ -25,6 +25,7 @@ from typing import Any
 from alem.backends.base import Backend, QueueState
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.provenance import PROVENANCE_KEY, provenance_for_run
 from alem.neb.schemas import NebOutcome
 
 _STATE_MAP = {
@@ -143,11 +144,17 @@ class JobflowRemoteBackend(Backend):
         }
 
     def outcome(self, external_id: str) -> NebOutcome:
+        outcome, metadata = self._outcome_and_metadata(external_id)
+        # the worker is not alem's: the versions are the submitting alem's (provenance record)
+        outcome.provenance = provenance_for_run(metadata.get(PROVENANCE_KEY), None, outcome.details.get("dir_name"))
+        return outcome
+
+    def _outcome_and_metadata(self, external_id: str) -> tuple[NebOutcome, dict]:
         from alem.neb.barrier import outcome_from_job_store
 
         info = self._flow_info(external_id)
         if info is None:
-            return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} is not in the queue database")
+            return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} is not in the queue database"), {}
         metadata = info.flow_metadata or {}
         method = metadata.get("alem_method", "")
         if info.state.value != "COMPLETED":
@@ -155,12 +162,12 @@ class JobflowRemoteBackend(Backend):
                       for job in self.job_controller.get_jobs_info(flow_ids=[external_id])
                       if job.state.value in ("FAILED", "REMOTE_ERROR", "STOPPED", "USER_STOPPED")]
             reason = "; ".join(errors) or f"flow is {info.state.value}"
-            return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} {info.state.value}: {reason}", method=method)
+            return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} {info.state.value}: {reason}", method=method), metadata
         # The project's JobStore (a fresh object: a file-backed store connected earlier would be stale).
         store = self.job_controller.project.get_jobstore(self.job_controller.get_flow_store(external_id))
         outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method)
         outcome.details.setdefault("flow_id", external_id)
-        return outcome
+        return outcome, metadata
 
     def cancel(self, external_id: str) -> None:
         # READY and running jobs are stopped (and cancelled in the queue); the waiting rest follow.

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from alem.backends.base import Backend, QueueState
 from alem.errors import AlemError
 from alem.hops.hop import Hop
+from alem.neb.provenance import NebProvenance, installed_version
 from alem.neb.schemas import NebOutcome
 
 if TYPE_CHECKING:
@@ -166,6 +167,16 @@ class ReplayBackend(Backend):
         return states
 
     def outcome(self, external_id: str) -> NebOutcome:
+        outcome = self._replayed(external_id)
+        # no calculation ran: the label's inputs are the dataset row's, whatever produced it
+        outcome.provenance = NebProvenance(
+            engine="replay", fidelity=outcome.details.get("fidelity"),
+            code_versions={"alem": installed_version("alem")}, code_versions_where="submitting alem",
+            note=f"replayed from {self.dataset} (row {outcome.details.get('dataset_hop_id', '?')}); no NEB was run",
+        ).model_dump(mode="json")
+        return outcome
+
+    def _replayed(self, external_id: str) -> NebOutcome:
         row = self._submission(external_id)
         if row is None:
             return NebOutcome(failure_reason=f"replay job {external_id} is unknown (state file {self.state_file})")

@@ -3,7 +3,8 @@
 Shared by the backends that run the flow themselves (``local``: a detached process on this
 machine; ``slurm``/``pbs``: a batch job on a compute node reading the same shared filesystem)::
 
-    request.json     job key, hop id, preset, method, uuid of the NEB output job
+    request.json     job key, hop id, preset, method, uuid of the NEB output job, provenance record
+    code_versions.json  host and code versions where the flow ran (written by the job)
     flow.json        the jobflow Flow (monty JSON)
     exit.json        written last, atomically: {"state": "completed"|"failed", "error"}
     store/docs.json  file-backed jobflow JobStore (maggma JSONStore) ...
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
+from alem.neb.provenance import RUN_VERSIONS_FILE, preset_provenance, provenance_for_run, run_versions
 from alem.neb.schemas import NebOutcome
 
 REQUEST = "request.json"
@@ -77,6 +79,7 @@ def stage_run(run_dir: Path, hop: Hop, preset: Preset, job_key: str, **request_e
         "method": preset.method_label,
         "output_uuid": output_uuid(flow),
         "submitted_at": time.time(),
+        "provenance": preset_provenance(preset).model_dump(mode="json"),
         **request_extra,
     }
     write_json_atomic(staging / REQUEST, request)
@@ -90,6 +93,8 @@ def run_flow(run_dir: Path) -> int:
     from monty.serialization import loadfn
 
     try:
+        # the versions where the flow runs, which may differ from the submitting alem's
+        write_json_atomic(run_dir / RUN_VERSIONS_FILE, run_versions((read_json(run_dir / REQUEST) or {}).get("provenance")))
         flow = loadfn(run_dir / "flow.json")
         work_dir = run_dir / "work"
         work_dir.mkdir(exist_ok=True)
@@ -120,11 +125,13 @@ def run_outcome(run_dir: Path, label: str, log_name: str, current_state: Callabl
         return NebOutcome(failure_reason=f"{label}: no run directory {run_dir}")
     finished = read_json(run_dir / EXIT)
     if finished is None:
-        return NebOutcome(failure_reason=f"{label} has not finished (state {current_state()})",
-                          method=request["method"])
-    if finished.get("state") != "completed":
-        return NebOutcome(failure_reason=f"{label} failed: {finished.get('error')} (log: {run_dir / log_name})",
-                          method=request["method"])
-    outcome = outcome_from_job_store(job_store_for(run_dir, read_only=True), request["output_uuid"], method=request["method"])
-    outcome.details.setdefault("run_dir", str(run_dir))
+        outcome = NebOutcome(failure_reason=f"{label} has not finished (state {current_state()})", method=request["method"])
+    elif finished.get("state") != "completed":
+        outcome = NebOutcome(failure_reason=f"{label} failed: {finished.get('error')} (log: {run_dir / log_name})",
+                             method=request["method"])
+    else:
+        outcome = outcome_from_job_store(job_store_for(run_dir, read_only=True), request["output_uuid"], method=request["method"])
+        outcome.details.setdefault("run_dir", str(run_dir))
+    outcome.provenance = provenance_for_run(request.get("provenance"), read_json(run_dir / RUN_VERSIONS_FILE),
+                                            outcome.details.get("dir_name"))
     return outcome

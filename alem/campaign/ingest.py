@@ -55,6 +55,7 @@ def result_hops(store: Store, fidelities: Sequence[str] | None = None) -> list[H
                 "alem_result_id": result.id,
                 "method": result.method,
                 "reverse_barrier_ev": result.reverse_barrier_ev,
+                "provenance": result.provenance,
             }
         )
         out.append(

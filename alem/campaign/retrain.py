@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alem.campaign.model_versions import LoadedModel, load_ensemble, store_card
-from alem.hops.fidelity import CheapBarrier
+from alem.hops.fidelity import CheapBarrier, matches
 from alem.hops.hop import Hop
 from alem.model_dir import BACKBONE_FILENAME, ModelCard, default_pretrained_path
 
@@ -49,8 +49,9 @@ def retraining_due(store: Store, config: CampaignConfig) -> bool:
 
 
 def training_hops(store: Store, model_path: Path, fidelities: Sequence[str] | None = ("dft",)) -> list[Hop]:
-    """The current model's training hops (from alem's dataset, by id) plus the campaign's results
-    of the selected fidelities (None: all)."""
+    """The current model's training hops (from alem's dataset, by id) plus the campaign's results,
+    both only of the selected fidelities (None: all): ``["dft:GGA"]`` also drops the dataset's
+    GGA+U, SCAN and LDA barriers, ``["dft"]`` keeps every functional."""
     from alem.campaign import result_hops
     from alem.hops.io import load_training_hops
 
@@ -59,6 +60,8 @@ def training_hops(store: Store, model_path: Path, fidelities: Sequence[str] | No
     if base_ids is not None:
         wanted = set(base_ids)
         base = [h for h in base if h.hop_id in wanted]
+    if fidelities is not None:
+        base = [h for h in base if matches(h.provenance.fidelity, fidelities)]
     results = result_hops(store, fidelities)
     result_ids = {h.hop_id for h in results}
     return [h for h in base if h.hop_id not in result_ids] + results

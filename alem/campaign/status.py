@@ -66,6 +66,7 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
             "n_training_hops": model.n_training_hops,
             "dataset_hash": model.dataset_hash,
             "cv_mae_ev": cv_mae_ev(model.card),
+            "training_fidelities": model.card.get("training_fidelities"),
         },
         "loop": None if loop is None else {**loop.as_dict(), "alive": loop_alive(loop, config.loop.tick_seconds)},
         "problems": store.integrity_check(),

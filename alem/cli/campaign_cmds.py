@@ -93,6 +93,9 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
             f"Model: version {model['id']} ({model['path']}), trained on {model['n_training_hops']} hops "
             f"{_ago(model['created_at'])}; CV MAE {mae}; {results['new_since_current_model']} new results since"
         )
+        if model["training_fidelities"]:
+            learned = ", ".join(f"{n} {fidelity}" for fidelity, n in model["training_fidelities"].items())
+            console.print(escape(f"  trained on fidelities: {learned}"), highlight=False)
     loop = data["loop"]
     if loop is None:
         console.print("Loop: never started (run `alem loop`)")
@@ -214,8 +217,10 @@ def show_cmd(
     campaign: CampaignOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Everything known about one hop: predictions, proposals, decisions, jobs, results, history."""
+    """Everything known about one hop: predictions, proposals, decisions, jobs, results (with their
+    inputs' provenance), history."""
     from alem.campaign.status import hop_status
+    from alem.neb.provenance import provenance_lines
 
     with open_campaign(campaign) as (_, store):
         data = hop_status(store, hop_id)
@@ -245,6 +250,8 @@ def show_cmd(
         else:
             console.print(f"  [red]failed result[/] {escape(r['fidelity'] or '')}: {escape(r['failure_reason'] or '')} "
                           f"({r['method'] or 'unknown method'}, job {r['job_id']})")
+        for line in provenance_lines(r["provenance"]):
+            console.print(escape(f"    {line}"), highlight=False)
     formulas = {hop["hop_id"]: host["formula"] if host else ""}
     if data["jobs"]:
         _print_jobs(data["jobs"], "Jobs", formulas, wide=False)

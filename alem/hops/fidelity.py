@@ -12,6 +12,7 @@ Matching ignores case; the stored spelling is kept as written by :func:`fidelity
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -94,3 +95,10 @@ def matches(fidelity: str | None, selectors: Iterable[str]) -> bool:
         if sel == "*" or sel == canonical.split(":", 1)[0] or sel.lower() == canonical.lower():
             return True
     return False
+
+
+def counts_by_fidelity(fidelities: Iterable[str | None]) -> dict[str, int]:
+    """Labels per fidelity (``"unknown"`` for a label without one), most first, then by name:
+    what a model card lists as the functionals and potentials it was trained on."""
+    counts = Counter(parse_fidelity(f) if f else "unknown" for f in fidelities)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))

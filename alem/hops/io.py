@@ -109,7 +109,7 @@ def _hop_from_dataset_entry(entry: dict[str, Any], index: int, path: Path) -> Ho
     ion = entry.get("working_ion") or initial[0].specie.symbol
     metadata = {
         key: entry[key]
-        for key in ("sys_name", "formula", "crystal_class", "crystal_system", "space_group", "path_info")
+        for key in ("sys_name", "formula", "crystal_class", "crystal_system", "space_group", "path_info", "provenance")
         if key in entry
     }
     return Hop(
@@ -255,6 +255,8 @@ def hop_to_dataset_entry(hop: Hop) -> dict[str, Any]:
         entry["citation"] = hop.provenance.citation
     if hop.provenance.fidelity:
         entry["fidelity"] = hop.provenance.fidelity
+    if hop.metadata.get("provenance"):  # a campaign result's inputs (alem.neb.provenance)
+        entry["provenance"] = hop.metadata["provenance"]
     return entry
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from alem.neb.provenance import PROVENANCE_KEY, preset_provenance
 from alem.neb.restart import JOB_UUIDS_KEY, RESTART_KEY, NebRestart
 from alem.neb.supercell import interpolate_images, neb_endpoints, pristine_host
 from alem.neb.vasp_inputs import neb_input_generator, relax_input_generator, with_initial_magmoms
@@ -53,7 +54,10 @@ def queue_request_with_nodes(request: dict, nodes: int) -> dict:
 
 
 def flow_metadata(hop: Hop, preset: Preset) -> dict:
-    return {"alem_hop_id": hop.hop_id, "alem_preset": preset.name, "alem_method": preset.method_label}
+    """What a flow says about itself: its hop, preset, method and inputs' provenance record (the
+    backends whose workers are not alem's read it back from here)."""
+    return {"alem_hop_id": hop.hop_id, "alem_preset": preset.name, "alem_method": preset.method_label,
+            PROVENANCE_KEY: preset_provenance(preset).model_dump(mode="json")}
 
 
 def _interpolation(preset: Preset):

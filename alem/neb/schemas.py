@@ -39,6 +39,10 @@ class NebOutcome(BaseModel):
     failure_reason: str | None = None
     method: str = Field("", description="e.g. 'vasp:GGA CI-NEB' or 'mlip:CHGNet NEB'")
     details: dict = Field(default_factory=dict)
+    provenance: dict = Field(
+        default_factory=dict, description="what produced it: preset, settings hash, INCAR or MLIP, code versions "
+        "(alem.neb.provenance.NebProvenance as JSON)"
+    )
 
     @property
     def unusable_reason(self) -> str | None:

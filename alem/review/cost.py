@@ -1,15 +1,12 @@
 """What an NEB of a hop will cost, as far as a person approving it needs to know.
 
-The cell is the hop's stored supercell repeated by the backend preset's own rule (periodic
-images of the ion at least ``min_image_distance_a`` apart, ``alem.neb.supercell``). DFT cost is
-given as an order of magnitude only: plane-wave DFT scales roughly with the cube of the number
-of atoms, anchored at :data:`DFT_CORE_HOURS_PER_IMAGE_100_ATOMS` for one NEB image of 100 atoms
-(ionic relaxation of a GGA image on a typical HPC node; GGA+U and magnetic cells cost more).
+The same estimate the cost-aware acquisition uses (:func:`alem.campaign.neb_costs.neb_cost`): the
+cell the backend preset's NEB will run, its images, and ``[costs]`` core-hours for the preset's
+fidelity (DFT: ∝ atoms² × images by default; an order of magnitude, not a quote).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,45 +15,37 @@ from alem.hops.hop import Hop
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
 
-#: Order-of-magnitude anchor: core-hours of one relaxed NEB image of 100 atoms with GGA.
-DFT_CORE_HOURS_PER_IMAGE_100_ATOMS = 300.0
-
 
 @dataclass(frozen=True)
 class CostEstimate:
     n_atoms: int  # in the NEB cell the backend will run
     summary: str  # one line for a person
+    core_hours: float | None = None  # None: no calculation runs, or the preset cannot be read
 
 
-def _preset_name(config: CampaignConfig) -> str | None:
-    backend = config.backend
-    return {
-        "local": backend.local.preset,
-        "fireworks": backend.fireworks.preset,
-        "jobflow-remote": backend.jobflow_remote.preset,
-    }.get(backend.kind)
+def _rounded(core_hours: float) -> str:
+    return f"{float(f'{core_hours:.2g}'):,.{0 if core_hours >= 10 else 2}f}"  # two significant figures: an estimate
 
 
 def estimate_cost(hop: Hop, config: CampaignConfig) -> CostEstimate:
     """NEB cell size and cost in words for the campaign's backend."""
-    from alem.neb.presets import PresetError, load_preset
-    from alem.neb.supercell import supercell_scaling
+    from alem.campaign.neb_costs import neb_cost
+    from alem.hops.fidelity import is_mlip
+    from alem.neb.presets import PresetError, campaign_preset
 
-    name = _preset_name(config)
-    if name is None:
-        return CostEstimate(hop.n_sites, f"{hop.n_sites}-atom cell; the {config.backend.kind} backend runs no calculation")
     try:
-        preset = load_preset(name, config.campaign_dir)
+        preset = campaign_preset(config)
     except PresetError as exc:
         return CostEstimate(hop.n_sites, f"{hop.n_sites}-atom cell; cost unknown ({exc})")
-    n_atoms = hop.n_sites * math.prod(supercell_scaling(hop.initial.lattice, preset.supercell.min_image_distance_a))
-    images = preset.neb.n_images
-    if preset.engine == "mlip":
-        return CostEstimate(n_atoms, f"{n_atoms}-atom NEB cell, {images} images, {preset.method_label}: minutes on a CPU")
-    core_hours = DFT_CORE_HOURS_PER_IMAGE_100_ATOMS * images * (n_atoms / 100.0) ** 3
-    magnitude = f"{float(f'{core_hours:.2g}'):,.0f}"  # two significant figures: it is an estimate
+    if preset is None:
+        return CostEstimate(hop.n_sites, f"{hop.n_sites}-atom cell; the {config.backend.kind} backend answers from its "
+                            "dataset, no calculation runs")
+    cost = neb_cost(hop, preset, preset.fidelity, config.costs)
+    where = ("an MLIP NEB: minutes on a CPU" if is_mlip(preset.fidelity)
+             else f"order of magnitude: DFT cost ∝ atoms^{config.costs.dft.exponent:g} × images, [costs.dft]")
     return CostEstimate(
-        n_atoms,
-        f"{n_atoms}-atom NEB cell, {images} images, {preset.method_label}: roughly {magnitude} core-hours "
-        "(order of magnitude: DFT cost ∝ atoms³)",
+        cost.n_atoms,
+        f"{cost.n_atoms}-atom NEB cell, {cost.n_images} images, {preset.method_label}: roughly "
+        f"{_rounded(cost.core_hours)} core-hours ({where})",
+        cost.core_hours,
     )

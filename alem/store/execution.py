@@ -310,8 +310,8 @@ class ExecutionTables(StoreCore):
         now = self.now()
         cursor = self._conn.execute(
             "INSERT INTO results (job_id, hop_id, usable, barrier_ev, reverse_barrier_ev, image_energies_json, "
-            "path_coordinate_json, converged, method, failure_reason, details_json, created_at, fidelity) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "path_coordinate_json, converged, method, failure_reason, details_json, created_at, fidelity, provenance_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.id,
                 job.hop_id,
@@ -326,6 +326,7 @@ class ExecutionTables(StoreCore):
                 json.dumps(outcome.details, default=str),
                 now,
                 fidelity,
+                json.dumps({**outcome.provenance, "fidelity": fidelity}, default=str),
             ),
         )
         self._conn.execute(

@@ -22,6 +22,7 @@ _COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "metadata": ("metadata_json", lambda v: json.loads(v) if v is not None else {}),
     "card": ("card_json", lambda v: json.loads(v) if v is not None else {}),
     "details": ("details_json", lambda v: json.loads(v) if v is not None else {}),
+    "provenance": ("provenance_json", lambda v: json.loads(v) if v is not None else {}),
     "payload": ("payload_json", lambda v: json.loads(v) if v is not None else {}),
     "image_energies_ev": ("image_energies_json", lambda v: json.loads(v) if v is not None else []),
     "path_coordinate_a": ("path_coordinate_json", lambda v: json.loads(v) if v is not None else []),
@@ -163,6 +164,8 @@ class ResultRecord(_Record):
     created_at: float
     #: level of theory of the barrier, e.g. "dft:GGA+U" or "mlip:CHGNet" (alem.hops.fidelity)
     fidelity: str | None = None
+    #: what produced it: preset, settings hash, INCAR or MLIP, code versions (alem.neb.provenance)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -165,10 +165,17 @@ def _v3_fidelity(conn: sqlite3.Connection) -> None:
     migrate_to_v3(conn, LIVE_JOB_STATES)
 
 
+def _v4_provenance(conn: sqlite3.Connection) -> None:
+    from alem.store.provenance_column import migrate_to_v4
+
+    migrate_to_v4(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "campaign: hosts, hops, models, predictions, proposals, decisions, events", _V1_CAMPAIGN),
     Migration(2, "execution: jobs (one live job per hop), results, loop status", _V2_EXECUTION),
     Migration(3, "fidelity: job stage and fidelity, result fidelity, campaign rounds", _v3_fidelity),
+    Migration(4, "provenance: each result's preset, settings hash, inputs and code versions", _v4_provenance),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

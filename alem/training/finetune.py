@@ -13,7 +13,7 @@ from torch_geometric.data import Batch
 
 from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
-from alem.hops.fidelity import CheapBarrier
+from alem.hops.fidelity import CheapBarrier, counts_by_fidelity
 from alem.hops.hop import Hop
 from alem.inference.backbone_features import component_inputs
 from alem.inference.device import device_description, peak_memory_mb, pick_device
@@ -373,6 +373,7 @@ def train_ensemble(
         {
             "n_training_hops": len(labelled),
             "training_hop_ids": [h.hop_id for h in labelled],
+            "training_fidelities": counts_by_fidelity(h.provenance.fidelity for h in labelled),
             "pretrained_backbone": str(pretrained.path.parent.name) if pretrained and pretrained.path else None,
             # absolute, for re-training from a backbone outside models/ (the name above is portable)
             "pretrained_path": str(pretrained.path.parent) if pretrained and pretrained.path else None,
