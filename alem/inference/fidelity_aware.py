@@ -112,18 +112,3 @@ def usable_cheap_barriers(
             stacklevel=3,
         )
     return used, cheap_ev
-
-
-def fidelity_aware_mean_sigma(
-    section: dict, models: Sequence, features: np.ndarray, cheap_ev: np.ndarray,
-    structure_means_ev: np.ndarray, structure_sigmas_ev: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and calibrated σ (eV) of hops that have a cheap barrier: the card section's weights
-    over the structure-only components (``n_components x n_hops``, GNN first) and the
-    fidelity-aware trees, σ times the section's own factor."""
-    from alem.inference.stacking import combine_components
-
-    tree_means, tree_sigmas = predict_fidelity_trees(section["form"], models, features, cheap_ev)
-    means = np.vstack([structure_means_ev, tree_means])
-    sigmas = np.vstack([structure_sigmas_ev, tree_sigmas])
-    return combine_components(means, sigmas, np.asarray(section["weights"]), float(section["sigma_scale"]))
