@@ -27,7 +27,8 @@ import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
 from alem.hops.fidelity import CheapBarrier, parse_fidelity
-from alem.model_dir import FIDELITY_TREES_FILENAME
+from alem.inference.trees import build_model
+from alem.model_dir import FIDELITY_TREES_FILENAME, TreeSpec
 
 __all__ = ["FIDELITY_CARD_KEY", "FIDELITY_TREES_FILENAME"]
 
@@ -67,6 +68,16 @@ def form_barrier(form: str, target: np.ndarray, cheap_ev: np.ndarray) -> np.ndar
     if form == "log_delta":
         return np.maximum(cheap_ev, LOG_FLOOR_EV) * np.exp(target)
     raise ValueError(f"unknown fidelity-aware form {form!r} (known: {', '.join(FORMS)})")
+
+
+def fit_fidelity_trees(
+    specs: Sequence[TreeSpec], form: str, features: np.ndarray, cheap_ev: np.ndarray, y_ev: np.ndarray, seed: int = 0
+) -> list:
+    """One fitted estimator per spec learning ``form``'s target (the spec's ``log_target`` is
+    replaced by the form)."""
+    x = with_cheap_barrier(features, cheap_ev)
+    target = form_target(form, y_ev, cheap_ev)
+    return [build_model(spec, seed).fit(x, target) for spec in specs]
 
 
 def predict_fidelity_trees(form: str, models: Sequence, features: np.ndarray, cheap_ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

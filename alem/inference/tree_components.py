@@ -15,8 +15,8 @@ import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs
-from alem.inference.fidelity_aware import form_barrier, form_target, predict_fidelity_trees, with_cheap_barrier
-from alem.inference.trees import build_model, fit_tree, load_trees, predict_trees, save_trees
+from alem.inference.fidelity_aware import fit_fidelity_trees, form_barrier, predict_fidelity_trees, with_cheap_barrier
+from alem.inference.trees import fit_tree, load_trees, predict_trees, save_trees
 from alem.model_dir import FIDELITY_TREES_FILENAME, TREES_FILENAME, TreeSpec
 
 
@@ -94,9 +94,7 @@ class FidelityTreeComponent(_SavedInList):
         return cheap_ev
 
     def fit(self, inputs: HopInputs, y_ev: np.ndarray, seed: int = 0) -> FidelityTreeComponent:
-        cheap_ev = self._cheap_ev(inputs)
-        x = with_cheap_barrier(inputs.descriptors, cheap_ev)
-        self.model = build_model(self.spec, seed).fit(x, form_target(self.form, y_ev, cheap_ev))
+        (self.model,) = fit_fidelity_trees([self.spec], self.form, inputs.descriptors, self._cheap_ev(inputs), y_ev, seed)
         return self
 
     def predict(self, inputs: HopInputs) -> ComponentPrediction:

@@ -24,13 +24,12 @@ from alem.inference.fidelity_aware import (
     FIDELITY_CARD_KEY,
     FIDELITY_TREES_FILENAME,
     FORMS,
-    form_target,
+    fit_fidelity_trees,
     predict_fidelity_trees,
     usable_cheap_barriers,
-    with_cheap_barrier,
 )
 from alem.inference.stacking import combine_components, cross_fitted_weights, fit_stack_weights
-from alem.inference.trees import TreeSpec, build_model, save_trees, tree_features
+from alem.inference.trees import TreeSpec, save_trees, tree_features
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.model_dir import FIDELITY_REFERENCE_FILENAME
 from alem.training.trees import DESCRIPTOR_TREE_SPECS
@@ -38,16 +37,6 @@ from alem.training.trees import DESCRIPTOR_TREE_SPECS
 #: Reference predictions of the fidelity-aware path, written beside ``reference_predictions.json``.
 #: Fewer paired hops than this and the add-on is not fitted (its weights and σ would be noise).
 MIN_PAIRED_HOPS = 20
-
-
-def fit_fidelity_trees(
-    specs: Sequence[TreeSpec], form: str, features: np.ndarray, cheap_ev: np.ndarray, y_ev: np.ndarray, seed: int = 0
-) -> list:
-    """One fitted estimator per spec learning ``form``'s target (the spec's ``log_target`` is
-    replaced by the form)."""
-    x = with_cheap_barrier(features, cheap_ev)
-    target = form_target(form, y_ev, cheap_ev)
-    return [build_model(spec, seed).fit(x, target) for spec in specs]
 
 
 def out_of_fold_fidelity_trees(
