@@ -1,8 +1,10 @@
 """The fine-tuned ensemble: load it, predict E_m with a calibrated uncertainty.
 
-An ensemble is the GNN members and, when its card has a ``stack`` section, tree models on the hop
-descriptors (``trees.joblib``); their predictions are combined with the card's stacking weights
-(:mod:`alem.inference.stacking`)."""
+An ensemble is a :class:`~alem.inference.components.Mixture` of stack components (the GNN members
+and, when its card has a ``stack`` section, the descriptor trees and the kernel model) and, when
+the card has a ``fidelity_aware`` section, a second mixture for hops that come with a cheap barrier
+of that potential (:mod:`alem.inference.fidelity_aware`). Which components there are is read from
+the card once, at load; prediction only asks each component for its mean and σ."""
 
 from __future__ import annotations
 
@@ -17,22 +19,12 @@ from scipy import stats
 from alem.graphs.crystal_graph import GraphSettings
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
-from alem.inference.backbone_features import component_inputs
+from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs, Mixture
 from alem.inference.device import pick_device
-from alem.inference.fidelity_aware import FIDELITY_TREES_FILENAME, fidelity_aware_mean_sigma, usable_cheap_barriers
-from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
-from alem.inference.members import predict_member
-from alem.inference.stacking import combine_components, combine_members
-from alem.inference.trees import ComponentInputs, TreeSpec, load_trees, predict_trees
-from alem.model_dir import (
-    TREES_FILENAME,
-    ModelCard,
-    ModelError,
-    ModelNotFoundError,
-    default_ensemble_path,
-    member_filename,
-)
-from alem.nn.backbone import BackboneConfig
+from alem.inference.members import GnnMembers
+from alem.inference.stacking import combine_members
+from alem.inference.tree_components import FidelityTreeComponent, TreeComponent
+from alem.model_dir import ModelCard, ModelError, ModelNotFoundError, default_ensemble_path
 from alem.nn.models import BarrierModel
 
 #: ModelNotFoundError and default_ensemble_path live in alem.model_dir; named here because load() uses them.
@@ -61,29 +53,50 @@ class EnsemblePrediction:
             self.used_cheap_barrier = np.zeros(len(self.mean_ev), dtype=bool)
 
 
+@dataclass
+class CheapFidelityMixture:
+    """A mixture that replaces the structure-only one for hops with a cheap barrier of ``cheap_fidelity``."""
+
+    cheap_fidelity: str
+    mixture: Mixture
+
+
 class Ensemble:
-    """GNN members (and, with a stack, tree components) that predict E_m together.
+    """Stack components that predict E_m together.
 
     Args:
         members: the GNN members, in eval mode.
         card: the directory's :class:`~alem.model_dir.ModelCard` (a plain dict is validated into one).
-        path: the model directory (trees are loaded from it when the card has a stack).
+        path: the model directory (the other components are loaded from it when the card has a stack).
     """
 
     def __init__(self, members: list[BarrierModel], card: ModelCard | dict, path: Path | None = None):
-        self.members = members
         self.model_card = card if isinstance(card, ModelCard) else ModelCard.model_validate(card)
         self.path = path
-        self.settings = GraphSettings(**self.model_card.graph_settings)
+        self.settings: GraphSettings = self.model_card.graph_settings
         self.sigma_scale = self.model_card.sigma_scale
-        self.stack = self.model_card.stack
-        self.tree_specs = [TreeSpec(**spec) for spec in self.stack.tree_specs] if self.stack else []
-        self.trees = load_trees(path / TREES_FILENAME) if self.stack and path is not None else []
-        if self.stack and (self.stack.descriptor_set or self.settings.descriptor_set) != self.settings.descriptor_set:
+        self.gnn = GnnMembers(members, self.model_card.finetune_config, backbone_config=self.model_card.backbone_config)
+        stack = self.model_card.stack
+        if stack and (stack.descriptor_set or self.settings.descriptor_set) != self.settings.descriptor_set:
             raise ModelError(f"{path}: trees and GNN head read different descriptor sets")
-        #: The fidelity-aware add-on (:mod:`alem.inference.fidelity_aware`): card section and its trees.
-        self.fidelity_aware = self.model_card.fidelity_aware if self.stack and path is not None else None
-        self.fidelity_trees = load_trees(path / FIDELITY_TREES_FILENAME) if self.fidelity_aware else []
+        # the other components live in the directory: a card alone makes a GNN-only ensemble
+        stack = stack if path is not None else None
+        components: list[BarrierComponent] = [self.gnn]
+        if stack and path is not None:
+            components += TreeComponent.load_all(path, stack.tree_specs)
+        #: The structure-only prediction: every hop gets it.
+        self.structure = Mixture(components, np.asarray(stack.weights) if stack else None, self.sigma_scale)
+        #: Mixtures for hops that come with a cheap barrier of their potential.
+        self.cheap_mixtures: list[CheapFidelityMixture] = []
+        addon = self.model_card.fidelity_aware if stack else None
+        if addon and path is not None:
+            trees = FidelityTreeComponent.load_all(path, addon.tree_specs, addon.form, addon.cheap_fidelity)
+            mixture = Mixture([*components, *trees], np.asarray(addon.weights), float(addon.sigma_scale))
+            self.cheap_mixtures.append(CheapFidelityMixture(addon.cheap_fidelity, mixture))
+
+    @property
+    def members(self) -> list[BarrierModel]:
+        return self.gnn.members
 
     @property
     def card(self) -> dict:
@@ -93,7 +106,7 @@ class Ensemble:
     @property
     def cheap_fidelity(self) -> str | None:
         """The potential whose barriers the fidelity-aware part reads (None: the model has none)."""
-        return self.fidelity_aware["cheap_fidelity"] if self.fidelity_aware else None
+        return self.cheap_mixtures[0].cheap_fidelity if self.cheap_mixtures else None
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Ensemble:
@@ -105,37 +118,21 @@ class Ensemble:
         """
         path = Path(path) if path else default_ensemble_path()
         card = ModelCard.load(path)
-        backbone_config = BackboneConfig(**card.backbone_config)
-        settings = GraphSettings(**card.graph_settings)
-        dropout = card.finetune_config.get("dropout", 0.1)
-        members = []
-        for k in range(card.n_members):
-            model = BarrierModel(backbone_config, settings.n_images, settings.n_descriptors, dropout=dropout)
-            state = torch.load(path / member_filename(k), map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-            model.eval()
-            members.append(model)
-        return cls(members, card, path)
+        gnn = GnnMembers.load(path, card.n_members, card.finetune_config, card.backbone_config, card.graph_settings)
+        return cls(gnn.members, card, path)
 
-    @property
-    def shares_frozen_backbone(self) -> bool:
-        return self.model_card.freeze == "frozen"
-
-    def raw_member_predictions(
-        self, graphs: Sequence | PathTensors, device: torch.device
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's (location, scale), shapes n_members x n_hops."""
-        if self.shares_frozen_backbone and not isinstance(graphs, PathTensors):
-            # every member carries the same frozen backbone: embed the hosts once
-            graphs = host_context_tensors(self.members[0], graphs, device)
-        outputs = [predict_member(m, graphs, device) for m in self.members]
-        return np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs])
-
-    def component_inputs(self, hops: Sequence[Hop], graphs: Sequence, tensors: PathTensors | None, device: torch.device) -> ComponentInputs:
-        """What the stack's non-GNN components read; backbone features come from the first
-        member's backbone (training refuses them unless the backbone is frozen, so it is the
-        pre-trained one they were fitted on)."""
-        return component_inputs(hops, graphs, self.tree_specs, self.members[0], tensors, device)
+    def hop_inputs(
+        self,
+        hops: Sequence[Hop],
+        cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+    ) -> HopInputs:
+        """What the components read for ``hops``; the backbone features and the frozen host
+        context come from the first member's backbone (training refuses backbone-reading
+        components unless the backbone is frozen, so it is the pre-trained one they were fitted on)."""
+        dev = device if isinstance(device, torch.device) else pick_device(device)
+        return HopInputs(hops, self.settings, dev, self.members[0], cheap_barriers, progress)
 
     def predict(
         self,
@@ -147,25 +144,50 @@ class Ensemble:
         """Predictions for ``hops``. Hops with a cheap barrier of :attr:`cheap_fidelity` in
         ``cheap_barriers`` (by hop id) get the fidelity-aware prediction, all others the
         structure-only one; barriers of another potential are ignored with a warning."""
-        dev = pick_device(device)
-        graphs = build_hop_graphs(hops, self.settings, progress)
-        tensors = host_context_tensors(self.members[0], graphs, dev) if self.shares_frozen_backbone and graphs else None
-        location, scale = self.raw_member_predictions(tensors if tensors is not None else graphs, dev)
-        if not self.stack:
-            mean, sigma = combine_members(location, scale, self.sigma_scale)
-            prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
-            return EnsemblePrediction(mean, sigma, location, scale, prob_good)
-        gnn_mean, gnn_sigma = combine_members(location, scale, 1.0)
-        inputs = self.component_inputs(hops, graphs, tensors, dev)
-        features = inputs.descriptors
-        tree_mean, tree_sigma = predict_trees(self.tree_specs, self.trees, inputs)
-        means, sigmas = np.vstack([gnn_mean, tree_mean]), np.vstack([gnn_sigma, tree_sigma])
-        mean, sigma = combine_components(means, sigmas, np.asarray(self.stack.weights), self.sigma_scale)
-        used, cheap_ev = usable_cheap_barriers([h.hop_id for h in hops], cheap_barriers, self.cheap_fidelity)
-        if used.any():
-            mean[used], sigma[used] = fidelity_aware_mean_sigma(
-                self.fidelity_aware, self.fidelity_trees, features[used], cheap_ev[used], means[:, used], sigmas[:, used]
-            )
+        inputs = self.hop_inputs(hops, cheap_barriers, device, progress)
+        predicted = {id(c): c.predict(inputs) for c in self.structure.components}
+        structure = [predicted[id(c)] for c in self.structure.components]
+        mean, sigma = self.structure.combine(structure)
+        used = np.zeros(len(hops), dtype=bool)
+        for cheap in self.cheap_mixtures:
+            here, _ = inputs.cheap_barriers_of(cheap.cheap_fidelity)
+            here &= ~used
+            if here.any():
+                part = inputs.subset(here)
+                parts = [_cut(predicted[id(c)], here) if id(c) in predicted else c.predict(part) for c in cheap.mixture.components]
+                mean[here], sigma[here] = cheap.mixture.combine(parts)
+                used |= here
         prob_good = stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - mean) / sigma)
-        names = ("gnn", *(spec.name for spec in self.tree_specs))
+        members = next(p for p in structure if p.member_location_ev is not None)
+        location, scale = members.member_location_ev, members.member_scale_ev
+        assert location is not None and scale is not None
+        if self.structure.weights is None:
+            return EnsemblePrediction(mean, sigma, location, scale, prob_good)
+        names = tuple(c.name for c in self.structure.components)
+        means, sigmas = np.vstack([p.mean_ev for p in structure]), np.vstack([p.sigma_ev for p in structure])
         return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas, used)
+
+    def sample(
+        self,
+        hops: Sequence[Hop],
+        n_draws: int,
+        seed: int = 0,
+        cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+        device: str | None = None,
+    ) -> np.ndarray:
+        """``n_draws x n_hops`` joint draws of the barriers (eV) from the structure-only mixture,
+        uncalibrated (:meth:`~alem.inference.components.Mixture.sample`); hops with a cheap barrier
+        of :attr:`cheap_fidelity` are drawn from the fidelity-aware mixture instead."""
+        rng = np.random.default_rng(seed)
+        inputs = self.hop_inputs(hops, cheap_barriers, device)
+        draws = self.structure.sample(inputs, n_draws, rng)
+        for cheap in self.cheap_mixtures:
+            here, _ = inputs.cheap_barriers_of(cheap.cheap_fidelity)
+            if here.any():
+                draws[:, here] = cheap.mixture.sample(inputs.subset(here), n_draws, rng)
+        return draws
+
+
+def _cut(prediction: ComponentPrediction, index: np.ndarray) -> ComponentPrediction:
+    """A component's prediction of the hops ``index`` only."""
+    return ComponentPrediction(prediction.mean_ev[index], prediction.sigma_ev[index])

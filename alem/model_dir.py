@@ -23,10 +23,14 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alem import REPO_ROOT
 from alem.errors import AlemError
+from alem.graphs.crystal_graph import GraphSettings
+from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
+from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY
+from alem.nn.backbone import BackboneConfig
 
 CARD_FILENAME = "model_card.json"
 TREES_FILENAME = "trees.joblib"
@@ -69,6 +73,89 @@ def card_path(model_dir: str | Path) -> Path:
     return Path(model_dir) / CARD_FILENAME
 
 
+#: How much of the pre-trained backbone stays fixed while fine-tuning.
+#: ``frozen``: the whole backbone (host side computed once; only path convolutions + head train);
+#: ``partial``: embedding and all but the last convolution; ``none``: nothing; ``scratch``: no
+#: pre-training at all.
+FREEZE_STRATEGIES = ("frozen", "partial", "none", "scratch")
+
+
+class FinetuneConfig(BaseModel):
+    """How GNN members are fine-tuned (the card's ``finetune_config``)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    freeze: str = Field("frozen", description=f"how much of the pre-trained backbone stays fixed: one of {FREEZE_STRATEGIES}")
+    epochs: int = Field(100, description="passes over the training hops per member")
+    batch_size: int = Field(32, description="hops per gradient step")
+    learning_rate: float = Field(2e-3, description="peak learning rate of the path side and head (one-cycle schedule)")
+    #: Pre-trained layers that do train move slower than the new path side.
+    backbone_learning_rate: float = Field(3e-4, description="peak learning rate of backbone layers that train")
+    weight_decay: float = Field(1e-4, description="AdamW weight decay")
+    dropout: float = Field(0.1, description="dropout in the head")
+    #: Plain L1 first, so the location settles before the Laplace scale is learned with it.
+    l1_warmup_epochs: int = Field(20, description="epochs of plain L1 loss before the Laplace likelihood")
+    #: Off by default: on 559 hops, losing a third of the distinct hops per member cost more
+    #: accuracy (grouped CV) than the diversity it buys.
+    bootstrap: bool = Field(False, description="bootstrap resampling per member")
+    #: ``v2`` adds the bond-valence / electrostatic profile along a relaxed path; chosen on inner
+    #: folds, see benchmarks/cv.
+    descriptor_set: str = Field(LATEST_DESCRIPTOR_SET, description="hop descriptors the head reads")
+
+    @field_validator("freeze")
+    @classmethod
+    def _known_freeze(cls, value: str) -> str:
+        if value not in FREEZE_STRATEGIES:
+            raise ValueError(f"freeze must be one of {FREEZE_STRATEGIES}, not {value!r}")
+        return value
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting, defaults included (what a freshly written card records)."""
+        return self.model_dump(mode="json")
+
+
+#: Kinds of stack component beside the GNN (:data:`alem.inference.trees.TREE_KINDS` builds them).
+COMPONENT_KINDS = ("extra_trees", "random_forest", "gradient_boosting", "svr")
+#: What a component reads: the hop descriptors and ion one-hot, or those and the backbone's
+#: features (:func:`alem.inference.backbone_features.backbone_path_features`).
+COMPONENT_INPUTS = ("descriptors", "descriptors+backbone")
+
+
+class TreeSpec(BaseModel):
+    """One stack component beside the GNN: its name in the card, its kind (:data:`COMPONENT_KINDS`),
+    scikit-learn parameters, target (E_m or log E_m) and inputs (:data:`COMPONENT_INPUTS`).
+    Positional like the dataclass it was: ``TreeSpec("et", "extra_trees", {...}, log_target=True)``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str = Field(description="the component's name in the card and the stack")
+    kind: str = Field(description=f"one of {COMPONENT_KINDS}")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the scikit-learn model")
+    log_target: bool = Field(False, description="learn log E_m (predictions are exp of the output, eV)")
+    inputs: str = Field("descriptors", description=f"what it reads: one of {COMPONENT_INPUTS}")
+
+    def __init__(self, name: str | None = None, kind: str | None = None, params: dict | None = None, /, **data: Any):
+        positional = {"name": name, "kind": kind, "params": params}
+        super().__init__(**{key: value for key, value in positional.items() if value is not None}, **data)
+
+    @model_validator(mode="after")
+    def _known_kind_and_inputs(self) -> TreeSpec:
+        if self.kind not in COMPONENT_KINDS:
+            raise ValueError(f"unknown component kind {self.kind!r} (known: {', '.join(COMPONENT_KINDS)})")
+        if self.inputs not in COMPONENT_INPUTS:
+            raise ValueError(f"unknown component inputs {self.inputs!r} (known: {', '.join(COMPONENT_INPUTS)})")
+        if self.reads_backbone and self.kind != "svr":
+            raise ValueError(f"{self.name}: only the svr kind reads backbone features")
+        return self
+
+    @property
+    def reads_backbone(self) -> bool:
+        return self.inputs == "descriptors+backbone"
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 class _Card(BaseModel):
     model_config = ConfigDict(extra="allow")
     #: What a directory without this card is not, for the error message.
@@ -105,27 +192,149 @@ class _Card(BaseModel):
         return file
 
 
-class Calibration(BaseModel):
+class _Section(BaseModel):
+    """A card section: typed, and keys it does not know (written by newer code) kept."""
+
     model_config = ConfigDict(extra="allow")
 
+
+class BarrierMetrics(_Section):
+    """:func:`alem.metrics.barrier_metrics` of out-of-fold predictions (None: undefined, e.g.
+    precision with no predicted good conductor). Reads like the plain dict it is written as."""
+
+    n: int | None = Field(None, description="hops scored")
+    mae_ev: float | None = Field(None, description="mean absolute error, eV")
+    rmse_ev: float | None = Field(None, description="root-mean-square error, eV")
+    r2: float | None = Field(None, description="coefficient of determination")
+    accuracy_065: float | None = Field(None, description="accuracy of E_m < 0.65 eV as a yes/no call")
+    precision_065: float | None = Field(None, description="precision of that call")
+    recall_065: float | None = Field(None, description="recall of that call")
+    spearman_sigma_abs_err: float | None = Field(None, description="rank correlation of σ with the absolute error")
+    nll: float | None = Field(None, description="Gaussian negative log-likelihood per hop, in units of log(1/eV)")
+    mean_sigma_ev: float | None = Field(None, description="mean predictive σ, eV")
+    coverage_68: float | None = Field(None, description="fraction of barriers inside the central 68% interval")
+    coverage_90: float | None = Field(None, description="fraction inside the central 90% interval")
+    coverage_95: float | None = Field(None, description="fraction inside the central 95% interval")
+    method: str | None = Field(None, description="how the predictions scored were made, when not plain out-of-fold")
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
+
+
+class Calibration(_Section):
     sigma_scale: float = Field(1.0, description="factor on the predictive σ, fitted on out-of-fold predictions")
     method: str = Field("none", description="how sigma_scale was chosen")
+    inherited_from: str | None = Field(None, description="the parent model whose factor a retrained model reuses")
 
 
-class StackSection(BaseModel):
+class StackSection(_Section):
     """How the GNN ensemble and the descriptor trees combine (:mod:`alem.inference.stacking`)."""
-
-    model_config = ConfigDict(extra="allow")
 
     components: list[str] = Field(description="component names, 'gnn' first, then the trees in tree_specs order")
     weights: list[float] = Field(description="non-negative stacking weights summing to one, one per component")
     weights_method: str = Field("", description="how the weights were fitted")
-    tree_specs: list[dict[str, Any]] = Field(description="alem.inference.trees.TreeSpec of each tree component, as dicts")
+    tree_specs: list[TreeSpec] = Field(description="the stack's components beside the GNN, in order")
     descriptor_set: str | None = Field(None, description="hop descriptors the trees read (must equal the GNN head's)")
     sklearn_version: str | None = Field(None, description="scikit-learn that pickled trees.joblib")
 
 
-class ModelCard(_Card):
+class FidelityAwareSection(_Section):
+    """The fidelity-aware add-on (:mod:`alem.inference.fidelity_aware`): trees that also read a
+    cheap barrier of one potential, mixed with the structure-only components for hops that have one."""
+
+    cheap_fidelity: str = Field(description="the potential whose barriers the add-on reads, e.g. 'mlip:MACE-MP'")
+    form: str = Field(description="target form of its trees: feature, delta or log_delta")
+    tree_specs: list[TreeSpec] = Field(description="its trees (descriptors + ion + cheap barrier)")
+    weights: list[float] = Field(description="stack weights over the structure-only components, then these trees")
+    sigma_scale: float = Field(description="its own σ factor, fitted on out-of-fold predictions")
+    n_components_structure: int | None = Field(None, description="structure-only components the weights start with")
+    n_paired_hops: int | None = Field(None, description="training hops with a cheap barrier of that potential")
+    cv_mae_per_form: dict[str, float] | None = Field(None, description="cross-fitted out-of-fold MAE of each form tried, eV")
+    cv_metrics: BarrierMetrics | None = Field(None, description="grouped-CV metrics of the hops with a cheap barrier")
+    method: str | None = Field(None, description="how it was fitted")
+    sklearn_version: str | None = Field(None, description="scikit-learn that pickled fidelity_trees.joblib")
+
+
+class TrainingRecord(_Section):
+    """What a card records of how its model was judged and where its data came from: the grouped
+    CV (:func:`alem.training.recipe.cv_card_entries`) and, for a loop retraining, the campaign."""
+
+    cv_metrics: BarrierMetrics | None = Field(None, description="grouped-CV metrics of the shipped combination")
+    cv_metrics_gnn_ensemble: BarrierMetrics | None = Field(None, description="grouped-CV metrics of the GNN members alone")
+    cv_metrics_single_member: BarrierMetrics | None = Field(None, description="grouped-CV metrics of one GNN member")
+    cv_metrics_components: dict[str, BarrierMetrics] | None = Field(None, description="grouped-CV metrics per tree component")
+    cv_folds: int | None = Field(None, description="number of grouped CV folds")
+    cv_grouping: str | None = Field(None, description="what the CV folds group by")
+    dataset_hash: str | None = Field(None, description="hash of the training set (hop ids and barriers)")
+    #: Written by loop retraining (:mod:`alem.campaign.retrain`).
+    campaign_results: int | None = Field(None, description="training hops that are this campaign's results")
+    train_fidelities: list[str] | None = Field(None, description="fidelities the campaign's results were selected by")
+    campaign_result_fidelities: list[str] | None = Field(None, description="fidelities those results carry")
+    parent_model: str | None = Field(None, description="the model directory this one was retrained from")
+
+    def entries(self) -> dict[str, Any]:
+        """The entries set, as card JSON."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class Combination(_Section):
+    """How the components of an ensemble combine: stacking weights, σ calibration and the
+    fidelity-aware add-on. Fitted by the recipe's grouped CV, or inherited from a parent model by
+    loop retraining (no CV runs inside the loop)."""
+
+    stack: StackSection | None = Field(None, description="stacking weights and the components beside the GNN")
+    calibration: Calibration = Field(default_factory=Calibration, description="σ calibration of the final prediction")
+    fidelity_aware: FidelityAwareSection | None = Field(None, description="the add-on whose trees are refitted")
+
+    @classmethod
+    def of(cls, card: ModelCard, inherited_from: str | None = None) -> Combination:
+        """The combination of ``card``'s model (``inherited_from``: recorded in the calibration)."""
+        calibration = card.calibration
+        if inherited_from is not None:
+            calibration = Calibration.model_validate(
+                {"sigma_scale": calibration.sigma_scale, **calibration.model_dump(exclude_unset=True), "inherited_from": inherited_from}
+            )
+        return cls(stack=card.stack, calibration=calibration, fidelity_aware=card.fidelity_aware)
+
+
+class EnsembleRecipe(BaseModel):
+    """How to train an ensemble: ``alem train``, loop retraining and the benchmarks pass one
+    (:func:`alem.training.recipe.calibrated_ensemble`, :func:`alem.training.finetune.train_ensemble`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_members: int = Field(5, ge=1, description="GNN members")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="how each member is fine-tuned")
+    components: list[TreeSpec] | None = Field(
+        None, description="stack components beside the GNN; None: the recipe's default for finetune.freeze, []: GNN only"
+    )
+    cv_folds: int = Field(5, ge=0, description="grouped CV folds that fit weights and calibration (0 or 1: none)")
+    seed: int = Field(0, description="seed of members, trees and folds")
+    pretrained_path: str | None = Field(None, description="pre-trained backbone directory; None: the shipped one")
+    cheap_fidelity: str = Field(SHIPPED_CHEAP_FIDELITY, description="potential of the fidelity-aware add-on fitted after a CV")
+
+    @classmethod
+    def of(
+        cls, card: ModelCard, n_members: int | None = None, epochs: int | None = None, pretrained_path: str | Path | None = None
+    ) -> EnsembleRecipe:
+        """The recipe ``card``'s model was trained with, to train it again: ``n_members`` and
+        ``epochs`` override the card's when given; no CV (the combination is inherited)."""
+        finetune = card.finetune_config or FinetuneConfig()
+        if epochs:
+            finetune = finetune.model_copy(update={"epochs": epochs})
+        return cls(
+            n_members=n_members or card.n_members, finetune=finetune, components=card.tree_specs, cv_folds=0,
+            pretrained_path=None if pretrained_path is None else str(pretrained_path),
+        )
+
+
+class ModelCard(_Card, TrainingRecord):
     """``model_card.json`` of a fine-tuned ensemble.
 
     Written by :func:`alem.training.finetune.save_ensemble` (recipe, settings, provenance) with the
@@ -137,36 +346,38 @@ class ModelCard(_Card):
 
     kind: str = Field(ENSEMBLE_KIND, description="what the directory holds")
     n_members: int = Field(description="number of GNN members (member_K.pt files)")
-    graph_settings: dict[str, Any] = Field(description="alem.graphs.crystal_graph.GraphSettings the members read")
-    backbone_config: dict[str, Any] = Field(description="alem.nn.backbone.BackboneConfig of every member")
-    finetune_config: dict[str, Any] = Field(default_factory=dict, description="alem.training.finetune.FinetuneConfig")
+    graph_settings: GraphSettings = Field(description="how hops become the graphs the members read")
+    backbone_config: BackboneConfig = Field(description="the backbone of every member")
+    finetune_config: FinetuneConfig | None = Field(None, description="how the members were fine-tuned")
     calibration: Calibration = Field(default_factory=Calibration, description="σ calibration of the final prediction")
     stack: StackSection | None = Field(None, description="stacking with descriptor trees; None: GNN members only")
-    cv_metrics: dict[str, Any] | None = Field(None, description="grouped-CV metrics of the shipped combination (mae_ev, r2, ...)")
-    cv_metrics_gnn_ensemble: dict[str, Any] | None = Field(None, description="grouped-CV metrics of the GNN members alone")
-    cv_metrics_single_member: dict[str, Any] | None = Field(None, description="grouped-CV metrics of one GNN member")
-    cv_metrics_components: dict[str, dict[str, Any]] | None = Field(None, description="grouped-CV metrics per tree component")
-    cv_folds: int | None = Field(None, description="number of grouped CV folds")
-    cv_grouping: str | None = Field(None, description="what the CV folds group by")
     n_training_hops: int | None = Field(None, description="hops with a barrier the members were fitted on")
     training_hop_ids: list[str] | None = Field(None, description="their hop ids")
     training_fidelities: dict[str, int] | None = Field(
         None, description="those hops per fidelity, e.g. {'dft:GGA': 493, 'dft:GGA+U': 41} (the functionals it learned from)"
     )
-    dataset_hash: str | None = Field(
-        None, description="hash of the training set; read when a campaign registers a model, not written by alem's training"
-    )
-    fidelity_aware: dict[str, Any] | None = Field(
-        None, description="the fidelity-aware add-on: cheap_fidelity (the potential it reads), form, weights, σ factor, CV"
-    )
+    fidelity_aware: FidelityAwareSection | None = Field(None, description="the fidelity-aware add-on; None: the model has none")
     pretrained_backbone: str | None = Field(None, description="name of the pre-trained backbone directory")
     pretrained_path: str | None = Field(None, description="absolute path of that directory when trained")
-    wall_time_s: float | int | None = Field(None, description="training wall time")
-    seconds_per_member: list[float] | None = None
+    wall_time_s: float | int | None = Field(None, description="training wall time, s")
+    seconds_per_member: list[float] | None = Field(None, description="fine-tuning wall time of each member, s")
     device: str | None = Field(None, description="where it was trained, e.g. 'cpu:8 threads'")
-    peak_memory_mb: float | int | None = None
+    peak_memory_mb: float | int | None = Field(None, description="peak memory while training, MiB")
     git_commit: str | None = Field(None, description="alem's commit when trained")
     created: str | None = Field(None, description="UTC time, ISO 8601")
+
+    #: Order of the keys in a written card (fields of the record first would reshuffle old cards).
+    _KEY_ORDER: ClassVar[tuple[str, ...]] = (
+        "kind", "n_members", "graph_settings", "backbone_config", "finetune_config", "calibration", "stack", "cv_metrics",
+        "cv_metrics_gnn_ensemble", "cv_metrics_single_member", "cv_metrics_components", "cv_folds", "cv_grouping",
+        "n_training_hops", "training_hop_ids", "training_fidelities", "dataset_hash", "fidelity_aware", "pretrained_backbone",
+        "pretrained_path",
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        rank = {key: i for i, key in enumerate(self._KEY_ORDER)}
+        return {key: data[key] for key in sorted(data, key=lambda key: rank.get(key, len(rank)))}
 
     @property
     def sigma_scale(self) -> float:
@@ -175,7 +386,17 @@ class ModelCard(_Card):
     @property
     def freeze(self) -> str | None:
         """The fine-tuning strategy (``frozen``, ``partial``, ``none``, ``scratch``)."""
-        return self.finetune_config.get("freeze")
+        return self.finetune_config.freeze if self.finetune_config else None
+
+    @property
+    def dropout(self) -> float:
+        """The members' dropout (architecture: the heads are built with it)."""
+        return self.finetune_config.dropout if self.finetune_config else FinetuneConfig().dropout
+
+    @property
+    def tree_specs(self) -> list[TreeSpec]:
+        """The stack's components beside the GNN (none without a stack)."""
+        return list(self.stack.tree_specs) if self.stack else []
 
 
 class BackboneCard(_Card):
@@ -185,9 +406,9 @@ class BackboneCard(_Card):
 
     kind: str = Field(BACKBONE_KIND, description="what the directory holds")
     properties: list[str] = Field(default_factory=list, description="bulk properties of the multi-task head")
-    backbone_config: dict[str, Any] = Field(description="alem.nn.backbone.BackboneConfig")
-    graph_settings: dict[str, Any] = Field(description="alem.graphs.crystal_graph.GraphSettings of the corpus graphs")
+    backbone_config: BackboneConfig = Field(description="the pre-trained backbone's shape")
+    graph_settings: GraphSettings = Field(description="how the corpus structures became graphs")
     validation_mae: dict[str, float] = Field(default_factory=dict, description="last epoch's validation MAE per property, published units")
     history: list[dict[str, Any]] = Field(default_factory=list, description="per epoch: train_loss, val_mae")
-    wall_time_s: float | int | None = None
-    device: str | None = None
+    wall_time_s: float | int | None = Field(None, description="pre-training wall time, s")
+    device: str | None = Field(None, description="where it was pre-trained")

@@ -65,7 +65,8 @@ def rocksalt_hop(hop_id: str = "rs-1", ion: str = "Li", barrier_ev: float | None
 def train_tiny_ensemble(out, hops):
     """A real 2-member ensemble trained from scratch for 3 epochs on ``hops`` (seconds for two dozen
     small hops): good enough to rank candidates; the loop retrains it with the same recipe."""
+    from alem.model_dir import EnsembleRecipe
     from alem.training.finetune import FinetuneConfig, train_ensemble
 
     config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
-    return train_ensemble(list(hops), out, n_members=2, config=config, progress=False)
+    return train_ensemble(list(hops), out, EnsembleRecipe(n_members=2, finetune=config), progress=False)

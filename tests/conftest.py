@@ -71,12 +71,14 @@ def tiny_pretrained(tmp_path_factory):
 def tiny_ensemble(tiny_pretrained, tmp_path_factory):
     """A 2-member ensemble fine-tuned on 30 small literature hops (frozen tiny backbone)."""
     from alem.hops import load_training_hops
+    from alem.model_dir import Calibration, Combination, EnsembleRecipe
     from alem.training.finetune import FinetuneConfig, train_ensemble
 
     hops = sorted(load_training_hops(), key=lambda h: len(h.initial))[:30]
     config = FinetuneConfig(freeze="frozen", epochs=20, l1_warmup_epochs=5)
-    return train_ensemble(hops, tmp_path_factory.mktemp("ens") / "ensemble", n_members=2, config=config,
-                          pretrained_path=tiny_pretrained[0], calibration_scale=1.0, progress=False)
+    recipe = EnsembleRecipe(n_members=2, finetune=config, pretrained_path=str(tiny_pretrained[0]))
+    return train_ensemble(hops, tmp_path_factory.mktemp("ens") / "ensemble", recipe, Combination(calibration=Calibration(sigma_scale=1.0)),
+                          progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -85,13 +87,14 @@ def scratch_ensemble(tmp_path_factory):
     2-fold grouped CV: its card holds real CV metrics and a fitted σ scale, and the out-of-fold
     predictions are stored with it (oof_predictions.npz)."""
     from alem.hops import load_training_hops
+    from alem.model_dir import EnsembleRecipe
     from alem.training.finetune import FinetuneConfig
     from alem.training.recipe import calibrated_ensemble
 
     hops = [h for h in load_training_hops() if h.n_sites <= 60][:20]
     config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
     out = tmp_path_factory.mktemp("ens") / "tiny"
-    calibrated_ensemble(hops, out, config, n_members=2, cv_folds=2, progress=False)
+    calibrated_ensemble(hops, out, EnsembleRecipe(n_members=2, finetune=config, cv_folds=2), progress=False)
     return out
 
 

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from alem.backends import make_backend
+from alem.backends import BackendConfigError, make_backend
 from alem.backends.base import QueueState
 from alem.backends.local import LocalBackend, run_worker
+from alem.errors import AlemError
 from tests._backends import wait_for
 from tests._chgnet_reference import LI2O_FAST_RELAXED_EV, TOLERANCE_EV
 
@@ -109,8 +110,9 @@ def test_make_backend_from_campaign_config(tmp_path):
     with pytest.raises(PresetError, match="missing_preset"):
         make_backend(config, tmp_path)
     config.backend.kind = "fireworks"
-    with pytest.raises(ValueError, match=r"\[backend.fireworks\] launchpad_file is empty"):
+    with pytest.raises(BackendConfigError, match=r"\[backend.fireworks\] launchpad_file is empty") as empty:
         make_backend(config, tmp_path)
+    assert isinstance(empty.value, AlemError)
     config.backend.fireworks.launchpad_file = "my_launchpad.yaml"
     backend = make_backend(config, tmp_path)
     assert backend.name == "fireworks" and backend.preset.name == "vasp_gga"

@@ -51,7 +51,9 @@ def test_forms_invert_their_targets():
 
 def test_shipped_model_reads_mace_barriers(shipped):
     assert shipped.cheap_fidelity == SHIPPED_CHEAP_FIDELITY
-    assert len(shipped.fidelity_trees) == len(shipped.card[FIDELITY_CARD_KEY]["tree_specs"])
+    (cheap,) = shipped.cheap_mixtures
+    fidelity_trees = [c for c in cheap.mixture.components if c not in shipped.structure.components]
+    assert len(fidelity_trees) == len(shipped.card[FIDELITY_CARD_KEY]["tree_specs"])
 
 
 def test_a_cheap_barrier_changes_only_its_own_hop(shipped, hops_and_pairs, structure_only):
@@ -100,6 +102,7 @@ def test_a_model_without_the_add_on_ignores_cheap_barriers(tmp_path, hops_and_pa
 
 
 def test_retraining_with_cheap_barriers_builds_the_add_on(tmp_path, shipped):
+    from alem.model_dir import Combination, EnsembleRecipe
     from alem.training.finetune import FinetuneConfig, train_ensemble
 
     hops = load_training_hops()[:30]
@@ -110,8 +113,8 @@ def test_retraining_with_cheap_barriers_builds_the_add_on(tmp_path, shipped):
     cheap[hops[25].hop_id] = CheapBarrier("mlip:CHGNet", 0.5)
     with pytest.warns(UserWarning, match="mlip:CHGNet"):
         path = train_ensemble(
-            hops, tmp_path / "v2", n_members=1, config=FinetuneConfig(epochs=1), progress=False,
-            stack=shipped.card["stack"], fidelity_aware=shipped.card[FIDELITY_CARD_KEY], cheap_barriers=cheap,
+            hops, tmp_path / "v2", EnsembleRecipe(n_members=1, finetune=FinetuneConfig(epochs=1)), Combination.of(shipped.model_card),
+            progress=False, cheap_barriers=cheap,
         )
     assert (path / FIDELITY_TREES_FILENAME).is_file()
     retrained = Ensemble.load(path)

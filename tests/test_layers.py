@@ -25,10 +25,11 @@ import alem
 #: module only). A module belongs to the longest name it starts with.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("alem", "alem.errors", "alem.progress", "alem.toml_writer"),  # install paths, the exception root, progress bars, TOML out
-    ("alem.hops", "alem.model_dir"),  # the hop data model and fidelity labels; model directories and cards
+    ("alem.hops",),  # the hop data model and fidelity labels
     # campaign settings (they validate fidelity labels); hop graphs and descriptors; metrics; parity plots; hop enumeration
     ("alem.config", "alem.graphs", "alem.metrics", "alem.parity", "alem.candidates"),
     ("alem.nn",),  # PyG models
+    ("alem.model_dir",),  # model directories and their typed cards (graph settings, backbone, recipe sections)
     ("alem.inference",),  # models -> predictions: hop tensors, one member, trees, stacking, device
     ("alem.ensemble",),  # a loaded ensemble: mean and calibrated σ
     ("alem.evaluate",),  # an ensemble against labelled hops: metrics, parity plot
@@ -254,6 +255,6 @@ def test_checker_reports_sibling_and_type_checking_imports_and_unlayered_modules
     assert unlayered_modules(list(package_modules(package)), HOUSE_LAYERS) == ["house", "house.attic"]
 
 
-@pytest.mark.parametrize("module, layer", [("alem", 0), ("alem.neb.schemas", 8), ("alem.inference.members", 4), ("alem.cli.app", 14)])
+@pytest.mark.parametrize("module, layer", [("alem", 0), ("alem.neb.schemas", 9), ("alem.inference.members", 5), ("alem.cli.app", 15)])
 def test_layer_of_takes_the_longest_name(module, layer):
     assert layer_of(module, LAYERS)[0] == layer

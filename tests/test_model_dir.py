@@ -1,20 +1,27 @@
 """Model cards are typed (alem.model_dir) and every card written so far still loads, unchanged."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from alem import REPO_ROOT
 from alem.errors import AlemError
+from alem.graphs import GraphSettings
 from alem.model_dir import (
     CARD_FILENAME,
     BackboneCard,
+    Combination,
+    EnsembleRecipe,
+    FinetuneConfig,
     ModelCard,
     ModelError,
     ModelNotFoundError,
+    TreeSpec,
     default_ensemble_path,
     default_pretrained_path,
 )
+from alem.nn.backbone import BackboneConfig
 
 SHIPPED_ENSEMBLE = REPO_ROOT / "models" / "ensemble"
 SHIPPED_BACKBONE = REPO_ROOT / "models" / "pretrained"
@@ -77,3 +84,34 @@ def test_a_missing_or_broken_card_is_one_alem_error_naming_the_file(tmp_path):
         ModelCard.load(tmp_path / CARD_FILENAME)
     assert isinstance(missing.value, AlemError) and isinstance(missing.value, FileNotFoundError)
     assert isinstance(broken.value, AlemError) and isinstance(broken.value, ValueError)
+
+
+#: Ensemble cards as the repository shipped them, one per layout (files named by the commit):
+#: GNN members only (v1 descriptors, no descriptor_set key), the first stack (boosting), the
+#: stack with the fidelity-aware add-on. The shipped card above is the newest layout.
+OLD_CARDS = sorted((Path(__file__).parent / "data" / "cards").glob("ensemble_*.json"))
+
+
+@pytest.mark.parametrize("file", OLD_CARDS, ids=lambda path: path.stem)
+def test_every_shipped_card_layout_loads_typed_and_writes_back_key_for_key(file, tmp_path):
+    raw = json.loads(file.read_text())
+    card = ModelCard.load(file)
+    assert card.as_dict() == raw
+    assert isinstance(card.graph_settings, GraphSettings) and isinstance(card.backbone_config, BackboneConfig)
+    assert card.graph_settings.descriptor_set == raw["graph_settings"].get("descriptor_set", "v1")
+    assert card.finetune_config == FinetuneConfig(**raw["finetune_config"])
+    assert card.cv_metrics["mae_ev"] == raw["cv_metrics"]["mae_ev"]
+    if "stack" in raw:
+        assert [spec.model_dump(exclude_unset=True) for spec in card.stack.tree_specs] == raw["stack"]["tree_specs"]
+        assert all(isinstance(spec, TreeSpec) for spec in card.tree_specs)
+    if "fidelity_aware" in raw:
+        assert card.fidelity_aware.cheap_fidelity == raw["fidelity_aware"]["cheap_fidelity"]
+        assert card.fidelity_aware.weights == raw["fidelity_aware"]["weights"]
+    card.save(tmp_path)
+    assert json.loads((tmp_path / CARD_FILENAME).read_text()) == raw
+    # the recipe to train it again is the card's own
+    recipe = EnsembleRecipe.of(card)
+    assert recipe.finetune == card.finetune_config and recipe.n_members == raw["n_members"]
+    assert recipe.components == card.tree_specs and recipe.cv_folds == 0
+    inherited = Combination.of(card, inherited_from="parent")
+    assert inherited.stack == card.stack and inherited.calibration.sigma_scale == raw["calibration"]["sigma_scale"]

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from alem.cli import app
 from alem.hops import load_training_hops
-from alem.hops.picture import bottleneck, hop_picture_png, view_direction
 from alem.review import LiteratureIndex, strategy_reason
 from alem.review.cost import estimate_cost
+from alem.review.picture import bottleneck, hop_picture_png, view_direction
 from alem.store import HopState, Store
 from tests._factories import train_tiny_ensemble
 

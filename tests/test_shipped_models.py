@@ -68,7 +68,7 @@ def test_shipped_card_matches_the_files(shipped):
     assert card["cv_metrics"]["mae_ev"] == pytest.approx(np.abs(oof["mean"] - oof["y"]).mean(), abs=1e-9)
     assert len(shipped.members) == card["n_members"]
     if card.get("stack"):
-        assert len(shipped.trees) == len(card["stack"]["components"]) - 1
+        assert len(shipped.structure.components) == len(card["stack"]["components"])
         assert sum(card["stack"]["weights"]) == pytest.approx(1.0)
 
 

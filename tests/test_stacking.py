@@ -125,14 +125,14 @@ def test_trees_pickled_by_another_sklearn_are_refused(tmp_path, monkeypatch):
 def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     from alem.ensemble import Ensemble
     from alem.hops import load_training_hops
-    from alem.inference.hop_graphs import build_hop_graphs
     from alem.inference.stacking import combine_members
-    from alem.model_dir import default_pretrained_path
+    from alem.model_dir import Calibration, Combination, EnsembleRecipe, default_pretrained_path
     from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble
     from alem.training.recipe import OOF_FILENAME, calibrated_ensemble
 
     hops = load_training_hops()[:48]
-    card = calibrated_ensemble(hops, tmp_path / "ens", FinetuneConfig(epochs=3), n_members=2, cv_folds=3, progress=False)
+    card = calibrated_ensemble(hops, tmp_path / "ens", EnsembleRecipe(n_members=2, finetune=FinetuneConfig(epochs=3), cv_folds=3),
+                               progress=False)
     stack = card["stack"]
     assert stack["components"] == ["gnn", "extra_trees", "svr_backbone"]
     assert sum(stack["weights"]) == pytest.approx(1.0) and min(stack["weights"]) >= 0
@@ -150,8 +150,7 @@ def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     config = FinetuneConfig(epochs=3)
     training_set = TrainingSet.prepare(hops[:6], Pretrained.load(default_pretrained_path()), config, torch.device("cpu"))
     trained_on = training_set.component_inputs(hops[:6], DEFAULT_TREE_SPECS, torch.device("cpu"))
-    graphs = build_hop_graphs(hops[:6], ensemble.settings)
-    predicted_from = ensemble.component_inputs(hops[:6], graphs, None, torch.device("cpu"))
+    predicted_from = ensemble.hop_inputs(hops[:6], device="cpu").component_inputs(reads_backbone=True)
     assert trained_on.backbone.shape == (6, 4 * ensemble.members[0].path_marker.numel())
     np.testing.assert_allclose(predicted_from.backbone, trained_on.backbone, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predicted_from.descriptors, trained_on.descriptors)
@@ -161,7 +160,8 @@ def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     np.testing.assert_allclose(prediction.mean_ev, expected, rtol=1e-6)
 
     # retraining (as the loop does) refits the trees and keeps the parent's weights
-    retrained = train_ensemble(hops, tmp_path / "v2", n_members=1, config=FinetuneConfig(epochs=2), progress=False, stack=stack,
-                               calibration_scale=card["calibration"]["sigma_scale"])
+    inherited = Combination(stack=stack, calibration=Calibration(sigma_scale=card["calibration"]["sigma_scale"]))
+    retrained = train_ensemble(hops, tmp_path / "v2", EnsembleRecipe(n_members=1, finetune=FinetuneConfig(epochs=2)), inherited,
+                               progress=False)
     assert (retrained / "trees.joblib").is_file()
     assert json.loads((retrained / "model_card.json").read_text())["stack"]["weights"] == stack["weights"]

@@ -12,6 +12,7 @@ from alem.graphs import GraphSettings
 from alem.hops import load_training_hops
 from alem.hops.fidelity import counts_by_fidelity
 from alem.metrics import fit_sigma_scale
+from alem.model_dir import Calibration, Combination, EnsembleRecipe
 from alem.training.cv import cross_validate, grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, new_barrier_model, train_ensemble, train_member
 from alem.training.pretrain import masked_property_loss
@@ -67,9 +68,8 @@ def test_ensemble_save_load_predict_and_path_awareness(tiny_pretrained, small_ho
     near, far = rocksalt_hop("near", barrier_ev=0.3, neighbor_rank=0), rocksalt_hop("far", barrier_ev=1.5, neighbor_rank=1)
     hops = small_hops + [near, far] * 3
     config = FinetuneConfig(freeze="frozen", epochs=40, l1_warmup_epochs=10)
-    path = train_ensemble(
-        hops, tmp_path / "ens", n_members=3, config=config, pretrained_path=tiny_pretrained[0], calibration_scale=1.3, progress=False
-    )
+    recipe = EnsembleRecipe(n_members=3, finetune=config, pretrained_path=str(tiny_pretrained[0]))
+    path = train_ensemble(hops, tmp_path / "ens", recipe, Combination(calibration=Calibration(sigma_scale=1.3)), progress=False)
     ensemble = Ensemble.load(path)
     assert ensemble.sigma_scale == pytest.approx(1.3)
     prediction = ensemble.predict([near, far] + small_hops[:4])

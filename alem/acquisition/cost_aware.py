@@ -37,8 +37,9 @@ class CostAwareAcquisition(AcquisitionFunction):
     def forward(self, X: Tensor) -> Tensor:
         return self.utility(X, deltas=self.raw_acqf(X=X))
 
+    # botorch declares X_pending a plain attribute; this acquisition forwards it to the wrapped one
     @property
-    def X_pending(self) -> Tensor | None:
+    def X_pending(self) -> Tensor | None:  # type: ignore[override]
         return self.raw_acqf.X_pending
 
     def set_X_pending(self, X_pending: Tensor | None = None) -> None:

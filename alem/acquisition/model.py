@@ -87,6 +87,7 @@ class CandidatePoolModel(EnsembleModel):
     def __init__(self, table: PredictionTable) -> None:
         super().__init__()
         members = torch.as_tensor(table.calibrated_members(), dtype=torch.float64)
+        self.members_ev: Tensor
         self.register_buffer("members_ev", members)  # s x n_candidates
         self._num_outputs = 1
 

@@ -65,6 +65,7 @@ class SupercellCost(torch.nn.Module):
 
     def __init__(self, n_sites: torch.Tensor) -> None:
         super().__init__()
+        self.hundreds_of_sites: torch.Tensor
         self.register_buffer("hundreds_of_sites", n_sites.to(torch.float64) / 100.0)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:

@@ -56,8 +56,12 @@ class MemberSampler(IndexSampler):
             self.register_buffer("base_samples", members.contiguous())
 
 
+def _negative_barrier(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+    return -samples[..., 0]
+
+
 def negative_barrier() -> GenericMCObjective:
-    return GenericMCObjective(lambda samples, X=None: -samples[..., 0])
+    return GenericMCObjective(_negative_barrier)
 
 
 def build_acquisition(

@@ -6,18 +6,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alem.backends.base import Backend, QueueState
+from alem.errors import AlemError
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
 
-__all__ = ["Backend", "QueueState", "make_backend"]
+__all__ = ["Backend", "BackendConfigError", "QueueState", "make_backend"]
+
+
+class BackendConfigError(AlemError, ValueError):
+    """A ``[backend]`` section that names no usable backend (the message names the config key)."""
 
 
 def make_backend(config: CampaignConfig, campaign_dir: str | Path | None = None) -> Backend:
     """The backend of ``[backend] kind`` with its section's settings.
 
-    Raises ``alem.neb.presets.PresetError`` for a missing or invalid preset and ``ValueError``
-    (naming the config key) for an unusable backend section; ``alem doctor`` explains more.
+    Raises ``alem.neb.presets.PresetError`` for a missing or invalid preset and
+    :class:`BackendConfigError` (naming the config key) for an unusable backend section; ``alem
+    doctor`` explains more.
     """
     from alem.neb.presets import load_preset
 
@@ -40,7 +46,7 @@ def make_backend(config: CampaignConfig, campaign_dir: str | Path | None = None)
 
         section = config.backend.fireworks
         if not section.launchpad_file:
-            raise ValueError(f"{config.config_path}: [backend.fireworks] launchpad_file is empty; "
+            raise BackendConfigError(f"{config.config_path}: [backend.fireworks] launchpad_file is empty; "
                              "name your my_launchpad.yaml (template in hpc_configs/fireworks)")
         return FireWorksBackend(
             launchpad_file=config.resolve(section.launchpad_file),
@@ -60,4 +66,4 @@ def make_backend(config: CampaignConfig, campaign_dir: str | Path | None = None)
         from alem.backends.replay import ReplayBackend
 
         return ReplayBackend.from_config(config)
-    raise ValueError(f"unknown backend kind {kind!r}")
+    raise BackendConfigError(f"unknown backend kind {kind!r}")

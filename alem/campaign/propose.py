@@ -8,12 +8,15 @@ recorded for the model version (so ``alem show`` and the report see them).
 ``cheap_barriers`` (hop id -> :class:`~alem.hops.fidelity.CheapBarrier`, the screening stage's
 MLIP barriers) go to a fidelity-aware ensemble's ``predict``; each batch records the campaign's
 remaining promise (:mod:`alem.campaign.promise`).
+
+:func:`propose` is the one proposal step: ``alem propose`` and the loop call it. It reads what a
+DFT proposal needs from the campaign's settings (:class:`ProposalSettings`) and proposes one batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from alem.acquisition import Selection, SelectionRequest, select_batch
@@ -25,7 +28,7 @@ from alem.store import HopState, Proposal, ProposalInput
 
 if TYPE_CHECKING:
     from alem.campaign.model_versions import LoadedModel
-    from alem.config import AcquisitionSection
+    from alem.config import AcquisitionSection, CampaignConfig
     from alem.store import Store
 
 PENDING_STATES = (HopState.PROPOSED, HopState.APPROVED, HopState.SUBMITTED)
@@ -46,6 +49,62 @@ class ProposalOutcome:
     proposals: list[Proposal]
     n_candidates: int
     selections: list[Selection]
+
+
+@dataclass
+class ProposalSettings:
+    """What a proposal reads from the campaign beside the acquisition section."""
+
+    #: The screening stage's cheap barriers by hop id, of the fidelity-aware model's potential only
+    #: (None: none, or the model has no fidelity-aware part).
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None
+    #: Threshold of the promise estimate recorded with each batch, eV.
+    good_barrier_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV
+    #: Extra :class:`~alem.acquisition.SelectionRequest` fields of the cost-aware choice
+    #: (:func:`alem.campaign.neb_costs.cost_request_fields`; empty: cost-blind).
+    cost_fields: Mapping[str, object] = field(default_factory=dict)
+    #: Why cheap barriers were left out (the model's and the screening stage's potentials differ).
+    warning: str | None = None
+
+
+def proposal_settings(store: Store, config: CampaignConfig, model: LoadedModel) -> ProposalSettings:
+    """The :class:`ProposalSettings` of ``model`` under ``config``."""
+    from alem.campaign.fidelity_labels import backend_fidelity, campaign_cheap_barriers
+    from alem.campaign.neb_costs import backend_preset_or_none, cost_request_fields
+
+    cheap, warning = campaign_cheap_barriers(store, config, model.ensemble, model.version_id)
+    cost_fields: dict = {}
+    if config.costs.aware:  # the structures are read only when the costs are used
+        records = store.hops(state=[HopState.CANDIDATE, *PENDING_STATES])
+        hops = store.load_hops([r.hop_id for r in records])
+        cost_fields = cost_request_fields(hops, backend_fidelity(config), config.costs, backend_preset_or_none(config))
+    return ProposalSettings(
+        cheap_barriers=cheap or None,
+        good_barrier_ev=config.loop.good_barrier_ev,
+        cost_fields=cost_fields,
+        warning=warning,
+    )
+
+
+def propose(
+    store: Store,
+    config: CampaignConfig,
+    model: LoadedModel,
+    strategy: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    warn: Callable[[str], object] | None = None,
+) -> ProposalOutcome:
+    """The proposal step of ``alem propose`` and the loop: one batch chosen with the campaign's
+    settings (``strategy`` and ``batch_size`` override its ``[acquisition]``); ``warn`` is told,
+    before the choice, why cheap barriers were left out."""
+    settings = proposal_settings(store, config, model)
+    if settings.warning and warn is not None:
+        warn(settings.warning)
+    return propose_batch(
+        store, model, config.acquisition, strategy, batch_size, progress,
+        cheap_barriers=settings.cheap_barriers, good_barrier_ev=settings.good_barrier_ev, cost_fields=settings.cost_fields,
+    )
 
 
 def propose_batch(

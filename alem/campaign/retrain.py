@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from alem.campaign.model_versions import LoadedModel, load_ensemble, store_card
 from alem.hops.fidelity import CheapBarrier, matches
 from alem.hops.hop import Hop
-from alem.model_dir import BACKBONE_FILENAME, ModelCard, default_pretrained_path
+from alem.model_dir import BACKBONE_FILENAME, Combination, EnsembleRecipe, ModelCard, TrainingRecord, default_pretrained_path
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
@@ -92,13 +92,11 @@ def _cheap_barriers_for(store: Store, current: LoadedModel, hops: Sequence[Hop])
 
 def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
     """Fine-tune a new ensemble on the campaign's data and make it the current version."""
-    from alem.training.finetune import FinetuneConfig, train_ensemble
+    from alem.training.finetune import train_ensemble
 
     model_card = ModelCard.load(current.path)
-    card = model_card.as_dict()
-    recipe = FinetuneConfig(**model_card.finetune_config)
-    if config.model.epochs:
-        recipe = FinetuneConfig(**{**recipe.__dict__, "epochs": config.model.epochs})
+    backbone = None if model_card.freeze == "scratch" else pretrained_backbone_of(model_card)
+    recipe = EnsembleRecipe.of(model_card, config.model.n_members, config.model.epochs, backbone)
     hops = training_hops(store, current.path, config.model.train_fidelities)
     out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
     suffix = 1
@@ -108,28 +106,18 @@ def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress
     digest = dataset_hash(hops)
     n_results = sum(1 for h in hops if (h.provenance.source or "").startswith("alem:"))
     fidelities = sorted({h.provenance.fidelity or "unknown" for h in hops if (h.provenance.source or "").startswith("alem:")})
-    calibration = model_card.sigma_scale
+    record = TrainingRecord(
+        dataset_hash=digest,
+        campaign_results=n_results,
+        train_fidelities=list(config.model.train_fidelities),
+        campaign_result_fidelities=fidelities,
+        parent_model=str(current.path),
+    )
+    # the parent's calibration factor, stacking weights and fidelity add-on are reused: no
+    # cross-validation runs inside the loop (its trees are refitted on the new hops)
+    combination = Combination.of(model_card, inherited_from=str(current.path))
     path = train_ensemble(
-        hops,
-        out_dir,
-        n_members=config.model.n_members,
-        config=recipe,
-        pretrained_path=None if recipe.freeze == "scratch" else pretrained_backbone_of(model_card),
-        calibration_scale=calibration,
-        progress=progress,
-        extra_card={
-            "dataset_hash": digest,
-            "campaign_results": n_results,
-            "train_fidelities": list(config.model.train_fidelities),
-            "campaign_result_fidelities": fidelities,
-            "parent_model": str(current.path),
-            # the parent's calibration factor and stacking weights are reused: no cross-validation
-            # runs inside the loop
-            "calibration": {**card.get("calibration", {"sigma_scale": 1.0}), "inherited_from": str(current.path)},
-        },
-        stack=card.get("stack"),  # as written, plain JSON: the trainer refits these trees
-        fidelity_aware=model_card.fidelity_aware,
-        cheap_barriers=_cheap_barriers_for(store, current, hops),
+        hops, out_dir, recipe, combination, record, progress=progress, cheap_barriers=_cheap_barriers_for(store, current, hops)
     )
     ensemble = load_ensemble(path)
     version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))

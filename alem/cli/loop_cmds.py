@@ -132,7 +132,7 @@ def propose(
 ) -> None:
     """Score the candidates with the current model and record a proposal batch."""
     from alem.campaign.model_versions import ModelLoadError, load_current_model
-    from alem.campaign.propose import propose_batch
+    from alem.campaign.propose import propose
     from alem.ensemble import ModelNotFoundError
 
     if strategy is not None and strategy not in STRATEGIES:
@@ -144,13 +144,11 @@ def propose(
             model = load_current_model(store, config)
         except (ModelNotFoundError, ModelLoadError) as exc:
             fail(f"no model to score with: {exc}", ExitCode.USAGE)
-        from alem.campaign.two_stage import proposal_context
+        def warn(message: str) -> None:
+            console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
-        context = proposal_context(store, config, model)
-        if context.warning:
-            console.print(f"[yellow]warning:[/] {context.warning}", highlight=False)
         with console.status("scoring candidates"):
-            outcome = propose_batch(store, model, config.acquisition, strategy, batch, **context.kwargs)
+            outcome = propose(store, config, model, strategy, batch, warn=warn)
         if not outcome.proposals:
             console.print("no candidate hops left to propose (add hosts with `alem candidates add`)")
             return

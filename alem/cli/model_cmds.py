@@ -150,9 +150,10 @@ def train(
 ) -> None:
     """Fine-tune an ensemble; with --cv-folds, first fit stacking weights and calibrate σ on grouped
     out-of-fold predictions."""
+    from pydantic import ValidationError
+
     from alem.hops import HopError, load_training_hops, read_hops
-    from alem.model_dir import default_ensemble_path
-    from alem.training.finetune import FinetuneConfig
+    from alem.model_dir import EnsembleRecipe, FinetuneConfig, default_ensemble_path
     from alem.training.recipe import calibrated_ensemble
 
     problems: list[str] = []
@@ -164,15 +165,16 @@ def train(
         err_console.print(f"[yellow]skipped:[/] {problem}")
     try:
         config = FinetuneConfig(freeze=freeze, **({"epochs": epochs} if epochs else {}))
-    except ValueError as exc:
-        fail(str(exc), ExitCode.USAGE)
+    except ValidationError as exc:
+        fail("; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors()), ExitCode.USAGE)
     if trees and cv_folds < 2:
         fail("stacking descriptor trees needs --cv-folds >= 2 to fit its weights (or pass --no-trees)", ExitCode.USAGE)
     out = out or default_ensemble_path()
-    card = calibrated_ensemble(
-        hops, out, config, members, cv_folds, pretrained, seed, device, progress=True,
-        tree_specs=None if trees else (),
+    recipe = EnsembleRecipe(
+        n_members=members, finetune=config, components=None if trees else [], cv_folds=cv_folds, seed=seed,
+        pretrained_path=str(pretrained) if pretrained else None,
     )
+    card = calibrated_ensemble(hops, out, recipe, device, progress=True)
     cv = card.get("cv_metrics", {})
     if cv:
         console.print(f"grouped {cv_folds}-fold CV: MAE {cv['mae_ev']:.3f} eV, R² {cv['r2']:.2f}, 68% coverage {cv['coverage_68']:.2f}")

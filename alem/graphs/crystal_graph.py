@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
@@ -15,24 +15,25 @@ from alem.graphs.neighbors import periodic_neighbors
 from alem.hops.hop import Hop
 
 
-@dataclass(frozen=True)
-class GraphSettings:
-    """How a structure becomes a graph. Part of every model card: a model only understands graphs
-    built with its own settings."""
+class GraphSettings(BaseModel):
+    """How a structure becomes a graph. Part of every model card (its ``graph_settings``): a model
+    only understands graphs built with its own settings. Keys a card holds beyond these are kept."""
 
-    cutoff_a: float = 5.0
-    max_neighbors: int = 12
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    cutoff_a: float = Field(5.0, description="host-host edge cutoff, Å")
+    max_neighbors: int = Field(12, description="at most this many host neighbours per atom")
     #: Path nodes see more of the host: the bottleneck is what sets the barrier.
-    path_cutoff_a: float = 6.0
-    path_max_neighbors: int = 16
+    path_cutoff_a: float = Field(6.0, description="host-to-path-node edge cutoff, Å")
+    path_max_neighbors: int = Field(16, description="at most this many host atoms feed one path node")
     #: Images of the ion along its straight path, endpoints included (MODEL-3 used 5).
-    n_images: int = 5
-    #: Physical descriptors the head reads (:data:`alem.graphs.descriptors.DESCRIPTOR_SETS`);
+    n_images: int = Field(5, description="path nodes: images of the ion along its straight path, endpoints included")
     #: ``v1`` for cards written before descriptor sets existed.
-    descriptor_set: str = "v1"
+    descriptor_set: str = Field("v1", description="physical descriptors the head reads (alem.graphs.descriptors.DESCRIPTOR_SETS)")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Every setting, defaults included (what a freshly written card records)."""
+        return self.model_dump(mode="json")
 
     @property
     def n_descriptors(self) -> int:

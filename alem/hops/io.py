@@ -18,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from alem.hops.fidelity import DFT, SHIPPED_CHEAP_FIDELITY, CheapBarrier, fidelity_label, parse_fidelity
@@ -294,7 +293,3 @@ def load_shipped_cheap_barriers(relaxed: bool = True) -> dict[str, CheapBarrier]
         for row in rows
         if row.get(key) is not None and math.isfinite(float(row[key]))
     }
-
-
-def hop_barriers(hops: Sequence[Hop]) -> np.ndarray:
-    return np.array([np.nan if h.barrier_ev is None else h.barrier_ev for h in hops], dtype=float)

@@ -11,14 +11,11 @@ label: a model fitted on them inside a CV fold sees nothing of the other folds.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from alem.hops.hop import Hop
-from alem.inference.hop_graphs import PathTensors, host_context_tensors
-from alem.inference.trees import ComponentInputs, TreeSpec, tree_features_from_graphs
+from alem.inference.hop_graphs import PathTensors
 from alem.nn.models import BarrierModel
 
 
@@ -56,24 +53,3 @@ def backbone_path_features(model: BarrierModel, tensors: PathTensors, device: to
         parts.append(torch.cat(pooled, 1).cpu())
     hidden = probe.path_marker.numel()
     return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, 4 * hidden))
-
-
-def component_inputs(
-    hops: Sequence[Hop],
-    graphs: Sequence,
-    specs: Sequence[TreeSpec],
-    model: BarrierModel | None,
-    tensors: PathTensors | None,
-    device: torch.device,
-) -> ComponentInputs:
-    """What the stack components ``specs`` read for ``hops`` (their ``graphs``, in order): the
-    descriptors + ion one-hot, and the backbone features of ``model``'s backbone when a component
-    reads them (``tensors``: that backbone's host context of the hops, computed when None; ``model``
-    may be None when no component reads the backbone)."""
-    descriptors = tree_features_from_graphs(hops, graphs)
-    if not any(spec.reads_backbone for spec in specs):
-        return ComponentInputs(descriptors)
-    if model is None:
-        raise ValueError("backbone features need a model carrying the backbone")
-    tensors = tensors if tensors is not None else host_context_tensors(model, graphs, device)
-    return ComponentInputs(descriptors, backbone_path_features(model, tensors, device))

@@ -27,7 +27,8 @@ import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
 from alem.hops.fidelity import CheapBarrier, parse_fidelity
-from alem.model_dir import FIDELITY_TREES_FILENAME
+from alem.inference.trees import build_model
+from alem.model_dir import FIDELITY_TREES_FILENAME, TreeSpec
 
 __all__ = ["FIDELITY_CARD_KEY", "FIDELITY_TREES_FILENAME"]
 
@@ -67,6 +68,16 @@ def form_barrier(form: str, target: np.ndarray, cheap_ev: np.ndarray) -> np.ndar
     if form == "log_delta":
         return np.maximum(cheap_ev, LOG_FLOOR_EV) * np.exp(target)
     raise ValueError(f"unknown fidelity-aware form {form!r} (known: {', '.join(FORMS)})")
+
+
+def fit_fidelity_trees(
+    specs: Sequence[TreeSpec], form: str, features: np.ndarray, cheap_ev: np.ndarray, y_ev: np.ndarray, seed: int = 0
+) -> list:
+    """One fitted estimator per spec learning ``form``'s target (the spec's ``log_target`` is
+    replaced by the form)."""
+    x = with_cheap_barrier(features, cheap_ev)
+    target = form_target(form, y_ev, cheap_ev)
+    return [build_model(spec, seed).fit(x, target) for spec in specs]
 
 
 def predict_fidelity_trees(form: str, models: Sequence, features: np.ndarray, cheap_ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,18 +123,3 @@ def usable_cheap_barriers(
             stacklevel=3,
         )
     return used, cheap_ev
-
-
-def fidelity_aware_mean_sigma(
-    section: dict, models: Sequence, features: np.ndarray, cheap_ev: np.ndarray,
-    structure_means_ev: np.ndarray, structure_sigmas_ev: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and calibrated σ (eV) of hops that have a cheap barrier: the card section's weights
-    over the structure-only components (``n_components x n_hops``, GNN first) and the
-    fidelity-aware trees, σ times the section's own factor."""
-    from alem.inference.stacking import combine_components
-
-    tree_means, tree_sigmas = predict_fidelity_trees(section["form"], models, features, cheap_ev)
-    means = np.vstack([structure_means_ev, tree_means])
-    sigmas = np.vstack([structure_sigmas_ev, tree_sigmas])
-    return combine_components(means, sigmas, np.asarray(section["weights"]), float(section["sigma_scale"]))

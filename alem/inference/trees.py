@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -25,6 +25,9 @@ from alem.errors import AlemError
 from alem.graphs.descriptors import hop_descriptors
 from alem.hops.hop import Hop
 from alem.inference.kernel_model import BackboneSVR
+from alem.model_dir import COMPONENT_INPUTS, TreeSpec
+
+__all__ = ["COMPONENT_INPUTS", "TREE_KINDS", "ComponentInputs", "TreeSpec", "build_model"]
 
 #: The working ions of the literature set; any other ion gets an all-zero one-hot block.
 ION_VOCABULARY = ("Al", "Ca", "K", "Li", "Mg", "Na", "Rb", "Sr", "Zn")
@@ -35,41 +38,13 @@ TREE_KINDS = {
     "gradient_boosting": GradientBoostingRegressor,
     "svr": BackboneSVR,
 }
-#: What a component reads: the hop descriptors and ion one-hot, or those and the backbone's
-#: features (:func:`alem.inference.backbone_features.backbone_path_features`).
-COMPONENT_INPUTS = ("descriptors", "descriptors+backbone")
 
 
-@dataclass(frozen=True)
-class TreeSpec:
-    """One stack component beside the GNN: its name in the card, its kind (:data:`TREE_KINDS`),
-    parameters, target (E_m or log E_m) and inputs (:data:`COMPONENT_INPUTS`)."""
-
-    name: str
-    kind: str
-    params: dict = field(default_factory=dict)
-    log_target: bool = False
-    inputs: str = "descriptors"
-
-    def __post_init__(self) -> None:
-        if self.kind not in TREE_KINDS:
-            raise ValueError(f"unknown component kind {self.kind!r} (known: {', '.join(TREE_KINDS)})")
-        if self.inputs not in COMPONENT_INPUTS:
-            raise ValueError(f"unknown component inputs {self.inputs!r} (known: {', '.join(COMPONENT_INPUTS)})")
-        if self.reads_backbone and self.kind != "svr":
-            raise ValueError(f"{self.name}: only the svr kind reads backbone features")
-
-    @property
-    def reads_backbone(self) -> bool:
-        return self.inputs == "descriptors+backbone"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def build(self, seed: int, n_backbone_columns: int = 0):
-        if self.kind == "svr":  # deterministic: no random state to seed
-            return BackboneSVR(n_backbone_columns=n_backbone_columns if self.reads_backbone else 0, **self.params)
-        return TREE_KINDS[self.kind](random_state=seed, **self.params)
+def build_model(spec: TreeSpec, seed: int, n_backbone_columns: int = 0):
+    """The unfitted scikit-learn model of ``spec`` (seeded; the kernel model has no random state)."""
+    if spec.kind == "svr":
+        return BackboneSVR(n_backbone_columns=n_backbone_columns if spec.reads_backbone else 0, **spec.params)
+    return TREE_KINDS[spec.kind](random_state=seed, **spec.params)
 
 
 @dataclass(frozen=True)
@@ -138,6 +113,22 @@ def load_trees(path: Path) -> list:
                 f"{path}: tree models pickled by scikit-learn {exc.original_sklearn_version}, "
                 f"this is {sklearn.__version__}; retrain (alem train) or install that version"
             ) from None
+
+
+#: Barriers are floored here before a log (the smallest literature barrier is 0.0035 eV).
+LOG_FLOOR_EV = 1e-3
+
+
+def fit_tree(spec: TreeSpec, features: np.ndarray | ComponentInputs, y_ev: np.ndarray, seed: int = 0):
+    """The fitted scikit-learn model of ``spec`` on these hops' inputs and barriers (eV)."""
+    inputs = as_component_inputs(features)
+    target = np.log(np.maximum(y_ev, LOG_FLOOR_EV)) if spec.log_target else y_ev
+    return build_model(spec, seed, inputs.n_backbone_columns).fit(inputs.for_spec(spec), target)
+
+
+def save_trees(models: Sequence, path: Path) -> None:
+    """Fitted scikit-learn components as one list in ``path`` (read by :func:`load_trees`)."""
+    joblib.dump(list(models), path, compress=3)
 
 
 def predict_trees(

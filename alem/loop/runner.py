@@ -167,18 +167,15 @@ class CampaignLoop:
             self.tell(f"scored {report.scored} candidates with model version {self.model.version_id}")
 
     def _propose(self, report: TickReport) -> None:
-        from alem.campaign.propose import proposal_needed, propose_batch
+        from alem.campaign.propose import proposal_needed, propose
 
         if not proposal_needed(self.store, self.config.acquisition):
             return
         acquisition = self.config.acquisition
         self.phase("proposing", f"{acquisition.strategy} batch of {acquisition.batch_size}")
-        from alem.campaign.two_stage import proposal_context
-
-        context = proposal_context(self.store, self.config, self.model)
-        if context.warning:
-            self.tell(context.warning, logging.WARNING)
-        outcome = propose_batch(self.store, self.model, acquisition, progress=self.options.progress, **context.kwargs)
+        outcome = propose(
+            self.store, self.config, self.model, progress=self.options.progress, warn=lambda message: self.tell(message, logging.WARNING)
+        )
         report.proposed = [p.hop_id for p in outcome.proposals]
         if outcome.proposals:
             described = ", ".join(

@@ -3,9 +3,8 @@ bulk properties, then shared by the barrier model (where it embeds the host)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from alem.nn.layers import GatedConv, GaussianRBF
@@ -13,16 +12,21 @@ from alem.nn.layers import GatedConv, GaussianRBF
 MAX_Z = 100
 
 
-@dataclass(frozen=True)
-class BackboneConfig:
-    hidden: int = 64
-    n_layers: int = 3
-    n_rbf: int = 40
+class BackboneConfig(BaseModel):
+    """Size of the graph backbone. Part of every model card (its ``backbone_config``) and of the
+    pre-trained checkpoint: members load only into a backbone of the same shape."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    hidden: int = Field(64, description="width of every node embedding")
+    n_layers: int = Field(3, description="gated graph convolutions")
+    n_rbf: int = Field(40, description="Gaussian radial basis functions per edge distance")
     #: The largest distance any edge may have (path edges reach further than host edges).
-    cutoff_a: float = 6.0
+    cutoff_a: float = Field(6.0, description="largest edge distance the radial basis covers, Å")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Every setting, defaults included."""
+        return self.model_dump(mode="json")
 
 
 class Backbone(nn.Module):

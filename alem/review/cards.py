@@ -94,7 +94,7 @@ def _prediction(store: Store, proposal: Proposal) -> tuple[float, float, float]:
 
 def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | None = None, k_neighbours: int = 5) -> list[ReviewCard]:
     """Cards of every waiting proposal (ReviewError, naming the hop, for one without prediction)."""
-    from alem.hops.picture import bottleneck, hop_picture_png
+    from alem.review.picture import bottleneck, hop_picture_png
 
     proposals = waiting_proposals(store)
     predicted = [(proposal, _prediction(store, proposal)) for proposal in proposals]  # refuse before any work

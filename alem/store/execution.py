@@ -41,10 +41,6 @@ class ExecutionTables(StoreCore):
     def job(self, job_id: int) -> JobRecord:
         return JobRecord.from_row(self._job_row(job_id))
 
-    def job_by_key(self, job_key: str) -> JobRecord | None:
-        row = self._conn.execute("SELECT * FROM jobs WHERE job_key = ?", (job_key,)).fetchone()
-        return JobRecord.from_row(row) if row else None
-
     def jobs(
         self,
         state: JobStatus | str | Sequence[JobStatus | str] | None = None,

@@ -41,13 +41,6 @@ class PlanningTables(StoreCore):
             )
             return model_id
 
-    def set_current_model(self, model_version_id: int) -> None:
-        with self.transaction():
-            self.model_version(model_version_id)
-            self._conn.execute("UPDATE model_versions SET is_current = 0 WHERE is_current = 1")
-            self._conn.execute("UPDATE model_versions SET is_current = 1 WHERE id = ?", (model_version_id,))
-            self._event("model_current", f"model version {model_version_id} is now current")
-
     def model_version(self, model_version_id: int) -> ModelVersion:
         row = self._conn.execute("SELECT * FROM model_versions WHERE id = ?", (model_version_id,)).fetchone()
         if row is None:

@@ -24,30 +24,19 @@ from alem.inference.fidelity_aware import (
     FIDELITY_CARD_KEY,
     FIDELITY_TREES_FILENAME,
     FORMS,
-    form_target,
+    fit_fidelity_trees,
     predict_fidelity_trees,
     usable_cheap_barriers,
-    with_cheap_barrier,
 )
 from alem.inference.stacking import combine_components, cross_fitted_weights, fit_stack_weights
-from alem.inference.trees import TreeSpec, tree_features
+from alem.inference.trees import TreeSpec, save_trees, tree_features
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.model_dir import FIDELITY_REFERENCE_FILENAME
-from alem.training.trees import DESCRIPTOR_TREE_SPECS, save_trees
+from alem.training.trees import DESCRIPTOR_TREE_SPECS
 
 #: Reference predictions of the fidelity-aware path, written beside ``reference_predictions.json``.
 #: Fewer paired hops than this and the add-on is not fitted (its weights and σ would be noise).
 MIN_PAIRED_HOPS = 20
-
-
-def fit_fidelity_trees(
-    specs: Sequence[TreeSpec], form: str, features: np.ndarray, cheap_ev: np.ndarray, y_ev: np.ndarray, seed: int = 0
-) -> list:
-    """One fitted estimator per spec learning ``form``'s target (the spec's ``log_target`` is
-    replaced by the form)."""
-    x = with_cheap_barrier(features, cheap_ev)
-    target = form_target(form, y_ev, cheap_ev)
-    return [spec.build(seed).fit(x, target) for spec in specs]
 
 
 def out_of_fold_fidelity_trees(
@@ -188,29 +177,11 @@ def write_fidelity_reference(model_dir: Path, hops: Sequence[Hop], cheap_barrier
         "cheap_barriers": {k: {"fidelity": v.fidelity, "barrier_ev": v.barrier_ev} for k, v in given.items()},
         "mean_ev": [float(v) for v in prediction.mean_ev],
         "std_ev": [float(v) for v in prediction.std_ev],
-        "used_cheap_barrier": [bool(v) for v in prediction.used_cheap_barrier],
+        "used_cheap_barrier": [bool(v) for v in np.asarray(prediction.used_cheap_barrier)],
     }
     path = model_dir / FIDELITY_REFERENCE_FILENAME
     path.write_text(json.dumps(reference, indent=2))
     return path
-
-
-def refit_fidelity_trees(
-    section: dict, hops: Sequence[Hop], features: np.ndarray, cheap_barriers: Mapping[str, CheapBarrier] | None, seed: int = 0
-) -> tuple[list, dict] | None:
-    """Loop retraining: the parent's add-on (form, weights, σ factor kept: no CV runs in the loop)
-    with its trees refitted on every training hop that has a cheap barrier of the section's
-    potential (default: the shipped pairs). None when too few hops are paired."""
-    from alem.hops.io import load_shipped_cheap_barriers
-
-    cheap_barriers = load_shipped_cheap_barriers() if cheap_barriers is None else cheap_barriers
-    paired, cheap_ev = usable_cheap_barriers([h.hop_id for h in hops], cheap_barriers, section["cheap_fidelity"])
-    if paired.sum() < MIN_PAIRED_HOPS:
-        return None
-    y = np.array([h.barrier_ev for h in hops], dtype=float)
-    specs = [TreeSpec(**s) for s in section["tree_specs"]]
-    models = fit_fidelity_trees(specs, section["form"], features[paired], cheap_ev[paired], y[paired], seed)
-    return models, {**section, "n_paired_hops": int(paired.sum()), "sklearn_version": sklearn.__version__}
 
 
 def cross_fitted_stack(means: np.ndarray, sigmas: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,5 +207,4 @@ __all__ = [
     "fit_fidelity_addon",
     "fit_fidelity_trees",
     "out_of_fold_fidelity_trees",
-    "refit_fidelity_trees",
 ]

@@ -20,9 +20,9 @@ from alem.inference.device import device_description, peak_memory_mb, pick_devic
 from alem.model_dir import BACKBONE_FILENAME, BACKBONE_KIND, BackboneCard
 from alem.nn.backbone import BackboneConfig
 from alem.nn.models import PropertyModel
+from alem.nn.steps import gradient_step
 from alem.progress import maybe_progress, track
 from alem.training.provenance import file_sha256, git_commit, utc_now
-from alem.training.steps import gradient_step
 
 PROPERTIES = ("bg", "fe", "gv", "ebg", "ph", "dc", "pz")
 

@@ -12,17 +12,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY, CheapBarrier
+from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
 from alem.inference.device import pick_device
 from alem.inference.stacking import combine_components, combine_members, fit_stack_weights
 from alem.inference.trees import TreeSpec
 from alem.metrics import barrier_metrics, fit_sigma_scale
-from alem.model_dir import CV_PARITY_FILENAME, OOF_FILENAME, REFERENCE_FILENAME, ModelCard, default_pretrained_path
+from alem.model_dir import (
+    CV_PARITY_FILENAME,
+    OOF_FILENAME,
+    REFERENCE_FILENAME,
+    Combination,
+    EnsembleRecipe,
+    ModelCard,
+    TrainingRecord,
+    default_pretrained_path,
+)
 from alem.parity import parity_plot
 from alem.training.cv import CVResult, cross_validate
 from alem.training.fidelity_aware import add_fidelity_addon, cross_fitted_stack
-from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, check_stack_fits_config, train_ensemble
+from alem.training.finetune import Pretrained, TrainingSet, check_stack_fits_config, train_ensemble
 from alem.training.trees import default_tree_specs, out_of_fold_trees
 
 #: Hops whose predictions are stored with a model, so a test can prove the model still predicts
@@ -118,43 +127,38 @@ def _json_safe(value):
 def calibrated_ensemble(
     hops: Sequence[Hop],
     out_dir: Path,
-    config: FinetuneConfig,
-    n_members: int = 5,
-    cv_folds: int = 5,
-    pretrained_path: Path | None = None,
-    seed: int = 0,
+    recipe: EnsembleRecipe,
     device: str | None = None,
     progress: bool = True,
-    tree_specs: Sequence[TreeSpec] | None = None,
     cheap_barriers: Mapping[str, CheapBarrier] | None = None,
-    cheap_fidelity: str = SHIPPED_CHEAP_FIDELITY,
 ) -> dict:
     """Grouped CV (GNN ensemble per fold, trees on the same folds), then the final ensemble.
-    ``tree_specs`` None: the recipe's components for ``config.freeze``
+    The recipe's ``components`` None: its default for ``finetune.freeze``
     (:func:`alem.training.trees.default_tree_specs`); empty: GNN members only. A stacked ensemble gets the
     fidelity-aware add-on (:mod:`alem.inference.fidelity_aware`) when enough hops have a paired cheap barrier
-    of ``cheap_fidelity`` (default pairs: the MACE-MP barriers shipped for the literature hops).
+    of the recipe's ``cheap_fidelity`` (default pairs: the MACE-MP barriers shipped for the literature hops).
     Returns the model card."""
     labelled = [h for h in hops if h.barrier_ev is not None]
-    tree_specs = default_tree_specs(config.freeze) if tree_specs is None else tuple(tree_specs)
+    config, seed = recipe.finetune, recipe.seed
+    tree_specs = default_tree_specs(config.freeze) if recipe.components is None else tuple(recipe.components)
     check_stack_fits_config(tree_specs, config)
     extra: dict = {}
     result = stack = None
-    if cv_folds >= 2:
+    if recipe.cv_folds >= 2:
         dev = pick_device(device)
-        pretrained = None if config.freeze == "scratch" else Pretrained.load(pretrained_path or default_pretrained_path())
+        pretrained = None if config.freeze == "scratch" else Pretrained.load(recipe.pretrained_path or default_pretrained_path())
         training_set = TrainingSet.prepare(labelled, pretrained, config, dev, progress)
-        result = cross_validate(labelled, training_set, config, n_members, cv_folds, seed, dev, progress)
+        result = cross_validate(labelled, training_set, config, recipe.n_members, recipe.cv_folds, seed, dev, progress)
         stack = stack_cross_validation(labelled, training_set, result, tree_specs, seed, dev) if tree_specs else None
-        extra = cv_card_entries(result, cv_folds, stack)
+        extra = cv_card_entries(result, recipe.cv_folds, stack)
         del training_set
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     elif tree_specs:
         raise ValueError("stacking weights need a cross-validation: use cv_folds >= 2 or no tree_specs")
+    combination = Combination.model_validate({key: extra.pop(key) for key in ("stack", "calibration") if key in extra})
     path = train_ensemble(
-        labelled, out_dir, n_members, config, pretrained_path, seed=seed, device=device, progress=progress,
-        extra_card=extra, stack=extra.get("stack"),
+        labelled, out_dir, recipe, combination, TrainingRecord.model_validate(extra), device=device, progress=progress,
     )
     if result is not None:
         card = ModelCard.load(path)
@@ -173,7 +177,7 @@ def calibrated_ensemble(
         write_cv_parity(path)
     write_reference_predictions(path, labelled[:N_REFERENCE_HOPS], device)
     if stack is not None:
-        add_fidelity_addon(path, labelled, cheap_barriers, cheap_fidelity, seed)
+        add_fidelity_addon(path, labelled, cheap_barriers, recipe.cheap_fidelity, seed)
     return ModelCard.load(path).as_dict()
 
 
@@ -208,4 +212,5 @@ def write_cv_parity(model_dir: Path) -> Path:
     y, mean, sigma = oof_mean_sigma(model_dir)
     what = f"{card.n_members}-member GNN ensemble" + (" + descriptor trees (stacked)" if card.stack else "")
     title = f"grouped {card.cv_folds or '?'}-fold CV, out-of-fold ({what})"
-    return parity_plot(y, mean, sigma, model_dir / CV_PARITY_FILENAME, title=title, metrics=card.cv_metrics)
+    metrics = card.cv_metrics.as_dict() if card.cv_metrics else None
+    return parity_plot(y, mean, sigma, model_dir / CV_PARITY_FILENAME, title=title, metrics=metrics)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-import joblib
 import numpy as np
 
-from alem.inference.trees import ComponentInputs, TreeSpec, as_component_inputs, predict_trees
+from alem.inference.trees import ComponentInputs, TreeSpec, as_component_inputs, fit_tree, predict_trees
 
 EXTRA_TREES = TreeSpec("extra_trees", "extra_trees", {"n_estimators": 300, "max_features": 0.5, "n_jobs": 1}, log_target=True)
 GRADIENT_BOOSTING = TreeSpec(
@@ -33,22 +31,12 @@ def default_tree_specs(freeze: str) -> tuple[TreeSpec, ...]:
     backbone, which only a frozen backbone keeps in every member, so other strategies stack the
     descriptor trees of :data:`DESCRIPTOR_TREE_SPECS` instead."""
     return DEFAULT_TREE_SPECS if freeze == "frozen" else DESCRIPTOR_TREE_SPECS
-#: Barriers are floored here before a log (the smallest literature barrier is 0.0035 eV).
-LOG_FLOOR_EV = 1e-3
-
-
-def save_trees(models: Sequence, path: Path) -> None:
-    joblib.dump(list(models), path, compress=3)
 
 
 def fit_trees(specs: Sequence[TreeSpec], features: np.ndarray | ComponentInputs, y_ev: np.ndarray, seed: int = 0) -> list:
     """One fitted estimator per spec, in order."""
     inputs = as_component_inputs(features)
-    models = []
-    for spec in specs:
-        target = np.log(np.maximum(y_ev, LOG_FLOOR_EV)) if spec.log_target else y_ev
-        models.append(spec.build(seed, inputs.n_backbone_columns).fit(inputs.for_spec(spec), target))
-    return models
+    return [fit_tree(spec, inputs, y_ev, seed) for spec in specs]
 
 
 def out_of_fold_trees(

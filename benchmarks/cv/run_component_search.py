@@ -36,10 +36,11 @@ from sklearn.preprocessing import StandardScaler
 
 from alem.hops import load_training_hops
 from alem.inference.kernel_model import BackboneSVR
+from alem.inference.trees import LOG_FLOOR_EV, build_model
 from alem.model_dir import default_pretrained_path
 from alem.training.cv import grouped_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet
-from alem.training.trees import BACKBONE_SVR, LOG_FLOOR_EV
+from alem.training.trees import BACKBONE_SVR
 
 HERE = Path(__file__).resolve().parent
 N_OUTER, N_INNER, SEED = 5, 4, 0
@@ -108,7 +109,7 @@ def candidates(n_backbone: int) -> dict[str, tuple[str, object]]:
         "SVR (C 3, ε 0.05)": ("d", BackboneSVR()),
         "SVR, grid-searched on grouped inner folds": ("dg", GroupTuned(BackboneSVR(), {"C": [1, 3, 10, 30], "epsilon": [0.02, 0.1]})),
         "SVR + backbone PCA(4)": ("db", BackboneSVR(n_backbone, n_components=4)),
-        "SVR + backbone PCA(8) (svr_backbone)": ("db", BACKBONE_SVR.build(0, n_backbone)),
+        "SVR + backbone PCA(8) (svr_backbone)": ("db", build_model(BACKBONE_SVR, 0, n_backbone)),
         "SVR + backbone PCA(16)": ("db", BackboneSVR(n_backbone, n_components=16)),
     }
 
