@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from alem import REPO_ROOT
+from alem import shipped_dir
 from alem.errors import AlemError
 
 CARD_FILENAME = "model_card.json"
@@ -56,13 +56,13 @@ def member_filename(index: int) -> str:
 
 
 def default_ensemble_path() -> Path:
-    """The shipped ensemble: ``models/ensemble`` of the repository."""
-    return REPO_ROOT / "models" / "ensemble"
+    """The shipped ensemble: ``models/ensemble`` (of the repository, or inside the wheel)."""
+    return shipped_dir("models") / "ensemble"
 
 
 def default_pretrained_path() -> Path:
-    """The shipped pre-trained backbone: ``models/pretrained`` of the repository."""
-    return REPO_ROOT / "models" / "pretrained"
+    """The shipped pre-trained backbone: ``models/pretrained`` (of the repository, or inside the wheel)."""
+    return shipped_dir("models") / "pretrained"
 
 
 def card_path(model_dir: str | Path) -> Path:

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from alem import shipped_dir
 from alem.cli.app import app
 from alem.cli.common import CampaignOption, ExitCode, JsonOption, WideOption, console, fail, open_backend, open_campaign, print_json
 from alem.cli.tables import Column, hop_formulas, print_table
@@ -36,6 +37,13 @@ def _ago(seconds: float | None, now: float | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- init
+#: The shipped template (under hpc_configs/) whose [backend] part a cluster campaign starts from.
+CLUSTER_TEMPLATES = {
+    "slurm": "batch/alem_slurm.toml", "pbs": "batch/alem_pbs.toml",
+    "fireworks": "fireworks", "jobflow-remote": "jobflow_remote",
+}
+
+
 @app.command("init")
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="campaign directory (created if missing)")] = Path("."),
@@ -53,6 +61,9 @@ def init_cmd(
     console.print(f"Created campaign [bold]{config.campaign.name}[/] in {config.campaign_dir}")
     console.print(f"  config: {config.config_path}  (every key documented; edit it to change the campaign)")
     console.print(f"  store:  {config.store_path}")
+    template = CLUSTER_TEMPLATES.get(backend)
+    if template:
+        console.print(f"  template for its [backend] section: {shipped_dir('hpc_configs') / template}")
     if backend == "replay" and not replay_dataset:
         console.print("  [yellow]set \\[backend.replay] dataset in alem.toml before submitting[/]")
 
