@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from alem.model_dir import BACKBONE_FILENAME, ModelCard, default_pretrained_path
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
+    from alem.ensemble import Ensemble
     from alem.store import Store
 
 MODELS_DIRNAME = "models"
@@ -87,9 +89,21 @@ def _cheap_barriers_for(store: Store, current: LoadedModel, hops: Sequence[Hop])
     return training_cheap_barriers(store, cheap_fidelity, [h.hop_id for h in hops])
 
 
-def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
-    """Fine-tune a new ensemble on the campaign's data and make it the current version."""
-    from alem.training.finetune import FinetuneConfig, train_ensemble
+@dataclass
+class RetrainPlan:
+    """What one retraining trains on and how (the current model's recipe): inside the loop, or
+    written into a retraining job's run directory (:mod:`alem.campaign.retrain_job`)."""
+
+    hops: list[Hop]
+    #: keyword arguments of :func:`alem.training.finetune.train_ensemble` besides hops and out_dir
+    train_kwargs: dict
+    dataset_hash: str
+    n_results: int
+
+
+def plan_retraining(store: Store, config: CampaignConfig, current: LoadedModel) -> RetrainPlan:
+    """The hops and recipe of a new version fine-tuned from ``current`` on the campaign's data."""
+    from alem.training.finetune import FinetuneConfig
 
     model_card = ModelCard.load(current.path)
     card = model_card.as_dict()
@@ -97,23 +111,14 @@ def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress
     if config.model.epochs:
         recipe = FinetuneConfig(**{**recipe.__dict__, "epochs": config.model.epochs})
     hops = training_hops(store, current.path, config.model.train_fidelities)
-    out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
-    suffix = 1
-    while out_dir.exists():
-        out_dir = out_dir.with_name(f"{out_dir.name.split('.')[0]}.{suffix}")
-        suffix += 1
     digest = dataset_hash(hops)
     n_results = sum(1 for h in hops if (h.provenance.source or "").startswith("alem:"))
     fidelities = sorted({h.provenance.fidelity or "unknown" for h in hops if (h.provenance.source or "").startswith("alem:")})
-    calibration = model_card.sigma_scale
-    path = train_ensemble(
-        hops,
-        out_dir,
+    train_kwargs = dict(
         n_members=config.model.n_members,
         config=recipe,
         pretrained_path=None if recipe.freeze == "scratch" else pretrained_backbone_of(model_card),
-        calibration_scale=calibration,
-        progress=progress,
+        calibration_scale=model_card.sigma_scale,
         extra_card={
             "dataset_hash": digest,
             "campaign_results": n_results,
@@ -128,12 +133,37 @@ def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress
         fidelity_aware=model_card.fidelity_aware,
         cheap_barriers=_cheap_barriers_for(store, current, hops),
     )
-    ensemble = load_ensemble(path)
-    version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))
+    return RetrainPlan(hops, train_kwargs, digest, n_results)
+
+
+def new_version_dir(config: CampaignConfig) -> Path:
+    """A fresh directory name for a model version under ``<state>/models/``."""
+    out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
+    suffix = 1
+    while out_dir.exists():
+        out_dir = out_dir.with_name(f"{out_dir.name.split('.')[0]}.{suffix}")
+        suffix += 1
+    return out_dir
+
+
+def register_retrained(store: Store, config: CampaignConfig, parent_version_id: int | None, path: Path,
+                       digest: str, n_hops: int, n_results: int, ensemble: Ensemble | None = None) -> LoadedModel:
+    """Make a freshly trained version directory the current model (``ensemble``: it, loaded already)."""
+    ensemble = ensemble or load_ensemble(path)
+    version_id = store.add_model_version(path, store_card(ensemble.card), digest, n_hops)
     store.log_event(
         "retrained",
-        f"model version {version_id} fine-tuned on {len(hops)} hops ({n_results} from this campaign, "
+        f"model version {version_id} fine-tuned on {n_hops} hops ({n_results} from this campaign, "
         f"fidelities {', '.join(config.model.train_fidelities)})",
-        payload={"path": str(path), "parent": current.version_id},
+        payload={"path": str(path), "parent": parent_version_id},
     )
     return LoadedModel(version_id, path, ensemble)
+
+
+def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
+    """Fine-tune a new ensemble on the campaign's data (in this process) and make it the current version."""
+    from alem.training.finetune import train_ensemble
+
+    plan = plan_retraining(store, config, current)
+    path = train_ensemble(plan.hops, new_version_dir(config), progress=progress, **plan.train_kwargs)
+    return register_retrained(store, config, current.version_id, path, plan.dataset_hash, len(plan.hops), plan.n_results)
