@@ -154,3 +154,29 @@ def test_the_job_script_asks_for_the_gpus_the_campaign_names(tmp_path):
     assert "#SBATCH --cpus-per-task=8" in script and "OMP_NUM_THREADS=8" in script
     with pytest.raises(ValueError, match="qtoolkit writes no GPU request for PBS"):
         BatchRetrainRunner("pbs", RetrainJobSection(gpus=1)).script("k", tmp_path)
+
+
+def test_a_version_3_store_migrates_to_4_keeping_its_rows(tmp_path, tiny_hop):
+    import sqlite3
+    from contextlib import closing
+
+    from alem.store.schema import migrate
+
+    path = tmp_path / "v3.sqlite"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        migrate(conn, target=3)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("INSERT INTO model_versions (path, card_json, created_at, is_current) VALUES ('m', '{}', 1.0, 1)")
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'retrain_jobs'").fetchone()[0] == 0
+    with Store.open(path) as store:
+        assert store.schema_version == 4
+        assert [m.path for m in store.model_versions()] == ["m"] and store.retrain_jobs() == []
+        job = store.begin_retrain_job("slurm", 1, 1, 5, str(tmp_path / "runs"))
+        assert job.job_key == "alem-retrain-1-a1" and job.run_dir == f"{tmp_path / 'runs'}/alem-retrain-1-a1"
+        assert store.mark_retrain_submitted(job.id, "4242").state == "submitted"
+        assert store.update_retrain_state(job.id, "running").state == "running"
+        with pytest.raises(IllegalTransition):  # never two live retraining jobs
+            store.begin_retrain_job("slurm", 1, 1, 5, str(tmp_path / "runs"))
+        store.finish_retrain_job(job.id, "lost", "gone")
+        assert store.live_retrain_job() is None and store.retrain_jobs(live=False)[0].error == "gone"
+        assert store.integrity_check() == []

@@ -52,7 +52,7 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
     Store.open(path).close()
     assert _rows(path) == before  # migrating rewrote no v1 row
     with Store.open(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert {h.hop_id: h.state for h in store.hops()} == {
             "a": HopState.CANDIDATE, "b": HopState.PROPOSED, "c": HopState.APPROVED, "d": HopState.REJECTED}
         assert store.current_model().id == 1 and store.current_model().card["cv_metrics"]["mae_ev"] == 0.2
@@ -68,7 +68,7 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
         store.mark_submitted(job.id, "ext-1")
         assert store.hop("c").state is HopState.SUBMITTED
         versions = [r["version"] for r in store._conn.execute("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
 
 
 def test_a_failing_migration_leaves_the_store_exactly_as_it_was(tmp_path):
@@ -103,5 +103,5 @@ def test_a_store_from_a_newer_alem_is_refused(tmp_path):
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', 0)")
     conn.close()
-    with pytest.raises(SchemaError, match=r"new.sqlite: schema version 99 is newer than this alem understands \(up to 3\)"):
+    with pytest.raises(SchemaError, match=r"new.sqlite: schema version 99 is newer than this alem understands \(up to 4\)"):
         Store.open(path)
