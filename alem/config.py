@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from alem.errors import AlemError
 from alem.toml_writer import toml_value
@@ -253,6 +253,14 @@ class CampaignConfig(_Section):
 
     _campaign_dir: Path | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _retraining_job_has_a_scheduler(self) -> CampaignConfig:
+        if self.model.retrain_on == "backend" and not self.model.retrain_job.scheduler and \
+                self.backend.kind in ("fireworks", "jobflow-remote"):
+            raise ValueError(f'[model] retrain_on = "backend" with [backend] kind = {self.backend.kind!r}: set '
+                             '[model.retrain_job] scheduler to "slurm", "pbs" or "local" (where the retraining job runs)')
+        return self
+
     @property
     def campaign_dir(self) -> Path:
         return self._campaign_dir if self._campaign_dir is not None else Path.cwd()
@@ -324,7 +332,9 @@ def _describe_validation_error(exc: ValidationError, source: str | Path) -> str:
         section = ".".join(loc[:-1])
         where = f"[{section}]" if section else "the top level"
         return f"{source}: unknown key {loc[-1]!r} in {where}"
-    key = loc[-1] if loc else "?"
+    if not loc:  # a rule across sections (a model validator): its message names the keys
+        return f"{source}: {error['msg'].removeprefix('Value error, ')}"
+    key = loc[-1]
     section = ".".join(loc[:-1])
     prefix = f"[{section}] " if section else ""
     value = error.get("input")

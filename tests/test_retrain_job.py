@@ -180,3 +180,14 @@ def test_a_version_3_store_migrates_to_4_keeping_its_rows(tmp_path, tiny_hop):
         store.finish_retrain_job(job.id, "lost", "gone")
         assert store.live_retrain_job() is None and store.retrain_jobs(live=False)[0].error == "gone"
         assert store.integrity_check() == []
+
+
+def test_a_backend_without_a_batch_scheduler_must_name_where_retraining_runs(tmp_path):
+    from alem.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r'alem.toml: \[model\] retrain_on = "backend" with \[backend\] kind = .fireworks.: set '
+                                          r'\[model.retrain_job\] scheduler'):
+        CampaignConfig.from_dict({"model": {"retrain_on": "backend"}, "backend": {"kind": "fireworks"}}, tmp_path / "alem.toml")
+    named = CampaignConfig.from_dict({"model": {"retrain_on": "backend", "retrain_job": {"scheduler": "slurm"}},
+                                      "backend": {"kind": "fireworks", "slurm": {"run_dir": "/shared/runs"}}})
+    assert retrain_run_root(named) == Path("/shared/runs/retrain")
