@@ -147,9 +147,6 @@ class RetrainRunner(ABC):
     @abstractmethod
     def state(self, run_dir: Path, external_id: str) -> QueueState: ...
 
-    @abstractmethod
-    def cancel(self, run_dir: Path, external_id: str) -> None: ...
-
     def log_path(self, run_dir: Path) -> Path:
         return run_dir / LOG
 
@@ -196,16 +193,9 @@ class LocalRetrainRunner(RetrainRunner):
             return QueueState.QUEUED
         return QueueState.LOST
 
-    def cancel(self, run_dir: Path, external_id: str) -> None:
-        process = read_json(run_dir / "job.json") or {}
-        if _alive(process):
-            os.killpg(int(process["pid"]), 15)
-        if not (run_dir / EXIT).exists():
-            write_exit(run_dir, "failed", "cancelled")
-
 
 class BatchRetrainRunner(RetrainRunner):
-    """A Slurm or PBS batch job through qtoolkit (script, sbatch/qsub, squeue/qstat, scancel/qdel)."""
+    """A Slurm or PBS batch job through qtoolkit (script, sbatch/qsub, squeue/qstat)."""
 
     def __init__(self, scheduler: str, resources: RetrainJobSection, manager=None):
         if scheduler not in SCHEDULER_COMMANDS:
@@ -276,11 +266,6 @@ class BatchRetrainRunner(RetrainRunner):
         if external_id in queue:
             return _qstate_to_job_state(queue[external_id].state)
         return QueueState.LOST
-
-    def cancel(self, run_dir: Path, external_id: str) -> None:
-        self.manager.cancel(external_id)
-        if not (run_dir / EXIT).exists():
-            write_exit(run_dir, "failed", "cancelled")
 
 
 def retrain_runner(scheduler: str, resources: RetrainJobSection) -> RetrainRunner:
