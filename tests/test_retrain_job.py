@@ -15,7 +15,7 @@ import pytest
 
 from alem.backends.retrain_runner import MODEL, BatchRetrainRunner
 from alem.campaign.model_versions import load_current_model
-from alem.campaign.retrain_job import advance_retraining, make_retrain_runner, retrain_run_root
+from alem.campaign.retrain_job import advance_retraining, make_retrain_runner, new_results_for_next_retraining, retrain_run_root
 from alem.config import CampaignConfig, RetrainJobSection
 from alem.store import Store
 from alem.store.states import IllegalTransition
@@ -75,6 +75,10 @@ def test_local_retraining_job_runs_beside_the_loop_and_is_registered_when_it_exi
         assert store.retrain_jobs()[0].state == "completed" and store.retrain_jobs()[0].model_version_id == 2
         assert [e.kind for e in store.events(kind="retrained")] == ["retrained"]
         assert store.integrity_check() == []
+        # the results that arrived while the job ran are not in version 2: they count towards the next
+        arrived_meanwhile = [r for r in store.results(usable=True) if r.created_at >= job.created_at]
+        assert len(arrived_meanwhile) == 3
+        assert new_results_for_next_retraining(store, config) == 3
     status = json.loads(invoke(config, "status", "--json").stdout)
     assert status["retraining"]["live"] is None and status["retraining"]["last"]["state"] == "completed"
 

@@ -10,6 +10,10 @@ id is recorded last; a loop killed anywhere in between finds the job again on it
 
 Two failures in a row (the retraining and its retry) leave the current model in place; the next
 retraining starts when more new results have arrived than the failed one had.
+
+"New results" for a version a retraining job wrote count from when that job was staged, not from
+when the version was registered: results that arrived while the job ran (perhaps hours in a GPU
+queue) are not in it, and count towards the next retraining.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from typing import TYPE_CHECKING
 from alem.backends.base import QueueState
 from alem.backends.retrain_runner import MODEL, SPEC, RetrainRunner, exit_error, retrain_runner, stage_retrain_run
 from alem.backends.rundir import read_json
+from alem.campaign.ingest import usable_results_since
 from alem.campaign.model_versions import LoadedModel, load_ensemble
-from alem.campaign.retrain import new_results_since_current, plan_retraining, register_retrained, retraining_due
+from alem.campaign.retrain import plan_retraining, register_retrained
 from alem.config import ConfigError
 
 if TYPE_CHECKING:
@@ -67,6 +72,16 @@ def make_retrain_runner(config: CampaignConfig) -> RetrainRunner:
     return retrain_runner(retrain_scheduler(config), config.model.retrain_job)
 
 
+def new_results_for_next_retraining(store: Store, config: CampaignConfig) -> int:
+    """Usable results (of [model] train_fidelities) the current version was not trained on."""
+    current = store.current_model()
+    if current is None:
+        return usable_results_since(store, 0.0, config.model.train_fidelities)
+    made_by = [j for j in store.retrain_jobs(live=False) if j.model_version_id == current.id]
+    since = made_by[0].created_at if made_by else current.created_at
+    return usable_results_since(store, since, config.model.train_fidelities)
+
+
 def _stage_and_submit(store: Store, config: CampaignConfig, current: LoadedModel, job: RetrainJobRecord,
                       runner: RetrainRunner) -> RetrainJobRecord:
     """Stage the job's run directory (unless a killed loop already did) and submit it once."""
@@ -85,7 +100,7 @@ def _stage_and_submit(store: Store, config: CampaignConfig, current: LoadedModel
 
 def _start(store: Store, config: CampaignConfig, current: LoadedModel, runner: RetrainRunner, attempt: int,
            step: RetrainStep) -> None:
-    n_new = new_results_since_current(store, config.model.train_fidelities)
+    n_new = new_results_for_next_retraining(store, config)
     job = store.begin_retrain_job(runner.name, attempt, current.version_id, n_new, str(retrain_run_root(config)))
     job = _stage_and_submit(store, config, current, job, runner)
     step.started = job
@@ -143,7 +158,7 @@ def _gave_up(store: Store, config: CampaignConfig) -> bool:
     """The last retraining and its retry failed, and no result arrived since it started."""
     last = store.retrain_jobs(limit=1)
     return bool(last) and last[0].attempt == 2 and last[0].state in ("failed", "lost") and \
-        new_results_since_current(store, config.model.train_fidelities) <= last[0].n_new_results
+        new_results_for_next_retraining(store, config) <= last[0].n_new_results
 
 
 def advance_retraining(store: Store, config: CampaignConfig, current: LoadedModel,
@@ -155,6 +170,7 @@ def advance_retraining(store: Store, config: CampaignConfig, current: LoadedMode
     if live is not None:
         _settle(store, config, current, live, runner, step)
         return step
-    if retraining_due(store, config) and not _gave_up(store, config):
+    due = new_results_for_next_retraining(store, config) >= config.model.retrain_after_results
+    if due and not _gave_up(store, config):
         _start(store, config, current, runner, 1, step)
     return step
