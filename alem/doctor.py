@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from fireworks import LaunchPad
     from jobflow import JobStore
 
-    from alem.config import BatchBackendSection, CampaignConfig
+    from alem.config import BatchBackendSection, CampaignConfig, RetrainJobSection
     from alem.neb.presets import Preset
 
 Status = Literal["ok", "problem", "warning"]
@@ -176,9 +176,10 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
     return checks
 
 
-def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection) -> list[Check]:
+def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection | RetrainJobSection) -> list[Check]:
     """The slurm/pbs backend: scheduler commands on PATH and answering, run directory writable,
-    the compute-side Python (``settings`` is the ``[backend.slurm]``/``[backend.pbs]`` section)."""
+    the compute-side Python (``settings``: the ``[backend.slurm]``/``[backend.pbs]`` section, or
+    ``[model.retrain_job]``)."""
     import getpass
 
     from alem.backends.batch import SCHEDULER_COMMANDS, queue_manager
@@ -213,7 +214,21 @@ def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Ch
     checks = backend_checks(config, check_potentials)
     if config.screening.fidelity:
         checks.extend(screening_checks(config, check_potentials))
+    if config.model.retrain_on == "backend":
+        checks.extend(retrain_job_checks(config))
     return checks
+
+
+def retrain_job_checks(config: CampaignConfig) -> list[Check]:
+    """``[model] retrain_on = "backend"``: the retraining job's scheduler and run directory, checked
+    like a batch backend's (named ``retraining job …``)."""
+    from alem.campaign.retrain_job import retrain_run_root, retrain_scheduler
+
+    scheduler = retrain_scheduler(config)
+    if scheduler == "local":
+        return [Check("retraining job", "ok", f"a process on this machine, run directories in {retrain_run_root(config)}")]
+    checks = check_batch_scheduler(scheduler, retrain_run_root(config), config.model.retrain_job)
+    return [replace(c, name=f"retraining job {c.name}") for c in checks]
 
 
 def screening_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:

@@ -144,6 +144,12 @@ def test_retraining_as_a_slurm_job_found_again_by_a_restarted_loop(slurm_cluster
     status = " ".join(invoke(config, "status").output.split())
     assert f"retraining job 1 (attempt 1) {job.state} on slurm as {job.external_id}" in status
 
+    from alem.doctor import run_checks
+
+    doctor = {c.name: (c.status, c.message) for c in run_checks(config, check_potentials=False)}
+    assert doctor["retraining job scheduler"][0] == "ok" and "squeue answers" in doctor["retraining job scheduler"][1]
+    assert doctor["retraining job run directory"] == ("ok", f"{tmp_path / 'shared' / 'retrain'} writable (compute nodes must see it too)")
+
     assert _wait_for_exit_marker(Path(job.run_dir))["state"] == "completed"
     said = _loop(config, "--once")  # a new loop: finds the job in the store, sees its exit marker
     assert "retraining job 1 finished: model version 2 is current" in said
