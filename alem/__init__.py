@@ -1,10 +1,44 @@
 """alem: active learning of ionic migration barriers in battery materials."""
 
+from importlib.resources import files
 from pathlib import Path
 
 __version__ = "0.1.0"
 
-#: Repository root when installed in editable mode (where ``models/`` and ``workflows/`` live).
+#: The directory above the package: the repository root for a source checkout or an editable
+#: install, a ``site-packages`` directory for a wheel. Package code asks :func:`shipped_dir`.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Data shipped inside the package (the Em training set, demo hosts).
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+
+#: Top-level directories of the repository that ship with alem: the trained model, the NEB
+#: presets, the cluster templates and the pre-training corpus. A wheel carries them inside the
+#: package under ``alem/_shipped/`` (``setup.py`` copies them there at build time).
+SHIPPED_DIRS = ("models", "workflows", "hpc_configs", "data")
+SHIPPED_PACKAGE_DIR = "_shipped"
+
+
+def source_checkout() -> Path | None:
+    """The repository this package runs from (editable install or ``PYTHONPATH``); None for a wheel."""
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "alem" / "__init__.py").is_file():
+        return REPO_ROOT
+    return None
+
+
+def shipped_dir(name: str) -> Path:
+    """Where the shipped directory ``name`` (one of :data:`SHIPPED_DIRS`) is on this install.
+
+    The copy inside the package (a wheel) wins; otherwise the source checkout's top-level
+    directory (an editable install). Where neither exists (a broken install) it returns the
+    package's path anyway, so the caller's own error names the file it looked for. A model
+    directory or preset that the user names explicitly never comes through here.
+    """
+    if name not in SHIPPED_DIRS:
+        raise ValueError(f"{name!r} is not a shipped directory ({', '.join(SHIPPED_DIRS)})")
+    packaged = files(__name__) / SHIPPED_PACKAGE_DIR / name
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    checkout = source_checkout()
+    if checkout is not None and (checkout / name).is_dir():
+        return checkout / name
+    return Path(str(packaged))

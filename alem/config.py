@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from alem.errors import AlemError
 from alem.toml_writer import toml_value
@@ -47,8 +47,36 @@ class CampaignSection(_Section):
     log_file: str = Field("state/alem.log", description="log of `alem loop`, relative to the campaign directory")
 
 
+class RetrainJobSection(_Section):
+    """``[model.retrain_job]``: the batch job of a re-fine-tuning when ``[model] retrain_on = "backend"``."""
+
+    scheduler: Literal["", "local", "slurm", "pbs"] = Field(
+        "", description='"" = the campaign backend\'s (slurm/pbs: a batch job; local, replay: a process on this machine); '
+        "or local | slurm | pbs",
+    )
+    run_dir: str = Field(
+        "", description='where its run directory and the new model go, relative to the campaign directory (shared with the compute '
+        'nodes for slurm/pbs); "" = <[backend.slurm|pbs] run_dir>/retrain, or state/retrain_runs for local'
+    )
+    partition: str = Field("", description='Slurm partition or PBS queue (e.g. the GPU partition); "" = the scheduler default')
+    account: str = Field("", description='account/project charged; "" = none')
+    qos: str = Field("", description='Slurm QOS; "" = none (not used by PBS)')
+    gpus: int = Field(0, ge=0, description="GPUs the job asks for (Slurm --gres=gpu:N); training uses CUDA when the node has it")
+    cpus: int = Field(4, ge=1, description="CPU threads of the training process")
+    walltime_minutes: int = Field(120, ge=1, description="wall-time limit of one retraining job")
+    pre_run: list[str] = Field(
+        default_factory=list, description="shell lines run first on the compute node (module load ..., source venv/bin/activate)"
+    )
+    extra_directives: list[str] = Field(default_factory=list, description='verbatim scheduler lines, e.g. "#SBATCH --mem=32G"')
+    python: str = Field("", description='Python with alem installed on the compute nodes; "" = the one running alem loop')
+
+
 class ModelSection(_Section):
     path: str = Field("", description='ensemble directory; "" = the shipped ensemble in models/ensemble')
+    retrain_on: Literal["loop", "backend"] = Field(
+        "loop", description='where a due re-fine-tuning runs: "loop" = inside alem loop (it waits); "backend" = a batch job '
+        "([model.retrain_job]) while the loop goes on with the current model version"
+    )
     retrain_after_results: int = Field(5, ge=1, description="re-fine-tune when at least this many new results arrived")
     n_members: int = Field(5, ge=1, description="ensemble members trained on re-fine-tuning")
     epochs: int = Field(0, ge=0, description="fine-tuning epochs; 0 = the trainer's default")
@@ -67,6 +95,8 @@ class ModelSection(_Section):
             return [validate_selector(s) for s in selectors]
         except FidelityError as exc:
             raise ValueError(str(exc)) from exc
+
+    retrain_job: RetrainJobSection = Field(default_factory=RetrainJobSection)
 
 
 class AcquisitionSection(_Section):
@@ -225,6 +255,14 @@ class CampaignConfig(_Section):
 
     _campaign_dir: Path | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _retraining_job_has_a_scheduler(self) -> CampaignConfig:
+        if self.model.retrain_on == "backend" and not self.model.retrain_job.scheduler and \
+                self.backend.kind in ("fireworks", "jobflow-remote"):
+            raise ValueError(f'[model] retrain_on = "backend" with [backend] kind = {self.backend.kind!r}: set '
+                             '[model.retrain_job] scheduler to "slurm", "pbs" or "local" (where the retraining job runs)')
+        return self
+
     @property
     def campaign_dir(self) -> Path:
         return self._campaign_dir if self._campaign_dir is not None else Path.cwd()
@@ -296,7 +334,9 @@ def _describe_validation_error(exc: ValidationError, source: str | Path) -> str:
         section = ".".join(loc[:-1])
         where = f"[{section}]" if section else "the top level"
         return f"{source}: unknown key {loc[-1]!r} in {where}"
-    key = loc[-1] if loc else "?"
+    if not loc:  # a rule across sections (a model validator): its message names the keys
+        return f"{source}: {error['msg'].removeprefix('Value error, ')}"
+    key = loc[-1]
     section = ".".join(loc[:-1])
     prefix = f"[{section}] " if section else ""
     value = error.get("input")

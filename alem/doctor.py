@@ -12,11 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from alem import shipped_dir
+
 if TYPE_CHECKING:
     from fireworks import LaunchPad
     from jobflow import JobStore
 
-    from alem.config import BatchBackendSection, CampaignConfig
+    from alem.config import BatchBackendSection, CampaignConfig, RetrainJobSection
     from alem.neb.presets import Preset
 
 Status = Literal["ok", "problem", "warning"]
@@ -115,7 +117,7 @@ def check_job_store(store: JobStore | None) -> Check:
         return Check("job store", "problem", "no jobflow JOB_STORE configured (set JOBFLOW_CONFIG_FILE or ~/.jobflow.yaml)")
     if "data" not in getattr(store, "additional_stores", {}):
         return Check("job store", "problem", "the jobflow JobStore has no 'data' additional store; atomate2 jobs fail "
-                     "with 'Unrecognised additional store name: data' (see hpc_configs/README.md)")
+                     f"with 'Unrecognised additional store name: data' (see {shipped_dir('hpc_configs') / 'README.md'})")
     try:
         store.connect()
         store.docs_store.count()
@@ -128,7 +130,8 @@ def check_launchpad(launchpad_file: Path, launchpad: LaunchPad | None = None) ->
     if launchpad is None:
         if not launchpad_file or not Path(launchpad_file).is_file():
             return Check("launchpad", "problem", f"launchpad file {launchpad_file or '(not set)'} not found: set "
-                         "[backend.fireworks] launchpad_file to your my_launchpad.yaml (hpc_configs/fireworks)")
+                         f"[backend.fireworks] launchpad_file to your my_launchpad.yaml "
+                         f"(template in {shipped_dir('hpc_configs') / 'fireworks'})")
         try:
             from fireworks import LaunchPad
 
@@ -151,7 +154,7 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
         project_obj = ConfigManager().get_project(project or None)
     except Exception as exc:
         return [Check("jobflow-remote project", "problem", f"cannot load project {project or '(default)'}: "
-                      f"{type(exc).__name__}: {exc} (templates in hpc_configs/jobflow_remote)")]
+                      f"{type(exc).__name__}: {exc} (templates in {shipped_dir('hpc_configs') / 'jobflow_remote'})")]
     checks = [Check("jobflow-remote project", "ok", f"{project_obj.name}")]
     if worker and worker not in project_obj.workers:
         checks.append(Check("jobflow-remote worker", "problem",
@@ -173,9 +176,10 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
     return checks
 
 
-def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection) -> list[Check]:
+def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection | RetrainJobSection) -> list[Check]:
     """The slurm/pbs backend: scheduler commands on PATH and answering, run directory writable,
-    the compute-side Python (``settings`` is the ``[backend.slurm]``/``[backend.pbs]`` section)."""
+    the compute-side Python (``settings``: the ``[backend.slurm]``/``[backend.pbs]`` section, or
+    ``[model.retrain_job]``)."""
     import getpass
 
     from alem.backends.batch import SCHEDULER_COMMANDS, queue_manager
@@ -210,7 +214,21 @@ def run_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Ch
     checks = backend_checks(config, check_potentials)
     if config.screening.fidelity:
         checks.extend(screening_checks(config, check_potentials))
+    if config.model.retrain_on == "backend":
+        checks.extend(retrain_job_checks(config))
     return checks
+
+
+def retrain_job_checks(config: CampaignConfig) -> list[Check]:
+    """``[model] retrain_on = "backend"``: the retraining job's scheduler and run directory, checked
+    like a batch backend's (named ``retraining job …``)."""
+    from alem.campaign.retrain_job import retrain_run_root, retrain_scheduler
+
+    scheduler = retrain_scheduler(config)
+    if scheduler == "local":
+        return [Check("retraining job", "ok", f"a process on this machine, run directories in {retrain_run_root(config)}")]
+    checks = check_batch_scheduler(scheduler, retrain_run_root(config), config.model.retrain_job)
+    return [replace(c, name=f"retraining job {c.name}") for c in checks]
 
 
 def screening_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:

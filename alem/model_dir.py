@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from alem import REPO_ROOT
+from alem import shipped_dir
 from alem.errors import AlemError
 from alem.graphs.crystal_graph import GraphSettings
 from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
@@ -60,13 +60,13 @@ def member_filename(index: int) -> str:
 
 
 def default_ensemble_path() -> Path:
-    """The shipped ensemble: ``models/ensemble`` of the repository."""
-    return REPO_ROOT / "models" / "ensemble"
+    """The shipped ensemble: ``models/ensemble`` (of the repository, or inside the wheel)."""
+    return shipped_dir("models") / "ensemble"
 
 
 def default_pretrained_path() -> Path:
-    """The shipped pre-trained backbone: ``models/pretrained`` of the repository."""
-    return REPO_ROOT / "models" / "pretrained"
+    """The shipped pre-trained backbone: ``models/pretrained`` (of the repository, or inside the wheel)."""
+    return shipped_dir("models") / "pretrained"
 
 
 def card_path(model_dir: str | Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alem import shipped_dir
 from alem.backends.base import Backend, QueueState
 from alem.errors import AlemError
 
@@ -47,7 +48,7 @@ def make_backend(config: CampaignConfig, campaign_dir: str | Path | None = None)
         section = config.backend.fireworks
         if not section.launchpad_file:
             raise BackendConfigError(f"{config.config_path}: [backend.fireworks] launchpad_file is empty; "
-                             "name your my_launchpad.yaml (template in hpc_configs/fireworks)")
+                                     f"name your my_launchpad.yaml (template in {shipped_dir('hpc_configs') / 'fireworks'})")
         return FireWorksBackend(
             launchpad_file=config.resolve(section.launchpad_file),
             preset=load_preset(section.preset, campaign_dir),

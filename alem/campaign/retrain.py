@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from alem.model_dir import BACKBONE_FILENAME, Combination, EnsembleRecipe, Model
 
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
+    from alem.ensemble import Ensemble
     from alem.store import Store
 
 MODELS_DIRNAME = "models"
@@ -90,19 +92,30 @@ def _cheap_barriers_for(store: Store, current: LoadedModel, hops: Sequence[Hop])
     return training_cheap_barriers(store, cheap_fidelity, [h.hop_id for h in hops])
 
 
-def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
-    """Fine-tune a new ensemble on the campaign's data and make it the current version."""
-    from alem.training.finetune import train_ensemble
+@dataclass
+class RetrainPlan:
+    """What one retraining trains on and how (the current model's recipe): inside the loop, or
+    written into a retraining job's run directory (:mod:`alem.campaign.retrain_job`)."""
 
+    hops: list[Hop]
+    recipe: EnsembleRecipe
+    combination: Combination
+    record: TrainingRecord
+    cheap_barriers: dict[str, CheapBarrier] | None
+    dataset_hash: str
+    n_results: int
+
+    def train_kwargs(self) -> dict:
+        """Keyword arguments of :func:`alem.training.finetune.train_ensemble` besides hops and out_dir."""
+        return {"recipe": self.recipe, "combination": self.combination, "record": self.record, "cheap_barriers": self.cheap_barriers}
+
+
+def plan_retraining(store: Store, config: CampaignConfig, current: LoadedModel) -> RetrainPlan:
+    """The hops and recipe of a new version fine-tuned from ``current`` on the campaign's data."""
     model_card = ModelCard.load(current.path)
     backbone = None if model_card.freeze == "scratch" else pretrained_backbone_of(model_card)
     recipe = EnsembleRecipe.of(model_card, config.model.n_members, config.model.epochs, backbone)
     hops = training_hops(store, current.path, config.model.train_fidelities)
-    out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
-    suffix = 1
-    while out_dir.exists():
-        out_dir = out_dir.with_name(f"{out_dir.name.split('.')[0]}.{suffix}")
-        suffix += 1
     digest = dataset_hash(hops)
     n_results = sum(1 for h in hops if (h.provenance.source or "").startswith("alem:"))
     fidelities = sorted({h.provenance.fidelity or "unknown" for h in hops if (h.provenance.source or "").startswith("alem:")})
@@ -116,15 +129,37 @@ def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress
     # the parent's calibration factor, stacking weights and fidelity add-on are reused: no
     # cross-validation runs inside the loop (its trees are refitted on the new hops)
     combination = Combination.of(model_card, inherited_from=str(current.path))
-    path = train_ensemble(
-        hops, out_dir, recipe, combination, record, progress=progress, cheap_barriers=_cheap_barriers_for(store, current, hops)
-    )
-    ensemble = load_ensemble(path)
-    version_id = store.add_model_version(path, store_card(ensemble.card), digest, len(hops))
+    return RetrainPlan(hops, recipe, combination, record, _cheap_barriers_for(store, current, hops), digest, n_results)
+
+
+def new_version_dir(config: CampaignConfig) -> Path:
+    """A fresh directory name for a model version under ``<state>/models/``."""
+    out_dir = config.state_dir / MODELS_DIRNAME / time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
+    suffix = 1
+    while out_dir.exists():
+        out_dir = out_dir.with_name(f"{out_dir.name.split('.')[0]}.{suffix}")
+        suffix += 1
+    return out_dir
+
+
+def register_retrained(store: Store, config: CampaignConfig, parent_version_id: int | None, path: Path,
+                       digest: str, n_hops: int, n_results: int, ensemble: Ensemble | None = None) -> LoadedModel:
+    """Make a freshly trained version directory the current model (``ensemble``: it, loaded already)."""
+    ensemble = ensemble or load_ensemble(path)
+    version_id = store.add_model_version(path, store_card(ensemble.card), digest, n_hops)
     store.log_event(
         "retrained",
-        f"model version {version_id} fine-tuned on {len(hops)} hops ({n_results} from this campaign, "
+        f"model version {version_id} fine-tuned on {n_hops} hops ({n_results} from this campaign, "
         f"fidelities {', '.join(config.model.train_fidelities)})",
-        payload={"path": str(path), "parent": current.version_id},
+        payload={"path": str(path), "parent": parent_version_id},
     )
     return LoadedModel(version_id, path, ensemble)
+
+
+def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
+    """Fine-tune a new ensemble on the campaign's data (in this process) and make it the current version."""
+    from alem.training.finetune import train_ensemble
+
+    plan = plan_retraining(store, config, current)
+    path = train_ensemble(plan.hops, new_version_dir(config), progress=progress, **plan.train_kwargs())
+    return register_retrained(store, config, current.version_id, path, plan.dataset_hash, len(plan.hops), plan.n_results)

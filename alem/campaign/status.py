@@ -71,7 +71,28 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
         "loop": None if loop is None else {**loop.as_dict(), "alive": loop_alive(loop, config.loop.tick_seconds)},
         "problems": store.integrity_check(),
         "fidelity": fidelity_status(config, store),
+        "retraining": retraining_status(store),
     }
+
+
+def retraining_status(store: Store) -> dict[str, Any]:
+    """The live retraining job ([model] retrain_on = "backend") and the latest one, as dicts."""
+    live = store.live_retrain_job()
+    last = store.retrain_jobs(limit=1)
+    return {"live": live.as_dict() if live else None, "last": last[0].as_dict() if last else None}
+
+
+def retraining_status_line(retraining: dict[str, Any]) -> str | None:
+    """One line for `alem status` about retraining jobs; None when there is nothing to say."""
+    job = retraining["live"]
+    if job is not None:
+        where = f"as {job['external_id']}" if job["external_id"] else "(not submitted yet)"
+        return (f"Retraining: retraining job {job['id']} (attempt {job['attempt']}) {job['state']} on {job['runner']} {where}, "
+                f"run directory {job['run_dir']}; the loop uses the current model meanwhile")
+    last = retraining["last"]
+    if last is not None and last["state"] != "completed":
+        return f"Retraining: the last retraining job {last['id']} (attempt {last['attempt']}) {last['state']}: {last['error']}"
+    return None
 
 
 def hop_status(store: Store, hop_id: str) -> dict[str, Any]:

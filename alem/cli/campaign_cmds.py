@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from alem import shipped_dir
 from alem.cli.app import app
 from alem.cli.common import CampaignOption, ExitCode, JsonOption, WideOption, console, fail, open_backend, open_campaign, print_json
 from alem.cli.tables import Column, hop_formulas, print_table
@@ -36,6 +37,13 @@ def _ago(seconds: float | None, now: float | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- init
+#: The shipped template (under hpc_configs/) whose [backend] part a cluster campaign starts from.
+CLUSTER_TEMPLATES = {
+    "slurm": "batch/alem_slurm.toml", "pbs": "batch/alem_pbs.toml",
+    "fireworks": "fireworks", "jobflow-remote": "jobflow_remote",
+}
+
+
 @app.command("init")
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="campaign directory (created if missing)")] = Path("."),
@@ -53,6 +61,9 @@ def init_cmd(
     console.print(f"Created campaign [bold]{config.campaign.name}[/] in {config.campaign_dir}")
     console.print(f"  config: {config.config_path}  (every key documented; edit it to change the campaign)")
     console.print(f"  store:  {config.store_path}")
+    template = CLUSTER_TEMPLATES.get(backend)
+    if template:
+        console.print(f"  template for its [backend] section: {shipped_dir('hpc_configs') / template}")
     if backend == "replay" and not replay_dataset:
         console.print("  [yellow]set \\[backend.replay] dataset in alem.toml before submitting[/]")
 
@@ -105,6 +116,11 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
             f"Loop: {state}, pid {loop['pid']} on {loop['hostname']}, last heartbeat {_ago(loop['heartbeat'])}: "
             f"{loop['phase']}" + (f" - {loop['message']}" if loop["message"] else "")
         )
+    from alem.campaign.status import retraining_status_line
+
+    retraining = retraining_status_line(data["retraining"])
+    if retraining:
+        console.print(escape(retraining), highlight=False)
     if data["running_jobs"]:
         _print_jobs(data["running_jobs"], "Jobs in flight", formulas, wide)
     else:
@@ -150,7 +166,7 @@ def jobs_cmd(
     limit: Annotated[int, typer.Option("--limit", help="most jobs shown, newest first")] = 50,
     wide: WideOption = False,
 ) -> None:
-    """NEB jobs: in flight by default, all with --all."""
+    """NEB jobs and retraining jobs: in flight by default, all with --all."""
     from alem.store import JobStatus
 
     if state is not None and state not in {s.value for s in JobStatus}:
@@ -158,6 +174,7 @@ def jobs_cmd(
     with open_campaign(campaign) as (_, store):
         live = None if (show_all or state) else True
         jobs = [j.as_dict() for j in store.jobs(state=state, live=live, limit=limit)]
+        retraining = [] if state else store.retrain_jobs(live=live, limit=limit)
         formulas = {} if as_json else hop_formulas(store, [job["hop_id"] for job in jobs])
     if as_json:
         print_json(jobs)
@@ -165,6 +182,21 @@ def jobs_cmd(
         _print_jobs(jobs, "Jobs" if (show_all or state) else "Jobs in flight", formulas, wide)
     else:
         console.print("No jobs" + ("" if (show_all or state) else " in flight (use --all for finished ones)"))
+    if not as_json and retraining:
+        _print_retrain_jobs(retraining, wide)
+
+
+RETRAIN_JOB_COLUMNS = (
+    Column("job", whole=True, justify="right"), Column("key", whole=True), Column("state", whole=True),
+    Column("runner", keep=2), Column("external id", keep=3), Column("attempt", keep=4, justify="right"),
+    Column("submitted", keep=1), Column("model version", keep=5, justify="right"), Column("error", keep=6),
+)
+
+
+def _print_retrain_jobs(jobs: list[Any], wide: bool) -> None:
+    rows = [[str(j.id), j.job_key, j.state, j.runner, j.external_id or "-", str(j.attempt), _when(j.submitted_at),
+             str(j.model_version_id or "-"), escape(j.error or "")] for j in jobs]
+    print_table(console, RETRAIN_JOB_COLUMNS, rows, "Retraining jobs", wide)
 
 
 # ------------------------------------------------------------------------ history

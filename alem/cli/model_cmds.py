@@ -196,13 +196,13 @@ def pretrain(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
 ) -> None:
     """Multi-property pre-training of the backbone on bulk crystals (7 properties, masked losses)."""
-    from alem import REPO_ROOT
+    from alem import shipped_dir
     from alem.model_dir import default_pretrained_path
     from alem.nn.backbone import BackboneConfig
     from alem.training.pretrain import PretrainConfig
     from alem.training.pretrain import pretrain as run_pretrain
 
-    data = data or REPO_ROOT / "data" / "pretrain_multiprop.jsonl.gz"
+    data = data or shipped_dir("data") / "pretrain_multiprop.jsonl.gz"
     if not data.exists():
         fail(f"{data}: pre-training corpus not found", ExitCode.USAGE)
     config = PretrainConfig(epochs=epochs, max_structures=max_structures, backbone=BackboneConfig(hidden=hidden, n_layers=layers))

@@ -148,7 +148,12 @@ class CampaignLoop:
     def _retrain(self, report: TickReport) -> None:
         from alem.campaign.retrain import new_results_since_current, retrain, retraining_due
 
-        if not self.options.retrain or not retraining_due(self.store, self.config):
+        if not self.options.retrain:
+            return
+        if self.config.model.retrain_on == "backend":
+            self._retrain_as_job(report)
+            return
+        if not retraining_due(self.store, self.config):
             return
         n_new = new_results_since_current(self.store, self.config.model.train_fidelities)
         self.phase("retraining", f"fine-tuning on {n_new} new results")
@@ -157,6 +162,16 @@ class CampaignLoop:
         self.model = retrain(self.store, self.config, self.model, progress=self.options.progress)
         report.retrained_version = self.model.version_id
         self.tell(f"model version {self.model.version_id} ready ({time.time() - started:.0f} s): {self.model.path}")
+
+    def _retrain_as_job(self, report: TickReport) -> None:
+        from alem.campaign.retrain_job import advance_retraining
+
+        step = advance_retraining(self.store, self.config, self.model)
+        for line in step.messages:
+            self.tell(line)
+        if step.new_model is not None:
+            self.model = step.new_model
+            report.retrained_version = self.model.version_id
 
     def _score(self, report: TickReport) -> None:
         from alem.campaign.score import score_unscored_candidates

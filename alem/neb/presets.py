@@ -2,7 +2,8 @@
 
 A campaign names a preset (``[backend.local] preset = "mlip_chgnet"``). The name is looked up,
 in order, in ``<campaign>/workflows/``, in ``$ALEM_WORKFLOWS_DIR`` and in the ``workflows/``
-directory shipped next to the ``alem`` package; a path to a ``.toml`` file also works. A campaign
+directory shipped with alem (:func:`alem.shipped_dir`: the repository's, or the wheel's copy);
+a path to a ``.toml`` file also works. A campaign
 therefore overrides a shipped preset by dropping a file of the same name into its own
 ``workflows/`` directory.
 """
@@ -16,11 +17,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from alem import shipped_dir
 from alem.errors import AlemError
 
 #: Environment variable naming an extra preset directory.
 WORKFLOWS_ENV = "ALEM_WORKFLOWS_DIR"
-SHIPPED_WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
 
 
 class PresetError(AlemError, ValueError):
@@ -128,7 +129,7 @@ def preset_search_dirs(campaign_dir: str | Path | None = None) -> list[Path]:
         dirs.append(Path(campaign_dir) / "workflows")
     if os.environ.get(WORKFLOWS_ENV):
         dirs.append(Path(os.environ[WORKFLOWS_ENV]).expanduser())
-    dirs.append(SHIPPED_WORKFLOWS_DIR)
+    dirs.append(shipped_dir("workflows"))
     return dirs
 
 

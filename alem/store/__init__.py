@@ -40,6 +40,10 @@ API (all methods raise :class:`StoreError` subclasses with a plain message; noth
     job = store.begin_screening(hop_id, backend.name, "mlip:CHGNet")
     store.mark_screening_submitted(job.id, external_id); store.record_screening_result(job.id, outcome)
     store.fail_screening_job(job.id, error, state="lost"); store.screened_hop_ids("mlip:CHGNet")
+    # retraining jobs ([model] retrain_on = "backend"; one live at a time; see alem.store.retrain_jobs)
+    rj = store.begin_retrain_job("slurm", attempt, parent_model_id, n_new_results, run_root)
+    store.mark_retrain_submitted(rj.id, external_id); store.update_retrain_state(rj.id, "running")
+    store.finish_retrain_job(rj.id, "completed", model_version_id=mv); store.live_retrain_job()
     # remaining promise per proposal round (status trend, stop rule)
     store.record_campaign_round(mv, batch_id, n_pool, threshold_ev, expected_good, best_acquisition)
     store.campaign_rounds()
@@ -53,7 +57,8 @@ API (all methods raise :class:`StoreError` subclasses with a plain message; noth
 Event kinds written by the store: host_added, hops_added, model_added, model_current,
 predictions, proposed, withdrawn, approved, rejected, reopened, job_created, job_submitted,
 job_state, job_abandoned, job_failed, job_lost, retry, hop_failed, result, result_failed,
-screening_created, screening_submitted, screened, screening_failed, screening_lost, campaign_round.
+screening_created, screening_submitted, screened, screening_failed, screening_lost, campaign_round,
+retrain_created, retrain_submitted, retrain_completed, retrain_failed, retrain_lost.
 """
 
 from alem.store.records import (

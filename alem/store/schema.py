@@ -159,6 +159,35 @@ _V2_EXECUTION = [
     "CREATE INDEX events_job ON events(job_id)",
 ]
 
+#: States in which a retraining job may still produce a model.
+LIVE_RETRAIN_STATES = ("created", "submitted", "queued", "running")
+RETRAIN_STATES = (*LIVE_RETRAIN_STATES, "completed", "failed", "lost")
+_LIVE_RETRAIN_SQL = ", ".join(f"'{s}'" for s in LIVE_RETRAIN_STATES)
+
+#: Schema 4: retraining jobs (alem.store.retrain_jobs).
+_V5_RETRAIN_JOBS = [
+    f"""CREATE TABLE retrain_jobs (
+        id INTEGER PRIMARY KEY,
+        job_key TEXT NOT NULL UNIQUE,
+        runner TEXT NOT NULL,
+        attempt INTEGER NOT NULL CHECK (attempt IN (1, 2)),
+        parent_model_id INTEGER REFERENCES model_versions(id),
+        n_new_results INTEGER NOT NULL,
+        run_dir TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'created' CHECK (state IN ({", ".join(f"'{s}'" for s in RETRAIN_STATES)})),
+        external_id TEXT,
+        model_version_id INTEGER REFERENCES model_versions(id),
+        error TEXT,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        updated_at REAL NOT NULL,
+        finished_at REAL
+    )""",
+    # one live retraining at a time: every live row has the same value of this expression
+    f"CREATE UNIQUE INDEX retrain_jobs_one_live ON retrain_jobs((state IN ({_LIVE_RETRAIN_SQL}))) WHERE state IN ({_LIVE_RETRAIN_SQL})",
+]
+
+
 def _v3_fidelity(conn: sqlite3.Connection) -> None:
     from alem.store.fidelity_columns import migrate_to_v3
 
@@ -176,6 +205,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "execution: jobs (one live job per hop), results, loop status", _V2_EXECUTION),
     Migration(3, "fidelity: job stage and fidelity, result fidelity, campaign rounds", _v3_fidelity),
     Migration(4, "provenance: each result's preset, settings hash, inputs and code versions", _v4_provenance),
+    Migration(5, "retraining jobs: a re-fine-tuning run as a batch job, one live at a time", _V5_RETRAIN_JOBS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from alem.store.execution import ExecutionTables
 from alem.store.hop_rows import HopTables
 from alem.store.planning import PlanningTables
+from alem.store.retrain_jobs import RetrainJobTables
 from alem.store.screening_jobs import CampaignRoundTables, ScreeningTables
 
 __all__ = ["Store"]
 
 
-class Store(ScreeningTables, ExecutionTables, CampaignRoundTables, PlanningTables, HopTables):
+class Store(RetrainJobTables, ScreeningTables, ExecutionTables, CampaignRoundTables, PlanningTables, HopTables):
     """An open campaign store. Create with :meth:`Store.open`; close with :meth:`close` or ``with``.
 
     The table groups live in their own modules (hops, planning, execution, screening, campaign rounds) on a shared core

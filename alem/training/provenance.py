@@ -17,11 +17,16 @@ def file_sha256(path: str | Path) -> str:
 
 
 def git_commit() -> str | None:
-    from alem import REPO_ROOT
+    """The commit of the source checkout alem runs from; None for a wheel (whose site-packages may
+    sit inside some other git repository)."""
+    from alem import source_checkout
 
+    checkout = source_checkout()
+    if checkout is None:
+        return None
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -1,13 +1,17 @@
 """Speed of the predictor: fine-tune wall time per member, ensemble inference throughput, peak memory.
 
     python benchmarks/speed/run_speed.py            # CPU here, CUDA when present
-    ALEM_DEVICE=cpu python benchmarks/speed/run_speed.py
+    python benchmarks/speed/run_speed.py --device cpu   # (or ALEM_DEVICE=cpu) the CPU row on a GPU machine
+    python benchmarks/speed/run_speed.py --hops 40      # a quick check of the script; writes nothing
 
-Writes ``results_<device>.json`` and ``results.md`` beside this file.
+Writes ``results_<cpu|cuda>.json`` and ``results.md`` (a row per results file) beside this file. On a
+GPU every timer stops after ``torch.cuda.synchronize()`` (CUDA kernels run asynchronously) and the
+JSON records the GPU, the CUDA and torch versions, and the GPU allocator's peak memory.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -24,9 +28,22 @@ from alem.training.trees import fit_trees
 HERE = Path(__file__).resolve().parent
 
 
+def _stop(started: float, device: torch.device) -> float:
+    """Seconds since ``started``, once the GPU has finished what was queued."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.time() - started
+
+
 def main() -> None:
-    device = pick_device()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--hops", type=int, default=0, help="only the first N hops; prints, writes no result (0 = all)")
+    args = parser.parse_args()
+    device = pick_device(args.device)
     hops = load_training_hops()
+    if args.hops:
+        hops = hops[: args.hops]
     ensemble = Ensemble.load()
     recipe = EnsembleRecipe.of(ensemble.model_card)  # the shipped model's recipe, 2 members timed
     config = recipe.finetune
@@ -34,7 +51,7 @@ def main() -> None:
 
     started = time.time()
     training_set = TrainingSet.prepare(hops, pretrained, config, device)
-    prepare_s = time.time() - started
+    prepare_s = _stop(started, device)
     _, member_seconds = fit_members(training_set, None, config, 2, seed=0, device=device)
     trees_s = 0.0
     specs = recipe.components or []
@@ -42,7 +59,7 @@ def main() -> None:
         started = time.time()
         # descriptors and (for the kernel model) the backbone's features, then the fits
         fit_trees(specs, training_set.component_inputs(hops, specs, device), [h.barrier_ev for h in hops])
-        trees_s = time.time() - started
+        trees_s = _stop(started, device)
 
     started = time.time()
     inputs = ensemble.hop_inputs(hops, device=device)
@@ -50,12 +67,10 @@ def main() -> None:
     graph_s = time.time() - started
     started = time.time()
     ensemble.gnn.member_predictions(inputs)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    model_s = time.time() - started
+    model_s = _stop(started, device)
     started = time.time()
     ensemble.predict(hops, device=str(device))
-    end_to_end_s = time.time() - started
+    end_to_end_s = _stop(started, device)
 
     per_member = sum(member_seconds) / len(member_seconds)
     result = {
@@ -72,7 +87,12 @@ def main() -> None:
         "graph_building_hops_per_s": round(len(hops) / graph_s, 1),
         "n_members": len(ensemble.members),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
     }
+    if args.hops:
+        print(json.dumps(result, indent=2))
+        return
     name = "cuda" if device.type == "cuda" else "cpu"
     (HERE / f"results_{name}.json").write_text(json.dumps(result, indent=2))
     rows = []
