@@ -248,3 +248,51 @@ def _directions(translations: list[tuple[int, ...]], rank: int) -> str:
     if len(nonzero) == 1:
         return "".join(axis for i, axis in enumerate(axes) if i != nonzero[0])
     return "(" + " ".join(map(str, normal)) + ")"
+
+
+@dataclass(frozen=True)
+class PercolationSpread:
+    """The percolation barrier over posterior sample rows of the hops' barriers."""
+
+    mean_ev: float | None
+    std_ev: float | None
+    #: share of rows whose network percolates below the good threshold (a row without one counts as not good)
+    prob_good: float
+    #: share of rows in which each path limits the network
+    limiting_share: Mapping[int, float]
+    #: share of rows in which no network percolates within the cutoff
+    no_percolation_share: float
+    n_rows: int
+
+
+def percolation_spread(
+    network: HostNetwork,
+    fixed: Mapping[int, HopBarrier],
+    sampled_paths: tuple[int, ...],
+    rows_ev: np.ndarray,
+    good_barrier_ev: float,
+) -> PercolationSpread:
+    """:func:`percolation` on each row of ``rows_ev`` (n_rows x len(sampled_paths), eV): computed
+    hops stay at their results (``fixed``), predicted ones take the row's values."""
+    rows_ev = np.atleast_2d(np.asarray(rows_ev, dtype=float))
+    if rows_ev.shape[1] != len(sampled_paths):
+        raise ValueError(f"rows_ev has {rows_ev.shape[1]} columns for {len(sampled_paths)} sampled paths")
+    values, limiting = [], {}
+    for row in rows_ev:
+        barriers = dict(fixed)
+        for number, barrier_ev in zip(sampled_paths, row):
+            barriers[number] = HopBarrier(float(barrier_ev), "sample")
+        result = percolation(network, barriers)
+        if result.barrier_ev is not None:
+            values.append(result.barrier_ev)
+            limiting[result.limiting_path] = limiting.get(result.limiting_path, 0) + 1
+    n = len(rows_ev)
+    found = np.array(values)
+    return PercolationSpread(
+        mean_ev=float(found.mean()) if len(found) else None,
+        std_ev=float(found.std(ddof=1)) if len(found) > 1 else (0.0 if len(found) else None),
+        prob_good=float(np.sum(found < good_barrier_ev) / n) if n else 0.0,
+        limiting_share={path: count / n for path, count in sorted(limiting.items())},
+        no_percolation_share=(n - len(found)) / n if n else 1.0,
+        n_rows=n,
+    )

@@ -210,12 +210,18 @@ def history_cmd(
 # --------------------------------------------------------------------------- show
 @app.command("show")
 def show_cmd(
-    hop_id: Annotated[str, typer.Argument(help="the hop's id (see `alem status`, `alem jobs`)")],
+    hop_id: Annotated[str, typer.Argument(help="the hop's id (see `alem status`, `alem jobs`), or a host id (see `alem hosts`)")],
     campaign: CampaignOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Everything known about one hop: predictions, proposals, decisions, jobs, results, history."""
+    """Everything known about one hop (predictions, proposals, decisions, jobs, results, history) or one host."""
     from alem.campaign.status import hop_status
+
+    if hop_id.isdigit():  # hop ids carry their host's label; a bare number is a host id
+        from alem.cli.host_cmds import show_host
+
+        show_host(int(hop_id), campaign, as_json)
+        return
 
     with open_campaign(campaign) as (_, store):
         data = hop_status(store, hop_id)
