@@ -12,12 +12,20 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
 from alem import PACKAGE_DATA
 from alem.candidates.hosts import read_host
-from alem.candidates.network import HopBarrier, HostNetwork, NetworkEdge, host_network, percolation
+from alem.candidates.network import (
+    HopBarrier,
+    HostNetwork,
+    NetworkEdge,
+    host_network,
+    percolation,
+    percolation_spread,
+)
 
 HOSTS = PACKAGE_DATA / "hosts"
 OLIVINE = Path(__file__).parent / "data" / "olivine_LiFePO4_barriers.json"
@@ -117,3 +125,19 @@ def test_site_energy_differences_set_the_saddles():
     assert result.site_energies_ev == {0: 0.0, 1: pytest.approx(0.20), 2: pytest.approx(-1.0)}
     assert result.barrier_ev == pytest.approx(0.45)
     assert (result.limiting_path, result.dimensionality, result.directions) == (2, 1, "a")
+
+
+def test_the_spread_over_sample_rows_counts_limiting_hops_and_good_rows():
+    # olivine, inter-channel hop computed (fixed at 2.89 eV), channel hop sampled: in two rows of
+    # four it is fast (network 1D b), in one slower than the fixed hop (1D c at 2.89 eV), and in one
+    # it lies just above the good threshold
+    network = _network("LiFePO4_olivine", max_hop_length_a=5.0)
+    channel = next(n for n, length in network.path_lengths_a.items() if length < 3.1)
+    other = next(n for n in network.path_lengths_a if n != channel)
+    rows = np.array([[0.3], [0.5], [0.7], [4.0]])
+    spread = percolation_spread(network, {other: HopBarrier(2.89, "result")}, (channel,), rows, good_barrier_ev=0.65)
+    assert spread.prob_good == pytest.approx(0.5)
+    assert spread.limiting_share == {channel: 0.75, other: 0.25}
+    assert spread.mean_ev == pytest.approx(np.mean([0.3, 0.5, 0.7, 2.89]))
+    assert spread.std_ev == pytest.approx(np.std([0.3, 0.5, 0.7, 2.89], ddof=1))
+    assert spread.no_percolation_share == 0.0
