@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -61,6 +62,21 @@ def test_predictions_alone_give_a_spread_and_a_limiting_hop(campaign):
     assert spread["std_ev"] == pytest.approx(0.3, abs=0.08)
     assert 0.05 < spread["prob_good"] < 0.4
     assert spread["limiting_share"] == {hops[3.0]: 1.0}
+
+
+def test_the_acquisitions_prediction_table_rows_are_used_when_given(campaign):
+    from alem.acquisition import PredictionTable
+
+    config, hops = campaign
+    # four member rows: the channel hop at 0.3..0.6 eV, the inter-channel hop far above
+    members = np.array([[0.3, 3.0], [0.4, 3.1], [0.5, 2.9], [0.6, 3.0]])
+    table = PredictionTable.from_members([hops[3.0], hops[4.7]], members)
+    with Store.open(config.store_path) as store:
+        host = host_summary(config, store, store.hosts()[0].id, table=table)
+    spread = host["spread"]
+    assert spread["rows"] == "prediction table" and spread["n_rows"] == 4
+    assert spread["mean_ev"] == pytest.approx(0.45)
+    assert spread["prob_good"] == pytest.approx(1.0)
 
 
 def test_a_train_fidelity_result_replaces_the_prediction_and_an_mlip_one_does_not(campaign, tmp_path):
