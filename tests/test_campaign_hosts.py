@@ -104,3 +104,32 @@ def test_a_train_fidelity_result_replaces_the_prediction_and_an_mlip_one_does_no
     assert shown.exit_code == 0, shown.output
     assert "percolates 1D b at 0.550 eV" in shown.output and hops[4.7] in shown.output
 
+
+
+def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
+    # a 2x1x1 supercell of LiCoO2 is a new host whose hops all match the first host's by signature,
+    # so `candidates add` stores none of them; its network borrows the stored hop's barrier
+    from pymatgen.core import Structure
+
+    from alem.campaign import init_campaign
+
+    doubled = Structure.from_file(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif")
+    doubled.make_supercell([2, 1, 1])
+    doubled.to(filename=str(tmp_path / "LiCoO2_x2.cif"))
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    files = [str(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif"), str(tmp_path / "LiCoO2_x2.cif")]
+    added = CliRunner().invoke(app, ["candidates", "add", *files, "-C", str(config.campaign_dir)])
+    assert added.exit_code == 0, added.output
+    with Store.open(config.store_path) as store:
+        (first, second) = store.hosts()
+        (stored,) = store.hops()
+        assert stored.host_id == first.id
+        unscored = host_summary(config, store, second.id)
+        assert (unscored["percolation_barrier_ev"], unscored["missing_paths"]) == (None, [stored.hop_id] * 2)
+        version = store.add_model_version("models/ensemble", {}, "sha256:test", 556)
+        store.record_predictions(version, [stored.hop_id], [0.3], [0.05])
+        host = host_summary(config, store, second.id)
+    assert (host["dimensionality"], host["directions"]) == (2, "ab")
+    assert host["percolation_barrier_ev"] == pytest.approx(0.3)
+    assert {p["hop_id"] for p in host["paths"]} == {stored.hop_id}
+    assert {p["state"] for p in host["paths"]} == {"known"}

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 DEFAULT_SAMPLE_ROWS = 64
 #: Fixed seed: the same store gives the same table every time it is asked.
 SAMPLE_SEED = 0
+#: Sources whose barrier is a computed label, fixed in every sample row.
+FIXED_SOURCES = ("result", "dataset")
+#: Supercell limit when paths are re-enumerated only for their signatures (no NEB runs in these cells).
+MAX_ATOMS_FOR_SIGNATURES = 1000
 #: A stored hop belongs to a path when their lengths agree within this (Å).
 PATH_LENGTH_TOLERANCE_A = 0.01
 
@@ -76,8 +80,62 @@ def _network_of(store: Store, host_id: int, hops: list[HopRecord], working_ion: 
     return network
 
 
-def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, hops: list[HopRecord]) -> list[PathBarrier]:
-    """Every distinct path of ``network`` with the barrier its stored hop has (result, else prediction)."""
+def _stored_barrier(config: CampaignConfig, store: Store, hop: HopRecord, predictions: dict) -> dict[str, Any]:
+    """A stored hop's barrier: its latest train-fidelity result, else its prediction, else none."""
+    results = [
+        r for r in store.results(hop.hop_id, usable=True)
+        if r.barrier_ev is not None and matches(r.fidelity, config.model.train_fidelities)
+    ]
+    if results:
+        latest = results[-1]
+        change = None if latest.reverse_barrier_ev is None else latest.barrier_ev - latest.reverse_barrier_ev
+        return dict(barrier_ev=latest.barrier_ev, std_ev=0.0, source=f"result {latest.fidelity}", site_energy_change_ev=change)
+    if hop.hop_id in predictions:
+        p = predictions[hop.hop_id]
+        return dict(barrier_ev=p.mean_ev, std_ev=p.std_ev, source=f"model {p.model_version_id}")
+    return dict(barrier_ev=None, std_ev=None, source="none")
+
+
+def _known_elsewhere(
+    config: CampaignConfig, store: Store, host_id: int, working_ion: str, network: HostNetwork, numbers: list[int]
+) -> dict[int, tuple[str | None, dict[str, Any]]]:
+    """Stored hop id and barrier of paths that ``candidates add`` did not store under this host
+    because an identical hop (same supercell-independent signature) was known: a hop of another
+    host in the store, or a literature DFT hop of the shipped training set."""
+    from alem.candidates import EnumerationSettings, enumerate_hops
+    from alem.candidates.pool import SIGNATURE_KEY
+    from alem.candidates.signature import hop_signature
+    from alem.hops.io import load_training_hops
+
+    structure = store.host_structure(host_id)
+    settings = EnumerationSettings(max_hop_length_a=network.cutoff_a, max_atoms=MAX_ATOMS_FOR_SIGNATURES)
+    enumerated = {h.metadata["path_info"]: h for h in enumerate_hops(structure, working_ion, f"host{host_id}", settings, [])}
+    signatures = {n: hop_signature(enumerated[f"PATH {n}"]) for n in numbers if f"PATH {n}" in enumerated}
+    if not signatures:
+        return {}
+    stored = {r.metadata.get(SIGNATURE_KEY): r for r in store.hops() if r.host_id != host_id}
+    found = {}
+    for number, signature in signatures.items():
+        if signature in stored:
+            other = stored[signature]
+            found[number] = (other.hop_id, _stored_barrier(config, store, other, store.predictions(hop_ids=[other.hop_id])))
+    unmatched = {signature: number for number, signature in signatures.items() if number not in found}
+    if unmatched:
+        elements = set(structure.composition.chemical_system.split("-"))
+        for hop in load_training_hops():
+            # only hops of the same chemistry can match: signing every dataset hop would be wasted work
+            same_chemistry = set(hop.initial.composition.chemical_system.split("-")) == elements
+            if hop.barrier_ev is None or hop.working_ion != working_ion or not same_chemistry:
+                continue
+            number = unmatched.get(hop_signature(hop))
+            if number is not None and number not in found:
+                found[number] = (None, dict(barrier_ev=hop.barrier_ev, std_ev=0.0, source=f"dataset {hop.hop_id}"))
+    return found
+
+
+def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, hops: list[HopRecord], host_id: int) -> list[PathBarrier]:
+    """Every distinct path of ``network`` with the barrier its stored hop has (result, else
+    prediction); a path stored under another host, or known from the training set, takes that barrier."""
     model = store.current_model()
     predictions = store.predictions(hop_ids=[h.hop_id for h in hops]) if model is not None else {}
     stored = {}
@@ -88,26 +146,20 @@ def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, ho
     copies = {n: 0 for n in network.path_lengths_a}
     for edge in network.edges:
         copies[edge.path_number] += 1
+    missing = [n for n in network.path_lengths_a if n not in stored]
+    working_ion = network.working_ion
+    elsewhere = _known_elsewhere(config, store, host_id, working_ion, network, missing) if missing else {}
     paths = []
     for number, length_a in sorted(network.path_lengths_a.items()):
         hop = stored.get(number)
-        barrier = dict(barrier_ev=None, std_ev=None, source="none")
         if hop is not None:
-            results = [
-                r for r in store.results(hop.hop_id, usable=True)
-                if r.barrier_ev is not None and matches(r.fidelity, config.model.train_fidelities)
-            ]
-            if results:
-                latest = results[-1]
-                change = None if latest.reverse_barrier_ev is None else latest.barrier_ev - latest.reverse_barrier_ev
-                barrier = dict(barrier_ev=latest.barrier_ev, std_ev=0.0, source=f"result {latest.fidelity}",
-                               site_energy_change_ev=change)
-            elif hop.hop_id in predictions:
-                p = predictions[hop.hop_id]
-                barrier = dict(barrier_ev=p.mean_ev, std_ev=p.std_ev, source=f"model {p.model_version_id}")
-        paths.append(PathBarrier(
-            number, length_a, copies[number], hop.hop_id if hop else None, hop.state.value if hop else None, **barrier
-        ))
+            hop_id, state, barrier = hop.hop_id, hop.state.value, _stored_barrier(config, store, hop, predictions)
+        elif number in elsewhere:
+            hop_id, barrier = elsewhere[number]
+            state = "known"
+        else:
+            hop_id, state, barrier = None, None, dict(barrier_ev=None, std_ev=None, source="none")
+        paths.append(PathBarrier(number, length_a, copies[number], hop_id, state, **barrier))
     return paths
 
 
@@ -136,12 +188,12 @@ def host_summary(
     hops = store.hops(host_id=host_id)
     working_ion = hops[0].working_ion if hops else config.campaign.working_ion
     network = _network_of(store, host_id, hops, working_ion)
-    paths = path_barriers(config, store, network, hops)
+    paths = path_barriers(config, store, network, hops, host_id)
     known = {p.path_number: HopBarrier(p.barrier_ev, p.source, p.site_energy_change_ev) for p in paths if p.barrier_ev is not None}
-    fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith("result")}
+    fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith(FIXED_SOURCES)}
     predicted = [p for p in paths if p.source.startswith("model")]
     best = percolation(network, known)
-    hop_of = {p.path_number: p.hop_id or f"path {p.path_number}" for p in paths}
+    hop_of = {p.path_number: p.hop_id or f"path {p.path_number} ({p.source})" for p in paths}
     good_ev = config.loop.good_barrier_ev
     spread = percolation_spread(
         network, fixed, tuple(p.path_number for p in predicted), _sample_rows(predicted, table, n_rows), good_ev

@@ -33,7 +33,8 @@ def _barrier_text(host: dict[str, Any]) -> str:
 
 def _network_text(host: dict[str, Any]) -> str:
     if not host["dimensionality"]:
-        return "no path"
+        # without every barrier a missing hop might still close a network
+        return "unscored" if host["missing_paths"] else "none"
     return f"{host['dimensionality']}D {host['directions']}"
 
 
@@ -73,7 +74,7 @@ def hosts_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide
     )
     for host in hosts:
         if host["missing_paths"]:
-            console.print(f"host {host['host_id']}: no barrier yet for {', '.join(host['missing_paths'])}", highlight=False)
+            console.print(f"host {host['host_id']}: no barrier yet for {', '.join(sorted(set(host['missing_paths'])))}", highlight=False)
 
 
 def show_host(host_id: int, campaign: CampaignOption = None, as_json: bool = False) -> None:
@@ -90,8 +91,10 @@ def show_host(host_id: int, campaign: CampaignOption = None, as_json: bool = Fal
         f"per cell, hops up to {host['cutoff_a']:.2f} Å",
         highlight=False,
     )
-    if host["percolation_barrier_ev"] is None:
-        console.print("  no network of hops with barriers reaches a site's periodic image within the cutoff")
+    if host["percolation_barrier_ev"] is None and host["missing_paths"]:
+        console.print(f"  no network of hops with barriers yet; without a barrier: {', '.join(host['missing_paths'])}", highlight=False)
+    elif host["percolation_barrier_ev"] is None:
+        console.print("  the hops within the cutoff make no network that reaches a site's periodic image (not a conductor at this cutoff)")
     else:
         console.print(
             f"  percolates {_network_text(host)} at {host['percolation_barrier_ev']:.3f} eV, limited by {host['limiting_hop']}",
