@@ -103,6 +103,8 @@ def test_a_train_fidelity_result_replaces_the_prediction_and_an_mlip_one_does_no
     shown = CliRunner().invoke(app, ["show", str(as_json[0]["host_id"]), "-C", str(config.campaign_dir)], env={"COLUMNS": "80"})
     assert shown.exit_code == 0, shown.output
     assert "percolates 1D b at 0.550 eV" in shown.output and hops[4.7] in shown.output
+    missing = CliRunner().invoke(app, ["show", "99", "-C", str(config.campaign_dir)])
+    assert missing.exit_code != 0 and "no host 99" in missing.output
 
 
 

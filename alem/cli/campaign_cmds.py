@@ -216,10 +216,9 @@ def show_cmd(
 ) -> None:
     """Everything known about one hop (predictions, proposals, decisions, jobs, results, history) or one host."""
     from alem.campaign.status import hop_status
+    from alem.cli.host_cmds import is_host_id, show_host
 
-    if hop_id.isdigit():  # hop ids carry their host's label; a bare number is a host id
-        from alem.cli.host_cmds import show_host
-
+    if is_host_id(hop_id, campaign):
         show_host(int(hop_id), campaign, as_json)
         return
 

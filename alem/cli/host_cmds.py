@@ -77,6 +77,20 @@ def hosts_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide
             console.print(f"host {host['host_id']}: no barrier yet for {', '.join(sorted(set(host['missing_paths'])))}", highlight=False)
 
 
+def is_host_id(text: str, campaign: CampaignOption = None) -> bool:
+    """Whether ``alem show TEXT`` means a host: a bare number that is no stored hop's id."""
+    if not text.isdigit():
+        return False
+    from alem.store.states import UnknownHopError
+
+    with open_campaign(campaign) as (_, store):
+        try:
+            store.hop(text)
+        except UnknownHopError:
+            return True
+    return False
+
+
 def show_host(host_id: int, campaign: CampaignOption = None, as_json: bool = False) -> None:
     """``alem show HOST_ID``: the host's network, each distinct path with its barrier and source."""
     from alem.campaign.host_networks import host_summary
