@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from math import gcd
 
 import numpy as np
 from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
 from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder
 from pymatgen.core import Structure
+from pymatgen.symmetry.structure import SymmetrizedStructure
 from pymatgen.util.coord import pbc_shortest_vectors
 
 from alem.candidates.hosts import HostError
@@ -83,6 +85,15 @@ class Percolation:
     missing_paths: tuple[int, ...] = ()
 
 
+class _MigrationGraph(MigrationGraph):
+    """``MigrationGraph`` with its symmetrized structure computed once: the parent recomputes it
+    (a full spglib analysis) for every edge, which dominated the time of a host with many hops."""
+
+    @cached_property
+    def symm_structure(self) -> SymmetrizedStructure:
+        return super().symm_structure
+
+
 def host_network(
     host: Structure, working_ion: str, max_hop_length_a: float | None = None, symprec: float = 0.1
 ) -> HostNetwork:
@@ -97,7 +108,7 @@ def host_network(
     ion_indices = [i for i, site in enumerate(host) if site.specie.symbol == working_ion]
     class_of_host_site = {i: k for k, group in enumerate(finder.symm_structure.equivalent_indices) for i in group}
     site_classes = tuple(class_of_host_site[i] for i in ion_indices)
-    graph = MigrationGraph.with_distance(host, working_ion, round(finder.max_path_length, 3) + 0.01, symprec=symprec)
+    graph = _MigrationGraph.with_distance(host, working_ion, round(finder.max_path_length, 3) + 0.01, symprec=symprec)
     path_of_label: dict[int, int] = {}
     edges = []
     for u, v, data in graph.m_graph.graph.edges(data=True):
