@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from alem import PACKAGE_DATA
 from alem.campaign.host_networks import host_summary
+from alem.candidates.network import transport_estimate
 from alem.cli import app
 from alem.store import ProposalInput, Store
 
@@ -103,6 +104,13 @@ def test_a_train_fidelity_result_replaces_the_prediction_and_an_mlip_one_does_no
     shown = CliRunner().invoke(app, ["show", str(as_json[0]["host_id"]), "-C", str(config.campaign_dir)], env={"COLUMNS": "80"})
     assert shown.exit_code == 0, shown.output
     assert "percolates 1D b at 0.550 eV" in shown.output and hops[4.7] in shown.output
+    # 4 Li in the 291 Å³ olivine cell, 3.00 Å hops at 0.55 eV in 1D
+    with Store.open(config.store_path) as store:
+        volume_cm3 = store.host_structure(as_json[0]["host_id"]).volume * 1e-24
+    expected = transport_estimate(0.55, 3.005, 1, 4 / volume_cm3, 300.0)
+    assert as_json[0]["estimate"]["diffusivity_cm2_s"] == pytest.approx(expected.diffusivity_cm2_s, rel=1e-3)
+    assert as_json[0]["estimate"]["conductivity_s_cm"] == pytest.approx(expected.conductivity_s_cm, rel=1e-3)
+    assert "order of magnitude at 300 K" in shown.output
     missing = CliRunner().invoke(app, ["show", "99", "-C", str(config.campaign_dir)])
     assert missing.exit_code != 0 and "no host 99" in missing.output
 

@@ -25,6 +25,7 @@ from alem.candidates.network import (
     host_network,
     percolation,
     percolation_spread,
+    transport_estimate,
 )
 
 HOSTS = PACKAGE_DATA / "hosts"
@@ -141,3 +142,13 @@ def test_the_spread_over_sample_rows_counts_limiting_hops_and_good_rows():
     assert spread.mean_ev == pytest.approx(np.mean([0.3, 0.5, 0.7, 2.89]))
     assert spread.std_ev == pytest.approx(np.std([0.3, 0.5, 0.7, 2.89], ddof=1))
     assert spread.no_percolation_share == 0.0
+
+
+def test_the_transport_estimate_is_the_random_walk_and_nernst_einstein_by_hand():
+    # 0.3 eV, 3 Å hops on a 1D network, 1e22 ions/cm³ at 300 K (kT = 0.025852 eV):
+    # D = (3e-8 cm)² · 1e13 Hz · exp(−11.6045) / 2 = 4.10e-8 cm²/s; σ = n e D / (kT/e) = 2.54e-3 S/cm
+    estimate = transport_estimate(0.3, 3.0, 1, 1e22, temperature_k=300.0)
+    assert estimate.diffusivity_cm2_s == pytest.approx(4.10e-8, rel=0.01)
+    assert estimate.conductivity_s_cm == pytest.approx(2.54e-3, rel=0.01)
+    # three dimensions share the same hops over three axes: D a third of 1D's
+    assert transport_estimate(0.3, 3.0, 3, 1e22).diffusivity_cm2_s == pytest.approx(estimate.diffusivity_cm2_s / 3)

@@ -23,6 +23,7 @@ from alem.candidates.network import (
     host_network,
     percolation,
     percolation_spread,
+    transport_estimate,
 )
 from alem.hops.fidelity import matches
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 DEFAULT_SAMPLE_ROWS = 64
 #: Fixed seed: the same store gives the same table every time it is asked.
 SAMPLE_SEED = 0
+#: Temperature (K) of the order-of-magnitude transport estimate.
+ESTIMATE_TEMPERATURE_K = 300.0
 #: Sources whose barrier is a computed label, fixed in every sample row.
 FIXED_SOURCES = ("result", "dataset")
 #: Supercell limit when paths are re-enumerated only for their signatures (no NEB runs in these cells).
@@ -225,7 +228,26 @@ def host_summary(
             "rows": "prediction table" if table is not None else "independent normal draws from stored predictions",
         },
         "prob_good": _prob_good(best.barrier_ev, spread, good_ev),
+        "estimate": _estimate(store, host_id, network, best),
         "paths": [p.__dict__ for p in paths],
+    }
+
+
+def _estimate(store: Store, host_id: int, network: HostNetwork, best) -> dict[str, Any] | None:
+    """Order-of-magnitude D and σ at :data:`ESTIMATE_TEMPERATURE_K` from the percolation barrier
+    and the limiting hop's length, every working-ion site of the cell a carrier."""
+    if best.barrier_ev is None:
+        return None
+    volume_cm3 = store.host_structure(host_id).volume * 1e-24
+    estimate = transport_estimate(
+        best.barrier_ev, network.path_lengths_a[best.limiting_path], best.dimensionality,
+        len(network.site_classes) / volume_cm3, ESTIMATE_TEMPERATURE_K,
+    )
+    return {
+        "temperature_k": estimate.temperature_k,
+        "diffusivity_cm2_s": estimate.diffusivity_cm2_s,
+        "conductivity_s_cm": estimate.conductivity_s_cm,
+        "note": "order of magnitude: D = a² ν exp(-E/kT) / 2d with ν = 1e13 Hz; Nernst-Einstein σ",
     }
 
 

@@ -307,3 +307,36 @@ def percolation_spread(
         no_percolation_share=(n - len(found)) / n if n else 1.0,
         n_rows=n,
     )
+
+
+#: Attempt frequency ν (Hz) of the order-of-magnitude transport estimates.
+ATTEMPT_FREQUENCY_HZ = 1e13
+BOLTZMANN_EV_PER_K = 8.617333262e-5
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+
+
+@dataclass(frozen=True)
+class TransportEstimate:
+    """Order of magnitude only: a random walk at the percolation barrier, not a kinetic Monte Carlo."""
+
+    temperature_k: float
+    diffusivity_cm2_s: float
+    conductivity_s_cm: float
+
+
+def transport_estimate(
+    barrier_ev: float,
+    hop_length_a: float,
+    dimensionality: int,
+    ions_per_cm3: float,
+    temperature_k: float = 300.0,
+    attempt_frequency_hz: float = ATTEMPT_FREQUENCY_HZ,
+) -> TransportEstimate:
+    """D ≈ a² ν exp(−E/kT) / (2d) for hops of length a on a d-dimensional network, and the
+    Nernst–Einstein conductivity σ = n q² D / kT of a singly charged ion at concentration n."""
+    kt_ev = BOLTZMANN_EV_PER_K * temperature_k
+    hop_cm = hop_length_a * 1e-8
+    diffusivity = hop_cm**2 * attempt_frequency_hz * np.exp(-barrier_ev / kt_ev) / (2 * dimensionality)
+    # q² D n / kT with kT in joules: q / (kT in eV) = q² / kT[J]
+    conductivity = ions_per_cm3 * ELEMENTARY_CHARGE_C * diffusivity / kt_ev
+    return TransportEstimate(temperature_k, float(diffusivity), float(conductivity))
