@@ -99,6 +99,7 @@ def test_a_train_fidelity_result_replaces_the_prediction_and_an_mlip_one_does_no
     assert result.exit_code == 0, result.output
     assert max(len(line) for line in result.output.splitlines()) <= 80
     assert "1D b" in result.output and hops[3.0] in result.output and "1/2" in result.output
+    assert "order of magnitude" not in result.output  # the estimate is for `alem show`, not the table
     as_json = json.loads(CliRunner().invoke(app, ["hosts", "--json", "-C", str(config.campaign_dir)]).output)
     assert as_json[0]["limiting_hop"] == hops[3.0]
     shown = CliRunner().invoke(app, ["show", str(as_json[0]["host_id"]), "-C", str(config.campaign_dir)], env={"COLUMNS": "80"})

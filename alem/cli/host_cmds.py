@@ -23,13 +23,6 @@ HOST_COLUMNS = (
 
 
 def _barrier_text(host: dict[str, Any]) -> str:
-    estimate = host["estimate"]
-    if estimate is not None:
-        console.print(
-            f"  order of magnitude at {estimate['temperature_k']:.0f} K: D ~ {estimate['diffusivity_cm2_s']:.0e} cm²/s, "
-            f"σ ~ {estimate['conductivity_s_cm']:.0e} S/cm (ν = 1e13 Hz random walk, Nernst–Einstein)",
-            highlight=False,
-        )
     spread = host["spread"]
     if spread is not None and spread["mean_ev"] is not None:
         return f"{spread['mean_ev']:.2f}±{spread['std_ev']:.2f}"
