@@ -144,3 +144,7 @@ def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
     assert host["percolation_barrier_ev"] == pytest.approx(0.3)
     assert {p["hop_id"] for p in host["paths"]} == {stored.hop_id}
     assert {p["state"] for p in host["paths"]} == {"known"}
+    # both paths are the one stored hop: each sample row gives them one value, so the network's
+    # barrier is that value and the spread the prediction's own
+    assert host["spread"]["std_ev"] == pytest.approx(0.05, abs=0.015)
+    assert host["spread"]["mean_ev"] == pytest.approx(0.3, abs=0.02)

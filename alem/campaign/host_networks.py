@@ -166,17 +166,22 @@ def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, ho
     return paths
 
 
-def _sample_rows(paths: list[PathBarrier], table: PredictionTable | None, n_rows: int) -> np.ndarray:
-    """n_rows x len(paths) barriers (eV) of the predicted paths."""
-    if table is not None:
+def _sample_rows(paths: list[PathBarrier], table: PredictionTable | None, n_rows: int) -> tuple[np.ndarray, str]:
+    """n_rows x len(paths) barriers (eV) of the predicted paths, and what the rows are. Paths that
+    borrow one stored hop take one value per row: it is one hop, not two."""
+    keys = [p.hop_id for p in paths]
+    if table is not None and all(key in table.index_of() for key in keys):
         index = table.index_of()
-        if all(p.hop_id in index for p in paths):
-            members = table.calibrated_members()
-            return members[:, [index[p.hop_id] for p in paths]]
-    mean = np.array([p.barrier_ev for p in paths])
-    std = np.array([p.std_ev for p in paths])
-    draws = np.random.default_rng(SAMPLE_SEED).standard_normal((n_rows, len(paths)))
-    return mean[None, :] + std[None, :] * draws
+        rows, what = table.calibrated_members()[:, [index[key] for key in keys]], "prediction table"
+    else:
+        unique = list(dict.fromkeys(keys))
+        first = {key: next(p for p in paths if p.hop_id == key) for key in unique}
+        mean = np.array([first[key].barrier_ev for key in unique])
+        std = np.array([first[key].std_ev for key in unique])
+        draws = mean[None, :] + std[None, :] * np.random.default_rng(SAMPLE_SEED).standard_normal((n_rows, len(unique)))
+        rows, what = draws[:, [unique.index(key) for key in keys]], "independent normal draws from stored predictions"
+    # a barrier is never negative; the tails of a wide prediction would otherwise reach below zero
+    return np.clip(rows, 0.0, None), what
 
 
 def host_summary(
@@ -198,9 +203,8 @@ def host_summary(
     best = percolation(network, known)
     hop_of = {p.path_number: p.hop_id or f"path {p.path_number} ({p.source})" for p in paths}
     good_ev = config.loop.good_barrier_ev
-    spread = percolation_spread(
-        network, fixed, tuple(p.path_number for p in predicted), _sample_rows(predicted, table, n_rows), good_ev
-    ) if predicted else None
+    rows, rows_are = _sample_rows(predicted, table, n_rows) if predicted else (None, None)
+    spread = percolation_spread(network, fixed, tuple(p.path_number for p in predicted), rows, good_ev) if predicted else None
     return {
         "host_id": record.id,
         "formula": record.formula,
@@ -225,7 +229,7 @@ def host_summary(
             "limiting_share": {hop_of[n]: share for n, share in spread.limiting_share.items()},
             "no_percolation_share": spread.no_percolation_share,
             "n_rows": spread.n_rows,
-            "rows": "prediction table" if table is not None else "independent normal draws from stored predictions",
+            "rows": rows_are,
         },
         "prob_good": _prob_good(best.barrier_ev, spread, good_ev),
         "estimate": _estimate(store, host_id, network, best),
