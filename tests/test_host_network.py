@@ -152,3 +152,12 @@ def test_the_transport_estimate_is_the_random_walk_and_nernst_einstein_by_hand()
     assert estimate.conductivity_s_cm == pytest.approx(2.54e-3, rel=0.01)
     # three dimensions share the same hops over three axes: D a third of 1D's
     assert transport_estimate(0.3, 3.0, 3, 1e22).diffusivity_cm2_s == pytest.approx(estimate.diffusivity_cm2_s / 3)
+
+
+def test_the_cutoff_widens_to_the_longest_stored_hop():
+    # pymatgen's cutoff for LiCoO2 keeps the 2.82 Å in-plane hop; a campaign that stored a 4.88 Å
+    # hop (enumerated with --max-hop-length) needs that path on the network too
+    host = read_host(HOSTS / "LiCoO2_layered.cif", "Li")
+    assert sorted(round(x, 2) for x in host_network(host, "Li").path_lengths_a.values()) == [2.82]
+    widened = host_network(host, "Li", at_least_a=4.89)
+    assert sorted(round(x, 2) for x in widened.path_lengths_a.values()) == [2.82, 4.88]

@@ -75,12 +75,8 @@ def _path_number(hop: HopRecord, network: HostNetwork) -> int | None:
 def _network_of(store: Store, host_id: int, hops: list[HopRecord], working_ion: str) -> HostNetwork:
     """The host's network at the enumeration cutoff, widened to the longest stored hop (a
     ``--max-hop-length`` enumeration) so every stored hop is on it."""
-    structure = store.host_structure(host_id)
-    network = host_network(structure, working_ion)
     longest_a = max((h.hop_length_a for h in hops), default=0.0)
-    if longest_a > network.cutoff_a + PATH_LENGTH_TOLERANCE_A:
-        network = host_network(structure, working_ion, longest_a + PATH_LENGTH_TOLERANCE_A)
-    return network
+    return host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a)
 
 
 def _stored_barrier(config: CampaignConfig, store: Store, hop: HopRecord, predictions: dict) -> dict[str, Any]:

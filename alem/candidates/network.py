@@ -95,13 +95,17 @@ class _MigrationGraph(MigrationGraph):
 
 
 def host_network(
-    host: Structure, working_ion: str, max_hop_length_a: float | None = None, symprec: float = 0.1
+    host: Structure, working_ion: str, max_hop_length_a: float | None = None, symprec: float = 0.1,
+    at_least_a: float = 0.0,
 ) -> HostNetwork:
     """Every hop of ``working_ion`` in ``host`` up to the enumeration cutoff, as a periodic graph.
 
-    ``max_hop_length_a`` None uses the cutoff ``DistinctPathFinder`` picks (as enumeration does).
+    ``max_hop_length_a`` None uses the cutoff ``DistinctPathFinder`` picks (as enumeration does),
+    widened to ``at_least_a`` when that is longer.
     """
     finder = DistinctPathFinder(host, working_ion, max_path_length=max_hop_length_a, symprec=symprec)
+    if finder.max_path_length + LENGTH_TOLERANCE_A < at_least_a:
+        finder = DistinctPathFinder(host, working_ion, max_path_length=at_least_a, symprec=symprec)
     paths = finder.get_paths()
     if not paths:
         raise HostError(f"{host.composition.reduced_formula}: no {working_ion} hop within {finder.max_path_length:.2f} Å")
@@ -206,28 +210,32 @@ def percolation(network: HostNetwork, barriers: Mapping[int, HopBarrier]) -> Per
 
 def _components(n_sites: int, edges: list[NetworkEdge]) -> list[tuple[set[int], list[tuple[int, ...]]]]:
     """Connected components of the periodic graph, each with the lattice translations its cycles make."""
-    adjacency: dict[int, list[tuple[int, np.ndarray]]] = {i: [] for i in range(n_sites)}
+    adjacency: dict[int, list[tuple[int, tuple[int, int, int]]]] = {i: [] for i in range(n_sites)}
     for e in edges:
-        adjacency[e.start].append((e.end, np.array(e.image)))
-        adjacency[e.end].append((e.start, -np.array(e.image)))
-    position: dict[int, np.ndarray] = {}
+        adjacency[e.start].append((e.end, e.image))
+        adjacency[e.end].append((e.start, (-e.image[0], -e.image[1], -e.image[2])))
+    # plain integer tuples: this runs once per threshold and sample row, numpy per step was the cost
+    position: dict[int, tuple[int, int, int]] = {}
     components = []
     for root in range(n_sites):
         if root in position or not adjacency[root]:
             continue
-        position[root] = np.zeros(3, dtype=int)
+        position[root] = (0, 0, 0)
         members, translations, stack = {root}, set(), [root]
         while stack:
             u = stack.pop()
+            pu = position[u]
             for v, image in adjacency[u]:
-                reached = position[u] + image
+                reached = (pu[0] + image[0], pu[1] + image[1], pu[2] + image[2])
                 if v not in position:
                     position[v] = reached
                     members.add(v)
                     stack.append(v)
-                elif np.any(reached != position[v]):
-                    shift = reached - position[v]
-                    translations.add(tuple(int(x) for x in shift * (1 if _first_nonzero(shift) > 0 else -1)))
+                elif reached != position[v]:
+                    pv = position[v]
+                    shift = (reached[0] - pv[0], reached[1] - pv[1], reached[2] - pv[2])
+                    sign = 1 if next(x for x in shift if x) > 0 else -1
+                    translations.add((sign * shift[0], sign * shift[1], sign * shift[2]))
         components.append((members, sorted(translations)))
     return components
 
