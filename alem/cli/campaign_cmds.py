@@ -245,14 +245,19 @@ def history_cmd(
 # --------------------------------------------------------------------------- show
 @app.command("show")
 def show_cmd(
-    hop_id: Annotated[str, typer.Argument(help="the hop's id (see `alem status`, `alem jobs`)")],
+    hop_id: Annotated[str, typer.Argument(help="the hop's id (see `alem status`, `alem jobs`), or a host id (see `alem hosts`)")],
     campaign: CampaignOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Everything known about one hop: predictions, proposals, decisions, jobs, results (with their
-    inputs' provenance), history."""
+    """Everything known about one hop (predictions, proposals, decisions, jobs, results with their
+    inputs' provenance, history) or one host."""
     from alem.campaign.status import hop_status
+    from alem.cli.host_cmds import is_host_id, show_host
     from alem.neb.provenance import provenance_lines
+
+    if is_host_id(hop_id, campaign):
+        show_host(int(hop_id), campaign, as_json)
+        return
 
     with open_campaign(campaign) as (_, store):
         data = hop_status(store, hop_id)

@@ -45,6 +45,15 @@ class HopTables(StoreCore):
     def hosts(self) -> list[HostRecord]:
         return [HostRecord.from_row(r) for r in self._query("SELECT * FROM hosts ORDER BY id")]
 
+    def host_structure(self, host_id: int) -> Structure:
+        """The host's structure as stored (every working-ion site occupied)."""
+        from pymatgen.core import Structure
+
+        row = self._conn.execute("SELECT structure_json FROM hosts WHERE id = ?", (host_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no host {host_id} in {self.path}")
+        return Structure.from_dict(json.loads(row["structure_json"]))
+
     def add_hops(self, hops: Sequence[Hop], host_id: int | None = None, source: str | None = None) -> list[str]:
         """Store candidate hops; returns the stored hop id of each, in order.
 

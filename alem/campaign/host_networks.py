@@ -1,0 +1,266 @@
+"""Material-level answers for the campaign's hosts (``alem hosts``, ``alem show HOST_ID``).
+
+Each host's migration network (:mod:`alem.candidates.network`) gets, per distinct path, the barrier
+of its stored hop: the latest usable result whose fidelity ``[model] train_fidelities`` selects
+(the labels the model trusts), else the current model's prediction. The spread of the percolation
+barrier comes from sample rows of the predicted hops (computed hops stay at their results): the
+rows of a :class:`~alem.acquisition.PredictionTable` when one is given (the rows the acquisition
+uses), else independent normal draws from each stored prediction's mean and σ. Neither is yet a
+joint posterior draw across hops (issue #22 makes the acquisition's rows joint; then these follow).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from alem.candidates.network import (
+    HopBarrier,
+    HostNetwork,
+    host_network,
+    percolation,
+    percolation_spread,
+    transport_estimate,
+)
+from alem.hops.fidelity import matches
+
+if TYPE_CHECKING:
+    from alem.acquisition import PredictionTable
+    from alem.config import CampaignConfig
+    from alem.store import Store
+    from alem.store.records import HopRecord
+
+#: Sample rows drawn from stored predictions when no prediction table is given.
+DEFAULT_SAMPLE_ROWS = 64
+#: Fixed seed: the same store gives the same table every time it is asked.
+SAMPLE_SEED = 0
+#: Temperature (K) of the order-of-magnitude transport estimate.
+ESTIMATE_TEMPERATURE_K = 300.0
+#: Sources whose barrier is a computed label, fixed in every sample row.
+FIXED_SOURCES = ("result", "dataset")
+#: Supercell limit when paths are re-enumerated only for their signatures (no NEB runs in these cells).
+MAX_ATOMS_FOR_SIGNATURES = 1000
+#: A stored hop belongs to a path when their lengths agree within this (Å).
+PATH_LENGTH_TOLERANCE_A = 0.01
+
+
+@dataclass(frozen=True)
+class PathBarrier:
+    """One distinct path of a host: its stored hop (if any) and the barrier the network uses."""
+
+    path_number: int
+    hop_length_a: float
+    n_copies: int
+    hop_id: str | None
+    state: str | None
+    barrier_ev: float | None
+    std_ev: float | None
+    #: "result <fidelity>", "model <version>" or "none"
+    source: str
+    site_energy_change_ev: float | None = None
+
+
+def _path_number(hop: HopRecord, network: HostNetwork) -> int | None:
+    """The distinct path a stored hop was enumerated as (its ``PATH N``), checked by length."""
+    found = re.fullmatch(r"PATH (\d+)", str(hop.metadata.get("path_info", "")))
+    if found and abs(network.path_lengths_a.get(int(found[1]), -1.0) - hop.hop_length_a) < PATH_LENGTH_TOLERANCE_A:
+        return int(found[1])
+    same_length = [n for n, length in network.path_lengths_a.items() if abs(length - hop.hop_length_a) < PATH_LENGTH_TOLERANCE_A]
+    return same_length[0] if len(same_length) == 1 else None
+
+
+def _network_of(store: Store, host_id: int, hops: list[HopRecord], working_ion: str) -> HostNetwork:
+    """The host's network at the enumeration cutoff, widened to the longest stored hop (a
+    ``--max-hop-length`` enumeration) so every stored hop is on it."""
+    longest_a = max((h.hop_length_a for h in hops), default=0.0)
+    return host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a)
+
+
+def _stored_barrier(config: CampaignConfig, store: Store, hop: HopRecord, predictions: dict) -> dict[str, Any]:
+    """A stored hop's barrier: its latest train-fidelity result, else its prediction, else none."""
+    results = [
+        r for r in store.results(hop.hop_id, usable=True)
+        if r.barrier_ev is not None and matches(r.fidelity, config.model.train_fidelities)
+    ]
+    if results:
+        latest = results[-1]
+        change = None if latest.reverse_barrier_ev is None else latest.barrier_ev - latest.reverse_barrier_ev
+        return dict(barrier_ev=latest.barrier_ev, std_ev=0.0, source=f"result {latest.fidelity}", site_energy_change_ev=change)
+    if hop.hop_id in predictions:
+        p = predictions[hop.hop_id]
+        return dict(barrier_ev=p.mean_ev, std_ev=p.std_ev, source=f"model {p.model_version_id}")
+    return dict(barrier_ev=None, std_ev=None, source="none")
+
+
+def _known_elsewhere(
+    config: CampaignConfig, store: Store, host_id: int, working_ion: str, network: HostNetwork, numbers: list[int]
+) -> dict[int, tuple[str | None, dict[str, Any]]]:
+    """Stored hop id and barrier of paths that ``candidates add`` did not store under this host
+    because an identical hop (same supercell-independent signature) was known: a hop of another
+    host in the store, or a literature DFT hop of the shipped training set."""
+    from alem.candidates import EnumerationSettings, enumerate_hops
+    from alem.candidates.pool import SIGNATURE_KEY
+    from alem.candidates.signature import hop_signature
+    from alem.hops.io import load_training_hops
+
+    structure = store.host_structure(host_id)
+    settings = EnumerationSettings(max_hop_length_a=network.cutoff_a, max_atoms=MAX_ATOMS_FOR_SIGNATURES)
+    enumerated = {h.metadata["path_info"]: h for h in enumerate_hops(structure, working_ion, f"host{host_id}", settings, [])}
+    signatures = {n: hop_signature(enumerated[f"PATH {n}"]) for n in numbers if f"PATH {n}" in enumerated}
+    if not signatures:
+        return {}
+    stored = {r.metadata.get(SIGNATURE_KEY): r for r in store.hops() if r.host_id != host_id}
+    found = {}
+    for number, signature in signatures.items():
+        if signature in stored:
+            other = stored[signature]
+            found[number] = (other.hop_id, _stored_barrier(config, store, other, store.predictions(hop_ids=[other.hop_id])))
+    unmatched = {signature: number for number, signature in signatures.items() if number not in found}
+    if unmatched:
+        elements = set(structure.composition.chemical_system.split("-"))
+        for hop in load_training_hops():
+            # only hops of the same chemistry can match: signing every dataset hop would be wasted work
+            same_chemistry = set(hop.initial.composition.chemical_system.split("-")) == elements
+            if hop.barrier_ev is None or hop.working_ion != working_ion or not same_chemistry:
+                continue
+            number = unmatched.get(hop_signature(hop))
+            if number is not None and number not in found:
+                found[number] = (None, dict(barrier_ev=hop.barrier_ev, std_ev=0.0, source=f"dataset {hop.hop_id}"))
+    return found
+
+
+def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, hops: list[HopRecord], host_id: int) -> list[PathBarrier]:
+    """Every distinct path of ``network`` with the barrier its stored hop has (result, else
+    prediction); a path stored under another host, or known from the training set, takes that barrier."""
+    model = store.current_model()
+    predictions = store.predictions(hop_ids=[h.hop_id for h in hops]) if model is not None else {}
+    stored = {}
+    for hop in hops:
+        number = _path_number(hop, network)
+        if number is not None and number not in stored:
+            stored[number] = hop
+    copies = {n: 0 for n in network.path_lengths_a}
+    for edge in network.edges:
+        copies[edge.path_number] += 1
+    missing = [n for n in network.path_lengths_a if n not in stored]
+    working_ion = network.working_ion
+    elsewhere = _known_elsewhere(config, store, host_id, working_ion, network, missing) if missing else {}
+    paths = []
+    for number, length_a in sorted(network.path_lengths_a.items()):
+        hop = stored.get(number)
+        if hop is not None:
+            hop_id, state, barrier = hop.hop_id, hop.state.value, _stored_barrier(config, store, hop, predictions)
+        elif number in elsewhere:
+            hop_id, barrier = elsewhere[number]
+            state = "known"
+        else:
+            hop_id, state, barrier = None, None, dict(barrier_ev=None, std_ev=None, source="none")
+        paths.append(PathBarrier(number, length_a, copies[number], hop_id, state, **barrier))
+    return paths
+
+
+def _sample_rows(paths: list[PathBarrier], table: PredictionTable | None, n_rows: int) -> tuple[np.ndarray, str]:
+    """n_rows x len(paths) barriers (eV) of the predicted paths, and what the rows are. Paths that
+    borrow one stored hop take one value per row: it is one hop, not two."""
+    keys = [p.hop_id for p in paths]
+    if table is not None and all(key in table.index_of() for key in keys):
+        index = table.index_of()
+        rows, what = table.calibrated_members()[:, [index[key] for key in keys]], "prediction table"
+    else:
+        unique = list(dict.fromkeys(keys))
+        first = {key: next(p for p in paths if p.hop_id == key) for key in unique}
+        mean = np.array([first[key].barrier_ev for key in unique])
+        std = np.array([first[key].std_ev for key in unique])
+        draws = mean[None, :] + std[None, :] * np.random.default_rng(SAMPLE_SEED).standard_normal((n_rows, len(unique)))
+        rows, what = draws[:, [unique.index(key) for key in keys]], "independent normal draws from stored predictions"
+    # a barrier is never negative; the tails of a wide prediction would otherwise reach below zero
+    return np.clip(rows, 0.0, None), what
+
+
+def host_summary(
+    config: CampaignConfig,
+    store: Store,
+    host_id: int,
+    table: PredictionTable | None = None,
+    n_rows: int = DEFAULT_SAMPLE_ROWS,
+) -> dict[str, Any]:
+    """One host's network, percolation barrier, dimensionality, limiting hop and their spread, JSON-ready."""
+    record = store.host(host_id)
+    hops = store.hops(host_id=host_id)
+    working_ion = hops[0].working_ion if hops else config.campaign.working_ion
+    network = _network_of(store, host_id, hops, working_ion)
+    paths = path_barriers(config, store, network, hops, host_id)
+    known = {p.path_number: HopBarrier(p.barrier_ev, p.source, p.site_energy_change_ev) for p in paths if p.barrier_ev is not None}
+    fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith(FIXED_SOURCES)}
+    predicted = [p for p in paths if p.source.startswith("model")]
+    best = percolation(network, known)
+    hop_of = {p.path_number: p.hop_id or f"path {p.path_number} ({p.source})" for p in paths}
+    good_ev = config.loop.good_barrier_ev
+    rows, rows_are = _sample_rows(predicted, table, n_rows) if predicted else (None, None)
+    spread = percolation_spread(network, fixed, tuple(p.path_number for p in predicted), rows, good_ev) if predicted else None
+    return {
+        "host_id": record.id,
+        "formula": record.formula,
+        "name": record.name,
+        "working_ion": working_ion,
+        "cutoff_a": network.cutoff_a,
+        "n_sites": len(network.site_classes),
+        "hops_total": len(paths),
+        "hops_computed": len(fixed),
+        "hops_predicted": len(predicted),
+        "good_barrier_ev": good_ev,
+        "percolation_barrier_ev": best.barrier_ev,
+        "dimensionality": best.dimensionality,
+        "directions": best.directions,
+        "limiting_hop": hop_of[best.limiting_path] if best.limiting_path is not None else None,
+        "missing_paths": [hop_of[n] for n in best.missing_paths],
+        "site_energies_ev": {str(k): v for k, v in best.site_energies_ev.items()},
+        "spread": None if spread is None else {
+            "mean_ev": spread.mean_ev,
+            "std_ev": spread.std_ev,
+            "prob_good": spread.prob_good,
+            "limiting_share": {hop_of[n]: share for n, share in spread.limiting_share.items()},
+            "no_percolation_share": spread.no_percolation_share,
+            "n_rows": spread.n_rows,
+            "rows": rows_are,
+        },
+        "prob_good": _prob_good(best.barrier_ev, spread, good_ev),
+        "estimate": _estimate(store, host_id, network, best),
+        "paths": [p.__dict__ for p in paths],
+    }
+
+
+def _estimate(store: Store, host_id: int, network: HostNetwork, best) -> dict[str, Any] | None:
+    """Order-of-magnitude D and σ at :data:`ESTIMATE_TEMPERATURE_K` from the percolation barrier
+    and the limiting hop's length, every working-ion site of the cell a carrier."""
+    if best.barrier_ev is None:
+        return None
+    volume_cm3 = store.host_structure(host_id).volume * 1e-24
+    estimate = transport_estimate(
+        best.barrier_ev, network.path_lengths_a[best.limiting_path], best.dimensionality,
+        len(network.site_classes) / volume_cm3, ESTIMATE_TEMPERATURE_K,
+    )
+    return {
+        "temperature_k": estimate.temperature_k,
+        "diffusivity_cm2_s": estimate.diffusivity_cm2_s,
+        "conductivity_s_cm": estimate.conductivity_s_cm,
+        "note": "order of magnitude: D = a² ν exp(-E/kT) / 2d with ν = 1e13 Hz; Nernst-Einstein σ",
+    }
+
+
+def _prob_good(barrier_ev: float | None, spread, good_ev: float) -> float | None:
+    """P(percolation barrier < good threshold): from the rows, or 0/1 when every hop is computed."""
+    if spread is not None:
+        return spread.prob_good
+    if barrier_ev is None:
+        return None
+    return float(barrier_ev < good_ev)
+
+
+def host_table(config: CampaignConfig, store: Store, table: PredictionTable | None = None) -> list[dict[str, Any]]:
+    """:func:`host_summary` of every host of the campaign, in host id order."""
+    return [host_summary(config, store, host.id, table) for host in store.hosts()]
+

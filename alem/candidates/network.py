@@ -1,0 +1,350 @@
+"""A host's periodic migration network and the barrier at which it percolates.
+
+pymatgen-analysis-diffusion's ``MigrationGraph`` connects every working-ion site of the host to
+every other within the enumeration cutoff, periodic images kept (``to_jimage``), so each
+symmetry-equivalent copy of a hop is its own edge. Each edge is matched to the
+``DistinctPathFinder`` path it is a copy of: path ``N`` is the hop ``<label>-pN`` that
+:func:`alem.candidates.enumerate.enumerate_hops` stores, so a stored barrier lands on every copy.
+
+The percolation rule (README "Materials"): a hop's saddle lies at the energy of its initial site
+plus its barrier, so it costs the same whichever way it is traversed. A network of hops has the
+barrier *highest saddle − lowest site it visits*, and the host's percolation barrier is the lowest
+such barrier over networks that connect a site to its own periodic image. Sites of one symmetry
+class share their energy; the energy of a non-equivalent class comes from a hop's site-energy
+change (``E_final − E_initial``, known from a NEB's two barriers) and is taken as equal to its
+neighbour's when no hop between them reports one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from math import gcd
+
+import numpy as np
+from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
+from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder
+from pymatgen.core import Structure
+from pymatgen.symmetry.structure import SymmetrizedStructure
+from pymatgen.util.coord import pbc_shortest_vectors
+
+from alem.candidates.hosts import HostError
+
+#: Two saddles or site energies within this (eV) are the same level.
+ENERGY_TOLERANCE_EV = 1e-9
+#: A graph edge and a distinct path are copies of each other only if their lengths agree within this (Å).
+LENGTH_TOLERANCE_A = 1e-3
+
+
+@dataclass(frozen=True)
+class NetworkEdge:
+    """One hop of the periodic graph: ion site ``start`` to ion site ``end`` shifted by ``image``."""
+
+    start: int
+    end: int
+    image: tuple[int, int, int]
+    path_number: int
+    length_a: float
+
+
+@dataclass(frozen=True)
+class HostNetwork:
+    """The working-ion sites of a host (by symmetry class) and every hop between them within ``cutoff_a``."""
+
+    working_ion: str
+    cutoff_a: float
+    site_classes: tuple[int, ...]
+    #: symmetry class of each distinct path's initial and final site, by path number
+    path_classes: Mapping[int, tuple[int, int]]
+    path_lengths_a: Mapping[int, float]
+    edges: tuple[NetworkEdge, ...]
+
+
+@dataclass(frozen=True)
+class HopBarrier:
+    """What one distinct path (and so each of its copies) costs, and where the number came from."""
+
+    barrier_ev: float
+    source: str
+    #: E_final − E_initial along the path (eV); None when unknown (taken as 0, see the module rule)
+    site_energy_change_ev: float | None = None
+
+
+@dataclass(frozen=True)
+class Percolation:
+    """The host's lowest percolating network; ``barrier_ev`` None: no network percolates within the cutoff."""
+
+    barrier_ev: float | None
+    dimensionality: int
+    #: lattice directions the network spans: "b", "[1 1 0]", "ab", "(1 1 1)", "abc"; "" when none
+    directions: str
+    limiting_path: int | None
+    site_energies_ev: Mapping[int, float] = field(default_factory=dict)
+    #: paths the network needs but that have no barrier (the answer then holds only without them)
+    missing_paths: tuple[int, ...] = ()
+
+
+class _MigrationGraph(MigrationGraph):
+    """``MigrationGraph`` with its symmetrized structure computed once: the parent recomputes it
+    (a full spglib analysis) for every edge, which dominated the time of a host with many hops."""
+
+    @cached_property
+    def symm_structure(self) -> SymmetrizedStructure:
+        return super().symm_structure
+
+
+def host_network(
+    host: Structure, working_ion: str, max_hop_length_a: float | None = None, symprec: float = 0.1,
+    at_least_a: float = 0.0,
+) -> HostNetwork:
+    """Every hop of ``working_ion`` in ``host`` up to the enumeration cutoff, as a periodic graph.
+
+    ``max_hop_length_a`` None uses the cutoff ``DistinctPathFinder`` picks (as enumeration does),
+    widened to ``at_least_a`` when that is longer.
+    """
+    finder = DistinctPathFinder(host, working_ion, max_path_length=max_hop_length_a, symprec=symprec)
+    if finder.max_path_length + LENGTH_TOLERANCE_A < at_least_a:
+        finder = DistinctPathFinder(host, working_ion, max_path_length=at_least_a, symprec=symprec)
+    paths = finder.get_paths()
+    if not paths:
+        raise HostError(f"{host.composition.reduced_formula}: no {working_ion} hop within {finder.max_path_length:.2f} Å")
+    ion_indices = [i for i, site in enumerate(host) if site.specie.symbol == working_ion]
+    class_of_host_site = {i: k for k, group in enumerate(finder.symm_structure.equivalent_indices) for i in group}
+    site_classes = tuple(class_of_host_site[i] for i in ion_indices)
+    graph = _MigrationGraph.with_distance(host, working_ion, round(finder.max_path_length, 3) + 0.01, symprec=symprec)
+    path_of_label: dict[int, int] = {}
+    edges = []
+    for u, v, data in graph.m_graph.graph.edges(data=True):
+        label = data["hop_label"]
+        if label not in path_of_label:
+            path_of_label[label] = _matching_path(data["hop"], paths, host.composition.reduced_formula)
+        edges.append(NetworkEdge(u, v, tuple(int(x) for x in data["to_jimage"]), path_of_label[label], data["hop"].length))
+    path_classes = {
+        n: (_class_at(host, path.isite.frac_coords, class_of_host_site), _class_at(host, path.esite.frac_coords, class_of_host_site))
+        for n, path in enumerate(paths, start=1)
+    }
+    return HostNetwork(
+        working_ion=working_ion,
+        cutoff_a=float(finder.max_path_length),
+        site_classes=site_classes,
+        path_classes=path_classes,
+        path_lengths_a={n: float(path.length) for n, path in enumerate(paths, start=1)},
+        edges=tuple(edges),
+    )
+
+
+def _matching_path(hop, paths: list, formula: str) -> int:
+    for number, path in enumerate(paths, start=1):
+        if abs(path.length - hop.length) < LENGTH_TOLERANCE_A and path == hop:
+            return number
+    raise HostError(f"{formula}: a {hop.length:.2f} Å hop matches none of the host's distinct paths")
+
+
+def _class_at(host: Structure, frac: np.ndarray, class_of_host_site: Mapping[int, int]) -> int:
+    _, d2 = pbc_shortest_vectors(host.lattice, np.array([frac]), host.frac_coords, return_d2=True)
+    return class_of_host_site[int(np.argmin(d2[0]))]
+
+
+def site_energies(network: HostNetwork, barriers: Mapping[int, HopBarrier]) -> dict[int, float]:
+    """Energy (eV) of each site class relative to the first, from the hops' site-energy changes."""
+    classes = sorted(set(network.site_classes))
+    energies: dict[int, float] = {classes[0]: 0.0}
+    links = [(a, b, barriers[n].site_energy_change_ev if n in barriers else None) for n, (a, b) in network.path_classes.items()]
+    while len(energies) < len(classes):
+        # a measured site-energy change places a class before an assumed zero does
+        for measured in (True, False):
+            step = _next_class(links, energies, measured)
+            if step is not None:
+                energies[step[0]] = step[1]
+                break
+        else:
+            energies[next(c for c in classes if c not in energies)] = 0.0
+    return energies
+
+
+def _next_class(links: list, energies: dict[int, float], measured: bool) -> tuple[int, float] | None:
+    for a, b, change in links:
+        if measured and change is None:
+            continue
+        change = change or 0.0
+        if a in energies and b not in energies:
+            return b, energies[a] + change
+        if b in energies and a not in energies:
+            return a, energies[b] - change
+    return None
+
+
+def percolation(network: HostNetwork, barriers: Mapping[int, HopBarrier]) -> Percolation:
+    """The lowest barrier at which some network of the host's hops connects a site to its own image.
+
+    Paths without a barrier are left out; if a network found without them could be beaten only by
+    using them, their numbers are in ``missing_paths``.
+    """
+    energies = site_energies(network, barriers)
+    site_energy = np.array([energies[c] for c in network.site_classes])
+    saddles = {n: energies[network.path_classes[n][0]] + b.barrier_ev for n, b in barriers.items() if n in network.path_classes}
+    edges = [e for e in network.edges if e.path_number in saddles]
+    best: Percolation | None = None
+    for floor in sorted(set(site_energy.tolist())):
+        allowed = site_energy >= floor - ENERGY_TOLERANCE_EV
+        usable = [e for e in edges if allowed[e.start] and allowed[e.end]]
+        for level in sorted({saddles[e.path_number] for e in usable}):
+            below = [e for e in usable if saddles[e.path_number] <= level + ENERGY_TOLERANCE_EV]
+            for members, translations in _components(len(site_energy), below):
+                if not translations:
+                    continue
+                component_edges = [e for e in below if e.start in members]
+                top = max(component_edges, key=lambda e: saddles[e.path_number])
+                barrier = saddles[top.path_number] - float(site_energy[sorted(members)].min())
+                rank = int(np.linalg.matrix_rank(np.array(translations, dtype=float)))
+                if best is None or barrier < best.barrier_ev - ENERGY_TOLERANCE_EV or (
+                    abs(barrier - best.barrier_ev) <= ENERGY_TOLERANCE_EV and rank > best.dimensionality
+                ):
+                    best = Percolation(barrier, rank, _directions(translations, rank), top.path_number, energies)
+    missing = tuple(sorted({e.path_number for e in network.edges} - set(saddles)))
+    if best is None:
+        return Percolation(None, 0, "", None, energies, missing)
+    return Percolation(best.barrier_ev, best.dimensionality, best.directions, best.limiting_path, energies, missing)
+
+
+def _components(n_sites: int, edges: list[NetworkEdge]) -> list[tuple[set[int], list[tuple[int, ...]]]]:
+    """Connected components of the periodic graph, each with the lattice translations its cycles make."""
+    adjacency: dict[int, list[tuple[int, tuple[int, int, int]]]] = {i: [] for i in range(n_sites)}
+    for e in edges:
+        adjacency[e.start].append((e.end, e.image))
+        adjacency[e.end].append((e.start, (-e.image[0], -e.image[1], -e.image[2])))
+    # plain integer tuples: this runs once per threshold and sample row, numpy per step was the cost
+    position: dict[int, tuple[int, int, int]] = {}
+    components = []
+    for root in range(n_sites):
+        if root in position or not adjacency[root]:
+            continue
+        position[root] = (0, 0, 0)
+        members, translations, stack = {root}, set(), [root]
+        while stack:
+            u = stack.pop()
+            pu = position[u]
+            for v, image in adjacency[u]:
+                reached = (pu[0] + image[0], pu[1] + image[1], pu[2] + image[2])
+                if v not in position:
+                    position[v] = reached
+                    members.add(v)
+                    stack.append(v)
+                elif reached != position[v]:
+                    pv = position[v]
+                    shift = (reached[0] - pv[0], reached[1] - pv[1], reached[2] - pv[2])
+                    sign = 1 if next(x for x in shift if x) > 0 else -1
+                    translations.add((sign * shift[0], sign * shift[1], sign * shift[2]))
+        components.append((members, sorted(translations)))
+    return components
+
+
+def _first_nonzero(vector: np.ndarray) -> int:
+    return int(vector[np.flatnonzero(vector)[0]])
+
+
+def _reduced(vector: np.ndarray) -> tuple[int, ...]:
+    divisor = gcd(*(int(abs(x)) for x in vector)) or 1
+    reduced = vector // divisor
+    return tuple(int(x) for x in (reduced if _first_nonzero(reduced) > 0 else -reduced))
+
+
+def _directions(translations: list[tuple[int, ...]], rank: int) -> str:
+    """The lattice directions a network with these cycle translations spans, in words."""
+    axes = "abc"
+    vectors = [np.array(t) for t in translations]
+    if rank == 3:
+        return "abc"
+    if rank == 1:
+        direction = _reduced(vectors[0])
+        nonzero = [i for i, x in enumerate(direction) if x]
+        return axes[nonzero[0]] if len(nonzero) == 1 else "[" + " ".join(map(str, direction)) + "]"
+    normal = next(
+        _reduced(np.cross(u, v)) for i, u in enumerate(vectors) for v in vectors[i + 1 :] if np.any(np.cross(u, v))
+    )
+    nonzero = [i for i, x in enumerate(normal) if x]
+    if len(nonzero) == 1:
+        return "".join(axis for i, axis in enumerate(axes) if i != nonzero[0])
+    return "(" + " ".join(map(str, normal)) + ")"
+
+
+@dataclass(frozen=True)
+class PercolationSpread:
+    """The percolation barrier over posterior sample rows of the hops' barriers."""
+
+    mean_ev: float | None
+    std_ev: float | None
+    #: share of rows whose network percolates below the good threshold (a row without one counts as not good)
+    prob_good: float
+    #: share of rows in which each path limits the network
+    limiting_share: Mapping[int, float]
+    #: share of rows in which no network percolates within the cutoff
+    no_percolation_share: float
+    n_rows: int
+
+
+def percolation_spread(
+    network: HostNetwork,
+    fixed: Mapping[int, HopBarrier],
+    sampled_paths: tuple[int, ...],
+    rows_ev: np.ndarray,
+    good_barrier_ev: float,
+) -> PercolationSpread:
+    """:func:`percolation` on each row of ``rows_ev`` (n_rows x len(sampled_paths), eV): computed
+    hops stay at their results (``fixed``), predicted ones take the row's values."""
+    rows_ev = np.atleast_2d(np.asarray(rows_ev, dtype=float))
+    if rows_ev.shape[1] != len(sampled_paths):
+        raise ValueError(f"rows_ev has {rows_ev.shape[1]} columns for {len(sampled_paths)} sampled paths")
+    values, limiting = [], {}
+    for row in rows_ev:
+        barriers = dict(fixed)
+        for number, barrier_ev in zip(sampled_paths, row):
+            barriers[number] = HopBarrier(float(barrier_ev), "sample")
+        result = percolation(network, barriers)
+        if result.barrier_ev is not None:
+            values.append(result.barrier_ev)
+            limiting[result.limiting_path] = limiting.get(result.limiting_path, 0) + 1
+    n = len(rows_ev)
+    found = np.array(values)
+    return PercolationSpread(
+        mean_ev=float(found.mean()) if len(found) else None,
+        std_ev=float(found.std(ddof=1)) if len(found) > 1 else (0.0 if len(found) else None),
+        prob_good=float(np.sum(found < good_barrier_ev) / n) if n else 0.0,
+        limiting_share={path: count / n for path, count in sorted(limiting.items())},
+        no_percolation_share=(n - len(found)) / n if n else 1.0,
+        n_rows=n,
+    )
+
+
+#: Attempt frequency ν (Hz) of the order-of-magnitude transport estimates.
+ATTEMPT_FREQUENCY_HZ = 1e13
+BOLTZMANN_EV_PER_K = 8.617333262e-5
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+
+
+@dataclass(frozen=True)
+class TransportEstimate:
+    """Order of magnitude only: a random walk at the percolation barrier, not a kinetic Monte Carlo."""
+
+    temperature_k: float
+    diffusivity_cm2_s: float
+    conductivity_s_cm: float
+
+
+def transport_estimate(
+    barrier_ev: float,
+    hop_length_a: float,
+    dimensionality: int,
+    ions_per_cm3: float,
+    temperature_k: float = 300.0,
+    attempt_frequency_hz: float = ATTEMPT_FREQUENCY_HZ,
+) -> TransportEstimate:
+    """D ≈ a² ν exp(−E/kT) / (2d) for hops of length a on a d-dimensional network, and the
+    Nernst–Einstein conductivity σ = n q² D / kT of a singly charged ion at concentration n."""
+    kt_ev = BOLTZMANN_EV_PER_K * temperature_k
+    hop_cm = hop_length_a * 1e-8
+    diffusivity = hop_cm**2 * attempt_frequency_hz * np.exp(-barrier_ev / kt_ev) / (2 * dimensionality)
+    # q² D n / kT with kT in joules: q / (kT in eV) = q² / kT[J]
+    conductivity = ions_per_cm3 * ELEMENTARY_CHARGE_C * diffusivity / kt_ev
+    return TransportEstimate(temperature_k, float(diffusivity), float(conductivity))

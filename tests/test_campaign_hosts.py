@@ -1,0 +1,150 @@
+"""Material-level answers in a campaign (alem.campaign.host_networks, ``alem hosts``, ``alem show HOST_ID``).
+
+A real campaign store holds olivine LiFePO4 enumerated by ``alem candidates add`` up to 5 Å (two
+distinct paths: the [010] channel hop and the [001] inter-channel hop), a model version with stored
+predictions, and a DFT result for one hop recorded through a real job row.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from alem import PACKAGE_DATA
+from alem.campaign.host_networks import host_summary
+from alem.candidates.network import transport_estimate
+from alem.cli import app
+from alem.store import ProposalInput, Store
+
+OLIVINE = PACKAGE_DATA / "hosts" / "LiFePO4_olivine.cif"
+
+
+def _record_result(store: Store, hop_id: str, barrier_ev: float, method: str) -> None:
+    from alem.neb.schemas import NebOutcome
+
+    store.add_proposals(store.new_batch_id(), "explore", [ProposalInput(hop_id, score=1.0)])
+    store.approve([hop_id], who="test")
+    job = store.begin_submission(hop_id, "local")
+    store.mark_submitted(job.id, f"ext-{hop_id}")
+    store.record_result(job.id, NebOutcome(barrier_ev=barrier_ev, reverse_barrier_ev=barrier_ev, converged=True, method=method))
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    from alem.campaign import init_campaign
+
+    directory = tmp_path_factory.mktemp("hosts") / "campaign"
+    config = init_campaign(directory, backend="local")
+    added = CliRunner().invoke(app, ["candidates", "add", str(OLIVINE), "--max-hop-length", "5.0", "-C", str(directory)])
+    assert added.exit_code == 0, added.output
+    with Store.open(config.store_path) as store:
+        hops = {round(h.hop_length_a, 1): h.hop_id for h in store.hops()}
+        assert sorted(hops) == [3.0, 4.7]
+        version = store.add_model_version("models/ensemble", {}, "sha256:test", 556)
+        # the model thinks the channel hop is slow and uncertain, the inter-channel hop hard
+        store.record_predictions(version, [hops[3.0], hops[4.7]], [0.9, 2.9], [0.3, 0.2])
+    return config, hops
+
+
+def test_predictions_alone_give_a_spread_and_a_limiting_hop(campaign):
+    config, hops = campaign
+    with Store.open(config.store_path) as store:
+        host = host_summary(config, store, store.hosts()[0].id)
+    assert (host["dimensionality"], host["directions"]) == (1, "b")
+    assert host["percolation_barrier_ev"] == pytest.approx(0.9)
+    assert host["limiting_hop"] == hops[3.0]
+    assert (host["hops_computed"], host["hops_total"], host["hops_predicted"]) == (0, 2, 2)
+    spread = host["spread"]
+    # 0.9 ± 0.3 eV against the 0.65 eV threshold: P(good) is near Φ(-0.83) ≈ 0.2, the channel hop limits always
+    assert spread["mean_ev"] == pytest.approx(0.9, abs=0.1)
+    assert spread["std_ev"] == pytest.approx(0.3, abs=0.08)
+    assert 0.05 < spread["prob_good"] < 0.4
+    assert spread["limiting_share"] == {hops[3.0]: 1.0}
+
+
+def test_the_acquisitions_prediction_table_rows_are_used_when_given(campaign):
+    from alem.acquisition import PredictionTable
+
+    config, hops = campaign
+    # four member rows: the channel hop at 0.3..0.6 eV, the inter-channel hop far above
+    members = np.array([[0.3, 3.0], [0.4, 3.1], [0.5, 2.9], [0.6, 3.0]])
+    table = PredictionTable.from_members([hops[3.0], hops[4.7]], members)
+    with Store.open(config.store_path) as store:
+        host = host_summary(config, store, store.hosts()[0].id, table=table)
+    spread = host["spread"]
+    assert spread["rows"] == "prediction table" and spread["n_rows"] == 4
+    assert spread["mean_ev"] == pytest.approx(0.45)
+    assert spread["prob_good"] == pytest.approx(1.0)
+
+
+def test_a_train_fidelity_result_replaces_the_prediction_and_an_mlip_one_does_not(campaign, tmp_path):
+    config, hops = campaign
+    with Store.open(config.store_path) as store:
+        _record_result(store, hops[3.0], 0.55, "vasp:GGA CI-NEB")
+        _record_result(store, hops[4.7], 0.2, "mlip:CHGNet NEB")  # not a train fidelity: ignored
+        host = host_summary(config, store, store.hosts()[0].id)
+    assert host["percolation_barrier_ev"] == pytest.approx(0.55)
+    assert (host["hops_computed"], host["hops_predicted"]) == (1, 1)
+    paths = {p["hop_id"]: p for p in host["paths"]}
+    assert paths[hops[3.0]]["source"].startswith("result dft")
+    assert paths[hops[4.7]]["source"] == "model 1"
+    # the computed channel hop is fixed at its result: every row percolates at 0.55 eV
+    assert host["spread"]["std_ev"] == pytest.approx(0.0)
+    assert host["prob_good"] == pytest.approx(1.0)
+
+    result = CliRunner().invoke(app, ["hosts", "-C", str(config.campaign_dir)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "1D b" in result.output and hops[3.0] in result.output and "1/2" in result.output
+    assert "order of magnitude" not in result.output  # the estimate is for `alem show`, not the table
+    as_json = json.loads(CliRunner().invoke(app, ["hosts", "--json", "-C", str(config.campaign_dir)]).output)
+    assert as_json[0]["limiting_hop"] == hops[3.0]
+    shown = CliRunner().invoke(app, ["show", str(as_json[0]["host_id"]), "-C", str(config.campaign_dir)], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    assert "percolates 1D b at 0.550 eV" in shown.output and hops[4.7] in shown.output
+    # 4 Li in the 291 Å³ olivine cell, 3.00 Å hops at 0.55 eV in 1D
+    with Store.open(config.store_path) as store:
+        volume_cm3 = store.host_structure(as_json[0]["host_id"]).volume * 1e-24
+    expected = transport_estimate(0.55, 3.005, 1, 4 / volume_cm3, 300.0)
+    assert as_json[0]["estimate"]["diffusivity_cm2_s"] == pytest.approx(expected.diffusivity_cm2_s, rel=1e-3)
+    assert as_json[0]["estimate"]["conductivity_s_cm"] == pytest.approx(expected.conductivity_s_cm, rel=1e-3)
+    assert "order of magnitude at 300 K" in shown.output
+    missing = CliRunner().invoke(app, ["show", "99", "-C", str(config.campaign_dir)])
+    assert missing.exit_code != 0 and "no host 99" in missing.output
+
+
+
+def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
+    # a 2x1x1 supercell of LiCoO2 is a new host whose hops all match the first host's by signature,
+    # so `candidates add` stores none of them; its network borrows the stored hop's barrier
+    from pymatgen.core import Structure
+
+    from alem.campaign import init_campaign
+
+    doubled = Structure.from_file(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif")
+    doubled.make_supercell([2, 1, 1])
+    doubled.to(filename=str(tmp_path / "LiCoO2_x2.cif"))
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    files = [str(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif"), str(tmp_path / "LiCoO2_x2.cif")]
+    added = CliRunner().invoke(app, ["candidates", "add", *files, "-C", str(config.campaign_dir)])
+    assert added.exit_code == 0, added.output
+    with Store.open(config.store_path) as store:
+        (first, second) = store.hosts()
+        (stored,) = store.hops()
+        assert stored.host_id == first.id
+        unscored = host_summary(config, store, second.id)
+        assert (unscored["percolation_barrier_ev"], unscored["missing_paths"]) == (None, [stored.hop_id] * 2)
+        version = store.add_model_version("models/ensemble", {}, "sha256:test", 556)
+        store.record_predictions(version, [stored.hop_id], [0.3], [0.05])
+        host = host_summary(config, store, second.id)
+    assert (host["dimensionality"], host["directions"]) == (2, "ab")
+    assert host["percolation_barrier_ev"] == pytest.approx(0.3)
+    assert {p["hop_id"] for p in host["paths"]} == {stored.hop_id}
+    assert {p["state"] for p in host["paths"]} == {"known"}
+    # both paths are the one stored hop: each sample row gives them one value, so the network's
+    # barrier is that value and the spread the prediction's own
+    assert host["spread"]["std_ev"] == pytest.approx(0.05, abs=0.015)
+    assert host["spread"]["mean_ev"] == pytest.approx(0.3, abs=0.02)

@@ -1,0 +1,55 @@
+"""Ordered stand-ins of a partially occupied host (alem.candidates.ordering), on Li0.5CoO2: the
+shipped LiCoO2 with its Li layer half occupied."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+
+from alem import PACKAGE_DATA
+from alem.candidates import enumerate_hops
+from alem.candidates.hosts import HostError
+from alem.candidates.ordering import disordered_sites, order_host
+
+
+def _half_lithiated(supercell=(1, 1, 1)) -> Structure:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        host = Structure.from_file(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif")
+    host.make_supercell(list(supercell))
+    host.replace_species({"Li": {"Li": 0.5}})
+    return host
+
+
+def test_the_lowest_ewald_orderings_are_distinct_ordered_hosts_with_provenance():
+    # 4 Li sites, half occupied: 6 placements of 2 Li, 2 of them distinct by symmetry
+    orderings = order_host(_half_lithiated((2, 2, 1)), n_orderings=3, source="Li0.5CoO2.cif")
+    assert [o.rank for o in orderings] == [1, 2]
+    assert orderings[0].ewald_energy_ev < orderings[1].ewald_energy_ev
+    assert not StructureMatcher().fit(orderings[0].structure, orderings[1].structure)
+    for ordering in orderings:
+        assert ordering.structure.is_ordered
+        assert ordering.structure.composition.reduced_formula == "Li(CoO2)2"
+        assert ordering.provenance["ordered_from"] == "Li0.5CoO2.cif" and ordering.supercell == (1, 1, 1)
+    # an ordering is an ordinary host: its hops enumerate
+    assert enumerate_hops(orderings[0].structure, "Li", "Li0.5CoO2-o1")
+
+
+def test_a_cell_with_a_half_occupied_single_site_is_doubled():
+    (ordering,) = order_host(_half_lithiated(), n_orderings=3)
+    assert sorted(ordering.supercell) == [1, 1, 2]
+    assert ordering.structure.composition["Li"] == 1
+
+
+def test_a_host_that_cannot_be_ordered_is_refused_with_its_sites_and_the_way_by_hand():
+    host = _half_lithiated((2, 2, 1))
+    assert disordered_sites(host) == "sites 0-3 (Li 0.5)"
+    with pytest.raises(HostError, match=r"x\.cif: disordered sites 0-3 \(Li 0\.5\): no supercell of at most 10 atoms .* by hand"):
+        order_host(host, max_atoms=10, source="x.cif")
+    odd = _half_lithiated()
+    odd.replace_species({"Li": {"Li": 0.37 / 0.5}})
+    with pytest.raises(HostError, match=r"sites 0 \(Li 0\.37\): no supercell of at most 160 atoms"):
+        order_host(odd)
