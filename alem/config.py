@@ -81,6 +81,9 @@ class ApprovalSection(_Section):
     auto_approve: bool = Field(False, description="approve proposals without asking a person")
     max_running_jobs: int = Field(4, ge=1, description="most NEB jobs in flight at once")
     max_jobs_per_day: int = Field(20, ge=1, description="most NEB submissions in any 24 hours")
+    max_core_hours_per_day: float = Field(
+        0.0, ge=0.0, description="no new NEB starts once the jobs that ended in the last 24 h spent this many core-hours; 0 = no limit"
+    )
 
 
 class LocalBackendSection(_Section):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alem.backends.base import NebOutcome
-from alem.store import IllegalTransition, Store
+from alem.store import SCHEMA_VERSION, IllegalTransition, Store
 from alem.store.schema import MIGRATIONS, migrate
 
 FROZEN_V1 = Path(__file__).parent / "data" / "store_v1.sqlite"
@@ -49,7 +49,7 @@ def _version_2_store_with_results(tmp_path) -> Path:
 def test_a_version_2_store_migrates_and_every_result_gets_its_fidelity(tmp_path):
     path = _version_2_store_with_results(tmp_path)
     with Store.open(path) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         fidelity = {r.hop_id: r.fidelity for r in store.results()}
         assert fidelity == {"a": "mlip:CHGNet", "b": "dft:GGA+U", "c": "dft:GGA+U", "d": "dft:GGA"}
         jobs = {j.id: j for j in store.jobs()}

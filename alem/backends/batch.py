@@ -10,8 +10,17 @@ that runs the flow there with a file-backed jobflow store::
             request.json, flow.json, store/, work/, exit.json   (alem.backends.rundir)
             job.sh                 the batch script (qtoolkit's SlurmIO/PBSIO header)
             job.json               scheduler job id, written by the submitter after sbatch/qsub
-            started.json           scheduler job id and node, written by the job when it starts
+            started.json           scheduler job id, node and allocation, written by the job when it starts
             batch.log              the job's stdout/stderr
+        hops/<hop id>              the job keys submitted for that hop, oldest first
+
+Restarts: a new submission of a hop continues the hop's previous run (``hops/<hop id>``) unless
+that run converged: its finished endpoint relaxations are reused and the NEB starts from the
+images it reached (:func:`alem.backends.rundir.restart_from_run`). The campaign decides *whether*
+a hop is submitted again (``alem reconcile``: a job killed without its exit marker, or an
+unconverged NEB whose images still moved, while attempts remain); the backend decides *from
+what*. A continuation is refused while the previous attempt's job is still in the queue, so a
+hop never has two batch jobs at once.
 
 Scripts, submission, cancellation and queue listings go through qtoolkit. The external id is the
 scheduler's job id; the job name is the alem job key, so :meth:`BatchBackend.find_by_key` finds a
@@ -39,9 +48,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from alem.backends.base import Backend, QueueState
-from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
+from alem.backends.rundir import (
+    mark_started,
+    read_json,
+    restart_from_run,
+    run_cost,
+    run_flow,
+    run_outcome,
+    stage_run,
+    write_exit,
+    write_json_atomic,
+)
+from alem.errors import AlemError
 from alem.hops.hop import Hop
+from alem.neb.core_hours import JobCost
 from alem.neb.presets import Preset
+from alem.neb.restart import NebRestart
 from alem.neb.schemas import NebOutcome
 
 if TYPE_CHECKING:
@@ -69,6 +91,10 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
+class PreviousAttemptRunning(AlemError, RuntimeError):
+    """The hop's previous batch job is still in the queue: its continuation must wait."""
+
+
 def _qstate_to_job_state(qstate) -> QueueState:
     from qtoolkit.core.data_objects import QState
 
@@ -92,8 +118,8 @@ class BatchBackend(Backend):
         self.preset = preset
         self.resources = resources
         self.manager = manager or queue_manager(scheduler)
-        (self.root / "runs").mkdir(parents=True, exist_ok=True)
-        (self.root / "ids").mkdir(parents=True, exist_ok=True)
+        for folder in ("runs", "ids", "hops"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ paths
     def run_dir_for_key(self, job_key: str) -> Path:
@@ -113,6 +139,48 @@ class BatchBackend(Backend):
         tmp.write_text(job_key)
         os.replace(tmp, index)
         write_json_atomic(run_dir / "job.json", {"job_id": job_id, "scheduler": self.scheduler, "recorded_at": time.time()})
+
+    def _hop_index(self, hop_id: str) -> Path:
+        return self.root / "hops" / _file_name(hop_id)
+
+    def _hop_keys(self, hop_id: str) -> list[str]:
+        try:
+            return [line for line in self._hop_index(hop_id).read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def previous_run(self, hop_id: str, job_key: str) -> Path | None:
+        """The run directory of the hop's latest earlier submission under this preset."""
+        for key in reversed(self._hop_keys(hop_id)):
+            run_dir = self.run_dir_for_key(key)
+            request = read_json(run_dir / "request.json")
+            if key != job_key and request is not None and request.get("preset") == self.preset.name:
+                return run_dir
+        return None
+
+    def restart_for(self, hop: Hop, job_key: str) -> NebRestart | None:
+        """What a new attempt of ``hop`` continues from its previous run (None: start afresh,
+        also when that run converged: a converged path is judged, not continued)."""
+        run_dir = self.previous_run(hop.hop_id, job_key)
+        if run_dir is None:
+            return None
+        previous_id = str((read_json(run_dir / "job.json") or read_json(run_dir / "started.json") or {}).get("job_id") or "")
+        queue = self._queue()
+        if previous_id in queue and _qstate_to_job_state(queue[previous_id].state) is not QueueState.FAILED:
+            raise PreviousAttemptRunning(
+                f"hop {hop.hop_id}: its previous {self.scheduler} job {previous_id} is still in the queue; "
+                "the next attempt is submitted once it has ended")
+        finished = read_json(run_dir / "exit.json")
+        if finished is not None and finished.get("state") == "completed":
+            outcome = run_outcome(run_dir, f"{self.scheduler} job {previous_id}", LOG, lambda: "completed")
+            if outcome.converged:
+                return None
+        return restart_from_run(run_dir, previous_id or run_dir.name, self.preset.engine)
+
+    def allocation(self) -> dict:
+        """Nodes and cores per node one NEB job asks for."""
+        settings = self.resources
+        return {"nodes": settings.nodes, "cores_per_node": settings.tasks_per_node * settings.cpus_per_task}
 
     # ---------------------------------------------------------------- scripts
     def qresources(self, job_key: str, run_dir: Path):
@@ -179,7 +247,12 @@ class BatchBackend(Backend):
             return existing
         run_dir = self.run_dir_for_key(job_key)
         if not run_dir.is_dir():
-            stage_run(run_dir, hop, self.preset, job_key, scheduler=self.scheduler)
+            restart = self.restart_for(hop, job_key)
+            stage_run(run_dir, hop, self.preset, job_key, restart=restart, allocation=self.allocation(),
+                      scheduler=self.scheduler)
+            if job_key not in self._hop_keys(hop.hop_id):
+                with open(self._hop_index(hop.hop_id), "a") as index:
+                    index.write(job_key + "\n")
         script_path = run_dir / SCRIPT
         tmp = script_path.with_name(f".{SCRIPT}.tmp")
         tmp.write_text(self.script(job_key, run_dir))
@@ -216,6 +289,12 @@ class BatchBackend(Backend):
             return NebOutcome(failure_reason=f"{label} was not submitted from {self.root}")
         return run_outcome(run_dir, label, LOG, lambda: self.poll([external_id])[external_id].value)
 
+    def job_cost(self, external_id: str) -> JobCost | None:
+        run_dir = self.run_dir(external_id)
+        if run_dir is None:
+            return None
+        return run_cost(run_dir, LOG, f"{self.scheduler} job {external_id}")
+
     def cancel(self, external_id: str) -> None:
         run_dir = self.run_dir(external_id)
         self.manager.cancel(external_id)
@@ -223,10 +302,25 @@ class BatchBackend(Backend):
             write_exit(run_dir, "failed", "cancelled")
 
 
+def scheduler_allocation(environ: dict[str, str] | None = None) -> dict:
+    """Nodes and cores per node the scheduler gave this job (empty where it does not say):
+    Slurm's ``SLURM_JOB_NUM_NODES``/``SLURM_CPUS_ON_NODE``, PBS's node file (one line per core)."""
+    environ = dict(os.environ if environ is None else environ)
+    if environ.get("SLURM_JOB_NUM_NODES") and environ.get("SLURM_CPUS_ON_NODE"):
+        return {"nodes": int(environ["SLURM_JOB_NUM_NODES"]), "cores_per_node": int(environ["SLURM_CPUS_ON_NODE"])}
+    node_file = environ.get("PBS_NODEFILE")
+    if node_file and Path(node_file).is_file():
+        slots = [line.strip() for line in Path(node_file).read_text().splitlines() if line.strip()]
+        nodes = len(set(slots))
+        if nodes:
+            return {"nodes": nodes, "cores_per_node": len(slots) // nodes}
+    return {}
+
+
 def run_batch_job(run_dir: Path) -> int:
     """Body of the batch job on the compute node: say which job runs the flow, then run it."""
     job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
-    write_json_atomic(run_dir / "started.json", {"job_id": job_id, "host": socket.gethostname(), "started_at": time.time()})
+    mark_started(run_dir, job_id=job_id, host=socket.gethostname(), **scheduler_allocation())
     return run_flow(run_dir)
 
 

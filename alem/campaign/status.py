@@ -37,6 +37,7 @@ def loop_alive(status: LoopStatus | None, tick_seconds: float, now: float | None
 
 def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
     """Everything ``alem status`` shows, as one JSON-ready dict (``alem status --json`` prints it)."""
+    from alem.campaign.budget import core_hour_ledger
     from alem.campaign.fidelity_status import fidelity_status
 
     model = store.current_model()
@@ -70,6 +71,7 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
         "loop": None if loop is None else {**loop.as_dict(), "alive": loop_alive(loop, config.loop.tick_seconds)},
         "problems": store.integrity_check(),
         "fidelity": fidelity_status(config, store),
+        "core_hours": core_hour_ledger(store, config.approval),
     }
 
 

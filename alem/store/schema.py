@@ -159,6 +159,13 @@ _V2_EXECUTION = [
     "CREATE INDEX events_job ON events(job_id)",
 ]
 
+#: The core-hour ledger (alem.store.job_costs): what each ended job spent, and on what allocation.
+_V4_CORE_HOURS = [
+    "ALTER TABLE jobs ADD COLUMN core_hours REAL CHECK (core_hours IS NULL OR core_hours >= 0)",
+    "ALTER TABLE jobs ADD COLUMN cost_json TEXT",
+]
+
+
 def _v3_fidelity(conn: sqlite3.Connection) -> None:
     from alem.store.fidelity_columns import migrate_to_v3
 
@@ -169,6 +176,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "campaign: hosts, hops, models, predictions, proposals, decisions, events", _V1_CAMPAIGN),
     Migration(2, "execution: jobs (one live job per hop), results, loop status", _V2_EXECUTION),
     Migration(3, "fidelity: job stage and fidelity, result fidelity, campaign rounds", _v3_fidelity),
+    Migration(4, "core-hour ledger: core-hours and allocation of every ended job", _V4_CORE_HOURS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

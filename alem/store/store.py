@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from alem.store.execution import ExecutionTables
 from alem.store.hop_rows import HopTables
+from alem.store.job_costs import JobCostTables
 from alem.store.planning import PlanningTables
 from alem.store.screening_jobs import CampaignRoundTables, ScreeningTables
 
 __all__ = ["Store"]
 
 
-class Store(ScreeningTables, ExecutionTables, CampaignRoundTables, PlanningTables, HopTables):
+class Store(JobCostTables, ScreeningTables, ExecutionTables, CampaignRoundTables, PlanningTables, HopTables):
     """An open campaign store. Create with :meth:`Store.open`; close with :meth:`close` or ``with``.
 
-    The table groups live in their own modules (hops, planning, execution, screening, campaign rounds) on a shared core
+    The table groups live in their own modules (hops, planning, execution, screening, campaign rounds, core-hour ledger) on a shared core
     (connection, transactions, events); this class only puts them together.
     """
