@@ -41,14 +41,31 @@ def fake_pbs(bin_dir: Path) -> Path:
     return submitted
 
 
-def trajectory_energies(run_dir: Path, frames_per_step: int) -> list[list[float]]:
-    """Image energies of every complete step of the run's MLIP NEB trajectory."""
+def step_energies(directories, frames_per_step: int) -> list[list[float]]:
+    """Image energies of every complete step of the one MLIP NEB trajectory among ``directories``."""
     from ase.io.trajectory import Trajectory
 
-    [path] = list((run_dir / "work").glob(f"*/{NEB_TRAJECTORY}"))
+    [path] = [Path(d) / NEB_TRAJECTORY for d in directories if (Path(d) / NEB_TRAJECTORY).is_file()]
     with Trajectory(str(path)) as trajectory:
         energies = [atoms.get_potential_energy() for atoms in trajectory]
     return [energies[i:i + frames_per_step] for i in range(0, len(energies) - frames_per_step + 1, frames_per_step)]
+
+
+def trajectory_energies(run_dir: Path, frames_per_step: int) -> list[list[float]]:
+    """Per-step image energies of the MLIP NEB in a batch run directory."""
+    return step_energies((run_dir / "work").glob("*"), frames_per_step)
+
+
+def launch_trajectory_energies(launchpad, external_id: str, frames_per_step: int) -> list[list[float]]:
+    """Per-step image energies of the MLIP NEB of a FireWorks workflow (its launch directories)."""
+    workflow = launchpad.get_wf_by_fw_id(int(external_id))
+    return step_energies([launch.launch_dir for fw in workflow.fws for launch in fw.launches], frames_per_step)
+
+
+def flow_trajectory_energies(job_controller, flow_id: str, frames_per_step: int) -> list[list[float]]:
+    """Per-step image energies of the MLIP NEB of a jobflow-remote flow (its jobs' run directories)."""
+    jobs = job_controller.get_jobs_info(flow_ids=[flow_id])
+    return step_energies([job.run_dir for job in jobs if job.run_dir], frames_per_step)
 
 
 def test_core_hours_is_nodes_times_cores_times_wall_time():
@@ -150,3 +167,40 @@ def test_pbs_unconverged_neb_continues_from_its_last_images(tmp_path, monkeypatc
         reconcile(store, backend, config)  # polled again: nothing counted twice
         assert store.core_hours_spent() == pytest.approx(sum(j.core_hours for j in costs.values()))
         assert store.core_hours_by_hop()[li2o_hop.hop_id][1] == 2
+
+
+@pytest.mark.slow
+def test_pbs_endpoints_run_as_their_own_smaller_job_before_the_neb(tmp_path, monkeypatch, li2o_hop, fast_mlip_preset):
+    from alem.config import BatchBackendSection
+
+    submitted = fake_pbs(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    fast_mlip_preset.neb.max_steps = 5
+    resources = BatchBackendSection(nodes=3, tasks_per_node=2, endpoint_nodes=1, endpoint_walltime_minutes=30)
+    backend = BatchBackend("pbs", tmp_path / "runs", fast_mlip_preset, resources)
+    job_id = backend.submit(li2o_hop, "alem-split")
+    assert job_id == "2.pbs-test"  # the NEB job is the attempt's id; the endpoint job went first
+    run_dir = backend.run_dir(job_id)
+    endpoint_script = (run_dir / "endpoints.job.sh").read_text()
+    neb_script = (run_dir / "job.sh").read_text()
+    assert submitted.read_text().split() == [str(run_dir / "endpoints.job.sh"), str(run_dir / "job.sh")]
+    assert "#PBS -l select=1:ncpus=2" in endpoint_script and "#PBS -l walltime=0:30:0\n" in endpoint_script
+    assert "-m alem.backends.batch" in endpoint_script and endpoint_script.rstrip().endswith("endpoints")
+    assert "#PBS -l select=3:ncpus=2" in neb_script and "#PBS -W depend=afterok:1.pbs-test" in neb_script
+    assert backend.submit(li2o_hop, "alem-split") == job_id and len(submitted.read_text().split()) == 2
+
+    monkeypatch.setenv("PBS_JOBID", "1.pbs-test")
+    run_batch_job(run_dir, "endpoints")  # the small job: both endpoint relaxations, nothing else
+    assert len(list((run_dir / "work").glob("job_*"))) == 2 and not (run_dir / "exit.json").exists()
+    monkeypatch.setenv("PBS_JOBID", job_id)
+    run_batch_job(run_dir)  # the NEB job: images and NEB from the endpoints in the shared store
+    assert len(list((run_dir / "work").glob("job_*"))) == 4
+    outcome = backend.outcome(job_id)
+    assert len(outcome.image_energies_ev) == fast_mlip_preset.neb.n_images + 2
+    neb_cost, endpoint_cost = (backend.job_cost(job_id), json.loads((run_dir / "endpoints.started.json").read_text()))
+    assert endpoint_cost["job_id"] == "1.pbs-test"
+    from alem.backends.rundir import run_cost
+
+    parts = [run_cost(run_dir, "batch.log", "neb"), run_cost(run_dir, "endpoints.log", "endpoints", "endpoints")]
+    assert (parts[0].nodes, parts[1].nodes) == (3, 1)  # what each job asked for (no PBS node file here)
+    assert neb_cost.core_hours == pytest.approx(parts[0].core_hours + parts[1].core_hours)

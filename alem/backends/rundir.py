@@ -100,30 +100,68 @@ def stage_run(run_dir: Path, hop: Hop, preset: Preset, job_key: str, restart: Ne
     return request
 
 
-def run_flow(run_dir: Path) -> int:
-    """Run the directory's flow with jobflow's ``run_locally``, then write ``exit.json``."""
-    from jobflow import run_locally
+#: A run split over two batch jobs (``[backend.slurm] endpoint_nodes``): the endpoint stage writes
+#: its own ``endpoints.started.json`` / ``endpoints.exit.json``; the NEB stage the plain files.
+ENDPOINT_STAGE = "endpoints"
+
+
+def _stage_file(name: str, stage: str | None) -> str:
+    return f"{stage}.{name}" if stage else name
+
+
+def endpoint_stage_uuids(flow) -> set[str]:
+    """uuids of the flow's endpoint relaxations and every job they need first (host relaxation)."""
+    from alem.neb.restart import JOB_UUIDS_KEY
+
+    uuids = flow.metadata.get(JOB_UUIDS_KEY) or {}
+    by_uuid = {job.uuid: job for job in flow.jobs}
+    wanted = [uuid for key, uuid in uuids.items() if key.startswith("endpoint") and uuid in by_uuid]
+    closure: set[str] = set()
+    while wanted:
+        uuid = wanted.pop()
+        if uuid not in closure:
+            closure.add(uuid)
+            wanted += [parent for parent in by_uuid[uuid].input_uuids if parent in by_uuid]
+    return closure
+
+
+def run_flow(run_dir: Path, stage: str | None = None) -> int:
+    """Run the directory's flow with jobflow's ``run_locally``, then write ``exit.json``.
+
+    ``stage="endpoints"`` runs only the endpoint relaxations (and what they need); a run whose
+    request says ``"endpoint_stage"`` then runs everything else, the endpoints' outputs coming
+    from the shared job store."""
+    from jobflow import Flow, run_locally
     from monty.serialization import loadfn
 
     try:
         flow = loadfn(run_dir / "flow.json")
+        request = read_json(run_dir / REQUEST) or {}
+        if stage == ENDPOINT_STAGE or request.get("endpoint_stage"):
+            endpoint_jobs = endpoint_stage_uuids(flow)
+            jobs = [job for job in flow.jobs if (job.uuid in endpoint_jobs) == (stage == ENDPOINT_STAGE)]
+            for job in jobs:
+                job.hosts = []  # they move to a flow of their own
+            flow = Flow(jobs, name=f"{flow.name} ({stage or 'NEB'} stage)", metadata=flow.metadata)
         work_dir = run_dir / "work"
         work_dir.mkdir(exist_ok=True)
         responses = run_locally(flow, store=job_store_for(run_dir, read_only=False), create_folders=True,
-                                root_dir=work_dir, ensure_success=False)
+                                root_dir=work_dir, ensure_success=False,
+                                # the NEB stage reads the endpoint stage's outputs from the shared store
+                                allow_external_references=bool(request.get("endpoint_stage")))
         names = {job.uuid: job.name for job, _ in flow.iterflow()}
         missing = [names.get(job_uuid, job_uuid) for job_uuid in flow.job_uuids if job_uuid not in responses]
         if missing:
             raise RuntimeError(f"job(s) {', '.join(missing)} did not finish (traceback in the job's log)")
     except Exception as exc:  # any failure must end up in exit.json, never as a silent LOST
-        write_exit(run_dir, "failed", f"{type(exc).__name__}: {exc}")
+        write_exit(run_dir, "failed", f"{type(exc).__name__}: {exc}", stage)
         raise
-    write_exit(run_dir, "completed", None)
+    write_exit(run_dir, "completed", None, stage)
     return 0
 
 
-def write_exit(run_dir: Path, state: str, error: str | None) -> None:
-    write_json_atomic(run_dir / EXIT, {"state": state, "error": error, "finished_at": time.time()})
+def write_exit(run_dir: Path, state: str, error: str | None, stage: str | None = None) -> None:
+    write_json_atomic(run_dir / _stage_file(EXIT, stage), {"state": state, "error": error, "finished_at": time.time()})
 
 
 def run_outcome(run_dir: Path, label: str, log_name: str, current_state: Callable[[], str]) -> NebOutcome:
@@ -195,25 +233,26 @@ def _last_write_s(run_dir: Path, log_name: str) -> float | None:
     return max(times) if times else None
 
 
-def run_cost(run_dir: Path, log_name: str, source: str) -> JobCost | None:
+def run_cost(run_dir: Path, log_name: str, source: str, stage: str | None = None) -> JobCost | None:
     """The allocation and wall time this run held (None if it never started): the allocation the
     job itself reported at start, else the one it asked for; from its start to its exit marker,
-    or to the last write into the run directory for a run killed without one."""
+    or to the last write into the run directory for a run killed without one. ``stage`` reads the
+    endpoint stage's own records instead (a run split over two jobs)."""
     request = read_json(run_dir / REQUEST)
-    started = read_json(run_dir / STARTED)
+    started = read_json(run_dir / _stage_file(STARTED, stage))
     if request is None or started is None or "started_at" not in started:
         return None
-    asked = request.get("allocation") or {}
+    asked = (request.get(f"{stage}_allocation") if stage else None) or request.get("allocation") or {}
     nodes = int(started.get("nodes") or asked.get("nodes") or 1)
     cores = int(started.get("cores_per_node") or asked.get("cores_per_node") or 1)
-    finished = read_json(run_dir / EXIT)
+    finished = read_json(run_dir / _stage_file(EXIT, stage))
     end = finished.get("finished_at") if finished else _last_write_s(run_dir, log_name)
     how = "exit marker" if finished else "last write into the run directory"
     return JobCost(nodes=nodes, cores_per_node=cores, wall_s=max(0.0, (end or started["started_at"]) - started["started_at"]),
                    source=f"{source}; wall time from the job's start to its {how}")
 
 
-def mark_started(run_dir: Path, **record) -> None:
-    """Write ``started.json``: when the flow starts running, plus what the caller knows (job id,
-    host, the allocation the scheduler gave)."""
-    write_json_atomic(run_dir / STARTED, {"started_at": time.time(), **record})
+def mark_started(run_dir: Path, stage: str | None = None, **record) -> None:
+    """Write ``started.json`` (of ``stage``): when the flow starts running, plus what the caller
+    knows (job id, host, the allocation the scheduler gave)."""
+    write_json_atomic(run_dir / _stage_file(STARTED, stage), {"started_at": time.time(), **record})

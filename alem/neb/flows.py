@@ -65,6 +65,31 @@ def _interpolation(preset: Preset):
     return NebInterpolation.LINEAR, {"autosort_tol": 0}
 
 
+def _mlip_restart_images(restart: NebRestart | None, initial: Structure, final: Structure, preset: Preset, jobs: list):
+    """The images a continued MLIP NEB starts from (None: no restart, run the whole flow): the
+    previous attempt's last images when known here, else read where its NEB ran by a job appended
+    to ``jobs`` (falling back to the interpolation between its finished endpoints), else that
+    interpolation."""
+    from pymatgen.core import Structure
+
+    settings = preset.neb
+    if restart is None:
+        return None
+    if restart.images is not None:
+        return [Structure.from_dict(image) for image in restart.images]
+    if all(restart.endpoints):
+        initial, final = (Structure.from_dict(e.structure) for e in restart.endpoints)
+    elif settings.relax_endpoints or not restart.neb_dir:
+        return None
+    images = interpolate_images(initial, final, settings.n_images, settings.interpolation)
+    if restart.neb_dir:  # read where that NEB ran (FireWorks, jobflow-remote)
+        from alem.neb.mlip_jobs import images_from_previous_mlip_neb
+
+        jobs.append(images_from_previous_mlip_neb(restart.neb_dir, settings.n_images + 2, images))
+        return jobs[-1].output
+    return images
+
+
 def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -> Flow:
     """Endpoint relaxations, IDPP images and the NEB; with ``restart`` (a retry), the NEB
     continues from the images the previous attempt reached (or from its finished endpoints)."""
@@ -72,7 +97,6 @@ def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
     from atomate2.forcefields.jobs import ForceFieldRelaxMaker
     from atomate2.forcefields.neb import ForceFieldNebFromImagesMaker
     from jobflow import Flow
-    from pymatgen.core import Structure
 
     settings = preset.neb
     initial, final = neb_endpoints(hop, preset.supercell.min_image_distance_a, preset.supercell.max_atoms)
@@ -86,17 +110,13 @@ def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         # every step on disk: a job killed at its walltime is continued from its last images
         optimizer_kwargs={"trajectory": NEB_TRAJECTORY},
     )
-    jobs = []
+    jobs: list = []
     restart = restart if restart is not None and restart.reuses_anything else None
     uuids: dict[str, str] = {}
-    if restart is not None and (restart.images is not None or all(restart.endpoints)):
-        if restart.images is not None:
-            images = [Structure.from_dict(image) for image in restart.images]
-        else:
-            initial, final = (Structure.from_dict(e.structure) for e in restart.endpoints)
-            images = interpolate_images(initial, final, settings.n_images, settings.interpolation)
+    images = _mlip_restart_images(restart, initial, final, preset, jobs)
+    if images is not None:
         neb_job = neb_maker.make(images)
-        jobs = [neb_job]
+        jobs.append(neb_job)
     elif settings.relax_endpoints:
         relax_maker = ForceFieldRelaxMaker(
             name=f"{preset.mlip.force_field} endpoint relax",
