@@ -204,3 +204,37 @@ def test_pbs_endpoints_run_as_their_own_smaller_job_before_the_neb(tmp_path, mon
     parts = [run_cost(run_dir, "batch.log", "neb"), run_cost(run_dir, "endpoints.log", "endpoints", "endpoints")]
     assert (parts[0].nodes, parts[1].nodes) == (3, 1)  # what each job asked for (no PBS node file here)
     assert neb_cost.core_hours == pytest.approx(parts[0].core_hours + parts[1].core_hours)
+
+
+def test_a_killed_run_is_continued_from_its_last_complete_trajectory_step(tmp_path, li2o_hop, fast_mlip_preset):
+    """No NEB runs here: a run directory as a killed MLIP attempt leaves it (two complete steps
+    and a partial third in the optimiser's trajectory); the next flow starts from step two."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io.trajectory import Trajectory
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from alem.backends.rundir import restart_from_run, stage_run
+    from alem.neb.flows import neb_flow_for_hop
+
+    run_dir = tmp_path / "run"
+    stage_run(run_dir, li2o_hop, fast_mlip_preset, "alem-killed")
+    frames = fast_mlip_preset.neb.n_images + 2
+    neb_dir = run_dir / "work" / "job_neb"
+    neb_dir.mkdir(parents=True)
+    image = AseAtomsAdaptor.get_atoms(li2o_hop.initial)
+    with Trajectory(str(neb_dir / NEB_TRAJECTORY), "w") as trajectory:
+        for step in range(3):
+            for index in range(frames if step < 2 else 3):  # killed while writing step 3
+                atoms = image.copy()
+                atoms.positions[0, 0] += 0.01 * step + 0.001 * index
+                atoms.calc = SinglePointCalculator(atoms, energy=-50.0 - step - 0.1 * index)
+                trajectory.write(atoms)
+    restart = restart_from_run(run_dir, "7", "mlip")
+    assert restart.image_energies_ev == pytest.approx([-51.0 - 0.1 * index for index in range(frames)])
+    assert restart.describe() == f"continues 7: reuses the last positions of its {frames} images"
+    flow = neb_flow_for_hop(li2o_hop, fast_mlip_preset, restart=restart)
+    [neb_job] = flow.jobs  # no endpoint relaxation, no interpolation: the NEB from those images
+    first_image = neb_job.function_args[0][1]
+    assert first_image.cart_coords[0, 0] == pytest.approx(image.positions[0, 0] + 0.01 + 0.001)
+    assert flow.metadata["alem_restart"]["previous_id"] == "7"
+    assert restart_from_run(tmp_path / "never-staged", "8", "mlip") is None
