@@ -208,7 +208,7 @@ def test_run_directory_staging_left_by_a_killed_process_is_replaced(tmp_path, li
 
 @pytest.mark.slow
 def test_walltime_kill_is_resubmitted_and_continues_from_its_last_images(slurm_cluster, tmp_path, li2o_hop, fast_mlip_preset):
-    """A CHGNet NEB (5 images, fmax 0.01 eV/Å: minutes of work) under a 1-minute walltime: Slurm
+    """A CHGNet NEB (5 images, fmax 0.02 eV/Å: minutes of work) under a 1-minute walltime: Slurm
     kills it mid-NEB, alem resubmits it, and the next attempt starts from the images the killed
     one reached (not from IDPP), without relaxing the endpoints again. Once an attempt has been
     killed the test raises the walltime (what a user does), so the hop finishes with one usable
@@ -218,7 +218,7 @@ def test_walltime_kill_is_resubmitted_and_continues_from_its_last_images(slurm_c
     from tests.test_backends_restart import trajectory_energies
 
     fast_mlip_preset.neb.n_images = 5
-    fast_mlip_preset.neb.fmax_ev_a = 0.01  # more than a minute of NEB steps
+    fast_mlip_preset.neb.fmax_ev_a = 0.02  # more than a minute of NEB steps
     fast_mlip_preset.neb.max_steps = 5000  # only the walltime stops an attempt
     frames = fast_mlip_preset.neb.n_images + 2
     config = CampaignConfig()
@@ -237,7 +237,7 @@ def test_walltime_kill_is_resubmitted_and_continues_from_its_last_images(slurm_c
             live = [state for state in slurm_cluster.queue().values() if state in ("PD", "R", "CG", "CF")]
             most_live = max(most_live, len(live), len(store.jobs(live=True)))
             reconcile(store, backend, config, resubmit=False)
-            ended = [job for job in store.jobs(hop_id=li2o_hop.hop_id) if job.state.value == "failed"]
+            ended = [job for job in store.jobs(hop_id=li2o_hop.hop_id) if job.state.value in ("failed", "lost")]
             if any(list((backend.run_dir(job.external_id) / "work").glob("*/alem_neb.traj")) for job in ended):
                 config.backend.slurm.walltime_minutes = 10  # killed mid-NEB: give the next attempt room
             time.sleep(2)
@@ -246,7 +246,7 @@ def test_walltime_kill_is_resubmitted_and_continues_from_its_last_images(slurm_c
         [result] = store.results(hop_id=li2o_hop.hop_id)
         assert result.usable and 0.05 < result.barrier_ev < 1.5
         assert most_live == 1  # one live job at any time, in Slurm and in the store
-        assert len(jobs) >= 2 and all(job.state.value == "failed" for job in jobs[:-1])
+        assert len(jobs) >= 2 and all(job.state.value in ("failed", "lost") for job in jobs[:-1])
         run_dirs = [backend.run_dir(job.external_id) for job in jobs]
         assert all("DUE TO TIME LIMIT" in (run_dir / "batch.log").read_text() for run_dir in run_dirs[:-1])
 
