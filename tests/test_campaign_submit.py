@@ -158,6 +158,11 @@ def test_core_hour_budget_stops_new_submissions_until_the_day_has_room(campaign)
     assert ledger["by_hop"] == [{"hop_id": hop, "core_hours": 128.0, "attempts": 1}]
     assert core_hour_lines(ledger)[0] == ("Core-hours spent: target (DFT) 128.0, screening 0.0 "
                                           "(last 24 h: 128.0 of at most 100 per day)")
+    from alem.report import render_report
+
+    page = render_report(config, store)  # the report: per stage and per hop, with attempts
+    assert "<tr><td>target (DFT)</td><td>128.0</td><td>128.0</td></tr>" in page
+    assert f"<tr><td>{hop}</td><td>128.00</td><td>1</td></tr>" in page
     with Store.open(config.store_path, clock=lambda: store.job(job.id).updated_at + 86400.0 + 1) as a_day_later:
         assert len(submit_approved(a_day_later, backend, config).submitted) == 2  # the window has room again
 
