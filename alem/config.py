@@ -111,6 +111,9 @@ class ApprovalSection(_Section):
     auto_approve: bool = Field(False, description="approve proposals without asking a person")
     max_running_jobs: int = Field(4, ge=1, description="most NEB jobs in flight at once")
     max_jobs_per_day: int = Field(20, ge=1, description="most NEB submissions in any 24 hours")
+    max_core_hours_per_day: float = Field(
+        0.0, ge=0.0, description="no new NEB starts once the jobs that ended in the last 24 h spent this many core-hours; 0 = no limit"
+    )
 
 
 class LocalBackendSection(_Section):
@@ -132,6 +135,11 @@ class BatchBackendSection(_Section):
     tasks_per_node: int = Field(1, ge=1, description="MPI ranks per node")
     cpus_per_task: int = Field(1, ge=1, description="threads per MPI rank")
     walltime_minutes: int = Field(1440, ge=1, description="wall-time limit of one NEB job")
+    endpoint_nodes: int = Field(
+        0, ge=0, description="nodes of a separate, smaller batch job that relaxes both endpoints before the NEB job "
+        "starts (scheduler dependency); 0 = relax them inside the NEB job, on its whole allocation"
+    )
+    endpoint_walltime_minutes: int = Field(0, ge=0, description="wall-time limit of that endpoint job; 0 = walltime_minutes")
     pre_run: list[str] = Field(
         default_factory=list, description="shell lines run first on the compute node (module load ..., source venv/bin/activate)"
     )

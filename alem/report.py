@@ -253,6 +253,22 @@ def _fidelity_section(config: CampaignConfig, store: Store) -> str:
 """
 
 
+def _core_hours_section(config: CampaignConfig, store: Store) -> str:
+    """Core-hours spent per stage and per hop, with the attempts each hop took (the store's ledger)."""
+    from alem.campaign.budget import STAGE_NAMES, core_hour_ledger, core_hour_lines
+
+    ledger = core_hour_ledger(store, config.approval, top_hops=10_000)
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in core_hour_lines(ledger))
+    stages = [[STAGE_NAMES.get(stage, stage), _f(hours, 1), _f(ledger["last_24h"][stage], 1)]
+              for stage, hours in ledger["by_stage"].items()]
+    hops = [[row["hop_id"], _f(row["core_hours"], 2), row["attempts"]] for row in ledger["by_hop"]]
+    return f"""<h2>Core-hours spent</h2>
+<ul>{lines}</ul>
+{_table(["stage", "core-hours", "last 24 h"], stages)}
+{_table(["hop", "core-hours", "attempts"], hops) if hops else ""}
+"""
+
+
 def render_report(config: CampaignConfig, store: Store) -> str:
     points = parity_points(store)
     curve = learning_curve(store)
@@ -300,6 +316,7 @@ predictions on the results that arrived while it was current.</p>
 <h2>NEB results</h2>
 {fidelity_html}
 {_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status", "provenance"], result_rows)}
+{_core_hours_section(config, store)}
 <h2>Predictions behind the parity plot</h2>
 {_table(["hop", "NEB barrier (eV)", "predicted (eV)", "σ (eV)", "prediction by"], parity_rows)}
 {_provenance_section(results)}

@@ -145,3 +145,30 @@ def test_lost_run_is_reconciled_and_retried_up_to_max_attempts(backend, launchpa
         assert launchpad.workflows.count_documents({}) == 2  # no third submission
         assert any("failed after 2 attempts" in line for line in report.repairs)
         assert store.integrity_check() == []
+
+
+@pytest.mark.slow
+def test_unconverged_mlip_neb_is_continued_from_its_last_images(backend, launchpad, li2o_hop, tmp_path, monkeypatch):
+    """A completed workflow whose CHGNet NEB ran out of steps with its images still moving: the
+    retry starts from the images it reached (read from its launch directory by a job of the retry)."""
+    from fireworks import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+
+    from alem.neb.restart import MIN_PROGRESS_A, unconverged_progress_a
+    from tests.test_backends_restart import launch_trajectory_energies
+
+    backend.preset.neb.max_steps = 6
+    monkeypatch.chdir(tmp_path)
+    first = backend.submit(li2o_hop, "job-1")
+    rapidfire(launchpad, FWorker(name="cluster-a"), nlaunches=0, strm_lvl="ERROR")
+    outcome = backend.outcome(first)
+    assert backend.poll([first])[first] == QueueState.COMPLETED and not outcome.converged
+    assert unconverged_progress_a(outcome) > MIN_PROGRESS_A  # what reconcile continues
+
+    second = backend.submit(li2o_hop, "job-2")
+    names = [fw.name for fw in launchpad.get_wf_by_fw_id(int(second)).fws]
+    assert any("images_from_previous_mlip_neb" in name for name in names), names
+    rapidfire(launchpad, FWorker(name="cluster-a"), nlaunches=0, strm_lvl="ERROR")
+    frames = backend.preset.neb.n_images + 2
+    first_steps, second_steps = (launch_trajectory_energies(launchpad, external_id, frames) for external_id in (first, second))
+    assert second_steps[0] == pytest.approx(first_steps[-1], abs=1e-5)  # not from IDPP

@@ -53,3 +53,31 @@ def test_runner_executes_the_neb(backend, li2o_hop):
     assert outcome.usable, outcome.failure_reason
     assert outcome.barrier_ev == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)
     assert outcome.details["flow_id"] == external_id
+
+
+@pytest.mark.slow
+def test_unconverged_mlip_neb_is_continued_from_its_last_images(backend, li2o_hop):
+    """A completed flow whose CHGNet NEB ran out of steps with its images still moving: the retry
+    starts from the images it reached (read from its run directory by a job of the retry)."""
+    from jobflow_remote.jobs.runner import Runner
+
+    from alem.neb.restart import MIN_PROGRESS_A, unconverged_progress_a
+    from tests.test_backends_restart import flow_trajectory_energies
+
+    backend.preset.neb.max_steps = 6
+    runner = Runner(project_name=backend.project_name)
+    runner.job_controller = backend.job_controller  # share the in-memory queue database
+    first = backend.submit(li2o_hop, "job-1")
+    runner.run_all_jobs(max_seconds=1200)  # a bound, not a timing
+    outcome = backend.outcome(first)
+    assert backend.poll([first])[first] == QueueState.COMPLETED and not outcome.converged
+    assert unconverged_progress_a(outcome) > MIN_PROGRESS_A  # what reconcile continues
+
+    second = backend.submit(li2o_hop, "job-2")
+    names = [job.name for job in backend.job_controller.get_jobs_info(flow_ids=[second])]
+    assert "images_from_previous_mlip_neb" in names, names
+    runner.run_all_jobs(max_seconds=1200)  # a bound, not a timing
+    assert backend.poll([second])[second] == QueueState.COMPLETED
+    frames = backend.preset.neb.n_images + 2
+    first_steps, second_steps = (flow_trajectory_energies(backend.job_controller, flow, frames) for flow in (first, second))
+    assert second_steps[0] == pytest.approx(first_steps[-1], abs=1e-5)  # not from IDPP

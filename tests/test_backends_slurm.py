@@ -204,3 +204,72 @@ def test_run_directory_staging_left_by_a_killed_process_is_replaced(tmp_path, li
     request = stage_run(tmp_path / "alem-k", li2o_hop, fast_mlip_preset, "alem-k", scheduler="slurm")
     assert read_json(tmp_path / "alem-k" / "request.json") == request and request["scheduler"] == "slurm"
     assert not leftover.exists() and (tmp_path / "alem-k" / "flow.json").read_text() != "half written"
+
+
+@pytest.mark.slow
+def test_walltime_kill_is_resubmitted_and_continues_from_its_last_images(slurm_cluster, tmp_path, li2o_hop, fast_mlip_preset):
+    """A CHGNet NEB under a 1-minute walltime: Slurm kills it mid-NEB, alem resubmits it, and the
+    next attempt starts from the images the killed one reached (not from IDPP), without relaxing
+    the endpoints again; one usable barrier, never two live jobs, every attempt's core-hours once.
+
+    So that no machine is fast enough to finish within the minute, the attempts ask for a force
+    criterion (1e-3 eV/Å) a minute cannot reach; once an attempt was killed mid-NEB the test sets
+    the preset's 0.05 eV/Å and a 10-minute walltime, so the continued NEB finishes."""
+    from alem.campaign import reconcile, submit_approved
+    from alem.store import HopState, Store
+    from tests.test_backends_restart import trajectory_energies
+
+    fast_mlip_preset.neb.fmax_ev_a = 1e-3  # no minute reaches it
+    fast_mlip_preset.neb.max_steps = 5000  # only the walltime stops an attempt
+    frames = fast_mlip_preset.neb.n_images + 2
+    config = CampaignConfig()
+    config.campaign_dir = tmp_path
+    config.backend.kind = "slurm"
+    config.backend.max_attempts = 8
+    config.backend.slurm.walltime_minutes = 1
+    backend = BatchBackend("slurm", tmp_path / "runs", fast_mlip_preset, config.backend.slurm)
+    most_live = 0
+    with Store.open(config.store_path) as store:
+        store.add_hops([li2o_hop])
+        store.approve([li2o_hop.hop_id], who="test")
+        deadline = time.time() + 2400
+        while store.hop(li2o_hop.hop_id).state not in (HopState.DONE, HopState.FAILED) and time.time() < deadline:
+            submit_approved(store, backend, config)  # what `alem loop` does every tick
+            live = [state for state in slurm_cluster.queue().values() if state in ("PD", "R", "CG", "CF")]
+            most_live = max(most_live, len(live), len(store.jobs(live=True)))
+            reconcile(store, backend, config, resubmit=False)
+            ended = [job for job in store.jobs(hop_id=li2o_hop.hop_id) if job.state.value in ("failed", "lost")]
+            if any(list((backend.run_dir(job.external_id) / "work").glob("*/alem_neb.traj")) for job in ended):
+                config.backend.slurm.walltime_minutes = 10  # killed mid-NEB: let the next attempt finish
+                fast_mlip_preset.neb.fmax_ev_a = 0.05
+            time.sleep(2)
+        jobs = sorted(store.jobs(hop_id=li2o_hop.hop_id), key=lambda job: job.attempt)
+        assert store.hop(li2o_hop.hop_id).state is HopState.DONE, [(j.attempt, j.state, j.error) for j in jobs]
+        [result] = store.results(hop_id=li2o_hop.hop_id)
+        assert result.usable and 0.05 < result.barrier_ev < 1.5
+        assert most_live == 1  # one live job at any time, in Slurm and in the store
+        assert len(jobs) >= 2 and all(job.state.value in ("failed", "lost") for job in jobs[:-1])
+        run_dirs = [backend.run_dir(job.external_id) for job in jobs]
+        assert all("DUE TO TIME LIMIT" in (run_dir / "batch.log").read_text() for run_dir in run_dirs[:-1])
+
+        costs = [backend.job_cost(job.external_id) for job in jobs]
+        starts = [json.loads((run_dir / "started.json").read_text())["started_at"] for run_dir in run_dirs]
+        last_energies, continued = None, 0
+        for attempt, run_dir in enumerate(run_dirs):
+            steps = trajectory_energies(run_dir, frames) if list((run_dir / "work").glob("*/alem_neb.traj")) else []
+            if attempt:
+                assert starts[attempt] >= starts[attempt - 1] + costs[attempt - 1].wall_s - 1.0  # never side by side
+                if last_energies is not None:  # an earlier attempt reached the NEB
+                    assert len(list((run_dir / "work").glob("job_*"))) == 1  # the NEB only: endpoints kept
+                    if steps:  # not from IDPP: where the killed one stopped
+                        assert steps[0] == pytest.approx(last_energies, abs=1e-5)
+                        continued += 1
+            last_energies = steps[-1] if steps else last_energies
+        assert continued >= 1
+        assert 45 < costs[0].wall_s < 240  # killed by the 1-minute limit
+
+        recorded = [job.core_hours for job in jobs]
+        assert all(hours is not None and hours > 0 for hours in recorded)
+        assert recorded == pytest.approx([cost.core_hours for cost in costs])
+        assert store.core_hours_spent() == pytest.approx(sum(recorded))  # each attempt once
+        assert store.core_hours_by_hop() == {li2o_hop.hop_id: (pytest.approx(sum(recorded)), len(jobs))}

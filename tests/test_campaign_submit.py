@@ -136,6 +136,37 @@ def test_running_and_daily_limits_are_respected(campaign):
     assert report.limit == "at most 3 submissions in 24 h (approval.max_jobs_per_day)"
 
 
+def test_core_hour_budget_stops_new_submissions_until_the_day_has_room(campaign):
+    from alem.campaign.budget import core_hour_lines
+    from alem.campaign.status import campaign_status
+    from alem.neb.core_hours import JobCost
+
+    config, store = campaign
+    backend = _backend(config)
+    config.approval.max_core_hours_per_day = 100.0
+    store.approve(["h0", "h1", "h2"], who="alice")
+    config.approval.max_running_jobs = 1
+    [(hop, _)] = submit_approved(store, backend, config).submitted
+    [job] = store.jobs(hop_id=hop)
+    store.record_job_cost(job.id, JobCost(nodes=2, cores_per_node=32, wall_s=2 * 3600, source="test"))  # 128 core-hours
+    config.approval.max_running_jobs = 10
+    report = submit_approved(store, backend, config)
+    assert report.submitted == [] and report.waiting == 2
+    assert report.limit == "128.0 core-hours spent in 24 h, at most 100 (approval.max_core_hours_per_day)"
+    ledger = campaign_status(config, store)["core_hours"]
+    assert ledger["by_stage"] == {"target": 128.0, "screening": 0.0}
+    assert ledger["by_hop"] == [{"hop_id": hop, "core_hours": 128.0, "attempts": 1}]
+    assert core_hour_lines(ledger)[0] == ("Core-hours spent: target (DFT) 128.0, screening 0.0 "
+                                          "(last 24 h: 128.0 of at most 100 per day)")
+    from alem.report import render_report
+
+    page = render_report(config, store)  # the report: per stage and per hop, with attempts
+    assert "<tr><td>target (DFT)</td><td>128.0</td><td>128.0</td></tr>" in page
+    assert f"<tr><td>{hop}</td><td>128.00</td><td>1</td></tr>" in page
+    with Store.open(config.store_path, clock=lambda: store.job(job.id).updated_at + 86400.0 + 1) as a_day_later:
+        assert len(submit_approved(a_day_later, backend, config).submitted) == 2  # the window has room again
+
+
 KILLED_SUBMITTER = textwrap.dedent(
     """
     import os, sys

@@ -71,16 +71,42 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
     assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
+def test_a_version_5_store_gains_the_core_hour_ledger_and_keeps_its_jobs(tmp_path, tiny_hop):
+    from alem.neb.core_hours import JobCost
+
+    path = tmp_path / "v5.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS, target=5)
+    conn.close()
+    # a v5 store with a job in flight (written without the ledger's columns)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("INSERT INTO hops (hop_id, working_ion, initial_json, final_json, hop_length_a, n_sites, fingerprint, "
+                     "state, created_at, updated_at) VALUES ('h', 'Li', '{}', '{}', 2.0, 3, 'fp', 'submitted', 0, 0)")
+        conn.execute("INSERT INTO jobs (job_key, hop_id, backend, state, attempt, created_at, updated_at, external_id, stage) "
+                     "VALUES ('k', 'h', 'slurm', 'running', 1, 0, 0, '42', 'target')")
+        conn.commit()
+    with Store.open(path) as store:
+        assert store.schema_version == 6
+        [job] = store.jobs()
+        assert job.core_hours is None and job.external_id == "42"
+        assert store.record_job_cost(job.id, JobCost(nodes=2, cores_per_node=4, wall_s=1800, source="test"))
+        assert not store.record_job_cost(job.id, JobCost(nodes=9, cores_per_node=9, wall_s=9, source="again"))
+        assert store.job(job.id).core_hours == 4.0 and store.core_hours_spent(stage="target") == 4.0
+        assert store.core_hours_spent(stage="screening") == 0.0 and store.core_hours_by_hop() == {"h": (4.0, 1)}
+        with pytest.raises(sqlite3.IntegrityError):
+            store._conn.execute("UPDATE jobs SET core_hours = -1 WHERE id = ?", (job.id,))
+
+
 def test_a_failing_migration_leaves_the_store_exactly_as_it_was(tmp_path):
     path = _version_1_store(tmp_path)
     before = _rows(path)
-    broken = (*MIGRATIONS, Migration(4, "broken step", ["CREATE TABLE extra (x)", "ALTER TABLE nope ADD y"]))
+    broken = (*MIGRATIONS, Migration(5, "broken step", ["CREATE TABLE extra (x)", "ALTER TABLE nope ADD y"]))
     conn = sqlite3.connect(path, isolation_level=None)
-    with pytest.raises(SchemaError, match="migration to schema version 4 .* failed: no such table: nope; the store was left at version 1"):
+    with pytest.raises(SchemaError, match="migration to schema version 5 .* failed: no such table: nope; the store was left at version 1"):
         migrate(conn, broken, where=str(path))
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert current_version(conn) == 1
-    assert "jobs" not in tables and "extra" not in tables  # v2 and v3 rolled back together with v4
+    assert "jobs" not in tables and "extra" not in tables  # v2 to v4 rolled back together with v5
     conn.close()
     assert _rows(path) == before
 

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from alem.hops.hop import Hop
+from alem.neb.core_hours import JobCost
 from alem.neb.schemas import NebOutcome
 
 
@@ -56,6 +57,11 @@ class Backend(ABC):
 
     def find_by_key(self, job_key: str) -> str | None:
         """External id of a submission made under ``job_key``, if the backend has one."""
+        return None
+
+    def job_cost(self, external_id: str) -> JobCost | None:
+        """Allocation and wall time an ended job held (:mod:`alem.neb.core_hours`); None where
+        the backend cannot tell."""
         return None
 
     def cancel(self, external_id: str) -> None:  # noqa: B027 (optional: a no-op where a backend cannot stop jobs)  # pragma: no cover

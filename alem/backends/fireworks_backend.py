@@ -9,8 +9,9 @@ LaunchPad; workers on the cluster (``qlaunch``/``rlaunch`` with the templates in
   older than ``lost_run_expiration_s`` (``LaunchPad.detect_lostruns``) -> lost; no workflow -> lost;
   READY/WAITING/RESERVED/PAUSED -> queued;
 - outcome: the NEB document read from the JobStore the workers write to;
-- retry (VASP): a new submission of a hop whose last workflow fizzled or was defused reuses
-  what that workflow finished (:meth:`restart_for`, :mod:`alem.neb.restart`).
+- retry: a new submission of a hop whose last workflow fizzled, was defused, or completed with an
+  unconverged NEB reuses what that workflow finished: endpoints, and the images its NEB reached
+  (VASP CONTCARs, MLIP trajectory; :meth:`restart_for`, :mod:`alem.neb.restart`).
 
 The JobStore is jobflow's configured ``JOB_STORE`` (``JOBFLOW_CONFIG_FILE``/``~/.jobflow.yaml``,
 which must match the workers' and include a ``data`` additional store) unless one is passed.
@@ -125,21 +126,23 @@ class FireWorksBackend(Backend):
         return str(min(id_map.values()))
 
     def restart_for(self, hop: Hop):
-        """What the latest failed workflow of ``hop`` under this preset finished (VASP only): the
-        endpoint outputs in the JobStore and the launch directory of its NEB Firework."""
+        """What the latest workflow of ``hop`` under this preset finished, when it fizzled, was
+        defused, or completed with an unconverged NEB (a converged one is judged, not continued):
+        the endpoint outputs in the JobStore and the launch directory of its NEB Firework (VASP:
+        the CONTCARs there; MLIP: the optimiser's trajectory there, read by a job of the retry)."""
         from alem.neb.restart import JOB_UUIDS_KEY, restart_from_records
 
-        if self.preset.engine != "vasp":
-            return None
         previous = sorted(
             self.launchpad.workflows.find(
                 {"metadata.alem_hop_id": hop.hop_id, "metadata.alem_preset": self.preset.name,
-                 "state": {"$in": ["FIZZLED", "DEFUSED"]}}, {"nodes": 1, "metadata": 1, "created_on": 1}),
+                 "state": {"$in": ["FIZZLED", "DEFUSED", "COMPLETED"]}}, {"nodes": 1, "metadata": 1, "created_on": 1, "state": 1}),
             key=lambda d: str(d.get("created_on", "")),
         )
         if not previous:
             return None
         workflow = previous[-1]
+        if workflow.get("state") == "COMPLETED" and self.outcome(str(min(workflow["nodes"]))).converged:
+            return None
         uuids = (workflow.get("metadata") or {}).get(JOB_UUIDS_KEY) or {}
         store = type(self.job_store).from_dict(self.job_store.as_dict())
         store.connect()
@@ -158,7 +161,8 @@ class FireWorksBackend(Backend):
                         if launch.get("launch_dir")]
             if launches:
                 neb_dir = max(launches, key=lambda launch: str(launch.get("time_start", "")))["launch_dir"]
-        return restart_from_records(str(min(workflow["nodes"])), workflow.get("metadata") or {}, outputs, neb_dir)
+        restart = restart_from_records(str(min(workflow["nodes"])), workflow.get("metadata") or {}, outputs, neb_dir)
+        return restart if restart.reuses_anything else None
 
     def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
         states: dict[str, QueueState] = {}

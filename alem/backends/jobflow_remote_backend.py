@@ -9,8 +9,9 @@ and completes them. Configure the project with ``hpc_configs/jobflow_remote/*.ya
   (jobflow-remote marks jobs whose queue job vanished as REMOTE_ERROR, which fails the flow);
   RUNNING -> running; WAITING/READY/PAUSED -> queued; flow not in the database -> lost;
 - outcome: the NEB document from the project's JobStore;
-- retry (VASP): a new submission of a hop whose last flow failed reuses what that flow finished
-  (:meth:`restart_for`, :mod:`alem.neb.restart`).
+- retry: a new submission of a hop whose last flow failed, was stopped, or completed with an
+  unconverged NEB reuses what that flow finished: endpoints, and the images its NEB reached (VASP
+  CONTCARs, MLIP trajectory; :meth:`restart_for`, :mod:`alem.neb.restart`).
 
 Submission goes through the project's ``JobController.add_flow`` after the same checks
 ``jobflow_remote.submit_flow`` makes (worker exists, every additional store such as atomate2's
@@ -112,18 +113,20 @@ class JobflowRemoteBackend(Backend):
         return flow.uuid
 
     def restart_for(self, hop: Hop):
-        """What the latest failed flow of ``hop`` under this preset finished (VASP only): the
-        endpoint outputs in the project's JobStore and the run directory of its NEB job."""
+        """What the latest flow of ``hop`` under this preset finished, when it failed, was
+        stopped, or completed with an unconverged NEB (a converged one is judged, not continued):
+        the endpoint outputs in the project's JobStore and the run directory of its NEB job (VASP:
+        the CONTCARs there; MLIP: the optimiser's trajectory there, read by a job of the retry)."""
         from alem.neb.restart import JOB_UUIDS_KEY, restart_from_records
 
-        if self.preset.engine != "vasp":
-            return None
         infos = [info for info in self.job_controller.get_flows_info(
                      metadata={"alem_hop_id": hop.hop_id, "alem_preset": self.preset.name})
-                 if info.state.value in ("FAILED", "STOPPED")]
+                 if info.state.value in ("FAILED", "STOPPED", "COMPLETED")]
         if not infos:
             return None
         previous = max(infos, key=lambda info: info.created_on)
+        if previous.state.value == "COMPLETED" and self.outcome(previous.flow_id).converged:
+            return None
         metadata = previous.flow_metadata or {}
         uuids = metadata.get(JOB_UUIDS_KEY) or {}
         jobs = {job.uuid: job for job in self.job_controller.get_jobs_info(flow_ids=[previous.flow_id])}
@@ -134,7 +137,8 @@ class JobflowRemoteBackend(Backend):
             if key.startswith("endpoint") and uuid in jobs and jobs[uuid].state.value == "COMPLETED":
                 outputs[uuid] = store.get_output(uuid, which="last", load=True)
         neb_job = jobs.get(uuids.get("neb"))
-        return restart_from_records(previous.flow_id, metadata, outputs, neb_job.run_dir if neb_job else None)
+        restart = restart_from_records(previous.flow_id, metadata, outputs, neb_job.run_dir if neb_job else None)
+        return restart if restart.reuses_anything else None
 
     def poll(self, external_ids: Sequence[str]) -> dict[str, QueueState]:
         infos = {info.flow_id: info for info in self.job_controller.get_flows_info(flow_ids=list(external_ids))}

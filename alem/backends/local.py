@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alem.backends.base import Backend, QueueState
-from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
+from alem.backends.rundir import mark_started, read_json, run_cost, run_flow, run_outcome, stage_run, write_exit, write_json_atomic
 from alem.hops.hop import Hop
 from alem.neb.presets import Preset
 from alem.neb.schemas import NebOutcome
@@ -105,7 +106,9 @@ class LocalBackend(Backend):
         if existing is not None:
             return existing
         external_id = f"local-{uuid.uuid4().hex[:16]}"
-        stage_run(self.run_dir(external_id), hop, self.preset, job_key, external_id=external_id)
+        threads = int(worker_thread_env()["OMP_NUM_THREADS"])
+        stage_run(self.run_dir(external_id), hop, self.preset, job_key, external_id=external_id,
+                  allocation={"nodes": 1, "cores_per_node": threads})
         tmp = self._key_file(job_key).with_suffix(".tmp")
         tmp.write_text(external_id)
         os.replace(tmp, self._key_file(job_key))
@@ -157,6 +160,9 @@ class LocalBackend(Backend):
         return run_outcome(self.run_dir(external_id), f"local job {external_id}", "worker.log",
                            lambda: self.state(external_id).value)
 
+    def job_cost(self, external_id: str):
+        return run_cost(self.run_dir(external_id), "worker.log", f"local worker {external_id}, threads as asked")
+
     def cancel(self, external_id: str) -> None:
         run_dir = self.run_dir(external_id)
         worker = read_json(run_dir / "worker.json")
@@ -182,6 +188,7 @@ def worker_thread_env() -> dict[str, str]:
 def run_worker(run_dir: Path) -> int:
     """Body of the worker process: record who runs the flow (pid reuse is detected), run it."""
     write_json_atomic(run_dir / "worker.json", {"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid())})
+    mark_started(run_dir, host=socket.gethostname())
     return run_flow(run_dir)
 
 

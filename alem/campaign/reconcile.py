@@ -1,8 +1,14 @@
 """Bring the store in line with what the backend knows (``alem reconcile``, every loop start).
 
 For every live job of the backend: a COMPLETED job's outcome is recorded (hop done, or failed
-with the reason); a FAILED or LOST job is recorded with its error and the hop is retried while
-``backend.max_attempts`` allows, else failed; QUEUED/RUNNING progress is noted. Job rows that were
+with the reason); a FAILED or LOST job (killed at its walltime, on a failed node, by scancel) is
+recorded with its error and the hop is retried while ``backend.max_attempts`` allows, else
+failed; QUEUED/RUNNING progress is noted. A COMPLETED NEB that ran out of optimiser steps (NSW)
+unconverged is continued like a killed one when its images still moved (more than
+``alem.neb.restart.MIN_PROGRESS_A``) and attempts remain; without progress, or on the last
+attempt, its result is recorded as failed with that reason. The backend's next submission of a
+retried hop continues the previous attempt (finished endpoints reused, images from where they
+stopped). Every ended job's core-hours go into the store's ledger, once. Job rows that were
 created but never got an external id are resolved through ``backend.find_by_key``. Every change
 is one store transaction and one plain sentence in the report.
 """
@@ -12,8 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from alem.backends.base import Backend, QueueState
+from alem.campaign.budget import record_cost
 from alem.campaign.submit import SubmitReport, resolve_unsubmitted, submit_approved
 from alem.config import CampaignConfig
+from alem.neb.restart import MIN_PROGRESS_A, unconverged_progress_a
 from alem.neb.schemas import NebOutcome
 from alem.store import HopState, JobRecord, JobStatus, Store
 
@@ -37,6 +45,21 @@ def _failure_reason(backend: Backend, job: JobRecord) -> str:
     return outcome.failure_reason or "backend reports the job failed"
 
 
+def _unconverged(store: Store, job: JobRecord, outcome: NebOutcome, max_attempts: int) -> tuple[str | None, NebOutcome]:
+    """For an unconverged NEB: the reason to continue it in another attempt (None: record it), and
+    the outcome to record otherwise, its failure reason saying why it was not continued."""
+    moved = unconverged_progress_a(outcome)
+    if moved is None:
+        return None, outcome
+    used = store.attempts_since_approval(job.hop_id)
+    if moved >= MIN_PROGRESS_A and used < max_attempts:
+        return (f"NEB stopped unconverged at its step limit, images still moving ({moved:.3f} Å this attempt): "
+                "continuing from its last images"), outcome
+    why = (f"stopped at its step limit without progress (atoms moved at most {moved:.3f} Å, under {MIN_PROGRESS_A} Å)"
+           if moved < MIN_PROGRESS_A else f"still unconverged after {used} of {max_attempts} attempts")
+    return None, outcome.model_copy(update={"failure_reason": f"{outcome.failure_reason}; {why}"})
+
+
 def _settle(store: Store, backend: Backend, config: CampaignConfig, job: JobRecord, state: QueueState) -> str | None:
     """Apply one polled state to one job; the sentence describing the change (None: unchanged)."""
     label = f"job {job.id} (hop {job.hop_id}, {job.external_id})"
@@ -46,6 +69,7 @@ def _settle(store: Store, backend: Backend, config: CampaignConfig, job: JobReco
             return None
         store.update_job_state(job.id, state.value)
         return f"{label} is {state.value}"
+    record_cost(store, backend, job)
     if state is QueueState.COMPLETED:
         try:
             outcome: NebOutcome = backend.outcome(job.external_id or "")
@@ -53,6 +77,10 @@ def _settle(store: Store, backend: Backend, config: CampaignConfig, job: JobReco
             error = f"finished, but its output could not be read ({type(exc).__name__}: {exc})"
             hop_state = store.fail_job(job.id, error, max_attempts, state=JobStatus.FAILED)
             return f"{label} {error}; " + _next_step(job, hop_state, max_attempts)
+        continuation, outcome = _unconverged(store, job, outcome, max_attempts)
+        if continuation is not None:
+            hop_state = store.fail_job(job.id, continuation, max_attempts, state=JobStatus.FAILED)
+            return f"{label} {continuation}; " + _next_step(job, hop_state, max_attempts)
         result = store.record_result(job.id, outcome)
         if result.usable:
             return f"{label} completed: barrier {result.barrier_ev:.3f} eV ({result.method}); hop done"
@@ -102,11 +130,14 @@ def reconcile(
         if message is None:
             continue
         report.repairs.append(message)
-        if state is QueueState.COMPLETED:
+        if state in (QueueState.QUEUED, QueueState.RUNNING):
+            continue
+        retried = store.hop(job.hop_id).state is HopState.APPROVED  # a failure, or an NEB to continue
+        if state is QueueState.COMPLETED and not retried:
             report.completed += 1
-        elif state in (QueueState.FAILED, QueueState.LOST):
-            report.failed += 1
-            if store.hop(job.hop_id).state is HopState.APPROVED:
+        else:
+            report.failed += state is not QueueState.COMPLETED
+            if retried:
                 report.retried += 1
                 retry_hops.append(job.hop_id)
     if resubmit and retry_hops:

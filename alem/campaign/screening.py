@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from alem.acquisition.screening import screening_order
 from alem.backends.base import Backend, QueueState
-from alem.campaign.budget import job_budget
+from alem.campaign.budget import job_budget, record_cost
 from alem.errors import AlemError
 from alem.hops.fidelity import parse_fidelity
 from alem.neb.schemas import NebOutcome
@@ -83,6 +83,7 @@ def _settle(store: Store, backend: Backend, job: JobRecord, state: QueueState, r
         if job.state.value != state.value:
             store.update_job_state(job.id, state.value)
         return
+    record_cost(store, backend, job)
     if state is QueueState.COMPLETED:
         try:
             outcome: NebOutcome = backend.outcome(job.external_id or "")

@@ -37,6 +37,7 @@ def loop_alive(status: LoopStatus | None, tick_seconds: float, now: float | None
 
 def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
     """Everything ``alem status`` shows, as one JSON-ready dict (``alem status --json`` prints it)."""
+    from alem.campaign.budget import core_hour_ledger
     from alem.campaign.fidelity_status import fidelity_status
 
     model = store.current_model()
@@ -72,6 +73,7 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
         "problems": store.integrity_check(),
         "fidelity": fidelity_status(config, store),
         "retraining": retraining_status(store),
+        "core_hours": core_hour_ledger(store, config.approval),
     }
 
 

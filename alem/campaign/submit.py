@@ -65,6 +65,9 @@ def _capacity(store: Store, config: CampaignConfig) -> tuple[int, str]:
     """How many jobs may start now, and the limit that binds."""
     approval = config.approval
     budget = job_budget(store, approval)
+    if budget.core_hours_exhausted:
+        return 0, (f"{budget.core_hours_today:.1f} core-hours spent in 24 h, at most "
+                   f"{budget.max_core_hours_per_day:g} (approval.max_core_hours_per_day)")
     if budget.free_running <= budget.free_today:
         return max(budget.free_running, 0), f"at most {approval.max_running_jobs} jobs in flight (approval.max_running_jobs)"
     return max(budget.free_today, 0), f"at most {approval.max_jobs_per_day} submissions in 24 h (approval.max_jobs_per_day)"

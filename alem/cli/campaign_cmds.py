@@ -91,9 +91,10 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
     console.print(hops)
     results = data["results"]
     console.print(f"Results: {results['usable']} usable, {results['failed']} failed")
+    from alem.campaign.budget import core_hour_lines
     from alem.campaign.fidelity_status import fidelity_status_lines
 
-    for line in fidelity_status_lines(data["fidelity"]):
+    for line in [*fidelity_status_lines(data["fidelity"]), *core_hour_lines(data["core_hours"])]:
         console.print(escape(line), highlight=False)
     model = data["model"]
     if model is None:

@@ -199,6 +199,7 @@ def outcome_from_neb_document(
             reasons.append(polaron)
     spline = doc.get("forward_barrier")
     details = {
+        "images_moved_a": _images_moved_a(doc.get("initial_images") or [], structures),
         "spline_forward_barrier_ev": spline if isinstance(spline, int | float) and math.isfinite(spline) else None,
         "n_images": len(energies),
         "dir_name": doc.get("dir_name"),
@@ -212,6 +213,15 @@ def outcome_from_neb_document(
         energies, structures, converged=not reasons, not_converged_reason="; ".join(reasons),
         method=method, details=details, criteria=criteria,
     )
+
+
+def _images_moved_a(initial_images: Sequence[Any], final: Sequence[Structure] | None) -> float | None:
+    """Largest distance any atom of any image moved during this NEB run (Å): how far the run got
+    from where it started (None when either set of images is missing)."""
+    initial = [_as_structure(image) for image in initial_images]
+    if not final or len(initial) != len(final) or any(s is None or len(s) != len(f) for s, f in zip(initial, final)):
+        return None
+    return float(max(_displacements_a(start, end).max() for start, end in zip(initial, final)))
 
 
 def _is_vasp_neb_task_doc(doc: Mapping[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from alem.neb.provenance import PROVENANCE_KEY, preset_provenance
-from alem.neb.restart import JOB_UUIDS_KEY, RESTART_KEY, NebRestart
+from alem.neb.restart import JOB_UUIDS_KEY, NEB_TRAJECTORY, RESTART_KEY, NebRestart
 from alem.neb.supercell import interpolate_images, neb_endpoints, pristine_host
 from alem.neb.vasp_inputs import neb_input_generator, relax_input_generator, with_initial_magmoms
 from alem.neb.vasp_jobs import collect_vasp_neb_output, endpoints_on_relaxed_host, images_from_previous_neb
@@ -69,7 +69,34 @@ def _interpolation(preset: Preset):
     return NebInterpolation.LINEAR, {"autosort_tol": 0}
 
 
-def mlip_neb_flow(hop: Hop, preset: Preset) -> Flow:
+def _mlip_restart_images(restart: NebRestart | None, initial: Structure, final: Structure, preset: Preset, jobs: list):
+    """The images a continued MLIP NEB starts from (None: no restart, run the whole flow): the
+    previous attempt's last images when known here, else read where its NEB ran by a job appended
+    to ``jobs`` (falling back to the interpolation between its finished endpoints), else that
+    interpolation."""
+    from pymatgen.core import Structure
+
+    settings = preset.neb
+    if restart is None:
+        return None
+    if restart.images is not None:
+        return [Structure.from_dict(image) for image in restart.images]
+    if all(restart.endpoints):
+        initial, final = (Structure.from_dict(e.structure) for e in restart.endpoints)
+    elif settings.relax_endpoints or not restart.neb_dir:
+        return None
+    images = interpolate_images(initial, final, settings.n_images, settings.interpolation)
+    if restart.neb_dir:  # read where that NEB ran (FireWorks, jobflow-remote)
+        from alem.neb.mlip_jobs import images_from_previous_mlip_neb
+
+        jobs.append(images_from_previous_mlip_neb(restart.neb_dir, settings.n_images + 2, images))
+        return jobs[-1].output
+    return images
+
+
+def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -> Flow:
+    """Endpoint relaxations, IDPP images and the NEB; with ``restart`` (a retry), the NEB
+    continues from the images the previous attempt reached (or from its finished endpoints)."""
     from atomate2.common.jobs.neb import get_images_from_endpoints
     from atomate2.forcefields.jobs import ForceFieldRelaxMaker
     from atomate2.forcefields.neb import ForceFieldNebFromImagesMaker
@@ -84,9 +111,17 @@ def mlip_neb_flow(hop: Hop, preset: Preset) -> Flow:
         neb_kwargs={"climb": settings.climbing_image, "k": settings.spring_constant_ev_a2, "method": preset.mlip.neb_method},
         relax_kwargs={"fmax": settings.fmax_ev_a},
         steps=settings.max_steps,
+        # every step on disk: a job killed at its walltime is continued from its last images
+        optimizer_kwargs={"trajectory": NEB_TRAJECTORY},
     )
-    jobs = []
-    if settings.relax_endpoints:
+    jobs: list = []
+    restart = restart if restart is not None and restart.reuses_anything else None
+    uuids: dict[str, str] = {}
+    images = _mlip_restart_images(restart, initial, final, preset, jobs)
+    if images is not None:
+        neb_job = neb_maker.make(images)
+        jobs.append(neb_job)
+    elif settings.relax_endpoints:
         relax_maker = ForceFieldRelaxMaker(
             name=f"{preset.mlip.force_field} endpoint relax",
             force_field_name=preset.mlip.force_field,
@@ -99,6 +134,7 @@ def mlip_neb_flow(hop: Hop, preset: Preset) -> Flow:
         endpoint_jobs = [relax_maker.make(structure) for structure in (initial, final)]
         for index, endpoint_job in enumerate(endpoint_jobs):
             endpoint_job.append_name(f" endpoint {index + 1}")
+            uuids[f"endpoint_{index + 1}"] = endpoint_job.uuid
         method, kwargs = _interpolation(preset)
         images_job = get_images_from_endpoints(
             [endpoint_job.output.structure for endpoint_job in endpoint_jobs], settings.n_images,
@@ -109,7 +145,11 @@ def mlip_neb_flow(hop: Hop, preset: Preset) -> Flow:
     else:
         neb_job = neb_maker.make(interpolate_images(initial, final, settings.n_images, settings.interpolation))
         jobs = [neb_job]
-    return Flow(jobs, output=neb_job.output, name=f"alem NEB {hop.hop_id} ({preset.name})", metadata=flow_metadata(hop, preset))
+    uuids["neb"] = neb_job.uuid
+    metadata = {**flow_metadata(hop, preset), JOB_UUIDS_KEY: uuids}
+    if restart:
+        metadata[RESTART_KEY] = restart.model_dump()
+    return Flow(jobs, output=neb_job.output, name=f"alem NEB {hop.hop_id} ({preset.name})", metadata=metadata)
 
 
 def vasp_neb_maker(preset: Preset):
@@ -222,8 +262,8 @@ def adopt_output_schemas(flow: Flow) -> Flow:
 
 def neb_flow_for_hop(hop: Hop, preset: Preset, restart: NebRestart | None = None) -> Flow:
     """The NEB flow of ``hop`` under ``preset``; ``flow.output`` is the NEB result document.
-    ``restart`` (VASP only) continues a failed attempt (:mod:`alem.neb.restart`)."""
-    flow = vasp_neb_flow(hop, preset, restart) if preset.engine == "vasp" else mlip_neb_flow(hop, preset)
+    ``restart`` continues an earlier attempt (:mod:`alem.neb.restart`)."""
+    flow = vasp_neb_flow(hop, preset, restart) if preset.engine == "vasp" else mlip_neb_flow(hop, preset, restart)
     return adopt_output_schemas(flow)
 
 

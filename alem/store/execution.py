@@ -78,6 +78,11 @@ class ExecutionTables(StoreCore):
         ).fetchone()
         return int(row[0])
 
+    def attempts_since_approval(self, hop_id: str) -> int:
+        """Jobs of the hop that reached a backend since its last approval (what ``max_attempts``
+        counts: a person re-approving a failed hop gives it a fresh set of attempts)."""
+        return self._attempts_since_approval(hop_id)
+
     def _attempts_since_approval(self, hop_id: str) -> int:
         # A person re-approving a failed hop gives it a fresh set of attempts.
         row = self._conn.execute(

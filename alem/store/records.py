@@ -145,6 +145,8 @@ class JobRecord(_Record):
     #: "target" (the approved track that moves the hop) or "screening" (cheap, never moves it)
     stage: str = "target"
     fidelity: str | None = None
+    #: what the job spent, recorded when it ended (None: not yet, or the backend cannot tell)
+    core_hours: float | None = None
 
 
 @dataclass(frozen=True)

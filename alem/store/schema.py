@@ -164,7 +164,7 @@ LIVE_RETRAIN_STATES = ("created", "submitted", "queued", "running")
 RETRAIN_STATES = (*LIVE_RETRAIN_STATES, "completed", "failed", "lost")
 _LIVE_RETRAIN_SQL = ", ".join(f"'{s}'" for s in LIVE_RETRAIN_STATES)
 
-#: Schema 4: retraining jobs (alem.store.retrain_jobs).
+#: Schema 5: retraining jobs (alem.store.retrain_jobs).
 _V5_RETRAIN_JOBS = [
     f"""CREATE TABLE retrain_jobs (
         id INTEGER PRIMARY KEY,
@@ -187,6 +187,12 @@ _V5_RETRAIN_JOBS = [
     f"CREATE UNIQUE INDEX retrain_jobs_one_live ON retrain_jobs((state IN ({_LIVE_RETRAIN_SQL}))) WHERE state IN ({_LIVE_RETRAIN_SQL})",
 ]
 
+#: The core-hour ledger (alem.store.job_costs): what each ended job spent, and on what allocation.
+_V6_CORE_HOURS = [
+    "ALTER TABLE jobs ADD COLUMN core_hours REAL CHECK (core_hours IS NULL OR core_hours >= 0)",
+    "ALTER TABLE jobs ADD COLUMN cost_json TEXT",
+]
+
 
 def _v3_fidelity(conn: sqlite3.Connection) -> None:
     from alem.store.fidelity_columns import migrate_to_v3
@@ -206,6 +212,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "fidelity: job stage and fidelity, result fidelity, campaign rounds", _v3_fidelity),
     Migration(4, "provenance: each result's preset, settings hash, inputs and code versions", _v4_provenance),
     Migration(5, "retraining jobs: a re-fine-tuning run as a batch job, one live at a time", _V5_RETRAIN_JOBS),
+    Migration(6, "core-hour ledger: core-hours and allocation of every ended job", _V6_CORE_HOURS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
