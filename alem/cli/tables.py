@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 FOLD_WORDS_LONGER_THAN = 12
 
 
+def fmt_number(value: float | None, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals, or an em dash when there is none."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
