@@ -59,6 +59,11 @@ class NotADemoError(AlemError, ValueError):
     """The directory holds a campaign that the demo did not create; the demo leaves it alone."""
 
 
+class DemoOptionError(AlemError, ValueError):
+    """An option that the demo campaign already in the directory cannot honour (it was made with
+    another backend or model): refused rather than silently ignored."""
+
+
 @dataclass
 class DemoResult:
     campaign_dir: Path
@@ -173,20 +178,62 @@ def say_fidelity(config, retrain: bool, say: Callable[[str], None]) -> None:
             "[model] train_fidelities says otherwise; `alem demo --retrain` asks for it)")
 
 
+def refuse_ignored_options(config: CampaignConfig, model_path: str | None, backend: DemoBackend | None) -> None:
+    """A demo being continued keeps its backend and model: asking for others is refused, saying how
+    to get them (never silently ignored)."""
+    asked = []
+    if backend is not None and backend != config.backend.kind:
+        asked.append(f"--backend {backend} (it runs on {config.backend.kind})")
+    if model_path and Path(model_path).resolve() != (config.resolve(config.model.path) if config.model.path else None):
+        asked.append(f"--model {model_path} (it uses {config.model.path or 'the shipped model'})")
+    if asked:
+        raise DemoOptionError(
+            f"{config.campaign_dir} holds a demo campaign already, which cannot honour {' and '.join(asked)}; "
+            f"`alem demo {config.campaign_dir} --fresh ...` starts it over with them, or name another directory"
+        )
+
+
+def _create_checked_demo(directory: Path, model_path: str, backend: DemoBackend) -> CampaignConfig:
+    """The new demo campaign, once the checks of ``alem doctor`` pass for it; when they do not,
+    what was created is removed again (the directory is as it was) and the error raised."""
+    import shutil
+
+    from alem.doctor import BackendNotReadyError, require_backend_ready
+
+    directory = Path(directory)
+    existed = directory.exists()
+    config = create_demo_campaign(directory, model_path, backend)
+    try:
+        require_backend_ready(config)
+    except BackendNotReadyError:
+        if existed:  # a directory with no campaign in it: take back only what the demo wrote
+            for name in (config.config_path.name, config.state_dir.name, "workflows"):
+                target = directory / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(directory)
+        raise
+    return config
+
+
 def run_demo(
     directory: Path,
-    model_path: str = "",
+    model_path: str | None = None,
     max_minutes: float = 20.0,
     retrain: bool = False,
     hosts: tuple[str, ...] = DEMO_HOSTS,
     say: Callable[[str], None] = print,
-    backend: DemoBackend = "local",
+    backend: DemoBackend | None = None,
 ) -> DemoResult:
     """Create the demo campaign in ``directory`` and run it (see the module docstring). If the
     directory already holds the demo campaign, carry on with it: hosts already added are known and
-    not added twice, finished NEBs are kept, and the loop picks up whatever is left."""
+    not added twice, finished NEBs are kept, and the loop picks up whatever is left. ``backend``
+    and ``model_path`` (None: local and the shipped model) are refused when the demo being
+    continued was made with others. Before anything is enumerated or proposed, the backend must
+    pass the checks of ``alem doctor`` (:class:`~alem.doctor.BackendNotReadyError` otherwise)."""
     from alem.backends import make_backend
     from alem.candidates.pool import add_candidates
+    from alem.doctor import require_backend_ready
     from alem.loop.runner import CampaignLoop, LoopOptions
     from alem.report import write_report
     from alem.store import Store
@@ -195,13 +242,16 @@ def run_demo(
     config = existing_demo_campaign(directory)
     resumed = config is not None
     if resumed:
+        refuse_ignored_options(config, model_path, backend)
+        require_backend_ready(config)
         with Store.open(config.store_path) as store:
             counts = store.hop_counts()
         say(f"continuing the demo campaign in {config.campaign_dir} ({counts['done']} hops done, "
-            f"{counts['candidate'] + counts['proposed'] + counts['approved'] + counts['submitted']} to go); "
-            "`alem demo --fresh` starts over")
+            f"{counts['candidate'] + counts['proposed'] + counts['approved'] + counts['submitted']} to go) "
+            f"on backend {config.backend.kind}; `alem demo --fresh` starts over")
     else:
-        config = create_demo_campaign(directory, model_path, backend)
+        backend = backend or "local"
+        config = _create_checked_demo(directory, model_path or "", backend)
         where = "local CHGNet backend" if backend == "local" else "CHGNet NEBs as Slurm batch jobs (sbatch)"
         say(f"campaign created in {config.campaign_dir} (SQLite store, {where}, shipped model)")
     with Store.open(config.store_path) as store:

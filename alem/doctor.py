@@ -6,11 +6,13 @@ what to do). Checks never modify anything and never start calculations.
 
 from __future__ import annotations
 
-import os
 import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from alem.errors import AlemError
 
 if TYPE_CHECKING:
     from fireworks import LaunchPad
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 Status = Literal["ok", "problem", "warning"]
 
 
+class BackendNotReadyError(AlemError, RuntimeError):
+    """A check ``alem doctor`` runs found a problem: the campaign's backend cannot run NEBs."""
+
+
 @dataclass
 class Check:
     name: str
@@ -31,6 +37,23 @@ class Check:
     @property
     def ok(self) -> bool:
         return self.status != "problem"
+
+
+def unwritable_because(directory: Path) -> str | None:
+    """Why ``directory`` (or, while it does not exist, the nearest directory it would be made in)
+    cannot be written, or None. Tried with a temporary file that is removed at once: ``os.access``
+    says yes to root everywhere, read-only mounts included."""
+    parent = Path(directory)
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be made: {parent} is a file"
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        return f"is not writable ({parent}: {exc.strerror or exc})"
+    return None
 
 
 def check_preset(name: str, campaign_dir: Path) -> tuple[Check, Preset | None]:
@@ -192,12 +215,9 @@ def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendS
             checks.append(Check("scheduler", "ok", f"{listing} answers ({len(jobs)} jobs of {getpass.getuser()} queued or running)"))
         except Exception as exc:  # a failing queue command: say what it said
             checks.append(Check("scheduler", "problem", f"{listing} does not answer: {type(exc).__name__}: {exc}".strip()))
-    parent = run_dir
-    while not parent.exists():
-        parent = parent.parent
-    writable = os.access(parent, os.W_OK)
-    checks.append(Check("run directory", "ok" if writable else "problem",
-                        f"{run_dir} {'writable' if writable else 'is not writable'} (compute nodes must see it too)"))
+    problem = unwritable_because(run_dir)
+    checks.append(Check("run directory", "problem" if problem else "ok",
+                        f"{run_dir} {problem or 'writable'} (compute nodes must see it too)"))
     if settings.python and not Path(settings.python).is_file():
         checks.append(Check("python", "warning", f"{settings.python} does not exist here; fine only if the compute "
                             "nodes have it"))
@@ -255,12 +275,8 @@ def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> lis
                                     "a VASP preset needs the slurm, pbs, fireworks or jobflow-remote backend"))
     if kind == "local":
         jobstore_dir = config.resolve(config.backend.local.jobstore_dir)
-        parent = jobstore_dir if jobstore_dir.exists() else jobstore_dir.parent
-        while not parent.exists():
-            parent = parent.parent
-        writable = os.access(parent, os.W_OK)
-        checks.append(Check("job store", "ok" if writable else "problem",
-                            f"{jobstore_dir} {'writable' if writable else 'is not writable'}"))
+        problem = unwritable_because(jobstore_dir)
+        checks.append(Check("job store", "problem" if problem else "ok", f"{jobstore_dir} {problem or 'writable'}"))
     elif kind in ("slurm", "pbs"):
         checks.extend(check_batch_scheduler(kind, config.resolve(section.run_dir), section))
     elif kind == "fireworks":
@@ -273,3 +289,16 @@ def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> lis
     elif kind == "jobflow-remote":
         checks.extend(check_jobflow_remote(config.backend.jobflow_remote.project, config.backend.jobflow_remote.worker))
     return checks
+
+
+def require_backend_ready(config: CampaignConfig) -> list[Check]:
+    """What ``alem loop`` and ``alem demo`` run before they touch the store: the checks of
+    ``alem doctor`` (without loading the potential, which the NEBs do anyway). Raises
+    :class:`BackendNotReadyError` naming every problem; returns the warnings."""
+    checks = run_checks(config, check_potentials=False)
+    problems = [check for check in checks if not check.ok]
+    if problems:
+        found = "; ".join(f"{check.name}: {' '.join(check.message.split())}" for check in problems)
+        raise BackendNotReadyError(f"backend {config.backend.kind} is not ready ({found}); nothing was changed. "
+                                   "`alem doctor` shows every check")
+    return [check for check in checks if check.status == "warning"]

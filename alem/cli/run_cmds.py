@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from alem.cli.app import app
 from alem.cli.common import CampaignOption, ExitCode, console, fail, load_config, open_backend
@@ -25,22 +26,30 @@ def loop(
     until_idle: Annotated[bool, typer.Option(help="stop when nothing is left to do")] = False,
     campaign: CampaignOption = None,
 ) -> None:
-    """Run the campaign: reconcile, ingest, retrain, score, propose, (auto-)approve, submit, sleep."""
-    from alem.loop.runner import CampaignLoop, LoopOptions
+    """Run the campaign: reconcile, ingest, retrain, score, propose, (auto-)approve, submit, sleep.
+
+    Takes the campaign's lock first (a second loop exits 3 at once), then runs the checks of
+    ``alem doctor`` and stops with one error line if the backend cannot run NEBs."""
+    from alem.loop.lock import CampaignLock
 
     config = load_config(campaign)
-    backend = open_backend(config)
-    options = LoopOptions(
-        max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
-    )
-    from alem.campaign.model_versions import ModelLoadError
-    from alem.ensemble import ModelNotFoundError
+    with CampaignLock(config.state_dir) as lock:  # before the heavy imports: a second loop is refused at once
+        from alem.campaign.model_versions import ModelLoadError
+        from alem.doctor import require_backend_ready
+        from alem.ensemble import ModelNotFoundError
+        from alem.loop.runner import CampaignLoop, LoopOptions
 
-    runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
-    try:
-        runner.run()
-    except (ModelNotFoundError, ModelLoadError) as exc:
-        fail(f"no model to score candidates with: {exc} (set [model] path in alem.toml)", ExitCode.USAGE)
+        for check in require_backend_ready(config):
+            console.print(f"[yellow]warning:[/] {check.name}: {escape(check.message)}", highlight=False)
+        backend = open_backend(config)
+        options = LoopOptions(
+            max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
+        )
+        runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
+        try:
+            runner.run(lock=lock)
+        except (ModelNotFoundError, ModelLoadError) as exc:
+            fail(f"no model to score candidates with: {exc} (set [model] path in alem.toml)", ExitCode.USAGE)
 
 
 # ---------------------------------------------------------------------------------- demo
@@ -57,21 +66,22 @@ def demo(
     model: Annotated[str | None, typer.Option(help="ensemble directory (default: the shipped one)")] = None,
     host: Annotated[list[str] | None, typer.Option(help="shipped demo host(s) to use (default: all five)")] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="local (default) | slurm: each NEB a batch job through this machine's Slurm")
-    ] = "local",
+        str | None,
+        typer.Option("--backend", help="local (default for a new demo) | slurm: each NEB a batch job through this machine's Slurm"),
+    ] = None,
 ) -> None:
     """The main job on a fresh clone: a small real campaign (shipped hosts, CHGNet NEBs, auto-approval)."""
     from alem.campaign.model_versions import ModelLoadError
     from alem.demo import DEMO_HOSTS, remove_demo_campaign, run_demo
     from alem.ensemble import ModelNotFoundError
 
-    if backend not in ("local", "slurm"):
+    if backend not in (None, "local", "slurm"):
         fail(f"--backend {backend}: the demo runs on local or slurm", ExitCode.USAGE)
     try:
         if fresh:
             remove_demo_campaign(directory)
         result = run_demo(
-            directory, model_path=model or "", max_minutes=max_minutes, retrain=retrain,
+            directory, model_path=model, max_minutes=max_minutes, retrain=retrain,
             hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False, markup=False),
             backend=backend,  # type: ignore[arg-type]
         )

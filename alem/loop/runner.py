@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alem.errors import AlemError
 from alem.loop.heartbeat import Heartbeat
 from alem.loop.lock import CampaignLock
 from alem.loop.signals import StopRequest
@@ -46,6 +47,10 @@ STARTUP_STALE_AFTER_S = 5.0
 STALE_AFTER_S = 60.0
 #: A loop whose ticks fail this many times in a row stops (and says why) instead of spinning.
 MAX_FAILED_TICKS = 5
+
+
+class LoopFailedError(AlemError, RuntimeError):
+    """Ticks failed :data:`MAX_FAILED_TICKS` times in a row; the loop stopped instead of spinning."""
 
 
 @dataclass
@@ -238,12 +243,16 @@ class CampaignLoop:
         busy = (HopState.CANDIDATE, HopState.PROPOSED, HopState.APPROVED, HopState.SUBMITTED)
         return not store.hops(state=list(busy)) and not store.jobs(live=True)
 
-    def run(self) -> list[TickReport]:
+    def run(self, lock: CampaignLock | None = None) -> list[TickReport]:
+        """Tick until stopped. ``lock``: the campaign's lock, already held by the caller (who
+        releases it); without it the loop takes and releases the lock itself."""
         from alem.campaign.model_versions import load_current_model
 
         reports: list[TickReport] = []
-        lock = CampaignLock(self.config.state_dir)
-        lock.acquire()
+        own_lock = lock is None
+        if own_lock:
+            lock = CampaignLock(self.config.state_dir)
+            lock.acquire()
         self.store = Store.open(self.config.store_path)
         self.stop.install()
         self.heartbeat = Heartbeat(self.config.store_path).start()
@@ -269,7 +278,8 @@ class CampaignLoop:
                     self.tell(f"tick {number} failed: {type(exc).__name__}: {exc} (details in the log)", logging.ERROR)
                     self.phase("error", f"tick {number} failed: {exc}")
                     if failed_in_a_row >= MAX_FAILED_TICKS:
-                        raise RuntimeError(f"{failed_in_a_row} ticks in a row failed; last: {exc}") from exc
+                        raise LoopFailedError(f"{failed_in_a_row} ticks in a row failed; last: {exc} (details in "
+                                              f"{self.config.resolve(self.config.campaign.log_file)})") from exc
                 if self._stop_rule_fired():
                     break
                 if self.options.max_ticks is not None and number >= self.options.max_ticks:
@@ -307,4 +317,5 @@ class CampaignLoop:
             self.heartbeat = None
             self.stop.uninstall()
             self.store.close()
-            lock.release()
+            if own_lock:
+                lock.release()
