@@ -120,3 +120,27 @@ def test_strategy_reasons_and_cost_in_words(tmp_path, li2o_hop):
     cost = estimate_cost(li2o_hop, config)
     assert cost.n_atoms == 11 * 8  # the 4.61 Å cell doubled along each axis
     assert "88-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,000 core-hours" in cost.summary
+
+
+def test_near_duplicate_literature_entries_are_one_row_with_a_note(literature):
+    """The issue's case: four identical rows for one compound. Entries that read the same
+    (formula, ion, length, barrier, functional) are one distinct hop, noted with the others' ids;
+    the k rows shown are k distinct hops."""
+    import dataclasses
+
+    from alem.review.page import _agreeing
+
+    hops = literature.hops[:60]
+    probe = hops[7]
+    copies = [dataclasses.replace(probe, hop_id=f"copy-{i}") for i in range(3)]
+    index = LiteratureIndex([*hops, *copies])
+    nearest = index.nearest(probe, k=4)
+    assert len(nearest) == 4 and len({n.shown_as() for n in nearest}) == 4
+    assert nearest[0].hop_id == probe.hop_id and nearest[0].agreeing == ("copy-0", "copy-1", "copy-2")
+    assert all(n.hop_id not in {c.hop_id for c in copies} for n in nearest)
+    assert "4 entries agree (also copy-0, copy-1, copy-2)" in _agreeing(nearest[0].agreeing)
+
+    # the shipped dataset has such near-duplicates: no hop of it lists a row twice
+    for hop in literature.hops[::50]:
+        rows = [n.shown_as() for n in literature.nearest(hop, k=5)]
+        assert len(rows) == len(set(rows)) == 5

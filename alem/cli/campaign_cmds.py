@@ -89,9 +89,13 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
         console.print("Model: none registered yet (the shipped ensemble is used until the first retraining)")
     else:
         mae = f"{model['cv_mae_ev']:.3f} eV" if model["cv_mae_ev"] is not None else "not in its card"
+        learns_from = data["fidelity"]["train_fidelities"]
         console.print(
-            f"Model: version {model['id']} ({model['path']}), trained on {model['n_training_hops']} hops "
-            f"{_ago(model['created_at'])}; CV MAE {mae}; {results['new_since_current_model']} new results since"
+            f"Model: version {model['id']} ({model['path']}), trained on {model['n_training_hops']} hops, CV MAE "
+            f"{mae}; registered in this campaign {_ago(model['created_at'])}; since then "
+            f"{results['new_since_current_model']} new usable results of any fidelity, "
+            f"{data['fidelity']['new_for_retraining']} of those it learns from ({', '.join(learns_from)})",
+            highlight=False,
         )
     loop = data["loop"]
     if loop is None:

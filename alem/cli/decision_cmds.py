@@ -158,6 +158,7 @@ def approve(
     """Approve hops for NEB calculation (all or nothing); a unique id prefix names a hop."""
     from alem.campaign.approve import waiting_proposals
     from alem.campaign.hop_ids import decision_targets
+    from alem.store import HopState
 
     if bool(hop_ids) == all_:
         fail("give hop ids or --all (not both)", ExitCode.USAGE)
@@ -166,8 +167,12 @@ def approve(
         if not ids:
             console.print("no proposals wait for a decision")
             return
+        unproposed = [hop_id for hop_id in ids if store.hop(hop_id).state is HopState.CANDIDATE]
         store.approve(ids, who=who or getpass.getuser(), reason=reason)
-    console.print(f"approved {len(ids)} hop(s): {', '.join(ids)}; `alem loop` submits them")
+    console.print(f"approved {len(ids)} hop(s): {', '.join(ids)}; `alem loop` submits them", highlight=False)
+    if unproposed:  # a deliberate shortcut (README: the states), said so the person knows
+        console.print(f"{', '.join(unproposed)} {'was' if len(unproposed) == 1 else 'were'} never proposed: "
+                      "approved straight from candidate", highlight=False)
 
 
 @app.command()
