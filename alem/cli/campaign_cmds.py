@@ -75,9 +75,14 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
     )
     hops = Table(title="Hops", title_justify="left")
     for state in data["hops"]:
-        hops.add_column(state, justify="right")
+        hops.add_column(state, justify="right", no_wrap=True)
     hops.add_row(*(str(n) for n in data["hops"].values()))
-    console.print(hops)
+    # each column as wide as its state's name or count, one cell of padding each side, the borders
+    needed = sum(max(len(state), len(str(n))) + 3 for state, n in data["hops"].items()) + 1
+    if needed <= console.width:
+        console.print(hops)
+    else:  # a narrow terminal: one line that wraps between states instead of a cropped table
+        console.print("Hops: " + ", ".join(f"{n} {state}" for state, n in data["hops"].items()), highlight=False)
     results = data["results"]
     console.print(f"Results: {results['usable']} usable, {results['failed']} failed")
     from alem.campaign.fidelity_status import fidelity_status_lines

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 
 from alem.cli.app import app
@@ -87,20 +88,25 @@ def demo(
         )
     except (ModelNotFoundError, ModelLoadError, ValueError) as exc:  # a bad directory, config, host or model
         fail(str(exc), ExitCode.USAGE)
+    print_demo_summary(console, result.rows, f"demo campaign {result.campaign_dir}")
+    for row in result.rows:
+        if row["note"]:
+            console.print(f"{row['hop_id']}: {row['note']}", highlight=False)
+    console.print(f"report: {result.report_path}")
+    console.print(f"carry on with: cd {result.campaign_dir} && alem status / alem loop / alem report")
+
+
+def print_demo_summary(console: Console, rows: list[dict], title: str) -> None:
+    """The demo's closing table: one row per hop, its prediction and its CHGNet NEB barrier."""
     columns = (
         Column("hop", whole=True), Column("atoms", keep=1, justify="right"), Column("Å", keep=2, justify="right"),
         # numbers never fold (one word each); their headers may wrap
         Column("predicted eV", justify="right"), Column("σ eV", justify="right"),
         Column("CHGNet NEB eV", justify="right"), Column("state", keep=3),
     )
-    rows = [
+    cells = [
         [row["hop_id"], str(row["atoms"]), f"{row['hop_length_a']:.2f}", fmt_number(row["predicted_ev"]),
          fmt_number(row["sigma_ev"]), fmt_number(row["neb_barrier_ev"]), row["state"]]
-        for row in result.rows
+        for row in rows
     ]
-    print_table(console, columns, rows, f"demo campaign {result.campaign_dir}")
-    for row in result.rows:
-        if row["note"]:
-            console.print(f"{row['hop_id']}: {row['note']}", highlight=False)
-    console.print(f"report: {result.report_path}")
-    console.print(f"carry on with: cd {result.campaign_dir} && alem status / alem loop / alem report")
+    print_table(console, columns, cells, title)
