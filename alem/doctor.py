@@ -6,6 +6,7 @@ what to do). Checks never modify anything and never start calculations.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from alem.errors import AlemError
 if TYPE_CHECKING:
     from fireworks import LaunchPad
     from jobflow import JobStore
+    from pydantic import BaseModel
 
     from alem.config import BatchBackendSection, CampaignConfig
     from alem.neb.presets import Preset
@@ -196,6 +198,90 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
     return checks
 
 
+#: What the templates in hpc_configs/ leave for the user to fill in.
+PLACEHOLDER = re.compile(r"YOUR_[A-Z_]+|CHANGE_ME|/path/to\b|example\.org")
+
+
+def placeholders_in(section: BaseModel) -> dict[str, list[str]]:
+    """Setting name -> the template placeholders its value still holds (strings and lists of them)."""
+    found = {}
+    for name, value in section.model_dump().items():
+        texts = value if isinstance(value, list) else [value]
+        hits = [hit for text in texts if isinstance(text, str) for hit in PLACEHOLDER.findall(text)]
+        if hits:
+            found[name] = list(dict.fromkeys(hits))
+    return found
+
+
+def check_placeholders(table: str, section: BaseModel) -> Check:
+    """The section pasted from a template with its placeholders left in (``[backend.slurm]``...)."""
+    found = placeholders_in(section)
+    if not found:
+        return Check("placeholders", "ok", f"{table}: none of the templates' YOUR_*, CHANGE_ME, /path/to left")
+    listed = "; ".join(f"{name} = {getattr(section, name)!r} ({', '.join(hits)})" for name, hits in found.items())
+    return Check("placeholders", "problem", f"{table} still holds the template's placeholders: {listed}; put your own values in")
+
+
+def _run_listing(command: list[str]) -> tuple[list[str] | None, str]:
+    """The output lines of a scheduler listing command, or None and what it said."""
+    import subprocess
+
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{command[0]}: {exc}"
+    if done.returncode != 0:
+        return None, " ".join((done.stderr or done.stdout).split()) or f"{command[0]} exited {done.returncode}"
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()], ""
+
+
+def _slurm_names(field: str) -> tuple[set[str] | None, str]:
+    """Partitions (``sinfo``) or this user's accounts or QOS (``sacctmgr``), or None and why not."""
+    import getpass
+
+    if field == "partition":
+        lines, said = _run_listing(["sinfo", "--noheader", "--format=%R"])
+        return (set(lines) if lines is not None else None), said
+    lines, said = _run_listing(["sacctmgr", "--noheader", "--parsable2", "show", "associations",
+                                f"user={getpass.getuser()}", f"format={field}"])
+    if lines is None:
+        return None, said
+    return {name for line in lines for name in line.split(",") if name}, ""
+
+
+def _pbs_queues() -> tuple[set[str] | None, str]:
+    """Queue names ``qstat -Q`` lists (the first column under its dashed rule)."""
+    lines, said = _run_listing(["qstat", "-Q"])
+    if lines is None:
+        return None, said
+    rule = next((i for i, line in enumerate(lines) if set(line) <= {"-", " "}), 0)
+    return {line.split()[0] for line in lines[rule + 1:]}, ""
+
+
+def check_queue_settings(scheduler: str, settings: BatchBackendSection) -> list[Check]:
+    """The partition/queue, and for Slurm the account and QOS where set, against what the
+    scheduler lists (``sinfo``, ``sacctmgr``, ``qstat -Q``). A listing that cannot be had is a
+    warning: the check was not possible, not a finding."""
+    table = f"[backend.{scheduler}]"
+    wanted = [("queue", "partition" if scheduler == "slurm" else "queue", settings.queue)]
+    if scheduler == "slurm":
+        wanted += [("account", "account", settings.account), ("qos", "qos", settings.qos)]
+    checks = []
+    for key, field, value in wanted:
+        if not value or PLACEHOLDER.search(value):
+            continue  # the scheduler's default, or already a placeholder problem
+        names, said = _slurm_names(field) if scheduler == "slurm" else _pbs_queues()
+        if names is None:
+            checks.append(Check(field, "warning", f"{table} {key} = {value!r} not checked: {said}"))
+        elif value in names:
+            checks.append(Check(field, "ok", f"{table} {key} = {value!r} exists"))
+        else:
+            known = ", ".join(sorted(names)) or "none"
+            checks.append(Check(field, "problem", f"{table} {key} = {value!r} is not one the scheduler knows "
+                                f"(it lists: {known}); sbatch/qsub would refuse every job"))
+    return checks
+
+
 def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection) -> list[Check]:
     """The slurm/pbs backend: scheduler commands on PATH and answering, run directory writable,
     the compute-side Python (``settings`` is the ``[backend.slurm]``/``[backend.pbs]`` section)."""
@@ -215,9 +301,13 @@ def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendS
             checks.append(Check("scheduler", "ok", f"{listing} answers ({len(jobs)} jobs of {getpass.getuser()} queued or running)"))
         except Exception as exc:  # a failing queue command: say what it said
             checks.append(Check("scheduler", "problem", f"{listing} does not answer: {type(exc).__name__}: {exc}".strip()))
-    problem = unwritable_because(run_dir)
+    placeholder = PLACEHOLDER.search(str(run_dir))
+    problem = f"is the template's placeholder path ({placeholder.group()})" if placeholder else unwritable_because(run_dir)
     checks.append(Check("run directory", "problem" if problem else "ok",
                         f"{run_dir} {problem or 'writable'} (compute nodes must see it too)"))
+    checks.append(check_placeholders(f"[backend.{scheduler}]", settings))
+    if not missing:
+        checks.extend(check_queue_settings(scheduler, settings))
     if settings.python and not Path(settings.python).is_file():
         checks.append(Check("python", "warning", f"{settings.python} does not exist here; fine only if the compute "
                             "nodes have it"))
@@ -279,6 +369,8 @@ def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> lis
         checks.append(Check("job store", "problem" if problem else "ok", f"{jobstore_dir} {problem or 'writable'}"))
     elif kind in ("slurm", "pbs"):
         checks.extend(check_batch_scheduler(kind, config.resolve(section.run_dir), section))
+    if kind not in ("slurm", "pbs") and placeholders_in(section):  # the batch check lists its own
+        checks.append(check_placeholders(f"[backend.{kind.replace('-', '_')}]", section))
     elif kind == "fireworks":
         checks.append(check_queue_commands())
         checks.append(check_launchpad(config.resolve(config.backend.fireworks.launchpad_file)
