@@ -224,13 +224,15 @@ def run_demo(
     hosts: tuple[str, ...] = DEMO_HOSTS,
     say: Callable[[str], None] = print,
     backend: DemoBackend | None = None,
+    show_jobs: Callable[[list], None] | None = None,
 ) -> DemoResult:
     """Create the demo campaign in ``directory`` and run it (see the module docstring). If the
     directory already holds the demo campaign, carry on with it: hosts already added are known and
     not added twice, finished NEBs are kept, and the loop picks up whatever is left. ``backend``
     and ``model_path`` (None: local and the shipped model) are refused when the demo being
     continued was made with others. Before anything is enumerated or proposed, the backend must
-    pass the checks of ``alem doctor`` (:class:`~alem.doctor.BackendNotReadyError` otherwise)."""
+    pass the checks of ``alem doctor`` (:class:`~alem.doctor.BackendNotReadyError` otherwise).
+    ``show_jobs``: what the loop hands its live jobs to while it waits on them."""
     from alem.backends import make_backend
     from alem.candidates.pool import add_candidates
     from alem.doctor import require_backend_ready
@@ -268,7 +270,7 @@ def run_demo(
         max_seconds=max_minutes * 60,
         fail_fast=True,
     )
-    loop = CampaignLoop(config, make_backend(config), options, say=say)
+    loop = CampaignLoop(config, make_backend(config), options, say=say, show_jobs=show_jobs)
     ticks = loop.run()
     report_path = write_report(config)
     with Store.open(config.store_path) as store:

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from alem.cli.app import app
 from alem.cli.common import CampaignOption, ExitCode, console, fail, load_config, open_backend
+from alem.cli.live import JobsInFlight
 from alem.cli.tables import Column, fmt_number, print_table
 
 
@@ -46,7 +47,8 @@ def loop(
         options = LoopOptions(
             max_ticks=1 if once else max_ticks, tick_seconds=tick_seconds, retrain=retrain, until_idle=until_idle, progress=False
         )
-        runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False))
+        runner = CampaignLoop(config, backend, options, say=lambda line: console.print(line, highlight=False, markup=False),
+                              show_jobs=JobsInFlight(console))
         try:
             runner.run(lock=lock)
         except (ModelNotFoundError, ModelLoadError) as exc:
@@ -85,6 +87,7 @@ def demo(
             directory, model_path=model, max_minutes=max_minutes, retrain=retrain,
             hosts=tuple(host) if host else DEMO_HOSTS, say=lambda line: console.print(line, highlight=False, markup=False),
             backend=backend,  # type: ignore[arg-type]
+            show_jobs=JobsInFlight(console),
         )
     except (ModelNotFoundError, ModelLoadError, ValueError) as exc:  # a bad directory, config, host or model
         fail(str(exc), ExitCode.USAGE)

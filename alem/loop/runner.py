@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from alem.backends.base import Backend
     from alem.campaign.model_versions import LoadedModel
     from alem.config import CampaignConfig
+    from alem.store import JobRecord
 
 #: At start-up the lock guarantees no other loop is mid-submission, so job rows left "created" by
 #: a killed loop are settled after only this long (a manual command may still be submitting).
@@ -97,12 +98,16 @@ class CampaignLoop:
     """Runs ticks for one campaign. ``say`` receives every human-readable line (the CLI prints it)."""
 
     def __init__(
-        self, config: CampaignConfig, backend: Backend, options: LoopOptions, say: Callable[[str], None] = lambda line: None
+        self, config: CampaignConfig, backend: Backend, options: LoopOptions, say: Callable[[str], None] = lambda line: None,
+        show_jobs: Callable[[list[JobRecord]], None] | None = None,
     ) -> None:
+        """``show_jobs`` gets the live jobs before each sleep and an empty list when the loop ends
+        (the CLI shows which NEBs run and for how long)."""
         self.config = config
         self.backend = backend
         self.options = options
         self._say = say
+        self._show_jobs = show_jobs
         self.log = campaign_logger(config.resolve(config.campaign.log_file))
         self.stop = StopRequest(on_request=self._on_signal)
         self.store: Store | None = None
@@ -293,6 +298,8 @@ class CampaignLoop:
                 if self.stop.requested:
                     break
                 self.phase("sleeping", f"next tick in {tick_seconds:.0f} s")
+                if self._show_jobs is not None:
+                    self._show_jobs(self.store.jobs(live=True))
                 if self.stop.wait(tick_seconds):
                     break
             if self.stop.requested:
@@ -313,6 +320,8 @@ class CampaignLoop:
                 pass
             raise
         finally:
+            if self._show_jobs is not None:
+                self._show_jobs([])
             self.heartbeat.stop()
             self.heartbeat = None
             self.stop.uninstall()
