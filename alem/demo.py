@@ -248,9 +248,13 @@ def run_demo(
         require_backend_ready(config)
         with Store.open(config.store_path) as store:
             counts = store.hop_counts()
+            earlier_hosts = sorted({record.group for record in store.hops() if record.group} - set(hosts))
         say(f"continuing the demo campaign in {config.campaign_dir} ({counts['done']} hops done, "
             f"{counts['candidate'] + counts['proposed'] + counts['approved'] + counts['submitted']} to go) "
             f"on backend {config.backend.kind}; `alem demo --fresh` starts over")
+        if earlier_hosts:  # --host adds hosts to a continued demo; it does not take earlier ones out
+            say(f"the hops of {', '.join(earlier_hosts)} (added by an earlier run) stay in the campaign; "
+                "`alem demo --fresh --host ...` starts over with only the hosts named")
     else:
         backend = backend or "local"
         config = _create_checked_demo(directory, model_path or "", backend)

@@ -55,3 +55,30 @@ def test_the_demo_refuses_options_the_demo_in_the_directory_cannot_honour(tmp_pa
         assert [line for line in result.output.splitlines() if line.startswith("error:")], result.output
         assert said in text and "--fresh" in text and "another directory" in text, text
     assert _store_dump(config) == before
+
+
+class _Heard(Exception):
+    """Stops the demo once it has said what a continued run keeps (before any NEB starts)."""
+
+
+def test_a_continued_demo_says_that_hosts_of_earlier_runs_stay(tmp_path):
+    from alem.candidates.pool import add_candidates
+    from alem.demo import DEMO_ENUMERATION, create_demo_campaign, demo_host_files, run_demo
+    from alem.store import Store
+
+    config = create_demo_campaign(tmp_path / "demo")
+    with Store.open(config.store_path) as store:
+        add_candidates(store, demo_host_files(("LiF_rocksalt",)), "Li", DEMO_ENUMERATION)
+    heard = []
+
+    def say(line: str) -> None:
+        heard.append(line)
+        if line.startswith("the hops of"):
+            raise _Heard
+
+    try:
+        run_demo(tmp_path / "demo", hosts=("Li2O_antifluorite",), say=say)
+    except _Heard:
+        pass
+    assert heard[-1] == ("the hops of LiF_rocksalt (added by an earlier run) stay in the campaign; "
+                         "`alem demo --fresh --host ...` starts over with only the hosts named")
