@@ -144,6 +144,7 @@ def remove_demo_campaign(directory: Path) -> None:
 def summary_rows(store: Store) -> list[dict[str, Any]]:
     """One row per hop: prediction before the NEB (from its proposal), the NEB barrier, state."""
     from alem.campaign.approve import latest_proposals
+    from alem.report import fidelity_of, plausibility_note
 
     latest_result = {r.hop_id: r for r in store.results()}
     proposal_of = latest_proposals(store)
@@ -160,7 +161,8 @@ def summary_rows(store: Store) -> list[dict[str, Any]]:
             "sigma_ev": proposal.std_ev if proposal else None,
             "neb_barrier_ev": result.barrier_ev if result and result.usable else None,
             "state": record.state.value,
-            "note": (result.failure_reason or "") if result and not result.usable else "",
+            "note": ((result.failure_reason or "") if not result.usable else plausibility_note(fidelity_of(result), result.barrier_ev))
+            if result else "",
         })
     return rows
 

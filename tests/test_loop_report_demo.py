@@ -117,3 +117,16 @@ def test_demo_runs_a_real_chgnet_campaign(tmp_path, scratch_ensemble):
     assert (tmp_path / "mine" / "alem.toml").is_file()
     remove_demo_campaign(tmp_path / "demo")  # what --fresh does before starting over
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_demo_summary_notes_an_mlip_barrier_below_a_tenth_of_an_ev(tmp_path):
+    """The shipped demo's LiMn2O4 hop came out at 0.070 eV with CHGNet: said beside the number."""
+    from test_report_browser import RESULTS, _campaign
+
+    from alem.demo import summary_rows
+
+    config = _campaign(tmp_path)
+    with Store.open(config.store_path) as store:
+        notes = {row["hop_id"]: row["note"] for row in summary_rows(store)}
+    assert notes["h-mlip-1"].startswith("below 0.1 eV from an MLIP: check the path")
+    assert not any(notes[hop_id] for hop_id in RESULTS if hop_id != "h-mlip-1")
