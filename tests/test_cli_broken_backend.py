@@ -91,7 +91,9 @@ def test_commands_that_only_read_the_store_still_work(tmp_path, tiny_hop, monkey
     """A broken backend must not take the campaign's own records with it; doctor names the problem."""
     config = _campaign(tmp_path, tiny_hop, monkeypatch, breakage)
     before = _store_dump(config)
-    for command in (["status"], ["jobs", "--all"], ["history"], ["proposals"], ["show", "h2"], ["status", "--json"]):
+    reading = (["status"], ["jobs", "--all"], ["history"], ["proposals"], ["show", "h2"], ["status", "--json"],
+               ["export", str(tmp_path / "results.json")], ["report", "--out", str(tmp_path / "report.html")])
+    for command in reading:
         result = runner.invoke(app, [*command, "--campaign", str(config.campaign_dir)])
         assert result.exit_code == 0, (command, result.output)
     doctor = runner.invoke(app, ["doctor", "--skip-potentials", "--campaign", str(config.campaign_dir)])

@@ -138,7 +138,7 @@ def test_near_duplicate_literature_entries_are_one_row_with_a_note(literature):
     assert len(nearest) == 4 and len({n.shown_as() for n in nearest}) == 4
     assert nearest[0].hop_id == probe.hop_id and nearest[0].agreeing == ("copy-0", "copy-1", "copy-2")
     assert all(n.hop_id not in {c.hop_id for c in copies} for n in nearest)
-    assert "4 entries agree (also copy-0, copy-1, copy-2)" in _agreeing(nearest[0].agreeing)
+    assert "4 entries in the dataset agree (also copy-0, copy-1, copy-2)" in _agreeing(nearest[0].agreeing)
 
     # the shipped dataset has such near-duplicates: no hop of it lists a row twice
     for hop in literature.hops[::50]:

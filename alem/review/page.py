@@ -44,11 +44,12 @@ def _f(value: float | None, digits: int = 2) -> str:
 
 
 def _agreeing(hop_ids: tuple[str, ...]) -> str:
-    """The note on a literature hop that several dataset entries agree on (shown once)."""
+    """The note under a literature hop that several dataset entries agree on (the hop is shown
+    once): a row of its own across the table, so the table gets no wider."""
     if not hop_ids:
         return ""
     ids = ", ".join(html.escape(h) for h in hop_ids)
-    return f'<span class="note" title="{ids}">{len(hop_ids) + 1} entries agree (also {ids})</span>'
+    return f'<tr class="agree"><td colspan=7>↑ {len(hop_ids) + 1} entries in the dataset agree (also {ids})</td></tr>'
 
 
 def _card_html(card: ReviewCard) -> str:
@@ -58,7 +59,7 @@ def _card_html(card: ReviewCard) -> str:
     rows = "".join(
         f"<tr><td>{e(n.hop_id)}</td><td>{e(n.formula)}</td><td>{e(n.working_ion)}</td>"
         f"<td class=num>{_f(n.barrier_ev)}</td><td class=num>{n.hop_length_a:.2f}</td><td>{e(n.xc or '—')}</td>"
-        f"<td class=num>{n.distance:.2f}</td><td>{_agreeing(n.agreeing)}</td></tr>"
+        f"<td class=num>{n.distance:.2f}</td></tr>{_agreeing(n.agreeing)}"
         for n in card.neighbours
     )
     far = (
@@ -86,7 +87,7 @@ def _card_html(card: ReviewCard) -> str:
 {far}
 <b>Nearest literature hops</b> (what the prediction leans on; distance in standardised descriptors):
 <table class="nb"><tr><th>hop</th><th>formula</th><th>ion</th><th>DFT E<sub>m</sub> (eV)</th><th>length (Å)</th>
-<th>functional</th><th>distance</th><th>same in the dataset</th></tr>{rows}</table>
+<th>functional</th><th>distance</th></tr>{rows}</table>
 <pre class="cmd">{e(approve)}
 {e(reject)}</pre>
 </div>
