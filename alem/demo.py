@@ -59,6 +59,11 @@ class NotADemoError(AlemError, ValueError):
     """The directory holds a campaign that the demo did not create; the demo leaves it alone."""
 
 
+class DemoOptionError(AlemError, ValueError):
+    """An option that the demo campaign already in the directory cannot honour (it was made with
+    another backend or model): refused rather than silently ignored."""
+
+
 @dataclass
 class DemoResult:
     campaign_dir: Path
@@ -139,6 +144,7 @@ def remove_demo_campaign(directory: Path) -> None:
 def summary_rows(store: Store) -> list[dict[str, Any]]:
     """One row per hop: prediction before the NEB (from its proposal), the NEB barrier, state."""
     from alem.campaign.approve import latest_proposals
+    from alem.report import fidelity_of, plausibility_note
 
     latest_result = {r.hop_id: r for r in store.results()}
     proposal_of = latest_proposals(store)
@@ -155,7 +161,8 @@ def summary_rows(store: Store) -> list[dict[str, Any]]:
             "sigma_ev": proposal.std_ev if proposal else None,
             "neb_barrier_ev": result.barrier_ev if result and result.usable else None,
             "state": record.state.value,
-            "note": (result.failure_reason or "") if result and not result.usable else "",
+            "note": ((result.failure_reason or "") if not result.usable else plausibility_note(fidelity_of(result), result.barrier_ev))
+            if result else "",
         })
     return rows
 
@@ -173,20 +180,64 @@ def say_fidelity(config, retrain: bool, say: Callable[[str], None]) -> None:
             "[model] train_fidelities says otherwise; `alem demo --retrain` asks for it)")
 
 
+def refuse_ignored_options(config: CampaignConfig, model_path: str | None, backend: DemoBackend | None) -> None:
+    """A demo being continued keeps its backend and model: asking for others is refused, saying how
+    to get them (never silently ignored)."""
+    asked = []
+    if backend is not None and backend != config.backend.kind:
+        asked.append(f"--backend {backend} (it runs on {config.backend.kind})")
+    if model_path and Path(model_path).resolve() != (config.resolve(config.model.path) if config.model.path else None):
+        asked.append(f"--model {model_path} (it uses {config.model.path or 'the shipped model'})")
+    if asked:
+        raise DemoOptionError(
+            f"{config.campaign_dir} holds a demo campaign already, which cannot honour {' and '.join(asked)}; "
+            f"`alem demo {config.campaign_dir} --fresh ...` starts it over with them, or name another directory"
+        )
+
+
+def _create_checked_demo(directory: Path, model_path: str, backend: DemoBackend) -> CampaignConfig:
+    """The new demo campaign, once the checks of ``alem doctor`` pass for it; when they do not,
+    what was created is removed again (the directory is as it was) and the error raised."""
+    import shutil
+
+    from alem.doctor import BackendNotReadyError, require_backend_ready
+
+    directory = Path(directory)
+    existed = directory.exists()
+    config = create_demo_campaign(directory, model_path, backend)
+    try:
+        require_backend_ready(config)
+    except BackendNotReadyError:
+        if existed:  # a directory with no campaign in it: take back only what the demo wrote
+            for name in (config.config_path.name, config.state_dir.name, "workflows"):
+                target = directory / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(directory)
+        raise
+    return config
+
+
 def run_demo(
     directory: Path,
-    model_path: str = "",
+    model_path: str | None = None,
     max_minutes: float = 20.0,
     retrain: bool = False,
     hosts: tuple[str, ...] = DEMO_HOSTS,
     say: Callable[[str], None] = print,
-    backend: DemoBackend = "local",
+    backend: DemoBackend | None = None,
+    show_jobs: Callable[[list], None] | None = None,
 ) -> DemoResult:
     """Create the demo campaign in ``directory`` and run it (see the module docstring). If the
     directory already holds the demo campaign, carry on with it: hosts already added are known and
-    not added twice, finished NEBs are kept, and the loop picks up whatever is left."""
+    not added twice, finished NEBs are kept, and the loop picks up whatever is left. ``backend``
+    and ``model_path`` (None: local and the shipped model) are refused when the demo being
+    continued was made with others. Before anything is enumerated or proposed, the backend must
+    pass the checks of ``alem doctor`` (:class:`~alem.doctor.BackendNotReadyError` otherwise).
+    ``show_jobs``: what the loop hands its live jobs to while it waits on them."""
     from alem.backends import make_backend
     from alem.candidates.pool import add_candidates
+    from alem.doctor import require_backend_ready
     from alem.loop.runner import CampaignLoop, LoopOptions
     from alem.report import write_report
     from alem.store import Store
@@ -195,13 +246,20 @@ def run_demo(
     config = existing_demo_campaign(directory)
     resumed = config is not None
     if resumed:
+        refuse_ignored_options(config, model_path, backend)
+        require_backend_ready(config)
         with Store.open(config.store_path) as store:
             counts = store.hop_counts()
+            earlier_hosts = sorted({record.group for record in store.hops() if record.group} - set(hosts))
         say(f"continuing the demo campaign in {config.campaign_dir} ({counts['done']} hops done, "
-            f"{counts['candidate'] + counts['proposed'] + counts['approved'] + counts['submitted']} to go); "
-            "`alem demo --fresh` starts over")
+            f"{counts['candidate'] + counts['proposed'] + counts['approved'] + counts['submitted']} to go) "
+            f"on backend {config.backend.kind}; `alem demo --fresh` starts over")
+        if earlier_hosts:  # --host adds hosts to a continued demo; it does not take earlier ones out
+            say(f"the hops of {', '.join(earlier_hosts)} (added by an earlier run) stay in the campaign; "
+                "`alem demo --fresh --host ...` starts over with only the hosts named")
     else:
-        config = create_demo_campaign(directory, model_path, backend)
+        backend = backend or "local"
+        config = _create_checked_demo(directory, model_path or "", backend)
         where = "local CHGNet backend" if backend == "local" else "CHGNet NEBs as Slurm batch jobs (sbatch)"
         say(f"campaign created in {config.campaign_dir} (SQLite store, {where}, shipped model)")
     with Store.open(config.store_path) as store:
@@ -218,7 +276,7 @@ def run_demo(
         max_seconds=max_minutes * 60,
         fail_fast=True,
     )
-    loop = CampaignLoop(config, make_backend(config), options, say=say)
+    loop = CampaignLoop(config, make_backend(config), options, say=say, show_jobs=show_jobs)
     ticks = loop.run()
     report_path = write_report(config)
     with Store.open(config.store_path) as store:

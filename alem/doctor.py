@@ -6,22 +6,29 @@ what to do). Checks never modify anything and never start calculations.
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from alem import shipped_dir
+from alem.errors import AlemError
 
 if TYPE_CHECKING:
     from fireworks import LaunchPad
     from jobflow import JobStore
+    from pydantic import BaseModel
 
     from alem.config import BatchBackendSection, CampaignConfig, RetrainJobSection
     from alem.neb.presets import Preset
 
 Status = Literal["ok", "problem", "warning"]
+
+
+class BackendNotReadyError(AlemError, RuntimeError):
+    """A check ``alem doctor`` runs found a problem: the campaign's backend cannot run NEBs."""
 
 
 @dataclass
@@ -33,6 +40,23 @@ class Check:
     @property
     def ok(self) -> bool:
         return self.status != "problem"
+
+
+def unwritable_because(directory: Path) -> str | None:
+    """Why ``directory`` (or, while it does not exist, the nearest directory it would be made in)
+    cannot be written, or None. Tried with a temporary file that is removed at once: ``os.access``
+    says yes to root everywhere, read-only mounts included."""
+    parent = Path(directory)
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be made: {parent} is a file"
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        return f"is not writable ({parent}: {exc.strerror or exc})"
+    return None
 
 
 def check_preset(name: str, campaign_dir: Path) -> tuple[Check, Preset | None]:
@@ -176,6 +200,90 @@ def check_jobflow_remote(project: str | None, worker: str | None) -> list[Check]
     return checks
 
 
+#: What the templates in hpc_configs/ leave for the user to fill in.
+PLACEHOLDER = re.compile(r"YOUR_[A-Z_]+|CHANGE_ME|/path/to\b|example\.org")
+
+
+def placeholders_in(section: BaseModel) -> dict[str, list[str]]:
+    """Setting name -> the template placeholders its value still holds (strings and lists of them)."""
+    found = {}
+    for name, value in section.model_dump().items():
+        texts = value if isinstance(value, list) else [value]
+        hits = [hit for text in texts if isinstance(text, str) for hit in PLACEHOLDER.findall(text)]
+        if hits:
+            found[name] = list(dict.fromkeys(hits))
+    return found
+
+
+def check_placeholders(table: str, section: BaseModel) -> Check:
+    """The section pasted from a template with its placeholders left in (``[backend.slurm]``...)."""
+    found = placeholders_in(section)
+    if not found:
+        return Check("placeholders", "ok", f"{table}: none of the templates' YOUR_*, CHANGE_ME, /path/to left")
+    listed = "; ".join(f"{name} = {getattr(section, name)!r} ({', '.join(hits)})" for name, hits in found.items())
+    return Check("placeholders", "problem", f"{table} still holds the template's placeholders: {listed}; put your own values in")
+
+
+def _run_listing(command: list[str]) -> tuple[list[str] | None, str]:
+    """The output lines of a scheduler listing command, or None and what it said."""
+    import subprocess
+
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{command[0]}: {exc}"
+    if done.returncode != 0:
+        return None, " ".join((done.stderr or done.stdout).split()) or f"{command[0]} exited {done.returncode}"
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()], ""
+
+
+def _slurm_names(field: str) -> tuple[set[str] | None, str]:
+    """Partitions (``sinfo``) or this user's accounts or QOS (``sacctmgr``), or None and why not."""
+    import getpass
+
+    if field == "partition":
+        lines, said = _run_listing(["sinfo", "--noheader", "--format=%R"])
+        return (set(lines) if lines is not None else None), said
+    lines, said = _run_listing(["sacctmgr", "--noheader", "--parsable2", "show", "associations",
+                                f"user={getpass.getuser()}", f"format={field}"])
+    if lines is None:
+        return None, said
+    return {name for line in lines for name in line.split(",") if name}, ""
+
+
+def _pbs_queues() -> tuple[set[str] | None, str]:
+    """Queue names ``qstat -Q`` lists (the first column under its dashed rule)."""
+    lines, said = _run_listing(["qstat", "-Q"])
+    if lines is None:
+        return None, said
+    rule = next((i for i, line in enumerate(lines) if set(line) <= {"-", " "}), 0)
+    return {line.split()[0] for line in lines[rule + 1:]}, ""
+
+
+def check_queue_settings(scheduler: str, settings: BatchBackendSection) -> list[Check]:
+    """The partition/queue, and for Slurm the account and QOS where set, against what the
+    scheduler lists (``sinfo``, ``sacctmgr``, ``qstat -Q``). A listing that cannot be had is a
+    warning: the check was not possible, not a finding."""
+    table = f"[backend.{scheduler}]"
+    wanted = [("queue", "partition" if scheduler == "slurm" else "queue", settings.queue)]
+    if scheduler == "slurm":
+        wanted += [("account", "account", settings.account), ("qos", "qos", settings.qos)]
+    checks = []
+    for key, field, value in wanted:
+        if not value or PLACEHOLDER.search(value):
+            continue  # the scheduler's default, or already a placeholder problem
+        names, said = _slurm_names(field) if scheduler == "slurm" else _pbs_queues()
+        if names is None:
+            checks.append(Check(field, "warning", f"{table} {key} = {value!r} not checked: {said}"))
+        elif value in names:
+            checks.append(Check(field, "ok", f"{table} {key} = {value!r} exists"))
+        else:
+            known = ", ".join(sorted(names)) or "none"
+            checks.append(Check(field, "problem", f"{table} {key} = {value!r} is not one the scheduler knows "
+                                f"(it lists: {known}); sbatch/qsub would refuse every job"))
+    return checks
+
+
 def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendSection | RetrainJobSection) -> list[Check]:
     """The slurm/pbs backend: scheduler commands on PATH and answering, run directory writable,
     the compute-side Python (``settings``: the ``[backend.slurm]``/``[backend.pbs]`` section, or
@@ -196,12 +304,13 @@ def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendS
             checks.append(Check("scheduler", "ok", f"{listing} answers ({len(jobs)} jobs of {getpass.getuser()} queued or running)"))
         except Exception as exc:  # a failing queue command: say what it said
             checks.append(Check("scheduler", "problem", f"{listing} does not answer: {type(exc).__name__}: {exc}".strip()))
-    parent = run_dir
-    while not parent.exists():
-        parent = parent.parent
-    writable = os.access(parent, os.W_OK)
-    checks.append(Check("run directory", "ok" if writable else "problem",
-                        f"{run_dir} {'writable' if writable else 'is not writable'} (compute nodes must see it too)"))
+    placeholder = PLACEHOLDER.search(str(run_dir))
+    problem = f"is the template's placeholder path ({placeholder.group()})" if placeholder else unwritable_because(run_dir)
+    checks.append(Check("run directory", "problem" if problem else "ok",
+                        f"{run_dir} {problem or 'writable'} (compute nodes must see it too)"))
+    checks.append(check_placeholders(f"[backend.{scheduler}]", settings))
+    if not missing:
+        checks.extend(check_queue_settings(scheduler, settings))
     if settings.python and not Path(settings.python).is_file():
         checks.append(Check("python", "warning", f"{settings.python} does not exist here; fine only if the compute "
                             "nodes have it"))
@@ -273,14 +382,12 @@ def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> lis
                                     "a VASP preset needs the slurm, pbs, fireworks or jobflow-remote backend"))
     if kind == "local":
         jobstore_dir = config.resolve(config.backend.local.jobstore_dir)
-        parent = jobstore_dir if jobstore_dir.exists() else jobstore_dir.parent
-        while not parent.exists():
-            parent = parent.parent
-        writable = os.access(parent, os.W_OK)
-        checks.append(Check("job store", "ok" if writable else "problem",
-                            f"{jobstore_dir} {'writable' if writable else 'is not writable'}"))
+        problem = unwritable_because(jobstore_dir)
+        checks.append(Check("job store", "problem" if problem else "ok", f"{jobstore_dir} {problem or 'writable'}"))
     elif kind in ("slurm", "pbs"):
         checks.extend(check_batch_scheduler(kind, config.resolve(section.run_dir), section))
+    if kind not in ("slurm", "pbs") and placeholders_in(section):  # the batch check lists its own
+        checks.append(check_placeholders(f"[backend.{kind.replace('-', '_')}]", section))
     elif kind == "fireworks":
         checks.append(check_queue_commands())
         checks.append(check_launchpad(config.resolve(config.backend.fireworks.launchpad_file)
@@ -291,3 +398,16 @@ def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> lis
     elif kind == "jobflow-remote":
         checks.extend(check_jobflow_remote(config.backend.jobflow_remote.project, config.backend.jobflow_remote.worker))
     return checks
+
+
+def require_backend_ready(config: CampaignConfig) -> list[Check]:
+    """What ``alem loop`` and ``alem demo`` run before they touch the store: the checks of
+    ``alem doctor`` (without loading the potential, which the NEBs do anyway). Raises
+    :class:`BackendNotReadyError` naming every problem; returns the warnings."""
+    checks = run_checks(config, check_potentials=False)
+    problems = [check for check in checks if not check.ok]
+    if problems:
+        found = "; ".join(f"{check.name}: {' '.join(check.message.split())}" for check in problems)
+        raise BackendNotReadyError(f"backend {config.backend.kind} is not ready ({found}); nothing was changed. "
+                                   "`alem doctor` shows every check")
+    return [check for check in checks if check.status == "warning"]

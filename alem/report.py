@@ -3,13 +3,18 @@
 * parity of the current model: its grouped cross-validation (out-of-fold predictions stored with
   the model as ``oof_predictions.npz``; for a version retrained in the loop without CV, the newest
   version that has them, named on the plot);
-* parity on the campaign: every usable NEB barrier against the prediction made *before* it was
-  computed (the current model's, if it scored the hop before the result arrived, else the
-  prediction shown when the hop was proposed), with ±σ error bars;
+* parity on the campaign, one plot per fidelity: every usable NEB barrier against the prediction
+  made *before* it was computed (the current model's, if it scored the hop before the result
+  arrived, else the prediction shown when the hop was proposed), with ±σ error bars;
 * learning curve across model versions: each version's cross-validated MAE from its card and
-  its prospective MAE on the results that arrived while it was current;
-* campaign history: cumulative proposed, approved, computed and good (E_m < 0.65 eV) hops over time;
-* tables: hop states, model versions, results.
+  its prospective MAE on the results of each fidelity that arrived while it was current;
+* campaign history: cumulative proposed, approved, computed and good (E_m < 0.65 eV) hops over
+  time, computed and good per fidelity;
+* tables: hop states, model versions, results (an MLIP barrier below 0.1 eV gets a plausibility note).
+
+Every number says which fidelity it is about, and results of different fidelities are never
+pooled: the model learns DFT barriers, and its error against CHGNet barriers measures the
+distance between two levels of theory as much as the model's own error.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ import numpy as np
 
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
+#: An MLIP barrier below this is physically possible but more often a path that went wrong
+#: (a collapsed or discontinuous band, a spurious minimum): the report says so beside it.
+IMPLAUSIBLY_LOW_MLIP_EV = 0.1
+#: Shown for a result recorded before alem stored fidelities.
+UNKNOWN_FIDELITY = "fidelity not recorded"
+
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
     from alem.store import Store
@@ -38,6 +49,28 @@ class ParityPoint:
     predicted_ev: float
     sigma_ev: float | None
     source: str  # "model vN" or "proposal (model vN)"
+    fidelity: str = UNKNOWN_FIDELITY  # of the NEB barrier
+
+
+def fidelity_of(result) -> str:
+    """The fidelity label of a stored result, or :data:`UNKNOWN_FIDELITY`."""
+    return result.fidelity or UNKNOWN_FIDELITY
+
+
+def by_fidelity(items, key) -> dict[str, list]:
+    """``items`` grouped by ``key(item)``, fidelities in first-seen order."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+def plausibility_note(fidelity: str, barrier_ev: float | None) -> str:
+    """A note for a barrier an experienced practitioner would look at twice, else ''."""
+    if barrier_ev is not None and fidelity.startswith("mlip") and barrier_ev < IMPLAUSIBLY_LOW_MLIP_EV:
+        return (f"below {IMPLAUSIBLY_LOW_MLIP_EV} eV from an MLIP: check the path (a collapsed band or a spurious "
+                "minimum looks like this) before trusting it")
+    return ""
 
 
 def parity_points(store: Store) -> list[ParityPoint]:
@@ -50,12 +83,14 @@ def parity_points(store: Store) -> list[ParityPoint]:
     for result in store.results(usable=True):
         prediction = current_predictions.get(result.hop_id)
         if prediction is not None and prediction.created_at < result.created_at:
-            points.append(ParityPoint(result.hop_id, result.barrier_ev, prediction.mean_ev, prediction.std_ev, f"model v{current.id}"))
+            points.append(ParityPoint(result.hop_id, result.barrier_ev, prediction.mean_ev, prediction.std_ev,
+                                      f"model v{current.id}", fidelity_of(result)))
             continue
         proposal = proposal_of.get(result.hop_id)
         if proposal is not None and proposal.mean_ev is not None:
             points.append(ParityPoint(
-                result.hop_id, result.barrier_ev, proposal.mean_ev, proposal.std_ev, f"proposal (model v{proposal.model_version_id})"
+                result.hop_id, result.barrier_ev, proposal.mean_ev, proposal.std_ev, f"proposal (model v{proposal.model_version_id})",
+                fidelity_of(result),
             ))
     return points
 
@@ -75,8 +110,9 @@ def out_of_fold(store: Store) -> tuple[int, np.ndarray, np.ndarray] | None:
 
 
 def learning_curve(store: Store) -> list[dict[str, Any]]:
-    """Per model version: CV MAE (card) and prospective MAE on results that arrived while it was
-    current, using the predictions it made before each result."""
+    """Per model version: CV MAE (card) and, per fidelity, the prospective MAE on results that
+    arrived while it was current, using the predictions it made before each result
+    (``prospective``: fidelity -> {"mae_ev", "n"})."""
     from alem.campaign.model_versions import cv_mae_ev
 
     versions = store.model_versions()
@@ -85,38 +121,39 @@ def learning_curve(store: Store) -> list[dict[str, Any]]:
     for k, version in enumerate(versions):
         until = versions[k + 1].created_at if k + 1 < len(versions) else float("inf")
         predictions = store.predictions(version.id)
-        errors = [
-            abs(predictions[r.hop_id].mean_ev - r.barrier_ev)
-            for r in results
+        scored = [
+            r for r in results
             if version.created_at <= r.created_at < until
             and r.hop_id in predictions and predictions[r.hop_id].created_at < r.created_at
         ]
+        prospective = {
+            fidelity: {"mae_ev": float(np.mean([abs(predictions[r.hop_id].mean_ev - r.barrier_ev) for r in group])),
+                       "n": len(group)}
+            for fidelity, group in by_fidelity(scored, fidelity_of).items()
+        }
         rows.append({
             "version": version.id,
             "n_training_hops": version.n_training_hops,
             "cv_mae_ev": cv_mae_ev(version.card),
-            "prospective_mae_ev": float(np.mean(errors)) if errors else None,
-            "n_prospective": len(errors),
+            "prospective": prospective,
             "created_at": version.created_at,
         })
     return rows
 
 
 def history_series(store: Store) -> dict[str, list[float]]:
-    """Times (Unix s) of each proposal, approval, NEB result and good barrier."""
+    """Times (Unix s) of each proposal, approval, and per fidelity each usable NEB result and good barrier."""
     first_proposal: dict[str, float] = {}
     for proposal in store.proposals():
         first_proposal.setdefault(proposal.hop_id, proposal.created_at)
     approvals = [d.created_at for d in store.decisions() if d.decision == "approve"]
-    results = store.results()
-    return {
-        "proposed": sorted(first_proposal.values()),
-        "approved": sorted(approvals),
-        "computed": sorted(r.created_at for r in results if r.usable),
-        f"good (E_m < {GOOD_CONDUCTOR_THRESHOLD_EV} eV)": sorted(
-            r.created_at for r in results if r.usable and r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV
-        ),
-    }
+    series = {"proposed": sorted(first_proposal.values()), "approved": sorted(approvals)}
+    for fidelity, results in by_fidelity(store.results(usable=True), fidelity_of).items():
+        series[f"computed ({fidelity})"] = sorted(r.created_at for r in results)
+        series[f"good (E_m < {GOOD_CONDUCTOR_THRESHOLD_EV} eV at {fidelity})"] = sorted(
+            r.created_at for r in results if r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV
+        )
+    return series
 
 
 # ---------------------------------------------------------------------------- figures
@@ -143,7 +180,10 @@ def _figures(
     curve: list[dict[str, Any]],
     history: dict[str, list[float]],
     oof: tuple[int, np.ndarray, np.ndarray] | None,
+    trained_on: str,
 ) -> dict[str, str]:
+    """The report's PNGs: ``cv_parity``, one ``parity:<fidelity>`` per fidelity with results (or
+    one ``parity`` saying there are none), ``learning_curve``, ``history``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,29 +193,38 @@ def _figures(
     version, y_ref, y_oof = oof if oof is not None else (None, np.array([]), np.array([]))
     figures["cv_parity"] = _parity_png(
         plt, y_ref, y_oof, None, f"model v{version}: grouped CV, MAE {np.abs(y_ref - y_oof).mean():.3f} eV (n={len(y_ref)})"
-        if len(y_ref) else "", "no out-of-fold predictions\nstored with the models", "reference barrier (eV)",
+        if len(y_ref) else "", "no out-of-fold predictions\nstored with the models", f"{trained_on} training label (eV)",
         "out-of-fold prediction (eV)",
     )
-    x = np.array([p.barrier_ev for p in points])
-    y = np.array([p.predicted_ev for p in points])
-    err = np.array([p.sigma_ev or 0.0 for p in points])
-    figures["parity"] = _parity_png(
-        plt, x, y, err, f"MAE {np.abs(x - y).mean():.3f} eV on {len(points)} NEB results" if points else "",
-        "no NEB results yet", "NEB barrier (eV)", "predicted before the NEB (eV)",
-    )
+    for fidelity, group in by_fidelity(points, lambda p: p.fidelity).items():
+        x = np.array([p.barrier_ev for p in group])
+        y = np.array([p.predicted_ev for p in group])
+        err = np.array([p.sigma_ev or 0.0 for p in group])
+        figures[f"parity:{fidelity}"] = _parity_png(
+            plt, x, y, err, f"vs {fidelity}: MAE {np.abs(x - y).mean():.3f} eV on {len(group)} results", "",
+            f"NEB barrier at {fidelity} (eV)", "predicted before the NEB (eV)",
+        )
+    if not points:
+        figures["parity"] = _parity_png(plt, np.array([]), np.array([]), None, "", "no NEB results yet",
+                                        "NEB barrier (eV)", "predicted before the NEB (eV)")
 
     fig, ax = plt.subplots(figsize=(4.8, 4.0))
     versions = [row["version"] for row in curve]
-    for key, label, marker in (("cv_mae_ev", "cross-validated MAE (model card)", "s"),
-                               ("prospective_mae_ev", "MAE on later campaign results", "o")):
-        pairs = [(row["version"], row[key]) for row in curve if row[key] is not None]
+    series = {f"cross-validated MAE on its {trained_on} labels (card)": [(row["version"], row["cv_mae_ev"]) for row in curve]}
+    for row in curve:
+        for fidelity, measured in row["prospective"].items():
+            series.setdefault(f"MAE on later {fidelity} results", []).append((row["version"], measured["mae_ev"]))
+    drawn = False
+    for (label, pairs), marker in zip(series.items(), "so^vD<>"):
+        pairs = [(v, mae) for v, mae in pairs if mae is not None]
         if pairs:
             ax.plot(*zip(*pairs), marker=marker, label=label)
+            drawn = True
     ax.set_xticks(versions or [1])
     ax.set_xlabel("model version")
     ax.set_ylabel("MAE (eV)")
-    if any(row["cv_mae_ev"] is not None or row["prospective_mae_ev"] is not None for row in curve):
-        ax.legend(fontsize=8)
+    if drawn:
+        ax.legend(fontsize=7)
     else:
         ax.text(0.5, 0.5, "no error measured yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
@@ -183,17 +232,23 @@ def _figures(
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
-    stamps = [t for series in history.values() for t in series]
+    stamps = [t for times in history.values() for t in times]
     start = min(stamps, default=time.time())
     span_s = max(stamps, default=start) - start
     unit, per = ("hours", 3600.0) if span_s > 3 * 3600 else ("minutes", 60.0) if span_s > 120 else ("seconds", 1.0)
+    # lines that often coincide (every hop computed is good) stay visible: wide pale under narrow dark
+    styles = {"proposed": dict(lw=5.0, alpha=0.35), "approved": dict(lw=3.0, alpha=0.7, ls="--"),
+              "computed": dict(lw=2.2), "good": dict(lw=1.2, ls=":", marker="o", markersize=3)}
     for label, times in history.items():
         if times:
             elapsed = (np.array([start, *times]) - start) / per
-            ax.step(elapsed, np.arange(len(times) + 1), where="post", label=label)
+            ax.step(elapsed, np.arange(len(times) + 1), where="post", label=label, **styles[label.split()[0]])
     ax.set_xlabel(f"{unit} since the first proposal")
     ax.set_ylabel("hops (cumulative)")
-    ax.legend(fontsize=8)
+    if stamps:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "nothing proposed yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     figures["history"] = _png(fig)
     plt.close(fig)
@@ -269,56 +324,100 @@ def _core_hours_section(config: CampaignConfig, store: Store) -> str:
 """
 
 
+def _figure(alt: str, png: str, caption: str) -> str:
+    """One plot with its caption right under it (so a caption never depends on the layout)."""
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _counted(groups: dict[str, int]) -> str:
+    return ", ".join(f"{n} at {html.escape(fidelity)}" for fidelity, n in groups.items()) or "none"
+
+
+def _parity_caption(fidelity: str, group: list[ParityPoint], trained_on: list[str]) -> str:
+    from alem.hops.fidelity import matches
+
+    mae_ev = float(np.mean([abs(p.predicted_ev - p.barrier_ev) for p in group]))
+    caption = (f"Each {html.escape(fidelity)} NEB barrier of this campaign against the model's prediction made "
+               f"before it was computed (error bars ±σ): MAE {mae_ev:.3f} eV on {len(group)} results.")
+    if not matches(None if fidelity == UNKNOWN_FIDELITY else fidelity, trained_on):
+        caption += (f" The model learns {html.escape(', '.join(trained_on))} labels, not {html.escape(fidelity)}: this "
+                    "error measures the gap between the two levels of theory as much as the model's own.")
+    return caption
+
+
 def render_report(config: CampaignConfig, store: Store) -> str:
+    trained_on = list(config.model.train_fidelities)
+    trained_text = ", ".join(trained_on)
     points = parity_points(store)
     curve = learning_curve(store)
     history = history_series(store)
-    figures = _figures(points, curve, history, out_of_fold(store))
+    figures = _figures(points, curve, history, out_of_fold(store), trained_text)
     counts = store.hop_counts()
     results = store.results()
+    usable = [r for r in results if r.usable]
+    usable_by_fidelity = {f: len(group) for f, group in by_fidelity(usable, fidelity_of).items()}
+    good_by_fidelity = {
+        f: sum(r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV for r in group) for f, group in by_fidelity(usable, fidelity_of).items()
+    }
     host_of = {r.hop_id: r.group for r in store.hops()}
     result_rows = [
-        [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), r.fidelity or "—", r.method,
-         "usable" if r.usable else f"failed: {r.failure_reason}", _provenance_link(r)]
+        [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), fidelity_of(r), r.method,
+         "usable" if r.usable else f"failed: {r.failure_reason}", plausibility_note(fidelity_of(r), r.barrier_ev),
+         _provenance_link(r)]
         for r in results
     ]
     fidelity_html = _fidelity_section(config, store)
-    parity_rows = [[p.hop_id, _f(p.barrier_ev), _f(p.predicted_ev), _f(p.sigma_ev), p.source] for p in points]
+    parity_rows = [[p.hop_id, p.fidelity, _f(p.barrier_ev), _f(p.predicted_ev), _f(p.sigma_ev), p.source] for p in points]
+    prospective_fidelities = list(dict.fromkeys(f for row in curve for f in row["prospective"]))
     version_rows = [
-        [row["version"], row["n_training_hops"] or "—", _f(row["cv_mae_ev"]), _f(row["prospective_mae_ev"]),
-         row["n_prospective"], time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))]
+        [row["version"], row["n_training_hops"] or "—", _f(row["cv_mae_ev"]),
+         *[cell for f in prospective_fidelities
+           for cell in (_f(row["prospective"].get(f, {}).get("mae_ev")), row["prospective"].get(f, {}).get("n", 0))],
+         time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))]
         for row in curve
     ]
-    good = sum(1 for r in results if r.usable and r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV)
+    version_headers = ["model version", "training hops", f"CV MAE on its {trained_text} labels (eV)",
+                       *[h for f in prospective_fidelities for h in (f"MAE on later {f} results (eV)", f"{f} results scored")],
+                       "registered"]
+    parity_figures = "".join(
+        _figure(f"campaign parity at {fidelity}", figures[f"parity:{fidelity}"], _parity_caption(fidelity, group, trained_on))
+        for fidelity, group in by_fidelity(points, lambda p: p.fidelity).items()
+    ) or _figure("campaign parity", figures["parity"], "No usable NEB result yet: nothing to compare predictions with.")
+    cv_figure = _figure("cross-validation parity", figures["cv_parity"], f"The model's grouped cross-validation on its "
+                        f"{html.escape(trained_text)} training labels (out-of-fold predictions).")
     title = f"alem campaign report: {config.campaign.name}"
-    img = '<img alt="{0}" src="data:image/png;base64,{1}">'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
-th{{background:#f3f3f3}}.figs img{{margin-right:1em;vertical-align:top}}</style></head><body>
+th{{background:#f3f3f3}}figure{{display:inline-block;vertical-align:top;margin:0 1em 1em 0;max-width:530px}}
+figure img{{max-width:100%}}figcaption{{font-size:88%;color:#444}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{html.escape(config.campaign.working_ion)} migration barriers, backend <b>{html.escape(config.backend.kind)}</b>,
-written {time.strftime("%Y-%m-%d %H:%M:%S")}. {len([r for r in results if r.usable])} usable NEB results,
-{good} with E<sub>m</sub> &lt; {GOOD_CONDUCTOR_THRESHOLD_EV} eV.</p>
+<p id="summary">{html.escape(config.campaign.working_ion)} migration barriers, backend <b>{html.escape(config.backend.kind)}</b>,
+written {time.strftime("%Y-%m-%d %H:%M:%S")}. <span id="n-usable">{len(usable)}</span> usable NEB results
+({_counted(usable_by_fidelity)}); with E<sub>m</sub> &lt; {GOOD_CONDUCTOR_THRESHOLD_EV} eV: {_counted(good_by_fidelity)}.
+The model learns from {html.escape(trained_text)} labels; results of other fidelities are counted and plotted apart.</p>
 <h2>Hops by state</h2>
 {_table(list(counts), [list(counts.values())])}
 <h2>Current model: parity and learning curve</h2>
-<div class="figs">{img.format("cross-validation parity", figures["cv_parity"])}{img.format("campaign parity", figures["parity"])}</div>
-<div class="figs">{img.format("learning curve", figures["learning_curve"])}</div>
-<p>Left: the model's grouped cross-validation on its training data (out-of-fold predictions).
-Right: each NEB barrier of this campaign against the prediction made before it was computed (error bars ±σ).
-Learning curve: per model version, the cross-validated MAE from its card and the MAE of its own
-predictions on the results that arrived while it was current.</p>
-{_table(["model version", "training hops", "CV MAE (eV)", "prospective MAE (eV)", "results scored", "created"], version_rows)}
+<div class="figs">{cv_figure}{parity_figures}</div>
+<div class="figs">{_figure("learning curve", figures["learning_curve"],
+    f"Per model version: the cross-validated MAE on its {html.escape(trained_text)} training labels (from its card), and, "
+    "one line per fidelity, the MAE of its own predictions on the results of that fidelity that arrived while it was current.")}</div>
+{_table(version_headers, version_rows)}
 <h2>Campaign history</h2>
-<div class="figs">{img.format("history", figures["history"])}</div>
-<h2>NEB results</h2>
+<div class="figs">{_figure("history", figures["history"],
+    "Cumulative hops proposed and approved, and per fidelity the usable NEB results and the good ones "
+    f"(E<sub>m</sub> &lt; {GOOD_CONDUCTOR_THRESHOLD_EV} eV).")}</div>
 {fidelity_html}
-{_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status", "provenance"], result_rows)}
+<h2>NEB results</h2>
+{_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status", "note", "provenance"], result_rows)
+ if result_rows else "<p>No NEB result yet.</p>"}
 {_core_hours_section(config, store)}
-<h2>Predictions behind the parity plot</h2>
-{_table(["hop", "NEB barrier (eV)", "predicted (eV)", "σ (eV)", "prediction by"], parity_rows)}
+<h2>Predictions behind the parity plots</h2>
+{_table(["hop", "fidelity of the NEB", "NEB barrier (eV)", "predicted (eV)", "σ (eV)", "prediction by"], parity_rows)
+ if parity_rows else "<p>No prediction has a NEB result to compare with yet.</p>"}
 {_provenance_section(results)}
 </body></html>
 """

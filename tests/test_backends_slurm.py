@@ -142,6 +142,37 @@ def test_doctor_checks_the_scheduler_and_run_directory(slurm_cluster, tmp_path, 
     assert all(check.ok for check in checks.values()), checks
 
 
+def test_doctor_flags_the_templates_placeholders_and_a_partition_slurm_does_not_have(slurm_cluster, tmp_path, monkeypatch):
+    """The issue's case: hpc_configs/batch/alem_slurm.toml pasted verbatim. Doctor called the
+    placeholder run directory writable and the made-up partition fine; sbatch then refused."""
+    import tomllib
+    from pathlib import Path
+
+    from alem.doctor import check_batch_scheduler
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    template = Path(__file__).parents[1] / "hpc_configs" / "batch" / "alem_slurm.toml"
+    pasted = BatchBackendSection(**tomllib.loads(template.read_text())["backend"]["slurm"])
+    checks = {check.name: check for check in check_batch_scheduler("slurm", Path(pasted.run_dir), pasted)}
+    assert checks["scheduler"].status == "ok"
+    assert checks["run directory"].status == "problem" and "placeholder path (YOUR_USER)" in checks["run directory"].message
+    said = checks["placeholders"].message
+    assert checks["placeholders"].status == "problem" and "YOUR_ACCOUNT" in said and "/path/to" in said
+    assert checks["partition"].status == "problem"
+    assert "queue = 'standard' is not one the scheduler knows" in checks["partition"].message
+    assert f"it lists: {slurm_cluster.partition}" in checks["partition"].message
+    assert "account" not in checks  # a placeholder already: not asked about twice
+
+    own = BatchBackendSection(run_dir=str(tmp_path / "runs"), queue=slurm_cluster.partition, account="chem-lab")
+    checks = {check.name: check for check in check_batch_scheduler("slurm", tmp_path / "runs", own)}
+    assert checks["placeholders"].status == "ok" and checks["partition"].status == "ok"
+    assert checks["run directory"].status == "ok"
+    # the test cluster keeps no accounting database: the account cannot be checked, which is said
+    # (a warning), not taken for a finding either way
+    assert checks["account"].status == "warning" and "account = 'chem-lab' not checked: " in checks["account"].message
+    assert all(check.ok for name, check in checks.items() if name != "account")
+
+
 def test_pbs_script_matches_qtoolkits_pbs_adapter(tmp_path, li2o_hop, fast_mlip_preset):
     """No PBS server is installable here: the script is checked against qtoolkit's PBS adapter
     (the code jobflow-remote uses to submit to PBS) and bash, not submitted."""

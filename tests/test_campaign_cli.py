@@ -99,6 +99,16 @@ def test_status_tables_are_readable(campaign, monkeypatch):
     out = _flat(_run("status").output)
     assert "demo Li migration, backend replay" in out
     assert f"CV MAE {_card(campaign)['cv_metrics']['mae_ev']:.3f} eV" in out and "Jobs in flight" in out
+    # when the model was registered here, not when it was trained; two counts, each of what it counts
+    assert "registered in this campaign" in out and "trained on" in out
+    assert "since then 0 new usable results of any fidelity, 0 of those it learns from (dft)" in out
+    assert "(0 new dft results since the current model was registered)" in out
+
+
+def test_approving_a_candidate_that_was_never_proposed_says_so(campaign):
+    result = _run("approve", "c", "-C", campaign)
+    assert "approved 1 hop(s): c" in _flat(result.output)
+    assert "c was never proposed: approved straight from candidate" in _flat(result.output)
 
 
 def test_show_lists_everything_about_a_hop(campaign):
@@ -193,6 +203,9 @@ def test_cancel_records_first_then_stops_the_backend_job_and_never_retries(campa
         job = store.jobs(hop_id="b")[-1]
         assert store.hop("b").state.value == "failed" and job.state.value == "failed"
         assert job.error == "cancelled: wrong supercell" and store.live_job("b") is None
+        # the log says what happened in words that hold: no "1 of 0 attempts used"
+        (failed,) = [e.message for e in store.events(kind="hop_failed")]
+        assert failed == "hop b failed: not retried: cancelled: wrong supercell"
     submission = [s for s in ReplayBackend.from_config(config).submissions() if s["external_id"] == external_id]
     assert submission[0]["cancelled"] == 1  # the backend was told, after the store recorded it
     # a reconcile afterwards leaves the cancelled hop alone: no retry, no new job

@@ -25,12 +25,15 @@ def _run(*args):
 
 
 def _every_upper_layer_error():
+    from alem.backends.base import BackendUnavailableError
     from alem.campaign import CampaignExistsError, CancelError
     from alem.campaign.hop_ids import HopIdError
     from alem.campaign.model_versions import ModelLoadError
     from alem.config import ConfigError
-    from alem.demo import NotADemoError
+    from alem.demo import DemoOptionError, NotADemoError
+    from alem.doctor import BackendNotReadyError
     from alem.loop.lock import LoopLockedError
+    from alem.loop.runner import LoopFailedError
     from alem.review import ReviewError
     from alem.store import IllegalTransition, SchemaError, StoreError, StoreUnavailableError, UnknownHopError
 
@@ -39,7 +42,8 @@ def _every_upper_layer_error():
         ModelLoadError: ExitCode.FAILED, ConfigError: ExitCode.USAGE, NotADemoError: ExitCode.FAILED,
         LoopLockedError: ExitCode.LOCKED, ReviewError: ExitCode.FAILED, IllegalTransition: ExitCode.FAILED,
         SchemaError: ExitCode.USAGE, StoreError: ExitCode.FAILED, StoreUnavailableError: ExitCode.USAGE,
-        UnknownHopError: ExitCode.FAILED,
+        UnknownHopError: ExitCode.FAILED, BackendUnavailableError: ExitCode.USAGE, BackendNotReadyError: ExitCode.USAGE,
+        DemoOptionError: ExitCode.FAILED, LoopFailedError: ExitCode.FAILED,
     }
 
 

@@ -39,6 +39,16 @@ def test_predict_json_csv_and_table(tiny_ensemble, hop_file, tmp_path):
     assert "E_m (eV)" in result.stdout and "ini->fin" in result.stdout
 
 
+def test_the_predict_table_fits_the_terminal(tiny_ensemble, hop_file):
+    from tests.test_cli_tables import WIDTHS, fits
+
+    ids = [h.hop_id for h in read_hops([hop_file])]
+    for width in WIDTHS:
+        result = runner.invoke(app, ["predict", str(hop_file), "--model", str(tiny_ensemble)], env={"COLUMNS": str(width)})
+        assert result.exit_code == 0 and fits(result.stdout, width) == [], result.output
+        assert all(hop_id in result.stdout for hop_id in ids) and "E_m" in result.stdout
+
+
 def test_predict_bad_file_is_one_clear_error(tiny_ensemble, tmp_path):
     hop = rocksalt_hop("wrong-ion")
     entry = hop_to_dataset_entry(hop)

@@ -80,14 +80,71 @@ def test_proposals_at_80_columns_show_ids_and_formulas_whole(proposed):
     }
 
 
-@pytest.mark.parametrize("command", [("jobs",), ("jobs", "--all"), ("status",), ("history",)])
-def test_other_tables_at_80_columns_show_ids_whole(proposed, command):
+WIDTHS = (70, 80, 100, 120)
+BOX_STARTS, BOX_ENDS = "┏┃┡│└", "┓┃┩│┘"
+
+
+def fits(text: str, width: int) -> list[str]:
+    """Lines of ``text`` that do not fit ``width``: too long, elided (…), or a table row whose
+    right border was cropped."""
+    return [
+        line for line in text.splitlines()
+        if len(line) > width or "…" in line or (line[:1] in BOX_STARTS and line.rstrip()[-1:] not in BOX_ENDS)
+    ]
+
+
+@pytest.fixture
+def busy(proposed, tiny_hop):
+    """``proposed`` plus what makes tables wide: a rejection with a long reason, a failed job with
+    a long error, a long hop id."""
     config, hop_ids = proposed
-    result = invoke(config, *command)
-    assert result.exit_code == 0, result.output
-    assert _lines_fit(result.output), result.output
-    for hop_id in hop_ids[:2]:  # the submitted ones: in jobs, status and history
+    with Store.open(config.store_path) as store:
+        store.reject([hop_ids[2]], who="bob", reason="the supercell is far too small for a hop this long " * 2)
+        job = store.live_job(hop_ids[0])
+        store.fail_job(job.id, "NEB did not converge: " + "fmax 0.31 eV/Å after 200 steps; " * 3, max_attempts=1)
+    return config, hop_ids
+
+
+TABLE_COMMANDS = (("proposals",), ("jobs",), ("jobs", "--all"), ("status",), ("history",), ("doctor", "--skip-potentials"))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("command", TABLE_COMMANDS)
+def test_every_table_fits_the_terminal_with_ids_whole(busy, command, width):
+    config, hop_ids = busy
+    result = invoke(config, *command, columns=width)
+    assert result.exit_code in (0, 1), result.output  # doctor: the replay dataset is a problem here
+    assert fits(result.output, width) == [], result.output
+    shown = {"proposals": hop_ids[3:5], "jobs": hop_ids[1:2], "status": hop_ids[1:2], "history": hop_ids[:3]}
+    for hop_id in shown.get(command[0], ()):
         assert hop_id in result.output, result.output
+    show = invoke(config, "show", hop_ids[0], columns=width)
+    assert show.exit_code == 0 and fits(show.output, width) == [], show.output
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_demo_summary_fits_the_terminal(width):
+    from alem.cli.run_cmds import print_demo_summary
+
+    rows = [
+        {"hop_id": f"Li{n}S_antifluorite-p1", "atoms": 23, "hop_length_a": 2.86, "predicted_ev": 0.17, "sigma_ev": 0.14,
+         "neb_barrier_ev": None if n else 0.251, "state": "done" if n else "submitted", "note": ""}
+        for n in range(3)
+    ]
+    console = Console(width=width, record=True, color_system=None)
+    print_demo_summary(console, rows, "demo campaign /tmp/a/rather/long/path/to/the/demo/campaign/directory")
+    text = console.export_text()
+    assert fits(text, width) == [] and all(row["hop_id"] in text for row in rows), text
+
+
+def test_an_empty_column_is_left_out_not_shown_elided():
+    """The issue's "MLIP …": a column with nothing in it is dropped, so it takes no room."""
+    columns = [Column("hop", whole=True), Column("MLIP eV", keep=7, whole=True), Column("note", keep=1)]
+    console = Console(width=70, record=True, color_system=None)
+    fitted = fit_table(console, columns, [["h1", "", "ok"], ["h2", "—", "fine"]])
+    console.print(fitted.table)
+    text = console.export_text()
+    assert "MLIP" not in text and "note" in text and fitted.dropped == []
 
 
 def test_history_json_is_unchanged(proposed):
@@ -128,3 +185,14 @@ def test_approve_and_reject_take_a_unique_prefix_and_refuse_an_ambiguous_one(tmp
         assert store.hop(hop_ids[0]).state is HopState.APPROVED
         assert store.hop(hop_ids[3]).state is HopState.PROPOSED
         assert store.hop(hop_ids[4]).state is HopState.CANDIDATE
+
+
+def test_the_candidates_table_fits_the_terminal(tmp_path):
+    from alem.demo import demo_host_files
+
+    config, _ = make_campaign(tmp_path, n_hops=1)
+    hosts = [str(path) for path in demo_host_files(("LiF_rocksalt", "Li2O_antifluorite"))]
+    for width in WIDTHS:
+        result = invoke(config, "candidates", "add", *hosts, "--max-hop-length", "3.5", columns=width)
+        assert result.exit_code == 0 and fits(result.output, width) == [], result.output
+        assert "LiF_rocksalt" in result.output and "Li2O_antifluorite" in result.output

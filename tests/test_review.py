@@ -146,3 +146,27 @@ def test_a_batch_backends_cost_is_the_acquisitions_estimate(tmp_path, li2o_hop, 
     more = estimate_cost(li2o_hop, config)
     assert backend_preset_or_none(config).neb.n_images == 7 and "7 images" in more.summary
     assert more.core_hours == pytest.approx(cost.core_hours * 7 / 5)
+
+
+def test_near_duplicate_literature_entries_are_one_row_with_a_note(literature):
+    """The issue's case: four identical rows for one compound. Entries that read the same
+    (formula, ion, length, barrier, functional) are one distinct hop, noted with the others' ids;
+    the k rows shown are k distinct hops."""
+    import dataclasses
+
+    from alem.review.page import _agreeing
+
+    hops = literature.hops[:60]
+    probe = hops[7]
+    copies = [dataclasses.replace(probe, hop_id=f"copy-{i}") for i in range(3)]
+    index = LiteratureIndex([*hops, *copies])
+    nearest = index.nearest(probe, k=4)
+    assert len(nearest) == 4 and len({n.shown_as() for n in nearest}) == 4
+    assert nearest[0].hop_id == probe.hop_id and nearest[0].agreeing == ("copy-0", "copy-1", "copy-2")
+    assert all(n.hop_id not in {c.hop_id for c in copies} for n in nearest)
+    assert "4 entries in the dataset agree (also copy-0, copy-1, copy-2)" in _agreeing(nearest[0].agreeing)
+
+    # the shipped dataset has such near-duplicates: no hop of it lists a row twice
+    for hop in literature.hops[::50]:
+        rows = [n.shown_as() for n in literature.nearest(hop, k=5)]
+        assert len(rows) == len(set(rows)) == 5

@@ -11,9 +11,15 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from alem.errors import AlemError
 from alem.hops.hop import Hop
 from alem.neb.core_hours import JobCost
 from alem.neb.schemas import NebOutcome
+
+
+class BackendUnavailableError(AlemError, RuntimeError):
+    """The backend did not answer (a queue command failed, its database is out of reach): nothing
+    is known about any job, so nothing in the store changes; the next attempt asks again."""
 
 
 class QueueState(str, enum.Enum):

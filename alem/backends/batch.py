@@ -54,11 +54,11 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from alem.backends.base import Backend, QueueState
+from alem.backends.base import Backend, BackendUnavailableError, QueueState
 from alem.backends.rundir import (
     ENDPOINT_STAGE,
     mark_started,
@@ -92,6 +92,7 @@ ENDPOINT_LOG = f"{ENDPOINT_STAGE}.log"
 #: Scheduler directives that hold a job until another one ended successfully ({id}: that job).
 AFTER_OK = {"slurm": ("#SBATCH --dependency=afterok:{id}", "#SBATCH --kill-on-invalid-dep=yes"),
             "pbs": ("#PBS -W depend=afterok:{id}",)}
+T = TypeVar("T")
 
 
 def queue_manager(scheduler: Scheduler) -> QueueManager:
@@ -257,15 +258,32 @@ class BatchBackend(Backend):
         os.replace(tmp, script_path)
         stdout, stderr, exit_code = self.manager.execute_cmd(self.manager.scheduler_io.get_submit_cmd(shlex.quote(str(script_path))),
                                                              workdir=run_dir)
-        result = self.manager.scheduler_io.parse_submit_output(exit_code=exit_code, stdout=stdout, stderr=stderr)
+        submit_command = SCHEDULER_COMMANDS[self.scheduler][0]
+        result = self._ask_scheduler(submit_command, lambda: self.manager.scheduler_io.parse_submit_output(
+            exit_code=exit_code, stdout=stdout, stderr=stderr))
         if not result.job_id:
-            raise RuntimeError(f"{self.scheduler} refused {script_path} (exit {exit_code}): {(stderr or stdout).strip()}")
+            said = " ".join((stderr or stdout).split())
+            raise RuntimeError(f"{self.scheduler} refused {script_path} (exit {exit_code}): {said}")
         return str(result.job_id)
 
     # ------------------------------------------------------------ Backend API
+    def _ask_scheduler(self, command: str, call: Callable[[], T]) -> T:
+        """``call()``; a scheduler command that fails (no controller, no configuration, a
+        refused connection) becomes one :class:`BackendUnavailableError` naming it."""
+        from qtoolkit.core.exceptions import CommandFailedError
+
+        try:
+            return call()
+        except CommandFailedError as exc:
+            said = " ".join(str(exc).split())  # qtoolkit quotes the command's multi-line stderr
+            said = said if command in said else f"{command} failed: {said}"
+            raise BackendUnavailableError(f"{self.scheduler} does not answer ({said}); `alem doctor` checks the scheduler") from exc
+
     def _queue(self) -> dict:
         """Job id -> qtoolkit QJob for every job of this user the scheduler lists."""
-        return {str(job.job_id): job for job in self.manager.get_jobs_list(user=getpass.getuser())}
+        listing = SCHEDULER_COMMANDS[self.scheduler][1]
+        jobs = self._ask_scheduler(listing, lambda: self.manager.get_jobs_list(user=getpass.getuser()))
+        return {str(job.job_id): job for job in jobs}
 
     def find_by_key(self, job_key: str) -> str | None:
         run_dir = self.run_dir_for_key(job_key)
@@ -358,7 +376,7 @@ class BatchBackend(Backend):
 
     def cancel(self, external_id: str) -> None:
         run_dir = self.run_dir(external_id)
-        self.manager.cancel(external_id)
+        self._ask_scheduler(SCHEDULER_COMMANDS[self.scheduler][2], lambda: self.manager.cancel(external_id))
         if run_dir is not None and not (run_dir / "exit.json").exists():
             write_exit(run_dir, "failed", "cancelled")
 

@@ -43,7 +43,8 @@ def fidelity_status_lines(data: dict[str, Any]) -> list[str]:
     counts = ", ".join(f"{n} {fidelity}" for fidelity, n in data["results_by_fidelity"].items()) or "none"
     new = data["new_for_retraining"] if data["new_for_retraining"] is not None else "-"
     trains_on = ", ".join(data["train_fidelities"])
-    lines = [f"Usable results by fidelity: {counts}; retraining learns from {trains_on} ({new} new since the current model)"]
+    lines = [f"Usable results by fidelity: {counts}; retraining learns from {trains_on} "
+             f"({new} new {trains_on} results since the current model was registered)"]
     screening = data["screening"]
     if screening["fidelity"]:
         lines.append(

@@ -101,7 +101,17 @@ def submit_approved(
         try:
             external_id = backend.submit(hop, job.job_key)
         except Exception as exc:  # any backend failure: leave the hop approved, say why
-            found = backend.find_by_key(job.job_key)
+            try:
+                found = backend.find_by_key(job.job_key)
+            except Exception as lookup_exc:  # the backend cannot say whether it arrived either
+                # the created row stays: resolve_unsubmitted settles it once the backend answers
+                also = "" if str(lookup_exc) == str(exc) else f"; asking whether it arrived failed too: {lookup_exc}"
+                report.errors.append(
+                    f"could not submit hop {record.hop_id} to {backend.name}: {exc}{also} "
+                    "(whether it arrived is asked again next round)"
+                )
+                report.waiting = len(pending) - position
+                break
             if found:
                 store.mark_submitted(job.id, found)
                 report.submitted.append((record.hop_id, found))

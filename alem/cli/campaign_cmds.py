@@ -86,9 +86,14 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
     )
     hops = Table(title="Hops", title_justify="left")
     for state in data["hops"]:
-        hops.add_column(state, justify="right")
+        hops.add_column(state, justify="right", no_wrap=True)
     hops.add_row(*(str(n) for n in data["hops"].values()))
-    console.print(hops)
+    # each column as wide as its state's name or count, one cell of padding each side, the borders
+    needed = sum(max(len(state), len(str(n))) + 3 for state, n in data["hops"].items()) + 1
+    if needed <= console.width:
+        console.print(hops)
+    else:  # a narrow terminal: one line that wraps between states instead of a cropped table
+        console.print("Hops: " + ", ".join(f"{n} {state}" for state, n in data["hops"].items()), highlight=False)
     results = data["results"]
     console.print(f"Results: {results['usable']} usable, {results['failed']} failed")
     from alem.campaign.budget import core_hour_lines
@@ -101,9 +106,13 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
         console.print("Model: none registered yet (the shipped ensemble is used until the first retraining)")
     else:
         mae = f"{model['cv_mae_ev']:.3f} eV" if model["cv_mae_ev"] is not None else "not in its card"
+        learns_from = data["fidelity"]["train_fidelities"]
         console.print(
-            f"Model: version {model['id']} ({model['path']}), trained on {model['n_training_hops']} hops "
-            f"{_ago(model['created_at'])}; CV MAE {mae}; {results['new_since_current_model']} new results since"
+            f"Model: version {model['id']} ({model['path']}), trained on {model['n_training_hops']} hops, CV MAE "
+            f"{mae}; registered in this campaign {_ago(model['created_at'])}; since then "
+            f"{results['new_since_current_model']} new usable results of any fidelity, "
+            f"{data['fidelity']['new_for_retraining']} of those it learns from ({', '.join(learns_from)})",
+            highlight=False,
         )
         if model["training_fidelities"]:
             learned = ", ".join(f"{n} {fidelity}" for fidelity, n in model["training_fidelities"].items())

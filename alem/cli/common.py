@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +40,8 @@ class ExitCode(enum.IntEnum):
     FAILED = 1
     #: The command could not start: a bad option or argument (typer's own usage errors too), an
     #: unreadable input file, an unusable alem.toml, no campaign or store here, a store written by
-    #: a newer alem, no loadable model, a backend that cannot be set up.
+    #: a newer alem, no loadable model, a backend that cannot be set up or does not answer (a check of
+    #: ``alem doctor`` fails, the scheduler's commands fail).
     USAGE = 2
     #: Another ``alem loop`` holds the campaign's lock.
     LOCKED = 3
@@ -52,21 +54,34 @@ EXIT_CODES_HELP = "\n".join(
         "1 refused or failed: the store refused a change, an unknown or ambiguous hop id, hosts skipped, "
         "a doctor check found a problem;",
         "2 could not start: bad option or argument, unreadable input file, unusable alem.toml, "
-        "no campaign or store here, no loadable model, backend not set up;",
+        "no campaign or store here, no loadable model, backend not set up or not answering;",
         "3 another alem loop holds the campaign's lock.",
     )
 )
 
 
+def _loaded_classes(*dotted: str) -> tuple[type, ...]:
+    """The named exception classes whose modules are imported already: an error of a class never
+    imported cannot have been raised, and importing one here (the backends pull in pymatgen) would
+    slow down every error, ``alem loop``'s refusal of a second loop above all."""
+    found = []
+    for name in dotted:
+        module, _, attribute = name.rpartition(".")
+        cls = getattr(sys.modules.get(module), attribute, None)
+        if cls is not None:
+            found.append(cls)
+    return tuple(found)
+
+
 def exit_code_of(error: AlemError) -> ExitCode:
     """The exit code of an error no command handled itself (the table in :class:`ExitCode`)."""
-    from alem.config import ConfigError
-    from alem.loop.lock import LoopLockedError
-    from alem.store import SchemaError, StoreUnavailableError
-
-    if isinstance(error, LoopLockedError):
+    if isinstance(error, _loaded_classes("alem.loop.lock.LoopLockedError")):
         return ExitCode.LOCKED
-    if isinstance(error, ConfigError | StoreUnavailableError | SchemaError):
+    cannot_start = _loaded_classes(
+        "alem.config.ConfigError", "alem.store.StoreUnavailableError", "alem.store.SchemaError",
+        "alem.doctor.BackendNotReadyError", "alem.backends.base.BackendUnavailableError", "alem.neb.presets.PresetError",
+    )
+    if isinstance(error, cannot_start):
         return ExitCode.USAGE
     return ExitCode.FAILED
 
@@ -114,7 +129,13 @@ def open_backend(config: CampaignConfig) -> Backend:
 
     try:
         return make_backend(config)
-    except Exception as exc:  # presets, replay dataset, launchpad: each raises its own clear error
+    except Exception as exc:  # presets, replay dataset, launchpad, run directory
+        from alem.doctor import BackendNotReadyError, require_backend_ready
+
+        try:  # the checks of `alem doctor` say what is wrong in the user's terms
+            require_backend_ready(config)
+        except BackendNotReadyError as not_ready:
+            fail(str(not_ready), ExitCode.USAGE)
         fail(f"backend {config.backend.kind}: {exc}", ExitCode.USAGE)
 
 

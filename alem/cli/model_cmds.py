@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from alem.cli.app import app
-from alem.cli.common import ExitCode, console, err_console, fail, print_json
+from alem.cli.common import ExitCode, WideOption, console, err_console, fail, print_json
+from alem.cli.tables import Column, print_table
 
 if TYPE_CHECKING:
     from alem.ensemble import Ensemble
@@ -42,6 +44,7 @@ def predict(
     cheap_fidelity: str | None = typer.Option(
         None, "--cheap-fidelity", help="Which potential produced --cheap-barriers, e.g. mlip:MACE-MP (must match the model's)."
     ),
+    wide: WideOption = False,
 ) -> None:
     """Predict E_m (eV), its σ and P(E_m < 0.65 eV) for each hop."""
     from alem.hops import HopError, read_hops
@@ -83,12 +86,15 @@ def predict(
         writer.writerows(rows)
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(title=f"Predicted migration barriers ({len(ensemble.members)}-member ensemble)")
-    columns = ["hop", "ion", "formula", "hop length (Å)", "E_m (eV)", "σ (eV)", "P(E_m<0.65)", "reference (eV)"]
+    columns = [
+        Column("hop", whole=True), Column("ion", keep=2, whole=True), Column("formula", whole=True),
+        Column("hop length (Å)", keep=1, justify="right"), Column("E_m (eV)", whole=True, justify="right"),
+        Column("σ (eV)", whole=True, justify="right"), Column("P(E_m<0.65)", keep=4, justify="right"),
+        Column("reference (eV)", keep=3, justify="right"),
+    ]
     if cheap is not None:
-        columns.append(f"{cheap_fidelity} (eV)")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("hop", "formula") else "right")
+        columns.append(Column(f"{cheap_fidelity} (eV)", keep=5, justify="right"))
+    table_rows = []
     for r in rows:
         cells = [
             r["hop_id"], r["working_ion"], r["formula"], f"{r['hop_length_a']:.2f}", f"{r['barrier_ev']:.3f}",
@@ -97,8 +103,8 @@ def predict(
         if cheap is not None:
             used = "" if r["cheap_ev"] is None else f"{r['cheap_ev']:.3f}" + ("" if r["used_cheap_barrier"] else " (ignored)")
             cells.append(used)
-        table.add_row(*cells)
-    console.print(table)
+        table_rows.append([escape(cell) for cell in cells])
+    print_table(console, columns, table_rows, f"Predicted migration barriers ({len(ensemble.members)}-member ensemble)", wide)
 
 
 @app.command()

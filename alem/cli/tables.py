@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 FOLD_WORDS_LONGER_THAN = 12
 
 
+def fmt_number(value: float | None, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals, or an em dash when there is none."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 @dataclass(frozen=True)
 class Column:
     header: str
@@ -43,10 +48,19 @@ class FittedTable:
     width: int | None  # console width the table needs when printed wide
 
 
+#: Cells that say "nothing here"; a column of only these is left out of a fitted table.
+EMPTY_CELLS = frozenset({"", "—", "-"})
+
+
+def _plain(cell: str) -> str:
+    return Text.from_markup(cell).plain
+
+
 def _min_width(column: Column, cells: Sequence[str]) -> int:
     """Narrowest a column may get: whole columns their longest cell, others their longest word
-    (headers included, cell words up to :data:`FOLD_WORDS_LONGER_THAN`; longer ones fold)."""
-    plain = [Text.from_markup(c).plain for c in cells]
+    (cell words up to :data:`FOLD_WORDS_LONGER_THAN`; longer ones fold). Headers wrap at spaces,
+    so only their longest word counts."""
+    plain = [_plain(c) for c in cells]
     header = max((cell_len(word) for word in column.header.split()), default=1)
     if column.whole:
         return max([header, *(cell_len(c) for c in plain)])
@@ -54,18 +68,46 @@ def _min_width(column: Column, cells: Sequence[str]) -> int:
     return max(header, min(max(words, default=1), FOLD_WORDS_LONGER_THAN))
 
 
+def _max_width(column: Column, cells: Sequence[str]) -> int:
+    """Widest a column would like to be: its longest line, header included."""
+    lines = [line for c in cells for line in _plain(c).splitlines()] + [column.header]
+    return max(cell_len(line) for line in lines)
+
+
+def _share_out(minimum: Sequence[int], wanted: Sequence[int], room: int) -> list[int]:
+    """Widths from ``minimum`` up to ``wanted``, ``room`` spare cells handed out one at a time to
+    the column that still lacks the most (so a long message column does not starve the rest)."""
+    widths = list(minimum)
+    for _ in range(max(room, 0)):
+        lacking = [wanted[i] - widths[i] for i in range(len(widths))]
+        i = max(range(len(widths)), key=lambda j: lacking[j], default=None)
+        if i is None or lacking[i] <= 0:
+            break
+        widths[i] += 1
+    return widths
+
+
+def _cell(text: str, column: Column) -> Text:
+    cell = Text.from_markup(text)
+    if column.whole:  # the cell never wraps; its header still may
+        cell.no_wrap, cell.overflow = True, "ellipsis"
+    return cell
+
+
 def _build(
-    title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]], keep: Sequence[int], widths: Sequence[int]
+    title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]], keep: Sequence[int],
+    widths: Sequence[int] | None,
 ) -> Table:
+    """The table of the ``keep`` columns; ``widths`` fixes each one (None: rich decides, --wide)."""
     table = Table(title=title, title_justify="left")
-    for k in keep:
+    for n, k in enumerate(keep):
         column = columns[k]
         table.add_column(
-            column.header, justify=column.justify, no_wrap=column.whole,  # type: ignore[arg-type]
-            overflow="ellipsis" if column.whole else "fold", min_width=widths[k],
+            column.header, justify=column.justify, overflow="fold",  # type: ignore[arg-type]
+            width=None if widths is None else widths[n], no_wrap=column.whole and widths is None,
         )
     for row in rows:
-        table.add_row(*(row[k] for k in keep))
+        table.add_row(*(_cell(row[k], columns[k]) for k in keep))
     return table
 
 
@@ -76,20 +118,30 @@ def fit_table(
     title: str | None = None,
     wide: bool = False,
 ) -> FittedTable:
-    """A table of ``rows`` that fits ``console``'s width with every ``whole`` column intact."""
+    """A table of ``rows`` that fits ``console``'s width with every ``whole`` column intact.
+
+    Columns with nothing in them are left out; then, while the narrowest the table can be is wider
+    than the console, the column of lowest ``keep`` is dropped (and named). The widths are fixed
+    here, not left to rich: rich shrinks even no-wrap columns (cutting ids) and crops the right
+    border when the columns it may not shrink do not fit."""
     keep = list(range(len(columns)))
-    widths = [_min_width(c, [row[k] for row in rows]) for k, c in enumerate(columns)]
     if wide:
-        table = _build(title, columns, rows, keep, widths)
+        table = _build(title, columns, rows, keep, None)
         return FittedTable(table, [], Measurement.get(console, console.options.update(width=10**6), table).maximum)
-    droppable = sorted((k for k, c in enumerate(columns) if c.keep is not None), key=lambda k: columns[k].keep)  # type: ignore[arg-type,return-value]
+    keep = [k for k in keep if not rows or any(_plain(row[k]).strip() not in EMPTY_CELLS for row in rows)]
+    minimum = {k: _min_width(c, [row[k] for row in rows]) for k, c in enumerate(columns)}
+    droppable = sorted((k for k in keep if columns[k].keep is not None), key=lambda k: columns[k].keep)  # type: ignore[arg-type,return-value]
     dropped = []
-    # rich shrinks even no_wrap columns when the rest cannot absorb the excess: keep the sum of
-    # minimum widths (plus one padding each side and the borders) within the console
-    while sum(widths[k] + 3 for k in keep) + 1 > console.width and droppable:
+
+    def room() -> int:  # one cell of padding each side of a column, its left border, the last border
+        return console.width - sum(minimum[k] + 3 for k in keep) - 1
+
+    while room() < 0 and droppable:
         k = droppable.pop(0)
         keep.remove(k)
         dropped.append(columns[k].header)
+    wanted = [_max_width(columns[k], [row[k] for row in rows]) for k in keep]
+    widths = _share_out([minimum[k] for k in keep], wanted, room())
     return FittedTable(_build(title, columns, rows, keep, widths), dropped, None)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alem.errors import AlemError
 from alem.loop.heartbeat import Heartbeat
 from alem.loop.lock import CampaignLock
 from alem.loop.signals import StopRequest
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from alem.backends.base import Backend
     from alem.campaign.model_versions import LoadedModel
     from alem.config import CampaignConfig
+    from alem.store import JobRecord
 
 #: At start-up the lock guarantees no other loop is mid-submission, so job rows left "created" by
 #: a killed loop are settled after only this long (a manual command may still be submitting).
@@ -46,6 +48,10 @@ STARTUP_STALE_AFTER_S = 5.0
 STALE_AFTER_S = 60.0
 #: A loop whose ticks fail this many times in a row stops (and says why) instead of spinning.
 MAX_FAILED_TICKS = 5
+
+
+class LoopFailedError(AlemError, RuntimeError):
+    """Ticks failed :data:`MAX_FAILED_TICKS` times in a row; the loop stopped instead of spinning."""
 
 
 @dataclass
@@ -92,12 +98,16 @@ class CampaignLoop:
     """Runs ticks for one campaign. ``say`` receives every human-readable line (the CLI prints it)."""
 
     def __init__(
-        self, config: CampaignConfig, backend: Backend, options: LoopOptions, say: Callable[[str], None] = lambda line: None
+        self, config: CampaignConfig, backend: Backend, options: LoopOptions, say: Callable[[str], None] = lambda line: None,
+        show_jobs: Callable[[list[JobRecord]], None] | None = None,
     ) -> None:
+        """``show_jobs`` gets the live jobs before each sleep and an empty list when the loop ends
+        (the CLI shows which NEBs run and for how long)."""
         self.config = config
         self.backend = backend
         self.options = options
         self._say = say
+        self._show_jobs = show_jobs
         self.log = campaign_logger(config.resolve(config.campaign.log_file))
         self.stop = StopRequest(on_request=self._on_signal)
         self.store: Store | None = None
@@ -250,12 +260,16 @@ class CampaignLoop:
         busy = (HopState.CANDIDATE, HopState.PROPOSED, HopState.APPROVED, HopState.SUBMITTED)
         return not store.hops(state=list(busy)) and not store.jobs(live=True)
 
-    def run(self) -> list[TickReport]:
+    def run(self, lock: CampaignLock | None = None) -> list[TickReport]:
+        """Tick until stopped. ``lock``: the campaign's lock, already held by the caller (who
+        releases it); without it the loop takes and releases the lock itself."""
         from alem.campaign.model_versions import load_current_model
 
         reports: list[TickReport] = []
-        lock = CampaignLock(self.config.state_dir)
-        lock.acquire()
+        own_lock = lock is None
+        if own_lock:
+            lock = CampaignLock(self.config.state_dir)
+            lock.acquire()
         self.store = Store.open(self.config.store_path)
         self.stop.install()
         self.heartbeat = Heartbeat(self.config.store_path).start()
@@ -281,7 +295,8 @@ class CampaignLoop:
                     self.tell(f"tick {number} failed: {type(exc).__name__}: {exc} (details in the log)", logging.ERROR)
                     self.phase("error", f"tick {number} failed: {exc}")
                     if failed_in_a_row >= MAX_FAILED_TICKS:
-                        raise RuntimeError(f"{failed_in_a_row} ticks in a row failed; last: {exc}") from exc
+                        raise LoopFailedError(f"{failed_in_a_row} ticks in a row failed; last: {exc} (details in "
+                                              f"{self.config.resolve(self.config.campaign.log_file)})") from exc
                 if self._stop_rule_fired():
                     break
                 if self.options.max_ticks is not None and number >= self.options.max_ticks:
@@ -295,6 +310,8 @@ class CampaignLoop:
                 if self.stop.requested:
                     break
                 self.phase("sleeping", f"next tick in {tick_seconds:.0f} s")
+                if self._show_jobs is not None:
+                    self._show_jobs(self.store.jobs(live=True))
                 if self.stop.wait(tick_seconds):
                     break
             if self.stop.requested:
@@ -315,8 +332,11 @@ class CampaignLoop:
                 pass
             raise
         finally:
+            if self._show_jobs is not None:
+                self._show_jobs([])
             self.heartbeat.stop()
             self.heartbeat = None
             self.stop.uninstall()
             self.store.close()
-            lock.release()
+            if own_lock:
+                lock.release()

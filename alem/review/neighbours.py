@@ -10,7 +10,7 @@ person whether a proposal lies inside the data the model learned from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,6 +26,14 @@ class NeighbourHop:
     hop_length_a: float
     xc: str | None
     distance: float  # standardised descriptor units
+    #: other literature entries that read the same (formula, ion, length, barrier, functional as
+    #: shown): near-duplicates in the dataset, listed once with this note
+    agreeing: tuple[str, ...] = ()
+
+    def shown_as(self) -> tuple:
+        """What a person reads of this hop; entries equal in it are one distinct hop."""
+        barrier = None if self.barrier_ev is None else round(self.barrier_ev, 2)
+        return self.formula, self.working_ion, round(self.hop_length_a, 2), barrier, self.xc
 
 
 def hop_formula(hop: Hop) -> str:
@@ -64,14 +72,20 @@ class LiteratureIndex:
 
         x = (hop_descriptors(hop).astype(float) - self.mean) / self.scale
         distances = np.linalg.norm(self.features - x, axis=1)
-        order = np.argsort(distances, kind="stable")[:k]
-        return [
-            NeighbourHop(
+        distinct: dict[tuple, NeighbourHop] = {}
+        for i in np.argsort(distances, kind="stable"):
+            neighbour = NeighbourHop(
                 self.hops[i].hop_id, hop_formula(self.hops[i]), self.hops[i].working_ion, self.hops[i].barrier_ev,
                 self.hops[i].hop_length_a, self.hops[i].provenance.xc, float(distances[i]),
             )
-            for i in order
-        ]
+            key = neighbour.shown_as()
+            if key in distinct:  # a near-duplicate of a nearer entry: counted with it, not shown again
+                first = distinct[key]
+                distinct[key] = replace(first, agreeing=(*first.agreeing, neighbour.hop_id))
+            elif len(distinct) < k:
+                distinct[key] = neighbour
+        # every reference hop is looked at: a near-duplicate may lie farther than the k-th distinct hop
+        return list(distinct.values())
 
     def typicality(self, distance: float) -> float:
         """Fraction of reference hops whose own nearest neighbour is closer than ``distance``

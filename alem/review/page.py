@@ -43,6 +43,15 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _agreeing(hop_ids: tuple[str, ...]) -> str:
+    """The note under a literature hop that several dataset entries agree on (the hop is shown
+    once): a row of its own across the table, so the table gets no wider."""
+    if not hop_ids:
+        return ""
+    ids = ", ".join(html.escape(h) for h in hop_ids)
+    return f'<tr class="agree"><td colspan=7>↑ {len(hop_ids) + 1} entries in the dataset agree (also {ids})</td></tr>'
+
+
 def _card_html(card: ReviewCard) -> str:
     e = html.escape
     threshold = GOOD_CONDUCTOR_THRESHOLD_EV
@@ -50,7 +59,7 @@ def _card_html(card: ReviewCard) -> str:
     rows = "".join(
         f"<tr><td>{e(n.hop_id)}</td><td>{e(n.formula)}</td><td>{e(n.working_ion)}</td>"
         f"<td class=num>{_f(n.barrier_ev)}</td><td class=num>{n.hop_length_a:.2f}</td><td>{e(n.xc or '—')}</td>"
-        f"<td class=num>{n.distance:.2f}</td></tr>"
+        f"<td class=num>{n.distance:.2f}</td></tr>{_agreeing(n.agreeing)}"
         for n in card.neighbours
     )
     far = (

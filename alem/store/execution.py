@@ -235,9 +235,11 @@ class ExecutionTables(StoreCore):
                 )
                 return HopState.APPROVED
             self._move_hop(job.hop_id, "fail", HopState.FAILED)
+            # max_attempts 0 is a cancellation: no attempt budget to speak of
+            why = f"{used} of {max_attempts} attempts used; last error: {error}" if max_attempts > 0 else f"not retried: {error}"
             self._event(
                 "hop_failed",
-                f"hop {job.hop_id} failed: {used} of {max_attempts} attempts used; last error: {error}",
+                f"hop {job.hop_id} failed: {why}",
                 job.hop_id,
                 job_id,
             )

@@ -1,0 +1,97 @@
+"""``alem candidates add``: enumerate candidate hops from host structures.
+
+Heavy libraries are imported inside the command so ``alem --help`` is fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from alem.cli.app import app
+from alem.cli.common import CampaignOption, ExitCode, console, fail, open_campaign
+from alem.cli.tables import Column, print_table
+
+if TYPE_CHECKING:
+    from alem.candidates.pool import AddReport
+
+candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
+app.add_typer(candidates_app, name="candidates")
+
+
+# --------------------------------------------------------------------------- candidates
+@candidates_app.command("add")
+def candidates_add(
+    host_files: Annotated[
+        list[str],
+        typer.Argument(help="host structures (CIF, POSCAR/CONTCAR, pymatgen JSON), directories of them, or quoted globs"),
+    ],
+    ion: Annotated[str | None, typer.Option(help="migrating ion (default: the campaign's working_ion)")] = None,
+    max_hop_length: Annotated[
+        float | None, typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
+    ] = None,
+    min_image_distance: Annotated[float, typer.Option(help="shortest supercell vector in Å")] = 8.0,
+    max_atoms: Annotated[
+        int | None, typer.Option(help="largest NEB supercell (atoms; default: the backend preset's [supercell] max_atoms)")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="add nothing if any host yields no hop (default: skip such hosts, add the rest)")
+    ] = False,
+    campaign: CampaignOption = None,
+) -> None:
+    """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates.
+
+    Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
+    """
+    from alem.campaign.enumeration import enumeration_settings
+    from alem.candidates import HostError
+    from alem.candidates.pool import add_candidates, expand_host_paths
+    from alem.neb.presets import PresetError
+
+    with open_campaign(campaign) as (config, store):
+        try:
+            settings = enumeration_settings(config, max_hop_length, min_image_distance, max_atoms)
+        except PresetError as exc:
+            fail(str(exc), ExitCode.USAGE)
+        working_ion = ion or config.campaign.working_ion
+        try:
+            paths = expand_host_paths(host_files)
+            with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
+                report = add_candidates(store, paths, working_ion, settings, strict=strict)
+        except HostError as exc:
+            fail(f"{exc}\nnothing was added to the store")
+    _print_added_hosts(report, working_ion)
+    if report.skipped_hosts:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _print_added_hosts(report: AddReport, working_ion: str) -> None:
+    columns = (
+        Column("host", whole=True), Column("hops", whole=True, justify="right"), Column("new", whole=True, justify="right"),
+        Column("known", keep=3, whole=True, justify="right"), Column("paths skipped", keep=1, justify="right"),
+        Column("supercell atoms", keep=2), Column("s", keep=4, whole=True, justify="right"),
+    )
+    rows = [
+        [
+            host.label, str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
+            str(len(host.skipped)), ", ".join(map(str, sorted({h.n_sites for h in host.hops}))), f"{host.seconds:.1f}",
+        ]
+        for host in report.hosts
+    ]
+    if rows:
+        print_table(console, columns, rows, f"{working_ion} hops from {len(report.hosts)} host(s)")
+    for host in report.hosts:
+        for line in host.skipped:
+            console.print(f"[yellow]path skipped[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+    for skipped in report.skipped_hosts:  # soft_wrap: a file name split over lines cannot be copied
+        console.print(f"[bold yellow]host skipped[/] {escape(skipped.reason)}", highlight=False, soft_wrap=True)
+    seconds = sum(h.seconds for h in report.hosts) + sum(s.seconds for s in report.skipped_hosts)
+    n_read = len(report.hosts) + len(report.skipped_hosts)
+    console.print(
+        f"{len(report.added)} candidate hops stored from {len(report.hosts)} host(s) "
+        f"({report.n_known} already in the dataset or store); {len(report.skipped_hosts)} host(s) skipped; "
+        f"{seconds:.1f} s enumerating ({seconds / max(n_read, 1):.2f} s per host) + {report.overhead_seconds:.1f} s storing",
+        highlight=False,
+    )
