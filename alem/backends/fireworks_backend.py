@@ -189,7 +189,7 @@ class FireWorksBackend(Backend):
         return f"Firework {launch['fw_id']}: {last[-1]}" if launch and last else "no error message recorded"
 
     def outcome(self, external_id: str) -> NebOutcome:
-        from alem.neb.barrier import outcome_from_job_store
+        from alem.neb.barrier import failed_check_outcome, outcome_from_job_store
 
         workflow = self._workflow(external_id)
         if workflow is None:
@@ -198,11 +198,17 @@ class FireWorksBackend(Backend):
         method = metadata.get("alem_method", "")
         state = workflow.get("state")
         if state != "COMPLETED":
+            # A failed endpoint check defuses the NEB's Fireworks on purpose: say why
+            stopped = failed_check_outcome(type(self.job_store).from_dict(self.job_store.as_dict()),
+                                           metadata.get("alem_output_uuid", ""), method)
+            if stopped is not None:
+                return stopped
             reason = self._fizzle_reason(workflow) if state == "FIZZLED" else f"workflow is {state}"
             return NebOutcome(failure_reason=f"FireWorks workflow {external_id} {state}: {reason}", method=method)
         # A fresh store object: a file-backed store connected earlier would serve a stale copy.
         store = type(self.job_store).from_dict(self.job_store.as_dict())
-        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method)
+        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method,
+                                         criteria=self.preset.path_criteria)
         outcome.details.setdefault("fw_id", int(external_id))
         return outcome
 

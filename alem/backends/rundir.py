@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from alem.hops.hop import Hop
@@ -76,6 +77,7 @@ def stage_run(run_dir: Path, hop: Hop, preset: Preset, job_key: str, **request_e
         "preset": preset.name,
         "method": preset.method_label,
         "output_uuid": output_uuid(flow),
+        "criteria": asdict(preset.path_criteria),
         "submitted_at": time.time(),
         **request_extra,
     }
@@ -89,6 +91,8 @@ def run_flow(run_dir: Path) -> int:
     from jobflow import run_locally
     from monty.serialization import loadfn
 
+    from alem.neb.endpoint_check import stopped_by_endpoint_check
+
     try:
         flow = loadfn(run_dir / "flow.json")
         work_dir = run_dir / "work"
@@ -97,7 +101,9 @@ def run_flow(run_dir: Path) -> int:
                                 root_dir=work_dir, ensure_success=False)
         names = {job.uuid: job.name for job, _ in flow.iterflow()}
         missing = [names.get(job_uuid, job_uuid) for job_uuid in flow.job_uuids if job_uuid not in responses]
-        if missing:
+        # a failed endpoint check stops the flow before the NEB on purpose: the run is complete
+        # and its outcome is the check's verdict (alem.neb.endpoint_check)
+        if missing and not stopped_by_endpoint_check(flow, responses):
             raise RuntimeError(f"job(s) {', '.join(missing)} did not finish (traceback in the job's log)")
     except Exception as exc:  # any failure must end up in exit.json, never as a silent LOST
         write_exit(run_dir, "failed", f"{type(exc).__name__}: {exc}")
@@ -113,7 +119,7 @@ def write_exit(run_dir: Path, state: str, error: str | None) -> None:
 def run_outcome(run_dir: Path, label: str, log_name: str, current_state: Callable[[], str]) -> NebOutcome:
     """The NEB outcome a run directory holds; ``label`` names the job in failure reasons and
     ``current_state`` says what the backend sees of an unfinished one."""
-    from alem.neb.barrier import outcome_from_job_store
+    from alem.neb.barrier import PathCriteria, outcome_from_job_store
 
     request = read_json(run_dir / REQUEST)
     if request is None:
@@ -125,6 +131,8 @@ def run_outcome(run_dir: Path, label: str, log_name: str, current_state: Callabl
     if finished.get("state") != "completed":
         return NebOutcome(failure_reason=f"{label} failed: {finished.get('error')} (log: {run_dir / log_name})",
                           method=request["method"])
-    outcome = outcome_from_job_store(job_store_for(run_dir, read_only=True), request["output_uuid"], method=request["method"])
+    criteria = PathCriteria(**request.get("criteria", {}))  # runs staged before criteria were recorded: defaults
+    outcome = outcome_from_job_store(job_store_for(run_dir, read_only=True), request["output_uuid"],
+                                     method=request["method"], criteria=criteria)
     outcome.details.setdefault("run_dir", str(run_dir))
     return outcome

@@ -112,6 +112,8 @@ def _hop_from_dataset_entry(entry: dict[str, Any], index: int, path: Path) -> Ho
         for key in ("sys_name", "formula", "crystal_class", "crystal_system", "space_group", "path_info")
         if key in entry
     }
+    if entry.get("image_energies_ev"):  # the NEB profile behind the barrier (an alem export writes it)
+        metadata["image_energies_ev"] = [float(e) for e in entry["image_energies_ev"]]
     return Hop(
         hop_id=hop_id,
         initial=initial,
@@ -255,6 +257,10 @@ def hop_to_dataset_entry(hop: Hop) -> dict[str, Any]:
         entry["citation"] = hop.provenance.citation
     if hop.provenance.fidelity:
         entry["fidelity"] = hop.provenance.fidelity
+    # what an alem export adds: the NEB profile, and for an unusable result the mark and its reason
+    for key in ("image_energies_ev", "usable", "unusable_reason", "forward_barrier_ev", "effective_barrier_ev"):
+        if hop.metadata.get(key) is not None and hop.metadata.get(key) != []:
+            entry[key] = hop.metadata[key]
     return entry
 
 

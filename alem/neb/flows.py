@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from alem.neb.endpoint_check import check_mlip_endpoints, check_vasp_endpoints
 from alem.neb.restart import JOB_UUIDS_KEY, RESTART_KEY, NebRestart
+from alem.neb.schemas import CHECK_FOR_KEY
 from alem.neb.supercell import interpolate_images, neb_endpoints, pristine_host
 from alem.neb.vasp_inputs import neb_input_generator, relax_input_generator, with_initial_magmoms
 from alem.neb.vasp_jobs import collect_vasp_neb_output, endpoints_on_relaxed_host, images_from_previous_neb
@@ -95,13 +97,18 @@ def mlip_neb_flow(hop: Hop, preset: Preset) -> Flow:
         endpoint_jobs = [relax_maker.make(structure) for structure in (initial, final)]
         for index, endpoint_job in enumerate(endpoint_jobs):
             endpoint_job.append_name(f" endpoint {index + 1}")
+        relaxed = [endpoint_job.output.structure for endpoint_job in endpoint_jobs]
+        checks = []
+        if preset.checks.endpoint_check:
+            check_job = check_mlip_endpoints([initial, final], [j.output for j in endpoint_jobs],
+                                             preset.checks.model_dump(), settings.n_images)
+            relaxed, checks = check_job.output["endpoints"], [check_job]
         method, kwargs = _interpolation(preset)
-        images_job = get_images_from_endpoints(
-            [endpoint_job.output.structure for endpoint_job in endpoint_jobs], settings.n_images,
-            interpolation_method=method, **kwargs,
-        )
+        images_job = get_images_from_endpoints(relaxed, settings.n_images, interpolation_method=method, **kwargs)
         neb_job = neb_maker.make(images_job.output)
-        jobs = [*endpoint_jobs, images_job, neb_job]
+        for check_job in checks:
+            check_job.metadata[CHECK_FOR_KEY] = neb_job.uuid
+        jobs = [*endpoint_jobs, *checks, images_job, neb_job]
     else:
         neb_job = neb_maker.make(interpolate_images(initial, final, settings.n_images, settings.interpolation))
         jobs = [neb_job]
@@ -159,6 +166,7 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         host_jobs, endpoints = _relaxed_host_endpoints(hop, initial, final, preset)
         jobs += host_jobs
     uuids: dict[str, str] = {}
+    starts = list(endpoints)
     endpoint_dirs: list = [None, None]
     endpoint_maker = vasp_endpoint_maker(preset, relax=settings.relax_endpoints)
     for index in range(2):
@@ -174,7 +182,13 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         if settings.relax_endpoints:
             endpoints[index] = endpoint_job.output.structure
         jobs.append(endpoint_job)
-    if restart and restart.neb_dir and all(restart.endpoints):
+    check_job = None
+    continues_neb = bool(restart and restart.neb_dir and all(restart.endpoints))
+    if preset.checks.endpoint_check and not continues_neb:  # a continued NEB passed its check before
+        check_job = check_vasp_endpoints(starts, endpoint_dirs, preset.checks.model_dump(), settings.n_images)
+        jobs.append(check_job)
+        endpoints = [check_job.output["endpoints"][0], check_job.output["endpoints"][1]]
+    if continues_neb:
         images = images_from_previous_neb(restart.neb_dir)
         jobs.append(images)
         images = images.output
@@ -188,6 +202,9 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
     neb_job = vasp_neb_maker(preset).make(images)
     uuids["neb"] = neb_job.uuid
     collect_job = collect_vasp_neb_output(endpoint_dirs, neb_job.output.dir_name)
+    if check_job is not None:
+        check_job.metadata[CHECK_FOR_KEY] = collect_job.uuid
+        uuids["pre_neb_check"] = check_job.uuid
     vasp_jobs = {job.uuid for job in jobs if job.name.startswith(preset.vasp.functional)}
     for job in jobs:
         job.metadata[NODES_KEY] = preset.vasp.nodes_per_image if job.uuid in vasp_jobs else 1

@@ -83,6 +83,33 @@ class VaspSettings(_Section):
     )
 
 
+class CheckSettings(_Section):
+    """What makes a path or its endpoints unusable (README "NEB checks")."""
+
+    intermediate_minimum_tolerance_ev: float = Field(
+        0.05, ge=0, description="an interior image this far (eV) below the lower endpoint is an intermediate minimum"
+    )
+    accept_intermediate_minimum: bool = Field(
+        False, description="true: such a path is a label, with the effective barrier max - min; false: it is recorded "
+        "as unusable (the effective barrier stays in the result)"
+    )
+    endpoint_check: bool = Field(
+        True, description="check the relaxed endpoints before any image runs (a job of its own in the flow)"
+    )
+    max_ion_shift_a: float = Field(
+        0.75, gt=0, description="the migrating ion may move at most this far (Å) from its site in an endpoint relaxation"
+    )
+    min_endpoint_separation_fraction: float = Field(
+        0.5, gt=0, le=1, description="the relaxed ion sites must stay at least this fraction of the hop length apart"
+    )
+    max_endpoint_energy_difference_ev: float = Field(
+        1.0, gt=0, description="|E(final) - E(initial)| of the relaxed endpoints above this (eV) is implausible"
+    )
+    max_moment_change_mu_b: float = Field(
+        0.3, gt=0, description="VASP: a site moment differing by more than this (μB) between the endpoints = moved polaron"
+    )
+
+
 class Preset(_Section):
     name: str
     engine: Literal["vasp", "mlip"]
@@ -91,6 +118,7 @@ class Preset(_Section):
     supercell: SupercellRule = Field(default_factory=SupercellRule)
     mlip: MlipSettings | None = None
     vasp: VaspSettings | None = None
+    checks: CheckSettings = Field(default_factory=CheckSettings)
     #: File the preset was read from (not a TOML key).
     source: str = Field("", exclude=True)
 
@@ -112,6 +140,17 @@ class Preset(_Section):
         if self.engine == "vasp":
             return f"dft:{self.vasp.functional}"
         return f"mlip:{self.mlip.force_field}"
+
+    @property
+    def path_criteria(self):
+        """The :class:`alem.neb.barrier.PathCriteria` this preset's results are judged by."""
+        from alem.neb.barrier import PathCriteria
+
+        return PathCriteria(
+            max_moment_change_mu_b=self.checks.max_moment_change_mu_b,
+            intermediate_minimum_tolerance_ev=self.checks.intermediate_minimum_tolerance_ev,
+            accept_intermediate_minimum=self.checks.accept_intermediate_minimum,
+        )
 
     @property
     def method_label(self) -> str:

@@ -1,0 +1,258 @@
+"""The checks that keep wrong barriers out of the training set and stop an NEB before its images
+run (issue 20): the intermediate-minimum rule for every collector (path documents, VASP
+directories, the replay backend), the pre-NEB endpoint check job on real VASP output layouts
+(tests/_vasp_outputs.py) and on real CHGNet relaxations, and the preset settings behind both."""
+
+import json
+
+import numpy as np
+import pytest
+from _vasp_outputs import (
+    INTERMEDIATE_MINIMUM_ENERGIES,
+    LOW_SPIN,
+    RELAX_INCAR,
+    FakeVasp,
+    cobalt_oxide_endpoints,
+    install_fake_vasp,
+    moved_hole,
+    slid_to,
+    write_atomate2_neb,
+    write_endpoint_runs,
+)
+
+from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run
+from alem.neb.barrier import PathCriteria, outcome_from_neb_document, outcome_from_path, outcome_from_vasp_dir
+from alem.neb.endpoint_check import check_vasp_endpoints, endpoint_problems
+from alem.neb.presets import CheckSettings, load_preset
+from alem.neb.schemas import CHECK_DOC_KEY
+from alem.neb.vasp_jobs import collect_vasp_neb_output
+
+ISSUE_PROFILE = [0.0, -0.4, 0.2, -0.1, 0.05]
+CHECKS = CheckSettings().model_dump()
+
+
+# ------------------------------------------------------------------ item 1: intermediate minima
+
+
+def test_intermediate_minimum_is_not_a_label_but_keeps_every_number():
+    outcome = outcome_from_path(ISSUE_PROFILE)
+    assert not outcome.usable
+    assert outcome.failure_reason == ("intermediate minimum 0.40 eV below the initial endpoint at image 1: the endpoint "
+                                      "is not the ion's ground state; effective barrier max − min = 0.60 eV")
+    assert outcome.barrier_ev == pytest.approx(0.20) and outcome.reverse_barrier_ev == pytest.approx(0.15)
+    assert outcome.details["effective_barrier_ev"] == pytest.approx(0.60)
+    assert outcome.details["intermediate_minimum_image"] == 1
+    assert outcome.details["intermediate_minimum_depth_ev"] == pytest.approx(0.40)
+
+
+def test_a_shallow_dip_within_the_tolerance_is_fine_and_the_tolerance_is_the_presets():
+    shallow = [0.0, -0.04, 0.3, 0.1, 0.05]
+    assert outcome_from_path(shallow).usable
+    assert "intermediate minimum 0.04 eV" in outcome_from_path(shallow, criteria=PathCriteria(
+        intermediate_minimum_tolerance_ev=0.03)).failure_reason
+    # the lower endpoint decides: a final endpoint below the initial one is the reference
+    assert "below the final endpoint at image 2" in outcome_from_path([0.3, 0.25, 0.1, 0.5, 0.2]).failure_reason
+
+
+def test_a_preset_may_take_the_effective_barrier_as_the_label(tmp_path):
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "lenient.toml").write_text(
+        'name = "lenient"\nengine = "mlip"\n[checks]\nintermediate_minimum_tolerance_ev = 0.1\n'
+        "accept_intermediate_minimum = true\n")
+    preset = load_preset("lenient", campaign_dir=tmp_path)
+    assert preset.path_criteria.intermediate_minimum_tolerance_ev == 0.1
+    outcome = outcome_from_path(ISSUE_PROFILE, criteria=preset.path_criteria)
+    assert outcome.usable and outcome.barrier_ev == pytest.approx(0.60)
+    assert outcome.details["barrier_is_effective"] and outcome.details["forward_barrier_ev"] == pytest.approx(0.20)
+    assert load_preset("mlip_chgnet").checks.intermediate_minimum_tolerance_ev == 0.05
+
+
+def test_vasp_collector_and_directory_reader_catch_an_intermediate_minimum(tmp_path):
+    endpoint_dirs, neb_dir = write_atomate2_neb(tmp_path, INTERMEDIATE_MINIMUM_ENERGIES)
+    document = collect_vasp_neb_output.original(endpoint_dirs, neb_dir)
+    for outcome in (outcome_from_neb_document(document), outcome_from_vasp_dir(neb_dir)):
+        assert not outcome.usable
+        assert "intermediate minimum 0.40 eV below the initial endpoint at image 1" in outcome.failure_reason
+        assert outcome.details["effective_barrier_ev"] == pytest.approx(0.60)
+
+
+def test_replay_judges_a_row_with_its_profile_like_a_fresh_neb(tmp_path, li2o_hop):
+    from alem.backends.base import QueueState
+    from alem.backends.replay import ReplayBackend
+    from alem.hops import write_dataset
+
+    li2o_hop.barrier_ev = 0.2
+    li2o_hop.metadata["image_energies_ev"] = ISSUE_PROFILE
+    dataset = write_dataset([li2o_hop], tmp_path / "replay.json")
+    backend = ReplayBackend(dataset, tmp_path / "replay.sqlite")
+    job = backend.submit(li2o_hop, "k")
+    assert backend.poll([job])[job] is QueueState.COMPLETED
+    outcome = backend.outcome(job)
+    assert not outcome.usable and "intermediate minimum 0.40 eV" in outcome.failure_reason
+    assert outcome.details["effective_barrier_ev"] == pytest.approx(0.60)
+
+
+# ------------------------------------------------------------------ item 2: the pre-NEB endpoint check
+
+
+def _check(tmp_path, relaxed, energies=(-40.0, -39.95), moments=(LOW_SPIN, LOW_SPIN), converged=(True, True)):
+    starts = cobalt_oxide_endpoints()
+    dirs = write_endpoint_runs(tmp_path, relaxed, energies, RELAX_INCAR, moments, converged)
+    return check_vasp_endpoints.original(list(starts), dirs, CHECKS, 5)
+
+
+def test_good_vasp_endpoints_pass_and_hand_on_their_relaxed_structures(tmp_path):
+    initial, final = cobalt_oxide_endpoints()
+    response = _check(tmp_path, (initial, final))
+    assert not response.stop_children
+    document = response.output[CHECK_DOC_KEY]
+    assert document["passed"] and document["problems"] == []
+    assert document["endpoint_separation_a"] == pytest.approx(2.24)
+    assert document["energy_difference_ev"] == pytest.approx(0.05)
+    assert len(response.output["endpoints"]) == 2
+
+
+def test_endpoints_that_slid_together_stop_the_flow(tmp_path):
+    initial, final = cobalt_oxide_endpoints()
+    response = _check(tmp_path, (initial, slid_to(final, initial)))
+    assert response.stop_children
+    problems = response.output[CHECK_DOC_KEY]["problems"]
+    assert problems[0] == ("the endpoints slid together: the relaxed ion sites are 0.00 Å apart, less than 0.5 x the "
+                           "hop length 2.24 Å")
+    assert "the migrating ion left its final site: it moved 2.24 Å" in problems[1]
+    assert response.output[CHECK_DOC_KEY]["n_images_not_run"] == 5
+
+
+def test_a_hole_that_moved_between_the_endpoints_stops_the_flow(tmp_path):
+    initial, final = cobalt_oxide_endpoints()
+    response = _check(tmp_path, (initial, final), moments=(LOW_SPIN, moved_hole(LOW_SPIN, 2, 1)))
+    assert response.stop_children
+    assert "polaron moved between the endpoints" in response.output[CHECK_DOC_KEY]["problems"][0]
+    assert "site 2 (Co) +0.95 -> +0.02 μB" in response.output[CHECK_DOC_KEY]["problems"][0]
+
+
+def test_unconverged_endpoint_forces_and_an_implausible_energy_difference_stop_the_flow(tmp_path):
+    initial, final = cobalt_oxide_endpoints()
+    response = _check(tmp_path, (initial, final), energies=(-40.0, -38.2), converged=(True, False))
+    problems = response.output[CHECK_DOC_KEY]["problems"]
+    assert response.stop_children
+    assert problems == ["forces not converged in the final endpoint relaxation",
+                        "implausible endpoint energy difference: E(final) - E(initial) = +1.80 eV (limit ±1 eV)"]
+
+
+def test_endpoint_problems_tolerate_a_small_relaxation():
+    initial, final = cobalt_oxide_endpoints()
+    relaxed = [s.copy() for s in (initial, final)]
+    relaxed[1].translate_sites([0], [0.3, 0.0, 0.0], frac_coords=False)
+    problems, measured = endpoint_problems((initial, final), relaxed, (-1.0, -1.0), (True, True), CHECKS)
+    assert problems == [] and measured["ion_shift_a"][1] == pytest.approx(0.3)
+
+
+@pytest.fixture
+def vasp_run(tmp_path, monkeypatch, li2o_hop):
+    """Stage the Li2O hop's VASP flow (fake VASP, small cell) into a run directory."""
+    fake = FakeVasp()
+    install_fake_vasp(fake, monkeypatch.setattr)
+    monkeypatch.chdir(tmp_path)
+    preset = load_preset("vasp_gga")
+    preset.supercell.min_image_distance_a = 0.0
+    preset.neb.n_images = 3
+    return fake, preset
+
+
+def test_a_failed_check_spends_no_image_calculation_and_says_why(tmp_path, vasp_run, li2o_hop):
+    fake, preset = vasp_run
+
+    def slide_back(name, structure):  # endpoint 2 relaxes back onto the initial site
+        return slid_to(structure, li2o_hop.initial) if name.endswith("endpoint 2") else structure
+
+    fake.relax_to = slide_back
+    run_dir = tmp_path / "run"
+    stage_run(run_dir, li2o_hop, preset, "k")
+    assert run_flow(run_dir) == 0
+    assert [kind for kind, _ in fake.runs] == ["relax", "relax"]  # no NEB ran
+    assert read_json(run_dir / "exit.json")["state"] == "completed"
+    outcome = run_outcome(run_dir, "local job x", "worker.log", lambda: "completed")
+    assert not outcome.usable
+    assert outcome.failure_reason.startswith("endpoint check failed before the NEB (3 images not run): the endpoints "
+                                             "slid together: the relaxed ion sites are 0.00 Å apart")
+    assert outcome.details["endpoint_check"]["ion_shift_a"][1] == pytest.approx(li2o_hop.hop_length_a, abs=1e-3)
+
+
+def test_a_passed_check_lets_the_neb_run(tmp_path, vasp_run, li2o_hop):
+    fake, preset = vasp_run
+    fake.neb_converges = True
+    run_dir = tmp_path / "run"
+    stage_run(run_dir, li2o_hop, preset, "k")
+    assert run_flow(run_dir) == 0
+    assert [kind for kind, _ in fake.runs] == ["relax", "relax", "neb"]
+    outcome = run_outcome(run_dir, "local job x", "worker.log", lambda: "completed")
+    assert outcome.usable and outcome.barrier_ev == pytest.approx(0.45)
+    # the images started from the checked endpoints, with the shared initial MAGMOM
+    neb_frames = fake.runs[-1][1]
+    assert np.allclose(neb_frames[0][0].frac_coords, li2o_hop.initial[0].frac_coords, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_real_chgnet_endpoints_that_did_not_converge_stop_before_the_images(tmp_path, li2o_hop, fast_mlip_preset):
+    fast_mlip_preset.neb.endpoint_max_steps = 1  # one optimiser step: the forces cannot have converged
+    run_dir = tmp_path / "run"
+    stage_run(run_dir, li2o_hop, fast_mlip_preset, "k")
+    assert run_flow(run_dir) == 0
+    outcome = run_outcome(run_dir, "local job x", "worker.log", lambda: "completed")
+    assert not outcome.usable
+    assert outcome.failure_reason.startswith("endpoint check failed before the NEB (3 images not run): forces not "
+                                             "converged in the initial endpoint relaxation")
+    names = {doc["name"] for doc in json.loads((run_dir / "store" / "docs.json").read_text())}
+    assert "endpoint check" in names and "CHGNet NEB" not in names
+
+
+# ------------------------------------------------------------------ item 6: one clear word everywhere
+
+
+def test_an_unusable_result_says_why_in_show_jobs_report_and_export(tmp_path, tiny_hop):
+    """A replayed NEB with an intermediate minimum: the same sentence in ``alem show``, ``alem jobs
+    --all``, the report and ``alem export --with-unusable`` (marked unusable, no target)."""
+    from typer.testing import CliRunner
+
+    from alem.cli import app
+    from alem.hops import read_hops, write_dataset
+
+    runner = CliRunner()
+    profiled = tiny_hop("a", 0.4, 0.2)
+    profiled.metadata["image_energies_ev"] = ISSUE_PROFILE
+    dataset = write_dataset([profiled], tmp_path / "labelled.json")
+    campaign = tmp_path / "camp"
+
+    def run(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    run("init", campaign, "--backend", "replay", "--ion", "Li", "--name", "demo", "--replay-dataset", dataset)
+    from alem.backends.replay import ReplayBackend
+    from alem.campaign import submit_approved
+    from alem.config import CampaignConfig
+    from alem.store import Store
+
+    config = CampaignConfig.load(campaign)
+    with Store.open(config.store_path) as store:
+        store.add_hops([tiny_hop("a", 0.4)])
+        store.approve(["a"], who="alice")
+        submit_approved(store, ReplayBackend.from_config(config), config)
+    run("reconcile", "-C", campaign)
+    reason = "intermediate minimum 0.40 eV below the initial endpoint at image 1"
+    assert reason in run("show", "a", "-C", campaign)
+    jobs = json.loads(runner.invoke(app, ["jobs", "--all", "--json", "-C", str(campaign)]).output)
+    assert jobs[0]["state"] == "completed" and reason in jobs[0]["error"]
+    report = tmp_path / "report.html"
+    run("report", "--out", report, "-C", campaign)
+    assert reason in report.read_text()
+    out = tmp_path / "export.json"
+    run("export", out, "--with-unusable", "-C", campaign)
+    (entry,) = json.loads(out.read_text())
+    assert entry["target"] is None and entry["usable"] is False and reason in entry["unusable_reason"]
+    assert entry["effective_barrier_ev"] == pytest.approx(0.60) and entry["forward_barrier_ev"] == pytest.approx(0.20)
+    assert read_hops([out])[0].barrier_ev is None  # never a label
+    run("export", out, "-C", campaign)
+    assert json.loads(out.read_text()) == []
