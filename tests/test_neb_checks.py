@@ -19,6 +19,7 @@ from _vasp_outputs import (
     write_atomate2_neb,
     write_endpoint_runs,
 )
+from pymatgen.core import Lattice, Structure
 
 from alem.backends.rundir import read_json, run_flow, run_outcome, stage_run
 from alem.neb.barrier import PathCriteria, outcome_from_neb_document, outcome_from_path, outcome_from_vasp_dir
@@ -256,3 +257,200 @@ def test_an_unusable_result_says_why_in_show_jobs_report_and_export(tmp_path, ti
     assert read_hops([out])[0].barrier_ev is None  # never a label
     run("export", out, "-C", campaign)
     assert json.loads(out.read_text()) == []
+
+
+# ------------------------------------------------------------------ item 4: one vacancy, the preset's cell
+
+
+def test_enumeration_uses_the_presets_image_distance_unless_told(tmp_path):
+    from alem.campaign import init_campaign
+    from alem.campaign.enumeration import enumeration_settings
+
+    config = init_campaign(tmp_path / "c")  # local backend, preset mlip_chgnet
+    (config.campaign_dir / "workflows").mkdir()
+    (config.campaign_dir / "workflows" / "mlip_chgnet.toml").write_text(
+        'name = "mlip_chgnet"\nengine = "mlip"\n[supercell]\nmin_image_distance_a = 10.5\nmax_atoms = 300\n')
+    settings = enumeration_settings(config, None, None, None)
+    assert (settings.min_image_distance_a, settings.max_atoms) == (10.5, 300)
+    assert enumeration_settings(config, None, 6.0, 50).min_image_distance_a == 6.0
+
+
+def test_a_hop_enumerated_in_a_small_cell_gets_one_vacancy_in_the_neb_cell(li2o_hop):
+    """Enumerated at 4.5 Å, run under the 8 Å preset: the NEB cell is repeated, the vacancy is not."""
+    from alem.neb.supercell import neb_endpoints
+
+    pristine = li2o_hop.initial.copy()
+    pristine.append("Li", li2o_hop.final[0].frac_coords)
+    for group_species in (False, True):
+        initial, final = neb_endpoints(li2o_hop, 8.0, 400, group_species=group_species)
+        for endpoint in (initial, final):
+            assert endpoint.composition["Li"] == 8 * pristine.composition["Li"] - 1
+            assert endpoint.composition["O"] == 8 * pristine.composition["O"]
+        # the ion hops into the one vacancy: no other Li sits at its final site
+        others = [s for s in initial if s.species_string == "Li"][1:]
+        assert min(final[0].distance(s) for s in others) > 1.0
+        assert initial[0].distance(final[0]) == pytest.approx(li2o_hop.hop_length_a, abs=1e-6)
+
+
+def test_an_interstitial_hop_gets_exactly_one_extra_ion():
+    from alem.hops import Hop
+    from alem.neb.supercell import neb_endpoints
+
+    lattice = Lattice.cubic(4.0)
+    host = [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]
+    initial = Structure(lattice, ["Li", "Mg", "O"], [[0.25, 0.25, 0.25], *host])
+    final = Structure(lattice, ["Li", "Mg", "O"], [[0.75, 0.25, 0.25], *host])
+    hop = Hop("interstitial", initial, final, "Li", metadata={"mechanism": "interstitial"})
+    ends = neb_endpoints(hop, 8.0, 100)
+    for endpoint in ends:
+        assert endpoint.composition.as_dict() == {"Li": 1, "Mg": 8, "O": 8}
+    assert ends[0][0].distance(ends[1][0]) == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------ item 3: charge and polaron in the presets
+
+#: Valence electrons of Materials Project's POTCARs for LiCoO2 (Li_sv, Co, O), as in their headers.
+ZVAL = {"Li": 3, "Co": 9, "O": 6}
+
+
+@pytest.fixture(scope="module")
+def licoo2_hop():
+    from alem.neb.vasp_inputs import example_hop
+
+    return example_hop("LiCoO2_layered.cif")
+
+
+def _incars(hop, preset, tmp_path):
+    from pymatgen.io.vasp import Incar
+
+    from alem.neb.vasp_inputs import step_input_sets
+
+    incars = {}
+    for step, input_set in step_input_sets(hop, preset).items():
+        input_set.write_input(tmp_path / step.replace(" ", "_"))
+        incars[step] = Incar.from_file(tmp_path / step.replace(" ", "_") / "INCAR")
+    return incars
+
+
+def test_a_neutral_cell_has_no_nelect_and_a_charged_cell_keeps_the_ions_electron(licoo2_hop, tmp_path):
+    preset = load_preset("vasp_gga_u")
+    assert preset.vasp.charge == "neutral"
+    assert all("NELECT" not in incar for incar in _incars(licoo2_hop, preset, tmp_path / "n").values())
+    preset.vasp.charge = "charged"
+    incars = _incars(licoo2_hop, preset, tmp_path / "c")
+    cell = licoo2_hop.initial  # 71 atoms: the 72-atom host with one Li removed
+    neutral = sum(ZVAL[el.symbol] * int(n) for el, n in cell.composition.items())
+    for step in ("endpoint", "final endpoint", "neb"):
+        assert incars[step]["NELECT"] == pytest.approx(neutral + 1), step
+    assert "NELECT" not in incars.get("host", {})
+
+
+def test_a_pinned_polaron_starts_on_one_cobalt_next_to_both_li_sites(licoo2_hop, tmp_path):
+    preset = load_preset("vasp_gga_u")
+    preset.vasp.pin_polaron, preset.vasp.host_magmom_mu_b = True, 0.0
+    incars = _incars(licoo2_hop, preset, tmp_path)
+    magmoms = {step: incars[step]["MAGMOM"] for step in ("endpoint", "final endpoint", "neb")}
+    assert magmoms["endpoint"] == magmoms["final endpoint"] == magmoms["neb"]
+    from alem.neb.supercell import neb_endpoints
+
+    initial, final = neb_endpoints(licoo2_hop, preset.supercell.min_image_distance_a, 400, group_species=True)
+    cobalt = [i for i, site in enumerate(initial) if site.species_string == "Co"]
+    pinned = [i for i, m in enumerate(magmoms["neb"]) if m == pytest.approx(1.0)]
+    assert len(pinned) == 1 and pinned[0] in cobalt
+    assert all(magmoms["neb"][i] == 0.0 for i in cobalt if i != pinned[0])
+
+    def farther_li_site(i):
+        return max(initial[i].distance(initial[0]), initial[i].distance(final[0]))
+
+    assert farther_li_site(pinned[0]) == pytest.approx(min(farther_li_site(i) for i in cobalt))
+    unpinned = _incars(licoo2_hop, load_preset("vasp_gga_u"), tmp_path / "free")["neb"]["MAGMOM"]
+    assert len({unpinned[i] for i in cobalt}) == 1  # one moment per species when not pinned
+
+
+def test_charge_choice_is_named_in_doctor_and_review_and_contradictions_are_refused(tmp_path, licoo2_hop):
+    from alem.doctor import check_vasp
+    from alem.neb.presets import PresetError
+
+    preset = load_preset("vasp_gga")
+    preset.vasp.pin_polaron = True
+    charge = next(c for c in check_vasp(preset) if c.name == "charge")
+    assert charge.message.startswith("neutral cell") and "pinned" in charge.message
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "bad.toml").write_text(
+        'name = "bad"\nengine = "vasp"\n[vasp]\ncharge = "charged"\npin_polaron = true\n')
+    with pytest.raises(PresetError, match=r"bad.toml: vasp: Value error, pin_polaron needs charge"):
+        load_preset("bad", campaign_dir=tmp_path)
+
+
+# ------------------------------------------------------------------ item 5: DFT starts where the cheap path ended
+
+
+@pytest.mark.slow
+def test_a_real_chgnet_path_feeds_the_vasp_flows_images(tmp_path, vasp_run, li2o_hop, fast_mlip_preset):
+    from alem.neb.screening_path import INITIAL_PATH_KEY, SCREENING_PATH_KEY
+    from alem.neb.supercell import interpolate_images, neb_endpoints
+
+    mlip_run = tmp_path / "mlip"
+    stage_run(mlip_run, li2o_hop, fast_mlip_preset, "screen")
+    assert run_flow(mlip_run) == 0
+    screening = run_outcome(mlip_run, "local job s", "worker.log", lambda: "completed")
+    assert screening.usable, screening.failure_reason
+    path = screening.details["path_images"]
+    assert len(path["frac_coords"]) == 5
+
+    fake, preset = vasp_run
+    fake.neb_converges = True
+    li2o_hop.metadata[SCREENING_PATH_KEY] = {**path, "source": "screening result 7 (mlip:CHGNet)"}
+    from alem.neb.flows import neb_flow_for_hop
+
+    assert neb_flow_for_hop(li2o_hop, preset).metadata[INITIAL_PATH_KEY].startswith(
+        "the converged path of screening result 7 (mlip:CHGNet)")
+    run_dir = tmp_path / "dft"
+    stage_run(run_dir, li2o_hop, preset, "k")
+    assert run_flow(run_dir) == 0
+    kinds = [kind for kind, _ in fake.runs]
+    assert kinds == ["relax", "relax", "neb"]
+    frames = fake.runs[-1][1]
+    # the VASP cell orders species in blocks; the migrating Li is site 0 in both cells
+    chgnet_ion = [np.asarray(f[0]) for f in path["frac_coords"][1:-1]]
+    for frame, expected in zip(frames[1:-1], chgnet_ion):
+        step = frame[0].frac_coords - expected
+        assert np.linalg.norm((step - np.round(step)) @ frame.lattice.matrix) < 1e-3
+    # ... and not IDPP's images: the CHGNet path relaxed the host around the ion
+    start, end = neb_endpoints(li2o_hop, 0.0, 400, group_species=True)
+    idpp = interpolate_images(start, end, 3, "idpp")
+    assert np.abs(frames[2].cart_coords - idpp[2].cart_coords).max() > 0.01
+    assert run_outcome(run_dir, "x", "worker.log", lambda: "completed").usable
+
+
+def test_a_path_that_does_not_map_falls_back_to_idpp(li2o_hop):
+    from alem.neb.flows import neb_flow_for_hop
+    from alem.neb.screening_path import INITIAL_PATH_KEY, SCREENING_PATH_KEY, path_record
+
+    preset = load_preset("vasp_gga")  # 8 Å rule: the 95-atom cell, not the 11-atom screening cell
+    li2o_hop.metadata[SCREENING_PATH_KEY] = path_record([li2o_hop.initial, li2o_hop.final])
+    flow = neb_flow_for_hop(li2o_hop, preset)
+    assert flow.metadata[INITIAL_PATH_KEY] == ("IDPP between the relaxed endpoints (screening path not used: the "
+                                               "screening path has 11 sites, the DFT NEB cell 95)")
+    assert "get_images_from_endpoints" in [job.name for job in flow.jobs]
+    preset.neb.start_from_screening = False
+    assert neb_flow_for_hop(li2o_hop, preset).metadata[INITIAL_PATH_KEY].startswith("IDPP")
+
+
+def test_a_screening_path_maps_onto_the_vasp_site_order_and_image_count(li2o_hop):
+    from alem.neb.screening_path import _resampled, map_path, path_record
+    from alem.neb.supercell import interpolate_images, neb_endpoints
+
+    mlip_cell = neb_endpoints(li2o_hop, 0.0, 400)  # the force-field cell: hop order
+    vasp_start, _ = neb_endpoints(li2o_hop, 0.0, 400, group_species=True)  # species blocks
+    path = interpolate_images(*mlip_cell, 3, "linear")
+    frames = map_path(path_record(path), vasp_start)
+    assert not isinstance(frames, str)
+    for frame, image in zip(frames, path):
+        for vasp_site, coords in zip(vasp_start, frame):
+            match = [s for s in image if s.species_string == vasp_site.species_string
+                     and np.allclose(s.frac_coords, coords, atol=1e-5)]
+            assert match, vasp_site
+    assert np.allclose(frames[2][0], path[2][0].frac_coords, atol=1e-5)  # the ion, mid-path
+    # 3 interior images resampled to 5: the middle one stays the middle one
+    assert np.allclose(_resampled(frames, 5)[2], frames[2], atol=1e-6)

@@ -118,5 +118,6 @@ def test_strategy_reasons_and_cost_in_words(tmp_path, li2o_hop):
 
     config = init_campaign(tmp_path / "c", backend="fireworks")  # vasp_gga: images 8 Å apart, 5 images
     cost = estimate_cost(li2o_hop, config)
-    assert cost.n_atoms == 11 * 8  # the 4.61 Å cell doubled along each axis
-    assert "88-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,000 core-hours" in cost.summary
+    assert cost.n_atoms == 12 * 8 - 1  # the 4.61 Å pristine cell doubled along each axis, one vacancy
+    assert "95-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,300 core-hours" in cost.summary
+    assert "neutral cell: removing Li leaves a hole per unit of its charge; the hole is free" in cost.summary

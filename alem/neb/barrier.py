@@ -271,6 +271,11 @@ def outcome_from_neb_document(
         return NebOutcome(converged=False, failure_reason="NEB document has no image energies", method=method, details=details)
     if structures is not None and len(structures) != len(energies):
         structures = None
+    if structures is not None and not _is_vasp_neb_task_doc(doc):
+        # a force-field path is kept, compactly, so a DFT NEB of the hop can start from it
+        from alem.neb.screening_path import path_record
+
+        details["path_images"] = path_record(structures)
     return outcome_from_path(
         energies, structures, converged=not reasons, not_converged_reason="; ".join(reasons),
         method=method, details=details, criteria=criteria,

@@ -105,6 +105,17 @@ def _nearest(structure: Structure, candidates: list[int], cart: np.ndarray) -> i
     return candidates[int(np.argmin(distances))]
 
 
+def neb_cell_atoms(hop: Hop, min_image_distance_a: float) -> int:
+    """Atoms of the hop's NEB cell: the hop's own cell, or (vacancy) the pristine cell repeated with
+    one ion removed, or (interstitial) the host repeated with one ion added."""
+    n_copies = math.prod(supercell_scaling(hop.initial.lattice, min_image_distance_a))
+    if n_copies == 1:
+        return len(hop.initial)
+    if hop.metadata.get("mechanism") == INTERSTITIAL:
+        return (len(hop.initial) - 1) * n_copies + 1
+    return (len(hop.initial) + 1) * n_copies - 1
+
+
 def neb_endpoints(
     hop: Hop,
     min_image_distance_a: float,
@@ -117,12 +128,9 @@ def neb_endpoints(
     ion's species first: VASP writes one POTCAR per block, so images must share that order.
     """
     scaling = supercell_scaling(hop.initial.lattice, min_image_distance_a)
-    n_copies = int(np.prod(scaling))
     vacancy = hop.metadata.get("mechanism") != INTERSTITIAL
-    # vacancy: the pristine cell (one more ion) repeated, one ion removed; interstitial: the host
-    # repeated, one ion added
     cell_atoms = len(hop.initial) + 1 if vacancy else len(hop.initial) - 1
-    n_atoms = len(hop.initial) if n_copies == 1 else cell_atoms * n_copies + (-1 if vacancy else 1)
+    n_atoms = neb_cell_atoms(hop, min_image_distance_a)
     if n_atoms > max_atoms:
         raise NebSetupError(
             f"hop {hop.hop_id}: the NEB cell would have {n_atoms} atoms "
@@ -130,7 +138,7 @@ def neb_endpoints(
             f"{'vacancy' if vacancy else 'extra ion'}, to keep periodic images of the ion "
             f"{min_image_distance_a:g} Å apart), more than the preset's max_atoms = {max_atoms}"
         )
-    initial, final = (_single_defect_endpoints(hop, scaling) if n_copies > 1
+    initial, final = (_single_defect_endpoints(hop, scaling) if scaling != (1, 1, 1)
                       else (hop.initial.copy(), hop.final.copy()))
     if group_species:
         order = _grouped_order(initial, hop.working_ion)

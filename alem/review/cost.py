@@ -9,7 +9,6 @@ of atoms, anchored at :data:`DFT_CORE_HOURS_PER_IMAGE_100_ATOMS` for one NEB ima
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,7 +39,7 @@ def _preset_name(config: CampaignConfig) -> str | None:
 def estimate_cost(hop: Hop, config: CampaignConfig) -> CostEstimate:
     """NEB cell size and cost in words for the campaign's backend."""
     from alem.neb.presets import PresetError, load_preset
-    from alem.neb.supercell import supercell_scaling
+    from alem.neb.supercell import neb_cell_atoms
 
     name = _preset_name(config)
     if name is None:
@@ -49,7 +48,7 @@ def estimate_cost(hop: Hop, config: CampaignConfig) -> CostEstimate:
         preset = load_preset(name, config.campaign_dir)
     except PresetError as exc:
         return CostEstimate(hop.n_sites, f"{hop.n_sites}-atom cell; cost unknown ({exc})")
-    n_atoms = hop.n_sites * math.prod(supercell_scaling(hop.initial.lattice, preset.supercell.min_image_distance_a))
+    n_atoms = neb_cell_atoms(hop, preset.supercell.min_image_distance_a)
     images = preset.neb.n_images
     if preset.engine == "mlip":
         return CostEstimate(n_atoms, f"{n_atoms}-atom NEB cell, {images} images, {preset.method_label}: minutes on a CPU")
@@ -58,5 +57,5 @@ def estimate_cost(hop: Hop, config: CampaignConfig) -> CostEstimate:
     return CostEstimate(
         n_atoms,
         f"{n_atoms}-atom NEB cell, {images} images, {preset.method_label}: roughly {magnitude} core-hours "
-        "(order of magnitude: DFT cost ∝ atoms³)",
+        f"(order of magnitude: DFT cost ∝ atoms³); {preset.vasp.charge_description(hop.working_ion)}",
     )
