@@ -444,7 +444,11 @@ def test_a_screening_path_maps_onto_the_vasp_site_order_and_image_count(li2o_hop
     mlip_cell = neb_endpoints(li2o_hop, 0.0, 400)  # the force-field cell: hop order
     vasp_start, _ = neb_endpoints(li2o_hop, 0.0, 400, group_species=True)  # species blocks
     path = interpolate_images(*mlip_cell, 3, "linear")
-    frames = map_path(path_record(path), vasp_start)
+    record = path_record(path)
+    # another site order than the VASP cell's (a force-field cell need not group species)
+    record["species"] = record["species"][::-1]
+    record["frac_coords"] = [frame[::-1] for frame in record["frac_coords"]]
+    frames = map_path(record, vasp_start)
     assert not isinstance(frames, str)
     for frame, image in zip(frames, path):
         for vasp_site, coords in zip(vasp_start, frame):
@@ -454,3 +458,24 @@ def test_a_screening_path_maps_onto_the_vasp_site_order_and_image_count(li2o_hop
     assert np.allclose(frames[2][0], path[2][0].frac_coords, atol=1e-5)  # the ion, mid-path
     # 3 interior images resampled to 5: the middle one stays the middle one
     assert np.allclose(_resampled(frames, 5)[2], frames[2], atol=1e-6)
+
+
+def test_a_dft_submission_carries_the_hops_latest_usable_screening_path(tmp_path, tiny_hop):
+    from alem.campaign.submit import with_screening_path
+    from alem.neb.schemas import NebOutcome
+    from alem.neb.screening_path import SCREENING_PATH_KEY
+    from alem.store import Store
+
+    hop = tiny_hop("a", 0.4)
+    with Store.open(tmp_path / "s.sqlite") as store:
+        store.add_hops([hop])
+        assert SCREENING_PATH_KEY not in with_screening_path(store, store.load_hops(["a"])[0]).metadata
+        record = {"lattice": hop.initial.lattice.matrix.tolist(), "species": ["Li"], "frac_coords": [[[0, 0, 0]]]}
+        for usable, fidelity in ((True, "mlip:CHGNet"), (False, "mlip:MACE-MP")):  # the later one is unusable
+            job = store.begin_screening("a", "local", fidelity)
+            store.mark_screening_submitted(job.id, f"x{job.id}")
+            store.record_screening_result(job.id, NebOutcome(
+                barrier_ev=0.3, converged=usable, image_energies_ev=[0.0, 0.3, 0.0], method="mlip:CHGNet NEB",
+                details={"path_images": record}, failure_reason=None if usable else "NEB did not converge"))
+        carried = with_screening_path(store, store.load_hops(["a"])[0]).metadata[SCREENING_PATH_KEY]
+    assert carried["frac_coords"] == record["frac_coords"] and carried["source"].startswith("screening result 1 (mlip:")
