@@ -12,6 +12,7 @@ uses. To stay within a shared 2-core machine the NEBs are made cheaper than the 
 literature hops) and a wall-time budget stops launching new hops (hops not run are listed).
 
     nice python benchmarks/neb_checks/run_neb_checks.py --literature 20 --budget-min 25
+    python benchmarks/neb_checks/run_neb_checks.py --table benchmarks/neb_checks/*.json   # README table
 """
 
 from __future__ import annotations
@@ -92,13 +93,45 @@ def run_one(hop, preset, work: Path) -> dict:
     return row
 
 
+def _ev(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def markdown_table(paths: list[Path]) -> str:
+    """The README table of one or more result files: one row per hop, then the totals."""
+    by_hop: dict[str, dict] = {}
+    for path in paths:  # a hop run by more than one file: its first run counts
+        for row in json.loads(path.read_text())["hops"]:
+            by_hop.setdefault(row["hop_id"], row)
+    rows = list(by_hop.values())
+    lines = ["| hop | sites | verdict | forward (eV) | effective (eV) | images not run | CHGNet s |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['hop_id']} | {r['n_sites']} | {r['verdict']} | {_ev(r['barrier_ev'])} | "
+                     f"{_ev(r['effective_barrier_ev'])} | {r['images_not_run']} | {r['seconds']:.0f} |")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    lines.append("")
+    lines.append(f"{len(rows)} NEBs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "; "
+                 f"{sum(r['images_not_run'] for r in rows)} image calculations not run (endpoint check); "
+                 f"{sum(1 for r in rows if r.get('usable_without_minimum_rule') and not r.get('usable_with_minimum_rule'))}"
+                 " stopped by the intermediate-minimum rule alone.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, nargs="+", help="print the README table of these result files and stop")
     parser.add_argument("--literature", type=int, default=20)
+    parser.add_argument("--no-demo", action="store_true", help="literature hops only")
     parser.add_argument("--max-atoms", type=int, default=60, help="largest demo NEB cell run")
     parser.add_argument("--budget-min", type=float, default=25.0, help="no new hop starts after this many minutes")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(args.table))
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from alem.neb.presets import load_preset
@@ -110,7 +143,8 @@ def main() -> None:
     literature.neb = preset.neb
     literature.supercell.min_image_distance_a = 0.0  # published cells are already NEB supercells
 
-    plan = [(hop, preset) for hop in demo_hops(args.max_atoms)] + [(hop, literature) for hop in literature_hops(args.literature)]
+    demo = [] if args.no_demo else demo_hops(args.max_atoms)
+    plan = [(hop, preset) for hop in demo] + [(hop, literature) for hop in literature_hops(args.literature)]
     rows, skipped = [], []
     start = time.time()
     with tempfile.TemporaryDirectory() as work:
