@@ -114,6 +114,7 @@ def check_vasp(preset: Preset) -> list[Check]:
                             "(LCLIMB = True, IBRION = 3, POTIM = 0, IOPT = 1): the VASP on the compute nodes must be "
                             "built with the VTST tools (vtstcode); with stock VASP set climbing_image = false in a copy "
                             "of the preset"))
+    checks.append(Check("charge", "ok", preset.vasp.charge_description()))
     checks.append(check_example_incar(preset))
     return checks
 

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.vasp import Incar
 
 _HEADER = """<?xml version="1.0" encoding="ISO-8859-1"?>
 <modeling>
@@ -266,6 +267,40 @@ def displaced(structure: Structure, amount_a: float, seed: int) -> Structure:
     return moved
 
 
+#: An NEB profile whose image 1 lies 0.40 eV below the initial endpoint (the issue's example,
+#: shifted by -40 eV): forward 0.20 eV, effective barrier max - min 0.60 eV.
+INTERMEDIATE_MINIMUM_ENERGIES = [-40.00, -40.40, -39.80, -40.10, -39.95]
+
+
+def slid_to(structure: Structure, other: Structure) -> Structure:
+    """``structure`` with the migrating ion (site 0) moved onto ``other``'s ion site: an endpoint
+    relaxation in which the ion slid back to the other site."""
+    moved = structure.copy()
+    moved.replace(0, moved[0].species, other[0].frac_coords)
+    return moved
+
+
+def moved_hole(moments: list[float], from_site: int, to_site: int) -> list[float]:
+    """Site moments with the localised hole's moment moved from one metal site to another."""
+    moved = list(moments)
+    moved[from_site], moved[to_site] = moments[to_site], moments[from_site]
+    return moved
+
+
+def write_endpoint_runs(
+    root: str | Path,
+    relaxed: tuple[Structure, Structure],
+    energies_ev: tuple[float, float],
+    incar: dict,
+    moments: tuple[list[float] | None, list[float] | None] = (None, None),
+    converged: tuple[bool, bool] = (True, True),
+) -> list[str]:
+    """Two endpoint relaxation directories (``relax1``, ``relax2``) as atomate2's RelaxMaker leaves them."""
+    root = Path(root)
+    return [str(write_vasp_run(root / f"relax{i + 1}", relaxed[i], energies_ev[i], incar, converged=converged[i],
+                               magmoms=moments[i])) for i in range(2)]
+
+
 IMAGE_ENERGIES = [-39.80, -39.55, -39.75]
 ENDPOINT_ENERGY = -40.0
 NUDGE_A = 0.05  # how far a fizzled fake NEB moved its images (written to their CONTCARs)
@@ -277,13 +312,13 @@ class FakeVasp:
     def __init__(self, log_file: str | Path | None = None):
         self.runs: list[tuple[str, list[Structure]]] = []
         self.neb_converges = False
+        #: optional ``(job name, POSCAR structure) -> relaxed structure`` of a relaxation (default: unmoved)
+        self.relax_to = None
         #: when set (a run in another process), each run appends its kind to this file and the NEB
         #: converges once a file "<log_file>.converge" exists
         self.log_file = Path(log_file) if log_file else None
 
     def __call__(self, *args, **kwargs):
-        from pymatgen.io.vasp import Incar
-
         if self.log_file is not None:
             self.neb_converges = Path(f"{self.log_file}.converge").exists()
         incar = dict(Incar.from_file("INCAR"))
@@ -299,6 +334,10 @@ class FakeVasp:
         else:
             structure = Structure.from_file("POSCAR")
             self._record("relax", [structure])
+            if self.relax_to is not None:
+                from jobflow import CURRENT_JOB
+
+                structure = self.relax_to(CURRENT_JOB.job.name, structure)
             write_vasp_run(".", structure, ENDPOINT_ENERGY, incar, magmoms=[0.0] * len(structure))
 
 
@@ -323,3 +362,37 @@ def install_fake_vasp(fake: FakeVasp, setattr_) -> None:
     original = VaspInputGenerator.get_input_set
     setattr_(VaspInputSet, "get_input_set", lambda self, *a, **k: original(self, *a, **{**k, "potcar_spec": True}))
     setattr_(VaspInputSet, "nelect", property(lambda self: 8))
+
+
+NEB_ENERGIES = [-40.00, -39.80, -39.55, -39.75, -39.95]  # barrier 0.45 eV, reverse 0.40 eV
+RELAX_INCAR = {"NSW": 99, "IBRION": 2, "ISIF": 2, "EDIFFG": -0.02}
+NEB_INCAR = {"NSW": 5, "IBRION": 3, "EDIFFG": -0.05, "IMAGES": 3, "LCLIMB": True}
+LOW_SPIN = [0.0, 0.02, 0.95, 0.03, 0.0, 0.0]  # hole on site 2 (Co4+)
+
+
+def cobalt_oxide_endpoints() -> tuple[Structure, Structure]:
+    """A 6-site Li-Co-O cell and the Li moved 2.24 Å: a hop small enough for hand-written outputs."""
+    lattice = Lattice.orthorhombic(5.6, 5.6, 5.6)
+    host = [[0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5], [0.25, 0.25, 0.25], [0.75, 0.75, 0.25]]
+    species = ["Li", "Co", "Co", "Co", "O", "O"]
+    return (Structure(lattice, species, [[0.0, 0.0, 0.0], *host]),
+            Structure(lattice, species, [[0.0, 0.0, 0.4], *host]))
+
+
+def write_atomate2_neb(root, energies=NEB_ENERGIES, image_converged=(True, True, True), final_moments=LOW_SPIN):
+    """Endpoint relaxation directories and an NEB directory exactly as atomate2 leaves them:
+    ``00``/``04`` hold only the POSCAR, ``01``-``03`` the image runs, INCAR at the top."""
+    initial, final = cobalt_oxide_endpoints()
+    images = initial.interpolate(final, nimages=4, autosort_tol=0)
+    ends = [write_vasp_run(root / "relax1", initial, energies[0], RELAX_INCAR, magmoms=LOW_SPIN),
+            write_vasp_run(root / "relax2", final, energies[-1], RELAX_INCAR, magmoms=list(final_moments))]
+    neb = root / "neb"
+    for index, image in enumerate(images):
+        image_dir = neb / f"{index:02d}"
+        if index in (0, len(images) - 1):
+            image_dir.mkdir(parents=True)
+            image.to(filename=str(image_dir / "POSCAR"), fmt="poscar")
+        else:
+            write_vasp_run(image_dir, image, energies[index], NEB_INCAR, converged=image_converged[index - 1])
+    Incar(NEB_INCAR).write_file(neb / "INCAR")
+    return [str(d) for d in ends], str(neb)

@@ -8,6 +8,7 @@ from alem.candidates.supercell import shortest_lattice_vector_a
 from alem.hops import Hop
 from alem.neb.flows import neb_flow_for_hop, output_uuid, vasp_neb_maker
 from alem.neb.presets import PresetError, available_presets, load_preset
+from alem.neb.schemas import CHECK_FOR_KEY
 from alem.neb.supercell import (
     NebSetupError,
     interpolate_images,
@@ -52,7 +53,13 @@ def test_supercell_rule_keeps_images_apart_and_site0_migrating(li2o_hop):
     assert supercell_scaling(li2o_hop.initial.lattice, 8.0) == (2, 2, 2)
     assert supercell_scaling(li2o_hop.initial.lattice, 4.0) == (1, 1, 1)
     initial, final = neb_endpoints(li2o_hop, 8.0, max_atoms=400)
-    assert len(initial) == 8 * len(li2o_hop.initial)
+    # exactly one vacancy in the 2x2x2 cell: pristine (24-atom Li2O cell x 8) minus one Li
+    pristine_li = 8 * (li2o_hop.initial.composition["Li"] + 1)
+    for endpoint in (initial, final):
+        assert endpoint.composition["Li"] == pristine_li - 1
+        assert endpoint.composition["O"] == 8 * li2o_hop.initial.composition["O"]
+    assert len(initial) == 8 * (len(li2o_hop.initial) + 1) - 1
+    assert initial.is_valid(tol=1.0) and final.is_valid(tol=1.0)  # the vacancy was not refilled twice
     assert shortest_lattice_vector_a(initial.lattice) >= 8.0
     # only site 0 moves, by the hop's own displacement
     dfrac = final.frac_coords - initial.frac_coords
@@ -75,7 +82,7 @@ def test_supercell_rule_uses_minimum_image_across_cell_faces():
 
 
 def test_supercell_rule_refuses_too_many_atoms(li2o_hop):
-    with pytest.raises(NebSetupError, match=r"li2o-vacancy: the NEB cell would have 88 atoms.*max_atoms = 50"):
+    with pytest.raises(NebSetupError, match=r"li2o-vacancy: the NEB cell would have 95 atoms.*max_atoms = 50"):
         neb_endpoints(li2o_hop, 8.0, max_atoms=50)
 
 
@@ -99,8 +106,11 @@ def test_idpp_images_keep_site_order(li2o_hop):
 def test_mlip_flow_uses_atomate2_makers_with_explicit_neb_settings(li2o_hop, fast_mlip_preset):
     flow = neb_flow_for_hop(li2o_hop, fast_mlip_preset)
     names = [job.name for job in flow.jobs]
-    assert names == ["CHGNet endpoint relax endpoint 1", "CHGNet endpoint relax endpoint 2",
+    assert names == ["CHGNet endpoint relax endpoint 1", "CHGNet endpoint relax endpoint 2", "endpoint check",
                      "get_images_from_endpoints", "CHGNet NEB"]
+    # the images wait for the pre-NEB check, which names the NEB it guards
+    assert flow.jobs[2].uuid in {ref.uuid for ref in flow.jobs[3].input_references}
+    assert flow.jobs[2].metadata[CHECK_FOR_KEY] == flow.jobs[-1].uuid
     neb_maker = flow.jobs[-1].function.__self__
     assert type(neb_maker).__name__ == "ForceFieldNebFromImagesMaker"
     assert neb_maker.neb_kwargs == {"climb": True, "k": 0.1, "method": "improvedtangent"}
@@ -116,19 +126,23 @@ def test_vasp_flows_relaxed_and_given_endpoints(li2o_hop):
     preset = load_preset("vasp_gga")
     flow = neb_flow_for_hop(li2o_hop, preset)
     assert [job.name for job in flow.jobs] == ["GGA endpoint relax endpoint 1", "GGA endpoint relax endpoint 2",
-                                               "get_images_from_endpoints", "GGA NEB", "collect_vasp_neb_output"]
+                                               "endpoint check", "get_images_from_endpoints", "GGA NEB",
+                                               "collect_vasp_neb_output"]
     assert output_uuid(flow) == flow.jobs[-1].uuid
+    assert flow.jobs[2].metadata[CHECK_FOR_KEY] == output_uuid(flow)
+    assert flow.metadata["alem_job_uuids"]["pre_neb_check"] == flow.jobs[2].uuid
     relax_incar = flow.jobs[0].function.__self__.input_set_generator.user_incar_settings
     assert relax_incar["ISIF"] == 2 and relax_incar["EDIFFG"] == pytest.approx(-0.02)
-    # 8 Å rule: the 11-atom cell becomes 88 atoms
-    assert len(flow.jobs[0].function_args[0]) == 88
+    # 8 Å rule: the 12-atom pristine cell 2x2x2 with one vacancy
+    assert len(flow.jobs[0].function_args[0]) == 95
     preset.neb.relax_endpoints = False
+    preset.checks.endpoint_check = False
     flow = neb_flow_for_hop(li2o_hop, preset)
     assert [job.name for job in flow.jobs] == ["GGA endpoint single point endpoint 1", "GGA endpoint single point endpoint 2",
                                                "GGA NEB", "collect_vasp_neb_output"]
     assert flow.jobs[0].function.__self__.input_set_generator.user_incar_settings["NSW"] == 0
     images = flow.jobs[2].function_args[0]
-    assert len(images) == 7 and len(images[0]) == 88
+    assert len(images) == 7 and len(images[0]) == 95
 
 
 def _limno_cell() -> Structure:

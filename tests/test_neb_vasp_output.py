@@ -3,46 +3,14 @@ output files (tests/_vasp_outputs.py writes them in VASP's own formats), the emm
 state bug, the polaron check and ``outcome_from_vasp_dir`` on atomate2's directory layout."""
 
 import pytest
-from _vasp_outputs import write_vasp_run
+from _vasp_outputs import LOW_SPIN, write_atomate2_neb
+from _vasp_outputs import NEB_ENERGIES as ENERGIES
+from _vasp_outputs import cobalt_oxide_endpoints as _endpoints
 from monty.json import jsanitize
-from pymatgen.core import Lattice, Structure
-from pymatgen.io.vasp import Incar
 
 from alem.neb.barrier import outcome_from_neb_document, outcome_from_vasp_dir, polaron_problem
 from alem.neb.schemas import ENDPOINTS_FILE
 from alem.neb.vasp_jobs import collect_vasp_neb_output
-
-ENERGIES = [-40.00, -39.80, -39.55, -39.75, -39.95]  # barrier 0.45 eV, reverse 0.40 eV
-RELAX = {"NSW": 99, "IBRION": 2, "ISIF": 2, "EDIFFG": -0.02}
-NEB = {"NSW": 5, "IBRION": 3, "EDIFFG": -0.05, "IMAGES": 3, "LCLIMB": True}
-LOW_SPIN = [0.0, 0.02, 0.95, 0.03, 0.0, 0.0]  # hole on site 2 (Co4+)
-
-
-def _endpoints() -> tuple[Structure, Structure]:
-    lattice = Lattice.orthorhombic(5.6, 5.6, 5.6)
-    host = [[0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5], [0.25, 0.25, 0.25], [0.75, 0.75, 0.25]]
-    species = ["Li", "Co", "Co", "Co", "O", "O"]
-    return (Structure(lattice, species, [[0.0, 0.0, 0.0], *host]),
-            Structure(lattice, species, [[0.0, 0.0, 0.4], *host]))
-
-
-def write_atomate2_neb(root, energies=ENERGIES, image_converged=(True, True, True), final_moments=LOW_SPIN):
-    """Endpoint relaxation directories and an NEB directory exactly as atomate2 leaves them:
-    ``00``/``04`` hold only the POSCAR, ``01``-``03`` the image runs, INCAR at the top."""
-    initial, final = _endpoints()
-    images = initial.interpolate(final, nimages=4, autosort_tol=0)
-    ends = [write_vasp_run(root / "relax1", initial, energies[0], RELAX, magmoms=LOW_SPIN),
-            write_vasp_run(root / "relax2", final, energies[-1], RELAX, magmoms=list(final_moments))]
-    neb = root / "neb"
-    for index, image in enumerate(images):
-        image_dir = neb / f"{index:02d}"
-        if index in (0, len(images) - 1):
-            image_dir.mkdir(parents=True)
-            image.to(filename=str(image_dir / "POSCAR"), fmt="poscar")
-        else:
-            write_vasp_run(image_dir, image, energies[index], NEB, converged=image_converged[index - 1])
-    Incar(NEB).write_file(neb / "INCAR")
-    return [str(d) for d in ends], str(neb)
 
 
 def test_atomate2_document_is_parsed_as_usable_despite_emmet_state_bug(tmp_path):

@@ -72,7 +72,7 @@ def test_retry_continues_from_last_images_and_skips_finished_endpoints(backend, 
     nodes = {fw["name"]: fw["spec"]["_queueadapter"]["nodes"] for fw in backend.launchpad.fireworks.find({})}
     # qlaunch -r asks for these: the NEB needs IMAGES x the nodes of one image, an endpoint one image's
     assert nodes == {"GGA endpoint relax endpoint 1": 2, "GGA endpoint relax endpoint 2": 2,
-                     "get_images_from_endpoints": 1, "GGA NEB": 6, "collect_vasp_neb_output": 1}
+                     "endpoint check": 1, "get_images_from_endpoints": 1, "GGA NEB": 6, "collect_vasp_neb_output": 1}
     _run_all(backend, tmp_path, monkeypatch)
     assert backend.poll([first])[first] == QueueState.FAILED  # atomate2 fizzles the unconverged NEB
     assert [kind for kind, _ in fake_vasp.runs] == ["relax", "relax", "neb"]
@@ -129,7 +129,8 @@ def test_failed_endpoint_is_redone_and_the_finished_one_kept(backend, fake_vasp,
     fake_vasp.runs.clear()
     second = backend.submit(li2o_hop, "job-2")
     names = _firework_names(backend, second)
-    assert sorted(names) == ["GGA NEB", "GGA endpoint relax endpoint 2", "collect_vasp_neb_output", "get_images_from_endpoints"]
+    assert sorted(names) == ["GGA NEB", "GGA endpoint relax endpoint 2", "collect_vasp_neb_output", "endpoint check",
+                            "get_images_from_endpoints"]
     monkeypatch.setattr(FakeVasp, "__call__", write)
     fake_vasp.neb_converges = True
     _run_all(backend, tmp_path, monkeypatch)

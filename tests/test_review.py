@@ -119,10 +119,11 @@ def test_strategy_reasons_and_cost_in_words(tmp_path, li2o_hop):
 
     config = init_campaign(tmp_path / "c", backend="fireworks")  # vasp_gga: images 8 Å apart, 5 images
     cost = estimate_cost(li2o_hop, config)
-    assert cost.n_atoms == 11 * 8  # the 4.61 Å cell doubled along each axis
-    # 2000 core-hours × (88/100)² × 5/5 images: the acquisition's own estimate, from the same function
-    assert "88-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,500 core-hours" in cost.summary
-    assert cost.core_hours == pytest.approx(2000.0 * 0.88**2)
+    assert cost.n_atoms == 12 * 8 - 1  # the 4.61 Å pristine cell doubled along each axis, one vacancy
+    # 2000 core-hours × (95/100)² × 5/5 images: the acquisition's own estimate, from the same function
+    assert "95-atom NEB cell, 5 images, vasp:GGA CI-NEB: roughly 1,800 core-hours" in cost.summary
+    assert cost.core_hours == pytest.approx(2000.0 * 0.95**2)
+    assert "neutral cell: removing Li leaves a hole per unit of its charge; the hole is free" in cost.summary
 
 
 @pytest.mark.parametrize("kind", ["slurm", "pbs"])
@@ -134,7 +135,7 @@ def test_a_batch_backends_cost_is_the_acquisitions_estimate(tmp_path, li2o_hop, 
     config.backend.slurm.preset = config.backend.pbs.preset = "vasp_gga"
     config.costs.aware = True
     cost = estimate_cost(li2o_hop, config)
-    assert "runs no calculation" not in cost.summary and "88-atom NEB cell, 5 images" in cost.summary
+    assert "runs no calculation" not in cost.summary and "95-atom NEB cell, 5 images" in cost.summary
     acquisition = cost_request_fields([li2o_hop], "dft:GGA", config.costs, backend_preset_or_none(config))
     assert acquisition["cost_core_hours_of"][li2o_hop.hop_id] == pytest.approx(cost.core_hours)
     # a campaign preset with 7 images: the images multiply the cost

@@ -200,7 +200,7 @@ class FireWorksBackend(Backend):
         return outcome
 
     def _outcome_and_metadata(self, external_id: str) -> tuple[NebOutcome, dict]:
-        from alem.neb.barrier import outcome_from_job_store
+        from alem.neb.barrier import failed_check_outcome, outcome_from_job_store
 
         workflow = self._workflow(external_id)
         if workflow is None:
@@ -209,11 +209,17 @@ class FireWorksBackend(Backend):
         method = metadata.get("alem_method", "")
         state = workflow.get("state")
         if state != "COMPLETED":
+            # A failed endpoint check defuses the NEB's Fireworks on purpose: say why
+            stopped = failed_check_outcome(type(self.job_store).from_dict(self.job_store.as_dict()),
+                                           metadata.get("alem_output_uuid", ""), method)
+            if stopped is not None:
+                return stopped, metadata
             reason = self._fizzle_reason(workflow) if state == "FIZZLED" else f"workflow is {state}"
             return NebOutcome(failure_reason=f"FireWorks workflow {external_id} {state}: {reason}", method=method), metadata
         # A fresh store object: a file-backed store connected earlier would serve a stale copy.
         store = type(self.job_store).from_dict(self.job_store.as_dict())
-        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method)
+        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method,
+                                         criteria=self.preset.path_criteria)
         outcome.details.setdefault("fw_id", int(external_id))
         return outcome, metadata
 

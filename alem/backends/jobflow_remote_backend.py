@@ -154,7 +154,7 @@ class JobflowRemoteBackend(Backend):
         return outcome
 
     def _outcome_and_metadata(self, external_id: str) -> tuple[NebOutcome, dict]:
-        from alem.neb.barrier import outcome_from_job_store
+        from alem.neb.barrier import failed_check_outcome, outcome_from_job_store
 
         info = self._flow_info(external_id)
         if info is None:
@@ -162,6 +162,11 @@ class JobflowRemoteBackend(Backend):
         metadata = info.flow_metadata or {}
         method = metadata.get("alem_method", "")
         if info.state.value != "COMPLETED":
+            # A failed endpoint check stops the NEB's jobs on purpose: say why
+            stopped = failed_check_outcome(self.job_controller.project.get_jobstore(self.job_controller.get_flow_store(external_id)),
+                                           metadata.get("alem_output_uuid", ""), method)
+            if stopped is not None:
+                return stopped, metadata
             errors = [f"{job.name}: {_last_line(job.error or job.remote.error) or job.state.value}"
                       for job in self.job_controller.get_jobs_info(flow_ids=[external_id])
                       if job.state.value in ("FAILED", "REMOTE_ERROR", "STOPPED", "USER_STOPPED")]
@@ -169,7 +174,8 @@ class JobflowRemoteBackend(Backend):
             return NebOutcome(failure_reason=f"jobflow-remote flow {external_id} {info.state.value}: {reason}", method=method), metadata
         # The project's JobStore (a fresh object: a file-backed store connected earlier would be stale).
         store = self.job_controller.project.get_jobstore(self.job_controller.get_flow_store(external_id))
-        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method)
+        outcome = outcome_from_job_store(store, metadata["alem_output_uuid"], method=method,
+                                         criteria=self.preset.path_criteria)
         outcome.details.setdefault("flow_id", external_id)
         return outcome, metadata
 

@@ -16,6 +16,9 @@ submitted. Deleting that file makes every earlier job LOST.
 
 Outcomes:
 
+* hop matched, row with ``image_energies_ev`` (an alem export) -> COMPLETED, the profile judged as a
+  fresh NEB's (:func:`alem.neb.barrier.outcome_from_path`: an intermediate minimum or no interior
+  maximum makes it unusable, with the reason);
 * hop matched, finite barrier            -> COMPLETED, usable outcome (``method`` "replay:<XC>",
   ``details["fidelity"]`` the row's fidelity, ``dft:<XC>`` for literature rows);
 * hop matched, no barrier in the dataset -> COMPLETED, outcome with a failure reason;
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING
 from alem.backends.base import Backend, QueueState
 from alem.errors import AlemError
 from alem.hops.hop import Hop
+from alem.neb.barrier import outcome_from_path
 from alem.neb.provenance import NebProvenance, installed_version
 from alem.neb.schemas import NebOutcome
 
@@ -197,6 +201,9 @@ class ReplayBackend(Backend):
             return self._mace_outcome(match, details)
         details["fidelity"] = match.provenance.fidelity
         method = f"replay:{match.provenance.xc or 'unknown'}"
+        if match.metadata.get("image_energies_ev"):
+            # a row with its NEB profile is judged like a fresh NEB (intermediate minimum, no interior maximum)
+            return outcome_from_path(match.metadata["image_energies_ev"], method=method, details=details)
         if match.barrier_ev is None:
             return NebOutcome(
                 method=method,

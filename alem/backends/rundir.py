@@ -30,6 +30,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from alem.hops.hop import Hop
@@ -91,6 +92,7 @@ def stage_run(run_dir: Path, hop: Hop, preset: Preset, job_key: str, restart: Ne
         "preset": preset.name,
         "method": preset.method_label,
         "output_uuid": output_uuid(flow),
+        "criteria": asdict(preset.path_criteria),
         "submitted_at": time.time(),
         "provenance": preset_provenance(preset).model_dump(mode="json"),
         "job_uuids": flow.metadata.get(JOB_UUIDS_KEY, {}),
@@ -138,6 +140,8 @@ def run_flow(run_dir: Path, stage: str | None = None) -> int:
     from jobflow import Flow, run_locally
     from monty.serialization import loadfn
 
+    from alem.neb.endpoint_check import stopped_by_endpoint_check
+
     try:
         # the versions where the flow runs, which may differ from the submitting alem's
         write_json_atomic(run_dir / RUN_VERSIONS_FILE, run_versions((read_json(run_dir / REQUEST) or {}).get("provenance")))
@@ -157,7 +161,9 @@ def run_flow(run_dir: Path, stage: str | None = None) -> int:
                                 allow_external_references=bool(request.get("endpoint_stage")))
         names = {job.uuid: job.name for job, _ in flow.iterflow()}
         missing = [names.get(job_uuid, job_uuid) for job_uuid in flow.job_uuids if job_uuid not in responses]
-        if missing:
+        # a failed endpoint check stops the flow before the NEB on purpose: the run is complete
+        # and its outcome is the check's verdict (alem.neb.endpoint_check)
+        if missing and not stopped_by_endpoint_check(flow, responses):
             raise RuntimeError(f"job(s) {', '.join(missing)} did not finish (traceback in the job's log)")
     except Exception as exc:  # any failure must end up in exit.json, never as a silent LOST
         write_exit(run_dir, "failed", f"{type(exc).__name__}: {exc}", stage)
@@ -173,7 +179,7 @@ def write_exit(run_dir: Path, state: str, error: str | None, stage: str | None =
 def run_outcome(run_dir: Path, label: str, log_name: str, current_state: Callable[[], str]) -> NebOutcome:
     """The NEB outcome a run directory holds; ``label`` names the job in failure reasons and
     ``current_state`` says what the backend sees of an unfinished one."""
-    from alem.neb.barrier import outcome_from_job_store
+    from alem.neb.barrier import PathCriteria, outcome_from_job_store
 
     request = read_json(run_dir / REQUEST)
     if request is None:
@@ -185,7 +191,9 @@ def run_outcome(run_dir: Path, label: str, log_name: str, current_state: Callabl
         outcome = NebOutcome(failure_reason=f"{label} failed: {finished.get('error')} (log: {run_dir / log_name})",
                              method=request["method"])
     else:
-        outcome = outcome_from_job_store(job_store_for(run_dir, read_only=True), request["output_uuid"], method=request["method"])
+        criteria = PathCriteria(**request.get("criteria", {}))  # runs staged before criteria were recorded: defaults
+        outcome = outcome_from_job_store(job_store_for(run_dir, read_only=True), request["output_uuid"],
+                                         method=request["method"], criteria=criteria)
         outcome.details.setdefault("run_dir", str(run_dir))
     outcome.provenance = provenance_for_run(request.get("provenance"), read_json(run_dir / RUN_VERSIONS_FILE),
                                             outcome.details.get("dir_name"))

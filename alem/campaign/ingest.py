@@ -56,6 +56,7 @@ def result_hops(store: Store, fidelities: Sequence[str] | None = None) -> list[H
                 "method": result.method,
                 "reverse_barrier_ev": result.reverse_barrier_ev,
                 "provenance": result.provenance,
+                "image_energies_ev": result.image_energies_ev,
             }
         )
         out.append(
@@ -79,8 +80,35 @@ def usable_results_since(store: Store, since: float, fidelities: Sequence[str] |
     )
 
 
-def export_dataset(store: Store, path: str | Path, fidelities: Sequence[str] | None = None) -> tuple[Path, int]:
+def unusable_result_hops(store: Store, fidelities: Sequence[str] | None = None) -> list[Hop]:
+    """Every hop whose NEB produced only unusable results, once, with its latest one: no barrier
+    (``target`` null, never a label), ``usable`` false and the reason, and what the NEB measured
+    (forward and effective barrier, image energies) for a person to judge."""
+    usable = {r.hop_id for r in store.results(usable=True)}
+    latest: dict[str, ResultRecord] = {}
+    for result in store.results(usable=False):
+        if result.hop_id in usable or (fidelities is not None and not matches(result.fidelity, fidelities)):
+            continue
+        latest[result.hop_id] = result
+    out = []
+    for hop in store.load_hops(list(latest)):
+        result = latest[hop.hop_id]
+        metadata = {**hop.metadata, "usable": False, "unusable_reason": result.failure_reason, "method": result.method,
+                    "forward_barrier_ev": result.barrier_ev, "reverse_barrier_ev": result.reverse_barrier_ev,
+                    "effective_barrier_ev": result.details.get("effective_barrier_ev"),
+                    "image_energies_ev": result.image_energies_ev}
+        job = store.job(result.job_id)
+        out.append(replace(hop, barrier_ev=None, metadata=metadata,
+                           provenance=Provenance(source=f"alem:{job.backend}", xc=xc_of(result), fidelity=result.fidelity)))
+    return out
+
+
+def export_dataset(
+    store: Store, path: str | Path, fidelities: Sequence[str] | None = None, with_unusable: bool = False
+) -> tuple[Path, int]:
     """Write every usable result (of the selected fidelities) in the Em dataset layout, with its
-    fidelity (trainable with ``read_hops``)."""
+    fidelity (trainable with ``read_hops``); ``with_unusable`` adds the hops whose results were all
+    unusable, marked so (:func:`unusable_result_hops`). Returns the path and the number of barriers."""
     hops = result_hops(store, fidelities)
-    return write_dataset(hops, path), len(hops)
+    extra = unusable_result_hops(store, fidelities) if with_unusable else []
+    return write_dataset(hops + extra, path), len(hops)

@@ -10,7 +10,6 @@ stored cell and the 5-image anchor are used.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,11 +46,11 @@ def neb_core_hours(fidelity: str, n_atoms: int, costs_section: CostsSection, n_i
 
 def neb_cell_atoms(hop: Hop, preset: Preset | None) -> int:
     """Atoms of the cell the preset's NEB will run (the stored cell when there is no preset)."""
-    from alem.neb.supercell import supercell_scaling
+    from alem.neb.supercell import neb_cell_atoms as preset_cell_atoms
 
     if preset is None:
         return hop.n_sites
-    return hop.n_sites * math.prod(supercell_scaling(hop.initial.lattice, preset.supercell.min_image_distance_a))
+    return preset_cell_atoms(hop, preset.supercell.min_image_distance_a)
 
 
 def neb_cost(hop: Hop, preset: Preset | None, fidelity: str, costs_section: CostsSection) -> NebCost:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from alem.backends.base import Backend
 from alem.campaign.budget import approved_waiting, job_budget
 from alem.config import CampaignConfig
+from alem.hops.hop import Hop
 from alem.store import JobStatus, Store
 
 
@@ -73,6 +74,20 @@ def _capacity(store: Store, config: CampaignConfig) -> tuple[int, str]:
     return max(budget.free_today, 0), f"at most {approval.max_jobs_per_day} submissions in 24 h (approval.max_jobs_per_day)"
 
 
+def with_screening_path(store: Store, hop: Hop) -> Hop:
+    """``hop`` carrying the converged path of its latest usable screening NEB (if any), so its DFT
+    NEB can start from it (:mod:`alem.neb.screening_path`)."""
+    from alem.neb.screening_path import SCREENING_PATH_KEY
+    from alem.store.fidelity_columns import SCREENING_STAGE
+
+    paths = [r for r in store.results(hop_id=hop.hop_id, usable=True, stage=SCREENING_STAGE) if r.details.get("path_images")]
+    if paths:
+        latest = paths[-1]
+        hop.metadata[SCREENING_PATH_KEY] = {**latest.details["path_images"],
+                                            "source": f"screening result {latest.id} ({latest.fidelity})"}
+    return hop
+
+
 def submit_approved(
     store: Store,
     backend: Backend,
@@ -97,7 +112,7 @@ def submit_approved(
             report.limit = limit
             break
         job = store.begin_submission(record.hop_id, backend.name, getattr(backend, "fidelity", None))
-        hop = store.load_hops([record.hop_id])[0]
+        hop = with_screening_path(store, store.load_hops([record.hop_id])[0])
         try:
             external_id = backend.submit(hop, job.job_key)
         except Exception as exc:  # any backend failure: leave the hop approved, say why

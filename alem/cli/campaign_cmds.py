@@ -316,6 +316,9 @@ def export_cmd(
         list[str] | None,
         typer.Option("--fidelity", help='only results of these fidelities (repeatable): "dft", "dft:GGA+U", "mlip:CHGNet"'),
     ] = None,
+    with_unusable: Annotated[
+        bool, typer.Option("--with-unusable", help="also hops with only unusable results: no target, usable false, the reason")
+    ] = False,
 ) -> None:
     """Write every usable NEB result in the Em dataset layout, with its fidelity (trainable like the shipped data)."""
     from alem.campaign import export_dataset
@@ -326,7 +329,7 @@ def export_cmd(
     except FidelityError as exc:
         fail(f"--fidelity: {exc}", ExitCode.USAGE)
     with open_campaign(campaign) as (_, store):
-        path, n = export_dataset(store, out, selectors)
+        path, n = export_dataset(store, out, selectors, with_unusable=with_unusable)
     if as_json:
         print_json({"path": str(path), "n_hops": n})
     elif n:

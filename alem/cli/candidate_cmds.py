@@ -32,7 +32,9 @@ def candidates_add(
     max_hop_length: Annotated[
         float | None, typer.Option(help="longest hop in Å (default: pymatgen's percolation cutoff)")
     ] = None,
-    min_image_distance: Annotated[float, typer.Option(help="shortest supercell vector in Å")] = 8.0,
+    min_image_distance: Annotated[
+        float | None, typer.Option(help="shortest supercell vector in Å (default: the backend preset's [supercell] min_image_distance_a)")
+    ] = None,
     max_atoms: Annotated[
         int | None, typer.Option(help="largest NEB supercell (atoms; default: the backend preset's [supercell] max_atoms)")
     ] = None,

@@ -111,6 +111,8 @@ def _hop_from_dataset_entry(entry: dict[str, Any], index: int, path: Path) -> Ho
         for key in ("sys_name", "formula", "crystal_class", "crystal_system", "space_group", "path_info", "provenance")
         if key in entry
     }
+    if entry.get("image_energies_ev"):  # the NEB profile behind the barrier (an alem export writes it)
+        metadata["image_energies_ev"] = [float(e) for e in entry["image_energies_ev"]]
     return Hop(
         hop_id=hop_id,
         initial=initial,
@@ -256,6 +258,10 @@ def hop_to_dataset_entry(hop: Hop) -> dict[str, Any]:
         entry["fidelity"] = hop.provenance.fidelity
     if hop.metadata.get("provenance"):  # a campaign result's inputs (alem.neb.provenance)
         entry["provenance"] = hop.metadata["provenance"]
+    # what an alem export adds: the NEB profile, and for an unusable result the mark and its reason
+    for key in ("image_energies_ev", "usable", "unusable_reason", "forward_barrier_ev", "effective_barrier_ev"):
+        if hop.metadata.get(key) is not None and hop.metadata.get(key) != []:
+            entry[key] = hop.metadata[key]
     return entry
 
 

@@ -19,6 +19,13 @@ and every problem under ``details["problems"]``, when:
   straight-line end-to-end displacement divided by the number of intervals), or two neighbouring
   images differ in energy by more than ``max_energy_step_ev`` (a spike: atoms overlapping or the
   calculation blew up);
+- an intermediate minimum: an interior image lies more than ``intermediate_minimum_tolerance_ev``
+  (preset ``[checks]``, default 0.05 eV) below the lower endpoint. The ion then sits in a deeper
+  site on the way, the endpoint is not its ground state and "max - initial" underestimates the
+  transport barrier, which is max - min of the path (the *effective barrier*, kept in
+  ``details["effective_barrier_ev"]`` with the minimum's image and depth; forward and reverse
+  barriers stay in the result). With ``accept_intermediate_minimum`` the effective barrier is the
+  label instead;
 - the highest energy is at an endpoint (no interior maximum): the endpoints are not minima of the
   path, so "max - initial" is not a migration barrier;
 - files are missing or unreadable.
@@ -36,7 +43,14 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from alem.neb.schemas import ENDPOINTS_FILE, STATE_FROM_CALCULATIONS_TAG, NebOutcome, frame_states
+from alem.neb.schemas import (
+    CHECK_DOC_KEY,
+    CHECK_FOR_KEY,
+    ENDPOINTS_FILE,
+    STATE_FROM_CALCULATIONS_TAG,
+    NebOutcome,
+    frame_states,
+)
 
 _NOT_CONVERGED_TAG = "forces not converged"
 _VASP_CONVERGED_TEXT = "reached required accuracy"
@@ -51,6 +65,10 @@ class PathCriteria:
     max_energy_step_ev: float = 3.0
     #: endpoints whose site magnetic moments differ by more than this (μB) have a moved polaron
     max_moment_change_mu_b: float = 0.3
+    #: an interior image this far (eV) below the lower endpoint is an intermediate minimum
+    intermediate_minimum_tolerance_ev: float = 0.05
+    #: record a path with an intermediate minimum as usable, labelled with its effective barrier
+    accept_intermediate_minimum: bool = False
 
 
 DEFAULT_CRITERIA = PathCriteria()
@@ -89,6 +107,40 @@ def _path_coordinate_a(structures: Sequence[Structure]) -> list[float]:
     return coordinate
 
 
+@dataclass(frozen=True)
+class IntermediateMinimum:
+    """An interior image below the lower endpoint of a path by more than the tolerance."""
+
+    image: int
+    depth_ev: float  # how far below the lower endpoint
+    endpoint: str  # "initial" or "final": the lower endpoint
+    effective_barrier_ev: float  # max - min over the whole path
+
+    def describe(self) -> str:
+        return (f"intermediate minimum {self.depth_ev:.2f} eV below the {self.endpoint} endpoint at image {self.image}: "
+                f"the endpoint is not the ion's ground state; effective barrier max − min = "
+                f"{self.effective_barrier_ev:.2f} eV")
+
+    def as_details(self) -> dict:
+        return {"effective_barrier_ev": self.effective_barrier_ev, "intermediate_minimum_image": self.image,
+                "intermediate_minimum_depth_ev": self.depth_ev, "intermediate_minimum_below": self.endpoint}
+
+
+def intermediate_minimum(energies_ev: Sequence[float], tolerance_ev: float) -> IntermediateMinimum | None:
+    """The deepest interior image if it lies more than ``tolerance_ev`` below the lower endpoint."""
+    energies = np.asarray(energies_ev, dtype=float)
+    if len(energies) < 3 or not np.all(np.isfinite(energies)):
+        return None
+    interior = energies[1:-1]
+    image = int(interior.argmin()) + 1
+    lower = 0 if energies[0] <= energies[-1] else len(energies) - 1
+    depth = float(energies[lower] - energies[image])
+    if depth <= tolerance_ev:
+        return None
+    return IntermediateMinimum(image=image, depth_ev=depth, endpoint="initial" if lower == 0 else "final",
+                               effective_barrier_ev=float(energies.max() - energies.min()))
+
+
 def path_problems(
     energies_ev: Sequence[float],
     structures: Sequence[Structure] | None,
@@ -113,6 +165,9 @@ def path_problems(
             f"discontinuous path: energy jumps by {energy_steps[i]:.2f} eV between images {i} and {i + 1} "
             f"(limit {criteria.max_energy_step_ev:g} eV)"
         )
+    minimum = intermediate_minimum(energies, criteria.intermediate_minimum_tolerance_ev)
+    if minimum is not None and not criteria.accept_intermediate_minimum:
+        problems.append(minimum.describe())
     top = int(energies.argmax())
     if top in (0, len(energies) - 1):
         which = "initial" if top == 0 else "final"
@@ -139,9 +194,17 @@ def outcome_from_path(
     problems += path_problems(energies, structures, criteria)
     finite = len(energies) >= 3 and all(math.isfinite(e) for e in energies)
     barrier = reverse = None
+    minimum_details: dict = {}
     if finite:
         barrier = max(energies) - energies[0]
         reverse = max(energies) - energies[-1]
+        minimum = intermediate_minimum(energies, criteria.intermediate_minimum_tolerance_ev)
+        if minimum is not None:
+            minimum_details = {**minimum.as_details(), "forward_barrier_ev": barrier, "intermediate_minimum": minimum.describe()}
+            if criteria.accept_intermediate_minimum:
+                # the preset takes the transport barrier (max - min) as the label
+                barrier = minimum.effective_barrier_ev
+                minimum_details["barrier_is_effective"] = True
     if path_coordinate_a is None and structures is not None and len(structures) == len(energies):
         path_coordinate_a = _path_coordinate_a(structures)
     return NebOutcome(
@@ -152,7 +215,7 @@ def outcome_from_path(
         converged=converged,
         failure_reason=problems[0] if problems else None,
         method=method,
-        details={**(details or {}), "problems": problems,
+        details={**(details or {}), **minimum_details, "problems": problems,
                  **({} if finite else {"energies_as_read": [str(e) for e in energies]})},
     )
 
@@ -209,6 +272,11 @@ def outcome_from_neb_document(
         return NebOutcome(converged=False, failure_reason="NEB document has no image energies", method=method, details=details)
     if structures is not None and len(structures) != len(energies):
         structures = None
+    if structures is not None and not _is_vasp_neb_task_doc(doc):
+        # a force-field path is kept, compactly, so a DFT NEB of the hop can start from it
+        from alem.neb.screening_path import path_record
+
+        details["path_images"] = path_record(structures)
     return outcome_from_path(
         energies, structures, converged=not reasons, not_converged_reason="; ".join(reasons),
         method=method, details=details, criteria=criteria,
@@ -234,7 +302,7 @@ def _vasp_run_completed(directory: Path) -> bool | None:
     None when the directory or its vasprun.xml cannot be read here."""
     from pymatgen.io.vasp import Vasprun
 
-    path = _first(directory, "vasprun.xml") if directory.is_dir() else None
+    path = first_file(directory, "vasprun.xml") if directory.is_dir() else None
     if path is None:
         return None
     try:
@@ -310,12 +378,41 @@ def polaron_problem(initial: Structure, final: Structure, criteria: PathCriteria
             f"({sites}); the path mixes the ion hop with a charge hop")
 
 
+def check_document(store: Any, output_uuid: str) -> dict | None:
+    """The endpoint check guarding the NEB whose result job is ``output_uuid``, if it ran."""
+    try:
+        stored = store.query_one({f"metadata.{CHECK_FOR_KEY}": output_uuid}, properties=["output", "uuid"], load=True)
+    except Exception:  # a store without that job (older flows) or one that cannot query metadata
+        return None
+    output = (stored or {}).get("output") or {}
+    return output.get(CHECK_DOC_KEY) if isinstance(output, Mapping) else None
+
+
+def failed_check_outcome(store: Any, output_uuid: str, method: str = "") -> NebOutcome | None:
+    """The outcome of a flow stopped by its endpoint check (None: no failed check for it)."""
+    document = check_document(store, output_uuid)
+    if not document or document.get("passed"):
+        return None
+    problems = list(document.get("problems") or [])
+    return NebOutcome(
+        converged=False,
+        failure_reason=f"endpoint check failed before the NEB ({document.get('n_images_not_run', 0)} images not run): "
+                       f"{problems[0] if problems else 'no reason recorded'}",
+        method=method,
+        details={"endpoint_check": document, "problems": problems},
+    )
+
+
 def outcome_from_job_store(store: Any, output_uuid: str, method: str = "", criteria: PathCriteria = DEFAULT_CRITERIA) -> NebOutcome:
-    """Outcome of the NEB job ``output_uuid`` in a jobflow ``JobStore`` (latest run of that job)."""
+    """Outcome of the NEB job ``output_uuid`` in a jobflow ``JobStore`` (latest run of that job), or
+    of the endpoint check that stopped its flow before the NEB ran."""
     try:
         store.connect()
         document = store.get_output(output_uuid, which="last", load=True)
     except ValueError as exc:  # jobflow: "UUID not found in store"
+        stopped = failed_check_outcome(store, output_uuid, method)
+        if stopped is not None:
+            return stopped
         return NebOutcome(converged=False, failure_reason=f"no output of NEB job {output_uuid} in the job store ({exc})", method=method)
     if document is None:
         return NebOutcome(converged=False, failure_reason=f"NEB job {output_uuid} stored no output", method=method)
@@ -326,7 +423,7 @@ def _image_dirs(neb_dir: Path) -> list[Path]:
     return sorted((p for p in neb_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def _first(directory: Path, stem: str) -> Path | None:
+def first_file(directory: Path, stem: str) -> Path | None:
     matches = sorted(directory.glob(f"{stem}*"))
     return matches[0] if matches else None
 
@@ -363,13 +460,13 @@ def outcome_from_vasp_dir(
         return failed(f"found {len(image_dirs)} image directories (00, 01, ...); need at least 3")
     for image_dir in image_dirs[1:-1]:
         for stem in ("OUTCAR", "CONTCAR"):
-            if _first(image_dir, stem) is None:
+            if first_file(image_dir, stem) is None:
                 return failed(f"missing {image_dir.name}/{stem}")
     for end, index in ((image_dirs[0], 0), (image_dirs[-1], 1)):
-        if _first(end, "POSCAR") is None:
+        if first_file(end, "POSCAR") is None:
             return failed(f"missing {end.name}/POSCAR")
         candidates = [end] + ([Path(relaxation_dirs[index])] if relaxation_dirs else [])
-        if not any(_first(c, "OUTCAR") for c in candidates):
+        if not any(first_file(c, "OUTCAR") for c in candidates):
             return failed(f"missing OUTCAR of endpoint {end.name} (an endpoint energy is needed for the barrier; "
                           "atomate2 layout: pass relaxation_dirs=(endpoint 1 dir, endpoint 2 dir) or run alem's "
                           f"collector, which writes {ENDPOINTS_FILE})")
@@ -379,7 +476,7 @@ def outcome_from_vasp_dir(
         return failed(f"cannot parse the NEB output ({type(exc).__name__}: {exc})")
     unconverged = []
     for image_dir in image_dirs[1:-1]:
-        with zopen(_first(image_dir, "OUTCAR"), mode="rt") as handle:
+        with zopen(first_file(image_dir, "OUTCAR"), mode="rt") as handle:
             if _VASP_CONVERGED_TEXT not in handle.read():
                 unconverged.append(image_dir.name)
     reasons = []
@@ -388,7 +485,7 @@ def outcome_from_vasp_dir(
     structures = [s.copy() for s in analysis.structures]
     for structure, end, index in ((structures[0], image_dirs[0], 0), (structures[-1], image_dirs[-1], 1)):
         outcar = next((o for c in ([Path(relaxation_dirs[index])] if relaxation_dirs else []) + [end]
-                       if (o := _first(c, "OUTCAR"))), None)
+                       if (o := first_file(c, "OUTCAR"))), None)
         magnetization = Outcar(str(outcar)).magnetization if outcar else ()
         if len(magnetization) == len(structure):
             structure.add_site_property("magmom", [m["tot"] for m in magnetization])

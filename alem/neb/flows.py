@@ -19,10 +19,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from alem.neb.endpoint_check import check_mlip_endpoints, check_vasp_endpoints
 from alem.neb.provenance import PROVENANCE_KEY, preset_provenance
 from alem.neb.restart import JOB_UUIDS_KEY, NEB_TRAJECTORY, RESTART_KEY, NebRestart
+from alem.neb.schemas import CHECK_FOR_KEY
+from alem.neb.screening_path import INITIAL_PATH_KEY, images_from_screening_path, screening_frames
 from alem.neb.supercell import interpolate_images, neb_endpoints, pristine_host
-from alem.neb.vasp_inputs import neb_input_generator, relax_input_generator, with_initial_magmoms
+from alem.neb.vasp_inputs import (
+    charged_cell_nelect,
+    magnetic_endpoints,
+    neb_input_generator,
+    relax_input_generator,
+    with_initial_magmoms,
+)
 from alem.neb.vasp_jobs import collect_vasp_neb_output, endpoints_on_relaxed_host, images_from_previous_neb
 
 if TYPE_CHECKING:
@@ -135,13 +144,18 @@ def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         for index, endpoint_job in enumerate(endpoint_jobs):
             endpoint_job.append_name(f" endpoint {index + 1}")
             uuids[f"endpoint_{index + 1}"] = endpoint_job.uuid
+        relaxed = [endpoint_job.output.structure for endpoint_job in endpoint_jobs]
+        checks = []
+        if preset.checks.endpoint_check:
+            check_job = check_mlip_endpoints([initial, final], [j.output for j in endpoint_jobs],
+                                             preset.checks.model_dump(), settings.n_images)
+            relaxed, checks = check_job.output["endpoints"], [check_job]
         method, kwargs = _interpolation(preset)
-        images_job = get_images_from_endpoints(
-            [endpoint_job.output.structure for endpoint_job in endpoint_jobs], settings.n_images,
-            interpolation_method=method, **kwargs,
-        )
+        images_job = get_images_from_endpoints(relaxed, settings.n_images, interpolation_method=method, **kwargs)
         neb_job = neb_maker.make(images_job.output)
-        jobs = [*endpoint_jobs, images_job, neb_job]
+        for check_job in checks:
+            check_job.metadata[CHECK_FOR_KEY] = neb_job.uuid
+        jobs = [*endpoint_jobs, *checks, images_job, neb_job]
     else:
         neb_job = neb_maker.make(interpolate_images(initial, final, settings.n_images, settings.interpolation))
         jobs = [neb_job]
@@ -152,18 +166,18 @@ def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
     return Flow(jobs, output=neb_job.output, name=f"alem NEB {hop.hop_id} ({preset.name})", metadata=metadata)
 
 
-def vasp_neb_maker(preset: Preset):
+def vasp_neb_maker(preset: Preset, nelect: float | None = None):
     from atomate2.vasp.jobs.neb import NebFromImagesMaker
 
-    return NebFromImagesMaker(name=f"{preset.vasp.functional} NEB", input_set_generator=neb_input_generator(preset))
+    return NebFromImagesMaker(name=f"{preset.vasp.functional} NEB", input_set_generator=neb_input_generator(preset, nelect))
 
 
-def vasp_endpoint_maker(preset: Preset, relax: bool):
+def vasp_endpoint_maker(preset: Preset, relax: bool, nelect: float | None = None):
     """Fixed-cell relaxation (or a single point with the same settings) of one endpoint."""
     from atomate2.vasp.jobs.core import RelaxMaker
 
     name = f"{preset.vasp.functional} endpoint {'relax' if relax else 'single point'}"
-    return RelaxMaker(name=name, input_set_generator=relax_input_generator(preset, relax=relax))
+    return RelaxMaker(name=name, input_set_generator=relax_input_generator(preset, relax=relax, nelect=nelect))
 
 
 def vasp_host_maker(preset: Preset):
@@ -195,7 +209,8 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
     initial, final = neb_endpoints(
         hop, preset.supercell.min_image_distance_a, preset.supercell.max_atoms, group_species=True
     )
-    initial, final = with_initial_magmoms(initial, preset), with_initial_magmoms(final, preset)
+    initial, final = magnetic_endpoints(initial, final, preset)
+    nelect = charged_cell_nelect(initial, preset, hop.working_ion)
     restart = restart if restart is not None and restart.reuses_anything else None
     jobs: list = []
     endpoints: list = [initial, final]
@@ -203,8 +218,9 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         host_jobs, endpoints = _relaxed_host_endpoints(hop, initial, final, preset)
         jobs += host_jobs
     uuids: dict[str, str] = {}
+    starts = list(endpoints)
     endpoint_dirs: list = [None, None]
-    endpoint_maker = vasp_endpoint_maker(preset, relax=settings.relax_endpoints)
+    endpoint_maker = vasp_endpoint_maker(preset, relax=settings.relax_endpoints, nelect=nelect)
     for index in range(2):
         finished = restart.endpoints[index] if restart else None
         if finished is not None:
@@ -218,8 +234,21 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         if settings.relax_endpoints:
             endpoints[index] = endpoint_job.output.structure
         jobs.append(endpoint_job)
-    if restart and restart.neb_dir and all(restart.endpoints):
+    check_job = None
+    continues_neb = bool(restart and restart.neb_dir and all(restart.endpoints))
+    if preset.checks.endpoint_check and not continues_neb:  # a continued NEB passed its check before
+        check_job = check_vasp_endpoints(starts, endpoint_dirs, preset.checks.model_dump(), settings.n_images)
+        jobs.append(check_job)
+        endpoints = [check_job.output["endpoints"][0], check_job.output["endpoints"][1]]
+    frames, initial_path = (screening_frames(hop, initial) if settings.start_from_screening and not continues_neb
+                            else (None, "IDPP between the relaxed endpoints"))
+    if continues_neb:
         images = images_from_previous_neb(restart.neb_dir)
+        jobs.append(images)
+        images = images.output
+        initial_path = f"the images of the previous NEB run {restart.neb_dir}"
+    elif frames is not None:
+        images = images_from_screening_path(endpoints, frames, settings.n_images)
         jobs.append(images)
         images = images.output
     elif all(isinstance(e, Structure) for e in endpoints):
@@ -229,15 +258,18 @@ def vasp_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         images = get_images_from_endpoints(endpoints, settings.n_images, interpolation_method=method, **kwargs)
         jobs.append(images)
         images = images.output
-    neb_job = vasp_neb_maker(preset).make(images)
+    neb_job = vasp_neb_maker(preset, nelect).make(images)
     uuids["neb"] = neb_job.uuid
     collect_job = collect_vasp_neb_output(endpoint_dirs, neb_job.output.dir_name)
+    if check_job is not None:
+        check_job.metadata[CHECK_FOR_KEY] = collect_job.uuid
+        uuids["pre_neb_check"] = check_job.uuid
     vasp_jobs = {job.uuid for job in jobs if job.name.startswith(preset.vasp.functional)}
     for job in jobs:
         job.metadata[NODES_KEY] = preset.vasp.nodes_per_image if job.uuid in vasp_jobs else 1
     neb_job.metadata[NODES_KEY] = settings.n_images * preset.vasp.nodes_per_image
     collect_job.metadata[NODES_KEY] = 1
-    metadata = {**flow_metadata(hop, preset), JOB_UUIDS_KEY: uuids}
+    metadata = {**flow_metadata(hop, preset), JOB_UUIDS_KEY: uuids, INITIAL_PATH_KEY: initial_path}
     if restart:
         metadata[RESTART_KEY] = restart.model_dump()
     return Flow([*jobs, neb_job, collect_job], output=collect_job.output,

@@ -44,6 +44,10 @@ class NebSettings(_Section):
     )
     endpoint_fmax_ev_a: float = Field(0.02, gt=0, description="force convergence of the endpoint relaxations")
     endpoint_max_steps: int = Field(300, ge=1, description="most steps of an endpoint relaxation")
+    start_from_screening: bool = Field(
+        True, description="VASP: start the images from the hop's usable MLIP screening path (mapped onto the DFT "
+        "cell) instead of IDPP, when one exists"
+    )
 
 
 class SupercellRule(_Section):
@@ -82,6 +86,64 @@ class VaspSettings(_Section):
         False, description="relax the host cell (ISIF 3, same electronic settings) first and build the NEB cell "
         "on the relaxed lattice instead of the CIF's"
     )
+    charge: Literal["neutral", "charged"] = Field(
+        "neutral", description="neutral: removing the ion (atom) leaves a hole per unit of its charge (Li/Na/K one, "
+        "Mg/Ca/Zn two); charged: the ion leaves as a cation, NELECT keeps its electrons and VASP adds a compensating "
+        "background (solid electrolytes, no polaron)"
+    )
+    pin_polaron: bool = Field(
+        False, description="neutral cell: start the hole on one metal site in every endpoint and image (the "
+        "transition-metal site nearest both vacancy positions), not spread by one MAGMOM per species"
+    )
+    polaron_magmom_mu_b: float = Field(1.0, description="initial moment (μB) of the pinned polaron site")
+    host_magmom_mu_b: float | None = Field(
+        None, description="initial moment (μB) of the other sites of the pinned site's species (unset: MP's value)"
+    )
+
+    @model_validator(mode="after")
+    def _charged_cell_has_no_polaron(self) -> VaspSettings:
+        if self.charge == "charged" and self.pin_polaron:
+            raise ValueError("pin_polaron needs charge = \"neutral\": a charged cell has no hole to pin")
+        return self
+
+    def charge_description(self, working_ion: str = "the ion") -> str:
+        """Which charge and polaron choice this preset makes, in words (doctor, review page)."""
+        if self.charge == "charged":
+            return (f"charged cell: {working_ion} leaves as a cation, NELECT keeps its electrons "
+                    "(compensating background, no polaron)")
+        hole = ("pinned: MAGMOM starts the hole on the transition-metal site nearest both vacancy positions "
+                f"({self.polaron_magmom_mu_b:g} μB; the rest of its species "
+                f"{'MP values' if self.host_magmom_mu_b is None else f'{self.host_magmom_mu_b:g} μB'}), "
+                "in both endpoints and every image")
+        return (f"neutral cell: removing {working_ion} leaves a hole per unit of its charge; the hole is "
+                + (hole if self.pin_polaron else "free (one MAGMOM per species; where it localises is checked)"))
+
+
+class CheckSettings(_Section):
+    """What makes a path or its endpoints unusable (README "NEB checks")."""
+
+    intermediate_minimum_tolerance_ev: float = Field(
+        0.05, ge=0, description="an interior image this far (eV) below the lower endpoint is an intermediate minimum"
+    )
+    accept_intermediate_minimum: bool = Field(
+        False, description="true: such a path is a label, with the effective barrier max - min; false: it is recorded "
+        "as unusable (the effective barrier stays in the result)"
+    )
+    endpoint_check: bool = Field(
+        True, description="check the relaxed endpoints before any image runs (a job of its own in the flow)"
+    )
+    max_ion_shift_a: float = Field(
+        0.75, gt=0, description="the migrating ion may move at most this far (Å) from its site in an endpoint relaxation"
+    )
+    min_endpoint_separation_fraction: float = Field(
+        0.5, gt=0, le=1, description="the relaxed ion sites must stay at least this fraction of the hop length apart"
+    )
+    max_endpoint_energy_difference_ev: float = Field(
+        1.0, gt=0, description="|E(final) - E(initial)| of the relaxed endpoints above this (eV) is implausible"
+    )
+    max_moment_change_mu_b: float = Field(
+        0.3, gt=0, description="VASP: a site moment differing by more than this (μB) between the endpoints = moved polaron"
+    )
 
 
 class Preset(_Section):
@@ -92,6 +154,7 @@ class Preset(_Section):
     supercell: SupercellRule = Field(default_factory=SupercellRule)
     mlip: MlipSettings | None = None
     vasp: VaspSettings | None = None
+    checks: CheckSettings = Field(default_factory=CheckSettings)
     #: File the preset was read from (not a TOML key).
     source: str = Field("", exclude=True)
 
@@ -113,6 +176,17 @@ class Preset(_Section):
         if self.engine == "vasp":
             return f"dft:{self.vasp.functional}"
         return f"mlip:{self.mlip.force_field}"
+
+    @property
+    def path_criteria(self):
+        """The :class:`alem.neb.barrier.PathCriteria` this preset's results are judged by."""
+        from alem.neb.barrier import PathCriteria
+
+        return PathCriteria(
+            max_moment_change_mu_b=self.checks.max_moment_change_mu_b,
+            intermediate_minimum_tolerance_ev=self.checks.intermediate_minimum_tolerance_ev,
+            accept_intermediate_minimum=self.checks.accept_intermediate_minimum,
+        )
 
     @property
     def method_label(self) -> str:

@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 
 #: Written into an atomate2 NEB directory by alem's collector: where the endpoint relaxations ran.
 ENDPOINTS_FILE = "alem_endpoints.json"
+#: Job metadata key of the pre-NEB endpoint check job: uuid of the flow's output job it guards.
+CHECK_FOR_KEY = "alem_endpoint_check_for"
+#: Key of the endpoint check's own document in that job's output.
+CHECK_DOC_KEY = "alem_endpoint_check"
 #: Tag alem's collector adds so a reader knows ``state`` was judged from the calculations.
 STATE_FROM_CALCULATIONS_TAG = "alem: state from each calculation's has_vasp_completed"
 

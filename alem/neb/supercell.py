@@ -3,8 +3,15 @@
 A hop's endpoints are already supercells with the migrating ion at site 0. If periodic images of
 that ion are closer than the preset's minimum distance, the NEB would let the ion interact with
 its own images, so the cell is repeated along the short directions until every periodic image is
-at least ``min_image_distance_a`` away. Only one copy of the ion migrates: the other copies are
-host atoms and stay at the initial site in both endpoints.
+at least ``min_image_distance_a`` away.
+
+Repeating the hop's own cell would repeat its vacancy too (a 23-atom Li2O hop repeated 2x2x2
+has 8 vacancies, one of them moving). The NEB cell is therefore built from the *pristine* hop
+cell (the vacancy refilled: every working-ion site occupied), repeated, and then gets exactly
+one vacancy: the initial endpoint lacks the ion on the final site, the final endpoint lacks it on
+the initial site. For an interstitial hop (``hop.metadata["mechanism"] == "interstitial"``) the
+host without the ion is repeated and gets exactly one extra ion. Either way site 0 is the
+migrating ion and every other site is identical in both endpoints.
 """
 
 from __future__ import annotations
@@ -64,6 +71,51 @@ def _grouped_order(structure: Structure, first_species: str) -> list[int]:
     return order
 
 
+INTERSTITIAL = "interstitial"
+
+
+def _single_defect_endpoints(hop: Hop, scaling: tuple[int, int, int]) -> tuple[Structure, Structure]:
+    """Both endpoints in the ``scaling`` supercell with exactly one vacancy (or one extra ion)."""
+    interstitial = hop.metadata.get("mechanism") == INTERSTITIAL
+    if interstitial:
+        host = hop.host  # every site but the migrating ion
+    else:  # the pristine cell: the ion's site and the vacant final site both occupied
+        host = hop.initial.copy()
+        host.append(hop.final[0].species, hop.final[0].frac_coords)
+    host.make_supercell(scaling)
+    start_cart = hop.initial[0].coords  # a diagonal supercell shares the small cell's Cartesian frame
+    end_cart = start_cart + hop.displacement_cart
+    if not interstitial:
+        # remove the host's ion on the initial and on the final site (the copies nearest the path's ends)
+        ions = [i for i, site in enumerate(host) if site.species_string == hop.working_ion]
+        taken = [_nearest(host, ions, cart) for cart in (start_cart, end_cart)]
+        host.remove_sites(sorted(set(taken)))
+    endpoints = []
+    for cart in (start_cart, end_cart):
+        endpoint = host.copy()
+        endpoint.insert(0, hop.initial[0].species, cart, coords_are_cartesian=True)
+        endpoints.append(endpoint)
+    return endpoints[0], endpoints[1]
+
+
+def _nearest(structure: Structure, candidates: list[int], cart: np.ndarray) -> int:
+    """Index (among ``candidates``) of the site nearest ``cart`` under periodic boundaries."""
+    frac = structure.lattice.get_fractional_coords(cart)
+    distances = [structure.lattice.get_distance_and_image(structure[i].frac_coords, frac)[0] for i in candidates]
+    return candidates[int(np.argmin(distances))]
+
+
+def neb_cell_atoms(hop: Hop, min_image_distance_a: float) -> int:
+    """Atoms of the hop's NEB cell: the hop's own cell, or (vacancy) the pristine cell repeated with
+    one ion removed, or (interstitial) the host repeated with one ion added."""
+    n_copies = math.prod(supercell_scaling(hop.initial.lattice, min_image_distance_a))
+    if n_copies == 1:
+        return len(hop.initial)
+    if hop.metadata.get("mechanism") == INTERSTITIAL:
+        return (len(hop.initial) - 1) * n_copies + 1
+    return (len(hop.initial) + 1) * n_copies - 1
+
+
 def neb_endpoints(
     hop: Hop,
     min_image_distance_a: float,
@@ -76,25 +128,18 @@ def neb_endpoints(
     ion's species first: VASP writes one POTCAR per block, so images must share that order.
     """
     scaling = supercell_scaling(hop.initial.lattice, min_image_distance_a)
-    n_copies = int(np.prod(scaling))
-    if len(hop.initial) * n_copies > max_atoms:
+    vacancy = hop.metadata.get("mechanism") != INTERSTITIAL
+    cell_atoms = len(hop.initial) + 1 if vacancy else len(hop.initial) - 1
+    n_atoms = neb_cell_atoms(hop, min_image_distance_a)
+    if n_atoms > max_atoms:
         raise NebSetupError(
-            f"hop {hop.hop_id}: the NEB cell would have {len(hop.initial) * n_copies} atoms "
-            f"(supercell {scaling} of {len(hop.initial)} atoms to keep periodic images of the ion "
+            f"hop {hop.hop_id}: the NEB cell would have {n_atoms} atoms "
+            f"(supercell {scaling} of the {cell_atoms}-atom {'pristine' if vacancy else 'host'} cell with one "
+            f"{'vacancy' if vacancy else 'extra ion'}, to keep periodic images of the ion "
             f"{min_image_distance_a:g} Å apart), more than the preset's max_atoms = {max_atoms}"
         )
-    initial = hop.initial.copy()
-    final = hop.final.copy()
-    if n_copies > 1:
-        initial.make_supercell(scaling)
-        final.make_supercell(scaling)
-        # make_supercell keeps the copies of site i at indices [i*n, (i+1)*n): copy 0 of the ion
-        # migrates, copies 1..n-1 are host ions and must sit at their initial sites in both ends.
-        for index in range(1, n_copies):
-            final.replace(index, initial[index].species, initial[index].frac_coords)
-        # The ion's short hop may cross a face of the small cell that is interior to the
-        # supercell: place it by the minimum-image displacement so the path stays short.
-        final.replace(0, final[0].species, initial[0].coords + hop.displacement_cart, coords_are_cartesian=True)
+    initial, final = (_single_defect_endpoints(hop, scaling) if scaling != (1, 1, 1)
+                      else (hop.initial.copy(), hop.final.copy()))
     if group_species:
         order = _grouped_order(initial, hop.working_ion)
         initial = Structure.from_sites([initial[i] for i in order])

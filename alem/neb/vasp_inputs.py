@@ -22,6 +22,12 @@ Choices (a practitioner's defaults, all overridable with ``[vasp] incar_updates`
   images: the relaxed endpoints start from the same magnetic state, so a hole that ends up on
   different metal sites is a property of the path, detected afterwards
   (:func:`alem.neb.barrier.polaron_problem`), not an artefact of the initial guess;
+- charge (``[vasp] charge``): a neutral cell by default (removing the ion as an atom leaves a hole
+  per unit of its charge on the host); ``"charged"`` sets NELECT to the neutral count plus the ion's
+  charge (VASP adds the compensating background), identical for endpoints and images;
+- polaron pinning (``[vasp] pin_polaron``): the hole's initial moment goes on one transition-metal
+  site, the one nearest both vacancy positions (so the endpoints share it), in both endpoints and
+  every image, instead of one MAGMOM per species (:func:`pin_polaron`);
 - LORBIT 11 so OUTCAR prints the site moments that check reads;
 - NCORE / KPAR only when the preset sets them (they change speed, not results).
 """
@@ -100,7 +106,84 @@ def with_initial_magmoms(structure: Structure, preset: Preset) -> Structure:
     return structure
 
 
-def neb_input_generator(preset: Preset):
+def ion_charge(working_ion: str) -> int:
+    """Charge of the working ion as a cation (Li/Na/K 1, Mg/Ca/Zn 2, Al 3): its highest common
+    oxidation state."""
+    from pymatgen.core import Element
+
+    return int(max(Element(working_ion).common_oxidation_states))
+
+
+def _zval(symbol: str, functional: str) -> float:
+    """Valence electrons of a POTCAR (pymatgen's shipped POTCAR summary, no POTCAR file needed)."""
+    import bz2
+    import json
+    from importlib.resources import files
+
+    with bz2.open(files("pymatgen.io.vasp") / "potcar-summary-stats.json.bz2", "rt") as handle:
+        stats = json.load(handle)
+    values = {entry["ZVAL"] for entry in (e for versions in stats.get(functional, {}).values() for e in versions)
+              if entry.get("symbol") == symbol}
+    if len(values) != 1:
+        from alem.neb.presets import PresetError
+
+        raise PresetError(f"charge = \"charged\": cannot tell the valence of POTCAR {symbol} ({functional}): "
+                          f"{'not in pymatgen' if not values else f'versions differ: {sorted(values)}'}")
+    return float(values.pop())
+
+
+def charged_cell_nelect(structure: Structure, preset: Preset, working_ion: str) -> float | None:
+    """NELECT of the NEB cell under ``[vasp] charge``: None for a neutral cell, else the neutral
+    electron count plus the ion's charge (the electrons it leaves behind)."""
+    if preset.vasp.charge != "charged":
+        return None
+    from itertools import groupby
+
+    # one POTCAR per block of consecutive sites of one species, as the POSCAR is written
+    symbols = str(relax_input_generator(preset, relax=False).get_input_set(structure, potcar_spec=True).potcar).split()
+    blocks = [species for species, _ in groupby(site.species_string for site in structure)]
+    per_species = dict(zip(blocks, symbols))
+    valence = {species: _zval(symbol, preset.vasp.potcar_functional) for species, symbol in per_species.items()}
+    return sum(valence[site.species_string] for site in structure) + ion_charge(working_ion)
+
+
+def polaron_site(initial: Structure, final: Structure) -> int:
+    """The transition-metal site nearest both vacancy positions (the ion's two sites): the one the
+    hole is pinned to in both endpoints."""
+    candidates = [i for i, site in enumerate(initial) if i and site.specie.is_transition_metal]
+    if not candidates:
+        from alem.neb.presets import PresetError
+
+        raise PresetError(f"pin_polaron: the NEB cell ({initial.composition.reduced_formula}) has no transition-metal "
+                          "site to pin the hole to")
+    ends = (initial[0].frac_coords, final[0].frac_coords)
+    return min(candidates, key=lambda i: max(initial.lattice.get_distance_and_image(initial[i].frac_coords, end)[0]
+                                              for end in ends))
+
+
+def pin_polaron(structure: Structure, site: int, preset: Preset) -> Structure:
+    """``structure`` with the hole's initial moment on ``site`` (``polaron_magmom_mu_b``) and the other
+    sites of that species at ``host_magmom_mu_b`` (MP's per-species value if unset)."""
+    structure = with_initial_magmoms(structure, preset)
+    species = structure[site].species_string
+    magmoms = list(structure.site_properties["magmom"])
+    for index, existing in enumerate(structure):
+        if existing.species_string == species and preset.vasp.host_magmom_mu_b is not None:
+            magmoms[index] = preset.vasp.host_magmom_mu_b
+    magmoms[site] = preset.vasp.polaron_magmom_mu_b
+    structure.add_site_property("magmom", magmoms)
+    return structure
+
+
+def magnetic_endpoints(initial: Structure, final: Structure, preset: Preset) -> tuple[Structure, Structure]:
+    """Both NEB endpoints with their initial moments: one per species, or the pinned polaron."""
+    if not preset.vasp.pin_polaron:
+        return with_initial_magmoms(initial, preset), with_initial_magmoms(final, preset)
+    site = polaron_site(initial, final)
+    return pin_polaron(initial, site, preset), pin_polaron(final, site, preset)
+
+
+def neb_input_generator(preset: Preset, nelect: float | None = None):
     """atomate2's ``NebSetGenerator`` with the shared block and the preset's NEB settings."""
     from atomate2.vasp.sets.core import NebSetGenerator
 
@@ -110,6 +193,7 @@ def neb_input_generator(preset: Preset):
         climbing_image=settings.climbing_image,
         user_incar_settings={
             **electronic_incar(preset),
+            **({"NELECT": nelect} if nelect is not None else {}),
             "EDIFFG": -settings.fmax_ev_a,
             "NSW": settings.max_steps,
             "SPRING": -settings.spring_constant_ev_a2,
@@ -118,13 +202,13 @@ def neb_input_generator(preset: Preset):
     )
 
 
-def relax_input_generator(preset: Preset, relax: bool, relax_cell: bool = False):
+def relax_input_generator(preset: Preset, relax: bool, relax_cell: bool = False, nelect: float | None = None):
     """atomate2's ``RelaxSetGenerator`` with the shared block: a fixed-cell endpoint relaxation
     (``relax``), a single point (not ``relax``) or a full host relaxation (``relax_cell``)."""
     from atomate2.vasp.sets.core import RelaxSetGenerator
 
     settings = preset.neb
-    ionic = {"ISIF": 3 if relax_cell else 2, "IBRION": 2}
+    ionic = {"ISIF": 3 if relax_cell else 2, "IBRION": 2, **({"NELECT": nelect} if nelect is not None else {})}
     if relax or relax_cell:
         ionic.update({"EDIFFG": -settings.endpoint_fmax_ev_a, "NSW": settings.endpoint_max_steps})
     else:
@@ -155,11 +239,14 @@ def step_input_sets(hop, preset: Preset) -> dict:
 
     initial, final = neb_endpoints(hop, preset.supercell.min_image_distance_a, preset.supercell.max_atoms,
                                    group_species=True)
-    initial, final = with_initial_magmoms(initial, preset), with_initial_magmoms(final, preset)
+    initial, final = magnetic_endpoints(initial, final, preset)
+    nelect = charged_cell_nelect(initial, preset, hop.working_ion)
+    endpoint = relax_input_generator(preset, relax=preset.neb.relax_endpoints, nelect=nelect)
     sets = {
-        "endpoint": relax_input_generator(preset, relax=preset.neb.relax_endpoints).get_input_set(initial, potcar_spec=True),
+        "endpoint": endpoint.get_input_set(initial, potcar_spec=True),
+        "final endpoint": endpoint.get_input_set(final, potcar_spec=True),
         # atomate2's NEB job writes its top-level inputs from the first image: the initial endpoint
-        "neb": neb_input_generator(preset).get_input_set(initial, potcar_spec=True),
+        "neb": neb_input_generator(preset, nelect).get_input_set(initial, potcar_spec=True),
     }
     if preset.vasp.relax_host:
         host = with_initial_magmoms(pristine_host(hop), preset)

@@ -41,11 +41,13 @@ def estimate_cost(hop: Hop, config: CampaignConfig) -> CostEstimate:
         return CostEstimate(hop.n_sites, f"{hop.n_sites}-atom cell; the {config.backend.kind} backend answers from its "
                             "dataset, no calculation runs")
     cost = neb_cost(hop, preset, preset.fidelity, config.costs)
-    where = ("an MLIP NEB: minutes on a CPU" if is_mlip(preset.fidelity)
+    mlip = is_mlip(preset.fidelity)
+    where = ("an MLIP NEB: minutes on a CPU" if mlip
              else f"order of magnitude: DFT cost ∝ atoms^{config.costs.dft.exponent:g} × images, [costs.dft]")
+    charge = "" if mlip else f"; {preset.vasp.charge_description(hop.working_ion)}"
     return CostEstimate(
         cost.n_atoms,
         f"{cost.n_atoms}-atom NEB cell, {cost.n_images} images, {preset.method_label}: roughly "
-        f"{_rounded(cost.core_hours)} core-hours ({where})",
+        f"{_rounded(cost.core_hours)} core-hours ({where}){charge}",
         cost.core_hours,
     )

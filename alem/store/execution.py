@@ -333,8 +333,10 @@ class ExecutionTables(StoreCore):
             ),
         )
         self._conn.execute(
-            "UPDATE jobs SET state = 'completed', fidelity = COALESCE(fidelity, ?), updated_at = ? WHERE id = ?",
-            (fidelity, now, job.id),
+            # an unusable result's reason is the job's word too (``alem jobs --all`` shows it)
+            "UPDATE jobs SET state = 'completed', fidelity = COALESCE(fidelity, ?), updated_at = ?, "
+            "error = COALESCE(?, error) WHERE id = ?",
+            (fidelity, now, None if reason is None else f"result unusable: {reason}", job.id),
         )
         return int(cursor.lastrowid), reason
 
