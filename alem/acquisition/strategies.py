@@ -1,18 +1,25 @@
-"""Acquisition strategies: which BoTorch acquisition function each strategy name means.
+"""Acquisition strategies: which BoTorch acquisition function each strategy name means, and what
+each maximises over a batch (BoTorch builds a batch greedily: each pick is scored with the hops
+already picked and the pending hops, those proposed, approved or running, as ``X_pending``).
 
-* ``explore``  -- ``qPosteriorStandardDeviation``: the hops the ensemble disagrees on most; a batch
-  is built greedily with the chosen hops as pending points, so members that already disagree on
-  a chosen hop add little for a similar one.
-* ``discover`` -- ``qLogExpectedImprovement`` of −E_m over ``best_f = −0.65 eV``: the expected
-  amount by which a hop's barrier falls below the good-conductor threshold (log scale). The
-  threshold, not the lowest barrier seen so far, is the reference because the campaign wants every
-  good hop, not only the single best one.
-* ``balanced`` -- ``qUpperConfidenceBound`` of −E_m with β = 1, i.e. about −μ + σ per hop: low
-  predicted barriers and uncertain ones score alike.
+* ``explore``  -- :class:`qConditionalStandardDeviation`: the σ of a hop's barrier given the
+  barriers of the pending and already-picked hops (the posterior rows' covariance), so over a
+  batch it maximises the joint uncertainty resolved, log det Cov(batch | pending) / 2: a hop that
+  duplicates a chosen one (same hop, symmetry-equivalent path) is nearly known once the chosen one
+  is, and scores near 0.
+* ``discover`` -- ``qLogExpectedImprovement`` of −E_m over ``best_f = −threshold``: over a batch,
+  log E[max(0, threshold − min E_m of the batch and pending hops)], the expected amount by which the
+  batch's lowest barrier falls below the campaign's good-barrier threshold (``[loop]
+  good_barrier_ev``, per working ion). The threshold, not the lowest barrier seen so far, is the
+  reference because the campaign wants every good hop, not only the single best one; a hop whose
+  barrier moves with a pending one's adds little.
+* ``balanced`` -- ``qUpperConfidenceBound`` of −E_m with β = 1: over a batch,
+  E[max over the batch and pending hops of (−μ + √(βπ/2)·|E_m − μ|)], about the best −μ + σ of
+  the batch: low predicted barriers and uncertain ones score alike.
 
-All objectives act on ensemble members through ``GenericMCObjective(-Y)`` (BoTorch maximises).
-Monte-Carlo averages run over every member exactly once (``MemberSampler``), so scores are exact
-ensemble averages, identical whatever the size of the pool or the batch being scored.
+All objectives act on the posterior rows through ``GenericMCObjective(-Y)`` (BoTorch maximises).
+Monte-Carlo averages run over every row exactly once (``MemberSampler``), so scores are exact
+averages over the rows, identical whatever the size of the pool or the batch being scored.
 """
 
 from __future__ import annotations
@@ -20,14 +27,11 @@ from __future__ import annotations
 from typing import get_args
 
 import torch
-from botorch.acquisition import (
-    AcquisitionFunction,
-    qLogExpectedImprovement,
-    qPosteriorStandardDeviation,
-    qUpperConfidenceBound,
-)
+from botorch.acquisition import AcquisitionFunction, qLogExpectedImprovement, qUpperConfidenceBound
+from botorch.acquisition.monte_carlo import MCAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.sampling.index_sampler import IndexSampler
+from botorch.utils.transforms import concatenate_pending_points, t_batch_mode_transform
 
 from alem.acquisition.model import CandidatePoolModel
 from alem.config import Strategy
@@ -56,6 +60,35 @@ class MemberSampler(IndexSampler):
             self.register_buffer("base_samples", members.contiguous())
 
 
+#: Variance (eV²) added to the rows' covariance: a hop whose conditional σ is below ~1 meV is known.
+CONDITIONAL_JITTER_EV2 = 1e-6
+
+
+class qConditionalStandardDeviation(MCAcquisitionFunction):
+    """Posterior σ of a batch given the pending hops, from the rows' covariance.
+
+    For a batch X of q hops and pending hops P the value is
+    ``exp((log det Σ[X∪P] − log det Σ[P]) / 2q)``: for one hop, its σ conditioned on the pending
+    hops' barriers; for a batch, the geometric mean of its hops' conditional σ. Without pending
+    hops it is the hop's posterior σ.
+    """
+
+    @concatenate_pending_points
+    @t_batch_mode_transform()
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        n_pending = 0 if self.X_pending is None else self.X_pending.shape[-2]
+        q = X.shape[-2] - n_pending
+        samples = self.get_posterior_samples(self.model.posterior(X))  # s x batch x (q+m) x 1
+        values = self.objective(samples, X)  # s x batch x (q+m)
+        centred = values - values.mean(dim=0)
+        covariance = torch.einsum("sbi,sbj->bij", centred, centred) / max(values.shape[0] - 1, 1)
+        covariance = covariance + CONDITIONAL_JITTER_EV2 * torch.eye(X.shape[-2], dtype=covariance.dtype)
+        log_det = torch.linalg.slogdet(covariance)[1]
+        if n_pending:
+            log_det = log_det - torch.linalg.slogdet(covariance[..., q:, q:])[1]
+        return torch.exp(log_det / (2 * q))
+
+
 def _negative_barrier(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
     return -samples[..., 0]
 
@@ -78,7 +111,7 @@ def build_acquisition(
     sampler = MemberSampler(model.n_members)
     objective = negative_barrier()
     if strategy == "explore":
-        return qPosteriorStandardDeviation(model, sampler=sampler, objective=objective, X_pending=pending)
+        return qConditionalStandardDeviation(model, sampler=sampler, objective=objective, X_pending=pending)
     if strategy == "discover":
         return qLogExpectedImprovement(
             model, best_f=-threshold_ev, sampler=sampler, objective=objective, X_pending=pending
