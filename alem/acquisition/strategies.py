@@ -7,10 +7,10 @@ already picked and the pending hops, those proposed, approved or running, as ``X
   batch it maximises the joint uncertainty resolved, log det Cov(batch | pending) / 2: a hop that
   duplicates a chosen one (same hop, symmetry-equivalent path) is nearly known once the chosen one
   is, and scores near 0.
-* ``discover`` -- ``qLogExpectedImprovement`` of −E_m over ``best_f = −threshold``: over a batch,
-  log E[max(0, threshold − min E_m of the batch and pending hops)], the expected amount by which the
-  batch's lowest barrier falls below the campaign's good-barrier threshold (``[loop]
-  good_barrier_ev``, per working ion). The threshold, not the lowest barrier seen so far, is the
+* ``discover`` -- ``qLogExpectedImprovement`` of threshold − E_m over ``best_f = 0``: over a batch,
+  log E[max(0, max over the batch and pending hops of (threshold − E_m))], the expected amount by
+  which the batch's best hop falls below the campaign's good-barrier threshold (``[loop]
+  good_barrier_ev``, or the hop's working ion's in ``good_barrier_ev_by_ion``). The threshold, not the lowest barrier seen so far, is the
   reference because the campaign wants every good hop, not only the single best one; a hop whose
   barrier moves with a pending one's adds little.
 * ``balanced`` -- ``qUpperConfidenceBound`` of −E_m with β = 1: over a batch,
@@ -97,25 +97,40 @@ def negative_barrier() -> GenericMCObjective:
     return GenericMCObjective(_negative_barrier)
 
 
+class BelowThreshold(torch.nn.Module):
+    """Objective ``threshold − E_m`` of each hop, with its own threshold (X holds pool indices)."""
+
+    def __init__(self, threshold_ev: torch.Tensor) -> None:
+        super().__init__()
+        self.threshold_ev: torch.Tensor
+        self.register_buffer("threshold_ev", threshold_ev.to(torch.float64))
+
+    def forward(self, samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        assert X is not None
+        return self.threshold_ev[X[..., 0].round().long()] - samples[..., 0]
+
+
 def build_acquisition(
     strategy: str,
     model: CandidatePoolModel,
-    threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV,
+    threshold_ev: float | torch.Tensor = GOOD_CONDUCTOR_THRESHOLD_EV,
     pending: torch.Tensor | None = None,
 ) -> AcquisitionFunction:
     """The BoTorch acquisition function for ``strategy`` on the candidate pool ``model``.
 
-    ``pending``: ``m x 1`` indices of hops already on their way to a calculation (proposed,
-    approved or running); the batch is chosen conditioned on them.
+    ``threshold_ev``: the good-barrier threshold of discover, one for every hop or one per pool
+    hop (hops of different working ions). ``pending``: ``m x 1`` indices of hops already on their
+    way to a calculation (proposed, approved or running); the batch is chosen conditioned on them.
     """
     sampler = MemberSampler(model.n_members)
     objective = negative_barrier()
     if strategy == "explore":
         return qConditionalStandardDeviation(model, sampler=sampler, objective=objective, X_pending=pending)
     if strategy == "discover":
-        return qLogExpectedImprovement(
-            model, best_f=-threshold_ev, sampler=sampler, objective=objective, X_pending=pending
-        )
+        # log E[max(0, max over the batch of (threshold − E_m))]: each hop measured against its own threshold
+        thresholds = torch.as_tensor(threshold_ev, dtype=torch.float64).expand(model.n_candidates)
+        below = GenericMCObjective(BelowThreshold(thresholds))
+        return qLogExpectedImprovement(model, best_f=0.0, sampler=sampler, objective=below, X_pending=pending)
     if strategy == "balanced":
         return qUpperConfidenceBound(
             model, beta=BALANCED_BETA, sampler=sampler, objective=objective, X_pending=pending
