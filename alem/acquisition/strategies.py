@@ -31,7 +31,7 @@ from botorch.acquisition import AcquisitionFunction, qLogExpectedImprovement, qU
 from botorch.acquisition.monte_carlo import MCAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.sampling.index_sampler import IndexSampler
-from botorch.utils.transforms import concatenate_pending_points, t_batch_mode_transform
+from botorch.utils.transforms import match_batch_shape
 
 from alem.acquisition.model import CandidatePoolModel
 from alem.config import Strategy
@@ -73,10 +73,12 @@ class qConditionalStandardDeviation(MCAcquisitionFunction):
     hops it is the hop's posterior σ.
     """
 
-    @concatenate_pending_points
-    @t_batch_mode_transform()
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        n_pending = 0 if self.X_pending is None else self.X_pending.shape[-2]
+        X = X if X.dim() > 2 else X.unsqueeze(0)  # q x 1 -> 1 x q x 1, as BoTorch's t-batch mode
+        n_pending = 0
+        if self.X_pending is not None:  # after the batch, as BoTorch's concatenate_pending_points puts them
+            n_pending = self.X_pending.shape[-2]
+            X = torch.cat([X, match_batch_shape(self.X_pending, X)], dim=-2)
         q = X.shape[-2] - n_pending
         samples = self.get_posterior_samples(self.model.posterior(X))  # s x batch x (q+m) x 1
         values = self.objective(samples, X)  # s x batch x (q+m)
@@ -110,6 +112,12 @@ class BelowThreshold(torch.nn.Module):
         return self.threshold_ev[X[..., 0].round().long()] - samples[..., 0]
 
 
+def below_threshold(model: CandidatePoolModel, threshold_ev: float | torch.Tensor) -> GenericMCObjective:
+    """The objective threshold − E_m, with one threshold for every hop or one per pool hop."""
+    thresholds = torch.as_tensor(threshold_ev, dtype=torch.float64).expand(model.n_candidates)
+    return GenericMCObjective(BelowThreshold(thresholds))
+
+
 def build_acquisition(
     strategy: str,
     model: CandidatePoolModel,
@@ -128,8 +136,7 @@ def build_acquisition(
         return qConditionalStandardDeviation(model, sampler=sampler, objective=objective, X_pending=pending)
     if strategy == "discover":
         # log E[max(0, max over the batch of (threshold − E_m))]: each hop measured against its own threshold
-        thresholds = torch.as_tensor(threshold_ev, dtype=torch.float64).expand(model.n_candidates)
-        below = GenericMCObjective(BelowThreshold(thresholds))
+        below = below_threshold(model, threshold_ev)
         return qLogExpectedImprovement(model, best_f=0.0, sampler=sampler, objective=below, X_pending=pending)
     if strategy == "balanced":
         return qUpperConfidenceBound(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -239,7 +240,8 @@ class GnnMembers(BarrierComponent):
             data = self._data(inputs)
             outputs = [predict_member(m, data, inputs.device) for m in self.members]
             inputs.computed[key] = (np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs]))
-        return inputs.computed[key]
+        location, scale = cast(tuple[np.ndarray, np.ndarray], inputs.computed[key])
+        return location, scale
 
     def predict(self, inputs: HopInputs) -> ComponentPrediction:
         location, scale = self.member_predictions(inputs)
