@@ -61,7 +61,7 @@ def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, 
     """Why the acquisition picked the hop, in words a person can check against the numbers."""
     if strategy == "explore":
         text = (f"chosen because the ensemble members disagree most about it: σ {std_ev:.2f} eV "
-                f"(explore: the spread of the members' barriers, score {score:.3g})")
+                f"(explore: its σ given the hops already on their way and the batch, score {score:.3g})")
     elif strategy == "discover":
         text = (f"chosen because it may well beat {threshold_ev} eV: μ {mean_ev:.2f} eV, "
                 f"P(E_m < {threshold_ev} eV) {prob_below:.2f} "
