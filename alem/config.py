@@ -13,6 +13,7 @@ the file and the key. ``CampaignConfig.save`` writes every key with a comment sa
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -186,7 +187,13 @@ class BackendSection(_Section):
 class LoopSection(_Section):
     tick_seconds: int = Field(60, ge=1, description="seconds between two rounds of `alem loop`")
     good_barrier_ev: float = Field(
-        0.65, gt=0.0, description="a hop counts as good below this barrier (eV) in the remaining-promise estimate"
+        0.65,
+        gt=0.0,
+        description="a hop counts as good below this barrier (eV): discover aims below it, the promise and review page count by it",
+    )
+    good_barrier_ev_by_ion: dict[str, float] = Field(
+        default_factory=dict,
+        description="per working ion, a threshold that replaces good_barrier_ev for its hops, e.g. {Mg = 0.9}",
     )
     stop_when_expected_good_below: float = Field(
         0.0, ge=0.0, description="stop `alem loop` when the expected number of unlabelled good hops falls below this; 0 = off"
@@ -197,6 +204,20 @@ class LoopSection(_Section):
         description="stop after this many proposal rounds in a row whose best acquisition value is below acquisition_floor; 0 = off",
     )
     acquisition_floor: float = Field(0.0, ge=0.0, description="acquisition value under which a round counts as unpromising")
+
+    @field_validator("good_barrier_ev_by_ion")
+    @classmethod
+    def _ions_and_positive_barriers(cls, value: dict[str, float]) -> dict[str, float]:
+        for ion, barrier_ev in value.items():
+            if not re.fullmatch(r"[A-Z][a-z]?", ion):
+                raise ValueError(f"{ion!r} is not an element symbol")
+            if not barrier_ev > 0:
+                raise ValueError(f"the threshold of {ion} must be a positive barrier in eV, not {barrier_ev}")
+        return value
+
+    def good_barrier_ev_of(self, working_ion: str) -> float:
+        """The good-barrier threshold (eV) of hops of ``working_ion``."""
+        return self.good_barrier_ev_by_ion.get(working_ion, self.good_barrier_ev)
 
 
 class ScreeningSection(_Section):

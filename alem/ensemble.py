@@ -144,7 +144,10 @@ class Ensemble:
         """Predictions for ``hops``. Hops with a cheap barrier of :attr:`cheap_fidelity` in
         ``cheap_barriers`` (by hop id) get the fidelity-aware prediction, all others the
         structure-only one; barriers of another potential are ignored with a warning."""
-        inputs = self.hop_inputs(hops, cheap_barriers, device, progress)
+        return self._predict(self.hop_inputs(hops, cheap_barriers, device, progress))
+
+    def _predict(self, inputs: HopInputs) -> EnsemblePrediction:
+        hops = inputs.hops
         predicted = {id(c): c.predict(inputs) for c in self.structure.components}
         structure = [predicted[id(c)] for c in self.structure.components]
         mean, sigma = self.structure.combine(structure)
@@ -178,8 +181,23 @@ class Ensemble:
         """``n_draws x n_hops`` joint draws of the barriers (eV) from the structure-only mixture,
         uncalibrated (:meth:`~alem.inference.components.Mixture.sample`); hops with a cheap barrier
         of :attr:`cheap_fidelity` are drawn from the fidelity-aware mixture instead."""
+        return self._sample(self.hop_inputs(hops, cheap_barriers, device), n_draws, seed)
+
+    def posterior(
+        self,
+        hops: Sequence[Hop],
+        n_draws: int,
+        seed: int = 0,
+        cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+        device: str | None = None,
+        progress: bool = False,
+    ) -> tuple[EnsemblePrediction, np.ndarray]:
+        """:meth:`predict` and :meth:`sample` of ``hops`` from one pass over their inputs."""
+        inputs = self.hop_inputs(hops, cheap_barriers, device, progress)
+        return self._predict(inputs), self._sample(inputs, n_draws, seed)
+
+    def _sample(self, inputs: HopInputs, n_draws: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        inputs = self.hop_inputs(hops, cheap_barriers, device)
         draws = self.structure.sample(inputs, n_draws, rng)
         for cheap in self.cheap_mixtures:
             here, _ = inputs.cheap_barriers_of(cheap.cheap_fidelity)

@@ -29,7 +29,8 @@ def toml_key(key: str) -> str:
 
 
 def toml_value(value: Any) -> str:
-    """One TOML value: a bool, int, float, string, or a list of them (``TypeError`` otherwise)."""
+    """One TOML value: a bool, int, float, string, a list of them or a mapping of them (an inline
+    table) (``TypeError`` otherwise)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -42,6 +43,8 @@ def toml_value(value: Any) -> str:
         return toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):  # an inline table
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 

@@ -107,17 +107,31 @@ def test_unknown_strategy_is_refused():
         select_batch(_table([1.0], [0.1]), SelectionRequest("greedy", 1))
 
 
-def test_table_from_an_ensemble_prediction_samples_each_members_laplace():
+def test_table_from_an_ensemble_prediction_rows_are_its_draws_recalibrated():
     from types import SimpleNamespace
 
     location = np.array([[0.4, 1.0], [0.6, 1.0]])  # 2 members x 2 hops
-    scale = np.array([[0.1, 0.3], [0.1, 0.3]])
-    prediction = SimpleNamespace(
-        member_ev=location, member_scale_ev=scale, mean_ev=location.mean(0), std_ev=np.array([0.2, 0.5])
-    )
-    table = PredictionTable.from_prediction(["a", "b"], prediction, quantiles_per_member=8)
+    prediction = SimpleNamespace(member_ev=location, mean_ev=location.mean(0), std_ev=np.array([0.2, 0.5]))
+    draws = np.random.default_rng(0).laplace(np.tile(location, (8, 1)), 0.1)  # 16 joint draws
+    table = PredictionTable.from_prediction(["a", "b"], prediction, draws)
     assert table.member_ev.shape == (16, 2)
-    np.testing.assert_allclose(table.member_ev.mean(axis=0), [0.5, 1.0], atol=1e-12)  # symmetric quantiles
-    # hop b: members agree, all spread is each member's own noise; the calibrated σ is matched
-    np.testing.assert_allclose(table.calibrated_members().std(axis=0, ddof=1), [0.2, 0.5])
+    calibrated = table.calibrated_members()
+    np.testing.assert_allclose(calibrated.mean(axis=0), [0.5, 1.0], atol=1e-12)
+    np.testing.assert_allclose(calibrated.std(axis=0, ddof=1), [0.2, 0.5])
     assert select_batch(table, SelectionRequest("explore", 1))[0].hop_id == "b"
+    # without draws the rows are the members' locations
+    assert PredictionTable.from_prediction(["a", "b"], prediction).member_ev.shape == (2, 2)
+
+
+def test_explore_scores_a_hop_by_its_sigma_given_the_pending_hops():
+    rng = np.random.default_rng(0)
+    shared, own, other = (z - z.mean() for z in rng.standard_normal((3, 512)))
+    # h1 moves with the pending h0 (r = 0.95) and has the larger σ; h2 is independent of both
+    rows = np.c_[shared, 1.2 * (0.95 * shared + np.sqrt(1 - 0.95**2) * own), 0.7 * other]
+    table = PredictionTable(("h0", "h1", "h2"), rows, np.ones(3), rows.std(axis=0, ddof=1))
+    (alone,) = select_batch(table, SelectionRequest("explore", 1, avoid=["h0"]))
+    assert alone.hop_id == "h1" and alone.score == pytest.approx(table.std_ev[1], rel=1e-3)
+    (given,) = select_batch(table, SelectionRequest("explore", 1, pending=["h0"]))
+    residual = np.linalg.lstsq(np.c_[shared], rows[:, 1], rcond=None)[1][0] / (len(shared) - 1)
+    assert given.hop_id == "h2" and given.score == pytest.approx(table.std_ev[2], rel=1e-3)
+    assert np.sqrt(residual) < given.score  # h1's σ given h0 is about 1.2·√(1 − 0.95²) ≈ 0.37

@@ -87,3 +87,28 @@ def test_scoring_predicts_only_the_candidates_not_scored_yet(campaign):
     again = store.predictions(model.version_id)
     assert set(again) == set(hop_ids) | {new}
     assert all(again[h].created_at == first[h].created_at for h in hop_ids)  # not re-predicted
+
+
+def test_discover_and_the_recorded_promise_use_the_campaigns_threshold_per_ion(campaign):
+    """A proposal's discover scores and recorded promise follow ``[loop] good_barrier_ev`` and the
+    threshold of the hops' working ion (discover used 0.65 eV whatever the campaign said)."""
+    from scipy import stats
+
+    config, store, model, hop_ids = campaign
+    ion = store.hop(hop_ids[0]).working_ion
+
+    def discover(**thresholds):
+        outcome = propose_batch(store, model, config.acquisition, "discover", 1, **thresholds)
+        return outcome.selections[0], store.campaign_rounds(limit=1)[-1]
+
+    (common, common_round) = discover(good_barrier_ev=0.65)
+    (generous, generous_round) = discover(good_barrier_ev=0.65, good_barrier_ev_by_ion={ion: 3.0})
+    assert generous.score > common.score + 1  # log EI: the ion's hops clear a bar 2.35 eV higher
+    predictions = store.predictions(model.version_id)
+    unlabelled = {r.hop_id for r in store.hops(state=[HopState.CANDIDATE, HopState.PROPOSED])}
+    expected = sum(
+        stats.norm.cdf(((3.0 if store.hop(h).working_ion == ion else 0.65) - predictions[h].mean_ev) / predictions[h].std_ev)
+        for h in unlabelled
+    )
+    assert generous_round.expected_good == pytest.approx(expected, rel=1e-6)
+    assert generous_round.expected_good > common_round.expected_good

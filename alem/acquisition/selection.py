@@ -56,6 +56,8 @@ class SelectionRequest:
     #: supercell size per hop id (for cost_weight).
     n_sites_of: dict[str, int] = field(default_factory=dict)
     threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV
+    #: discover's threshold per hop id where it is not ``threshold_ev`` (hops of another working ion).
+    threshold_ev_of: dict[str, float] = field(default_factory=dict)
     #: NEB cost (core-hours) per hop id; empty = no cost-awareness. Every pool hop needs one.
     cost_core_hours_of: dict[str, float] = field(default_factory=dict)
 
@@ -105,7 +107,8 @@ def select_batch(table: PredictionTable, request: SelectionRequest) -> list[Sele
     runs out). Returns them in the order they were picked."""
     model = CandidatePoolModel(table)
     pending = _indices(table, request.pending)
-    acqf = _with_cost(build_acquisition(request.strategy, model, request.threshold_ev, pending), table, request)
+    thresholds = torch.tensor([request.threshold_ev_of.get(h, request.threshold_ev) for h in table.hop_ids], dtype=torch.float64)
+    acqf = _with_cost(build_acquisition(request.strategy, model, thresholds, pending), table, request)
     avoid = set(request.avoid) | set(request.pending)
     available = [k for k, hop_id in enumerate(table.hop_ids) if hop_id not in avoid]
     if not available or request.batch_size <= 0:

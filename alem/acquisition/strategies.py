@@ -1,18 +1,25 @@
-"""Acquisition strategies: which BoTorch acquisition function each strategy name means.
+"""Acquisition strategies: which BoTorch acquisition function each strategy name means, and what
+each maximises over a batch (BoTorch builds a batch greedily: each pick is scored with the hops
+already picked and the pending hops, those proposed, approved or running, as ``X_pending``).
 
-* ``explore``  -- ``qPosteriorStandardDeviation``: the hops the ensemble disagrees on most; a batch
-  is built greedily with the chosen hops as pending points, so members that already disagree on
-  a chosen hop add little for a similar one.
-* ``discover`` -- ``qLogExpectedImprovement`` of −E_m over ``best_f = −0.65 eV``: the expected
-  amount by which a hop's barrier falls below the good-conductor threshold (log scale). The
-  threshold, not the lowest barrier seen so far, is the reference because the campaign wants every
-  good hop, not only the single best one.
-* ``balanced`` -- ``qUpperConfidenceBound`` of −E_m with β = 1, i.e. about −μ + σ per hop: low
-  predicted barriers and uncertain ones score alike.
+* ``explore``  -- :class:`qConditionalStandardDeviation`: the σ of a hop's barrier given the
+  barriers of the pending and already-picked hops (the posterior rows' covariance), so over a
+  batch it maximises the joint uncertainty resolved, log det Cov(batch | pending) / 2: a hop that
+  duplicates a chosen one (same hop, symmetry-equivalent path) is nearly known once the chosen one
+  is, and scores near 0.
+* ``discover`` -- ``qLogExpectedImprovement`` of threshold − E_m over ``best_f = 0``: over a batch,
+  log E[max(0, max over the batch and pending hops of (threshold − E_m))], the expected amount by
+  which the batch's best hop falls below the campaign's good-barrier threshold (``[loop]
+  good_barrier_ev``, or the hop's working ion's in ``good_barrier_ev_by_ion``). The threshold, not the lowest barrier seen so far, is the
+  reference because the campaign wants every good hop, not only the single best one; a hop whose
+  barrier moves with a pending one's adds little.
+* ``balanced`` -- ``qUpperConfidenceBound`` of −E_m with β = 1: over a batch,
+  E[max over the batch and pending hops of (−μ + √(βπ/2)·|E_m − μ|)], about the best −μ + σ of
+  the batch: low predicted barriers and uncertain ones score alike.
 
-All objectives act on ensemble members through ``GenericMCObjective(-Y)`` (BoTorch maximises).
-Monte-Carlo averages run over every member exactly once (``MemberSampler``), so scores are exact
-ensemble averages, identical whatever the size of the pool or the batch being scored.
+All objectives act on the posterior rows through ``GenericMCObjective(-Y)`` (BoTorch maximises).
+Monte-Carlo averages run over every row exactly once (``MemberSampler``), so scores are exact
+averages over the rows, identical whatever the size of the pool or the batch being scored.
 """
 
 from __future__ import annotations
@@ -20,14 +27,11 @@ from __future__ import annotations
 from typing import get_args
 
 import torch
-from botorch.acquisition import (
-    AcquisitionFunction,
-    qLogExpectedImprovement,
-    qPosteriorStandardDeviation,
-    qUpperConfidenceBound,
-)
+from botorch.acquisition import AcquisitionFunction, qLogExpectedImprovement, qUpperConfidenceBound
+from botorch.acquisition.monte_carlo import MCAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.sampling.index_sampler import IndexSampler
+from botorch.utils.transforms import match_batch_shape
 
 from alem.acquisition.model import CandidatePoolModel
 from alem.config import Strategy
@@ -56,6 +60,37 @@ class MemberSampler(IndexSampler):
             self.register_buffer("base_samples", members.contiguous())
 
 
+#: Variance (eV²) added to the rows' covariance: a hop whose conditional σ is below ~1 meV is known.
+CONDITIONAL_JITTER_EV2 = 1e-6
+
+
+class qConditionalStandardDeviation(MCAcquisitionFunction):
+    """Posterior σ of a batch given the pending hops, from the rows' covariance.
+
+    For a batch X of q hops and pending hops P the value is
+    ``exp((log det Σ[X∪P] − log det Σ[P]) / 2q)``: for one hop, its σ conditioned on the pending
+    hops' barriers; for a batch, the geometric mean of its hops' conditional σ. Without pending
+    hops it is the hop's posterior σ.
+    """
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = X if X.dim() > 2 else X.unsqueeze(0)  # q x 1 -> 1 x q x 1, as BoTorch's t-batch mode
+        n_pending = 0
+        if self.X_pending is not None:  # after the batch, as BoTorch's concatenate_pending_points puts them
+            n_pending = self.X_pending.shape[-2]
+            X = torch.cat([X, match_batch_shape(self.X_pending, X)], dim=-2)
+        q = X.shape[-2] - n_pending
+        samples = self.get_posterior_samples(self.model.posterior(X))  # s x batch x (q+m) x 1
+        values = self.objective(samples, X)  # s x batch x (q+m)
+        centred = values - values.mean(dim=0)
+        covariance = torch.einsum("sbi,sbj->bij", centred, centred) / max(values.shape[0] - 1, 1)
+        covariance = covariance + CONDITIONAL_JITTER_EV2 * torch.eye(X.shape[-2], dtype=covariance.dtype)
+        log_det = torch.linalg.slogdet(covariance)[1]
+        if n_pending:
+            log_det = log_det - torch.linalg.slogdet(covariance[..., q:, q:])[1]
+        return torch.exp(log_det / (2 * q))
+
+
 def _negative_barrier(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
     return -samples[..., 0]
 
@@ -64,25 +99,45 @@ def negative_barrier() -> GenericMCObjective:
     return GenericMCObjective(_negative_barrier)
 
 
+class BelowThreshold(torch.nn.Module):
+    """Objective ``threshold − E_m`` of each hop, with its own threshold (X holds pool indices)."""
+
+    def __init__(self, threshold_ev: torch.Tensor) -> None:
+        super().__init__()
+        self.threshold_ev: torch.Tensor
+        self.register_buffer("threshold_ev", threshold_ev.to(torch.float64))
+
+    def forward(self, samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        assert X is not None
+        return self.threshold_ev[X[..., 0].round().long()] - samples[..., 0]
+
+
+def below_threshold(model: CandidatePoolModel, threshold_ev: float | torch.Tensor) -> GenericMCObjective:
+    """The objective threshold − E_m, with one threshold for every hop or one per pool hop."""
+    thresholds = torch.as_tensor(threshold_ev, dtype=torch.float64).expand(model.n_candidates)
+    return GenericMCObjective(BelowThreshold(thresholds))
+
+
 def build_acquisition(
     strategy: str,
     model: CandidatePoolModel,
-    threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV,
+    threshold_ev: float | torch.Tensor = GOOD_CONDUCTOR_THRESHOLD_EV,
     pending: torch.Tensor | None = None,
 ) -> AcquisitionFunction:
     """The BoTorch acquisition function for ``strategy`` on the candidate pool ``model``.
 
-    ``pending``: ``m x 1`` indices of hops already on their way to a calculation (proposed,
-    approved or running); the batch is chosen conditioned on them.
+    ``threshold_ev``: the good-barrier threshold of discover, one for every hop or one per pool
+    hop (hops of different working ions). ``pending``: ``m x 1`` indices of hops already on their
+    way to a calculation (proposed, approved or running); the batch is chosen conditioned on them.
     """
     sampler = MemberSampler(model.n_members)
     objective = negative_barrier()
     if strategy == "explore":
-        return qPosteriorStandardDeviation(model, sampler=sampler, objective=objective, X_pending=pending)
+        return qConditionalStandardDeviation(model, sampler=sampler, objective=objective, X_pending=pending)
     if strategy == "discover":
-        return qLogExpectedImprovement(
-            model, best_f=-threshold_ev, sampler=sampler, objective=objective, X_pending=pending
-        )
+        # log E[max(0, max over the batch of (threshold − E_m))]: each hop measured against its own threshold
+        below = below_threshold(model, threshold_ev)
+        return qLogExpectedImprovement(model, best_f=0.0, sampler=sampler, objective=below, X_pending=pending)
     if strategy == "balanced":
         return qUpperConfidenceBound(
             model, beta=BALANCED_BETA, sampler=sampler, objective=objective, X_pending=pending

@@ -29,7 +29,7 @@ def fidelity_status(config, store: Store) -> dict[str, Any]:
             "screened": sum(j.state.value == "completed" for j in screening_jobs),
             "failed": sum(j.state.value in ("failed", "lost") for j in screening_jobs),
         },
-        "promise": promise_summary(store, config.loop.good_barrier_ev),
+        "promise": promise_summary(store, config.loop.good_barrier_ev, threshold_ev_by_ion=config.loop.good_barrier_ev_by_ion),
         "warnings": [e.message for e in mismatch[-1:]],
     }
 

@@ -2,7 +2,8 @@
 acquisition still finds worth doing.
 
 * expected good hops = Σ P(E_m < threshold) over the unlabelled pool (candidate, proposed,
-  approved, submitted), with P from the current model's recorded predictions as a normal
+  approved, submitted), each hop's threshold that of its working ion (``[loop] good_barrier_ev``,
+  ``good_barrier_ev_by_ion``), with P from the current model's recorded predictions as a normal
   N(μ, σ²) — the same normal the ensemble's ``prob_good`` uses;
 * best acquisition value = the largest score of the last proposal batch.
 
@@ -12,7 +13,7 @@ report show their trend and the loop's stop rule (:mod:`alem.campaign.stop_rule`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from alem.store import CampaignRound, HopState, Store
@@ -28,30 +29,46 @@ class Promise:
     threshold_ev: float
 
 
-def remaining_promise(store: Store, threshold_ev: float, model_version_id: int | None = None) -> Promise:
-    """Expected number of still-unlabelled good hops under the model's recorded predictions."""
-    pool = [r.hop_id for r in store.hops(state=list(UNLABELLED_STATES))]
-    predictions = store.predictions(model_version_id, pool)
+def remaining_promise(
+    store: Store,
+    threshold_ev: float,
+    model_version_id: int | None = None,
+    threshold_ev_by_ion: Mapping[str, float] | None = None,
+) -> Promise:
+    """Expected number of still-unlabelled good hops under the model's recorded predictions; a
+    hop's threshold is its working ion's in ``threshold_ev_by_ion``, else ``threshold_ev``."""
+    records = store.hops(state=list(UNLABELLED_STATES))
+    predictions = store.predictions(model_version_id, [r.hop_id for r in records])
     from alem.acquisition.screening import expected_good_hops
 
-    shown = list(predictions.values())
-    expected = expected_good_hops([p.mean_ev for p in shown], [p.std_ev for p in shown], threshold_ev)
-    return Promise(expected, len(predictions), len(pool) - len(predictions), threshold_ev)
+    by_ion = threshold_ev_by_ion or {}
+    expected = 0.0
+    for ion in {r.working_ion for r in records}:
+        shown = [predictions[r.hop_id] for r in records if r.working_ion == ion and r.hop_id in predictions]
+        expected += expected_good_hops([p.mean_ev for p in shown], [p.std_ev for p in shown], by_ion.get(ion, threshold_ev))
+    return Promise(expected, len(predictions), len(records) - len(predictions), threshold_ev)
 
 
 def record_round(
-    store: Store, model_version_id: int | None, batch_id: str | None, scores: Sequence[float], threshold_ev: float
+    store: Store,
+    model_version_id: int | None,
+    batch_id: str | None,
+    scores: Sequence[float],
+    threshold_ev: float,
+    threshold_ev_by_ion: Mapping[str, float] | None = None,
 ) -> CampaignRound:
     """Record this proposal round's promise (after its predictions were stored)."""
-    promise = remaining_promise(store, threshold_ev, model_version_id)
+    promise = remaining_promise(store, threshold_ev, model_version_id, threshold_ev_by_ion)
     best = max(scores) if scores else None
     return store.record_campaign_round(model_version_id, batch_id, promise.n_pool, threshold_ev, promise.expected_good, best)
 
 
-def promise_summary(store: Store, threshold_ev: float, last_rounds: int = 8) -> dict:
+def promise_summary(
+    store: Store, threshold_ev: float, last_rounds: int = 8, threshold_ev_by_ion: Mapping[str, float] | None = None
+) -> dict:
     """What `alem status` and the report show: now, and the trend over the last rounds."""
     current = store.current_model()
-    now = remaining_promise(store, threshold_ev, current.id if current else None) if current else None
+    now = remaining_promise(store, threshold_ev, current.id, threshold_ev_by_ion) if current else None
     rounds = store.campaign_rounds(limit=last_rounds)
     return {
         "threshold_ev": threshold_ev,

@@ -58,8 +58,10 @@ class ProposalSettings:
     #: The screening stage's cheap barriers by hop id, of the fidelity-aware model's potential only
     #: (None: none, or the model has no fidelity-aware part).
     cheap_barriers: Mapping[str, CheapBarrier] | None = None
-    #: Threshold of the promise estimate recorded with each batch, eV.
+    #: Good-barrier threshold of discover and of the promise recorded with each batch, eV.
     good_barrier_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV
+    #: The threshold of hops of these working ions instead.
+    good_barrier_ev_by_ion: Mapping[str, float] = field(default_factory=dict)
     #: Extra :class:`~alem.acquisition.SelectionRequest` fields of the cost-aware choice
     #: (:func:`alem.campaign.neb_costs.cost_request_fields`; empty: cost-blind).
     cost_fields: Mapping[str, object] = field(default_factory=dict)
@@ -81,6 +83,7 @@ def proposal_settings(store: Store, config: CampaignConfig, model: LoadedModel) 
     return ProposalSettings(
         cheap_barriers=cheap or None,
         good_barrier_ev=config.loop.good_barrier_ev,
+        good_barrier_ev_by_ion=dict(config.loop.good_barrier_ev_by_ion),
         cost_fields=cost_fields,
         warning=warning,
     )
@@ -103,7 +106,8 @@ def propose(
         warn(settings.warning)
     return propose_batch(
         store, model, config.acquisition, strategy, batch_size, progress,
-        cheap_barriers=settings.cheap_barriers, good_barrier_ev=settings.good_barrier_ev, cost_fields=settings.cost_fields,
+        cheap_barriers=settings.cheap_barriers, good_barrier_ev=settings.good_barrier_ev,
+        good_barrier_ev_by_ion=settings.good_barrier_ev_by_ion, cost_fields=settings.cost_fields,
     )
 
 
@@ -117,11 +121,13 @@ def propose_batch(
     *,
     cheap_barriers: Mapping[str, CheapBarrier] | None = None,
     good_barrier_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV,
+    good_barrier_ev_by_ion: Mapping[str, float] | None = None,
     cost_fields: Mapping[str, object] | None = None,
 ) -> ProposalOutcome:
     """Choose and record one batch (``acquisition`` is the campaign's ``[acquisition]`` section).
 
-    ``cost_fields``: extra :class:`SelectionRequest` fields of the cost-aware choice
+    ``good_barrier_ev`` (``good_barrier_ev_by_ion`` for hops of those working ions): discover's
+    threshold and the promise's. ``cost_fields``: extra :class:`SelectionRequest` fields of the cost-aware choice
     (:func:`alem.campaign.neb_costs.cost_request_fields`).
     """
     from alem.campaign.promise import record_round
@@ -134,6 +140,7 @@ def propose_batch(
     pending = store.hops(state=list(PENDING_STATES))
     pool = candidates + pending
     table = predict_pool(store, model, pool, progress, cheap_barriers)
+    by_ion = dict(good_barrier_ev_by_ion or {})
     request = SelectionRequest(
         strategy=strategy,
         batch_size=batch_size,
@@ -142,14 +149,16 @@ def propose_batch(
         cost_weight=acquisition.cost_weight,
         host_of={r.hop_id: str(r.host_id) for r in pool if r.host_id is not None},
         n_sites_of={r.hop_id: r.n_sites for r in pool},
+        threshold_ev=good_barrier_ev,
+        threshold_ev_of={r.hop_id: by_ion[r.working_ion] for r in pool if r.working_ion in by_ion},
         **dict(cost_fields or {}),
     )
     selections = select_batch(table, request)
     if not selections:
-        record_round(store, model.version_id, None, [], good_barrier_ev)
+        record_round(store, model.version_id, None, [], good_barrier_ev, by_ion)
         return ProposalOutcome(None, [], len(candidates), [])
     batch_id = store.new_batch_id()
     items = [ProposalInput(s.hop_id, s.score, s.mean_ev, s.std_ev) for s in selections]
     proposals = store.add_proposals(batch_id, strategy, items, model.version_id)
-    record_round(store, model.version_id, batch_id, [s.score for s in selections], good_barrier_ev)
+    record_round(store, model.version_id, batch_id, [s.score for s in selections], good_barrier_ev, by_ion)
     return ProposalOutcome(batch_id, proposals, len(candidates), selections)

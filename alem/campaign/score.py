@@ -11,12 +11,33 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from alem.acquisition import PredictionTable
+from alem.acquisition.model import POSTERIOR_DRAWS
 from alem.hops.fidelity import CheapBarrier
 from alem.store import HopRecord, HopState
 
 if TYPE_CHECKING:
     from alem.campaign.model_versions import LoadedModel
+    from alem.ensemble import Ensemble, EnsemblePrediction
+    from alem.hops.hop import Hop
     from alem.store import Store
+
+#: Seed of the posterior rows: the same model and pool give the same rows, so a proposal repeats.
+POSTERIOR_SEED = 0
+
+
+def posterior_table(
+    ensemble: Ensemble,
+    hops: Sequence[Hop],
+    progress: bool = False,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+) -> tuple[EnsemblePrediction, PredictionTable]:
+    """The calibrated prediction of ``hops`` and the acquisition's table: its rows are
+    :data:`~alem.acquisition.model.POSTERIOR_DRAWS` joint draws of the model over the hops
+    (seeded: the same model and pool give the same rows)."""
+    prediction, draws = ensemble.posterior(
+        hops, POSTERIOR_DRAWS, seed=POSTERIOR_SEED, cheap_barriers=cheap_barriers or None, progress=progress
+    )
+    return prediction, PredictionTable.from_prediction([h.hop_id for h in hops], prediction, draws)
 
 
 def predict_pool(
@@ -27,12 +48,11 @@ def predict_pool(
     cheap_barriers: Mapping[str, CheapBarrier] | None = None,
 ) -> PredictionTable:
     """Predict ``records`` with ``model`` and record the predictions; hops with a cheap barrier of
-    the model's potential get the fidelity-aware prediction."""
+    the model's potential get the fidelity-aware prediction (:func:`posterior_table`)."""
     hop_ids = [r.hop_id for r in records]
-    hops = store.load_hops(hop_ids)
-    prediction = model.ensemble.predict(hops, progress=progress, cheap_barriers=cheap_barriers or None)
+    prediction, table = posterior_table(model.ensemble, store.load_hops(hop_ids), progress, cheap_barriers)
     store.record_predictions(model.version_id, hop_ids, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
-    return PredictionTable.from_prediction(hop_ids, prediction)
+    return table
 
 
 def score_unscored_candidates(

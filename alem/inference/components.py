@@ -34,6 +34,9 @@ from alem.inference.stacking import combine_components
 from alem.inference.trees import ComponentInputs, tree_features_from_graphs
 from alem.nn.models import BarrierModel
 
+#: Decimals to which two hops' descriptors must agree to count as the same hop.
+DUPLICATE_DECIMALS = 4
+
 
 @dataclass
 class ComponentPrediction:
@@ -75,6 +78,9 @@ class HopInputs:
         self.backbone = backbone
         self.cheap_barriers = cheap_barriers
         self.progress = progress
+        #: Results a component computed for these hops, by the component's key (so that predicting
+        #: and sampling the same hops runs a network once).
+        self.computed: dict[tuple[str, int], object] = {}
 
     def __len__(self) -> int:
         return len(self.hops)
@@ -102,6 +108,16 @@ class HopInputs:
             raise ValueError("backbone features need a model carrying the backbone")
         return backbone_path_features(self.backbone, self.path_tensors, self.device)
 
+    @cached_property
+    def duplicate_groups(self) -> np.ndarray:
+        """Per hop, the index of its group of hops whose descriptors agree to 1e-4 (the same hop
+        listed twice, symmetry-equivalent paths: the descriptors are invariant under the host's
+        symmetry); components draw their per-hop noise once per group."""
+        if not len(self):
+            return np.zeros(0, dtype=int)
+        _, groups = np.unique(np.round(self.descriptors, DUPLICATE_DECIMALS), axis=0, return_inverse=True)
+        return np.asarray(groups, dtype=int).reshape(-1)
+
     def component_inputs(self, reads_backbone: bool) -> ComponentInputs:
         return ComponentInputs(self.descriptors, self.backbone_features if reads_backbone else None)
 
@@ -119,7 +135,7 @@ class HopInputs:
             part.graphs = [self.graphs[i] for i in positions]
         if "path_tensors" in done:
             part.path_tensors = self.path_tensors.subset(torch.as_tensor(positions, dtype=torch.long, device=self.path_tensors.y.device))
-        for name in ("descriptors", "backbone_features"):
+        for name in ("descriptors", "backbone_features", "duplicate_groups"):
             if name in done:
                 setattr(part, name, done[name][positions])
         return part

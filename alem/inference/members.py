@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -234,9 +235,13 @@ class GnnMembers(BarrierComponent):
 
     def member_predictions(self, inputs: HopInputs) -> tuple[np.ndarray, np.ndarray]:
         """Each member's (location, scale), shapes ``n_members x n_hops``."""
-        data = self._data(inputs)
-        outputs = [predict_member(m, data, inputs.device) for m in self.members]
-        return np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs])
+        key = ("gnn_members", id(self))
+        if key not in inputs.computed:  # predict and sample of one set of hops share one forward pass
+            data = self._data(inputs)
+            outputs = [predict_member(m, data, inputs.device) for m in self.members]
+            inputs.computed[key] = (np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs]))
+        location, scale = cast(tuple[np.ndarray, np.ndarray], inputs.computed[key])
+        return location, scale
 
     def predict(self, inputs: HopInputs) -> ComponentPrediction:
         location, scale = self.member_predictions(inputs)
@@ -245,10 +250,15 @@ class GnnMembers(BarrierComponent):
 
     def sample(self, inputs: HopInputs, n_draws: int, rng: np.random.Generator) -> np.ndarray:
         """Each draw: one member picked at random for every hop (the members' disagreement is
-        shared across hops), then each hop's barrier from that member's Laplace distribution."""
+        shared across hops), then each hop's barrier from that member's Laplace distribution,
+        drawn independently per hop; hops with the same inputs (the same hop listed twice, a
+        symmetry-equivalent path: :attr:`HopInputs.duplicate_groups`) share that draw, since a
+        member's error on a hop is a function of what it reads."""
         location, scale = self.member_predictions(inputs)
         picks = rng.integers(len(location), size=n_draws)
-        return rng.laplace(location[picks], scale[picks])
+        groups = inputs.duplicate_groups
+        unit = rng.laplace(size=(n_draws, int(groups.max()) + 1 if len(groups) else 0))[:, groups]
+        return location[picks] + scale[picks] * unit
 
     def save(self, model_dir: Path) -> None:
         for k, model in enumerate(self.members):

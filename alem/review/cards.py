@@ -46,6 +46,8 @@ class ReviewCard:
     novelty: float
     #: the screening stage's MLIP barrier of the hop, e.g. "0.412 eV (mlip:CHGNet)"; "" = not screened
     cheap_barrier: str = ""
+    #: the campaign's good-barrier threshold for the hop's working ion (eV)
+    threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV
 
 
 def _normal_below(mean_ev: float, std_ev: float, threshold_ev: float) -> float:
@@ -59,7 +61,7 @@ def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, 
     """Why the acquisition picked the hop, in words a person can check against the numbers."""
     if strategy == "explore":
         text = (f"chosen because the ensemble members disagree most about it: σ {std_ev:.2f} eV "
-                f"(explore: the spread of the members' barriers, score {score:.3g})")
+                f"(explore: its σ given the hops already on their way and the batch, score {score:.3g})")
     elif strategy == "discover":
         text = (f"chosen because it may well beat {threshold_ev} eV: μ {mean_ev:.2f} eV, "
                 f"P(E_m < {threshold_ev} eV) {prob_below:.2f} "
@@ -74,17 +76,14 @@ def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, 
     return text
 
 
-def _prediction(store: Store, proposal: Proposal) -> tuple[float, float, float]:
-    """(μ, σ, P(E_m < threshold)) the proposal was made with; ReviewError when there is none."""
+def _prediction(store: Store, proposal: Proposal) -> tuple[float, float]:
+    """(μ, σ) the proposal was made with; ReviewError when there is none."""
     predictions = store.predictions(proposal.model_version_id, hop_ids=[proposal.hop_id]) if proposal.model_version_id else {}
     prediction = predictions.get(proposal.hop_id)
     if prediction is not None:
-        prob = prediction.prob_good
-        if prob is None:
-            prob = _normal_below(prediction.mean_ev, prediction.std_ev, GOOD_CONDUCTOR_THRESHOLD_EV)
-        return prediction.mean_ev, prediction.std_ev, prob
+        return prediction.mean_ev, prediction.std_ev
     if proposal.mean_ev is not None and proposal.std_ev is not None:
-        return proposal.mean_ev, proposal.std_ev, _normal_below(proposal.mean_ev, proposal.std_ev, GOOD_CONDUCTOR_THRESHOLD_EV)
+        return proposal.mean_ev, proposal.std_ev
     raise ReviewError(
         f"hop {proposal.hop_id} (batch {proposal.batch_id}) has no prediction to review: no model scored it "
         "when it was proposed. Score it again (`alem propose` after `alem reject`/reopen) or decide without "
@@ -106,8 +105,11 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
 
     cheap = cheap_barriers_of(store)
     cards = []
-    for proposal, (mean_ev, std_ev, prob) in predicted:
+    for proposal, (mean_ev, std_ev) in predicted:
         hop = hops[proposal.hop_id]
+        # the campaign's threshold for the hop's ion, not the one the model's recorded P used
+        threshold_ev = config.loop.good_barrier_ev_of(hop.working_ion)
+        prob = _normal_below(mean_ev, std_ev, threshold_ev)
         record = store.hop(proposal.hop_id)
         host_name = (store.host(record.host_id).name or "") if record.host_id is not None else (record.group or "")
         neighbours = index.nearest(hop, k_neighbours)
@@ -124,7 +126,7 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
             batch_id=proposal.batch_id,
             model_version_id=proposal.model_version_id,
             reason=strategy_reason(proposal.strategy, proposal.score, mean_ev, std_ev, prob,
-                                   cost_weight=config.acquisition.cost_weight),
+                                   threshold_ev=threshold_ev, cost_weight=config.acquisition.cost_weight),
             mean_ev=mean_ev,
             std_ev=std_ev,
             prob_below_threshold=prob,
@@ -133,5 +135,6 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
             neighbours=neighbours,
             novelty=index.typicality(neighbours[0].distance) if neighbours else 1.0,
             cheap_barrier=f"{cheap[hop.hop_id].barrier_ev:.3f} eV ({cheap[hop.hop_id].fidelity})" if hop.hop_id in cheap else "",
+            threshold_ev=threshold_ev,
         ))
     return cards

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 from alem.review.cards import ReviewCard, review_cards
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def _agreeing(hop_ids: tuple[str, ...]) -> str:
 
 def _card_html(card: ReviewCard) -> str:
     e = html.escape
-    threshold = GOOD_CONDUCTOR_THRESHOLD_EV
+    threshold = card.threshold_ev
     picture = base64.b64encode(card.picture_png).decode()
     rows = "".join(
         f"<tr><td>{e(n.hop_id)}</td><td>{e(n.formula)}</td><td>{e(n.working_ion)}</td>"

@@ -34,8 +34,8 @@ def probability_of_fast(strategy, model, threshold_ev, pending=None):
     if strategy != "discover":
         return strategies.build_acquisition(strategy, model, threshold_ev, pending)
     return qProbabilityOfImprovement(
-        model, best_f=-threshold_ev, sampler=strategies.MemberSampler(model.n_members),
-        objective=strategies.negative_barrier(), X_pending=pending, tau=1e-3,
+        model, best_f=0.0, sampler=strategies.MemberSampler(model.n_members),
+        objective=strategies.below_threshold(model, threshold_ev), X_pending=pending, tau=1e-3,
     )
 
 
