@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--max-atoms", type=int, default=60, help="largest demo NEB cell run")
     parser.add_argument("--budget-min", type=float, default=25.0, help="no new hop starts after this many minutes")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--resume", action="store_true", help="keep the hops --out already holds and run only the others")
     args = parser.parse_args()
     if args.table:
         print(markdown_table(args.table))
@@ -145,7 +146,12 @@ def main() -> None:
 
     demo = [] if args.no_demo else demo_hops(args.max_atoms)
     plan = [(hop, preset) for hop in demo] + [(hop, literature) for hop in literature_hops(args.literature)]
-    rows, skipped = [], []
+    rows, skipped, earlier_min = [], [], 0.0
+    if args.resume and args.out.is_file():  # a run stopped by its budget (or a kill) goes on where it was
+        earlier = json.loads(args.out.read_text())
+        rows, earlier_min = earlier["hops"], float(earlier["summary"].get("wall_min", 0.0))
+        done = {row["hop_id"] for row in rows}
+        plan = [(hop, hop_preset) for hop, hop_preset in plan if hop.hop_id not in done]
     start = time.time()
     with tempfile.TemporaryDirectory() as work:
         for hop, hop_preset in plan:
@@ -156,6 +162,8 @@ def main() -> None:
             print(f"{row['hop_id']:>28} {row['n_sites']:4d} sites {row['seconds']:7.1f} s  {row['verdict']}"
                   + (f": {row['failure_reason']}" if row["failure_reason"] else f" {row['barrier_ev']:.3f} eV"))
             rows.append(row)
+            partial = {"partial": True, "wall_min": round(earlier_min + (time.time() - start) / 60, 1)}
+            args.out.write_text(json.dumps({"summary": partial, "hops": rows}, indent=1))  # survives a kill
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -167,7 +175,7 @@ def main() -> None:
                                             and not r.get("usable_with_minimum_rule")),
         "barrier_change_ev": [{"hop_id": r["hop_id"], "forward_ev": r["barrier_ev"],
                                "effective_ev": r["effective_barrier_ev"]} for r in changed],
-        "wall_min": round((time.time() - start) / 60, 1),
+        "wall_min": round(earlier_min + (time.time() - start) / 60, 1),
         "settings": {"n_images": 3, "fmax_ev_a": 0.1, "max_steps": 150, "endpoint_max_steps": 150,
                      "checks": preset.checks.model_dump()},
         "machine": f"{platform.node()} ({os.cpu_count()} cores, shared), {platform.python_version()}",
