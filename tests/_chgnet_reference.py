@@ -16,5 +16,8 @@ LI2O_FAST_RELAXED_EV = 0.2727
 #: the same with ``relax_endpoints = False`` (FireWorks and jobflow-remote tests): the unrelaxed
 #: vacancy endpoints sit higher, so the barrier is much lower
 LI2O_FAST_UNRELAXED_EV = 0.0613
+#: ... and that path's effective barrier (max − min): image 3 lies 0.145 eV below the unrelaxed
+#: initial endpoint, so the path is an intermediate minimum, never a label (alem.neb.barrier)
+LI2O_FAST_UNRELAXED_EFFECTIVE_EV = 0.2066
 #: the demo's Li2O_antifluorite hop with the demo preset (23 atoms, 5 images, fmax 0.05)
 LI2O_DEMO_EV = 0.2295

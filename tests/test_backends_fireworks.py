@@ -12,7 +12,7 @@ from mongomock.store import ServerStore
 
 from alem.backends.base import QueueState
 from alem.backends.fireworks_backend import FireWorksBackend
-from tests._chgnet_reference import LI2O_FAST_UNRELAXED_EV, TOLERANCE_EV
+from tests._chgnet_reference import LI2O_FAST_UNRELAXED_EFFECTIVE_EV, LI2O_FAST_UNRELAXED_EV, TOLERANCE_EV
 
 
 @pytest.fixture
@@ -85,8 +85,11 @@ def test_rapidfire_runs_the_neb_and_outcome_comes_from_the_job_store(backend, la
     rapidfire(launchpad, FWorker(name="cluster-a"), nlaunches=0, strm_lvl="ERROR")
     assert backend.poll([external_id])[external_id] == QueueState.COMPLETED
     outcome = backend.outcome(external_id)
-    assert outcome.usable, outcome.failure_reason
-    assert outcome.barrier_ev == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)
+    # unrelaxed vacancy endpoints sit above the relaxed path: an intermediate minimum, not a label,
+    # with both the forward and the effective barrier kept
+    assert not outcome.usable and "intermediate minimum 0.15 eV below the initial endpoint" in outcome.failure_reason
+    assert outcome.details["forward_barrier_ev"] == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)
+    assert outcome.details["effective_barrier_ev"] == pytest.approx(LI2O_FAST_UNRELAXED_EFFECTIVE_EV, abs=TOLERANCE_EV)
     assert outcome.details["fw_id"] == int(external_id)
 
 

@@ -152,7 +152,7 @@ def test_pbs_unconverged_neb_continues_from_its_last_images(tmp_path, monkeypatc
         first_of_second = trajectory_energies(second_dir, frames)[0]
         assert first_of_second == pytest.approx(last_of_first, abs=1e-5)
         assert len(list((second_dir / "work").glob("job_*"))) == 1  # the NEB only
-        assert len(list((first_dir / "work").glob("job_*"))) == 4  # 2 endpoints, images, NEB
+        assert len(list((first_dir / "work").glob("job_*"))) == 5  # 2 endpoints, endpoint check, images, NEB
 
         report = reconcile(store, backend, config)
         [result] = store.results(hop_id=li2o_hop.hop_id)  # recorded once, on the last attempt
@@ -193,8 +193,8 @@ def test_pbs_endpoints_run_as_their_own_smaller_job_before_the_neb(tmp_path, mon
     run_batch_job(run_dir, "endpoints")  # the small job: both endpoint relaxations, nothing else
     assert len(list((run_dir / "work").glob("job_*"))) == 2 and not (run_dir / "exit.json").exists()
     monkeypatch.setenv("PBS_JOBID", job_id)
-    run_batch_job(run_dir)  # the NEB job: images and NEB from the endpoints in the shared store
-    assert len(list((run_dir / "work").glob("job_*"))) == 4
+    run_batch_job(run_dir)  # the NEB job: endpoint check, images and NEB from the endpoints in the shared store
+    assert len(list((run_dir / "work").glob("job_*"))) == 5
     outcome = backend.outcome(job_id)
     assert len(outcome.image_energies_ev) == fast_mlip_preset.neb.n_images + 2
     neb_cost, endpoint_cost = (backend.job_cost(job_id), json.loads((run_dir / "endpoints.started.json").read_text()))

@@ -13,6 +13,7 @@ import yaml
 
 from alem.backends.base import QueueState
 from tests._backends import make_jobflow_remote_backend
+from tests._chgnet_reference import LI2O_FAST_UNRELAXED_EFFECTIVE_EV, LI2O_FAST_UNRELAXED_EV, TOLERANCE_EV
 
 pytest_plugins = ["tests._slurm"]
 
@@ -73,5 +74,8 @@ def test_jobflow_remote_worker_on_real_slurm_runs_the_neb(slurm_cluster, project
     assert "#SBATCH --partition=debug" in submit_script.read_text()
     assert backend.poll([external_id])[external_id] == QueueState.COMPLETED
     outcome = backend.outcome(external_id)
-    assert outcome.usable, outcome.failure_reason
-    assert 0.05 < outcome.barrier_ev < 1.5
+    # unrelaxed vacancy endpoints sit above the relaxed path: an intermediate minimum, not a label,
+    # with both the forward and the effective barrier kept
+    assert not outcome.usable and "intermediate minimum 0.15 eV below the initial endpoint" in outcome.failure_reason
+    assert outcome.details["forward_barrier_ev"] == pytest.approx(LI2O_FAST_UNRELAXED_EV, abs=TOLERANCE_EV)
+    assert outcome.details["effective_barrier_ev"] == pytest.approx(LI2O_FAST_UNRELAXED_EFFECTIVE_EV, abs=TOLERANCE_EV)
