@@ -261,14 +261,13 @@ def _pbs_queues() -> tuple[set[str] | None, str]:
     return {line.split()[0] for line in lines[rule + 1:]}, ""
 
 
-def check_queue_settings(scheduler: str, settings: BatchBackendSection) -> list[Check]:
-    """The partition/queue, and for Slurm the account and QOS where set, against what the
-    scheduler lists (``sinfo``, ``sacctmgr``, ``qstat -Q``). A listing that cannot be had is a
-    warning: the check was not possible, not a finding."""
-    table = f"[backend.{scheduler}]"
-    wanted = [("queue", "partition" if scheduler == "slurm" else "queue", settings.queue)]
+def check_queue_settings(scheduler: str, table: str, queue_key: str, queue: str, account: str, qos: str) -> list[Check]:
+    """The partition/queue (``queue_key`` names its setting in ``table``), and for Slurm the account
+    and QOS where set, against what the scheduler lists (``sinfo``, ``sacctmgr``, ``qstat -Q``). A
+    listing that cannot be had is a warning: the check was not possible, not a finding."""
+    wanted = [(queue_key, "partition" if scheduler == "slurm" else "queue", queue)]
     if scheduler == "slurm":
-        wanted += [("account", "account", settings.account), ("qos", "qos", settings.qos)]
+        wanted += [("account", "account", account), ("qos", "qos", qos)]
     checks = []
     for key, field, value in wanted:
         if not value or PLACEHOLDER.search(value):
@@ -309,9 +308,14 @@ def check_batch_scheduler(scheduler: str, run_dir: Path, settings: BatchBackendS
     problem = f"is the template's placeholder path ({placeholder.group()})" if placeholder else unwritable_because(run_dir)
     checks.append(Check("run directory", "problem" if problem else "ok",
                         f"{run_dir} {problem or 'writable'} (compute nodes must see it too)"))
-    checks.append(check_placeholders(f"[backend.{scheduler}]", settings))
+    from alem.config import RetrainJobSection
+
+    retraining = isinstance(settings, RetrainJobSection)
+    table = "[model.retrain_job]" if retraining else f"[backend.{scheduler}]"
+    checks.append(check_placeholders(table, settings))
     if not missing:
-        checks.extend(check_queue_settings(scheduler, settings))
+        queue_key, queue = ("partition", settings.partition) if retraining else ("queue", settings.queue)
+        checks.extend(check_queue_settings(scheduler, table, queue_key, queue, settings.account, settings.qos))
     if settings.python and not Path(settings.python).is_file():
         checks.append(Check("python", "warning", f"{settings.python} does not exist here; fine only if the compute "
                             "nodes have it"))

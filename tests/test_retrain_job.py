@@ -170,7 +170,7 @@ def test_a_version_4_store_migrates_to_5_keeping_its_rows(tmp_path, tiny_hop):
     import sqlite3
     from contextlib import closing
 
-    from alem.store.schema import migrate
+    from alem.store.schema import SCHEMA_VERSION, migrate
 
     path = tmp_path / "v4.sqlite"
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
@@ -179,7 +179,7 @@ def test_a_version_4_store_migrates_to_5_keeping_its_rows(tmp_path, tiny_hop):
         conn.execute("INSERT INTO model_versions (path, card_json, created_at, is_current) VALUES ('m', '{}', 1.0, 1)")
         assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'retrain_jobs'").fetchone()[0] == 0
     with Store.open(path) as store:
-        assert store.schema_version == 5
+        assert store.schema_version == SCHEMA_VERSION  # 5 and the migrations after it
         assert [m.path for m in store.model_versions()] == ["m"] and store.retrain_jobs() == []
         job = store.begin_retrain_job("slurm", 1, 1, 5, str(tmp_path / "runs"))
         assert job.job_key == "alem-retrain-1-a1" and job.run_dir == f"{tmp_path / 'runs'}/alem-retrain-1-a1"
