@@ -107,6 +107,10 @@ def test_lost_jobs_are_detected_and_resubmitted(campaign):
     assert store.jobs(hop_id="h0")[0].attempt == 2 and len(backend.submissions()) == 1
     reconcile(store, backend, config)
     assert store.hop("h0").state is HopState.DONE
+    # the label carries both attempts, read from the jobs ledger (the NEB's own record cannot know them)
+    attempts = result_hops(store)[0].metadata["provenance"]["attempts"]
+    assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "lost"), (2, "completed")]
+    assert attempts[0]["error"].startswith("backend replay has no record of")
 
 
 def test_reconcile_settles_a_job_whose_submission_never_reached_the_store(campaign):

@@ -5,8 +5,9 @@ A record names the preset and a hash of its resolved settings (every key after v
 defaults, so two presets that run the same calculation hash the same, whatever their file names),
 the settings themselves, the engine's inputs (the INCAR VASP read, or the MLIP and its NEB
 settings), the versions of the codes that ran it (alem, pymatgen, atomate2, jobflow, the MLIP
-package) and VASP's version as its OUTCAR states it. ``attempts`` is where the restart ledger
-records each attempt (job id, wall time, core-hours); it is empty until that ledger writes it.
+package) and VASP's version as its OUTCAR states it. ``attempts`` stays empty in the record the
+NEB writes (a job cannot know its own restarts); the jobs ledger keeps them, and reading a result as
+training data or exporting it (:mod:`alem.campaign.ingest`) fills them in from there.
 
 Versions are read where the calculation runs when that is alem's own process (the local worker,
 the Slurm/PBS batch job: ``code_versions_where`` says so); a FireWorks or jobflow-remote worker
@@ -61,7 +62,7 @@ class NebProvenance(BaseModel):
     code_versions: dict[str, str | None] = Field(default_factory=dict, description="package -> version")
     code_versions_where: str | None = Field(None, description="the host (or 'submitting alem') the versions were read on")
     attempts: list[dict[str, Any]] = Field(
-        default_factory=list, description="one entry per attempt (job id, wall time, core-hours): the restart ledger's"
+        default_factory=list, description="one entry per attempt (job id, state, core-hours), filled from the jobs ledger on export"
     )
     note: str | None = Field(None, description="what is not known and why")
 

@@ -50,3 +50,22 @@ class JobCostTables(StoreCore):
             args.append(stage)
         rows = self._conn.execute(sql + " GROUP BY hop_id ORDER BY spent DESC", args).fetchall()
         return {row["hop_id"]: (float(row["spent"]), int(row["n"])) for row in rows}
+
+    def attempt_ledger(self, hop_id: str, stage: str, up_to_job_id: int) -> list[dict[str, object]]:
+        """The attempts that led to job ``up_to_job_id`` of ``hop_id`` on ``stage``, oldest first:
+        job id, attempt number, scheduler id, how it ended and its core-hours (None: not recorded),
+        plus the allocation and wall time the core-hours came from where the backend told them."""
+        rows = self._conn.execute(
+            "SELECT id, attempt, external_id, state, error, core_hours, cost_json FROM jobs "
+            "WHERE hop_id = ? AND stage = ? AND id <= ? ORDER BY id", (hop_id, stage, up_to_job_id),
+        ).fetchall()
+        ledger: list[dict[str, object]] = []
+        for row in rows:
+            entry: dict[str, object] = {"job_id": row["id"], "attempt": row["attempt"], "external_id": row["external_id"],
+                                        "state": row["state"], "core_hours": row["core_hours"]}
+            if row["error"]:
+                entry["error"] = row["error"]
+            if row["cost_json"]:
+                entry["cost"] = json.loads(row["cost_json"])
+            ledger.append(entry)
+        return ledger
