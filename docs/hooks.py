@@ -89,7 +89,8 @@ def model_card_page(model_dir: Path | None = None) -> str:
 
     directory = model_dir or REPO / "models" / "ensemble"
     card = ModelCard.load(directory)
-    out = [f"Read from `{directory.relative_to(REPO)}/model_card.json` when this site was built "
+    shown = directory.relative_to(REPO) if directory.is_relative_to(REPO) else directory
+    out = [f"Read from `{shown}/model_card.json` when this site was built "
            f"(created {card.created}, alem commit `{(card.git_commit or '?')[:10]}`).", ""]
     out += ["## Summary", "", _table(["", ""], [
         ["kind", card.kind], ["GNN members", card.n_members], ["training hops", card.n_training_hops],
