@@ -92,7 +92,7 @@ def model_card_page(model_dir: Path | None = None) -> str:
     shown = directory.relative_to(REPO) if directory.is_relative_to(REPO) else directory
     out = [f"Read from `{shown}/model_card.json` when this site was built "
            f"(created {card.created}, alem commit `{(card.git_commit or '?')[:10]}`).", ""]
-    out += ["## Summary", "", _table(["", ""], [
+    out += ["## Summary", "", _table(["card", "value"], [
         ["kind", card.kind], ["GNN members", card.n_members], ["training hops", card.n_training_hops],
         ["training fidelities", ", ".join(f"{k}: {v}" for k, v in (card.training_fidelities or {}).items())],
         ["stack components", ", ".join(card.stack.components) if card.stack else "GNN only"],

@@ -303,3 +303,11 @@ def test_benchmark_tables_follow_the_json(tmp_path, monkeypatch):
     (copy / "results.json").write_text(json.dumps(data))
     monkeypatch.setattr(hooks, "REPO", tmp_path)
     assert "| explore | 12 % |" in hooks.replay_table("descriptor")
+
+
+def test_sphinx_roles_in_docstrings_become_inline_code():
+    spec = importlib.util.spec_from_file_location("alem_docs_griffe_roles", DOCS / "griffe_roles.py")
+    roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roles)
+    assert roles.plain_roles("a :class:`~alem.store.Store` and :func:`alem.hops.read_hops`, ``x``") == (
+        "a `Store` and `alem.hops.read_hops`, ``x``")
