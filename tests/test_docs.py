@@ -311,3 +311,25 @@ def test_sphinx_roles_in_docstrings_become_inline_code():
     spec.loader.exec_module(roles)
     assert roles.plain_roles("a :class:`~alem.store.Store` and :func:`alem.hops.read_hops`, ``x``") == (
         "a `Store` and `alem.hops.read_hops`, ``x``")
+
+
+def _slug(heading: str) -> str:
+    """The anchor MkDocs and GitHub give a heading (lower case, punctuation dropped, spaces to dashes)."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text))
+
+
+def test_the_readme_links_resolve():
+    """The README is read on the forge, not built: its links to docs pages and anchors must hold."""
+    readme = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", FENCE.sub("", readme))
+    assert links
+    for link in links:
+        if re.match(r"[a-z]+://", link):
+            continue
+        target, _, anchor = link.partition("#")
+        page = REPO / target if target else REPO / "README.md"
+        assert page.exists(), f"README links to {target}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", FENCE.sub("", page.read_text()), re.MULTILINE)
+            assert anchor in {_slug(h) for h in headings}, f"README links to {link}: no such heading there"
