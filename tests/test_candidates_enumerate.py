@@ -68,7 +68,7 @@ def test_shipped_hosts_are_the_prototypes_and_the_demo_ones_fit_small_cells():
     for name in DEMO_HOSTS:
         hops = enumerate_hops(read_host(files[name], "Li"), "Li", name, DEMO_ENUMERATION)
         found[name] = [(round(h.hop_length_a, 3), h.n_sites) for h in hops]
-    # what the README promises for the demo: one hop each, NEB cells of 23-27 atoms
+    # what the docs promise for the demo (getting started): one hop each, NEB cells of 23-27 atoms
     assert found == {
         "LiCoO2_layered": [(2.82, 23)],       # in-plane Li-Li
         "Li2O_antifluorite": [(2.305, 23)],   # a/2 along the simple-cubic Li sublattice

@@ -1,6 +1,6 @@
 """Imports point down the layers of the house, and no two files import each other in a circle.
 
-The layers, bottom to top, are :data:`LAYERS`; the README's layout table draws the same picture.
+The layers, bottom to top, are :data:`LAYERS`; the layout table of docs/development.md draws the same picture.
 Every import of the package counts, wherever it stands: module level, inside a function (the lazy
 imports that keep ``alem --help`` fast) or under ``TYPE_CHECKING``. A module may import its own
 layer's package and any layer below it; modules that share a layer are independent siblings and
@@ -20,7 +20,7 @@ import pytest
 
 import alem
 
-#: Bottom to top (layer 1 first, numbered as in the README's layout table). Each entry is one
+#: Bottom to top (layer 1 first, numbered as in the layout table of docs/development.md). Each entry is one
 #: layer: a tuple of independent siblings (a package or module name; ``alem`` itself is the root
 #: module only). A module belongs to the longest name it starts with.
 LAYERS: tuple[tuple[str, ...], ...] = (

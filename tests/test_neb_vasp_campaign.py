@@ -124,14 +124,14 @@ def test_shipped_queue_adapters_give_endpoints_fewer_nodes(name, endpoint, neb, 
         assert directive in adapter.get_script_str(str(tmp_path))
 
 
-def test_readme_shows_the_incar_the_preset_writes():
+def test_docs_show_the_incar_the_preset_writes():
     import re
 
     from alem.neb.presets import load_preset
     from alem.neb.vasp_inputs import example_incar_text
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("The NEB INCAR for the\nshipped layered LiCoO2")[1].split("```")[1]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "neb.md").read_text()
+    block = page.split("The NEB INCAR for the\nshipped layered LiCoO2")[1].split("```")[1]
     shown = {key: value.strip() for line in block.splitlines()
              for key, value in re.findall(r"([A-Z]+) = (.+?)(?=\s{2,}|$)", line)}
     written = dict(line.split(" = ", 1) for line in example_incar_text(load_preset("vasp_gga_u")).splitlines()[1:-1])

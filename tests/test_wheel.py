@@ -77,7 +77,7 @@ def test_the_wheel_carries_the_shipped_directories_and_its_alem_is_imported(whee
     assert Path(found["models"]) == package / "_shipped" / "models" / "ensemble"
     assert Path(found["preset"]) == package / "_shipped" / "workflows" / "mlip_chgnet.toml"
     assert (Path(found["templates"]) / "batch" / "alem_slurm.toml").is_file()
-    assert wheel.stat().st_size < 40e6  # the size the README states (28 MB), with room
+    assert wheel.stat().st_size < 40e6  # the size the docs state (getting started: 28 MB), with room
 
 
 def test_predict_evaluate_init_and_candidates_from_the_wheel(wheel_env, tmp_path):

@@ -6,7 +6,7 @@ symmetry-equivalent copy of a hop is its own edge. Each edge is matched to the
 ``DistinctPathFinder`` path it is a copy of: path ``N`` is the hop ``<label>-pN`` that
 :func:`alem.candidates.enumerate.enumerate_hops` stores, so a stored barrier lands on every copy.
 
-The percolation rule (README "Materials"): a hop's saddle lies at the energy of its initial site
+The percolation rule (docs: "Materials: a host's migration network"): a hop's saddle lies at the energy of its initial site
 plus its barrier, so it costs the same whichever way it is traversed. A network of hops has the
 barrier *highest saddle − lowest site it visits*, and the host's percolation barrier is the lowest
 such barrier over networks that connect a site to its own periodic image. Sites of one symmetry

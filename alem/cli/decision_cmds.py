@@ -168,7 +168,7 @@ def approve(
         unproposed = [hop_id for hop_id in ids if store.hop(hop_id).state is HopState.CANDIDATE]
         store.approve(ids, who=who or getpass.getuser(), reason=reason)
     console.print(f"approved {len(ids)} hop(s): {', '.join(ids)}; `alem loop` submits them", highlight=False)
-    if unproposed:  # a deliberate shortcut (README: the states), said so the person knows
+    if unproposed:  # a deliberate shortcut (docs: the campaign, the states), said so the person knows
         console.print(f"{', '.join(unproposed)} {'was' if len(unproposed) == 1 else 'were'} never proposed: "
                       "approved straight from candidate", highlight=False)
 

@@ -147,7 +147,7 @@ def train(
     out: Path = typer.Option(None, help="Output ensemble directory (default: models/ensemble)."),
     members: int = typer.Option(5, help="Ensemble members."),
     epochs: int = typer.Option(0, help="Epochs per member (0 = default)."),
-    freeze: str = typer.Option("frozen", help="frozen | partial | none | scratch (see README)."),
+    freeze: str = typer.Option("frozen", help="frozen | partial | none | scratch (see the docs: The model)."),
     pretrained: Path | None = typer.Option(None, help="Pre-trained backbone (default: models/pretrained)."),
     cv_folds: int = typer.Option(5, help="Grouped CV folds for out-of-fold metrics, stacking weights and σ calibration (0 = skip)."),
     trees: bool = typer.Option(True, "--trees/--no-trees", help="Stack descriptor trees with the GNN members (needs --cv-folds >= 2)."),

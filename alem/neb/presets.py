@@ -120,7 +120,7 @@ class VaspSettings(_Section):
 
 
 class CheckSettings(_Section):
-    """What makes a path or its endpoints unusable (README "NEB checks")."""
+    """What makes a path or its endpoints unusable (docs: NEB workflows, "NEB checks")."""
 
     intermediate_minimum_tolerance_ev: float = Field(
         0.05, ge=0, description="an interior image this far (eV) below the lower endpoint is an intermediate minimum"

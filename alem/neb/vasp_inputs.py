@@ -216,7 +216,7 @@ def relax_input_generator(preset: Preset, relax: bool, relax_cell: bool = False,
     return RelaxSetGenerator(user_incar_settings={**electronic_incar(preset), **ionic}, **input_generator_kwargs(preset))
 
 
-#: Shipped host whose INCARs ``alem doctor`` and the README show (71-site NEB cell, Co3+/Co4+ hole).
+#: Shipped host whose INCARs ``alem doctor`` and the docs (NEB workflows page) show (71-site NEB cell, Co3+/Co4+ hole).
 EXAMPLE_HOST = "LiCoO2_layered.cif"
 
 

@@ -82,10 +82,13 @@ def fit_fidelity_addon(
     """Fit the add-on on the training hops that have a cheap barrier of ``cheap_fidelity``.
 
     Args:
-        hop_ids, features, y_ev, folds: the training hops, their structure tree features, DFT
-            barriers and grouped CV folds (those of the model's out-of-fold predictions).
-        structure_means_ev, structure_sigmas_ev: ``n_components x n_hops`` out-of-fold predictions
-            of the structure-only stack components (GNN first), uncalibrated.
+        hop_ids: the training hops.
+        features: their structure tree features.
+        y_ev: their DFT barriers.
+        folds: their grouped CV folds (those of the model's out-of-fold predictions).
+        structure_means_ev: ``n_components x n_hops`` out-of-fold means of the structure-only stack
+            components (GNN first), uncalibrated.
+        structure_sigmas_ev: their σ, same shape.
         cheap_barriers: paired cheap barriers by hop id; other potentials are ignored (warned).
         forms: target forms tried; the one with the lowest cross-fitted out-of-fold MAE of the
             stack is kept (the procedure benchmarks/cv/run_fidelity.py scores under nested CV).
