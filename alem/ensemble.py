@@ -179,7 +179,7 @@ class Ensemble:
         wanted = set(hosts)
         fresh = [h for h in labelled if h.barrier_ev is not None and h.hop_id not in trained and host_of(h) in wanted]
         if fresh:
-            label_inputs = self.hop_inputs(fresh, None, device)
+            label_inputs = self.hop_inputs(fresh, inputs.cheap_barriers, device)  # as their sisters are predicted
             stack = self._predict(label_inputs)
             sister = sister.with_labels(
                 [h.hop_id for h in fresh], [host_of(h) for h in fresh], label_inputs.descriptors,
