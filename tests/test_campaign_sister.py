@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
@@ -28,20 +30,26 @@ def _loop(config, *args):
     return result.output
 
 
-@pytest.fixture
-def sister_campaign(tmp_path, replay_ensemble_dir):
-    """A replay campaign over :data:`HOSTS` ranked by a copy of the tiny ensemble that carries a
-    sister correction (flat kernel, ratio 1: every labelled sister moves a hop) with an empty store."""
+def _sister_model(tmp_path, replay_ensemble_dir, hops):
+    """A copy of the tiny ensemble that carries a sister correction (flat kernel, ratio 1: every
+    labelled sister moves a hop) with an empty store."""
     from alem.training.sister import add_sister_correction
 
+    model_dir = tmp_path / "model"
+    shutil.copytree(replay_ensemble_dir, model_dir)
+    add_sister_correction(model_dir, hops, SisterParams("ev", None, 1.0), device="cpu")
+    return model_dir
+
+
+@pytest.fixture
+def sister_campaign(tmp_path, replay_ensemble_dir):
+    """A replay campaign over :data:`HOSTS` ranked by :func:`_sister_model`."""
     by_id = {h.hop_id: h for h in small_shipped_hops(max_sites=60)}
     # the replay backend answers 2.5 eV for every hop: far from any prediction of the tiny model,
     # so the labelled hop's residual (and its sister's move) is large whichever hop is chosen
     hops = [dataclasses.replace(by_id[h], barrier_ev=REPLAY_BARRIER_EV) for pair in HOSTS.values() for h in pair]
     assert {h.group for h in hops} == set(HOSTS)
-    model_dir = tmp_path / "model"
-    shutil.copytree(replay_ensemble_dir, model_dir)
-    add_sister_correction(model_dir, hops, SisterParams("ev", None, 1.0), device="cpu")
+    model_dir = _sister_model(tmp_path, replay_ensemble_dir, hops)
     config, _ = make_replay_campaign(tmp_path, model_dir, hops=hops, acquisition__batch_size=1, approval__auto_approve=True)
     return config
 
@@ -88,3 +96,32 @@ def test_an_ingested_label_moves_its_sisters_and_no_other_host_without_retrainin
     stack_ev = label_hop.predict([hop], device="cpu").mean_ev[0]
     assert child.ensemble.sister.store.residuals[0] == pytest.approx(result.barrier_ev - stack_ev)
     assert child.ensemble.card["sister_correction"]["variance_ratio"] == 1.0
+
+
+def test_a_retraining_job_registers_a_version_that_keeps_the_labels_residuals(tmp_path, replay_ensemble_dir):
+    from alem.campaign.model_versions import load_current_model
+    from alem.config import CampaignConfig
+    from tests._replay_campaign import small_dataset_hops
+
+    hops = small_dataset_hops(6, offset=24)
+    config, _ = make_replay_campaign(
+        tmp_path, _sister_model(tmp_path, replay_ensemble_dir, hops), hops=hops, approval__auto_approve=True,
+        approval__max_running_jobs=3, acquisition__batch_size=3, model__retrain_after_results=3, model__n_members=2,
+        model__retrain_on="backend", model__retrain_job__cpus=1,
+    )
+    invoke(config, "loop", "--tick-seconds", "0", "--max-ticks", "2")  # 3 results, a retraining job submitted
+    with Store.open(config.store_path) as store:
+        (job,) = store.retrain_jobs()
+        labelled = {r.hop_id for r in store.results(usable=True) if r.created_at < job.created_at}
+    assert len(labelled) == 3
+    deadline = time.time() + 240
+    while not (Path(job.run_dir) / "exit.json").is_file():
+        assert time.time() < deadline, "the retraining job did not finish"
+        time.sleep(0.5)
+    invoke(config, "loop", "--tick-seconds", "0", "--once")
+    config = CampaignConfig.load(config.campaign_dir)
+    with Store.open(config.store_path) as store:
+        current = load_current_model(store, config)
+        assert current.version_id == 2
+        # the version the job trained carries every DFT label so far (3 it trained on, 3 that came meanwhile)
+        assert labelled <= set(current.ensemble.sister.store.hop_ids) == {r.hop_id for r in store.results(usable=True)}
