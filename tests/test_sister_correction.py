@@ -41,6 +41,8 @@ def test_sisters_shift_a_hop_by_the_shrunk_mean_of_their_residuals_and_narrow_it
     assert three.sigma_ev[0] < one.sigma_ev[0]
     off = correct(SisterParams("ev", None, 0.0), _store(["A"], [0.2]), ["x"], ["A"], np.zeros((1, 3)), mean, sigma)
     assert off.mean_ev[0] == 1.0 and off.sigma_ev[0] == 0.4
+    kept = correct(SisterParams("ev", None, 1.0, narrow_sigma=False), _store(["A"], [0.2]), ["x"], ["A"], np.zeros((1, 3)), mean, sigma)
+    assert kept.mean_ev[0] == pytest.approx(1.1) and kept.sigma_ev[0] == 0.4
 
 
 def test_dissimilar_sisters_count_less_and_a_hop_never_reads_its_own_residual():

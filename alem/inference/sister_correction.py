@@ -45,14 +45,19 @@ class SisterParams:
         length_scale: of the squared exponential over standardised descriptors, per unit of
             ``sqrt(n_descriptors)`` (None: every sister counts the same).
         variance_ratio: host-level residual variance over hop-level noise variance (0: no correction).
+        narrow_sigma: whether σ narrows by the share of residual variance the sisters explain (the
+            GP's own answer) or keeps the stack's (after a retraining the stack has already learnt
+            part of what the sisters' residuals say, and the GP's answer can be over-confident).
     """
 
     space: str = "log"
     length_scale: float | None = 1.0
     variance_ratio: float = 0.0
+    narrow_sigma: bool = True
 
     def as_dict(self) -> dict:
-        return {"space": self.space, "length_scale": self.length_scale, "variance_ratio": self.variance_ratio}
+        return {"space": self.space, "length_scale": self.length_scale, "variance_ratio": self.variance_ratio,
+                "narrow_sigma": self.narrow_sigma}
 
 
 @dataclass
@@ -151,7 +156,8 @@ def correct(
         shift[i] = ratio * k_star @ solve[:, 0]
         explained = ratio * k_star @ solve[:, 1]  # share of the host-level variance the sisters explain
         # residual variance (host part + hop noise), before and after: σ scales with its square root
-        sigma_ev[i] *= np.sqrt((ratio * (1.0 - explained) + 1.0) / (ratio + 1.0))
+        if params.narrow_sigma:
+            sigma_ev[i] *= np.sqrt((ratio * (1.0 - explained) + 1.0) / (ratio + 1.0))
         n_sisters[i] = len(sisters)
     if params.space == "log":
         corrected = mean_ev * np.exp(shift)
@@ -185,7 +191,7 @@ class SisterModel:
             raise ModelError(f"{model_dir}: the card has a sister_correction but there is no {SISTER_RESIDUALS_FILENAME}")
         data = np.load(file, allow_pickle=False)
         store = ResidualStore([str(h) for h in data["hop_id"]], data["host"].astype(object), data["descriptors"], data["residual"])
-        params = SisterParams(section.space, section.length_scale, section.variance_ratio)
+        params = SisterParams(section.space, section.length_scale, section.variance_ratio, section.narrow_sigma)
         return cls(params, np.asarray(section.descriptor_mean), np.asarray(section.descriptor_std), store)
 
     def save(self, model_dir: Path) -> None:

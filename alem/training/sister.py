@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from alem.ensemble import Ensemble
 
 #: Chosen on the sister-aware protocol's folds (benchmarks/cv/sister_results.json, "shipped_choice").
-DEFAULT_SISTER_PARAMS = SisterParams("ev", 0.03, 3.0)
+DEFAULT_SISTER_PARAMS = SisterParams("ev", 0.03, 3.0, narrow_sigma=False)
 METHOD = (
     "GP on the stack's residuals, kernel host identity x squared exponential over standardised descriptors; "
     "residual store: grouped out-of-fold residuals of the training hops (campaign labels: against the stack "

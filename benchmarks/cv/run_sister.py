@@ -19,7 +19,8 @@ GNN part of "today's stack" under the sister-aware protocol is therefore pessimi
 
 The correction (:mod:`alem.inference.sister_correction`): the residual store is the grouped
 out-of-fold residuals of the labelled hops; its hyper-parameters (space, length scale, variance
-ratio, on a declared grid that includes "no correction") are chosen per outer fold on 4 inner
+ratio, on a declared grid that includes "no correction", by MAE; then whether σ narrows with the
+sisters or keeps the stack's, by Gaussian NLL on the same hops) are chosen per outer fold on 4 inner
 sister-aware folds of the outer training hops (trees refitted per inner fold), so the outer
 numbers are test numbers for the choice. Under the grouped protocol no test hop has a labelled
 sister in training, so the correction is exactly zero (checked).
@@ -36,6 +37,7 @@ Writes ``sister_results.json`` and ``sister_results.md`` beside this file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -52,7 +54,7 @@ from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 from alem.inference.sister_correction import ResidualStore, SisterParams, correct, residual_of
 from alem.inference.stacking import combine_components, fit_stack_weights
 from alem.inference.trees import fit_tree, predict_trees
-from alem.metrics import barrier_metrics, fit_sigma_scale
+from alem.metrics import barrier_metrics, fit_sigma_scale, gaussian_nll
 from alem.model_dir import default_ensemble_path, default_pretrained_path
 from alem.training.cv import sister_folds
 from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet
@@ -133,7 +135,21 @@ def choose(data: Data, train: np.ndarray) -> tuple[SisterParams, dict]:
         errors = [np.abs(data.corrected(params, tr, te, m, s).mean_ev - data.y[te]) for (tr, te), m, s in zip(held, means, sigmas)]
         scores[json.dumps(params.as_dict())] = float(np.concatenate(errors).mean())
     best = min(GRID, key=lambda p: scores[json.dumps(p.as_dict())])
-    return best, scores
+
+    def inner_nll(params: SisterParams) -> float:
+        fixed = [data.corrected(params, tr, te, m, s) for (tr, te), m, s in zip(held, means, sigmas)]
+        test = np.concatenate([te for _, te in held])
+        return gaussian_nll(data.y[test], np.concatenate([f.mean_ev for f in fixed]), np.concatenate([f.sigma_ev for f in fixed]))
+
+    return with_sigma_choice(best, inner_nll), scores
+
+
+def with_sigma_choice(params: SisterParams, nll) -> SisterParams:
+    """``params`` with σ narrowed by the sisters or kept as the stack's, whichever scores the lower
+    Gaussian NLL (``nll``: of a params, on the same hops the mean was chosen on)."""
+    keep = dataclasses.replace(params, narrow_sigma=False)
+    narrow = dataclasses.replace(params, narrow_sigma=True)
+    return narrow if nll(narrow) <= nll(keep) else keep
 
 
 def classification(y: np.ndarray, prob: np.ndarray) -> dict:
@@ -222,6 +238,12 @@ def main() -> None:
             return float(np.abs(fixed.mean_ev - y[index]).mean())
 
         params = min(GRID, key=lambda p: loo_mae(p, other))
+
+        def loo_nll(params: SisterParams, index: np.ndarray = other) -> float:
+            fixed = data.corrected(params, index, index, data.grouped_mean[index], data.grouped_sigma[index])
+            return gaussian_nll(y[index], fixed.mean_ev, fixed.sigma_ev)
+
+        params = with_sigma_choice(params, loo_nll)
         fast_chosen.append(params.as_dict())
         fixed = data.corrected(params, here, here, data.grouped_mean[here], data.grouped_sigma[here])
         fast_mean[here], fast_sigma[here] = fixed.mean_ev, fixed.sigma_ev
@@ -235,6 +257,14 @@ def main() -> None:
             errors.append(np.abs(data.corrected(params, train, test, base_mean[test], base_sigma[test]).mean_ev - y[test]))
         shipped_scores[json.dumps(params.as_dict())] = float(np.concatenate(errors).mean())
     shipped = min(GRID, key=lambda p: shipped_scores[json.dumps(p.as_dict())])
+
+    def outer_nll(params: SisterParams) -> float:
+        fixed = [data.corrected(params, np.flatnonzero(sfolds != f), np.flatnonzero(sfolds == f),
+                                base_mean[sfolds == f], base_sigma[sfolds == f]) for f in range(N_FOLDS)]
+        test = np.concatenate([np.flatnonzero(sfolds == f) for f in range(N_FOLDS)])
+        return gaussian_nll(y[test], np.concatenate([x.mean_ev for x in fixed]), np.concatenate([x.sigma_ev for x in fixed]))
+
+    shipped = with_sigma_choice(shipped, outer_nll)
     moved = moved_hops(data, shipped, sfolds, base_mean, base_sigma)
 
     everything = np.arange(n)
