@@ -22,6 +22,7 @@ from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs, Mixture
 from alem.inference.device import pick_device
 from alem.inference.members import GnnMembers
+from alem.inference.sister_correction import SisterCorrection, SisterModel, host_of
 from alem.inference.stacking import combine_members
 from alem.inference.tree_components import FidelityTreeComponent, TreeComponent
 from alem.model_dir import ModelCard, ModelError, ModelNotFoundError, default_ensemble_path
@@ -47,10 +48,18 @@ class EnsemblePrediction:
     component_sigma_ev: np.ndarray | None = None
     #: Per hop: whether its prediction used a cheap barrier (the fidelity-aware part of the model).
     used_cheap_barrier: np.ndarray | None = None
+    #: Per hop: the stack's mean before the sister correction (equal to ``mean_ev`` where no
+    #: labelled sister hop informed it) and how many labelled sisters did.
+    stack_mean_ev: np.ndarray | None = None
+    n_sisters: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.used_cheap_barrier is None:
             self.used_cheap_barrier = np.zeros(len(self.mean_ev), dtype=bool)
+        if self.stack_mean_ev is None:
+            self.stack_mean_ev = self.mean_ev.copy()
+        if self.n_sisters is None:
+            self.n_sisters = np.zeros(len(self.mean_ev), dtype=int)
 
 
 @dataclass
@@ -93,6 +102,9 @@ class Ensemble:
             trees = FidelityTreeComponent.load_all(path, addon.tree_specs, addon.form, addon.cheap_fidelity)
             mixture = Mixture([*components, *trees], np.asarray(addon.weights), float(addon.sigma_scale))
             self.cheap_mixtures.append(CheapFidelityMixture(addon.cheap_fidelity, mixture))
+        #: The correction by labelled sister hops (None: the model has none).
+        section = self.model_card.sister_correction
+        self.sister = SisterModel.load(path, section) if section and path is not None else None
 
     @property
     def members(self) -> list[BarrierModel]:
@@ -140,11 +152,54 @@ class Ensemble:
         cheap_barriers: Mapping[str, CheapBarrier] | None = None,
         device: str | None = None,
         progress: bool = False,
+        labelled: Sequence[Hop] = (),
     ) -> EnsemblePrediction:
         """Predictions for ``hops``. Hops with a cheap barrier of :attr:`cheap_fidelity` in
         ``cheap_barriers`` (by hop id) get the fidelity-aware prediction, all others the
-        structure-only one; barriers of another potential are ignored with a warning."""
-        return self._predict(self.hop_inputs(hops, cheap_barriers, device, progress))
+        structure-only one; barriers of another potential are ignored with a warning. Where the
+        model has a sister correction, hops whose host has labelled hops (in the model's residual
+        store, or in ``labelled``: hops with a barrier the model was not trained on) are corrected
+        by them (:meth:`sister_correction`)."""
+        inputs = self.hop_inputs(hops, cheap_barriers, device, progress)
+        prediction = self._predict(inputs)
+        return self._corrected(prediction, self.sister_correction(inputs, prediction, labelled, device))
+
+    def sister_correction(
+        self, inputs: HopInputs, prediction: EnsemblePrediction, labelled: Sequence[Hop] = (), device: str | None = None
+    ) -> SisterCorrection | None:
+        """The correction of ``prediction`` (the stack's, of ``inputs``' hops) by the labelled hops
+        of their hosts: the residual store, plus ``labelled`` with their residuals against this
+        model's stack prediction of them (hops it was trained on are left out of ``labelled``:
+        an in-sample residual would teach nothing). None: the model has no correction."""
+        if self.sister is None:
+            return None
+        sister = self.sister
+        hosts = [host_of(h) for h in inputs.hops]
+        trained = set(self.model_card.training_hop_ids or ())
+        wanted = set(hosts)
+        fresh = [h for h in labelled if h.barrier_ev is not None and h.hop_id not in trained and host_of(h) in wanted]
+        if fresh:
+            label_inputs = self.hop_inputs(fresh, inputs.cheap_barriers, device)  # as their sisters are predicted
+            stack = self._predict(label_inputs)
+            sister = sister.with_labels(
+                [h.hop_id for h in fresh], [host_of(h) for h in fresh], label_inputs.descriptors,
+                np.array([h.barrier_ev for h in fresh], dtype=float), stack.mean_ev,
+            )
+        return sister.apply([h.hop_id for h in inputs.hops], hosts, inputs.descriptors, prediction.mean_ev, prediction.std_ev)
+
+    @staticmethod
+    def _corrected(prediction: EnsemblePrediction, correction: SisterCorrection | None) -> EnsemblePrediction:
+        if correction is None or not correction.n_sisters.any():
+            return prediction
+        moved = correction.n_sisters > 0
+        prediction.stack_mean_ev = prediction.mean_ev.copy()
+        prediction.mean_ev = np.where(moved, correction.mean_ev, prediction.mean_ev)
+        prediction.std_ev = np.where(moved, correction.sigma_ev, prediction.std_ev)
+        prediction.prob_good = np.where(
+            moved, stats.norm.cdf((GOOD_CONDUCTOR_THRESHOLD_EV - prediction.mean_ev) / prediction.std_ev), prediction.prob_good
+        )
+        prediction.n_sisters = correction.n_sisters
+        return prediction
 
     def _predict(self, inputs: HopInputs) -> EnsemblePrediction:
         hops = inputs.hops
@@ -177,11 +232,17 @@ class Ensemble:
         seed: int = 0,
         cheap_barriers: Mapping[str, CheapBarrier] | None = None,
         device: str | None = None,
+        labelled: Sequence[Hop] = (),
     ) -> np.ndarray:
         """``n_draws x n_hops`` joint draws of the barriers (eV) from the structure-only mixture,
         uncalibrated (:meth:`~alem.inference.components.Mixture.sample`); hops with a cheap barrier
-        of :attr:`cheap_fidelity` are drawn from the fidelity-aware mixture instead."""
-        return self._sample(self.hop_inputs(hops, cheap_barriers, device), n_draws, seed)
+        of :attr:`cheap_fidelity` are drawn from the fidelity-aware mixture instead; hops with
+        labelled sisters are moved and narrowed as their prediction is (:meth:`predict`)."""
+        inputs = self.hop_inputs(hops, cheap_barriers, device)
+        if self.sister is None:
+            return self._sample(inputs, n_draws, seed)
+        stack = self._predict(inputs)
+        return _moved_draws(self._sample(inputs, n_draws, seed), stack, self.sister_correction(inputs, stack, labelled, device))
 
     def posterior(
         self,
@@ -191,10 +252,14 @@ class Ensemble:
         cheap_barriers: Mapping[str, CheapBarrier] | None = None,
         device: str | None = None,
         progress: bool = False,
+        labelled: Sequence[Hop] = (),
     ) -> tuple[EnsemblePrediction, np.ndarray]:
         """:meth:`predict` and :meth:`sample` of ``hops`` from one pass over their inputs."""
         inputs = self.hop_inputs(hops, cheap_barriers, device, progress)
-        return self._predict(inputs), self._sample(inputs, n_draws, seed)
+        stack = self._predict(inputs)
+        correction = self.sister_correction(inputs, stack, labelled, device)
+        draws = _moved_draws(self._sample(inputs, n_draws, seed), stack, correction)
+        return self._corrected(stack, correction), draws
 
     def _sample(self, inputs: HopInputs, n_draws: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -204,6 +269,18 @@ class Ensemble:
             if here.any():
                 draws[:, here] = cheap.mixture.sample(inputs.subset(here), n_draws, rng)
         return draws
+
+
+def _moved_draws(draws: np.ndarray, stack: EnsemblePrediction, correction: SisterCorrection | None) -> np.ndarray:
+    """Draws of hops with labelled sisters moved to the corrected mean and scaled by the σ's
+    ratio (other hops' draws untouched, bit for bit)."""
+    if correction is None or not correction.n_sisters.any():
+        return draws
+    moved = np.flatnonzero(correction.n_sisters > 0)
+    ratio = correction.sigma_ev[moved] / stack.std_ev[moved]
+    draws = draws.copy()
+    draws[:, moved] = np.clip(correction.mean_ev[moved] + (draws[:, moved] - stack.mean_ev[moved]) * ratio, 0.0, None)
+    return draws
 
 
 def _cut(prediction: ComponentPrediction, index: np.ndarray) -> ComponentPrediction:

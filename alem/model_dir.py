@@ -8,6 +8,8 @@ An ensemble directory (``models/ensemble`` ships with alem) holds::
     oof_predictions.npz         grouped out-of-fold predictions, when the recipe ran a CV
     cv_parity.png               their parity plot
     reference_predictions.json  the fresh ensemble's predictions of a few hops (drift check)
+    sister_residuals.npz        labelled hops' out-of-sample residuals, when the card has a
+                                ``sister_correction`` (alem.inference.sister_correction)
 
 A pre-trained backbone directory (``models/pretrained``) holds ``backbone.pt`` and its own
 ``model_card.json`` (:class:`BackboneCard`). Every module that writes or reads these files takes
@@ -41,6 +43,8 @@ REFERENCE_FILENAME = "reference_predictions.json"
 FIDELITY_TREES_FILENAME = "fidelity_trees.joblib"
 FIDELITY_REFERENCE_FILENAME = "reference_predictions_fidelity.json"
 BACKBONE_FILENAME = "backbone.pt"
+#: The sister-label correction (alem.inference.sister_correction): its residual store.
+SISTER_RESIDUALS_FILENAME = "sister_residuals.npz"
 
 ENSEMBLE_KIND = "alem-barrier-ensemble"
 BACKBONE_KIND = "alem-pretrained-backbone"
@@ -261,6 +265,28 @@ class FidelityAwareSection(_Section):
     sklearn_version: str | None = Field(None, description="scikit-learn that pickled fidelity_trees.joblib")
 
 
+class SisterCorrectionSection(_Section):
+    """The sister-label correction (:mod:`alem.inference.sister_correction`): a GP on the stack's
+    residuals with a host-identity kernel; its residual store is ``sister_residuals.npz``."""
+
+    space: str = Field(description="residual space: 'log' (multiplicative correction) or 'ev' (additive)")
+    length_scale: float | None = Field(description="squared-exponential length scale over standardised descriptors (None: flat)")
+    variance_ratio: float = Field(ge=0.0, description="host-level residual variance over hop-level noise (0: no correction)")
+    narrow_sigma: bool = Field(True, description="σ narrows by the share of residual variance the sisters explain (False: the stack's σ)")
+    descriptor_mean: list[float] = Field(description="per descriptor column: the mean that standardises it")
+    descriptor_std: list[float] = Field(description="per descriptor column: the spread that standardises it")
+    n_residuals: int | None = Field(None, description="labelled hops in the residual store")
+    cv: dict[str, Any] | None = Field(None, description="the protocol numbers it was chosen on (benchmarks/cv/sister_results.json)")
+    method: str | None = Field(None, description="how the hyper-parameters and the residuals were obtained")
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        if value not in ("log", "ev"):
+            raise ValueError(f"space must be 'log' or 'ev', not {value!r}")
+        return value
+
+
 class TrainingRecord(_Section):
     """What a card records of how its model was judged and where its data came from: the grouped
     CV (:func:`alem.training.recipe.cv_card_entries`) and, for a loop retraining, the campaign."""
@@ -357,6 +383,9 @@ class ModelCard(_Card, TrainingRecord):
         None, description="those hops per fidelity, e.g. {'dft:GGA': 493, 'dft:GGA+U': 41} (the functionals it learned from)"
     )
     fidelity_aware: FidelityAwareSection | None = Field(None, description="the fidelity-aware add-on; None: the model has none")
+    sister_correction: SisterCorrectionSection | None = Field(
+        None, description="the correction by labelled sister hops' residuals; None: the model has none"
+    )
     pretrained_backbone: str | None = Field(None, description="name of the pre-trained backbone directory")
     pretrained_path: str | None = Field(None, description="absolute path of that directory when trained")
     wall_time_s: float | int | None = Field(None, description="training wall time, s")

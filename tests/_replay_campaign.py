@@ -27,15 +27,15 @@ def small_dataset_hops(n: int, offset: int = 0):
 
 
 def make_replay_campaign(
-    directory: Path, ensemble_dir: Path, n_hops: int = 12, offset: int = TINY_TRAINING_HOPS, **settings
+    directory: Path, ensemble_dir: Path, n_hops: int = 12, offset: int = TINY_TRAINING_HOPS, hops=None, **settings
 ):
     """A replay campaign whose candidates are ``n_hops`` small shipped hops from ``offset`` on
-    (by default ones the tiny ensemble was not trained on), labels hidden in the store and
-    answered by the replay backend. ``settings``: ``section__key=value`` overrides."""
+    (by default ones the tiny ensemble was not trained on), or ``hops`` when given, labels hidden
+    in the store and answered by the replay backend. ``settings``: ``section__key=value`` overrides."""
     from alem.campaign import init_campaign
     from alem.hops import write_dataset
 
-    hops = small_dataset_hops(n_hops, offset=offset)
+    hops = list(hops) if hops is not None else small_dataset_hops(n_hops, offset=offset)
     dataset = write_dataset(hops, directory / "replay.json")
     config = init_campaign(directory / "campaign", backend="replay", replay_dataset=str(dataset))
     config.model.path = str(ensemble_dir)

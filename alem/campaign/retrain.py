@@ -156,10 +156,23 @@ def register_retrained(store: Store, config: CampaignConfig, parent_version_id: 
     return LoadedModel(version_id, path, ensemble)
 
 
+def carry_sister_labels(store: Store, parent: LoadedModel, model_dir: Path) -> None:
+    """Give a retrained model its parent's sister correction (:func:`alem.training.sister.carry_sister_correction`):
+    the parent's residual store plus the campaign's DFT labels with their residuals against the
+    parent's stack. Nothing for a parent without one."""
+    from alem.campaign.ingest import result_hops
+    from alem.campaign.score import SISTER_LABEL_FIDELITIES
+    from alem.training.sister import carry_sister_correction
+
+    if parent.ensemble.sister is not None:
+        carry_sister_correction(parent.ensemble, model_dir, result_hops(store, SISTER_LABEL_FIDELITIES))
+
+
 def retrain(store: Store, config: CampaignConfig, current: LoadedModel, progress: bool = False) -> LoadedModel:
     """Fine-tune a new ensemble on the campaign's data (in this process) and make it the current version."""
     from alem.training.finetune import train_ensemble
 
     plan = plan_retraining(store, config, current)
     path = train_ensemble(plan.hops, new_version_dir(config), progress=progress, **plan.train_kwargs())
+    carry_sister_labels(store, current, path)
     return register_retrained(store, config, current.version_id, path, plan.dataset_hash, len(plan.hops), plan.n_results)

@@ -27,7 +27,7 @@ from alem.backends.retrain_runner import MODEL, SPEC, RetrainRunner, exit_error,
 from alem.backends.rundir import read_json
 from alem.campaign.ingest import usable_results_since
 from alem.campaign.model_versions import LoadedModel, load_ensemble
-from alem.campaign.retrain import plan_retraining, register_retrained
+from alem.campaign.retrain import carry_sister_labels, plan_retraining, register_retrained
 from alem.config import ConfigError
 
 if TYPE_CHECKING:
@@ -109,9 +109,10 @@ def _start(store: Store, config: CampaignConfig, current: LoadedModel, runner: R
                          f"since model version {current.version_id}); the loop goes on with version {current.version_id}")
 
 
-def _register(store: Store, config: CampaignConfig, job: RetrainJobRecord) -> LoadedModel:
+def _register(store: Store, config: CampaignConfig, job: RetrainJobRecord, parent: LoadedModel) -> LoadedModel:
     run_dir = Path(job.run_dir)
     spec = read_json(run_dir / SPEC) or {}
+    carry_sister_labels(store, parent, run_dir / MODEL)  # idempotent: a restart writes the same store again
     ensemble = load_ensemble(run_dir / MODEL)  # before taking the write lock: loading takes seconds
     with store.transaction():  # the version and the job's completion commit together
         model = register_retrained(store, config, job.parent_model_id, run_dir / MODEL, spec.get("dataset_hash", ""),
@@ -132,7 +133,7 @@ def _settle(store: Store, config: CampaignConfig, current: LoadedModel, job: Ret
         return
     if state is QueueState.COMPLETED:
         try:
-            step.new_model = _register(store, config, job)
+            step.new_model = _register(store, config, job, current)
         except Exception as exc:  # a model that does not load is a failed retraining, not a crashed loop
             error = f"its model {run_dir / MODEL} does not load: {type(exc).__name__}: {exc}"
             store.finish_retrain_job(job.id, "failed", error)

@@ -3,6 +3,12 @@
 The loop scores candidates the current model has not predicted yet (so ``alem show``, the report
 and the review page see a prediction for every candidate); proposing re-scores the whole pool it
 chooses from.
+
+With a model that has a sister correction (:mod:`alem.inference.sister_correction`), every
+prediction reads the campaign's DFT labels: a candidate whose host has labelled hops is moved by
+their residuals. After a result is ingested, the loop's scoring step re-scores the candidates of
+its host whose prediction is older than the result (the fast path: no retraining), so ``alem
+show`` of a sister of a just-labelled hop shows the prediction moving.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import TYPE_CHECKING
 from alem.acquisition import PredictionTable
 from alem.acquisition.model import POSTERIOR_DRAWS
 from alem.hops.fidelity import CheapBarrier
-from alem.store import HopRecord, HopState
+from alem.store import HopRecord, HopState, Prediction
 
 if TYPE_CHECKING:
     from alem.campaign.model_versions import LoadedModel
@@ -23,6 +29,18 @@ if TYPE_CHECKING:
 
 #: Seed of the posterior rows: the same model and pool give the same rows, so a proposal repeats.
 POSTERIOR_SEED = 0
+#: Results whose barriers move their sisters' predictions: DFT of any functional (an MLIP barrier
+#: is another level of theory, not a label of the stack's target).
+SISTER_LABEL_FIDELITIES = ("dft",)
+
+
+def sister_labels(store: Store, model: LoadedModel) -> list[Hop]:
+    """The campaign's labelled hops the model's sister correction reads (none without one)."""
+    from alem.campaign.ingest import result_hops
+
+    if model.ensemble.sister is None:
+        return []
+    return result_hops(store, SISTER_LABEL_FIDELITIES)
 
 
 def posterior_table(
@@ -30,12 +48,15 @@ def posterior_table(
     hops: Sequence[Hop],
     progress: bool = False,
     cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    labelled: Sequence[Hop] = (),
 ) -> tuple[EnsemblePrediction, PredictionTable]:
     """The calibrated prediction of ``hops`` and the acquisition's table: its rows are
     :data:`~alem.acquisition.model.POSTERIOR_DRAWS` joint draws of the model over the hops
-    (seeded: the same model and pool give the same rows)."""
+    (seeded: the same model and pool give the same rows); ``labelled``: hops with a barrier whose
+    sisters the model's correction moves."""
     prediction, draws = ensemble.posterior(
-        hops, POSTERIOR_DRAWS, seed=POSTERIOR_SEED, cheap_barriers=cheap_barriers or None, progress=progress
+        hops, POSTERIOR_DRAWS, seed=POSTERIOR_SEED, cheap_barriers=cheap_barriers or None, progress=progress,
+        labelled=labelled,
     )
     return prediction, PredictionTable.from_prediction([h.hop_id for h in hops], prediction, draws)
 
@@ -50,7 +71,8 @@ def predict_pool(
     """Predict ``records`` with ``model`` and record the predictions; hops with a cheap barrier of
     the model's potential get the fidelity-aware prediction (:func:`posterior_table`)."""
     hop_ids = [r.hop_id for r in records]
-    prediction, table = posterior_table(model.ensemble, store.load_hops(hop_ids), progress, cheap_barriers)
+    labelled = sister_labels(store, model)
+    prediction, table = posterior_table(model.ensemble, store.load_hops(hop_ids), progress, cheap_barriers, labelled)
     store.record_predictions(model.version_id, hop_ids, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
     return table
 
@@ -58,9 +80,62 @@ def predict_pool(
 def score_unscored_candidates(
     store: Store, model: LoadedModel, progress: bool = False, cheap_barriers: Mapping[str, CheapBarrier] | None = None
 ) -> int:
-    """Predict candidates the current model has not scored yet; returns how many were scored."""
+    """Predict candidates the current model has not scored yet, and candidates whose host got a
+    labelled hop after their prediction (when the model has a sister correction: the fast path);
+    a re-scored candidate whose prediction moved gets a ``sister-label`` event (``alem show``
+    lists it). Returns how many were scored."""
     scored = store.predictions(model.version_id)
-    missing = [r for r in store.hops(state=HopState.CANDIDATE) if r.hop_id not in scored]
+    stale = sisters_of_new_labels(store, model, scored)
+    missing = [r for r in store.hops(state=HopState.CANDIDATE) if r.hop_id not in scored or r.hop_id in stale]
     if missing:
         predict_pool(store, model, missing, progress, cheap_barriers)
+    if stale:
+        _log_moves(store, model, {h: scored[h] for h in stale}, stale)
     return len(missing)
+
+
+#: A re-scored prediction that moved less than this is not worth an event.
+MOVE_WORTH_TELLING_EV = 0.005
+
+
+def _log_moves(store: Store, model: LoadedModel, before: Mapping[str, Prediction], labels: Mapping[str, list[str]]) -> None:
+    after = store.predictions(model.version_id, hop_ids=list(before))
+    for hop_id, old in before.items():
+        new = after[hop_id]
+        if abs(new.mean_ev - old.mean_ev) < MOVE_WORTH_TELLING_EV:
+            continue
+        by = ", ".join(labels[hop_id])
+        store.log_event(
+            "sister-label",
+            f"prediction moved {old.mean_ev:.3f} ± {old.std_ev:.3f} -> {new.mean_ev:.3f} ± {new.std_ev:.3f} eV by the "
+            f"label of sister hop {by} (model version {model.version_id}, no retraining)",
+            hop_id=hop_id,
+            payload={"before_ev": old.mean_ev, "after_ev": new.mean_ev, "before_std_ev": old.std_ev, "after_std_ev": new.std_ev,
+                     "labelled_sisters": labels[hop_id], "model_version_id": model.version_id},
+        )
+
+
+def sisters_of_new_labels(store: Store, model: LoadedModel, scored: Mapping[str, Prediction]) -> dict[str, list[str]]:
+    """Candidates whose recorded prediction is older than a usable DFT result of a hop of their
+    host, with those hops (none for a model without a sister correction)."""
+    from alem.hops.fidelity import matches
+
+    if model.ensemble.sister is None:
+        return {}
+    results = [r for r in store.results(usable=True) if matches(r.fidelity, SISTER_LABEL_FIDELITIES)]
+    if not results:
+        return {}
+    records = store.hops()
+    host = {r.hop_id: r.group or r.hop_id for r in records}
+    labels_by_host: dict[str, list[tuple[float, str]]] = {}
+    for result in results:
+        labels_by_host.setdefault(host.get(result.hop_id, result.hop_id), []).append((result.created_at, result.hop_id))
+    stale: dict[str, list[str]] = {}
+    for record in records:
+        if record.state is not HopState.CANDIDATE or record.hop_id not in scored:
+            continue
+        since = scored[record.hop_id].created_at
+        newer = sorted({hop for when, hop in labels_by_host.get(host[record.hop_id], []) if when > since})
+        if newer:
+            stale[record.hop_id] = newer
+    return stale

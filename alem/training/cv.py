@@ -31,6 +31,22 @@ def grouped_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndar
     return fold_of_group[inverse]
 
 
+def sister_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:
+    """Fold number per item for the sister-aware protocol: each compound with two or more items
+    spreads them over consecutive folds from a random start (a random order within the compound),
+    so a fold holds out about ``1/n_folds`` of the compound's hops (at least one for small
+    compounds) while its others stay in training; items of single-item compounds get -1 (always
+    training: they have no sister to be measured with)."""
+    rng = np.random.default_rng(seed)
+    names, inverse, counts = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True, return_counts=True)
+    folds = np.full(len(inverse), -1, dtype=int)
+    for g in np.flatnonzero(counts >= 2):
+        members = rng.permutation(np.flatnonzero(inverse == g))
+        start = int(rng.integers(n_folds))
+        folds[members] = (start + np.arange(len(members))) % n_folds
+    return folds
+
+
 @dataclass
 class CVResult:
     y_ev: np.ndarray

@@ -32,6 +32,7 @@ from alem.parity import parity_plot
 from alem.training.cv import CVResult, cross_validate
 from alem.training.fidelity_aware import add_fidelity_addon, cross_fitted_stack
 from alem.training.finetune import Pretrained, TrainingSet, check_stack_fits_config, train_ensemble
+from alem.training.sister import add_sister_correction
 from alem.training.trees import default_tree_specs, out_of_fold_trees
 
 #: Hops whose predictions are stored with a model, so a test can prove the model still predicts
@@ -178,6 +179,8 @@ def calibrated_ensemble(
     write_reference_predictions(path, labelled[:N_REFERENCE_HOPS], device)
     if stack is not None:
         add_fidelity_addon(path, labelled, cheap_barriers, recipe.cheap_fidelity, seed)
+        # the residual store is the grouped out-of-fold residuals just written
+        add_sister_correction(path, labelled, device=device)
     return ModelCard.load(path).as_dict()
 
 
