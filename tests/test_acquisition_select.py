@@ -160,14 +160,27 @@ _REQUEST_VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", list(_REQUEST_VARIANTS))
-@pytest.mark.parametrize("strategy", ["explore", "discover", "balanced"])
+@pytest.mark.parametrize("strategy", ["explore", "discover", "discover good_hops", "balanced"])
 def test_the_vectorised_batch_is_botorchs_greedy_batch(strategy, variant):
     """select_batch (one pass over the rows per pick) chooses the same hops in the same order with
     the same scores as BoTorch's optimize_acqf_discrete on the acquisition functions themselves."""
     from alem.acquisition.selection import select_batch_botorch
 
     table = _correlated_pool()
-    request = SelectionRequest(strategy, 6, **_REQUEST_VARIANTS[variant])
+    strategy, _, form = strategy.partition(" ")
+    request = SelectionRequest(strategy, 6, **_REQUEST_VARIANTS[variant], discover_form=form or "log_ei")
     fast, slow = select_batch(table, request), select_batch_botorch(table, request)
     assert [p.hop_id for p in fast] == [p.hop_id for p in slow] and len(fast) == 6
     np.testing.assert_allclose([p.score for p in fast], [p.score for p in slow], rtol=1e-9, atol=1e-12)
+
+
+def test_discover_forms_differ_where_improvement_and_probability_disagree():
+    """A hop surely just below the threshold against one far from sure but with a larger expected
+    margin: qLogEI takes the margin, the expected number of good hops takes the sure one."""
+    table = _table([0.2, 0.45], [0.02, 0.6], n_members=256)
+    log_ei = select_batch(table, SelectionRequest("discover", 1, threshold_ev=0.3, discover_form="log_ei"))
+    good_hops = select_batch(table, SelectionRequest("discover", 1, threshold_ev=0.3, discover_form="good_hops"))
+    assert log_ei[0].hop_id == "h1" and good_hops[0].hop_id == "h0"
+    assert good_hops[0].score == pytest.approx(1.0, abs=1e-3)  # one good hop expected in the batch
+    with pytest.raises(ValueError, match="unknown discover form"):
+        select_batch(table, SelectionRequest("discover", 1, discover_form="max"))

@@ -31,7 +31,14 @@ from botorch.acquisition.logei import TAU_MAX, TAU_RELU
 from botorch.utils.safe_math import log_fatplus
 
 from alem.acquisition.model import PredictionTable
-from alem.acquisition.strategies import BALANCED_BETA, CONDITIONAL_JITTER_EV2, STRATEGIES
+from alem.acquisition.strategies import (
+    BALANCED_BETA,
+    CONDITIONAL_JITTER_EV2,
+    DISCOVER_FORM,
+    DISCOVER_FORMS,
+    GOOD_HOP_SMOOTHING_EV,
+    STRATEGIES,
+)
 
 #: Hops per column block: 256 rows x 8192 hops of float64 is 16 MB per temporary.
 BLOCK_HOPS = 8192
@@ -196,11 +203,33 @@ def _log_mean_exp(x: torch.Tensor) -> torch.Tensor:
     return (x - top).exp_().mean(dim=0).log_().add_(top[0])
 
 
-def greedy_values(strategy: str, table: PredictionTable, threshold_ev: np.ndarray) -> GreedyValues:
+class GoodHopsValues(GreedyValues):
+    """Expected number of good hops among the hop and the conditioned-on hops (``qExpectedGoodHops``):
+    each hop's smoothed P(E_m < t) is computed once; a step adds the conditioned-on hops' sum."""
+
+    def __init__(self, rows: CalibratedRows, threshold_ev: np.ndarray) -> None:
+        super().__init__(rows)
+        threshold_ev = np.asarray(threshold_ev, dtype=np.float64)
+        self.probability = np.empty(rows.n_hops)
+        for cols, block in rows.blocks():
+            below = torch.from_numpy((threshold_ev[None, cols] - block) / GOOD_HOP_SMOOTHING_EV)
+            self.probability[cols] = torch.sigmoid(below).mean(dim=0).numpy()
+
+    def values(self) -> np.ndarray:
+        return self.probability + self.probability[self.conditioned].sum()
+
+
+def greedy_values(
+    strategy: str, table: PredictionTable, threshold_ev: np.ndarray, discover_form: str = DISCOVER_FORM
+) -> GreedyValues:
     rows = CalibratedRows(table)
     if strategy == "explore":
         return ExploreValues(rows)
+    if strategy == "discover" and discover_form == "good_hops":
+        return GoodHopsValues(rows, threshold_ev)
     if strategy == "discover":
+        if discover_form != "log_ei":
+            raise ValueError(f"unknown discover form {discover_form!r} (choose one of {', '.join(DISCOVER_FORMS)})")
         return DiscoverValues(rows, threshold_ev)
     if strategy == "balanced":
         return BalancedValues(rows)

@@ -34,7 +34,7 @@ from botorch.optim.optimize import optimize_acqf_discrete
 from alem.acquisition.cost_aware import CostAwareAcquisition
 from alem.acquisition.greedy import greedy_values
 from alem.acquisition.model import CandidatePoolModel, PredictionTable
-from alem.acquisition.strategies import build_acquisition
+from alem.acquisition.strategies import DISCOVER_FORM, build_acquisition
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
 
@@ -68,6 +68,8 @@ class SelectionRequest:
     threshold_ev_of: dict[str, float] = field(default_factory=dict)
     #: NEB cost (core-hours) per hop id; empty = no cost-awareness. Every pool hop needs one.
     cost_core_hours_of: dict[str, float] = field(default_factory=dict)
+    #: what discover maximises (:data:`alem.acquisition.strategies.DISCOVER_FORMS`).
+    discover_form: str = DISCOVER_FORM
 
 
 class SupercellCost(torch.nn.Module):
@@ -133,7 +135,7 @@ def select_batch(table: PredictionTable, request: SelectionRequest) -> list[Sele
     :func:`select_batch_botorch`, computed for the whole pool at once."""
     n_hops = len(table)
     thresholds = np.array([request.threshold_ev_of.get(h, request.threshold_ev) for h in table.hop_ids], dtype=float)
-    values = greedy_values(request.strategy, table, thresholds)
+    values = greedy_values(request.strategy, table, thresholds, request.discover_form)
     avoid = set(request.avoid) | set(request.pending)
     available = np.fromiter((hop_id not in avoid for hop_id in table.hop_ids), dtype=bool, count=n_hops)
     if not available.any() or request.batch_size <= 0:
@@ -141,7 +143,7 @@ def select_batch(table: PredictionTable, request: SelectionRequest) -> list[Sele
     where = table.index_of() if request.pending else {}
     for k in sorted({where[h] for h in request.pending if h in where}):
         values.condition_on(k)
-    lookup = PoolValues(n_hops, log_scale=request.strategy == "discover")
+    lookup = PoolValues(n_hops, log_scale=request.strategy == "discover" and request.discover_form == "log_ei")
     scorer = _with_cost(lookup, table, request)
     every_hop = torch.arange(n_hops, dtype=torch.float64).view(n_hops, 1, 1)
     host_code = np.zeros(n_hops, dtype=np.int64)
@@ -177,7 +179,7 @@ def select_batch_botorch(table: PredictionTable, request: SelectionRequest) -> l
     model = CandidatePoolModel(table)
     pending = _indices(table, request.pending)
     thresholds = torch.tensor([request.threshold_ev_of.get(h, request.threshold_ev) for h in table.hop_ids], dtype=torch.float64)
-    acqf = _with_cost(build_acquisition(request.strategy, model, thresholds, pending), table, request)
+    acqf = _with_cost(build_acquisition(request.strategy, model, thresholds, pending, request.discover_form), table, request)
     avoid = set(request.avoid) | set(request.pending)
     available = [k for k, hop_id in enumerate(table.hop_ids) if hop_id not in avoid]
     if not available or request.batch_size <= 0:
