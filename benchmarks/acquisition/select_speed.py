@@ -11,6 +11,7 @@ the batch of every strategy is also chosen through BoTorch's ``optimize_acqf_dis
 and ``select_speed.md`` beside this file.
 
     python benchmarks/acquisition/select_speed.py [--sizes 10000 100000 1000000] [--check-botorch 2000]
+    python benchmarks/acquisition/select_speed.py --only "discover good_hops" --check-botorch 0
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from alem.acquisition import PredictionTable, SelectionRequest, select_batch
 from alem.acquisition.model import POSTERIOR_DRAWS
 from alem.acquisition.selection import select_batch_botorch
-from alem.acquisition.strategies import STRATEGIES
+from alem.acquisition.strategies import DISCOVER_FORM, STRATEGIES
 
 HERE = Path(__file__).resolve().parent
 PENDING = 5
@@ -50,19 +51,24 @@ def synthetic_table(n_hops: int, seed: int = 0, block: int = 65_536) -> Predicti
     return PredictionTable(tuple(f"h{k}" for k in range(n_hops)), rows, mean, std)
 
 
-def _request(strategy: str) -> SelectionRequest:
-    return SelectionRequest(strategy, 10, pending=[f"h{k}" for k in range(PENDING)])
+#: Timed variants: each strategy, and discover's expected-good-hops form.
+VARIANTS = (*STRATEGIES, "discover good_hops")
+
+
+def _request(variant: str) -> SelectionRequest:
+    strategy, _, form = variant.partition(" ")
+    return SelectionRequest(strategy, 10, pending=[f"h{k}" for k in range(PENDING)], discover_form=form or DISCOVER_FORM)
 
 
 def check_against_botorch(n_hops: int) -> dict:
     table = synthetic_table(n_hops, seed=1)
     table = PredictionTable(table.hop_ids, table.member_ev.astype(np.float64), table.mean_ev, table.std_ev)
     same = {}
-    for strategy in STRATEGIES:
-        fast = [p.hop_id for p in select_batch(table, _request(strategy))]
-        slow = [p.hop_id for p in select_batch_botorch(table, _request(strategy))]
-        same[strategy] = fast == slow
-        print(f"{strategy} at {n_hops}: same batch as BoTorch: {fast == slow}", flush=True)
+    for variant in VARIANTS:
+        fast = [p.hop_id for p in select_batch(table, _request(variant))]
+        slow = [p.hop_id for p in select_batch_botorch(table, _request(variant))]
+        same[variant] = fast == slow
+        print(f"{variant} at {n_hops}: same batch as BoTorch: {fast == slow}", flush=True)
     return {"n_hops": n_hops, "same_batch": same}
 
 
@@ -70,19 +76,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--check-botorch", type=int, default=2000, help="pool size for the BoTorch comparison (0: skip)")
+    parser.add_argument("--only", nargs="+", default=None, help="time only these variants; keep the saved rows of others")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the issue's target is one CPU core
-    results: list[dict] = []
-    check = check_against_botorch(args.check_botorch) if args.check_botorch else None
+    saved = json.loads((HERE / "select_speed.json").read_text()) if args.only else {"results": [], "botorch_check": None}
+    results: list[dict] = [r for r in saved["results"] if r["strategy"] not in (args.only or VARIANTS)]
+    check = check_against_botorch(args.check_botorch) if args.check_botorch else saved["botorch_check"]
     for n_hops in args.sizes:
         table = synthetic_table(n_hops)
-        for strategy in STRATEGIES:
+        for variant in args.only or VARIANTS:
             wall, cpu = time.perf_counter(), time.process_time()
-            picks = select_batch(table, _request(strategy))
+            picks = select_batch(table, _request(variant))
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            results.append({"n_hops": n_hops, "strategy": strategy, "batch": len(picks), "wall_s": round(wall, 2),
-                            "cpu_s": round(cpu, 2), "before_wall_s": BEFORE_S.get((n_hops, strategy))})
-            print(results[-1], flush=True)
+            row = {"n_hops": n_hops, "strategy": variant, "batch": len(picks), "wall_s": round(wall, 2),
+                   "cpu_s": round(cpu, 2), "before_wall_s": BEFORE_S.get((n_hops, variant))}
+            results.append(row)
+            results.sort(key=lambda r: (r["n_hops"], VARIANTS.index(r["strategy"])))
+            print(row, flush=True)
             _write(results, check)  # after each: a run cut short keeps what it measured
         del table
 
