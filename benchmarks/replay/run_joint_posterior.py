@@ -15,7 +15,7 @@ where the committed two-fidelity results used the 100 trees themselves as rows.
 (b) discover on the whole 556-hop pool: DFT labels to find 90 % of the fast hops (E_m < 0.3 eV),
     with qLogEI of t − E_m and with the expected number of good hops (``qExpectedGoodHops``).
 
-    python benchmarks/replay/run_joint_posterior.py [--seeds 3] [--only NAME]   # ~12 CPU minutes
+    python benchmarks/replay/run_joint_posterior.py [--seeds 3] [--only NAME]   # ~25 min on a shared 2-core VM
     python benchmarks/replay/run_joint_posterior.py --only none   # references and tables from the saved runs
 """
 
