@@ -166,6 +166,7 @@ class DiscoverValues(GreedyValues):
         for cols, block in rows.blocks():
             below = torch.from_numpy(threshold_ev[None, cols] - block)
             self.log_improvement[:, cols] = log_fatplus(below, tau=TAU_RELU)
+        self.log_improvement_max = float(self.log_improvement.max()) if rows.n_hops else 0.0
 
     def values(self) -> np.ndarray:
         out = torch.empty(self.rows.n_hops, dtype=torch.float64)
@@ -176,18 +177,23 @@ class DiscoverValues(GreedyValues):
         others = self.log_improvement[:, self.conditioned]  # rows x m
         best_other = others.amax(dim=1, keepdim=True)  # rows x 1
         others_sum = _fat_tail((best_other - others) / TAU_MAX).sum(dim=1, keepdim=True)
+        # log mean over rows of exp(fatmax), stabilised by one constant at or above every entry's
+        # max (log improvements lie within a few tens of units, far from exp's range limits)
+        shift = max(float(best_other.max()), self.log_improvement_max)
+        row_weight = torch.exp(best_other - shift)
         for cols in self.rows.slices():
             hop = self.log_improvement[:, cols]  # rows x b
-            # the hop at or below the others' best in a row: fatmax = best + τ log(pareto(hop) + Σ pareto(others))
+            # the hop at or below the others' best in a row: fatmax = best + τ log(pareto(hop) + Σ pareto(others)),
+            # so exp(fatmax − shift) = exp(best − shift) · (pareto(hop) + Σ pareto(others))^τ
             gap = (best_other - hop).clamp_(min=0.0).div_(TAU_MAX)
-            fat = _fat_tail(gap).add_(others_sum).log_().mul_(TAU_MAX).add_(best_other)
+            term = _fat_tail(gap).add_(others_sum).pow_(TAU_MAX).mul_(row_weight)
             beats = hop > best_other
             if bool(beats.any()):  # the hop is the max: fatmax = hop + τ log(1 + Σ pareto(hop − others))
                 row, col = beats.nonzero(as_tuple=True)
                 top = hop[row, col].unsqueeze(-1)
                 total = 1.0 + _fat_tail((top - others[row]) / TAU_MAX).sum(dim=-1, keepdim=True)
-                fat[row, col] = (top + TAU_MAX * torch.log(total)).squeeze(-1)
-            out[cols] = _log_mean_exp(fat)
+                term[row, col] = (torch.exp(top - shift) * total.pow(TAU_MAX)).squeeze(-1)
+            out[cols] = term.mean(dim=0).log_().add_(shift)
         return out.numpy()
 
 
