@@ -24,6 +24,11 @@ def candidate_cost_model(core_hours: Tensor) -> GenericDeterministicModel:
     return GenericDeterministicModel(lambda X: costs[X[..., 0].round().long()].unsqueeze(-1))
 
 
+def _log_scale(acqf: AcquisitionFunction) -> bool:
+    """Whether ``acqf``'s values are logarithms (qLogEI, or values that say so)."""
+    return bool(getattr(acqf, "log_scale", isinstance(acqf, qLogExpectedImprovement)))
+
+
 class CostAwareAcquisition(AcquisitionFunction):
     """``raw_acqf``'s value per unit cost through ``InverseCostWeightedUtility``."""
 
@@ -31,7 +36,7 @@ class CostAwareAcquisition(AcquisitionFunction):
         super().__init__(model=raw_acqf.model)
         self.raw_acqf = raw_acqf
         self.utility = InverseCostWeightedUtility(
-            candidate_cost_model(core_hours), use_mean=True, log=isinstance(raw_acqf, qLogExpectedImprovement)
+            candidate_cost_model(core_hours), use_mean=True, log=_log_scale(raw_acqf)
         )
 
     def forward(self, X: Tensor) -> Tensor:

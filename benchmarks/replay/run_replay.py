@@ -29,9 +29,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from descriptors import descriptor_matrix  # noqa: E402
-from surrogate import HeadEnsemble  # noqa: E402
+from surrogate import HeadEnsemble, PrequentialNoise, joint_draws_of  # noqa: E402
 
 from alem.acquisition import PredictionTable, SelectionRequest, select_batch  # noqa: E402
+from alem.acquisition.strategies import DISCOVER_FORM  # noqa: E402
 from alem.hops import GOOD_CONDUCTOR_THRESHOLD_EV, load_training_hops  # noqa: E402
 from alem.training.cv import grouped_folds  # noqa: E402
 
@@ -50,16 +51,25 @@ def full_data_cv_mae(X: np.ndarray, y: np.ndarray, groups: list[str], seed: int,
 
 def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None, task=None,
             threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV, hop_cost: np.ndarray | None = None,
-            cost_aware: bool = False, surrogate=HeadEnsemble) -> dict:
+            cost_aware: bool = False, surrogate=HeadEnsemble, held_out: tuple[np.ndarray, np.ndarray] | None = None,
+            joint_draws: int = 0, discover_form: str = DISCOVER_FORM, select=select_batch) -> dict:
     """One replay: labels added in batches by ``strategy`` until ``max_labels``; hops below
     ``threshold_ev`` count as good (for the found fraction and for discover's target).
     ``hop_cost`` (per hop, e.g. core-hours of its NEB) adds the labels' cumulative cost to the
     curve; ``cost_aware`` makes the selection divide its utility by it. ``surrogate(seed=...)``
-    builds the per-step model (``fit``, ``predict_members``)."""
+    builds the per-step model (``fit``, ``predict_members``). ``held_out`` (features, labels of
+    hops that are never in the pool) adds the model's MAE on them to the curve. ``joint_draws``:
+    the acquisition's rows are that many joint draws (:func:`surrogate.joint_draws`: a member per
+    row shared by every hop, plus per-hop Laplace noise) instead of the members themselves.
+    ``select``: the batch selection (``select_batch``, or ``select_batch_botorch`` for variants
+    that swap BoTorch acquisition functions)."""
     rng = np.random.default_rng(1000 + seed)
     labelled = list(initial)
     good = y < threshold_ev
     curve = {"n_labels": [], "mae_remainder": [], "found_good_fraction": []}
+    if held_out is not None:
+        curve["mae_held_out"] = []
+    noise = PrequentialNoise(X, y, initial, surrogate, seed) if joint_draws else None
     if hop_cost is not None:
         curve["label_cost"] = []
     costs = {ids[k]: float(hop_cost[k]) for k in range(len(ids))} if cost_aware else {}
@@ -71,6 +81,8 @@ def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None
         curve["n_labels"].append(int(mask.sum()))
         curve["mae_remainder"].append(float(np.abs(members.mean(0)[~mask] - y[~mask]).mean()))
         curve["found_good_fraction"].append(float(good[mask].sum() / good.sum()))
+        if held_out is not None:
+            curve["mae_held_out"].append(float(np.abs(model.predict_members(held_out[0]).mean(0) - held_out[1]).mean()))
         if hop_cost is not None:
             curve["label_cost"].append(float(hop_cost[mask].sum()))
         if progress is not None:
@@ -80,10 +92,15 @@ def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None
         if strategy == "random":
             new = rng.choice(np.flatnonzero(~mask), size=batch, replace=False).tolist()
         else:
-            table = PredictionTable.from_members(ids, members)
-            picks = select_batch(table, SelectionRequest(strategy, batch, avoid=[ids[k] for k in labelled], threshold_ev=threshold_ev,
-                                                            cost_core_hours_of=costs))
+            rows = members
+            if noise is not None:
+                rows = joint_draws_of(members, noise.scale_ev(), joint_draws, np.random.default_rng([seed, len(labelled)]))
+            table = PredictionTable.from_members(ids, rows)
+            picks = select(table, SelectionRequest(strategy, batch, avoid=[ids[k] for k in labelled], threshold_ev=threshold_ev,
+                                                   cost_core_hours_of=costs, discover_form=discover_form))
             new = [p.index for p in picks]
+            if noise is not None:
+                noise.record(members.mean(0)[new], y[new])
         labelled.extend(new)
 
 

@@ -93,3 +93,37 @@ class LogDeltaTrees(LogTreeEnsemble):
         from alem.inference.fidelity_aware import form_barrier
 
         return np.stack([form_barrier("log_delta", tree.predict(X), X[:, -2]) for tree in self.model.estimators_])
+
+
+def joint_draws_of(members: np.ndarray, noise_scale_ev: float, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_draws x n_hops`` joint draws, as the shipped stack's rows are made
+    (:meth:`alem.ensemble.Ensemble.sample`): each row takes one member (tree, head) for every hop,
+    so the hops co-vary as the members make them, plus Laplace noise of scale ``noise_scale_ev``
+    drawn per hop (the error the members share and do not show); barriers are not negative."""
+    picks = rng.integers(len(members), size=n_draws)
+    noise = rng.laplace(0.0, noise_scale_ev, (n_draws, members.shape[1]))
+    return np.clip(members[picks] + noise, 0.0, None)
+
+
+class PrequentialNoise:
+    """The replay's per-hop noise scale: the mean absolute error of the ensemble's mean on hops
+    predicted before their label came (a Laplace's mean absolute deviation is its scale). It
+    starts from a 3-fold cross-validation of the initial labels and then follows the last
+    ``window`` labelled hops' errors, as a campaign can measure them."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, initial: list[int], surrogate, seed: int, window: int = 100) -> None:
+        initial = np.asarray(initial)
+        folds = np.arange(len(initial)) % 3
+        errors = []
+        for fold in range(3):
+            train, test = initial[folds != fold], initial[folds == fold]
+            model = surrogate(seed=seed).fit(X[train], y[train])
+            errors.extend(np.abs(model.predict_members(X[test]).mean(0) - y[test]))
+        self.errors = list(errors)
+        self.window = window
+
+    def record(self, predicted_ev: np.ndarray, label_ev: np.ndarray) -> None:
+        self.errors.extend(np.abs(predicted_ev - label_ev))
+
+    def scale_ev(self) -> float:
+        return float(np.mean(self.errors[-self.window :]))
