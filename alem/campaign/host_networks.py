@@ -3,10 +3,10 @@
 Each host's migration network (:mod:`alem.candidates.network`) gets, per distinct path, the barrier
 of its stored hop: the latest usable result whose fidelity ``[model] train_fidelities`` selects
 (the labels the model trusts), else the current model's prediction. The spread of the percolation
-barrier comes from sample rows of the predicted hops (computed hops stay at their results): the
-rows of a :class:`~alem.acquisition.PredictionTable` when one is given (the rows the acquisition
-uses), else independent normal draws from each stored prediction's mean and σ. Neither is yet a
-joint posterior draw across hops (issue #22 makes the acquisition's rows joint; then these follow).
+barrier comes from the campaign's joint posterior rows (:mod:`alem.campaign.host_rows`, the rows
+the acquisition uses, kept per model version) with computed hops fixed at their results. Only when
+no model can be loaded do independent normal draws from each stored prediction's mean and σ stand
+in, and the answer says so.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from alem.candidates.network import (
 from alem.hops.fidelity import matches
 
 if TYPE_CHECKING:
-    from alem.acquisition import PredictionTable
+    from alem.campaign.host_rows import HostRows
     from alem.config import CampaignConfig
     from alem.store import Store
     from alem.store.records import HopRecord
@@ -162,33 +162,64 @@ def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, ho
     return paths
 
 
-def _sample_rows(paths: list[PathBarrier], table: PredictionTable | None, n_rows: int) -> tuple[np.ndarray, str]:
+def _sample_rows(paths: list[PathBarrier], rows: HostRows, n_rows: int) -> tuple[np.ndarray, str]:
     """n_rows x len(paths) barriers (eV) of the predicted paths, and what the rows are. Paths that
     borrow one stored hop take one value per row: it is one hop, not two."""
     keys = [p.hop_id for p in paths]
+    table = rows.table
     if table is not None and all(key in table.index_of() for key in keys):
         index = table.index_of()
-        rows, what = table.calibrated_members()[:, [index[key] for key in keys]], "prediction table"
+        sampled, what = table.calibrated_members()[:, [index[key] for key in keys]], rows.what
     else:
         unique = list(dict.fromkeys(keys))
         first = {key: next(p for p in paths if p.hop_id == key) for key in unique}
         mean = np.array([first[key].barrier_ev for key in unique])
         std = np.array([first[key].std_ev for key in unique])
         draws = mean[None, :] + std[None, :] * np.random.default_rng(SAMPLE_SEED).standard_normal((n_rows, len(unique)))
-        rows, what = draws[:, [unique.index(key) for key in keys]], "independent normal draws from stored predictions"
+        sampled = draws[:, [unique.index(key) for key in keys]]
+        what = f"independent normal draws from stored predictions, not joint: {rows.what}"
     # a barrier is never negative; the tails of a wide prediction would otherwise reach below zero
-    return np.clip(rows, 0.0, None), what
+    return np.clip(sampled, 0.0, None), what
+
+
+@dataclass(frozen=True)
+class HostAnalysis:
+    """One host's answer (``summary``, JSON-ready) and, when it came from the campaign's joint
+    rows, whether each row's network is good (``good_rows``; None: no predicted hop, or not joint)."""
+
+    summary: dict[str, Any]
+    good_rows: np.ndarray | None
 
 
 def host_summary(
     config: CampaignConfig,
     store: Store,
     host_id: int,
-    table: PredictionTable | None = None,
+    rows: HostRows | None = None,
     n_rows: int = DEFAULT_SAMPLE_ROWS,
 ) -> dict[str, Any]:
-    """One host's network, percolation barrier, dimensionality, limiting hop and their spread, JSON-ready."""
+    """One host's network, percolation barrier, dimensionality, limiting hop and their spread,
+    JSON-ready; ``rows``: the campaign's posterior rows (None: read or computed here)."""
+    return host_analysis(config, store, host_id, rows, n_rows).summary
+
+
+def good_threshold_ev(config: CampaignConfig, working_ion: str) -> float:
+    """The campaign's good-conductor threshold of this working ion ([loop] good_barrier_ev_by_ion, else good_barrier_ev)."""
+    return float(config.loop.good_barrier_ev_by_ion.get(working_ion, config.loop.good_barrier_ev))
+
+
+def host_analysis(
+    config: CampaignConfig,
+    store: Store,
+    host_id: int,
+    rows: HostRows | None = None,
+    n_rows: int = DEFAULT_SAMPLE_ROWS,
+) -> HostAnalysis:
+    """:func:`host_summary` with the good/not-good verdict of each joint row kept."""
+    from alem.campaign.host_rows import host_rows
+
     record = store.host(host_id)
+    rows = host_rows(config, store) if rows is None else rows
     hops = store.hops(host_id=host_id)
     working_ion = hops[0].working_ion if hops else config.campaign.working_ion
     network = _network_of(store, host_id, hops, working_ion)
@@ -198,10 +229,13 @@ def host_summary(
     predicted = [p for p in paths if p.source.startswith("model")]
     best = percolation(network, known)
     hop_of = {p.path_number: p.hop_id or f"path {p.path_number} ({p.source})" for p in paths}
-    good_ev = config.loop.good_barrier_ev
-    rows, rows_are = _sample_rows(predicted, table, n_rows) if predicted else (None, None)
-    spread = percolation_spread(network, fixed, tuple(p.path_number for p in predicted), rows, good_ev) if predicted else None
-    return {
+    good_ev = good_threshold_ev(config, working_ion)
+    sampled, rows_are = _sample_rows(predicted, rows, n_rows) if predicted else (None, None)
+    spread = percolation_spread(network, fixed, tuple(p.path_number for p in predicted), sampled, good_ev) if predicted else None
+    good_rows = None
+    if spread is not None and rows_are == rows.what:
+        good_rows = np.nan_to_num(spread.row_barriers_ev, nan=np.inf) < good_ev
+    summary = {
         "host_id": record.id,
         "formula": record.formula,
         "name": record.name,
@@ -231,6 +265,7 @@ def host_summary(
         "estimate": _estimate(store, host_id, network, best),
         "paths": [p.__dict__ for p in paths],
     }
+    return HostAnalysis(summary, good_rows)
 
 
 def _estimate(store: Store, host_id: int, network: HostNetwork, best) -> dict[str, Any] | None:
@@ -260,7 +295,10 @@ def _prob_good(barrier_ev: float | None, spread, good_ev: float) -> float | None
     return float(barrier_ev < good_ev)
 
 
-def host_table(config: CampaignConfig, store: Store, table: PredictionTable | None = None) -> list[dict[str, Any]]:
-    """:func:`host_summary` of every host of the campaign, in host id order."""
-    return [host_summary(config, store, host.id, table) for host in store.hosts()]
+def host_table(config: CampaignConfig, store: Store, rows: HostRows | None = None) -> list[dict[str, Any]]:
+    """:func:`host_summary` of every host of the campaign, in host id order, on one set of rows."""
+    from alem.campaign.host_rows import host_rows
+
+    rows = host_rows(config, store) if rows is None else rows
+    return [host_summary(config, store, host.id, rows) for host in store.hosts()]
 
