@@ -156,7 +156,7 @@ def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
     assert host["spread"]["mean_ev"] == pytest.approx(0.3, abs=0.02)
 
 
-def test_hosts_read_the_models_joint_rows_once_per_model_version(tmp_path, replay_ensemble_dir, monkeypatch):
+def test_hosts_review_and_report_read_the_models_joint_rows_once_per_model_version(tmp_path, replay_ensemble_dir, monkeypatch):
     # a real (tiny) ensemble: `alem hosts` predicts the host hops once, jointly, keeps the rows for
     # the model version, and the next call reads them back without loading the model
     import alem.campaign.model_versions as model_versions
@@ -205,3 +205,23 @@ def test_hosts_read_the_models_joint_rows_once_per_model_version(tmp_path, repla
     for before, after in zip(json.loads(first.output), json.loads(again.output)):
         assert after["spread"]["mean_ev"] == pytest.approx(before["spread"]["mean_ev"], abs=1e-9)
         assert (after["prob_good"], after["limiting_hop"]) == (before["prob_good"], before["limiting_hop"])
+
+    # the review page: a proposed olivine hop says whether it limits its host and how far its label
+    # could move the host's P(good): E|ΔP| over the same joint rows, checked by hand
+    from alem.acquisition.materials import expected_prob_change
+    from alem.report import write_report
+    from alem.review.cards import review_cards
+    from alem.review.neighbours import LiteratureIndex
+
+    limiting = olivine["limiting_hop"]
+    good = np.array(by_row) < 0.65
+    with Store.open(config.store_path) as store:
+        store.add_proposals(store.new_batch_id(), "materials", [ProposalInput(limiting, score=0.5, mean_ev=0.5, std_ev=0.1)], 1)
+        (card,) = review_cards(store, config, index=LiteratureIndex.shipped(), k_neighbours=1)
+    change = expected_prob_change(good, np.clip(expected.calibrated_members()[:, expected.index_of()[limiting]], 0, None))
+    assert card.host_line.startswith(f"host {olivine['host_id']} LiFePO4: on the host's limiting path now")
+    assert f"P(good) {olivine['prob_good']:.2f} by {change:.2f} (E|ΔP|" in card.host_line
+    # the report: a hosts table and the plot of their percolation barriers
+    page = write_report(config).read_text()
+    assert "<h2>Hosts</h2>" in page and "<td>LiFePO4</td>" in page and "percolation barriers" in page
+    assert "joint posterior rows of model 1" in page

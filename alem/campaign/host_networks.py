@@ -72,7 +72,7 @@ def _path_number(hop: HopRecord, network: HostNetwork) -> int | None:
     return same_length[0] if len(same_length) == 1 else None
 
 
-def _network_of(store: Store, host_id: int, hops: list[HopRecord], working_ion: str) -> HostNetwork:
+def campaign_network(store: Store, host_id: int, hops: list[HopRecord], working_ion: str) -> HostNetwork:
     """The host's network at the enumeration cutoff, widened to the longest stored hop (a
     ``--max-hop-length`` enumeration) so every stored hop is on it."""
     longest_a = max((h.hop_length_a for h in hops), default=0.0)
@@ -203,11 +203,6 @@ def host_summary(
     return host_analysis(config, store, host_id, rows, n_rows).summary
 
 
-def good_threshold_ev(config: CampaignConfig, working_ion: str) -> float:
-    """The campaign's good-conductor threshold of this working ion ([loop] good_barrier_ev_by_ion, else good_barrier_ev)."""
-    return float(config.loop.good_barrier_ev_by_ion.get(working_ion, config.loop.good_barrier_ev))
-
-
 def host_analysis(
     config: CampaignConfig,
     store: Store,
@@ -222,14 +217,14 @@ def host_analysis(
     rows = host_rows(config, store) if rows is None else rows
     hops = store.hops(host_id=host_id)
     working_ion = hops[0].working_ion if hops else config.campaign.working_ion
-    network = _network_of(store, host_id, hops, working_ion)
+    network = campaign_network(store, host_id, hops, working_ion)
     paths = path_barriers(config, store, network, hops, host_id)
     known = {p.path_number: HopBarrier(p.barrier_ev, p.source, p.site_energy_change_ev) for p in paths if p.barrier_ev is not None}
     fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith(FIXED_SOURCES)}
     predicted = [p for p in paths if p.source.startswith("model")]
     best = percolation(network, known)
     hop_of = {p.path_number: p.hop_id or f"path {p.path_number} ({p.source})" for p in paths}
-    good_ev = good_threshold_ev(config, working_ion)
+    good_ev = config.loop.good_barrier_ev_of(working_ion)
     sampled, rows_are = _sample_rows(predicted, rows, n_rows) if predicted else (None, None)
     spread = percolation_spread(network, fixed, tuple(p.path_number for p in predicted), sampled, good_ev) if predicted else None
     good_rows = None

@@ -26,6 +26,7 @@ from alem.errors import AlemError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from alem.campaign.model_versions import LoadedModel
     from alem.config import CampaignConfig
     from alem.store import Store
 
@@ -80,8 +81,9 @@ def _write(path: Path, table: PredictionTable, digest: str) -> None:
     os.replace(partial, path)
 
 
-def host_rows(config: CampaignConfig, store: Store, progress: bool = False) -> HostRows:
-    """Joint posterior rows of every stored hop of a host under the current model, kept or computed."""
+def host_rows(config: CampaignConfig, store: Store, progress: bool = False, model: LoadedModel | None = None) -> HostRows:
+    """Joint posterior rows of every stored hop of a host under the current model, kept or
+    computed (with ``model`` when it is the current version already loaded)."""
     from alem.campaign.fidelity_labels import campaign_cheap_barriers
     from alem.campaign.model_versions import load_current_model
     from alem.campaign.score import predict_pool
@@ -96,10 +98,11 @@ def host_rows(config: CampaignConfig, store: Store, progress: bool = False) -> H
         kept = _read(rows_path(config, current.id), hop_ids, digest)
         if kept is not None:
             return HostRows(kept, _what(current.id, kept))
-    try:
-        model = load_current_model(store, config)
-    except AlemError as exc:
-        return HostRows(None, f"no model rows ({str(exc).splitlines()[0]})")
+    if model is None or current is None or model.version_id != current.id:
+        try:
+            model = load_current_model(store, config)
+        except AlemError as exc:
+            return HostRows(None, f"no model rows ({str(exc).splitlines()[0]})")
     cheap, _ = campaign_cheap_barriers(store, config, model.ensemble, model.version_id)
     table = predict_pool(store, model, records, progress, cheap)
     _write(rows_path(config, model.version_id), table, digest)

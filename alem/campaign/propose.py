@@ -104,6 +104,11 @@ def propose(
     settings = proposal_settings(store, config, model)
     if settings.warning and warn is not None:
         warn(settings.warning)
+    if (strategy or config.acquisition.strategy) == "materials":
+        from alem.campaign.materials import propose_materials
+
+        costs = settings.cost_fields.get("cost_core_hours_of")
+        return propose_materials(store, config, model, batch_size or config.acquisition.batch_size, costs)  # type: ignore[arg-type]
     return propose_batch(
         store, model, config.acquisition, strategy, batch_size, progress,
         cheap_barriers=settings.cheap_barriers, good_barrier_ev=settings.good_barrier_ev,
