@@ -370,7 +370,7 @@ def _hosts_section(config: CampaignConfig, store: Store) -> str:
         barrier = (f"{spread['mean_ev']:.2f} ± {spread['std_ev']:.2f}" if spread and spread["mean_ev"] is not None
                    else _f(h["percolation_barrier_ev"], 2) if h["percolation_barrier_ev"] is not None else "none")
         network = f"{h['dimensionality']}D {h['directions']}" if h["dimensionality"] else (
-            "unscored" if h["missing_paths"] else "none")
+            f"error: {h['error']}" if h.get("error") else "unscored" if h["missing_paths"] else "none")
         rows.append([h["host_id"], h["formula"], h["working_ion"], f"{h['hops_computed']}/{h['hops_total']}", network, barrier,
                      _f(h["prob_good"], 2), h["limiting_hop"] or "—"])
     rows_are = next((h["spread"]["rows"] for h in hosts if h["spread"]), "every hop computed")

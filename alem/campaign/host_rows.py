@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +40,16 @@ class HostRows:
 
     table: PredictionTable | None
     what: str
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Column of each hop id (computed once: every host reads it)."""
+        return {} if self.table is None else self.table.index_of()
+
+    @cached_property
+    def calibrated_ev(self) -> np.ndarray:
+        """The calibrated rows, n_rows x n_hops (computed once)."""
+        return np.zeros((0, 0)) if self.table is None else self.table.calibrated_members()
 
 
 def rows_path(config: CampaignConfig, version_id: int) -> Path:

@@ -16,17 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alem.acquisition.materials import expected_prob_change, select_materials_batch
-from alem.campaign.host_networks import HostAnalysis, host_analysis
+from alem.campaign.host_networks import HostAnalysis, analyse_hosts
 from alem.campaign.host_rows import HostRows, host_rows
-from alem.store import HopState, ProposalInput
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from alem.acquisition import Selection
     from alem.campaign.model_versions import LoadedModel
-    from alem.campaign.propose import ProposalOutcome
     from alem.config import CampaignConfig
-    from alem.store import Store
+    from alem.store import HopRecord, Store
 
 
 @dataclass(frozen=True)
@@ -38,16 +37,15 @@ class CampaignHosts:
 
     def values_ev(self, hop_id: str) -> np.ndarray | None:
         """The hop's barrier on each row (clipped at 0 eV as the networks read it); None: not in the rows."""
-        table = self.rows.table
-        if table is None or hop_id not in table.index_of():
+        if hop_id not in self.rows.index:
             return None
-        return np.clip(table.calibrated_members()[:, table.index_of()[hop_id]], 0.0, None)
+        return np.clip(self.rows.calibrated_ev[:, self.rows.index[hop_id]], 0.0, None)
 
 
 def campaign_hosts(config: CampaignConfig, store: Store, model: LoadedModel | None = None) -> CampaignHosts:
     """Every host analysed on the campaign's joint rows (``model``: the current one, if loaded)."""
     rows = host_rows(config, store, model=model)
-    return CampaignHosts(rows, {h.id: host_analysis(config, store, h.id, rows) for h in store.hosts()})
+    return CampaignHosts(rows, analyse_hosts(config, store, rows))
 
 
 def hop_influence(hosts: CampaignHosts, store: Store, hop_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -86,24 +84,20 @@ def unclassified(analyses: Mapping[int, HostAnalysis], certainty: float) -> dict
     }
 
 
-def propose_materials(
+def materials_selections(
     store: Store,
     config: CampaignConfig,
     model: LoadedModel,
+    candidates: list[HopRecord],
+    pending: list[HopRecord],
     batch_size: int,
     cost_core_hours_of: Mapping[str, float] | None = None,
-) -> ProposalOutcome:
-    """One ``materials`` batch: the candidates expected to settle the most unclassified hosts'
+) -> list[Selection]:
+    """The ``materials`` batch: the candidates expected to settle the most unclassified hosts'
     classes (per core-hour when costs are known), conditioned on the pending hops."""
     from alem.acquisition import Selection
-    from alem.campaign.promise import record_round
-    from alem.campaign.propose import PENDING_STATES, ProposalOutcome
 
-    candidates = store.hops(state=HopState.CANDIDATE)
-    if not candidates:
-        return ProposalOutcome(None, [], 0, [])
     hosts = campaign_hosts(config, store, model)
-    pending = store.hops(state=list(PENDING_STATES))
     pool = candidates + pending
     values = {r.hop_id: v for r in pool if (v := hosts.values_ev(r.hop_id)) is not None}
     picks = select_materials_batch(
@@ -116,22 +110,12 @@ def propose_materials(
         max_per_host=config.acquisition.max_per_host,
         cost_core_hours_of=cost_core_hours_of,
     )
-    by_ion = dict(config.loop.good_barrier_ev_by_ion)
-    if not picks:
-        record_round(store, model.version_id, None, [], config.loop.good_barrier_ev, by_ion)
-        return ProposalOutcome(None, [], len(candidates), [])
-    table = hosts.rows.table
-    assert table is not None  # picks come from its rows
-    index = table.index_of()
-    selections = [
+    table, index = hosts.rows.table, hosts.rows.index
+    assert table is not None or not picks  # picks come from its rows
+    return [
         Selection(p.hop_id, index[p.hop_id], p.score, float(table.mean_ev[index[p.hop_id]]), float(table.std_ev[index[p.hop_id]]))
         for p in picks
-    ]
-    items = [ProposalInput(s.hop_id, s.score, s.mean_ev, s.std_ev) for s in selections]
-    batch_id = store.new_batch_id()
-    proposals = store.add_proposals(batch_id, "materials", items, model.version_id)
-    record_round(store, model.version_id, batch_id, [p.score for p in picks], config.loop.good_barrier_ev, by_ion)
-    return ProposalOutcome(batch_id, proposals, len(candidates), selections)
+    ] if table is not None else []
 
 
 #: P(good) a host must reach either way to count as classified when the stop rule is off.

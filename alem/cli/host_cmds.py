@@ -32,6 +32,8 @@ def _barrier_text(host: dict[str, Any]) -> str:
 
 
 def _network_text(host: dict[str, Any]) -> str:
+    if host.get("error"):
+        return "error"
     if not host["dimensionality"]:
         # without every barrier a missing hop might still close a network
         return "unscored" if host["missing_paths"] else "none"
@@ -76,6 +78,8 @@ def hosts_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide
     if rows is not None and not rows.startswith("joint"):
         console.print(f"[yellow]rows: {escape(rows)}[/]", highlight=False)
     for host in hosts:
+        if host.get("error"):
+            console.print(f"host {host['host_id']}: no network ({escape(host['error'])})", highlight=False)
         if host["missing_paths"]:
             console.print(f"host {host['host_id']}: no barrier yet for {', '.join(sorted(set(host['missing_paths'])))}", highlight=False)
 
