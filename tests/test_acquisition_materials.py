@@ -61,19 +61,23 @@ def test_a_hop_that_moves_with_a_pending_one_settles_nothing_more(rows):
 
 
 def test_the_batch_respects_the_host_cap_and_prefers_more_per_core_hour(rows):
-    good, deciding, noise, twin = rows
-    other_good = noise < 1.0
-    values = {"a": deciding, "b": twin, "c": noise}
+    _, deciding, noise, _ = rows
+    other = noise[::-1].copy()  # a third hop, independent of the first two
+    # host h1 is good only when both its hops are low: each of them carries information
+    both = (deciding < 0.65) & (noise < 1.0)
+    values = {"a": deciding, "b": noise, "c": other}
     hosts = {"a": "h1", "b": "h1", "c": "h2"}
-    picks = select_materials_batch({"h1": good, "h2": other_good}, values, hosts, ["a", "b", "c"], batch_size=3, max_per_host=1)
-    assert sorted(p.host for p in picks) == ["h1", "h2"]
-    # the h2 hop decides h2 too; made 100x dearer it comes second
-    costly = select_materials_batch(
-        {"h1": good, "h2": other_good}, values, hosts, ["a", "c"], batch_size=2, cost_core_hours_of={"a": 10.0, "c": 1000.0}
-    )
+    classes = {"h1": both, "h2": other < 1.0}
+    uncapped = select_materials_batch(classes, values, hosts, ["a", "b", "c"], batch_size=3)
+    assert sorted(p.host for p in uncapped) == ["h1", "h1", "h2"]
+    capped = select_materials_batch(classes, values, hosts, ["a", "b", "c"], batch_size=3, max_per_host=1)
+    assert sorted(p.host for p in capped) == ["h1", "h2"]
+    # the h2 hop decides h2 alone and comes first; made 100x dearer than h1's it comes after them
+    assert select_materials_batch(classes, values, hosts, ["a", "c"], batch_size=1)[0].hop_id == "c"
+    costly = select_materials_batch(classes, values, hosts, ["a", "c"], batch_size=2, cost_core_hours_of={"a": 10.0, "c": 1000.0})
     assert [p.hop_id for p in costly] == ["a", "c"]
     # a host already classified is not in good_of_host: its hops are never proposed
-    assert select_materials_batch({"h2": other_good}, values, hosts, ["a", "b"], batch_size=2) == []
+    assert select_materials_batch({"h2": other < 1.0}, values, hosts, ["a", "b"], batch_size=2) == []
 
 
 def test_a_replay_campaign_settles_every_host_and_stops(tmp_path, replay_ensemble_dir):
