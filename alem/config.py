@@ -29,7 +29,7 @@ CAMPAIGN_ENV = "ALEM_CAMPAIGN"
 
 BackendKind = Literal["local", "slurm", "pbs", "fireworks", "jobflow-remote", "replay"]
 #: Acquisition strategies (what each means: :mod:`alem.acquisition.strategies`).
-Strategy = Literal["explore", "discover", "balanced"]
+Strategy = Literal["explore", "discover", "balanced", "materials"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
@@ -101,7 +101,10 @@ class ModelSection(_Section):
 
 
 class AcquisitionSection(_Section):
-    strategy: Strategy = Field("balanced", description="explore (learn the model) | discover (find low barriers) | balanced")
+    strategy: Strategy = Field(
+        "balanced",
+        description="explore (learn the model) | discover (find low barriers) | balanced | materials (settle hosts' classes)",
+    )
     batch_size: int = Field(5, ge=1, description="hops proposed per batch")
     max_per_host: int = Field(0, ge=0, description="most hops of one host in a batch; 0 = no cap")
     cost_weight: float = Field(0.0, ge=0.0, description="score penalty per 100 atoms of NEB supercell")
@@ -204,6 +207,19 @@ class LoopSection(_Section):
         description="stop after this many proposal rounds in a row whose best acquisition value is below acquisition_floor; 0 = off",
     )
     acquisition_floor: float = Field(0.0, ge=0.0, description="acquisition value under which a round counts as unpromising")
+    stop_when_hosts_classified: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="stop `alem loop` when every host's P(good) is at least this or at most 1 minus it (e.g. 0.9); 0 = off",
+    )
+
+    @field_validator("stop_when_hosts_classified")
+    @classmethod
+    def _a_certainty_above_one_half(cls, value: float) -> float:
+        if value and value <= 0.5:
+            raise ValueError(f"a classification certainty is above 0.5 (e.g. 0.9), not {value}")
+        return value
 
     @field_validator("good_barrier_ev_by_ion")
     @classmethod

@@ -255,6 +255,39 @@ def _figures(
     return figures
 
 
+def hosts_png(hosts: list[dict[str, Any]]) -> str:
+    """The hosts' percolation barriers: mean ± σ over the joint rows (the point value when every
+    hop a network needs is computed: filled markers), against the good-conductor threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.8, 0.45 * len(hosts) + 2), 3.8))
+    for x, host in enumerate(hosts):
+        spread = host["spread"]
+        value = spread["mean_ev"] if spread and spread["mean_ev"] is not None else host["percolation_barrier_ev"]
+        if value is None:
+            continue
+        error = spread["std_ev"] if spread and spread["std_ev"] is not None else 0.0
+        computed = not host["hops_predicted"]
+        ax.errorbar(x, value, yerr=error, fmt="o", color="tab:blue" if computed else "tab:orange",
+                    mfc="tab:blue" if computed else "white", capsize=3)
+    thresholds = sorted({h["good_barrier_ev"] for h in hosts})
+    for threshold in thresholds:
+        ax.axhline(threshold, color="grey", ls="--", lw=1)
+    ax.plot([], [], "o", color="tab:blue", label="every hop computed")
+    ax.plot([], [], "o", color="tab:orange", mfc="white", label="predicted hops (± σ over the joint rows)")
+    ax.plot([], [], "--", color="grey", label="good-conductor threshold")
+    ax.set_xticks(range(len(hosts)), [f"{h['host_id']} {h['formula']}" for h in hosts], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("percolation barrier (eV)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
 # ------------------------------------------------------------------------------ HTML
 class _Markup(str):
     """A table cell that is already HTML (escaped where it had to be)."""
@@ -321,6 +354,33 @@ def _core_hours_section(config: CampaignConfig, store: Store) -> str:
 <ul>{lines}</ul>
 {_table(["stage", "core-hours", "last 24 h"], stages)}
 {_table(["hop", "core-hours", "attempts"], hops) if hops else ""}
+"""
+
+
+def _hosts_section(config: CampaignConfig, store: Store) -> str:
+    """One row per host (alem hosts) and the plot of their percolation barriers; "" without hosts."""
+    if not store.hosts():
+        return ""
+    from alem.campaign.host_networks import host_table
+
+    hosts = host_table(config, store)
+    rows = []
+    for h in hosts:
+        spread = h["spread"]
+        barrier = (f"{spread['mean_ev']:.2f} ± {spread['std_ev']:.2f}" if spread and spread["mean_ev"] is not None
+                   else _f(h["percolation_barrier_ev"], 2) if h["percolation_barrier_ev"] is not None else "none")
+        network = f"{h['dimensionality']}D {h['directions']}" if h["dimensionality"] else (
+            f"error: {h['error']}" if h.get("error") else "unscored" if h["missing_paths"] else "none")
+        rows.append([h["host_id"], h["formula"], h["working_ion"], f"{h['hops_computed']}/{h['hops_total']}", network, barrier,
+                     _f(h["prob_good"], 2), h["limiting_hop"] or "—"])
+    rows_are = next((h["spread"]["rows"] for h in hosts if h["spread"]), "every hop computed")
+    caption = ("Each host's percolation barrier (the lowest barrier of a network of hops that reaches a site's periodic "
+               f"image): filled, every hop it needs computed; open, mean ± σ over {html.escape(rows_are)} with computed hops "
+               "fixed. Dashed: the good-conductor threshold.")
+    return f"""<h2>Hosts</h2>
+{_table(["host", "formula", "ion", "hops computed / distinct", "network", "percolation barrier (eV)", "P(good)",
+         "limiting hop"], rows)}
+<div class="figs">{_figure("hosts' percolation barriers", hosts_png(hosts), caption)}</div>
 """
 
 
@@ -411,6 +471,7 @@ The model learns from {html.escape(trained_text)} labels; results of other fidel
     "Cumulative hops proposed and approved, and per fidelity the usable NEB results and the good ones "
     f"(E<sub>m</sub> &lt; {GOOD_CONDUCTOR_THRESHOLD_EV} eV).")}</div>
 {fidelity_html}
+{_hosts_section(config, store)}
 <h2>NEB results</h2>
 {_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status", "note", "provenance"], result_rows)
  if result_rows else "<p>No NEB result yet.</p>"}

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from pymatgen.core import Structure
 from typer.testing import CliRunner
 
 from alem import PACKAGE_DATA
@@ -43,7 +44,7 @@ def campaign(tmp_path_factory):
     with Store.open(config.store_path) as store:
         hops = {round(h.hop_length_a, 1): h.hop_id for h in store.hops()}
         assert sorted(hops) == [3.0, 4.7]
-        version = store.add_model_version("models/ensemble", {}, "sha256:test", 556)
+        version = store.add_model_version(str(config.campaign_dir / "hand-written-predictions"), {}, "sha256:test", 556)
         # the model thinks the channel hop is slow and uncertain, the inter-channel hop hard
         store.record_predictions(version, [hops[3.0], hops[4.7]], [0.9, 2.9], [0.3, 0.2])
     return config, hops
@@ -58,6 +59,8 @@ def test_predictions_alone_give_a_spread_and_a_limiting_hop(campaign):
     assert host["limiting_hop"] == hops[3.0]
     assert (host["hops_computed"], host["hops_total"], host["hops_predicted"]) == (0, 2, 2)
     spread = host["spread"]
+    # the configured model directory does not exist: independent draws stand in, and say so
+    assert spread["rows"].startswith("independent normal draws from stored predictions, not joint")
     # 0.9 ± 0.3 eV against the 0.65 eV threshold: P(good) is near Φ(-0.83) ≈ 0.2, the channel hop limits always
     assert spread["mean_ev"] == pytest.approx(0.9, abs=0.1)
     assert spread["std_ev"] == pytest.approx(0.3, abs=0.08)
@@ -67,13 +70,14 @@ def test_predictions_alone_give_a_spread_and_a_limiting_hop(campaign):
 
 def test_the_acquisitions_prediction_table_rows_are_used_when_given(campaign):
     from alem.acquisition import PredictionTable
+    from alem.campaign.host_rows import HostRows
 
     config, hops = campaign
     # four member rows: the channel hop at 0.3..0.6 eV, the inter-channel hop far above
     members = np.array([[0.3, 3.0], [0.4, 3.1], [0.5, 2.9], [0.6, 3.0]])
     table = PredictionTable.from_members([hops[3.0], hops[4.7]], members)
     with Store.open(config.store_path) as store:
-        host = host_summary(config, store, store.hosts()[0].id, table=table)
+        host = host_summary(config, store, store.hosts()[0].id, rows=HostRows(table, "prediction table"))
     spread = host["spread"]
     assert spread["rows"] == "prediction table" and spread["n_rows"] == 4
     assert spread["mean_ev"] == pytest.approx(0.45)
@@ -128,6 +132,8 @@ def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
     doubled.make_supercell([2, 1, 1])
     doubled.to(filename=str(tmp_path / "LiCoO2_x2.cif"))
     config = init_campaign(tmp_path / "campaign", backend="local")
+    config.model.path = str(tmp_path / "no-model")  # barriers by hand below, none from a model
+    config.save()
     files = [str(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif"), str(tmp_path / "LiCoO2_x2.cif")]
     added = CliRunner().invoke(app, ["candidates", "add", *files, "-C", str(config.campaign_dir)])
     assert added.exit_code == 0, added.output
@@ -137,7 +143,7 @@ def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
         assert stored.host_id == first.id
         unscored = host_summary(config, store, second.id)
         assert (unscored["percolation_barrier_ev"], unscored["missing_paths"]) == (None, [stored.hop_id] * 2)
-        version = store.add_model_version("models/ensemble", {}, "sha256:test", 556)
+        version = store.add_model_version(str(config.campaign_dir / "hand-written-predictions"), {}, "sha256:test", 556)
         store.record_predictions(version, [stored.hop_id], [0.3], [0.05])
         host = host_summary(config, store, second.id)
     assert (host["dimensionality"], host["directions"]) == (2, "ab")
@@ -148,3 +154,74 @@ def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
     # barrier is that value and the spread the prediction's own
     assert host["spread"]["std_ev"] == pytest.approx(0.05, abs=0.015)
     assert host["spread"]["mean_ev"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_hosts_review_and_report_read_the_models_joint_rows_once_per_model_version(tmp_path, replay_ensemble_dir, monkeypatch):
+    # a real (tiny) ensemble: `alem hosts` predicts the host hops once, jointly, keeps the rows for
+    # the model version, and the next call reads them back without loading the model
+    import alem.campaign.model_versions as model_versions
+    from alem.campaign import init_campaign
+    from alem.campaign.host_rows import host_rows, rows_path
+    from alem.campaign.score import posterior_table
+
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    config.model.path = str(replay_ensemble_dir)
+    config.save()
+    files = [str(OLIVINE), str(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif")]
+    added = CliRunner().invoke(app, ["candidates", "add", *files, "--max-hop-length", "5.0", "-C", str(config.campaign_dir)])
+    assert added.exit_code == 0, added.output
+    first = CliRunner().invoke(app, ["hosts", "--json", "-C", str(config.campaign_dir)])
+    assert first.exit_code == 0, first.output
+    hosts = {h["formula"]: h for h in json.loads(first.output)}
+    olivine = hosts["LiFePO4"]
+    assert olivine["spread"]["rows"] == "joint posterior rows of model 1, 256 draws"
+    with Store.open(config.store_path) as store:
+        assert rows_path(config, 1).exists()
+        records = [r for r in store.hops() if r.host_id is not None]
+        _, expected = posterior_table(model_versions.load_ensemble(replay_ensemble_dir), store.load_hops([r.hop_id for r in records]))
+        # the stored predictions are the model's, for every host hop
+        assert set(store.predictions(1)) == {r.hop_id for r in records}
+
+        def no_loading(*args, **kwargs):
+            raise AssertionError("the model was loaded although its rows are kept")
+
+        monkeypatch.setattr(model_versions, "load_ensemble", no_loading)
+        kept = host_rows(config, store)
+    assert kept.table is not None and kept.table.hop_ids == expected.hop_ids
+    np.testing.assert_allclose(kept.table.calibrated_members(), expected.calibrated_members(), atol=1e-9)
+    # the olivine network solved on each joint row by hand gives the reported spread
+    from alem.candidates.network import HopBarrier, host_network, percolation
+
+    network = host_network(Structure.from_file(OLIVINE), "Li", 5.0)
+    columns = {p["path_number"]: expected.index_of()[p["hop_id"]] for p in olivine["paths"]}
+    by_row = [
+        percolation(network, {n: HopBarrier(max(float(row[k]), 0.0), "row") for n, k in columns.items()}).barrier_ev
+        for row in expected.calibrated_members()
+    ]
+    assert olivine["spread"]["mean_ev"] == pytest.approx(float(np.mean(by_row)), abs=1e-9)
+    assert olivine["prob_good"] == pytest.approx(float(np.mean(np.array(by_row) < 0.65)))
+    again = CliRunner().invoke(app, ["hosts", "--json", "-C", str(config.campaign_dir)])
+    # read back, the rows give the same answers (to float rounding of the kept file)
+    for before, after in zip(json.loads(first.output), json.loads(again.output)):
+        assert after["spread"]["mean_ev"] == pytest.approx(before["spread"]["mean_ev"], abs=1e-9)
+        assert (after["prob_good"], after["limiting_hop"]) == (before["prob_good"], before["limiting_hop"])
+
+    # the review page: a proposed olivine hop says whether it limits its host and how far its label
+    # could move the host's P(good): E|ΔP| over the same joint rows, checked by hand
+    from alem.acquisition.materials import expected_prob_change
+    from alem.report import write_report
+    from alem.review.cards import review_cards
+    from alem.review.neighbours import LiteratureIndex
+
+    limiting = olivine["limiting_hop"]
+    good = np.array(by_row) < 0.65
+    with Store.open(config.store_path) as store:
+        store.add_proposals(store.new_batch_id(), "materials", [ProposalInput(limiting, score=0.5, mean_ev=0.5, std_ev=0.1)], 1)
+        (card,) = review_cards(store, config, index=LiteratureIndex.shipped(), k_neighbours=1)
+    change = expected_prob_change(good, np.clip(expected.calibrated_members()[:, expected.index_of()[limiting]], 0, None))
+    assert card.host_line.startswith(f"host {olivine['host_id']} LiFePO4: on the host's limiting path now")
+    assert f"P(good) {olivine['prob_good']:.2f} by {change:.2f} (E|ΔP|" in card.host_line
+    # the report: a hosts table and the plot of their percolation barriers
+    page = write_report(config).read_text()
+    assert "<h2>Hosts</h2>" in page and "<td>LiFePO4</td>" in page and "percolation barriers" in page
+    assert "joint posterior rows of model 1" in page

@@ -53,3 +53,27 @@ def test_a_host_that_cannot_be_ordered_is_refused_with_its_sites_and_the_way_by_
     odd.replace_species({"Li": {"Li": 0.37 / 0.5}})
     with pytest.raises(HostError, match=r"sites 0 \(Li 0\.37\): no supercell of at most 160 atoms"):
         order_host(odd)
+
+
+def test_candidates_add_refuses_a_disordered_host_or_adds_its_orderings(tmp_path):
+    from typer.testing import CliRunner
+
+    from alem.campaign import init_campaign
+    from alem.cli import app
+    from alem.store import Store
+
+    _half_lithiated((2, 2, 1)).to(filename=str(tmp_path / "Li05CoO2.cif"))
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    refused = CliRunner().invoke(app, ["candidates", "add", str(tmp_path / "Li05CoO2.cif"), "-C", str(config.campaign_dir)])
+    assert refused.exit_code == 1 and "--orderings K" in " ".join(refused.output.split())
+    added = CliRunner().invoke(
+        app, ["candidates", "add", str(tmp_path / "Li05CoO2.cif"), "--orderings", "2", "-C", str(config.campaign_dir)]
+    )
+    assert added.exit_code == 0, added.output
+    with Store.open(config.store_path) as store:
+        hosts = store.hosts()
+        assert [h.name for h in hosts] == ["Li05CoO2-order1", "Li05CoO2-order2"]
+        provenance = [store.host_structure(h.id).properties["alem_ordering"] for h in hosts]
+        assert [p["rank"] for p in provenance] == [1, 2] and provenance[0]["ewald_energy_ev"] < provenance[1]["ewald_energy_ev"]
+        assert all(store.host_structure(h.id).is_ordered for h in hosts)
+        assert store.hops(host_id=hosts[0].id)  # the first ordering's hops are candidates

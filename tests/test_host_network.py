@@ -161,3 +161,22 @@ def test_the_cutoff_widens_to_the_longest_stored_hop():
     assert sorted(round(x, 2) for x in host_network(host, "Li").path_lengths_a.values()) == [2.82]
     widened = host_network(host, "Li", at_least_a=4.89)
     assert sorted(round(x, 2) for x in widened.path_lengths_a.values()) == [2.82, 4.88]
+
+
+def test_candidates_add_warns_about_a_host_whose_hops_cannot_percolate(tmp_path):
+    # Li pairs 2.45 Å apart, 4.55 Å from the next pair: within a 3 Å cutoff each pair is an island
+    from pymatgen.core import Lattice, Structure
+    from typer.testing import CliRunner
+
+    from alem.campaign import init_campaign
+    from alem.cli import app
+
+    dimers = Structure(Lattice.cubic(7.0), ["Li", "Li", "O", "O"], [[0, 0, 0], [0.35, 0, 0], [0.175, 0.5, 0.5], [0.675, 0.5, 0.5]])
+    dimers.to(filename=str(tmp_path / "dimers.cif"))
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    args = ["candidates", "add", str(tmp_path / "dimers.cif"), str(HOSTS / "LiCoO2_layered.cif"), "-C", str(config.campaign_dir)]
+    added = CliRunner().invoke(app, [*args, "--max-hop-length", "3.0"])
+    assert added.exit_code == 0, added.output
+    text = " ".join(added.output.split())
+    assert "no percolation dimers: no network of its Li hops up to 3.00 Å reaches a site's periodic image" in text
+    assert "no percolation LiCoO2" not in text  # its in-plane hops make a 2D network

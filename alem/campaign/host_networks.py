@@ -3,14 +3,16 @@
 Each host's migration network (:mod:`alem.candidates.network`) gets, per distinct path, the barrier
 of its stored hop: the latest usable result whose fidelity ``[model] train_fidelities`` selects
 (the labels the model trusts), else the current model's prediction. The spread of the percolation
-barrier comes from sample rows of the predicted hops (computed hops stay at their results): the
-rows of a :class:`~alem.acquisition.PredictionTable` when one is given (the rows the acquisition
-uses), else independent normal draws from each stored prediction's mean and σ. Neither is yet a
-joint posterior draw across hops (issue #22 makes the acquisition's rows joint; then these follow).
+barrier comes from the campaign's joint posterior rows (:mod:`alem.campaign.host_rows`, the rows
+the acquisition uses, kept per model version) with computed hops fixed at their results. Only when
+no model can be loaded do independent normal draws from each stored prediction's mean and σ stand
+in, and the answer says so.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ from alem.candidates.network import (
 from alem.hops.fidelity import matches
 
 if TYPE_CHECKING:
-    from alem.acquisition import PredictionTable
+    from alem.campaign.host_rows import HostRows
     from alem.config import CampaignConfig
     from alem.store import Store
     from alem.store.records import HopRecord
@@ -43,6 +45,8 @@ ESTIMATE_TEMPERATURE_K = 300.0
 FIXED_SOURCES = ("result", "dataset")
 #: Supercell limit when paths are re-enumerated only for their signatures (no NEB runs in these cells).
 MAX_ATOMS_FOR_SIGNATURES = 1000
+#: Kept host networks (and path signatures), one pickle per host, under the state directory.
+NETWORKS_DIRNAME = "host_networks"
 #: A stored hop belongs to a path when their lengths agree within this (Å).
 PATH_LENGTH_TOLERANCE_A = 0.01
 
@@ -72,11 +76,33 @@ def _path_number(hop: HopRecord, network: HostNetwork) -> int | None:
     return same_length[0] if len(same_length) == 1 else None
 
 
-def _network_of(store: Store, host_id: int, hops: list[HopRecord], working_ion: str) -> HostNetwork:
+def campaign_network(config: CampaignConfig, store: Store, host_id: int, hops: list[HopRecord], working_ion: str) -> HostNetwork:
     """The host's network at the enumeration cutoff, widened to the longest stored hop (a
-    ``--max-hop-length`` enumeration) so every stored hop is on it."""
+    ``--max-hop-length`` enumeration) so every stored hop is on it. Building it (pymatgen's path
+    finder and migration graph) is most of a host's time, and it depends only on the host's
+    structure, ion and cutoff: it is kept in ``<state dir>/host_networks/`` and read back."""
     longest_a = max((h.hop_length_a for h in hops), default=0.0)
-    return host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a)
+    key = f"network {store.host(host_id).fingerprint} {working_ion} {longest_a:.3f}"
+    return _kept(config, host_id, key, lambda: host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a))
+
+
+def _kept(config: CampaignConfig, host_id: int, key: str, compute):
+    """``compute()``, kept per host under ``key`` (a host's structure never changes under its id;
+    the structure's fingerprint in the key guards a store rebuilt in the same folder)."""
+    path = config.state_dir / NETWORKS_DIRNAME / f"host-{host_id}.pkl"
+    kept: dict[str, Any] = {}
+    if path.exists():
+        try:
+            kept = pickle.loads(path.read_bytes())
+        except Exception:  # an unreadable or outdated file is rebuilt, never trusted
+            kept = {}
+    if key not in kept:
+        kept[key] = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(kept))
+        os.replace(partial, path)
+    return kept[key]
 
 
 def _stored_barrier(config: CampaignConfig, store: Store, hop: HopRecord, predictions: dict) -> dict[str, Any]:
@@ -107,9 +133,16 @@ def _known_elsewhere(
     from alem.hops.io import load_training_hops
 
     structure = store.host_structure(host_id)
-    settings = EnumerationSettings(max_hop_length_a=network.cutoff_a, max_atoms=MAX_ATOMS_FOR_SIGNATURES)
-    enumerated = {h.metadata["path_info"]: h for h in enumerate_hops(structure, working_ion, f"host{host_id}", settings, [])}
-    signatures = {n: hop_signature(enumerated[f"PATH {n}"]) for n in numbers if f"PATH {n}" in enumerated}
+
+    def path_signatures() -> dict[int, str]:
+        settings = EnumerationSettings(max_hop_length_a=network.cutoff_a, max_atoms=MAX_ATOMS_FOR_SIGNATURES)
+        enumerated = {h.metadata["path_info"]: h for h in enumerate_hops(structure, working_ion, f"host{host_id}", settings, [])}
+        return {n: hop_signature(enumerated[f"PATH {n}"]) for n in network.path_lengths_a if f"PATH {n}" in enumerated}
+
+    # re-enumerating the host is slow and its signatures never change: kept like the network
+    key = f"signatures {store.host(host_id).fingerprint} {working_ion} {network.cutoff_a:.3f}"
+    every = _kept(config, host_id, key, path_signatures)
+    signatures = {n: every[n] for n in numbers if n in every}
     if not signatures:
         return {}
     stored = {r.metadata.get(SIGNATURE_KEY): r for r in store.hops() if r.host_id != host_id}
@@ -132,11 +165,15 @@ def _known_elsewhere(
     return found
 
 
-def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, hops: list[HopRecord], host_id: int) -> list[PathBarrier]:
+def path_barriers(
+    config: CampaignConfig, store: Store, network: HostNetwork, hops: list[HopRecord], host_id: int,
+    predictions: dict[str, Any] | None = None,
+) -> list[PathBarrier]:
     """Every distinct path of ``network`` with the barrier its stored hop has (result, else
-    prediction); a path stored under another host, or known from the training set, takes that barrier."""
-    model = store.current_model()
-    predictions = store.predictions(hop_ids=[h.hop_id for h in hops]) if model is not None else {}
+    prediction); a path stored under another host, or known from the training set, takes that barrier.
+    ``predictions``: the current model's, by hop id (None: read here)."""
+    if predictions is None:
+        predictions = store.predictions(hop_ids=[h.hop_id for h in hops]) if store.current_model() is not None else {}
     stored = {}
     for hop in hops:
         number = _path_number(hop, network)
@@ -162,46 +199,75 @@ def path_barriers(config: CampaignConfig, store: Store, network: HostNetwork, ho
     return paths
 
 
-def _sample_rows(paths: list[PathBarrier], table: PredictionTable | None, n_rows: int) -> tuple[np.ndarray, str]:
+def _sample_rows(paths: list[PathBarrier], rows: HostRows, n_rows: int) -> tuple[np.ndarray, str]:
     """n_rows x len(paths) barriers (eV) of the predicted paths, and what the rows are. Paths that
     borrow one stored hop take one value per row: it is one hop, not two."""
     keys = [p.hop_id for p in paths]
-    if table is not None and all(key in table.index_of() for key in keys):
-        index = table.index_of()
-        rows, what = table.calibrated_members()[:, [index[key] for key in keys]], "prediction table"
+    if rows.table is not None and all(key in rows.index for key in keys):
+        sampled, what = rows.calibrated_ev[:, [rows.index[key] for key in keys]], rows.what
     else:
         unique = list(dict.fromkeys(keys))
         first = {key: next(p for p in paths if p.hop_id == key) for key in unique}
         mean = np.array([first[key].barrier_ev for key in unique])
         std = np.array([first[key].std_ev for key in unique])
         draws = mean[None, :] + std[None, :] * np.random.default_rng(SAMPLE_SEED).standard_normal((n_rows, len(unique)))
-        rows, what = draws[:, [unique.index(key) for key in keys]], "independent normal draws from stored predictions"
+        sampled = draws[:, [unique.index(key) for key in keys]]
+        what = f"independent normal draws from stored predictions, not joint: {rows.what}"
     # a barrier is never negative; the tails of a wide prediction would otherwise reach below zero
-    return np.clip(rows, 0.0, None), what
+    return np.clip(sampled, 0.0, None), what
+
+
+@dataclass(frozen=True)
+class HostAnalysis:
+    """One host's answer (``summary``, JSON-ready) and, when it came from the campaign's joint
+    rows, whether each row's network is good (``good_rows``; None: no predicted hop, or not joint)."""
+
+    summary: dict[str, Any]
+    good_rows: np.ndarray | None
 
 
 def host_summary(
     config: CampaignConfig,
     store: Store,
     host_id: int,
-    table: PredictionTable | None = None,
+    rows: HostRows | None = None,
     n_rows: int = DEFAULT_SAMPLE_ROWS,
 ) -> dict[str, Any]:
-    """One host's network, percolation barrier, dimensionality, limiting hop and their spread, JSON-ready."""
+    """One host's network, percolation barrier, dimensionality, limiting hop and their spread,
+    JSON-ready; ``rows``: the campaign's posterior rows (None: read or computed here)."""
+    return host_analysis(config, store, host_id, rows, n_rows).summary
+
+
+def host_analysis(
+    config: CampaignConfig,
+    store: Store,
+    host_id: int,
+    rows: HostRows | None = None,
+    n_rows: int = DEFAULT_SAMPLE_ROWS,
+    predictions: dict[str, Any] | None = None,
+) -> HostAnalysis:
+    """:func:`host_summary` with the good/not-good verdict of each joint row kept (``predictions``:
+    the current model's by hop id, read once by a caller that analyses every host)."""
+    from alem.campaign.host_rows import host_rows
+
     record = store.host(host_id)
+    rows = host_rows(config, store) if rows is None else rows
     hops = store.hops(host_id=host_id)
     working_ion = hops[0].working_ion if hops else config.campaign.working_ion
-    network = _network_of(store, host_id, hops, working_ion)
-    paths = path_barriers(config, store, network, hops, host_id)
+    network = campaign_network(config, store, host_id, hops, working_ion)
+    paths = path_barriers(config, store, network, hops, host_id, predictions)
     known = {p.path_number: HopBarrier(p.barrier_ev, p.source, p.site_energy_change_ev) for p in paths if p.barrier_ev is not None}
     fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith(FIXED_SOURCES)}
     predicted = [p for p in paths if p.source.startswith("model")]
     best = percolation(network, known)
     hop_of = {p.path_number: p.hop_id or f"path {p.path_number} ({p.source})" for p in paths}
-    good_ev = config.loop.good_barrier_ev
-    rows, rows_are = _sample_rows(predicted, table, n_rows) if predicted else (None, None)
-    spread = percolation_spread(network, fixed, tuple(p.path_number for p in predicted), rows, good_ev) if predicted else None
-    return {
+    good_ev = config.loop.good_barrier_ev_of(working_ion)
+    sampled, rows_are = _sample_rows(predicted, rows, n_rows) if predicted else (None, None)
+    spread = percolation_spread(network, fixed, tuple(p.path_number for p in predicted), sampled, good_ev) if predicted else None
+    good_rows = None
+    if spread is not None and rows_are == rows.what:
+        good_rows = np.nan_to_num(spread.row_barriers_ev, nan=np.inf) < good_ev
+    summary = {
         "host_id": record.id,
         "formula": record.formula,
         "name": record.name,
@@ -231,6 +297,7 @@ def host_summary(
         "estimate": _estimate(store, host_id, network, best),
         "paths": [p.__dict__ for p in paths],
     }
+    return HostAnalysis(summary, good_rows)
 
 
 def _estimate(store: Store, host_id: int, network: HostNetwork, best) -> dict[str, Any] | None:
@@ -260,7 +327,39 @@ def _prob_good(barrier_ev: float | None, spread, good_ev: float) -> float | None
     return float(barrier_ev < good_ev)
 
 
-def host_table(config: CampaignConfig, store: Store, table: PredictionTable | None = None) -> list[dict[str, Any]]:
-    """:func:`host_summary` of every host of the campaign, in host id order."""
-    return [host_summary(config, store, host.id, table) for host in store.hosts()]
+def host_table(config: CampaignConfig, store: Store, rows: HostRows | None = None) -> list[dict[str, Any]]:
+    """:func:`host_summary` of every host of the campaign, in host id order, on one set of rows."""
+
+    return [analysis.summary for analysis in analyse_hosts(config, store, rows).values()]
+
+
+def analyse_hosts(config: CampaignConfig, store: Store, rows: HostRows | None = None) -> dict[int, HostAnalysis]:
+    """:func:`host_analysis` of every host on one set of rows, by host id. A host whose network
+    pymatgen cannot build is kept with its ``error`` (one bad structure does not hide the others)."""
+    from alem.campaign.host_rows import host_rows
+    from alem.candidates.hosts import HostError
+
+    rows = host_rows(config, store) if rows is None else rows
+    predictions = store.predictions()
+    analyses = {}
+    for host in store.hosts():
+        try:
+            analyses[host.id] = host_analysis(config, store, host.id, rows, predictions=predictions)
+        except HostError as exc:
+            analyses[host.id] = HostAnalysis(_failed_summary(config, store, host.id, str(exc)), None)
+    return analyses
+
+
+def _failed_summary(config: CampaignConfig, store: Store, host_id: int, error: str) -> dict[str, Any]:
+    """The summary of a host without a network: every answer empty, the reason in ``error``."""
+    record = store.host(host_id)
+    hops = store.hops(host_id=host_id)
+    working_ion = hops[0].working_ion if hops else config.campaign.working_ion
+    return {
+        "host_id": record.id, "formula": record.formula, "name": record.name, "working_ion": working_ion,
+        "cutoff_a": None, "n_sites": None, "hops_total": len(hops), "hops_computed": 0, "hops_predicted": 0,
+        "good_barrier_ev": config.loop.good_barrier_ev_of(working_ion), "percolation_barrier_ev": None,
+        "dimensionality": 0, "directions": "", "limiting_hop": None, "missing_paths": [], "site_energies_ev": {},
+        "spread": None, "prob_good": None, "estimate": None, "paths": [], "error": error,
+    }
 

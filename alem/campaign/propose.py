@@ -104,6 +104,8 @@ def propose(
     settings = proposal_settings(store, config, model)
     if settings.warning and warn is not None:
         warn(settings.warning)
+    if (strategy or config.acquisition.strategy) == "materials":
+        return _propose_materials(store, config, model, batch_size or config.acquisition.batch_size, settings)
     return propose_batch(
         store, model, config.acquisition, strategy, batch_size, progress,
         cheap_barriers=settings.cheap_barriers, good_barrier_ev=settings.good_barrier_ev,
@@ -130,8 +132,6 @@ def propose_batch(
     threshold and the promise's. ``cost_fields``: extra :class:`SelectionRequest` fields of the cost-aware choice
     (:func:`alem.campaign.neb_costs.cost_request_fields`).
     """
-    from alem.campaign.promise import record_round
-
     strategy = strategy or acquisition.strategy
     batch_size = batch_size or acquisition.batch_size
     candidates = store.hops(state=HopState.CANDIDATE)
@@ -154,11 +154,37 @@ def propose_batch(
         **dict(cost_fields or {}),
     )
     selections = select_batch(table, request)
+    return _record_batch(store, model, strategy, selections, len(candidates), good_barrier_ev, by_ion)
+
+
+def _record_batch(
+    store: Store, model: LoadedModel, strategy: str, selections: list[Selection], n_candidates: int,
+    good_barrier_ev: float, by_ion: Mapping[str, float],
+) -> ProposalOutcome:
+    """Record the chosen batch (none: only the round's promise) and say what was proposed."""
+    from alem.campaign.promise import record_round
+
     if not selections:
         record_round(store, model.version_id, None, [], good_barrier_ev, by_ion)
-        return ProposalOutcome(None, [], len(candidates), [])
+        return ProposalOutcome(None, [], n_candidates, [])
     batch_id = store.new_batch_id()
     items = [ProposalInput(s.hop_id, s.score, s.mean_ev, s.std_ev) for s in selections]
     proposals = store.add_proposals(batch_id, strategy, items, model.version_id)
     record_round(store, model.version_id, batch_id, [s.score for s in selections], good_barrier_ev, by_ion)
-    return ProposalOutcome(batch_id, proposals, len(candidates), selections)
+    return ProposalOutcome(batch_id, proposals, n_candidates, selections)
+
+
+def _propose_materials(
+    store: Store, config: CampaignConfig, model: LoadedModel, batch_size: int, settings: ProposalSettings
+) -> ProposalOutcome:
+    """One ``materials`` batch (:func:`alem.campaign.materials.materials_selections`), recorded like any batch."""
+    from alem.campaign.materials import materials_selections
+
+    candidates = store.hops(state=HopState.CANDIDATE)
+    if not candidates:
+        return ProposalOutcome(None, [], 0, [])
+    pending = store.hops(state=list(PENDING_STATES))
+    costs = settings.cost_fields.get("cost_core_hours_of")
+    selections = materials_selections(store, config, model, candidates, pending, batch_size, costs)  # type: ignore[arg-type]
+    return _record_batch(store, model, "materials", selections, len(candidates), settings.good_barrier_ev,
+                         settings.good_barrier_ev_by_ion)

@@ -14,11 +14,11 @@ class HostError(HopError):
     """A host file that cannot be used for enumeration; the message names the file and the problem."""
 
 
-def read_host(path: str | Path, working_ion: str) -> Structure:
+def read_host(path: str | Path, working_ion: str, allow_disordered: bool = False) -> Structure:
     """Read one host structure and check it can host hops of ``working_ion``.
 
-    Raises :class:`HostError` for a missing or unreadable file, partially occupied sites, or a
-    structure that does not contain the working ion.
+    Raises :class:`HostError` for a missing or unreadable file, partially occupied sites (unless
+    ``allow_disordered``: the caller orders them), or a structure that does not contain the working ion.
     """
     path = Path(path)
     if not path.exists():
@@ -36,10 +36,13 @@ def read_host(path: str | Path, working_ion: str) -> Structure:
     if len(structure) == 0:
         raise HostError(f"{path}: the structure has no sites")
     if not structure.is_ordered:
+        if allow_disordered:
+            return structure  # overlaps are judged on the ordered stand-ins
         disordered = [i for i, site in enumerate(structure) if not site.is_ordered]
         raise HostError(
             f"{path}: disordered (partially occupied) sites {disordered[:5]} are not supported; "
-            "order the structure first (e.g. pymatgen's OrderDisorderedStructureTransformation)"
+            "add it with --orderings K (the K lowest-Ewald-energy orderings) or order the structure first "
+            "(e.g. pymatgen's OrderDisorderedStructureTransformation)"
         )
     centers, neighbors, _, distances = structure.get_neighbor_list(r=MIN_SITE_DISTANCE_A)
     if len(distances):

@@ -182,30 +182,68 @@ def percolation(network: HostNetwork, barriers: Mapping[int, HopBarrier]) -> Per
     using them, their numbers are in ``missing_paths``.
     """
     energies = site_energies(network, barriers)
-    site_energy = np.array([energies[c] for c in network.site_classes])
-    saddles = {n: energies[network.path_classes[n][0]] + b.barrier_ev for n, b in barriers.items() if n in network.path_classes}
-    edges = [e for e in network.edges if e.path_number in saddles]
-    best: Percolation | None = None
-    for floor in sorted(set(site_energy.tolist())):
-        allowed = site_energy >= floor - ENERGY_TOLERANCE_EV
-        usable = [e for e in edges if allowed[e.start] and allowed[e.end]]
-        for level in sorted({saddles[e.path_number] for e in usable}):
-            below = [e for e in usable if saddles[e.path_number] <= level + ENERGY_TOLERANCE_EV]
-            for members, translations in _components(len(site_energy), below):
+    solver = Percolator(network, energies)
+    barrier, rank, directions, limiting = solver.solve(solver.saddles(barriers))
+    missing = tuple(sorted({e.path_number for e in network.edges} - set(barriers)))
+    return Percolation(barrier, rank, directions, limiting, energies, missing)
+
+
+class Percolator:
+    """The percolation rule of one network at fixed site energies, for many sets of barriers.
+
+    Which sites a network connects, and in which directions, depends only on the site-energy
+    floor and on *which paths* are open, not on their barriers: that analysis is kept per (floor,
+    open paths), so solving the rule again for another sample row of barriers costs a few lookups.
+    """
+
+    def __init__(self, network: HostNetwork, energies: Mapping[int, float]) -> None:
+        self.network = network
+        self.site_energy = np.array([energies[c] for c in network.site_classes])
+        self.floors = sorted(set(self.site_energy.tolist()))
+        self.start_energy = {n: energies[a] for n, (a, _) in network.path_classes.items()}
+        self._usable: list[frozenset[int]] = []
+        for floor in self.floors:
+            allowed = self.site_energy >= floor - ENERGY_TOLERANCE_EV
+            self._usable.append(frozenset(e.path_number for e in network.edges if allowed[e.start] and allowed[e.end]))
+        self._networks: dict[tuple[int, frozenset[int]], list[tuple[tuple[int, ...], float, int, str]]] = {}
+
+    def saddles(self, barriers: Mapping[int, HopBarrier]) -> dict[int, float]:
+        """Saddle energy (eV) of each path with a barrier: its initial site's energy plus the barrier."""
+        return {n: self.start_energy[n] + b.barrier_ev for n, b in barriers.items() if n in self.start_energy}
+
+    def _percolating(self, floor_index: int, paths: frozenset[int]) -> list[tuple[tuple[int, ...], float, int, str]]:
+        """Components that reach a periodic image with only ``paths`` open above the floor: their
+        paths (in edge order), lowest site energy, dimensionality and directions."""
+        key = (floor_index, paths)
+        if key not in self._networks:
+            allowed = self.site_energy >= self.floors[floor_index] - ENERGY_TOLERANCE_EV
+            edges = [e for e in self.network.edges if e.path_number in paths and allowed[e.start] and allowed[e.end]]
+            found = []
+            for members, translations in _components(len(self.site_energy), edges):
                 if not translations:
                     continue
-                component_edges = [e for e in below if e.start in members]
-                top = max(component_edges, key=lambda e: saddles[e.path_number])
-                barrier = saddles[top.path_number] - float(site_energy[sorted(members)].min())
+                used = tuple(dict.fromkeys(e.path_number for e in edges if e.start in members))
                 rank = int(np.linalg.matrix_rank(np.array(translations, dtype=float)))
-                if best is None or barrier < best.barrier_ev - ENERGY_TOLERANCE_EV or (
-                    abs(barrier - best.barrier_ev) <= ENERGY_TOLERANCE_EV and rank > best.dimensionality
-                ):
-                    best = Percolation(barrier, rank, _directions(translations, rank), top.path_number, energies)
-    missing = tuple(sorted({e.path_number for e in network.edges} - set(saddles)))
-    if best is None:
-        return Percolation(None, 0, "", None, energies, missing)
-    return Percolation(best.barrier_ev, best.dimensionality, best.directions, best.limiting_path, energies, missing)
+                found.append((used, float(self.site_energy[sorted(members)].min()), rank, _directions(translations, rank)))
+            self._networks[key] = found
+        return self._networks[key]
+
+    def solve(self, saddles: Mapping[int, float]) -> tuple[float | None, int, str, int | None]:
+        """(percolation barrier, dimensionality, directions, limiting path) for these saddle
+        energies; (None, 0, "", None) when no network percolates."""
+        best: tuple[float, int, str, int] | None = None
+        for floor_index, usable in enumerate(self._usable):
+            open_paths = [n for n in usable if n in saddles]
+            for level in sorted({saddles[n] for n in open_paths}):
+                below = frozenset(n for n in open_paths if saddles[n] <= level + ENERGY_TOLERANCE_EV)
+                for used, lowest_ev, rank, directions in self._percolating(floor_index, below):
+                    top = max(used, key=lambda n: saddles[n])
+                    barrier = saddles[top] - lowest_ev
+                    if best is None or barrier < best[0] - ENERGY_TOLERANCE_EV or (
+                        abs(barrier - best[0]) <= ENERGY_TOLERANCE_EV and rank > best[1]
+                    ):
+                        best = (barrier, rank, directions, top)
+        return best if best is not None else (None, 0, "", None)
 
 
 def _components(n_sites: int, edges: list[NetworkEdge]) -> list[tuple[set[int], list[tuple[int, ...]]]]:
@@ -282,6 +320,9 @@ class PercolationSpread:
     #: share of rows in which no network percolates within the cutoff
     no_percolation_share: float
     n_rows: int
+    #: the percolation barrier of each row (eV; NaN: none percolates) and the path limiting it (0: none)
+    row_barriers_ev: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    row_limiting: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
 
 def percolation_spread(
@@ -296,24 +337,29 @@ def percolation_spread(
     rows_ev = np.atleast_2d(np.asarray(rows_ev, dtype=float))
     if rows_ev.shape[1] != len(sampled_paths):
         raise ValueError(f"rows_ev has {rows_ev.shape[1]} columns for {len(sampled_paths)} sampled paths")
-    values, limiting = [], {}
-    for row in rows_ev:
-        barriers = dict(fixed)
-        for number, barrier_ev in zip(sampled_paths, row):
-            barriers[number] = HopBarrier(float(barrier_ev), "sample")
-        result = percolation(network, barriers)
-        if result.barrier_ev is not None:
-            values.append(result.barrier_ev)
-            limiting[result.limiting_path] = limiting.get(result.limiting_path, 0) + 1
+    # sampled hops carry no site-energy change, so every row shares the fixed hops' site energies
+    solver = Percolator(network, site_energies(network, fixed))
+    fixed_saddles = solver.saddles(fixed)
+    start_ev = np.array([solver.start_energy.get(n, 0.0) for n in sampled_paths])
     n = len(rows_ev)
-    found = np.array(values)
+    barriers_ev, limiting = np.full(n, np.nan), np.zeros(n, dtype=int)
+    for k, row in enumerate(rows_ev):
+        saddles = dict(fixed_saddles)
+        saddles.update(zip(sampled_paths, (start_ev + row).tolist()))
+        barrier, _, _, path = solver.solve(saddles)
+        if barrier is not None:
+            barriers_ev[k], limiting[k] = barrier, path
+    found = barriers_ev[~np.isnan(barriers_ev)]
+    numbers, counts = np.unique(limiting[limiting > 0], return_counts=True)
     return PercolationSpread(
         mean_ev=float(found.mean()) if len(found) else None,
         std_ev=float(found.std(ddof=1)) if len(found) > 1 else (0.0 if len(found) else None),
         prob_good=float(np.sum(found < good_barrier_ev) / n) if n else 0.0,
-        limiting_share={path: count / n for path, count in sorted(limiting.items())},
+        limiting_share={int(path): int(count) / n for path, count in zip(numbers, counts)},
         no_percolation_share=(n - len(found)) / n if n else 1.0,
         n_rows=n,
+        row_barriers_ev=barriers_ev,
+        row_limiting=limiting,
     )
 
 

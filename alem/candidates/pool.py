@@ -37,6 +37,9 @@ class HostCandidates:
     known: list[str] = field(default_factory=list)  # hop ids dropped: already in dataset or store
     skipped: list[str] = field(default_factory=list)  # paths that gave no valid hop, with why
     seconds: float = 0.0  # reading and enumerating this host
+    #: why this host's hops cannot make a conductor: no network of them reaches a site's periodic
+    #: image within the enumeration cutoff ("" = they can)
+    no_percolation: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,22 +114,58 @@ def _unique_id(hop_id: str, taken: set[str], signature: str) -> str:
 
 
 def enumerate_host_files(
-    paths: Sequence[str | Path], working_ion: str, settings: EnumerationSettings
+    paths: Sequence[str | Path], working_ion: str, settings: EnumerationSettings, orderings: int = 0
 ) -> tuple[list[HostCandidates], list[SkippedHost]]:
-    """Read and enumerate every host: those that yield hops, and those skipped with their reason."""
+    """Read and enumerate every host: those that yield hops, and those skipped with their reason.
+
+    A partially occupied host is refused, or with ``orderings`` K > 0 replaced by its K
+    lowest-Ewald-energy orderings (:func:`alem.candidates.ordering.order_host`), each a host of
+    its own named ``<file stem>-order<rank>`` with its provenance in the structure's properties.
+    """
     found, skipped = [], []
     for raw in paths:
         path = Path(raw)
         start = time.perf_counter()
-        problems: list[str] = []
         try:
-            structure = read_host(path, working_ion)
-            hops = enumerate_hops(structure, working_ion, path.stem, settings, problems, source=str(path))
+            structure = read_host(path, working_ion, allow_disordered=orderings > 0)
+            stand_ins = [(path.stem, structure)] if structure.is_ordered else _orderings(structure, path, orderings)
+            for label, ordered in stand_ins:
+                problems: list[str] = []
+                hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path))
+                found.append(HostCandidates(path, label, ordered, hops, skipped=problems, seconds=time.perf_counter() - start,
+                                            no_percolation=_no_percolation(ordered, working_ion, settings)))
+                start = time.perf_counter()
         except HostError as exc:
             skipped.append(SkippedHost(path, str(exc), time.perf_counter() - start))
             continue
-        found.append(HostCandidates(path, path.stem, structure, hops, skipped=problems, seconds=time.perf_counter() - start))
     return found, skipped
+
+
+def _orderings(structure: Structure, path: Path, orderings: int) -> list[tuple[str, Structure]]:
+    from alem.candidates.ordering import order_host
+
+    stand_ins = []
+    for ordering in order_host(structure, orderings, source=str(path)):
+        ordered = ordering.structure.copy()
+        ordered.properties = {**ordered.properties, "alem_ordering": ordering.provenance}
+        stand_ins.append((f"{path.stem}-order{ordering.rank}", ordered))
+    return stand_ins
+
+
+def _no_percolation(structure: Structure, working_ion: str, settings: EnumerationSettings) -> str:
+    """Why no network of the host's hops within the cutoff can percolate, whatever their barriers ("" = one can)."""
+    from alem.candidates.network import HopBarrier, host_network, percolation
+
+    try:
+        network = host_network(structure, working_ion, settings.max_hop_length_a)
+    except HostError as exc:
+        return str(exc)
+    # every path open at 0 eV: a network that percolates at all percolates now
+    every_path = {n: HopBarrier(0.0, "topology") for n in network.path_lengths_a}
+    if percolation(network, every_path).barrier_ev is None:
+        return (f"no network of its {working_ion} hops up to {network.cutoff_a:.2f} Å reaches a site's periodic image: "
+                "not a conductor at this cutoff (a longer --max-hop-length may connect it)")
+    return ""
 
 
 def add_candidates(
@@ -136,14 +175,16 @@ def add_candidates(
     settings: EnumerationSettings = EnumerationSettings(),
     dataset_hops: Sequence[Hop] | None = None,
     strict: bool = False,
+    orderings: int = 0,
 ) -> AddReport:
     """Enumerate the hosts in ``paths`` and store their new hops as candidates (one transaction).
 
     Hosts that yield no hop are skipped and listed in the report; with ``strict`` any such host
     raises ``HostError`` (naming every one) and nothing is stored.
     ``dataset_hops``: hops the model was trained on (default: alem's shipped dataset).
+    ``orderings``: order partially occupied hosts into this many stand-ins (0: refuse them).
     """
-    hosts, skipped_hosts = enumerate_host_files(paths, working_ion, settings)
+    hosts, skipped_hosts = enumerate_host_files(paths, working_ion, settings, orderings)
     if strict and skipped_hosts:
         raise HostError("; ".join(s.reason for s in skipped_hosts))
     start = time.perf_counter()

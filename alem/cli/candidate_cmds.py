@@ -38,6 +38,10 @@ def candidates_add(
     max_atoms: Annotated[
         int | None, typer.Option(help="largest NEB supercell (atoms; default: the backend preset's [supercell] max_atoms)")
     ] = None,
+    orderings: Annotated[
+        int,
+        typer.Option(min=0, help="order a partially occupied host into its K lowest-Ewald-energy orderings, each a host (0: refuse it)"),
+    ] = 0,
     strict: Annotated[
         bool, typer.Option("--strict", help="add nothing if any host yields no hop (default: skip such hosts, add the rest)")
     ] = False,
@@ -61,7 +65,7 @@ def candidates_add(
         try:
             paths = expand_host_paths(host_files)
             with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
-                report = add_candidates(store, paths, working_ion, settings, strict=strict)
+                report = add_candidates(store, paths, working_ion, settings, strict=strict, orderings=orderings)
         except HostError as exc:
             fail(f"{exc}\nnothing was added to the store")
     _print_added_hosts(report, working_ion)
@@ -87,6 +91,10 @@ def _print_added_hosts(report: AddReport, working_ion: str) -> None:
     for host in report.hosts:
         for line in host.skipped:
             console.print(f"[yellow]path skipped[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+    for host in report.hosts:
+        if host.no_percolation:
+            console.print(f"[yellow]no percolation[/yellow] {escape(host.label)}: {escape(host.no_percolation)}",
+                          highlight=False, soft_wrap=True)
     for skipped in report.skipped_hosts:  # soft_wrap: a file name split over lines cannot be copied
         console.print(f"[bold yellow]host skipped[/] {escape(skipped.reason)}", highlight=False, soft_wrap=True)
     seconds = sum(h.seconds for h in report.hosts) + sum(s.seconds for s in report.skipped_hosts)

@@ -32,6 +32,8 @@ def _barrier_text(host: dict[str, Any]) -> str:
 
 
 def _network_text(host: dict[str, Any]) -> str:
+    if host.get("error"):
+        return "error"
     if not host["dimensionality"]:
         # without every barrier a missing hop might still close a network
         return "unscored" if host["missing_paths"] else "none"
@@ -68,11 +70,16 @@ def hosts_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide
         return
     print_table(console, HOST_COLUMNS, [_row(h) for h in hosts], title="Hosts", wide=wide)
     console.print(
-        "[dim]E_perc: lowest barrier of a network that reaches a site's periodic image (± over sample "
-        "rows of the predicted hops); hops: computed / distinct paths[/]",
+        "[dim]E_perc: lowest barrier of a network that reaches a site's periodic image (± over the "
+        "model's joint posterior rows, computed hops fixed); hops: computed / distinct paths[/]",
         highlight=False,
     )
+    rows = next((h["spread"]["rows"] for h in hosts if h["spread"] is not None), None)
+    if rows is not None and not rows.startswith("joint"):
+        console.print(f"[yellow]rows: {escape(rows)}[/]", highlight=False)
     for host in hosts:
+        if host.get("error"):
+            console.print(f"host {host['host_id']}: no network ({escape(host['error'])})", highlight=False)
         if host["missing_paths"]:
             console.print(f"host {host['host_id']}: no barrier yet for {', '.join(sorted(set(host['missing_paths'])))}", highlight=False)
 

@@ -249,7 +249,7 @@ class CampaignLoop:
     def _stop_rule_fired(self) -> bool:
         from alem.campaign.stop_rule import stop_reason
 
-        self.stopped_by_rule = stop_reason(self.store, self.config.loop)
+        self.stopped_by_rule = stop_reason(self.store, self.config.loop, self.config)
         if self.stopped_by_rule:
             self.tell(f"{self.stopped_by_rule}; stopping (jobs in flight keep running)")
         return self.stopped_by_rule is not None

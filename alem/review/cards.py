@@ -48,6 +48,9 @@ class ReviewCard:
     cheap_barrier: str = ""
     #: the campaign's good-barrier threshold for the hop's working ion (eV)
     threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV
+    #: what the hop means for its host: on the limiting path or not, and how far its label could
+    #: move the host's P(good) ("" = the hop has no host)
+    host_line: str = ""
 
 
 def _normal_below(mean_ev: float, std_ev: float, threshold_ev: float) -> float:
@@ -69,6 +72,9 @@ def strategy_reason(strategy: str, score: float, mean_ev: float, std_ev: float, 
     elif strategy == "balanced":
         text = (f"chosen for a low predicted barrier and a large uncertainty together: "
                 f"σ − μ = {std_ev - mean_ev:+.2f} eV (balanced: upper confidence bound of −E_m, score {score:.3g})")
+    elif strategy == "materials":
+        text = (f"chosen because its label is expected to settle most of its host's good/not-good class "
+                f"(materials: information about the host's class per core-hour, or in bits without costs; score {score:.3g})")
     else:
         text = f"chosen by strategy {strategy} (score {score:.3g})"
     if cost_weight > 0:
@@ -104,6 +110,7 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
     from alem.campaign.fidelity_labels import cheap_barriers_of
 
     cheap = cheap_barriers_of(store)
+    host_lines = _host_lines(store, config, [p.hop_id for p in proposals])
     cards = []
     for proposal, (mean_ev, std_ev) in predicted:
         hop = hops[proposal.hop_id]
@@ -136,5 +143,31 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
             novelty=index.typicality(neighbours[0].distance) if neighbours else 1.0,
             cheap_barrier=f"{cheap[hop.hop_id].barrier_ev:.3f} eV ({cheap[hop.hop_id].fidelity})" if hop.hop_id in cheap else "",
             threshold_ev=threshold_ev,
+            host_line=host_lines.get(hop.hop_id, ""),
         ))
     return cards
+
+
+def host_line(influence: dict) -> str:
+    """One sentence: does the hop limit its host's network, and how far could its label move the
+    host's P(good) (E|ΔP| over the hop's joint posterior rows)."""
+    where = "on" if influence["limiting_now"] else "not on"
+    text = (f"host {influence['host_id']} {influence['formula']}: {where} the host's limiting path now "
+            f"(limiting in {influence['limiting_share']:.0%} of the posterior rows)")
+    prob = influence["prob_good"]
+    if influence["expected_prob_change"] is not None and prob is not None:
+        text += (f"; its label is expected to move the host's P(good) {prob:.2f} by "
+                 f"{influence['expected_prob_change']:.2f} (E|ΔP| over its joint posterior rows)")
+    elif prob is not None:
+        text += f"; the host's P(good) {prob:.2f}"
+    return text
+
+
+def _host_lines(store: Store, config: CampaignConfig, hop_ids: list[str]) -> dict[str, str]:
+    """:func:`host_line` of each proposed hop that belongs to a host."""
+    if not any(store.hop(h).host_id is not None for h in hop_ids):
+        return {}
+    from alem.campaign.materials import campaign_hosts, hop_influence
+
+    influence = hop_influence(campaign_hosts(config, store), store, hop_ids)
+    return {hop_id: host_line(found) for hop_id, found in influence.items()}

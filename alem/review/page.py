@@ -78,6 +78,7 @@ def _card_html(card: ReviewCard) -> str:
 {f'<tr><td>screening NEB</td><td>{e(card.cheap_barrier)} (cheap fidelity: not a DFT label)</td></tr>' if card.cheap_barrier else ""}
 <tr><td>hop</td><td>{e(card.working_ion)}, {card.hop_length_a:.2f} Å; the straight path passes
  {card.min_host_distance_a:.2f} Å from the nearest host atom</td></tr>
+{f'<tr><td>host network</td><td>{e(card.host_line)}</td></tr>' if card.host_line else ""}
 <tr><td>cell and cost</td><td>{e(card.cost.summary)}</td></tr>
 <tr><td>proposed</td><td>{e(card.strategy)}, batch {e(card.batch_id)}, model v{card.model_version_id}
  {("(host " + e(card.host_name) + ")") if card.host_name else ""}</td></tr>
