@@ -182,10 +182,13 @@ def speed_table() -> str:
 def select_speed_table() -> str:
     relative = "benchmarks/acquisition/select_speed.json"
     data = _load(relative)
-    rows = [[f"{r['n_hops']:,}", r["strategy"], r["batch"], _num(r["seconds"], 1)] for r in data["results"]]
-    return (_table(["hops", "strategy", "batch", "seconds"], rows)
-            + f"\n\n{data['rows']} rows, {data['pending']} pending hops; {data['machine']}. Not measured: {data['not_measured']}"
-            + f"\n\nFrom `{relative}`.")
+    rows = [[f"{r['n_hops']:,}", r["strategy"], r["batch"], _num(r["cpu_s"], 2), _num(r["wall_s"], 2),
+             _num(r.get("before_wall_s"), 1)] for r in data["results"]]
+    check = data["botorch_check"]
+    same = ", ".join(f"{name} {'yes' if equal else 'NO'}" for name, equal in check["same_batch"].items())
+    return (_table(["hops", "strategy", "batch", "CPU s", "wall s", "before (wall s)"], rows)
+            + f"\n\n{data['table']}; {data['pending']} pending hops; {data['machine']}. Same batch as BoTorch's "
+            + f"`optimize_acqf_discrete` at {check['n_hops']:,} hops: {same}.\n\nFrom `{relative}`.")
 
 
 def bulk_import_table() -> str:
