@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alem.candidates.hosts import HostError
 from alem.candidates.network import (
     HopBarrier,
     HostNetwork,
@@ -83,7 +84,17 @@ def campaign_network(config: CampaignConfig, store: Store, host_id: int, hops: l
     structure, ion and cutoff: it is kept in ``<state dir>/host_networks/`` and read back."""
     longest_a = max((h.hop_length_a for h in hops), default=0.0)
     key = f"network {store.host(host_id).fingerprint} {working_ion} {longest_a:.3f}"
-    return _kept(config, host_id, key, lambda: host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a))
+
+    def build() -> HostNetwork | str:
+        try:
+            return host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a)
+        except HostError as exc:  # kept too: a host pymatgen cannot build is not rebuilt every table
+            return str(exc)
+
+    network = _kept(config, host_id, key, build)
+    if isinstance(network, str):
+        raise HostError(network)
+    return network
 
 
 def _kept(config: CampaignConfig, host_id: int, key: str, compute):
@@ -353,7 +364,6 @@ def analyse_hosts(config: CampaignConfig, store: Store, rows: HostRows | None = 
     """:func:`host_analysis` of every host on one set of rows, by host id. A host whose network
     pymatgen cannot build is kept with its ``error`` (one bad structure does not hide the others)."""
     from alem.campaign.host_rows import host_rows
-    from alem.candidates.hosts import HostError
 
     rows = host_rows(config, store) if rows is None else rows
     predictions = store.predictions()

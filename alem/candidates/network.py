@@ -200,6 +200,7 @@ class Percolator:
         self.network = network
         self.site_energy = np.array([energies[c] for c in network.site_classes])
         self.floors = sorted(set(self.site_energy.tolist()))
+        self.highest_site_ev = float(self.site_energy.max())
         self.start_energy = {n: energies[a] for n, (a, _) in network.path_classes.items()}
         self._usable: list[frozenset[int]] = []
         for floor in self.floors:
@@ -244,6 +245,10 @@ class Percolator:
         for floor_index, usable in enumerate(self._usable):
             open_paths = [n for n in usable if n in saddles]
             for level in sorted({saddles[n] for n in open_paths}):
+                # a network whose highest saddle is this level costs at least level − the highest
+                # site energy: once that beats no network found, higher levels cannot either
+                if best is not None and level - self.highest_site_ev > best[0] + ENERGY_TOLERANCE_EV:
+                    break
                 below = frozenset(n for n in open_paths if saddles[n] <= level + ENERGY_TOLERANCE_EV)
                 for used, lowest_ev, translations in self._percolating(floor_index, below):
                     top = max(used, key=lambda n: saddles[n])
