@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alem.candidates.hosts import HostError
 from alem.candidates.network import (
     HopBarrier,
     HostNetwork,
@@ -83,7 +84,17 @@ def campaign_network(config: CampaignConfig, store: Store, host_id: int, hops: l
     structure, ion and cutoff: it is kept in ``<state dir>/host_networks/`` and read back."""
     longest_a = max((h.hop_length_a for h in hops), default=0.0)
     key = f"network {store.host(host_id).fingerprint} {working_ion} {longest_a:.3f}"
-    return _kept(config, host_id, key, lambda: host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a))
+
+    def build() -> HostNetwork | str:
+        try:
+            return host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a)
+        except HostError as exc:  # kept too: a host pymatgen cannot build is not rebuilt every table
+            return str(exc)
+
+    network = _kept(config, host_id, key, build)
+    if isinstance(network, str):
+        raise HostError(network)
+    return network
 
 
 def _kept(config: CampaignConfig, host_id: int, key: str, compute):
@@ -130,7 +141,6 @@ def _known_elsewhere(
     from alem.candidates import EnumerationSettings, enumerate_hops
     from alem.candidates.pool import SIGNATURE_KEY
     from alem.candidates.signature import hop_signature
-    from alem.hops.io import load_training_hops
 
     structure = store.host_structure(host_id)
 
@@ -151,18 +161,35 @@ def _known_elsewhere(
         if signature in stored:
             other = stored[signature]
             found[number] = (other.hop_id, _stored_barrier(config, store, other, store.predictions(hop_ids=[other.hop_id])))
-    unmatched = {signature: number for number, signature in signatures.items() if number not in found}
+    unmatched = [number for number in signatures if number not in found]
     if unmatched:
-        elements = set(structure.composition.chemical_system.split("-"))
-        for hop in load_training_hops():
-            # only hops of the same chemistry can match: signing every dataset hop would be wasted work
-            same_chemistry = set(hop.initial.composition.chemical_system.split("-")) == elements
-            if hop.barrier_ev is None or hop.working_ion != working_ion or not same_chemistry:
-                continue
-            number = unmatched.get(hop_signature(hop))
-            if number is not None and number not in found:
-                found[number] = (None, dict(barrier_ev=hop.barrier_ev, std_ev=0.0, source=f"dataset {hop.hop_id}"))
+        # the shipped dataset never changes: its matches of every path are kept with the network
+        key = f"dataset matches {store.host(host_id).fingerprint} {working_ion} {network.cutoff_a:.3f}"
+        matches = _kept(config, host_id, key, lambda: _dataset_matches(structure, working_ion, every))
+        for number in unmatched:
+            if number in matches:
+                hop_id, barrier_ev = matches[number]
+                found[number] = (None, dict(barrier_ev=barrier_ev, std_ev=0.0, source=f"dataset {hop_id}"))
     return found
+
+
+def _dataset_matches(structure, working_ion: str, signatures: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """Path number -> (dataset hop id, DFT barrier) of the shipped training hops identical to a path."""
+    from alem.candidates.signature import hop_signature
+    from alem.hops.io import load_training_hops
+
+    number_of = {signature: number for number, signature in signatures.items()}
+    elements = set(structure.composition.chemical_system.split("-"))
+    matches: dict[int, tuple[str, float]] = {}
+    for hop in load_training_hops():
+        # only hops of the same chemistry can match: signing every dataset hop would be wasted work
+        same_chemistry = set(hop.initial.composition.chemical_system.split("-")) == elements
+        if hop.barrier_ev is None or hop.working_ion != working_ion or not same_chemistry:
+            continue
+        number = number_of.get(hop_signature(hop))
+        if number is not None and number not in matches:
+            matches[number] = (hop.hop_id, float(hop.barrier_ev))
+    return matches
 
 
 def path_barriers(
@@ -337,7 +364,6 @@ def analyse_hosts(config: CampaignConfig, store: Store, rows: HostRows | None = 
     """:func:`host_analysis` of every host on one set of rows, by host id. A host whose network
     pymatgen cannot build is kept with its ``error`` (one bad structure does not hide the others)."""
     from alem.campaign.host_rows import host_rows
-    from alem.candidates.hosts import HostError
 
     rows = host_rows(config, store) if rows is None else rows
     predictions = store.predictions()

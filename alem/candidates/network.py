@@ -200,20 +200,22 @@ class Percolator:
         self.network = network
         self.site_energy = np.array([energies[c] for c in network.site_classes])
         self.floors = sorted(set(self.site_energy.tolist()))
+        self.highest_site_ev = float(self.site_energy.max())
         self.start_energy = {n: energies[a] for n, (a, _) in network.path_classes.items()}
         self._usable: list[frozenset[int]] = []
         for floor in self.floors:
             allowed = self.site_energy >= floor - ENERGY_TOLERANCE_EV
             self._usable.append(frozenset(e.path_number for e in network.edges if allowed[e.start] and allowed[e.end]))
-        self._networks: dict[tuple[int, frozenset[int]], list[tuple[tuple[int, ...], float, int, str]]] = {}
+        self._networks: dict[tuple[int, frozenset[int]], list[tuple[tuple[int, ...], float, tuple]]] = {}
+        self._dimensions: dict[tuple, tuple[int, str]] = {}
 
     def saddles(self, barriers: Mapping[int, HopBarrier]) -> dict[int, float]:
         """Saddle energy (eV) of each path with a barrier: its initial site's energy plus the barrier."""
         return {n: self.start_energy[n] + b.barrier_ev for n, b in barriers.items() if n in self.start_energy}
 
-    def _percolating(self, floor_index: int, paths: frozenset[int]) -> list[tuple[tuple[int, ...], float, int, str]]:
+    def _percolating(self, floor_index: int, paths: frozenset[int]) -> list[tuple[tuple[int, ...], float, tuple]]:
         """Components that reach a periodic image with only ``paths`` open above the floor: their
-        paths (in edge order), lowest site energy, dimensionality and directions."""
+        paths (in edge order), lowest site energy and cycle translations."""
         key = (floor_index, paths)
         if key not in self._networks:
             allowed = self.site_energy >= self.floors[floor_index] - ENERGY_TOLERANCE_EV
@@ -223,27 +225,43 @@ class Percolator:
                 if not translations:
                     continue
                 used = tuple(dict.fromkeys(e.path_number for e in edges if e.start in members))
-                rank = int(np.linalg.matrix_rank(np.array(translations, dtype=float)))
-                found.append((used, float(self.site_energy[sorted(members)].min()), rank, _directions(translations, rank)))
+                found.append((used, float(self.site_energy[sorted(members)].min()), tuple(translations)))
             self._networks[key] = found
         return self._networks[key]
 
+    def _dimension(self, translations: tuple) -> tuple[int, str]:
+        """Dimensionality and directions of a network with these cycle translations (kept: the
+        rank is an SVD, needed only for the winner and for ties)."""
+        if translations not in self._dimensions:
+            rank = int(np.linalg.matrix_rank(np.array(translations, dtype=float)))
+            self._dimensions[translations] = (rank, _directions(list(translations), rank))
+        return self._dimensions[translations]
+
     def solve(self, saddles: Mapping[int, float]) -> tuple[float | None, int, str, int | None]:
         """(percolation barrier, dimensionality, directions, limiting path) for these saddle
-        energies; (None, 0, "", None) when no network percolates."""
-        best: tuple[float, int, str, int] | None = None
+        energies; (None, 0, "", None) when no network percolates. Of two networks with the same
+        barrier the one of higher dimensionality wins."""
+        best: tuple[float, tuple, int] | None = None
         for floor_index, usable in enumerate(self._usable):
             open_paths = [n for n in usable if n in saddles]
             for level in sorted({saddles[n] for n in open_paths}):
+                # a network whose highest saddle is this level costs at least level − the highest
+                # site energy: once that beats no network found, higher levels cannot either
+                if best is not None and level - self.highest_site_ev > best[0] + ENERGY_TOLERANCE_EV:
+                    break
                 below = frozenset(n for n in open_paths if saddles[n] <= level + ENERGY_TOLERANCE_EV)
-                for used, lowest_ev, rank, directions in self._percolating(floor_index, below):
+                for used, lowest_ev, translations in self._percolating(floor_index, below):
                     top = max(used, key=lambda n: saddles[n])
                     barrier = saddles[top] - lowest_ev
                     if best is None or barrier < best[0] - ENERGY_TOLERANCE_EV or (
-                        abs(barrier - best[0]) <= ENERGY_TOLERANCE_EV and rank > best[1]
+                        abs(barrier - best[0]) <= ENERGY_TOLERANCE_EV
+                        and self._dimension(translations)[0] > self._dimension(best[1])[0]
                     ):
-                        best = (barrier, rank, directions, top)
-        return best if best is not None else (None, 0, "", None)
+                        best = (barrier, translations, top)
+        if best is None:
+            return (None, 0, "", None)
+        rank, directions = self._dimension(best[1])
+        return (best[0], rank, directions, best[2])
 
 
 def _components(n_sites: int, edges: list[NetworkEdge]) -> list[tuple[set[int], list[tuple[int, ...]]]]:
