@@ -41,11 +41,16 @@ def candidates_add(
     strict: Annotated[
         bool, typer.Option("--strict", help="add nothing if any host yields no hop (default: skip such hosts, add the rest)")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="processes enumerating hosts side by side (default 1: a login node is shared)")
+    ] = 1,
     campaign: CampaignOption = None,
 ) -> None:
     """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates.
 
     Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
+    Hosts are stored 100 at a time: after a kill, the same command goes on where it stopped
+    (hosts stored with the same settings are not enumerated again).
     """
     from alem.campaign.enumeration import enumeration_settings
     from alem.candidates import HostError
@@ -61,7 +66,7 @@ def candidates_add(
         try:
             paths = expand_host_paths(host_files)
             with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
-                report = add_candidates(store, paths, working_ion, settings, strict=strict)
+                report = add_candidates(store, paths, working_ion, settings, strict=strict, workers=workers)
         except HostError as exc:
             fail(f"{exc}\nnothing was added to the store")
     _print_added_hosts(report, working_ion)
@@ -89,6 +94,11 @@ def _print_added_hosts(report: AddReport, working_ion: str) -> None:
             console.print(f"[yellow]path skipped[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     for skipped in report.skipped_hosts:  # soft_wrap: a file name split over lines cannot be copied
         console.print(f"[bold yellow]host skipped[/] {escape(skipped.reason)}", highlight=False, soft_wrap=True)
+    if report.resumed_hosts:
+        console.print(
+            f"{len(report.resumed_hosts)} host(s) already enumerated with these settings by an earlier run: not enumerated again",
+            highlight=False,
+        )
     seconds = sum(h.seconds for h in report.hosts) + sum(s.seconds for s in report.skipped_hosts)
     n_read = len(report.hosts) + len(report.skipped_hosts)
     console.print(
