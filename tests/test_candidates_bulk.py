@@ -147,3 +147,37 @@ def test_workers_enumerate_side_by_side_to_the_same_store(campaign, hosts):
     with Store.open(serial_campaign.store_path) as store:
         add_candidates(store, paths, "Li", settings, dataset_hops=None)
         assert _store_content(store) == parallel
+
+
+def test_a_hop_file_stores_its_valid_hops_and_names_each_invalid_one(campaign, hosts, tmp_path):
+    import json
+
+    from alem.hops import hop_to_dataset_entry
+    from tests._factories import rocksalt_hop
+
+    good = [hop_to_dataset_entry(rocksalt_hop(f"rs-{rank}", barrier_ev=None, neighbor_rank=rank)) for rank in (0, 1)]
+    no_ion = hop_to_dataset_entry(rocksalt_hop("no-li"))
+    no_ion["working_ion"] = "Na"
+    nan_coords = hop_to_dataset_entry(rocksalt_hop("nan-coords"))
+    nan_coords["structure_ini"]["coords"][7][1] = float("nan")
+    no_final = hop_to_dataset_entry(rocksalt_hop("no-final"))
+    del no_final["structure_fin"]
+    hop_file = tmp_path / "hops.json"
+    hop_file.write_text(json.dumps([good[0], no_ion, nan_coords, no_final, good[1]]))
+
+    result, text = _add(campaign, hop_file, hosts / "Li2O.cif", "--strict")
+    assert result.exit_code == 1 and "nothing was added to the store" in text
+    assert _hosts_in_store(campaign) == ([], 0)
+
+    result, text = _add(campaign, hop_file, hosts / "Li2O.cif")
+    assert result.exit_code == 1, result.output  # hops left out: the exit code says so
+    lines = [line for line in result.output.splitlines() if line.startswith("invalid hop")]
+    assert len(lines) == 3
+    for hop_id, problem in (("no-li", "working ion Na is not in the structure"), ("nan-coords", "not finite"),
+                            ("no-final", "missing key 'structure_fin'")):
+        assert any(f"hops.json: hop {hop_id}: " in line and problem in line for line in lines), (hop_id, lines)
+    assert "2 candidate hops stored from 1 hop file(s)" in text and "3 invalid hop(s) left out" in text
+    with Store.open(campaign.store_path) as store:
+        ids = {r.hop_id for r in store.hops()}
+        assert {"rs-0", "rs-1"} <= ids and not ids & {"no-li", "nan-coords", "no-final"}
+        assert [h.name for h in store.hosts()] == ["Li2O"]  # the host beside it was enumerated too

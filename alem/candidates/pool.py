@@ -117,7 +117,7 @@ def known_signatures(reference_hops: Iterable[Hop], like: Sequence[Hop]) -> set[
     return {hop_signature(h) for h in reference_hops if (h.working_ion, _elements(h)) in wanted}
 
 
-def _store_signatures(store) -> set[str]:
+def store_signatures(store) -> set[str]:
     return {record.metadata[SIGNATURE_KEY] for record in store.hops() if SIGNATURE_KEY in record.metadata}
 
 
@@ -191,7 +191,7 @@ class _Known:
 
     def __init__(self, store, dataset_hops: Sequence[Hop] | None):
         self.dataset_hops = dataset_hops
-        self.signatures = _store_signatures(store)
+        self.signatures = store_signatures(store)
         self.taken = {record.hop_id for record in store.hops()}
         self._dataset_pairs: set[tuple[str, frozenset[str]]] = set()
 

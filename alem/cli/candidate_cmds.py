@@ -5,6 +5,7 @@ Heavy libraries are imported inside the command so ``alem --help`` is fast.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -26,7 +27,10 @@ app.add_typer(candidates_app, name="candidates")
 def candidates_add(
     host_files: Annotated[
         list[str],
-        typer.Argument(help="host structures (CIF, POSCAR/CONTCAR, pymatgen JSON), directories of them, or quoted globs"),
+        typer.Argument(
+            help="host structures (CIF, POSCAR/CONTCAR, pymatgen JSON), directories of them, quoted globs, "
+            "or hop files (Em dataset or pymatgen initial/final JSON: stored as they are)"
+        ),
     ],
     ion: Annotated[str | None, typer.Option(help="migrating ion (default: the campaign's working_ion)")] = None,
     max_hop_length: Annotated[
@@ -50,11 +54,15 @@ def candidates_add(
 
     Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
     Hosts are stored 100 at a time: after a kill, the same command goes on where it stopped
-    (hosts stored with the same settings are not enumerated again).
+    (hosts stored with the same settings are not enumerated again). The valid hops of a hop file
+    are stored and each invalid one is listed (file, id, problem), exit code 1; --strict stores
+    nothing when a host or a hop is bad.
     """
     from alem.campaign.enumeration import enumeration_settings
     from alem.candidates import HostError
+    from alem.candidates.hop_files import add_hop_files, is_hop_file
     from alem.candidates.pool import add_candidates, expand_host_paths
+    from alem.hops import HopError
     from alem.neb.presets import PresetError
 
     with open_campaign(campaign) as (config, store):
@@ -65,12 +73,28 @@ def candidates_add(
         working_ion = ion or config.campaign.working_ion
         try:
             paths = expand_host_paths(host_files)
-            with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
-                report = add_candidates(store, paths, working_ion, settings, strict=strict, workers=workers)
-        except HostError as exc:
+            hop_files = [p for p in paths if is_hop_file(p)]
+            paths = [p for p in paths if p not in hop_files]
+            # --strict: hop files and hosts in one transaction, so a bad host also undoes the hop files
+            with store.transaction() if strict else contextlib.nullcontext():
+                hop_report = add_hop_files(store, hop_files, ion, strict=strict) if hop_files else None
+                report = None
+                if paths or not hop_files:
+                    with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
+                        report = add_candidates(store, paths, working_ion, settings, strict=strict, workers=workers)
+        except (HostError, HopError) as exc:
             fail(f"{exc}\nnothing was added to the store")
-    _print_added_hosts(report, working_ion)
-    if report.skipped_hosts:
+    if report is not None:
+        _print_added_hosts(report, working_ion)
+    if hop_report is not None:
+        for line in hop_report.invalid:  # soft_wrap: one line per hop, so a script can cut the id out
+            console.print(f"[bold yellow]invalid hop[/] {escape(line)}", highlight=False, soft_wrap=True)
+        console.print(
+            f"{len(hop_report.added)} candidate hops stored from {len(hop_files)} hop file(s) ({len(hop_report.known)} already "
+            f"in the dataset or store); {len(hop_report.invalid)} invalid hop(s) left out",
+            highlight=False,
+        )
+    if (report is not None and report.skipped_hosts) or (hop_report is not None and hop_report.invalid):
         raise typer.Exit(ExitCode.FAILED)
 
 

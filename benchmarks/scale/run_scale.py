@@ -167,6 +167,27 @@ def _size_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in files if f.exists()) / 2**20, 1)
 
 
+def _summary(steps: dict, campaign: Path) -> dict:
+    """A run's results so far (a step not finished yet is absent)."""
+    state = campaign / "state"
+    return {
+        "n_candidate_hops": steps["enumerate"]["candidate_hops"],
+        "n_hosts": steps["enumerate"]["hosts_in_store"],
+        "steps": steps,
+        "store_mb": _size_mb(state / "alem.sqlite"),
+        "feature_cache_mb": _size_mb(state / "feature_cache.sqlite"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other work, CPython {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _save(n_hops: int, summary: dict) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+    results["runs"][str(n_hops)] = summary
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    TABLE.write_text(write_table(results))
+
+
 def run(n_hops: int, workdir: Path) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     campaign = workdir / "campaign"
@@ -186,6 +207,7 @@ def run(n_hops: int, workdir: Path) -> dict:
             result.update(json.loads(out.read_text()))
         steps[name] = result
         steps_file.write_text(json.dumps(steps, indent=2))
+        _save(n_hops, _summary(steps, campaign))  # a run stopped halfway still reports its finished steps
         print(f"{name}: {result}")
         if result["exit_code"] not in (0, 1):
             sys.exit(f"{name} failed: see {workdir / 'logs' / (name + '.log')}")
@@ -198,22 +220,13 @@ def run(n_hops: int, workdir: Path) -> dict:
         record(f"propose_{strategy}", ["alem", "propose", "--strategy", strategy, "--batch", "10"])
     for command in READ_COMMANDS:
         record(command, ["alem", command])
-    state = campaign / "state"
-    return {
-        "n_candidate_hops": steps["enumerate"]["candidate_hops"],
-        "n_hosts": steps["enumerate"]["hosts_in_store"],
-        "steps": steps,
-        "store_mb": _size_mb(state / "alem.sqlite"),
-        "feature_cache_mb": _size_mb(state / "feature_cache.sqlite"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other work, CPython {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    return _summary(steps, campaign)
 
 
 def write_table(results: dict) -> str:
     sizes = sorted(results["runs"], key=int)
     runs = [results["runs"][s] for s in sizes]
-    names = list(runs[-1]["steps"])
+    names = list(dict.fromkeys(name for r in runs for name in r["steps"]))
     lines = [
         "| step: wall (CPU), peak memory | " + " | ".join(f"{r['n_candidate_hops']} hops ({r['n_hosts']} hosts)" for r in runs) + " |",
         "|---|" + "---|" * len(runs),
@@ -231,8 +244,9 @@ def write_table(results: dict) -> str:
     lines.append("| of enumerate: enumerating / storing | " + " | ".join(
         f"{e['enumeration_s']:.1f} s / {e['storing_s']:.1f} s" for e in enum) + " |")
     for name in ("first_scoring", "rescoring"):
-        parts = [(r["steps"][name]["scoring_s"], r["n_candidate_hops"]) for r in runs]
-        lines.append(f"| of {name}: scoring alone | " + " | ".join(f"{s:.1f} s ({1000 * s / n:.1f} ms/hop)" for s, n in parts) + " |")
+        parts = [(r["steps"][name]["scoring_s"], r["n_candidate_hops"]) if name in r["steps"] else None for r in runs]
+        cells = ["—" if p is None else f"{p[0]:.1f} s ({1000 * p[0] / p[1]:.1f} ms/hop)" for p in parts]
+        lines.append(f"| of {name}: scoring alone | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -250,12 +264,9 @@ def main() -> None:
         result = function(args.campaign, args.hops) if args.step == "enumerate" else function(args.campaign)
         args.step_out.write_text(json.dumps(result))
         return
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     if not args.table:
-        workdir = args.workdir or Path(f"/tmp/alem-scale-{args.hops}")
-        results["runs"][str(args.hops)] = run(args.hops, workdir)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    TABLE.write_text(write_table(results))
+        _save(args.hops, run(args.hops, args.workdir or Path(f"/tmp/alem-scale-{args.hops}")))
+    TABLE.write_text(write_table(json.loads(RESULTS.read_text())))
     print(TABLE.read_text())
 
 
