@@ -155,9 +155,16 @@ def _enumerated(
 
 
 def _split(results: Iterable[HostCandidates | SkippedHost | Path]) -> tuple[list[HostCandidates], list[SkippedHost], list[Path]]:
-    found, skipped, resumed = [], [], []
+    found: list[HostCandidates] = []
+    skipped: list[SkippedHost] = []
+    resumed: list[Path] = []
     for result in results:
-        (found if isinstance(result, HostCandidates) else skipped if isinstance(result, SkippedHost) else resumed).append(result)
+        if isinstance(result, HostCandidates):
+            found.append(result)
+        elif isinstance(result, SkippedHost):
+            skipped.append(result)
+        else:
+            resumed.append(result)
     return found, skipped, resumed
 
 
@@ -251,17 +258,17 @@ def add_candidates(
     ``dataset_hops``: hops the model was trained on (default: alem's shipped dataset).
     ``workers``: processes that enumerate hosts side by side.
     """
-    paths = [Path(p) for p in paths]
+    host_paths = [Path(p) for p in paths]
     key = settings_key(working_ion, settings)
     report = AddReport([], [])
     start = time.perf_counter()
     known = _Known(store, dataset_hops)
     report.overhead_seconds += time.perf_counter() - start
     if strict:  # everything enumerated first: one bad host and nothing is stored
-        chunks = [paths]
+        chunks = [host_paths]
         done_before: frozenset[str] = frozenset()
     else:
-        chunks = [paths[i : i + HOSTS_PER_CHUNK] for i in range(0, len(paths), HOSTS_PER_CHUNK)]
+        chunks = [host_paths[i : i + HOSTS_PER_CHUNK] for i in range(0, len(host_paths), HOSTS_PER_CHUNK)]
         done_before = enumerated_before(store, key)
     for chunk in chunks:
         hosts, skipped, resumed = _split(_enumerated(chunk, working_ion, settings, workers, done_before))
