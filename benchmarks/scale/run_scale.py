@@ -128,9 +128,10 @@ def step_retrain(campaign: Path) -> dict:
 
     config = CampaignConfig.load(campaign)
     with Store.open(config.store_path) as store:
-        parent = Path(store.model_version(ensure_model_version(store, config)).path)
-        target = config.store_path.parent / "models" / "v-simulated-retraining"
-        if target.exists():
+        ensure_model_version(store, config)
+        parent = Path(store.model_versions()[0].path)  # the shipped model the campaign started with
+        target = config.store_path.parent / "models" / f"v-simulated-retraining-{len(store.model_versions()) + 1}"
+        if target.exists():  # a run killed halfway through this step
             shutil.rmtree(target)
         shutil.copytree(parent, target)
         ensemble = load_ensemble(target)
@@ -197,25 +198,26 @@ def run(n_hops: int, workdir: Path) -> dict:
         subprocess.run(["alem", "init", str(campaign), "--backend", "replay"], check=True, capture_output=True)
     (workdir / "logs").mkdir(exist_ok=True)
 
-    def record(name: str, command: list[str]) -> None:
+    def record(name: str, command: list[str], ok_codes: tuple[int, ...] = (0, 1)) -> None:
         if name in steps:
             print(f"{name}: done before ({steps[name]['wall_s']} s)")
             return
-        result = _timed(command, campaign, workdir / "logs" / f"{name}.log")
         out = workdir / "logs" / f"{name}.json"
+        out.unlink(missing_ok=True)
+        result = _timed(command, campaign, workdir / "logs" / f"{name}.log")
+        if result["exit_code"] not in ok_codes:
+            sys.exit(f"{name} failed (exit code {result['exit_code']}): see {workdir / 'logs' / (name + '.log')}")
         if out.exists():
             result.update(json.loads(out.read_text()))
         steps[name] = result
         steps_file.write_text(json.dumps(steps, indent=2))
         _save(n_hops, _summary(steps, campaign))  # a run stopped halfway still reports its finished steps
         print(f"{name}: {result}")
-        if result["exit_code"] not in (0, 1):
-            sys.exit(f"{name} failed: see {workdir / 'logs' / (name + '.log')}")
 
     me = [sys.executable, str(Path(__file__).resolve())]
     for name in STEPS:
         record(name, [*me, "--step", name, "--campaign", str(campaign), "--hops", str(n_hops),
-                      "--step-out", str(workdir / "logs" / f"{name}.json")])
+                      "--step-out", str(workdir / "logs" / f"{name}.json")], ok_codes=(0,))
     for strategy in STRATEGIES:
         record(f"propose_{strategy}", ["alem", "propose", "--strategy", strategy, "--batch", "10"])
     for command in READ_COMMANDS:
