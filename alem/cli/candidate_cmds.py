@@ -18,6 +18,9 @@ from alem.cli.tables import Column, print_table
 if TYPE_CHECKING:
     from alem.candidates.pool import AddReport
 
+#: Hosts named in the line about hosts an earlier run enumerated (the rest are counted).
+RESUMED_NAMES_SHOWN = 10
+
 candidates_app = typer.Typer(help="Candidate hops: enumerate them from host structures.", no_args_is_help=True)
 app.add_typer(candidates_app, name="candidates")
 
@@ -119,8 +122,11 @@ def _print_added_hosts(report: AddReport, working_ion: str) -> None:
     for skipped in report.skipped_hosts:  # soft_wrap: a file name split over lines cannot be copied
         console.print(f"[bold yellow]host skipped[/] {escape(skipped.reason)}", highlight=False, soft_wrap=True)
     if report.resumed_hosts:
+        names = [path.stem for path in report.resumed_hosts]
+        more = len(names) - RESUMED_NAMES_SHOWN
+        shown = ", ".join(names[:RESUMED_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
         console.print(
-            f"{len(report.resumed_hosts)} host(s) already enumerated with these settings by an earlier run: not enumerated again",
+            f"{len(names)} host(s) already enumerated with these settings by an earlier run, not enumerated again: {escape(shown)}",
             highlight=False,
         )
     seconds = sum(h.seconds for h in report.hosts) + sum(s.seconds for s in report.skipped_hosts)
