@@ -21,6 +21,7 @@ from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs, Mixture
 from alem.inference.device import pick_device
+from alem.inference.feature_cache import FeatureCache
 from alem.inference.members import GnnMembers
 from alem.inference.sister_correction import SisterCorrection, SisterModel, host_of
 from alem.inference.stacking import combine_members
@@ -139,12 +140,15 @@ class Ensemble:
         cheap_barriers: Mapping[str, CheapBarrier] | None = None,
         device: str | torch.device | None = None,
         progress: bool = False,
+        cache: FeatureCache | None = None,
     ) -> HopInputs:
         """What the components read for ``hops``; the backbone features and the frozen host
         context come from the first member's backbone (training refuses backbone-reading
-        components unless the backbone is frozen, so it is the pre-trained one they were fitted on)."""
+        components unless the backbone is frozen, so it is the pre-trained one they were fitted on).
+        ``cache``: hop features kept on disk across model versions that share the backbone
+        (:mod:`alem.inference.feature_cache`)."""
         dev = device if isinstance(device, torch.device) else pick_device(device)
-        return HopInputs(hops, self.settings, dev, self.members[0], cheap_barriers, progress)
+        return HopInputs(hops, self.settings, dev, self.members[0], cheap_barriers, progress, cache)
 
     def predict(
         self,
@@ -153,14 +157,15 @@ class Ensemble:
         device: str | None = None,
         progress: bool = False,
         labelled: Sequence[Hop] = (),
+        cache: FeatureCache | None = None,
     ) -> EnsemblePrediction:
         """Predictions for ``hops``. Hops with a cheap barrier of :attr:`cheap_fidelity` in
         ``cheap_barriers`` (by hop id) get the fidelity-aware prediction, all others the
         structure-only one; barriers of another potential are ignored with a warning. Where the
         model has a sister correction, hops whose host has labelled hops (in the model's residual
         store, or in ``labelled``: hops with a barrier the model was not trained on) are corrected
-        by them (:meth:`sister_correction`)."""
-        inputs = self.hop_inputs(hops, cheap_barriers, device, progress)
+        by them (:meth:`sister_correction`). ``cache`` keeps the hops' features across model versions."""
+        inputs = self.hop_inputs(hops, cheap_barriers, device, progress, cache)
         prediction = self._predict(inputs)
         return self._corrected(prediction, self.sister_correction(inputs, prediction, labelled, device))
 
@@ -253,9 +258,10 @@ class Ensemble:
         device: str | None = None,
         progress: bool = False,
         labelled: Sequence[Hop] = (),
+        cache: FeatureCache | None = None,
     ) -> tuple[EnsemblePrediction, np.ndarray]:
         """:meth:`predict` and :meth:`sample` of ``hops`` from one pass over their inputs."""
-        inputs = self.hop_inputs(hops, cheap_barriers, device, progress)
+        inputs = self.hop_inputs(hops, cheap_barriers, device, progress, cache)
         stack = self._predict(inputs)
         correction = self.sister_correction(inputs, stack, labelled, device)
         draws = _moved_draws(self._sample(inputs, n_draws, seed), stack, correction)

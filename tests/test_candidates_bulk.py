@@ -1,5 +1,6 @@
 """`alem candidates add` over many hosts: a directory or a glob, bad hosts skipped and named, the
-rest added in one transaction; --strict adds nothing; the exit code says whether any was skipped."""
+rest added in chunks (a killed run goes on where it stopped); --strict adds nothing; the exit code
+says whether any was skipped; --workers enumerates side by side."""
 
 from __future__ import annotations
 
@@ -88,3 +89,95 @@ def test_library_report_skips_with_reasons_and_times_each_host(campaign, hosts):
         assert [h.label for h in report.hosts] == ["Li2O", "Li2S", "LiCoO2"]
         assert all(h.seconds > 0 for h in report.hosts) and report.skipped_hosts[0].seconds > 0
         assert len(store.hops()) == len(report.added) >= 3
+
+
+def _store_content(store):
+    return sorted(h.name for h in store.hosts()), sorted(r.hop_id for r in store.hops())
+
+
+def test_a_killed_run_goes_on_where_it_stopped(campaign, hosts, tmp_path, monkeypatch):
+    from alem.campaign import init_campaign
+    from alem.candidates import pool
+
+    paths = [hosts / "Li2O.cif", hosts / "Li2S.cif", hosts / "LiCoO2.json"]
+    settings = EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5, max_atoms=32)
+    with Store.open(init_campaign(tmp_path / "whole").store_path) as store:
+        add_candidates(store, paths, "Li", settings, dataset_hops=[])
+        whole = _store_content(store)  # what one run that is never killed stores
+    monkeypatch.setattr(pool, "HOSTS_PER_CHUNK", 1)
+    real = pool.enumerate_hops
+    enumerated = []
+
+    def killed_at_licoo2(structure, ion, label, *args, **kwargs):
+        if label == "LiCoO2" and not enumerated:
+            raise KeyboardInterrupt  # the user's Ctrl-C (or a kill) in the middle of the third host
+        return real(structure, ion, label, *args, **kwargs)
+
+    monkeypatch.setattr(pool, "enumerate_hops", killed_at_licoo2)
+    with Store.open(campaign.store_path) as store:
+        with pytest.raises(KeyboardInterrupt):
+            add_candidates(store, paths, "Li", settings, dataset_hops=[])
+        assert _store_content(store)[0] == ["Li2O", "Li2S"]  # the finished chunks are kept
+    def counted(structure, ion, label, *args, **kwargs):
+        enumerated.append(label)
+        return real(structure, ion, label, *args, **kwargs)
+
+    monkeypatch.setattr(pool, "enumerate_hops", counted)
+    with Store.open(campaign.store_path) as store:
+        report = add_candidates(store, paths, "Li", settings, dataset_hops=[])
+        assert enumerated == ["LiCoO2"] and [p.name for p in report.resumed_hosts] == ["Li2O.cif", "Li2S.cif"]
+        assert _store_content(store) == whole
+        # other settings: the hosts are enumerated again (they may give other hops)
+        enumerated.clear()
+        shorter = EnumerationSettings(max_hop_length_a=3.0, min_image_distance_a=4.5, max_atoms=32)
+        add_candidates(store, paths[:1], "Li", shorter, dataset_hops=[])
+        assert enumerated == ["Li2O"]
+
+
+def test_workers_enumerate_side_by_side_to_the_same_store(campaign, hosts):
+    paths = expand_host_paths([hosts])
+    settings = EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5, max_atoms=32)
+    result, text = _add(campaign, hosts, "--workers", "2")
+    assert result.exit_code == 1 and "host skipped" in text
+    with Store.open(campaign.store_path) as store:
+        parallel = _store_content(store)
+    from alem.campaign import init_campaign
+
+    serial_campaign = init_campaign(campaign.campaign_dir.parent / "serial")
+    with Store.open(serial_campaign.store_path) as store:
+        add_candidates(store, paths, "Li", settings, dataset_hops=None)
+        assert _store_content(store) == parallel
+
+
+def test_a_hop_file_stores_its_valid_hops_and_names_each_invalid_one(campaign, hosts, tmp_path):
+    import json
+
+    from alem.hops import hop_to_dataset_entry
+    from tests._factories import rocksalt_hop
+
+    good = [hop_to_dataset_entry(rocksalt_hop(f"rs-{rank}", barrier_ev=None, neighbor_rank=rank)) for rank in (0, 1)]
+    no_ion = hop_to_dataset_entry(rocksalt_hop("no-li"))
+    no_ion["working_ion"] = "Na"
+    nan_coords = hop_to_dataset_entry(rocksalt_hop("nan-coords"))
+    nan_coords["structure_ini"]["coords"][7][1] = float("nan")
+    no_final = hop_to_dataset_entry(rocksalt_hop("no-final"))
+    del no_final["structure_fin"]
+    hop_file = tmp_path / "hops.json"
+    hop_file.write_text(json.dumps([good[0], no_ion, nan_coords, no_final, good[1]]))
+
+    result, text = _add(campaign, hop_file, hosts / "Li2O.cif", "--strict")
+    assert result.exit_code == 1 and "nothing was added to the store" in text
+    assert _hosts_in_store(campaign) == ([], 0)
+
+    result, text = _add(campaign, hop_file, hosts / "Li2O.cif")
+    assert result.exit_code == 1, result.output  # hops left out: the exit code says so
+    lines = [line for line in result.output.splitlines() if line.startswith("invalid hop")]
+    assert len(lines) == 3
+    for hop_id, problem in (("no-li", "working ion Na is not in the structure"), ("nan-coords", "not finite"),
+                            ("no-final", "missing key 'structure_fin'")):
+        assert any(f"hops.json: hop {hop_id}: " in line and problem in line for line in lines), (hop_id, lines)
+    assert "2 candidate hops stored from 1 hop file(s)" in text and "3 invalid hop(s) left out" in text
+    with Store.open(campaign.store_path) as store:
+        ids = {r.hop_id for r in store.hops()}
+        assert {"rs-0", "rs-1"} <= ids and not ids & {"no-li", "nan-coords", "no-final"}
+        assert [h.name for h in store.hosts()] == ["Li2O"]  # the host beside it was enumerated too

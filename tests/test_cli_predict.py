@@ -67,6 +67,57 @@ def test_predict_bad_file_is_one_clear_error(tiny_ensemble, tmp_path):
     assert f"{tmp_path}: no model_card.json here (not an alem ensemble)" in result.output.replace("\n", "")
 
 
+def _file_with_invalid_hops(hop_file, path):
+    """The six good hops of ``hop_file`` and five bad ones: a structure without the working ion, two
+    overlapping atoms, a NaN coordinate, a NaN barrier, an entry without its final structure."""
+    entries = json.loads(hop_file.read_text())
+    no_ion = hop_to_dataset_entry(rocksalt_hop("no-li"))
+    no_ion["working_ion"] = "Na"
+    overlapping = hop_to_dataset_entry(rocksalt_hop("overlap"))
+    for key in ("structure_ini", "structure_fin"):
+        overlapping[key]["coords"][5] = [c + 0.01 for c in overlapping[key]["coords"][4]]
+    nan_coords = hop_to_dataset_entry(rocksalt_hop("nan-coords"))
+    nan_coords["structure_fin"]["coords"][3][0] = float("nan")
+    nan_barrier = hop_to_dataset_entry(rocksalt_hop("nan-barrier"))
+    nan_barrier["target"] = float("nan")
+    no_final = hop_to_dataset_entry(rocksalt_hop("no-final"))
+    del no_final["structure_fin"]
+    bad = [no_ion, overlapping, nan_coords, nan_barrier, no_final]
+    path.write_text(json.dumps(entries[:3] + bad + entries[3:]))  # json writes NaN as NaN, as Python reads it
+    return path, [e["jid"] for e in entries]
+
+
+def test_predict_leaves_out_invalid_hops_and_names_each(tiny_ensemble, hop_file, tmp_path):
+    mixed, good_ids = _file_with_invalid_hops(hop_file, tmp_path / "mixed.json")
+    result = runner.invoke(app, ["predict", str(mixed), "--model", str(tiny_ensemble), "--json"])
+    assert result.exit_code == 1, result.output  # some hops left out, the rest predicted
+    rows = json.loads(result.stdout)
+    assert [r["hop_id"] for r in rows] == good_ids
+    # the valid hops' predictions are those of the file without the bad ones
+    clean = json.loads(runner.invoke(app, ["predict", str(hop_file), "--model", str(tiny_ensemble), "--json"]).stdout)
+    assert rows == clean
+    lines = [line for line in result.stderr.splitlines() if line.startswith("invalid hop")]
+    assert len(lines) == 5, result.stderr
+    expected = {
+        "no-li": "working ion Na is not in the structure",
+        "overlap": "overlapping atoms in initial: sites 4 and 5",
+        "nan-coords": "final has a lattice or coordinates that are not finite numbers",
+        "nan-barrier": "barrier is nan (not finite)",
+        "no-final": "missing key 'structure_fin'",
+    }
+    for hop_id, problem in expected.items():
+        assert any(f"mixed.json: hop {hop_id}: " in line and problem in line for line in lines), (hop_id, lines)
+    assert "6 hop(s) predicted, 5 invalid hop(s) left out" in result.stderr
+    # the table too, with the same exit code
+    result = runner.invoke(app, ["predict", str(mixed), "--model", str(tiny_ensemble)])
+    assert result.exit_code == 1 and all(hop_id in result.stdout for hop_id in good_ids)
+    # --strict: all or nothing, every invalid hop named
+    result = runner.invoke(app, ["predict", str(mixed), "--model", str(tiny_ensemble), "--strict", "--json"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert len([line for line in result.stderr.splitlines() if line.startswith("invalid hop")]) == 5
+    assert "5 invalid hop(s); nothing predicted (--strict" in result.stderr
+
+
 def test_evaluate_writes_metrics_parity_and_predictions(tiny_ensemble, hop_file, tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", str(hop_file), "--out", str(out), "--model", str(tiny_ensemble)])

@@ -17,19 +17,36 @@ Around them: :mod:`~alem.campaign.init` (a new campaign), :mod:`~alem.campaign.e
 ``alem status`` shows). :mod:`alem.loop` runs the steps as a long-lived process.
 """
 
-from alem.campaign.cancel import CancelError, CancelReport, cancel_jobs
-from alem.campaign.ingest import export_dataset, result_hops, usable_results_since
-from alem.campaign.init import CampaignExistsError, init_campaign
-from alem.campaign.reconcile import ReconcileReport, reconcile
-from alem.campaign.submit import SubmitReport, resolve_unsubmitted, submit_approved
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time names load on first use
+    from alem.campaign.cancel import CancelError, CancelReport, cancel_jobs
+    from alem.campaign.ingest import export_dataset, result_hops, usable_results_since
+    from alem.campaign.init import CampaignExistsError, init_campaign
+    from alem.campaign.reconcile import ReconcileReport, reconcile
+    from alem.campaign.submit import SubmitReport, resolve_unsubmitted, submit_approved
+
+#: Where each name of the package lives; imported on first use (PEP 562), so that a read command
+#: such as ``alem status`` importing ``alem.campaign.status`` does not pull in the NEB and
+#: enumeration libraries that the other steps need (seconds of start-up on a login node).
+_LAZY = {
+    "CancelError": "cancel", "CancelReport": "cancel", "cancel_jobs": "cancel",
+    "export_dataset": "ingest", "result_hops": "ingest", "usable_results_since": "ingest",
+    "CampaignExistsError": "init", "init_campaign": "init",
+    "ReconcileReport": "reconcile", "reconcile": "reconcile",
+    "SubmitReport": "submit", "resolve_unsubmitted": "submit", "submit_approved": "submit",
+}
 
 __all__ = [
+    "CampaignExistsError",
     "CancelError",
     "CancelReport",
-    "cancel_jobs",
-    "CampaignExistsError",
     "ReconcileReport",
     "SubmitReport",
+    "cancel_jobs",
     "export_dataset",
     "init_campaign",
     "reconcile",
@@ -38,3 +55,23 @@ __all__ = [
     "submit_approved",
     "usable_results_since",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"alem.campaign.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'alem.campaign' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """``alem.campaign.reconcile`` is the function, as when the package imported it eagerly: the
+    import system binds a loaded submodule to its package's attribute, which would otherwise
+    shadow the function of the same name for ``from alem.campaign import reconcile``."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

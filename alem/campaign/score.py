@@ -14,11 +14,13 @@ show`` of a sister of a just-labelled hop shows the prediction moving.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alem.acquisition import PredictionTable
 from alem.acquisition.model import POSTERIOR_DRAWS
 from alem.hops.fidelity import CheapBarrier
+from alem.inference.feature_cache import CACHE_FILENAME, FeatureCache
 from alem.store import HopRecord, HopState, Prediction
 
 if TYPE_CHECKING:
@@ -43,12 +45,21 @@ def sister_labels(store: Store, model: LoadedModel) -> list[Hop]:
     return result_hops(store, SISTER_LABEL_FIDELITIES)
 
 
+def feature_cache_of(store: Store) -> FeatureCache:
+    """The campaign's hop-feature cache, beside its store (``state/feature_cache.sqlite``): graphs'
+    host context, descriptors and backbone features survive restarts and are shared by every
+    model version with the same frozen backbone, so a rescoring after a retraining recomputes only
+    what the new version changed."""
+    return FeatureCache(Path(store.path).parent / CACHE_FILENAME)
+
+
 def posterior_table(
     ensemble: Ensemble,
     hops: Sequence[Hop],
     progress: bool = False,
     cheap_barriers: Mapping[str, CheapBarrier] | None = None,
     labelled: Sequence[Hop] = (),
+    cache: FeatureCache | None = None,
 ) -> tuple[EnsemblePrediction, PredictionTable]:
     """The calibrated prediction of ``hops`` and the acquisition's table: its rows are
     :data:`~alem.acquisition.model.POSTERIOR_DRAWS` joint draws of the model over the hops
@@ -56,7 +67,7 @@ def posterior_table(
     sisters the model's correction moves."""
     prediction, draws = ensemble.posterior(
         hops, POSTERIOR_DRAWS, seed=POSTERIOR_SEED, cheap_barriers=cheap_barriers or None, progress=progress,
-        labelled=labelled,
+        labelled=labelled, cache=cache,
     )
     return prediction, PredictionTable.from_prediction([h.hop_id for h in hops], prediction, draws)
 
@@ -72,7 +83,9 @@ def predict_pool(
     the model's potential get the fidelity-aware prediction (:func:`posterior_table`)."""
     hop_ids = [r.hop_id for r in records]
     labelled = sister_labels(store, model)
-    prediction, table = posterior_table(model.ensemble, store.load_hops(hop_ids), progress, cheap_barriers, labelled)
+    with feature_cache_of(store) as cache:
+        prediction, table = posterior_table(model.ensemble, store.load_hops(hop_ids), progress, cheap_barriers, labelled,
+                                            cache)
     store.record_predictions(model.version_id, hop_ids, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
     return table
 

@@ -1,18 +1,26 @@
 """Adding hosts' candidate hops to a campaign store, without hops the campaign already knows.
 
 A hop is "known" when its supercell-independent signature (``alem.candidates.signature``) matches
-a hop of the training dataset or a hop already in the store. Every host is read and enumerated
-before anything is written, and all usable hosts are then stored in one transaction. A host that
-yields no hop (unreadable, no working ion, no hop that fits the cell-size rule) is skipped with
-its reason, so one bad file among a hundred does not stop the rest; ``strict=True`` restores
-all-or-nothing (a bad file leaves the store untouched).
+a hop of the training dataset or a hop already in the store. A host that yields no hop
+(unreadable, no working ion, no hop that fits the cell-size rule) is skipped with its reason, so
+one bad file among a hundred does not stop the rest; ``strict=True`` restores all-or-nothing
+(every host is enumerated before anything is written, and a bad file leaves the store untouched).
+
+Otherwise hosts are stored in chunks (:data:`HOSTS_PER_CHUNK`), each chunk one transaction with a
+``hosts_enumerated`` event naming its hosts and the enumeration settings: a run killed halfway
+keeps the chunks it finished, and the next run with the same settings reads those hosts but does
+not enumerate them again. Enumeration runs in ``workers`` processes (one host per task).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import hashlib
+import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,9 +29,14 @@ from pymatgen.core import Structure
 from alem.candidates.enumerate import EnumerationSettings, enumerate_hops
 from alem.candidates.hosts import HostError, read_host
 from alem.candidates.signature import hop_signature
+from alem.hops.fingerprint import structure_fingerprint
 from alem.hops.hop import Hop
 
 SIGNATURE_KEY = "signature"
+#: The event that records a stored chunk of hosts (payload: settings key, host fingerprints).
+ENUMERATED_EVENT = "hosts_enumerated"
+#: Hosts stored per transaction when not strict.
+HOSTS_PER_CHUNK = 100
 
 
 @dataclass
@@ -40,6 +53,9 @@ class HostCandidates:
     #: why this host's hops cannot make a conductor: no network of them reaches a site's periodic
     #: image within the enumeration cutoff ("" = they can)
     no_percolation: str = ""
+    #: fingerprint of the structure read from the file (a disordered host's, for its orderings):
+    #: what a resumed run compares
+    source_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,8 @@ class AddReport:
     skipped_hosts: list[SkippedHost] = field(default_factory=list)
     #: loading the training dataset's signatures and writing the store (not per host)
     overhead_seconds: float = 0.0
+    #: host files an earlier run already enumerated with these settings (not enumerated again)
+    resumed_hosts: list[Path] = field(default_factory=list)
 
     @property
     def n_known(self) -> int:
@@ -105,7 +123,7 @@ def known_signatures(reference_hops: Iterable[Hop], like: Sequence[Hop]) -> set[
     return {hop_signature(h) for h in reference_hops if (h.working_ion, _elements(h)) in wanted}
 
 
-def _store_signatures(store) -> set[str]:
+def store_signatures(store) -> set[str]:
     return {record.metadata[SIGNATURE_KEY] for record in store.hops() if SIGNATURE_KEY in record.metadata}
 
 
@@ -113,32 +131,31 @@ def _unique_id(hop_id: str, taken: set[str], signature: str) -> str:
     return hop_id if hop_id not in taken else f"{hop_id}-{signature[:6]}"
 
 
-def enumerate_host_files(
-    paths: Sequence[str | Path], working_ion: str, settings: EnumerationSettings, orderings: int = 0
-) -> tuple[list[HostCandidates], list[SkippedHost]]:
-    """Read and enumerate every host: those that yield hops, and those skipped with their reason.
-
-    A partially occupied host is refused, or with ``orderings`` K > 0 replaced by its K
-    lowest-Ewald-energy orderings (:func:`alem.candidates.ordering.order_host`), each a host of
-    its own named ``<file stem>-order<rank>`` with its provenance in the structure's properties.
-    """
-    found, skipped = [], []
-    for raw in paths:
-        path = Path(raw)
-        start = time.perf_counter()
-        try:
-            structure = read_host(path, working_ion, allow_disordered=orderings > 0)
-            stand_ins = [(path.stem, structure)] if structure.is_ordered else _orderings(structure, path, orderings)
-            for label, ordered in stand_ins:
-                problems: list[str] = []
-                hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path))
-                found.append(HostCandidates(path, label, ordered, hops, skipped=problems, seconds=time.perf_counter() - start,
-                                            no_percolation=_no_percolation(ordered, working_ion, settings)))
-                start = time.perf_counter()
-        except HostError as exc:
-            skipped.append(SkippedHost(path, str(exc), time.perf_counter() - start))
-            continue
-    return found, skipped
+def _enumerate_host(
+    path: Path, working_ion: str, settings: EnumerationSettings, done_before: frozenset[str] = frozenset(),
+    orderings: int = 0,
+) -> list[HostCandidates] | SkippedHost | Path:
+    """One host file's hops (one entry per ordering of a partially occupied host), why it gave
+    none, or its path when it is one of ``done_before`` (structure fingerprints enumerated with
+    these settings by an earlier run)."""
+    start = time.perf_counter()
+    found: list[HostCandidates] = []
+    try:
+        structure = read_host(path, working_ion, allow_disordered=orderings > 0)
+        fingerprint = structure_fingerprint(structure)
+        if done_before and fingerprint in done_before:
+            return path
+        stand_ins = [(path.stem, structure)] if structure.is_ordered else _orderings(structure, path, orderings)
+        for label, ordered in stand_ins:
+            problems: list[str] = []
+            hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path))
+            found.append(HostCandidates(path, label, ordered, hops, skipped=problems, seconds=time.perf_counter() - start,
+                                        no_percolation=_no_percolation(ordered, working_ion, settings),
+                                        source_fingerprint=fingerprint))
+            start = time.perf_counter()
+    except HostError as exc:
+        return SkippedHost(path, str(exc), time.perf_counter() - start)
+    return found
 
 
 def _orderings(structure: Structure, path: Path, orderings: int) -> list[tuple[str, Structure]]:
@@ -168,6 +185,117 @@ def _no_percolation(structure: Structure, working_ion: str, settings: Enumeratio
     return ""
 
 
+def _enumerated(
+    paths: Sequence[Path], working_ion: str, settings: EnumerationSettings, workers: int, done_before: frozenset[str],
+    orderings: int = 0,
+) -> Iterator[list[HostCandidates] | SkippedHost | Path]:
+    """:func:`_enumerate_host` of every path, in order; in ``workers`` processes when more than one."""
+    if workers <= 1 or len(paths) < 2:
+        yield from (_enumerate_host(p, working_ion, settings, done_before, orderings) for p in paths)
+        return
+    n = len(paths)
+    with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
+        yield from pool.map(_enumerate_host, paths, [working_ion] * n, [settings] * n, [done_before] * n, [orderings] * n,
+                            chunksize=1)
+
+
+def _split(
+    results: Iterable[list[HostCandidates] | SkippedHost | Path],
+) -> tuple[list[HostCandidates], list[SkippedHost], list[Path]]:
+    found: list[HostCandidates] = []
+    skipped: list[SkippedHost] = []
+    resumed: list[Path] = []
+    for result in results:
+        if isinstance(result, list):
+            found.extend(result)
+        elif isinstance(result, SkippedHost):
+            skipped.append(result)
+        else:
+            resumed.append(result)
+    return found, skipped, resumed
+
+
+def enumerate_host_files(
+    paths: Sequence[str | Path], working_ion: str, settings: EnumerationSettings, workers: int = 1, orderings: int = 0
+) -> tuple[list[HostCandidates], list[SkippedHost]]:
+    """Read and enumerate every host: those that yield hops, and those skipped with their reason.
+
+    A partially occupied host is refused, or with ``orderings`` K > 0 replaced by its K
+    lowest-Ewald-energy orderings (:func:`alem.candidates.ordering.order_host`), each a host of
+    its own named ``<file stem>-order<rank>`` with its provenance in the structure's properties.
+    """
+    found, skipped, _ = _split(_enumerated([Path(p) for p in paths], working_ion, settings, workers, frozenset(), orderings))
+    return found, skipped
+
+
+def settings_key(working_ion: str, settings: EnumerationSettings, orderings: int = 0) -> str:
+    """What decides a host's hops: the working ion, the enumeration settings and the number of
+    orderings of a partially occupied host (SHA-256)."""
+    decided = {"ion": working_ion, **dataclasses.asdict(settings)}
+    if orderings:  # absent when 0, so keys written before orderings existed still match
+        decided["orderings"] = orderings
+    text = json.dumps(decided, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def enumerated_before(store, key: str) -> frozenset[str]:
+    """Fingerprints of the hosts stored by earlier runs with the settings ``key``."""
+    return frozenset(
+        fingerprint
+        for event in store.events(kind=ENUMERATED_EVENT)
+        if (event.payload or {}).get("settings") == key
+        for fingerprint in (event.payload or {}).get("hosts", [])
+    )
+
+
+class _Known:
+    """Signatures and hop ids a chunk must not repeat: the store's (read once), the dataset's
+    (loaded on first need), and those stored by earlier chunks of this run."""
+
+    def __init__(self, store, dataset_hops: Sequence[Hop] | None):
+        self.dataset_hops = dataset_hops
+        self.signatures = store_signatures(store)
+        self.taken = {record.hop_id for record in store.hops()}
+        self._dataset_pairs: set[tuple[str, frozenset[str]]] = set()
+
+    def add_dataset_signatures(self, hops: Sequence[Hop]) -> None:
+        wanted = {(h.working_ion, _elements(h)) for h in hops} - self._dataset_pairs
+        if not wanted:
+            return
+        if self.dataset_hops is None:
+            from alem.hops.io import load_training_hops
+
+            self.dataset_hops = load_training_hops()
+        self.signatures |= known_signatures(self.dataset_hops, hops)
+        self._dataset_pairs |= wanted
+
+
+def _store_hosts(store, hosts: Sequence[HostCandidates], known: _Known, key: str) -> list[str]:
+    """Store ``hosts``' new hops and the chunk's event, in one transaction; returns the new hop ids."""
+    known.add_dataset_signatures([hop for host in hosts for hop in host.hops])
+    added: list[str] = []
+    with store.transaction():
+        for host in hosts:
+            new_hops = []
+            for hop in host.hops:
+                signature = hop_signature(hop)
+                if signature in known.signatures:
+                    host.known.append(hop.hop_id)
+                    continue
+                known.signatures.add(signature)
+                hop_id = _unique_id(hop.hop_id, known.taken, signature)
+                known.taken.add(hop_id)
+                new_hops.append(replace(hop, hop_id=hop_id, metadata={**hop.metadata, SIGNATURE_KEY: signature}))
+            host_id = store.add_host(host.structure, source_file=str(host.path), name=host.label)
+            added.extend(store.add_hops(new_hops, host_id=host_id, source=str(host.path)))
+        if hosts:
+            store.log_event(
+                ENUMERATED_EVENT, f"{len(hosts)} host(s) enumerated, {len(added)} new candidate hop(s)",
+                payload={"settings": key, "hosts": sorted({h.source_fingerprint or structure_fingerprint(h.structure) for h in hosts})},
+            )
+    return added
+
+
 def add_candidates(
     store,
     paths: Sequence[str | Path],
@@ -175,39 +303,39 @@ def add_candidates(
     settings: EnumerationSettings = EnumerationSettings(),
     dataset_hops: Sequence[Hop] | None = None,
     strict: bool = False,
+    workers: int = 1,
     orderings: int = 0,
 ) -> AddReport:
-    """Enumerate the hosts in ``paths`` and store their new hops as candidates (one transaction).
+    """Enumerate the hosts in ``paths`` and store their new hops as candidates.
 
     Hosts that yield no hop are skipped and listed in the report; with ``strict`` any such host
-    raises ``HostError`` (naming every one) and nothing is stored.
+    raises ``HostError`` (naming every one) and nothing is stored. Without ``strict`` hosts are
+    stored in chunks of :data:`HOSTS_PER_CHUNK` (one transaction each), and hosts an earlier run
+    stored with the same settings are not enumerated again (``resumed_hosts``).
     ``dataset_hops``: hops the model was trained on (default: alem's shipped dataset).
+    ``workers``: processes that enumerate hosts side by side.
     ``orderings``: order partially occupied hosts into this many stand-ins (0: refuse them).
     """
-    hosts, skipped_hosts = enumerate_host_files(paths, working_ion, settings, orderings)
-    if strict and skipped_hosts:
-        raise HostError("; ".join(s.reason for s in skipped_hosts))
+    host_paths = [Path(p) for p in paths]
+    key = settings_key(working_ion, settings, orderings)
+    report = AddReport([], [])
     start = time.perf_counter()
-    all_hops = [hop for host in hosts for hop in host.hops]
-    if dataset_hops is None and all_hops:
-        from alem.hops.io import load_training_hops
-
-        dataset_hops = load_training_hops()
-    known = known_signatures(dataset_hops or [], all_hops) | _store_signatures(store)
-    taken = {record.hop_id for record in store.hops()}
-    added: list[str] = []
-    with store.transaction():
-        for host in hosts:
-            new_hops = []
-            for hop in host.hops:
-                signature = hop_signature(hop)
-                if signature in known:
-                    host.known.append(hop.hop_id)
-                    continue
-                known.add(signature)
-                hop_id = _unique_id(hop.hop_id, taken, signature)
-                taken.add(hop_id)
-                new_hops.append(replace(hop, hop_id=hop_id, metadata={**hop.metadata, SIGNATURE_KEY: signature}))
-            host_id = store.add_host(host.structure, source_file=str(host.path), name=host.label)
-            added.extend(store.add_hops(new_hops, host_id=host_id, source=str(host.path)))
-    return AddReport(hosts, added, skipped_hosts, time.perf_counter() - start)
+    known = _Known(store, dataset_hops)
+    report.overhead_seconds += time.perf_counter() - start
+    if strict:  # everything enumerated first: one bad host and nothing is stored
+        chunks = [host_paths]
+        done_before: frozenset[str] = frozenset()
+    else:
+        chunks = [host_paths[i : i + HOSTS_PER_CHUNK] for i in range(0, len(host_paths), HOSTS_PER_CHUNK)]
+        done_before = enumerated_before(store, key)
+    for chunk in chunks:
+        hosts, skipped, resumed = _split(_enumerated(chunk, working_ion, settings, workers, done_before, orderings))
+        if strict and skipped:
+            raise HostError("; ".join(s.reason for s in skipped))
+        report.hosts += hosts
+        report.skipped_hosts += skipped
+        report.resumed_hosts += resumed
+        start = time.perf_counter()
+        report.added += _store_hosts(store, hosts, known, key)
+        report.overhead_seconds += time.perf_counter() - start
+    return report

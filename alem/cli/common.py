@@ -36,7 +36,7 @@ class ExitCode(enum.IntEnum):
     OK = 0
     #: The command ran and was refused or failed: the store refused a change (illegal transition,
     #: unknown or ambiguous hop id), something was left out (hosts skipped, a backend that could not
-    #: cancel), a review without predictions, a doctor check that found a problem.
+    #: cancel, invalid hops left out of a prediction), a review without predictions, a doctor check that found a problem.
     FAILED = 1
     #: The command could not start: a bad option or argument (typer's own usage errors too), an
     #: unreadable input file, an unusable alem.toml, no campaign or store here, a store written by
@@ -52,6 +52,7 @@ EXIT_CODES_HELP = "\n".join(
         "Exit codes:",
         "0 done;",
         "1 refused or failed: the store refused a change, an unknown or ambiguous hop id, hosts skipped, "
+        "invalid hops left out (the valid ones predicted), "
         "a doctor check found a problem;",
         "2 could not start: bad option or argument, unreadable input file, unusable alem.toml, "
         "no campaign or store here, no loadable model, backend not set up or not answering;",

@@ -1,6 +1,7 @@
 """Model commands: predict, evaluate, train, pretrain.
 
-Every failure of these commands is bad input (a hop file, a model directory, an option): exit code 2."""
+Every failure of these commands is bad input (a hop file, a model directory, an option): exit code 2;
+`predict` exits 1 when it left invalid hops out and predicted the rest."""
 
 from __future__ import annotations
 
@@ -44,19 +45,35 @@ def predict(
     cheap_fidelity: str | None = typer.Option(
         None, "--cheap-fidelity", help="Which potential produced --cheap-barriers, e.g. mlip:MACE-MP (must match the model's)."
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Predict nothing if any hop is invalid (default: predict the valid ones, list the others)."
+    ),
     wide: WideOption = False,
 ) -> None:
-    """Predict E_m (eV), its σ and P(E_m < 0.65 eV) for each hop."""
+    """Predict E_m (eV), its σ and P(E_m < 0.65 eV) for each hop.
+
+    An invalid hop (no working ion, overlapping atoms, NaN coordinates, a malformed entry) is
+    listed on stderr, one line each with its file, id and problem, and the valid hops are
+    predicted. Exit code: 0 every hop predicted; 1 some hops invalid, the rest predicted; 2 nothing
+    predicted (an unreadable file, no valid hop, or --strict and an invalid hop).
+    """
     from alem.hops import HopError, read_hops
     from alem.hops.cheap_barriers import read_cheap_barriers
 
     if cheap_barriers is not None and cheap_fidelity is None:
         fail(f"{cheap_barriers}: say which potential produced these barriers with --cheap-fidelity (e.g. mlip:MACE-MP)", ExitCode.USAGE)
+    invalid: list[str] = []
     try:
-        hops = read_hops(hop_files, working_ion=ion)
+        hops = read_hops(hop_files, working_ion=ion, on_invalid="skip", problems=invalid)
         cheap = read_cheap_barriers(cheap_barriers, cheap_fidelity) if cheap_barriers is not None else None
     except HopError as exc:
-        fail(str(exc), ExitCode.USAGE)
+        fail(f"{exc}\nnothing predicted", ExitCode.USAGE)
+    for problem in invalid:  # soft_wrap: one line per hop, so a script can cut the id out
+        err_console.print(f"[yellow]invalid hop[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if strict and invalid:
+        fail(f"{len(invalid)} invalid hop(s); nothing predicted (--strict: one invalid hop stops the whole batch)", ExitCode.USAGE)
+    if not hops:
+        fail(f"no valid hop in {', '.join(map(str, hop_files))}; nothing predicted", ExitCode.USAGE)
     ensemble = _load_ensemble(model)
     if cheap is not None and ensemble.cheap_fidelity is None:
         err_console.print(f"[yellow]warning:[/] {ensemble.path}: this model has no fidelity-aware part; cheap barriers ignored")
@@ -78,21 +95,27 @@ def predict(
     ]
     if as_json:
         print_json(rows)
-        return
-    if as_csv:
+    elif as_csv:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
         sys.stdout.write(buffer.getvalue())
-        return
+    else:
+        _print_predictions(rows, ensemble, cheap_fidelity if cheap is not None else None, wide)
+    if invalid:
+        err_console.print(f"{len(hops)} hop(s) predicted, {len(invalid)} invalid hop(s) left out", highlight=False)
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _print_predictions(rows: list[dict], ensemble: Ensemble, cheap_fidelity: str | None, wide: bool) -> None:
     columns = [
         Column("hop", whole=True), Column("ion", keep=2, whole=True), Column("formula", whole=True),
         Column("hop length (Å)", keep=1, justify="right"), Column("E_m (eV)", whole=True, justify="right"),
         Column("σ (eV)", whole=True, justify="right"), Column("P(E_m<0.65)", keep=4, justify="right"),
         Column("reference (eV)", keep=3, justify="right"),
     ]
-    if cheap is not None:
+    if cheap_fidelity is not None:
         columns.append(Column(f"{cheap_fidelity} (eV)", keep=5, justify="right"))
     table_rows = []
     for r in rows:
@@ -100,7 +123,7 @@ def predict(
             r["hop_id"], r["working_ion"], r["formula"], f"{r['hop_length_a']:.2f}", f"{r['barrier_ev']:.3f}",
             f"{r['sigma_ev']:.3f}", f"{r['prob_below_065']:.2f}", "" if r["reference_ev"] is None else f"{r['reference_ev']:.3f}",
         ]
-        if cheap is not None:
+        if cheap_fidelity is not None:
             used = "" if r["cheap_ev"] is None else f"{r['cheap_ev']:.3f}" + ("" if r["used_cheap_barrier"] else " (ignored)")
             cells.append(used)
         table_rows.append([escape(cell) for cell in cells])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,8 +155,30 @@ def _hop_from_pymatgen_entry(entry: dict[str, Any], index: int, path: Path, work
     )
 
 
-def _hops_in_json(path: Path, working_ion: str | None) -> list[Hop] | Structure:
+def _parsed_entries(
+    entries: list[Any], parse: Callable[[Any, int], Hop], on_invalid: OnInvalid, problems: list[str], path: Path
+) -> list[Hop]:
+    """Every entry of a hop file as a Hop; an entry that cannot be read (missing key, malformed
+    structure, a barrier that is not a number) raises under ``error`` and is otherwise left out
+    with its problem appended: one bad hop does not sink the file."""
+    hops = []
+    for index, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise HopError(f"{path}: entry {index} is a {type(entry).__name__}, not a hop object")
+            hops.append(parse(entry, index))
+        except HopError as exc:
+            if on_invalid == "error":
+                raise
+            problems.append(str(exc))
+    return hops
+
+
+def _hops_in_json(
+    path: Path, working_ion: str | None, on_invalid: OnInvalid = "error", problems: list[str] | None = None
+) -> list[Hop] | Structure:
     """Hops held by one JSON file, or the single Structure it holds (half of a pair)."""
+    problems = problems if problems is not None else []
     data = _load_json(path)
     entries = data if isinstance(data, list) else [data]
     if not entries:
@@ -165,9 +187,11 @@ def _hops_in_json(path: Path, working_ion: str | None) -> list[Hop] | Structure:
     if not isinstance(first, dict):
         raise HopError(f"{path}: expected JSON objects, found {type(first).__name__}")
     if "structure_ini" in first:
-        return [_hop_from_dataset_entry(e, i, path) for i, e in enumerate(entries)]
+        return _parsed_entries(entries, lambda e, i: _hop_from_dataset_entry(e, i, path), on_invalid, problems, path)
     if "initial" in first and "final" in first:
-        return [_hop_from_pymatgen_entry(e, i, path, working_ion) for i, e in enumerate(entries)]
+        return _parsed_entries(
+            entries, lambda e, i: _hop_from_pymatgen_entry(e, i, path, working_ion), on_invalid, problems, path
+        )
     if not isinstance(data, list) and ("lattice" in data or "lattice_mat" in data):
         return _read_single_structure(path)
     raise HopError(
@@ -209,7 +233,7 @@ def read_hops(
         path = Path(raw)
         if not path.exists():
             raise HopError(f"{path}: file not found")
-        content = _hops_in_json(path, working_ion) if _is_json(path) else _read_single_structure(path)
+        content = _hops_in_json(path, working_ion, on_invalid, problems) if _is_json(path) else _read_single_structure(path)
         if isinstance(content, list):
             if pending is not None:
                 raise HopError(f"{pending[0]}: single structure without a final structure to pair with")

@@ -39,6 +39,10 @@ def hop_problems(hop: Hop) -> list[str]:
         return [f"initial has {len(ini)} sites but final has {len(fin)}"]
     if len(ini) < 2:
         return ["a hop needs a host: the structure has fewer than 2 sites"]
+    for label, structure in (("initial", ini), ("final", fin)):
+        # NaN coordinates pass every distance test silently (NaN < x is False): refuse them first
+        if not (np.isfinite(structure.lattice.matrix).all() and np.isfinite(structure.frac_coords).all()):
+            return [f"{label} has a lattice or coordinates that are not finite numbers (NaN or inf)"]
     if not np.allclose(ini.lattice.matrix, fin.lattice.matrix, atol=LATTICE_TOLERANCE_A):
         return ["initial and final have different lattices"]
     if not ini.is_ordered or not fin.is_ordered:

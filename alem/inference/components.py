@@ -28,6 +28,14 @@ from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
 from alem.inference.backbone_features import backbone_path_features
+from alem.inference.feature_cache import (
+    FeatureCache,
+    backbone_key,
+    featurisation_key,
+    hop_content_key,
+    join_path_tensors,
+    split_path_tensors,
+)
 from alem.inference.fidelity_aware import usable_cheap_barriers
 from alem.inference.hop_graphs import PathTensors, build_hop_graphs, host_context_tensors
 from alem.inference.stacking import combine_components
@@ -36,6 +44,9 @@ from alem.nn.models import BarrierModel
 
 #: Decimals to which two hops' descriptors must agree to count as the same hop.
 DUPLICATE_DECIMALS = 4
+#: Hops featurised together before their cache rows are written: a multiple of the backbone's
+#: batch sizes (32 and 128 hops), so chunking changes no batch and no bit of a result.
+CACHE_CHUNK_HOPS = 1024
 
 
 @dataclass
@@ -61,6 +72,9 @@ class HopInputs:
             and path features components read; None when no component reads them.
         cheap_barriers: paired cheap barriers by hop id (for the fidelity-aware add-on).
         progress: a progress bar while the graphs are built.
+        cache: where the path tensors, descriptors and backbone features of hops seen before are
+            read from and those of new hops written to (:mod:`alem.inference.feature_cache`; needs
+            ``backbone``); None computes everything.
     """
 
     def __init__(
@@ -71,6 +85,7 @@ class HopInputs:
         backbone: BarrierModel | None = None,
         cheap_barriers: Mapping[str, CheapBarrier] | None = None,
         progress: bool = False,
+        cache: FeatureCache | None = None,
     ):
         self.hops = list(hops)
         self.settings = settings
@@ -78,6 +93,7 @@ class HopInputs:
         self.backbone = backbone
         self.cheap_barriers = cheap_barriers
         self.progress = progress
+        self.cache = cache if backbone is not None else None
         #: Results a component computed for these hops, by the component's key (so that predicting
         #: and sampling the same hops runs a network once).
         self.computed: dict[tuple[str, int], object] = {}
@@ -94,11 +110,15 @@ class HopInputs:
         """The hops' host context computed once with :attr:`backbone` (frozen-backbone members read it)."""
         if self.backbone is None:
             raise ValueError("path tensors need a model carrying the backbone")
+        if self.cache is not None:
+            return self._from_cache[0]
         return host_context_tensors(self.backbone, self.graphs, self.device)
 
     @cached_property
     def descriptors(self) -> np.ndarray:
         """``n_hops x (n_descriptors + n_ions)``: the head's descriptors and the ion one-hot."""
+        if self.cache is not None:
+            return self._from_cache[1]
         return tree_features_from_graphs(self.hops, self.graphs)
 
     @cached_property
@@ -106,7 +126,37 @@ class HopInputs:
         """The backbone's view of each hop (:func:`alem.inference.backbone_features.backbone_path_features`)."""
         if self.backbone is None:
             raise ValueError("backbone features need a model carrying the backbone")
+        if self.cache is not None:
+            return self._from_cache[2]
         return backbone_path_features(self.backbone, self.path_tensors, self.device)
+
+    @cached_property
+    def _from_cache(self) -> tuple[PathTensors, np.ndarray, np.ndarray]:
+        """Path tensors, descriptors and backbone features of every hop: cached rows read, the
+        hops without one computed together (no graph is built for a hop the cache holds) and written."""
+        assert self.cache is not None and self.backbone is not None
+        keys = [hop_content_key(h) for h in self.hops]
+        featurisation, backbone = featurisation_key(self.settings), backbone_key(self.backbone)
+        found = self.cache.get(keys, featurisation, backbone)
+        first_of_key = {key: i for i, key in reversed(list(enumerate(keys))) if key not in found}
+        missing = sorted(first_of_key.values())
+        self.cache.hits += len(self.hops) - len(missing)
+        self.cache.misses += len(missing)
+        # in chunks, each written when done: a pool's graphs never all sit in memory at once, and a
+        # killed scoring goes on from the last chunk written
+        for start in range(0, len(missing), CACHE_CHUNK_HOPS):
+            chunk = missing[start : start + CACHE_CHUNK_HOPS]
+            fresh = HopInputs([self.hops[i] for i in chunk], self.settings, self.device, self.backbone, progress=self.progress)
+            rows = split_path_tensors(fresh.path_tensors, fresh.descriptors, fresh.backbone_features)
+            computed = {keys[i]: row for i, row in zip(chunk, rows, strict=True)}
+            self.cache.put(computed, featurisation, backbone)
+            found.update(computed)
+        features = [found[key] for key in keys]
+        width = 4 * self.backbone.path_marker.numel()
+        if not features:
+            return host_context_tensors(self.backbone, [], self.device), np.zeros((0, 0)), np.zeros((0, width))
+        descriptors = np.stack([f.descriptors for f in features])
+        return join_path_tensors(features, self.hops), descriptors, np.stack([f.backbone_features for f in features])
 
     @cached_property
     def duplicate_groups(self) -> np.ndarray:
@@ -129,7 +179,9 @@ class HopInputs:
         """The hops ``index`` (positions or a boolean mask), with every part computed so far cut
         to them (nothing is computed again)."""
         positions = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index, dtype=int)
-        part = HopInputs([self.hops[i] for i in positions], self.settings, self.device, self.backbone, self.cheap_barriers)
+        part = HopInputs(
+            [self.hops[i] for i in positions], self.settings, self.device, self.backbone, self.cheap_barriers, cache=self.cache
+        )
         done = self.__dict__
         if "graphs" in done:
             part.graphs = [self.graphs[i] for i in positions]

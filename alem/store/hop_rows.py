@@ -10,6 +10,7 @@ from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
 from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
 from alem.store.states import HopState, StoreError
+from alem.store.structure_json import structure_from_json, structure_to_json
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -84,8 +85,8 @@ class HopTables(StoreCore):
                         hop.hop_id,
                         host_id,
                         hop.working_ion,
-                        json.dumps(hop.initial.as_dict()),
-                        json.dumps(hop.final.as_dict()),
+                        structure_to_json(hop.initial),
+                        structure_to_json(hop.final),
                         hop.hop_length_a,
                         hop.n_sites,
                         fingerprint,
@@ -123,7 +124,6 @@ class HopTables(StoreCore):
 
     def load_hops(self, hop_ids: Sequence[str]) -> list[Hop]:
         """Rebuild :class:`~alem.hops.hop.Hop` objects (pymatgen structures, no barrier) in order."""
-        from pymatgen.core import Structure
 
         from alem.hops.hop import Hop, Provenance
 
@@ -133,8 +133,8 @@ class HopTables(StoreCore):
             hops.append(
                 Hop(
                     hop_id=row["hop_id"],
-                    initial=Structure.from_dict(json.loads(row["initial_json"])),
-                    final=Structure.from_dict(json.loads(row["final_json"])),
+                    initial=structure_from_json(row["initial_json"]),
+                    final=structure_from_json(row["final_json"]),
                     working_ion=row["working_ion"],
                     provenance=Provenance(),
                     group=row["grp"],

@@ -206,6 +206,12 @@ def _v4_provenance(conn: sqlite3.Connection) -> None:
     migrate_to_v4(conn)
 
 
+def _v7_compact_structures(conn: sqlite3.Connection) -> None:
+    from alem.store.structure_json import migrate_to_v7
+
+    migrate_to_v7(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "campaign: hosts, hops, models, predictions, proposals, decisions, events", _V1_CAMPAIGN),
     Migration(2, "execution: jobs (one live job per hop), results, loop status", _V2_EXECUTION),
@@ -213,6 +219,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "provenance: each result's preset, settings hash, inputs and code versions", _v4_provenance),
     Migration(5, "retraining jobs: a re-fine-tuning run as a batch job, one live at a time", _V5_RETRAIN_JOBS),
     Migration(6, "core-hour ledger: core-hours and allocation of every ended job", _V6_CORE_HOURS),
+    Migration(7, "compact hop structures: lattice, elements and fractional coordinates where nothing is lost", _v7_compact_structures),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

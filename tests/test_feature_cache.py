@@ -1,0 +1,96 @@
+"""The hop-feature cache (alem.inference.feature_cache) with the shipped ensemble and a real SQLite
+file: a hit is bit-identical to computing, it survives a restart, a second model version with the
+same frozen backbone reuses every row, and another featurisation or backbone misses."""
+
+import numpy as np
+import pytest
+import torch
+
+from alem.ensemble import Ensemble
+from alem.hops import load_training_hops
+from alem.inference import feature_cache
+from alem.inference.feature_cache import FeatureCache
+
+FIELDS = ("mean_ev", "std_ev", "member_ev", "member_scale_ev", "prob_good", "component_ev", "component_sigma_ev")
+
+
+@pytest.fixture(scope="module")
+def hops():
+    small = sorted(load_training_hops(), key=lambda h: len(h.initial))[:6]
+    return [*small, small[2]]  # one hop listed twice: one row, read for both
+
+
+def _identical(a, b) -> bool:
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in FIELDS)
+
+
+def _retrained(ensemble: Ensemble) -> Ensemble:
+    """A second model version: the same frozen backbone, other GNN heads (as a retraining makes them)."""
+    other = Ensemble.load(ensemble.path)
+    with torch.no_grad():
+        for member in other.members:
+            member.head.net[-1].bias.add_(0.05)
+    return other
+
+
+def test_a_hit_is_bit_identical_and_survives_a_restart(hops, tmp_path):
+    ensemble = Ensemble.load()
+    computed = ensemble.predict(hops)
+    path = tmp_path / "state" / "feature_cache.sqlite"
+    with FeatureCache(path) as cache:
+        cold = ensemble.predict(hops, cache=cache)
+        assert (cache.hits, cache.misses, len(cache)) == (1, 6, 6)  # the repeated hop is computed once
+    assert _identical(cold, computed)
+    with FeatureCache(path) as cache:  # a new process would open the same file
+        inputs = ensemble.hop_inputs(hops, cache=cache)
+        warm = ensemble._predict(inputs)
+        assert (cache.hits, cache.misses) == (7, 0)
+        assert "graphs" not in inputs.__dict__  # no graph was built for a cached hop
+    assert _identical(warm, computed)
+
+
+def test_a_new_model_version_with_the_same_backbone_reuses_every_row(hops, tmp_path):
+    first = Ensemble.load()
+    second = _retrained(first)
+    with FeatureCache(tmp_path / "cache.sqlite") as cache:
+        first.predict(hops, cache=cache)
+        rescored = second.predict(hops, cache=cache)
+        assert cache.misses == 6 and cache.hits == 1 + 7  # the second version computed nothing
+    assert _identical(rescored, second.predict(hops))
+    assert not np.array_equal(rescored.member_ev, first.predict(hops).member_ev)  # its own heads were run
+
+
+def test_another_featurisation_or_backbone_misses(hops, tmp_path, monkeypatch):
+    ensemble = Ensemble.load()
+    path = tmp_path / "cache.sqlite"
+    with FeatureCache(path) as cache:
+        ensemble.predict(hops, cache=cache)
+    monkeypatch.setattr(feature_cache, "FEATURISATION_VERSION", feature_cache.FEATURISATION_VERSION + 1)
+    with FeatureCache(path) as cache:
+        recomputed = ensemble.predict(hops, cache=cache)
+        assert (cache.hits, cache.misses, len(cache)) == (1, 6, 12)
+    assert _identical(recomputed, ensemble.predict(hops))
+    other_backbone = Ensemble.load()
+    with torch.no_grad():
+        for member in other_backbone.members:
+            next(member.backbone.parameters()).mul_(1.01)
+    with FeatureCache(path) as cache:
+        other = other_backbone.predict(hops, cache=cache)
+        assert (cache.hits, cache.misses) == (1, 6)
+    assert _identical(other, other_backbone.predict(hops))
+
+
+def test_featurised_in_chunks_each_written_when_done(hops, tmp_path, monkeypatch):
+    from alem.inference import components
+
+    ensemble = Ensemble.load()
+    computed = ensemble.predict(hops)
+    monkeypatch.setattr(components, "CACHE_CHUNK_HOPS", 4)
+    written = []
+    put = FeatureCache.put
+    monkeypatch.setattr(FeatureCache, "put", lambda self, rows, *keys: (written.append(len(rows)), put(self, rows, *keys)))
+    with FeatureCache(tmp_path / "cache.sqlite") as cache:
+        chunked = ensemble.predict(hops, cache=cache)
+        assert written == [4, 2] and len(cache) == 6
+    for name in FIELDS:  # other batches of the backbone: equal to float32 rounding
+        np.testing.assert_allclose(getattr(chunked, name), getattr(computed, name), rtol=1e-5, atol=1e-6)
