@@ -77,3 +77,12 @@ def test_candidates_add_refuses_a_disordered_host_or_adds_its_orderings(tmp_path
         assert [p["rank"] for p in provenance] == [1, 2] and provenance[0]["ewald_energy_ev"] < provenance[1]["ewald_energy_ev"]
         assert all(store.host_structure(h.id).is_ordered for h in hosts)
         assert store.hops(host_id=hosts[0].id)  # the first ordering's hops are candidates
+    # the same call again: the disordered file was enumerated with these settings, so it is not
+    # enumerated (or stored) a second time, and the earlier run is named
+    again = CliRunner().invoke(
+        app, ["candidates", "add", str(tmp_path / "Li05CoO2.cif"), "--orderings", "2", "-C", str(config.campaign_dir)]
+    )
+    assert again.exit_code == 0, again.output
+    assert "already enumerated" in " ".join(again.output.split()) and "Li05CoO2" in again.output
+    with Store.open(config.store_path) as store:
+        assert [h.name for h in store.hosts()] == ["Li05CoO2-order1", "Li05CoO2-order2"]

@@ -123,7 +123,7 @@ def select_materials_batch(
     known: dict[str, list[np.ndarray]] = {}
     for hop_id in pending:
         host = host_of_hop.get(hop_id)
-        if host in good_of_host and hop_id in values_of_hop:
+        if host is not None and host in good_of_host and hop_id in values_of_hop:
             known.setdefault(host, []).append(values_of_hop[hop_id])
     per_host: Counter[str] = Counter()  # the cap counts this batch's picks, as select_batch's does
     picks: list[MaterialsPick] = []

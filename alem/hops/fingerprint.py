@@ -40,8 +40,9 @@ def _sites_token(species: list[str], frac_coords: np.ndarray) -> str:
 
 
 def structure_fingerprint(structure: Structure) -> str:
-    """SHA-256 of the lattice and the sorted, wrapped, rounded sites."""
-    species = [site.specie.symbol for site in structure]
+    """SHA-256 of the lattice and the sorted, wrapped, rounded sites (a partially occupied site
+    by its occupancies, e.g. "Li:0.500", so a disordered host file has a fingerprint too)."""
+    species = [site.specie.symbol if site.is_ordered else site.species_string for site in structure]
     text = _lattice_token(structure) + "|" + _sites_token(species, structure.frac_coords)
     return hashlib.sha256(text.encode()).hexdigest()
 

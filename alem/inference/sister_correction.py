@@ -223,7 +223,7 @@ class SisterModel:
         if not unlabelled.any():
             return result
         index = np.flatnonzero(unlabelled)
-        part = correct(self.params, self.store, [hop_ids[i] for i in index], [hosts[i] for i in index],
+        part = correct(self.params, self.store, [hop_ids[int(i)] for i in index], [hosts[int(i)] for i in index],
                        self.standardise(descriptors[index]), result.mean_ev[index], result.sigma_ev[index])
         result.mean_ev[index], result.sigma_ev[index] = part.mean_ev, part.sigma_ev
         result.shift[index], result.n_sisters[index] = part.shift, part.n_sisters
