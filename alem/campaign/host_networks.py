@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from alem.campaign.host_rows import HostRows
     from alem.config import CampaignConfig
     from alem.store import Store
-    from alem.store.records import HopRecord
+    from alem.store.records import HopRecord, ResultRecord
 
 #: Sample rows drawn from stored predictions when no prediction table is given.
 DEFAULT_SAMPLE_ROWS = 64
@@ -66,6 +68,59 @@ class PathBarrier:
     #: "result <fidelity>", "model <version>" or "none"
     source: str
     site_energy_change_ev: float | None = None
+
+
+class StoreReads:
+    """The store rows the host answers read, each read with one query when first needed and kept
+    for the whole table: read per host (or per hop), they were most of a kept table's time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @cached_property
+    def hops(self) -> list[HopRecord]:
+        return self.store.hops()
+
+    @cached_property
+    def _hops_by_host(self) -> dict[int | None, list[HopRecord]]:
+        grouped: dict[int | None, list[HopRecord]] = defaultdict(list)
+        for record in self.hops:
+            grouped[record.host_id].append(record)
+        return grouped
+
+    def hops_of(self, host_id: int) -> list[HopRecord]:
+        """The host's hops, oldest first (as ``store.hops(host_id=...)``)."""
+        return list(self._hops_by_host.get(host_id, []))
+
+    @cached_property
+    def _hops_by_signature(self) -> dict[Any, list[HopRecord]]:
+        from alem.candidates.pool import SIGNATURE_KEY
+
+        grouped: dict[Any, list[HopRecord]] = defaultdict(list)
+        for record in self.hops:
+            grouped[record.metadata.get(SIGNATURE_KEY)].append(record)
+        return grouped
+
+    def hop_with_signature(self, signature: str, other_than_host: int) -> HopRecord | None:
+        """The newest stored hop of another host with this signature."""
+        others = [r for r in self._hops_by_signature.get(signature, []) if r.host_id != other_than_host]
+        return others[-1] if others else None
+
+    @cached_property
+    def _usable_results(self) -> dict[str, list[ResultRecord]]:
+        grouped: dict[str, list[ResultRecord]] = defaultdict(list)
+        for record in self.store.results(usable=True):
+            grouped[record.hop_id].append(record)
+        return grouped
+
+    def usable_results(self, hop_id: str) -> list[ResultRecord]:
+        """The hop's usable results, oldest first (as ``store.results(hop_id, usable=True)``)."""
+        return self._usable_results.get(hop_id, [])
+
+    @cached_property
+    def predictions(self) -> dict[str, Any]:
+        """The current model's predictions by hop id (none without a current model)."""
+        return self.store.predictions()
 
 
 def _path_number(hop: HopRecord, network: HostNetwork) -> int | None:
@@ -116,10 +171,11 @@ def _kept(config: CampaignConfig, host_id: int, key: str, compute):
     return kept[key]
 
 
-def _stored_barrier(config: CampaignConfig, store: Store, hop: HopRecord, predictions: dict) -> dict[str, Any]:
+def _stored_barrier(config: CampaignConfig, reads: StoreReads, hop: HopRecord) -> dict[str, Any]:
     """A stored hop's barrier: its latest train-fidelity result, else its prediction, else none."""
+    predictions = reads.predictions
     results = [
-        r for r in store.results(hop.hop_id, usable=True)
+        r for r in reads.usable_results(hop.hop_id)
         if r.barrier_ev is not None and matches(r.fidelity, config.model.train_fidelities)
     ]
     if results:
@@ -133,19 +189,19 @@ def _stored_barrier(config: CampaignConfig, store: Store, hop: HopRecord, predic
 
 
 def _known_elsewhere(
-    config: CampaignConfig, store: Store, host_id: int, working_ion: str, network: HostNetwork, numbers: list[int]
+    config: CampaignConfig, reads: StoreReads, host_id: int, working_ion: str, network: HostNetwork, numbers: list[int]
 ) -> dict[int, tuple[str | None, dict[str, Any]]]:
     """Stored hop id and barrier of paths that ``candidates add`` did not store under this host
     because an identical hop (same supercell-independent signature) was known: a hop of another
     host in the store, or a literature DFT hop of the shipped training set."""
     from alem.candidates import EnumerationSettings, enumerate_hops
-    from alem.candidates.pool import SIGNATURE_KEY
     from alem.candidates.signature import hop_signature
 
-    structure = store.host_structure(host_id)
+    store = reads.store
 
     def path_signatures() -> dict[int, str]:
         settings = EnumerationSettings(max_hop_length_a=network.cutoff_a, max_atoms=MAX_ATOMS_FOR_SIGNATURES)
+        structure = store.host_structure(host_id)
         enumerated = {h.metadata["path_info"]: h for h in enumerate_hops(structure, working_ion, f"host{host_id}", settings, [])}
         return {n: hop_signature(enumerated[f"PATH {n}"]) for n in network.path_lengths_a if f"PATH {n}" in enumerated}
 
@@ -155,17 +211,16 @@ def _known_elsewhere(
     signatures = {n: every[n] for n in numbers if n in every}
     if not signatures:
         return {}
-    stored = {r.metadata.get(SIGNATURE_KEY): r for r in store.hops() if r.host_id != host_id}
     found = {}
     for number, signature in signatures.items():
-        if signature in stored:
-            other = stored[signature]
-            found[number] = (other.hop_id, _stored_barrier(config, store, other, store.predictions(hop_ids=[other.hop_id])))
+        other = reads.hop_with_signature(signature, host_id)
+        if other is not None:
+            found[number] = (other.hop_id, _stored_barrier(config, reads, other))
     unmatched = [number for number in signatures if number not in found]
     if unmatched:
         # the shipped dataset never changes: its matches of every path are kept with the network
         key = f"dataset matches {store.host(host_id).fingerprint} {working_ion} {network.cutoff_a:.3f}"
-        matches = _kept(config, host_id, key, lambda: _dataset_matches(structure, working_ion, every))
+        matches = _kept(config, host_id, key, lambda: _dataset_matches(store.host_structure(host_id), working_ion, every))
         for number in unmatched:
             if number in matches:
                 hop_id, barrier_ev = matches[number]
@@ -194,13 +249,12 @@ def _dataset_matches(structure, working_ion: str, signatures: dict[int, str]) ->
 
 def path_barriers(
     config: CampaignConfig, store: Store, network: HostNetwork, hops: list[HopRecord], host_id: int,
-    predictions: dict[str, Any] | None = None,
+    reads: StoreReads | None = None,
 ) -> list[PathBarrier]:
     """Every distinct path of ``network`` with the barrier its stored hop has (result, else
     prediction); a path stored under another host, or known from the training set, takes that barrier.
-    ``predictions``: the current model's, by hop id (None: read here)."""
-    if predictions is None:
-        predictions = store.predictions(hop_ids=[h.hop_id for h in hops]) if store.current_model() is not None else {}
+    ``reads``: the store rows, read once by a caller that analyses every host (None: read here)."""
+    reads = StoreReads(store) if reads is None else reads
     stored = {}
     for hop in hops:
         number = _path_number(hop, network)
@@ -211,12 +265,12 @@ def path_barriers(
         copies[edge.path_number] += 1
     missing = [n for n in network.path_lengths_a if n not in stored]
     working_ion = network.working_ion
-    elsewhere = _known_elsewhere(config, store, host_id, working_ion, network, missing) if missing else {}
+    elsewhere = _known_elsewhere(config, reads, host_id, working_ion, network, missing) if missing else {}
     paths = []
     for number, length_a in sorted(network.path_lengths_a.items()):
         hop = stored.get(number)
         if hop is not None:
-            hop_id, state, barrier = hop.hop_id, hop.state.value, _stored_barrier(config, store, hop, predictions)
+            hop_id, state, barrier = hop.hop_id, hop.state.value, _stored_barrier(config, reads, hop)
         elif number in elsewhere:
             hop_id, barrier = elsewhere[number]
             state = "known"
@@ -271,18 +325,18 @@ def host_analysis(
     host_id: int,
     rows: HostRows | None = None,
     n_rows: int = DEFAULT_SAMPLE_ROWS,
-    predictions: dict[str, Any] | None = None,
+    reads: StoreReads | None = None,
 ) -> HostAnalysis:
-    """:func:`host_summary` with the good/not-good verdict of each joint row kept (``predictions``:
-    the current model's by hop id, read once by a caller that analyses every host)."""
+    """:func:`host_summary` with the good/not-good verdict of each joint row kept (``reads``: the
+    store rows, read once by a caller that analyses every host; None: this host's read here)."""
     from alem.campaign.host_rows import host_rows
 
     record = store.host(host_id)
     rows = host_rows(config, store) if rows is None else rows
-    hops = store.hops(host_id=host_id)
+    hops = store.hops(host_id=host_id) if reads is None else reads.hops_of(host_id)
     working_ion = hops[0].working_ion if hops else config.campaign.working_ion
     network = campaign_network(config, store, host_id, hops, working_ion)
-    paths = path_barriers(config, store, network, hops, host_id, predictions)
+    paths = path_barriers(config, store, network, hops, host_id, reads)
     known = {p.path_number: HopBarrier(p.barrier_ev, p.source, p.site_energy_change_ev) for p in paths if p.barrier_ev is not None}
     fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith(FIXED_SOURCES)}
     predicted = [p for p in paths if p.source.startswith("model")]
@@ -321,18 +375,20 @@ def host_analysis(
             "rows": rows_are,
         },
         "prob_good": _prob_good(best.barrier_ev, spread, good_ev),
-        "estimate": _estimate(store, host_id, network, best),
+        "estimate": _estimate(config, store, host_id, network, best),
         "paths": [p.__dict__ for p in paths],
     }
     return HostAnalysis(summary, good_rows)
 
 
-def _estimate(store: Store, host_id: int, network: HostNetwork, best) -> dict[str, Any] | None:
+def _estimate(config: CampaignConfig, store: Store, host_id: int, network: HostNetwork, best) -> dict[str, Any] | None:
     """Order-of-magnitude D and σ at :data:`ESTIMATE_TEMPERATURE_K` from the percolation barrier
     and the limiting hop's length, every working-ion site of the cell a carrier."""
     if best.barrier_ev is None:
         return None
-    volume_cm3 = store.host_structure(host_id).volume * 1e-24
+    # kept with the network: rebuilding the structure for its volume cost more than the host's rows
+    key = f"volume {store.host(host_id).fingerprint}"
+    volume_cm3 = _kept(config, host_id, key, lambda: store.host_structure(host_id).volume) * 1e-24
     estimate = transport_estimate(
         best.barrier_ev, network.path_lengths_a[best.limiting_path], best.dimensionality,
         len(network.site_classes) / volume_cm3, ESTIMATE_TEMPERATURE_K,
@@ -366,11 +422,11 @@ def analyse_hosts(config: CampaignConfig, store: Store, rows: HostRows | None = 
     from alem.campaign.host_rows import host_rows
 
     rows = host_rows(config, store) if rows is None else rows
-    predictions = store.predictions()
+    reads = StoreReads(store)
     analyses = {}
     for host in store.hosts():
         try:
-            analyses[host.id] = host_analysis(config, store, host.id, rows, predictions=predictions)
+            analyses[host.id] = host_analysis(config, store, host.id, rows, reads=reads)
         except HostError as exc:
             analyses[host.id] = HostAnalysis(_failed_summary(config, store, host.id, str(exc)), None)
     return analyses

@@ -17,6 +17,7 @@ neighbour's when no hop between them reports one.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -203,9 +204,16 @@ class Percolator:
         self.highest_site_ev = float(self.site_energy.max())
         self.start_energy = {n: energies[a] for n, (a, _) in network.path_classes.items()}
         self._usable: list[frozenset[int]] = []
+        #: per floor, the edges above it of each path, as (start, end, image)
+        self._edges_of_path: list[dict[int, list[tuple[int, int, tuple[int, int, int]]]]] = []
         for floor in self.floors:
             allowed = self.site_energy >= floor - ENERGY_TOLERANCE_EV
             self._usable.append(frozenset(e.path_number for e in network.edges if allowed[e.start] and allowed[e.end]))
+            edges_of_path: dict[int, list[tuple[int, int, tuple[int, int, int]]]] = {}
+            for e in network.edges:
+                if allowed[e.start] and allowed[e.end]:
+                    edges_of_path.setdefault(e.path_number, []).append((e.start, e.end, e.image))
+            self._edges_of_path.append(edges_of_path)
         self._networks: dict[tuple[int, frozenset[int]], list[tuple[tuple[int, ...], float, tuple]]] = {}
         self._dimensions: dict[tuple, tuple[int, str]] = {}
 
@@ -237,20 +245,67 @@ class Percolator:
             self._dimensions[translations] = (rank, _directions(list(translations), rank))
         return self._dimensions[translations]
 
+    def _cannot_win(self, level: float, best: tuple[float, tuple, int] | None) -> bool:
+        return best is not None and level - self.highest_site_ev > best[0] + ENERGY_TOLERANCE_EV
+
+    def _first_percolating(
+        self, floor_index: int, names: list[int], values: list[float], levels: list[float], best: tuple | None
+    ) -> int:
+        """Index of the first level at which some network above the floor percolates (or at which
+        no network can win any more; ``len(levels)``: none). Paths open level by level into a
+        union-find that keeps each site's lattice offset from its root: an edge closing a cycle
+        with a net translation percolates. Every level below it percolates nowhere, so the full
+        analysis (:meth:`_percolating`) starts there with the same answer, one level instead of
+        all of them (each a new set of open paths, so none kept from another row)."""
+        edges_of_path = self._edges_of_path[floor_index]
+        parent = list(range(len(self.site_energy)))
+        offset = [(0, 0, 0)] * len(parent)
+
+        def root(i: int) -> tuple[int, tuple[int, int, int]]:
+            shift = (0, 0, 0)
+            while parent[i] != i:
+                o = offset[i]
+                shift = (shift[0] + o[0], shift[1] + o[1], shift[2] + o[2])
+                i = parent[i]
+            return i, shift
+
+        opened = 0
+        for k, level in enumerate(levels):
+            if self._cannot_win(level, best):
+                return k
+            upto = bisect_right(values, level + ENERGY_TOLERANCE_EV)
+            for name in names[opened:upto]:
+                for start, end, image in edges_of_path.get(name, ()):
+                    root_start, at_start = root(start)
+                    root_end, at_end = root(end)
+                    # where the edge puts ``end``'s root, relative to ``start``'s root
+                    shift = (at_start[0] + image[0] - at_end[0], at_start[1] + image[1] - at_end[1], at_start[2] + image[2] - at_end[2])
+                    if root_start != root_end:
+                        parent[root_end], offset[root_end] = root_start, shift
+                    elif shift != (0, 0, 0):
+                        return k
+            opened = upto
+        return len(levels)
+
     def solve(self, saddles: Mapping[int, float]) -> tuple[float | None, int, str, int | None]:
         """(percolation barrier, dimensionality, directions, limiting path) for these saddle
         energies; (None, 0, "", None) when no network percolates. Of two networks with the same
         barrier the one of higher dimensionality wins."""
         best: tuple[float, tuple, int] | None = None
         for floor_index, usable in enumerate(self._usable):
-            open_paths = [n for n in usable if n in saddles]
-            for level in sorted({saddles[n] for n in open_paths}):
+            ranked = sorted((saddles[n], n) for n in usable if n in saddles)
+            values = [value for value, _ in ranked]
+            names = [n for _, n in ranked]
+            levels = sorted(set(values))
+            first = self._first_percolating(floor_index, names, values, levels, best)
+            for level in levels[first:]:
                 # a network whose highest saddle is this level costs at least level − the highest
                 # site energy: once that beats no network found, higher levels cannot either
-                if best is not None and level - self.highest_site_ev > best[0] + ENERGY_TOLERANCE_EV:
+                if self._cannot_win(level, best):
                     break
-                below = frozenset(n for n in open_paths if saddles[n] <= level + ENERGY_TOLERANCE_EV)
-                for used, lowest_ev, translations in self._percolating(floor_index, below):
+                # the paths open at this level: a prefix of the paths ranked by saddle
+                opened = frozenset(names[: bisect_right(values, level + ENERGY_TOLERANCE_EV)])
+                for used, lowest_ev, translations in self._percolating(floor_index, opened):
                     top = max(used, key=lambda n: saddles[n])
                     barrier = saddles[top] - lowest_ev
                     if best is None or barrier < best[0] - ENERGY_TOLERANCE_EV or (

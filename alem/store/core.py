@@ -138,9 +138,9 @@ class StoreCore:
         return self._conn.execute(sql, params).fetchall()
 
     def _select(
-        self, table: str, conditions: dict[str, Any], order_by: str, limit: int | None = None
+        self, table: str, conditions: dict[str, Any], order_by: str, limit: int | None = None, columns: str = "*"
     ) -> list[sqlite3.Row]:
-        """``SELECT *`` with ANDed conditions: ``{"col": v}`` is ``col = v`` (a tuple/list: ``col IN``),
+        """``SELECT <columns>`` with ANDed conditions: ``{"col": v}`` is ``col = v`` (a tuple/list: ``col IN``),
         ``{"col OP": v}`` is ``col OP v`` (``IN``/``NOT IN`` take a tuple); None values are skipped."""
         clauses: list[str] = []
         params: list[Any] = []
@@ -156,7 +156,7 @@ class StoreCore:
             else:
                 clauses.append(f"{column} {op or '='} ?")
                 params.append(value)
-        sql = f"SELECT * FROM {table}" + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + f" ORDER BY {order_by}"
+        sql = f"SELECT {columns} FROM {table}" + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + f" ORDER BY {order_by}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return self._query(sql, params)

@@ -119,7 +119,8 @@ class HopTables(StoreCore):
     ) -> list[HopRecord]:
         """Hop records, oldest first, optionally of some states / one host."""
         states = _values(state, HopState)
-        rows = self._select("hops", {"state": states, "host_id": host_id}, "created_at, rowid", limit)
+        # not the two structures of each hop: a record carries none, and they are most of a row
+        rows = self._select("hops", {"state": states, "host_id": host_id}, "created_at, rowid", limit, HopRecord.columns())
         return [HopRecord.from_row(r) for r in rows]
 
     def load_hops(self, hop_ids: Sequence[str]) -> list[Hop]:

@@ -42,6 +42,11 @@ class _Record:
             values[field.name] = convert(value) if convert is not None and value is not None else value
         return cls(**values)
 
+    @classmethod
+    def columns(cls) -> str:
+        """The columns :meth:`from_row` reads, for a query that need fetch no others."""
+        return ", ".join(_COLUMNS.get(field.name, (field.name,))[0] for field in dataclasses.fields(cls))  # type: ignore[arg-type]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             key: value.value if isinstance(value, enum.Enum) else value
