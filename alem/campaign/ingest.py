@@ -16,7 +16,7 @@ from pathlib import Path
 from alem.hops.fidelity import is_dft, matches
 from alem.hops.hop import Hop, Provenance
 from alem.hops.io import write_dataset
-from alem.store import ResultRecord, Store
+from alem.store import JobRecord, ResultRecord, Store
 
 
 def xc_of(result: ResultRecord) -> str | None:
@@ -32,11 +32,11 @@ def _ranked(result: ResultRecord) -> tuple[bool, int]:
     return is_dft(result.fidelity), result.id
 
 
-def _with_attempts(store: Store, result: ResultRecord) -> dict:
+def _with_attempts(store: Store, result: ResultRecord, job: JobRecord) -> dict:
     """The result's provenance with its attempts filled from the jobs ledger (restarts and their
-    core-hours live there, not in the record the NEB wrote), so an exported label says what it cost."""
-    stage = store.job(result.job_id).stage
-    return {**result.provenance, "attempts": store.attempt_ledger(result.hop_id, stage, result.job_id)}
+    core-hours live there, not in the record the NEB wrote), so an exported label says what it cost;
+    ``job``: the result's job."""
+    return {**result.provenance, "attempts": store.attempt_ledger(result.hop_id, job.stage, result.job_id)}
 
 
 def result_hops(store: Store, fidelities: Sequence[str] | None = None) -> list[Hop]:
@@ -62,7 +62,7 @@ def result_hops(store: Store, fidelities: Sequence[str] | None = None) -> list[H
                 "alem_result_id": result.id,
                 "method": result.method,
                 "reverse_barrier_ev": result.reverse_barrier_ev,
-                "provenance": _with_attempts(store, result),
+                "provenance": _with_attempts(store, result, job),
                 "image_energies_ev": result.image_energies_ev,
             }
         )
@@ -103,8 +103,9 @@ def unusable_result_hops(store: Store, fidelities: Sequence[str] | None = None) 
         metadata = {**hop.metadata, "usable": False, "unusable_reason": result.failure_reason, "method": result.method,
                     "forward_barrier_ev": result.barrier_ev, "reverse_barrier_ev": result.reverse_barrier_ev,
                     "effective_barrier_ev": result.details.get("effective_barrier_ev"),
-                    "image_energies_ev": result.image_energies_ev, "provenance": _with_attempts(store, result)}
+                    "image_energies_ev": result.image_energies_ev}
         job = store.job(result.job_id)
+        metadata["provenance"] = _with_attempts(store, result, job)
         out.append(replace(hop, barrier_ev=None, metadata=metadata,
                            provenance=Provenance(source=f"alem:{job.backend}", xc=xc_of(result), fidelity=result.fidelity)))
     return out
