@@ -36,6 +36,8 @@ from alem.acquisition.strategies import (
     CONDITIONAL_JITTER_EV2,
     DISCOVER_FORM,
     DISCOVER_FORMS,
+    EXPLORE_FORM,
+    EXPLORE_FORMS,
     GOOD_HOP_SMOOTHING_EV,
     STRATEGIES,
 )
@@ -122,6 +124,52 @@ class ExploreValues(GreedyValues):
 
     def values(self) -> np.ndarray:
         return np.sqrt(np.clip(self.residual_var, 0.0, None))
+
+
+class IntegratedVarianceValues(ExploreValues):
+    """Posterior variance of the whole pool removed by each hop's label, given the conditioned-on
+    hops (``qIntegratedVarianceReduction``): ``Σ_j K'[i, j]² / K'[i, i]``.
+
+    With D the centred rows (``n_rows x n_hops``), K = DᵀD/(n−1) + jitter·I, and the conditioned
+    covariance K' = K − Σ_k l_k l_kᵀ (the Cholesky columns of :class:`ExploreValues`),
+    ``Σ_j K'[i, j]² = Σ_j K[i, j]² − 2 Σ_k l_k[i] (K l_k)[i] + Σ_kl l_k[i] l_l[i] (l_k · l_l)``.
+    The first term needs the rows' Gram matrix DDᵀ once (O(n_hops · n_rows²)); each conditioned-on
+    hop then costs two matrix-vector products with D (K l_k), as in :class:`ExploreValues`."""
+
+    def __init__(self, rows: CalibratedRows) -> None:
+        super().__init__(rows)
+        gram = np.zeros((rows.n_rows, rows.n_rows))
+        for cols in rows.slices():
+            deviation = rows.deviation(cols)
+            gram += deviation @ deviation.T
+        jitter = CONDITIONAL_JITTER_EV2
+        variance = self.residual_var - jitter  # the rows' own variance, K[i, i] − jitter
+        self.squared_sum = np.empty(rows.n_hops)  # Σ_j K[i, j]²
+        for cols in rows.slices():
+            deviation = rows.deviation(cols)
+            rows_squared = np.einsum("ij,ij->j", gram @ deviation, deviation) / self.denominator**2
+            self.squared_sum[cols] = rows_squared + 2 * jitter * variance[cols] + jitter**2
+        self.cross = np.zeros(rows.n_hops)  # Σ_k l_k[i] (K l_k)[i]
+        self.quadratic = np.zeros(rows.n_hops)  # Σ_kl l_k[i] l_l[i] (l_k · l_l)
+
+    def condition_on(self, index: int) -> None:
+        super().condition_on(index)
+        new = self.cholesky_columns[-1]
+        projected = np.zeros(self.rows.n_rows)  # D l
+        for cols in self.rows.slices():
+            projected += self.rows.deviation(cols) @ new[cols]
+        times_k = np.empty(self.rows.n_hops)  # K l = Dᵀ(D l)/(n−1) + jitter·l
+        for cols in self.rows.slices():
+            times_k[cols] = projected @ self.rows.deviation(cols) / self.denominator
+        times_k += CONDITIONAL_JITTER_EV2 * new
+        self.cross += new * times_k
+        earlier = self.cholesky_columns[:-1]
+        overlap = sum((column * (column @ new) for column in earlier), np.zeros(self.rows.n_hops))
+        self.quadratic += new * (2 * overlap + new * (new @ new))
+
+    def values(self) -> np.ndarray:
+        squared_sum = np.clip(self.squared_sum - 2 * self.cross + self.quadratic, 0.0, None)
+        return np.divide(squared_sum, self.residual_var, out=np.zeros_like(squared_sum), where=self.residual_var > 0)
 
 
 class BalancedValues(GreedyValues):
@@ -226,10 +274,15 @@ class GoodHopsValues(GreedyValues):
 
 
 def greedy_values(
-    strategy: str, table: PredictionTable, threshold_ev: np.ndarray, discover_form: str = DISCOVER_FORM
+    strategy: str, table: PredictionTable, threshold_ev: np.ndarray, discover_form: str = DISCOVER_FORM,
+    explore_form: str = EXPLORE_FORM,
 ) -> GreedyValues:
     rows = CalibratedRows(table)
+    if strategy == "explore" and explore_form == "integrated_variance":
+        return IntegratedVarianceValues(rows)
     if strategy == "explore":
+        if explore_form not in EXPLORE_FORMS:
+            raise ValueError(f"unknown explore form {explore_form!r} (choose one of {', '.join(EXPLORE_FORMS)})")
         return ExploreValues(rows)
     if strategy == "discover" and discover_form == "good_hops":
         return GoodHopsValues(rows, threshold_ev)
