@@ -12,10 +12,14 @@ where the committed two-fidelity results used the 100 trees themselves as rows.
     pool. Recorded: the MAE on those held-out hops; target: the DFT labels (fraction of the pool)
     at which it first reaches the full-data error, the same surrogate on the same features fitted
     on every pool label (mean of the seeds), i.e. the error one would get by labelling everything.
+    explore is measured in both forms: conditional σ and the integrated variance over the pool.
 (b) discover on the whole 556-hop pool: DFT labels to find 90 % of the fast hops (E_m < 0.3 eV),
-    with qLogEI of t − E_m and with the expected number of good hops (``qExpectedGoodHops``).
+    with qLogEI of t − E_m and with the expected number of good hops (``qExpectedGoodHops``); t is
+    the same 0.3 eV (``--fast-threshold``), as a campaign after fast hops sets ``good_barrier_ev``.
 
-    python benchmarks/replay/run_joint_posterior.py [--seeds 3] [--only NAME]   # ~25 min on a shared 2-core VM
+    python benchmarks/replay/run_joint_posterior.py [--seeds 3] [--only NAME ...]   # ~30 min on a shared 2-core VM
+    python benchmarks/replay/run_joint_posterior.py --seeds 5 --out benchmarks/replay/joint_posterior/five_seeds \
+        --only explore "explore + screening" "explore (integrated variance)" "explore (integrated variance) + screening"
     python benchmarks/replay/run_joint_posterior.py --only none   # references and tables from the saved runs
 """
 
@@ -85,6 +89,8 @@ def main() -> None:
         "n_hops": len(hops), "n_pool_a": len(pool), "n_held_out_a": int(held.sum()),
         "n_held_out_compounds_a": len({h.group for h, k in zip(hops, held) if k}),
         "n_fast": int((y < args.fast_threshold).sum()), "fast_threshold_ev": args.fast_threshold,
+        # discover aims at the threshold it is scored at: the campaign's good_barrier_ev set to 0.3 eV
+        "discover_threshold_ev": args.fast_threshold,
         "batch": args.batch, "seeds": args.seeds, "rows": POSTERIOR_DRAWS,
         "surrogate": "extra trees (100) on log E_m of the v2 descriptors + ion (+ MACE-MP barrier when screened)",
     })
@@ -155,7 +161,9 @@ def summarise(results: dict) -> dict:
                          "fraction": None if None in labels else float(np.mean(labels)) / n}
         if arm["part"] == "a":  # the held-out error at the target's 25 % of the pool, against the full-data error
             at = [r["mae_held_out"][int(np.argmax(np.array(r["n_labels"]) >= 0.25 * n))] for r in arm["runs"]]
-            summary[name].update(reference_mae_ev=reference, mae_at_25pct_ev=float(np.mean(at)))
+            # and over the whole curve (10 % to 90 % of the pool): less noisy than a first crossing
+            summary[name].update(reference_mae_ev=reference, mae_at_25pct_ev=float(np.mean(at)),
+                                 mean_mae_over_curve_ev=float(np.mean([r["mae_held_out"] for r in arm["runs"]])))
     return summary
 
 
@@ -171,14 +179,15 @@ def markdown(results: dict) -> str:
         f"({screened_reference:.3f} eV with the MACE barrier: the screened arms' target). "
         f"(b) pool {results['n_hops']} hops, {results['n_fast']} fast (E_m < {results['fast_threshold_ev']} eV).",
         "",
-        "| arm | target | DFT labels (fraction of the pool) | per seed | held-out MAE at 25 % (full-data) |",
-        "|---|---|---|---|---|",
+        "| arm | target | DFT labels (fraction of the pool) | per seed | held-out MAE at 25 % (full-data) | mean held-out MAE, 10–90 % |",
+        "|---|---|---|---|---|---|",
     ]
     for name, row in results["summary"].items():
         target = "held-out error ≤ full-data error" if row["part"] == "a" else "90 % of fast hops"
         fraction = "not reached by 90 %" if row["fraction"] is None else f"{row['fraction']:.0%}"
         at = f"{row['mae_at_25pct_ev']:.3f} ({row['reference_mae_ev']:.3f}) eV" if row["part"] == "a" else "–"
-        lines.append(f"| {name} | {target} | {fraction} | {row['labels']} | {at} |")
+        curve = f"{row['mean_mae_over_curve_ev']:.3f} eV" if row["part"] == "a" else "–"
+        lines.append(f"| {name} | {target} | {fraction} | {row['labels']} | {at} | {curve} |")
     return "\n".join(lines) + "\n"
 
 
