@@ -139,6 +139,7 @@ class qIntegratedVarianceReduction(MCAcquisitionFunction):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         X = X if X.dim() > 2 else X.unsqueeze(0)  # q x 1 -> 1 x q x 1, as BoTorch's t-batch mode
+        assert isinstance(self.model, CandidatePoolModel)  # the pool is the model's candidates
         pool = self.model.choices()
         samples = self.get_posterior_samples(self.model.posterior(pool))  # s x n x 1
         values = self.objective(samples, pool)  # s x n
