@@ -160,7 +160,7 @@ _REQUEST_VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", list(_REQUEST_VARIANTS))
-@pytest.mark.parametrize("strategy", ["explore", "discover", "discover good_hops", "balanced"])
+@pytest.mark.parametrize("strategy", ["explore", "explore integrated_variance", "discover", "discover good_hops", "balanced"])
 def test_the_vectorised_batch_is_botorchs_greedy_batch(strategy, variant):
     """select_batch (one pass over the rows per pick) chooses the same hops in the same order with
     the same scores as BoTorch's optimize_acqf_discrete on the acquisition functions themselves."""
@@ -168,7 +168,8 @@ def test_the_vectorised_batch_is_botorchs_greedy_batch(strategy, variant):
 
     table = _correlated_pool()
     strategy, _, form = strategy.partition(" ")
-    request = SelectionRequest(strategy, 6, **_REQUEST_VARIANTS[variant], discover_form=form or "log_ei")
+    forms = {"explore_form": form} if strategy == "explore" and form else {"discover_form": form or "log_ei"}
+    request = SelectionRequest(strategy, 6, **_REQUEST_VARIANTS[variant], **forms)
     fast, slow = select_batch(table, request), select_batch_botorch(table, request)
     assert [p.hop_id for p in fast] == [p.hop_id for p in slow] and len(fast) == 6
     np.testing.assert_allclose([p.score for p in fast], [p.score for p in slow], rtol=1e-9, atol=1e-12)
@@ -184,3 +185,41 @@ def test_discover_forms_differ_where_improvement_and_probability_disagree():
     assert good_hops[0].score == pytest.approx(1.0, abs=1e-3)  # one good hop expected in the batch
     with pytest.raises(ValueError, match="unknown discover form"):
         select_batch(table, SelectionRequest("discover", 1, discover_form="max"))
+
+
+def test_integrated_variance_is_the_pool_variance_a_label_removes_by_gaussian_conditioning():
+    """Each hop's value, given two pending hops, is tr K|P − tr K|P,hop computed directly: K the
+    calibrated rows' covariance (+ jitter), conditioned by the Gaussian formula with explicit inverses."""
+    from alem.acquisition.greedy import greedy_values
+    from alem.acquisition.strategies import CONDITIONAL_JITTER_EV2
+
+    table = _correlated_pool(n_hops=12, n_rows=40, seed=5)
+    K = np.cov(table.calibrated_members(), rowvar=False) + CONDITIONAL_JITTER_EV2 * np.eye(12)
+
+    def conditioned(K, hops):
+        return K - K[:, hops] @ np.linalg.inv(K[np.ix_(hops, hops)]) @ K[hops, :]
+
+    given_pending = conditioned(K, [3, 7])
+    free = [i for i in range(12) if i not in (3, 7)]
+    expected = np.array([np.trace(given_pending) - np.trace(conditioned(given_pending, [i])) for i in free])
+    values = greedy_values("explore", table, np.full(12, 0.65), explore_form="integrated_variance")
+    values.condition_on(3)
+    values.condition_on(7)
+    np.testing.assert_allclose(values.values()[free], expected, rtol=1e-6, atol=1e-8 * expected.max())
+    assert values.values()[5] < 1e-3 * expected.max()  # h5 is h3 listed twice: nothing left to learn
+
+
+def test_integrated_variance_picks_a_representative_hop_over_an_outlier():
+    """Twenty hops move together (one shared uncertain component, σ 0.3 each) and one outlier is
+    more uncertain (σ 0.6) but alone: conditional σ takes the outlier, integrated variance a hop of
+    the group, whose label tells about all twenty."""
+    rng = np.random.default_rng(1)
+    shared = rng.standard_normal(256)
+    group = 0.25 * shared[:, None] + 0.17 * rng.standard_normal((256, 20))
+    rows = 0.5 + np.c_[0.6 * rng.standard_normal(256), group]
+    table = PredictionTable.from_members([f"h{k}" for k in range(21)], rows)
+    (uncertain,) = select_batch(table, SelectionRequest("explore", 1))
+    (representative,) = select_batch(table, SelectionRequest("explore", 1, explore_form="integrated_variance"))
+    assert uncertain.hop_id == "h0" and representative.hop_id != "h0"
+    with pytest.raises(ValueError, match="unknown explore form"):
+        select_batch(table, SelectionRequest("explore", 1, explore_form="alc"))

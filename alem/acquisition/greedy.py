@@ -36,6 +36,8 @@ from alem.acquisition.strategies import (
     CONDITIONAL_JITTER_EV2,
     DISCOVER_FORM,
     DISCOVER_FORMS,
+    EXPLORE_FORM,
+    EXPLORE_FORMS,
     GOOD_HOP_SMOOTHING_EV,
     STRATEGIES,
 )
@@ -107,12 +109,18 @@ class ExploreValues(GreedyValues):
         self.residual_var += CONDITIONAL_JITTER_EV2
         self.cholesky_columns: list[np.ndarray] = []
 
+    def _projections(self, pivot: np.ndarray) -> np.ndarray:
+        """Row-space vectors whose products with the centred rows one pass computes (k x n_rows);
+        the first is the pivot hop's centred rows, which give its covariance column."""
+        return pivot[None, :]
+
     def condition_on(self, index: int) -> None:
         super().condition_on(index)
-        pivot = self.rows.deviation(np.array([index]))[:, 0]
-        covariance = np.empty(self.rows.n_hops)
+        vectors = self._projections(self.rows.deviation(np.array([index]))[:, 0])
+        self.projected = np.empty((len(vectors), self.rows.n_hops))
         for cols in self.rows.slices():
-            covariance[cols] = pivot @ self.rows.deviation(cols) / self.denominator
+            self.projected[:, cols] = vectors @ self.rows.deviation(cols) / self.denominator
+        covariance = self.projected[0].copy()
         covariance[index] += CONDITIONAL_JITTER_EV2
         for column in self.cholesky_columns:
             covariance -= column * column[index]
@@ -122,6 +130,58 @@ class ExploreValues(GreedyValues):
 
     def values(self) -> np.ndarray:
         return np.sqrt(np.clip(self.residual_var, 0.0, None))
+
+
+class IntegratedVarianceValues(ExploreValues):
+    """Posterior variance of the whole pool removed by each hop's label, given the conditioned-on
+    hops (``qIntegratedVarianceReduction``): ``Σ_j K'[i, j]² / K'[i, i]``.
+
+    With D the centred rows (``n_rows x n_hops``), G = DDᵀ, K = DᵀD/(n−1) + jitter·I, and the
+    conditioned covariance K' = K − Σ_k l_k l_kᵀ (the Cholesky columns of :class:`ExploreValues`),
+    ``Σ_j K'[i, j]² = Σ_j K[i, j]² − 2 Σ_k l_k[i] (K l_k)[i] + Σ_kl l_k[i] l_l[i] (l_k · l_l)``.
+    The first term costs one pass with G (O(n_hops · n_rows²)) at the start. For a new column
+    l = (K e_p − Σ_k l_k l_k[p]) / l[p], K l needs K² e_p = Dᵀ(G d_p)/(n−1)² + 2·jitter·Ĉ e_p +
+    jitter²·e_p, whose D-product rides in explore's own pass over the rows; the rest is O(n_hops)
+    per earlier column."""
+
+    def __init__(self, rows: CalibratedRows) -> None:
+        super().__init__(rows)
+        self.gram = np.zeros((rows.n_rows, rows.n_rows))
+        for cols in rows.slices():
+            deviation = rows.deviation(cols)
+            self.gram += deviation @ deviation.T
+        jitter = CONDITIONAL_JITTER_EV2
+        variance = self.residual_var - jitter  # the rows' own variance, K[i, i] − jitter
+        self.squared_sum = np.empty(rows.n_hops)  # Σ_j K[i, j]²
+        for cols in rows.slices():
+            deviation = rows.deviation(cols)
+            rows_squared = np.einsum("ij,ij->j", self.gram @ deviation, deviation) / self.denominator**2
+            self.squared_sum[cols] = rows_squared + 2 * jitter * variance[cols] + jitter**2
+        self.cross = np.zeros(rows.n_hops)  # Σ_k l_k[i] (K l_k)[i]
+        self.quadratic = np.zeros(rows.n_hops)  # Σ_kl l_k[i] l_l[i] (l_k · l_l)
+        self.times_k: list[np.ndarray] = []  # K l_k per Cholesky column
+
+    def _projections(self, pivot: np.ndarray) -> np.ndarray:
+        return np.stack([pivot, self.gram @ pivot / self.denominator])
+
+    def condition_on(self, index: int) -> None:
+        super().condition_on(index)
+        jitter = CONDITIONAL_JITTER_EV2
+        covariance, k_squared = self.projected  # Ĉ e_p, and Dᵀ G d_p/(n−1)²
+        k_squared = k_squared + 2 * jitter * covariance
+        k_squared[index] += jitter**2
+        *earlier, new = self.cholesky_columns
+        for column, times_k in zip(earlier, self.times_k):
+            k_squared -= times_k * column[index]
+        times_k = k_squared / new[index] if new[index] > 0 else np.zeros_like(new)  # K l
+        self.times_k.append(times_k)
+        self.cross += new * times_k
+        overlap = sum((column * (column @ new) for column in earlier), np.zeros(self.rows.n_hops))
+        self.quadratic += new * (2 * overlap + new * (new @ new))
+
+    def values(self) -> np.ndarray:
+        squared_sum = np.clip(self.squared_sum - 2 * self.cross + self.quadratic, 0.0, None)
+        return np.divide(squared_sum, self.residual_var, out=np.zeros_like(squared_sum), where=self.residual_var > 0)
 
 
 class BalancedValues(GreedyValues):
@@ -226,10 +286,15 @@ class GoodHopsValues(GreedyValues):
 
 
 def greedy_values(
-    strategy: str, table: PredictionTable, threshold_ev: np.ndarray, discover_form: str = DISCOVER_FORM
+    strategy: str, table: PredictionTable, threshold_ev: np.ndarray, discover_form: str = DISCOVER_FORM,
+    explore_form: str = EXPLORE_FORM,
 ) -> GreedyValues:
     rows = CalibratedRows(table)
+    if strategy == "explore" and explore_form == "integrated_variance":
+        return IntegratedVarianceValues(rows)
     if strategy == "explore":
+        if explore_form not in EXPLORE_FORMS:
+            raise ValueError(f"unknown explore form {explore_form!r} (choose one of {', '.join(EXPLORE_FORMS)})")
         return ExploreValues(rows)
     if strategy == "discover" and discover_form == "good_hops":
         return GoodHopsValues(rows, threshold_ev)

@@ -34,7 +34,7 @@ from botorch.optim.optimize import optimize_acqf_discrete
 from alem.acquisition.cost_aware import CostAwareAcquisition
 from alem.acquisition.greedy import greedy_values
 from alem.acquisition.model import CandidatePoolModel, PredictionTable
-from alem.acquisition.strategies import DISCOVER_FORM, build_acquisition
+from alem.acquisition.strategies import DISCOVER_FORM, EXPLORE_FORM, build_acquisition
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 
 
@@ -70,6 +70,8 @@ class SelectionRequest:
     cost_core_hours_of: dict[str, float] = field(default_factory=dict)
     #: what discover maximises (:data:`alem.acquisition.strategies.DISCOVER_FORMS`).
     discover_form: str = DISCOVER_FORM
+    #: what explore maximises (:data:`alem.acquisition.strategies.EXPLORE_FORMS`).
+    explore_form: str = EXPLORE_FORM
 
 
 class SupercellCost(torch.nn.Module):
@@ -135,7 +137,7 @@ def select_batch(table: PredictionTable, request: SelectionRequest) -> list[Sele
     :func:`select_batch_botorch`, computed for the whole pool at once."""
     n_hops = len(table)
     thresholds = np.array([request.threshold_ev_of.get(h, request.threshold_ev) for h in table.hop_ids], dtype=float)
-    values = greedy_values(request.strategy, table, thresholds, request.discover_form)
+    values = greedy_values(request.strategy, table, thresholds, request.discover_form, request.explore_form)
     avoid = set(request.avoid) | set(request.pending)
     available = np.fromiter((hop_id not in avoid for hop_id in table.hop_ids), dtype=bool, count=n_hops)
     if not available.any() or request.batch_size <= 0:
@@ -179,7 +181,8 @@ def select_batch_botorch(table: PredictionTable, request: SelectionRequest) -> l
     model = CandidatePoolModel(table)
     pending = _indices(table, request.pending)
     thresholds = torch.tensor([request.threshold_ev_of.get(h, request.threshold_ev) for h in table.hop_ids], dtype=torch.float64)
-    acqf = _with_cost(build_acquisition(request.strategy, model, thresholds, pending, request.discover_form), table, request)
+    acqf = build_acquisition(request.strategy, model, thresholds, pending, request.discover_form, request.explore_form)
+    acqf = _with_cost(acqf, table, request)
     avoid = set(request.avoid) | set(request.pending)
     available = [k for k, hop_id in enumerate(table.hop_ids) if hop_id not in avoid]
     if not available or request.batch_size <= 0:

@@ -12,6 +12,7 @@ and ``select_speed.md`` beside this file.
 
     python benchmarks/acquisition/select_speed.py [--sizes 10000 100000 1000000] [--check-botorch 2000]
     python benchmarks/acquisition/select_speed.py --only "discover good_hops" --check-botorch 0
+    python benchmarks/acquisition/select_speed.py --only "explore integrated_variance" --check-botorch 0
 """
 
 from __future__ import annotations
@@ -51,20 +52,21 @@ def synthetic_table(n_hops: int, seed: int = 0, block: int = 65_536) -> Predicti
     return PredictionTable(tuple(f"h{k}" for k in range(n_hops)), rows, mean, std)
 
 
-#: Timed variants: each strategy, and discover's expected-good-hops form.
-VARIANTS = (*STRATEGIES, "discover good_hops")
+#: Timed variants: each strategy, discover's expected-good-hops form and explore's integrated variance.
+VARIANTS = (*STRATEGIES, "discover good_hops", "explore integrated_variance")
 
 
 def _request(variant: str) -> SelectionRequest:
     strategy, _, form = variant.partition(" ")
-    return SelectionRequest(strategy, 10, pending=[f"h{k}" for k in range(PENDING)], discover_form=form or DISCOVER_FORM)
+    forms = {"explore_form": form} if strategy == "explore" and form else {"discover_form": form or DISCOVER_FORM}
+    return SelectionRequest(strategy, 10, pending=[f"h{k}" for k in range(PENDING)], **forms)
 
 
-def check_against_botorch(n_hops: int) -> dict:
+def check_against_botorch(n_hops: int, variants: tuple[str, ...] = VARIANTS) -> dict:
     table = synthetic_table(n_hops, seed=1)
     table = PredictionTable(table.hop_ids, table.member_ev.astype(np.float64), table.mean_ev, table.std_ev)
     same = {}
-    for variant in VARIANTS:
+    for variant in variants:
         fast = [p.hop_id for p in select_batch(table, _request(variant))]
         slow = [p.hop_id for p in select_batch_botorch(table, _request(variant))]
         same[variant] = fast == slow
@@ -81,7 +83,12 @@ def main() -> None:
     torch.set_num_threads(1)  # the issue's target is one CPU core
     saved = json.loads((HERE / "select_speed.json").read_text()) if args.only else {"results": [], "botorch_check": None}
     results: list[dict] = [r for r in saved["results"] if r["strategy"] not in (args.only or VARIANTS)]
-    check = check_against_botorch(args.check_botorch) if args.check_botorch else saved["botorch_check"]
+    check = saved["botorch_check"]
+    if args.check_botorch:
+        fresh = check_against_botorch(args.check_botorch, tuple(args.only or VARIANTS))
+        if check and args.only and check["n_hops"] == fresh["n_hops"]:
+            fresh["same_batch"] = {**check["same_batch"], **fresh["same_batch"]}
+        check = fresh
     for n_hops in args.sizes:
         table = synthetic_table(n_hops)
         for variant in args.only or VARIANTS:

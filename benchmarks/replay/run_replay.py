@@ -32,7 +32,7 @@ from descriptors import descriptor_matrix  # noqa: E402
 from surrogate import HeadEnsemble, PrequentialNoise, joint_draws_of  # noqa: E402
 
 from alem.acquisition import PredictionTable, SelectionRequest, select_batch  # noqa: E402
-from alem.acquisition.strategies import DISCOVER_FORM  # noqa: E402
+from alem.acquisition.strategies import DISCOVER_FORM, EXPLORE_FORM  # noqa: E402
 from alem.hops import GOOD_CONDUCTOR_THRESHOLD_EV, load_training_hops  # noqa: E402
 from alem.training.cv import grouped_folds  # noqa: E402
 
@@ -52,7 +52,8 @@ def full_data_cv_mae(X: np.ndarray, y: np.ndarray, groups: list[str], seed: int,
 def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None, task=None,
             threshold_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV, hop_cost: np.ndarray | None = None,
             cost_aware: bool = False, surrogate=HeadEnsemble, held_out: tuple[np.ndarray, np.ndarray] | None = None,
-            joint_draws: int = 0, discover_form: str = DISCOVER_FORM, select=select_batch) -> dict:
+            joint_draws: int = 0, discover_form: str = DISCOVER_FORM, explore_form: str = EXPLORE_FORM,
+            select=select_batch) -> dict:
     """One replay: labels added in batches by ``strategy`` until ``max_labels``; hops below
     ``threshold_ev`` count as good (for the found fraction and for discover's target).
     ``hop_cost`` (per hop, e.g. core-hours of its NEB) adds the labels' cumulative cost to the
@@ -61,6 +62,7 @@ def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None
     hops that are never in the pool) adds the model's MAE on them to the curve. ``joint_draws``:
     the acquisition's rows are that many joint draws (:func:`surrogate.joint_draws`: a member per
     row shared by every hop, plus per-hop Laplace noise) instead of the members themselves.
+    ``discover_form``, ``explore_form``: what discover and explore maximise (``SelectionRequest``).
     ``select``: the batch selection (``select_batch``, or ``select_batch_botorch`` for variants
     that swap BoTorch acquisition functions)."""
     rng = np.random.default_rng(1000 + seed)
@@ -97,7 +99,8 @@ def run_one(X, y, ids, strategy, seed, initial, batch, max_labels, progress=None
                 rows = joint_draws_of(members, noise.scale_ev(), joint_draws, np.random.default_rng([seed, len(labelled)]))
             table = PredictionTable.from_members(ids, rows)
             picks = select(table, SelectionRequest(strategy, batch, avoid=[ids[k] for k in labelled], threshold_ev=threshold_ev,
-                                                   cost_core_hours_of=costs, discover_form=discover_form))
+                                                   cost_core_hours_of=costs, discover_form=discover_form,
+                                                   explore_form=explore_form))
             new = [p.index for p in picks]
             if noise is not None:
                 noise.record(members.mean(0)[new], y[new])
