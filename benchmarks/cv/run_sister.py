@@ -187,6 +187,8 @@ def row(name: str, data: Data, index: np.ndarray, mean: np.ndarray, sigma: np.nd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE / "sister_results.json")
+    parser.add_argument("--update-card", action="store_true",
+                        help="write the shipped choice and its protocol numbers into the shipped model's card")
     args = parser.parse_args()
     started = time.time()
     data = Data()
@@ -235,9 +237,11 @@ def main() -> None:
     grouped_corr = data.grouped_mean.copy()
     for f in range(N_FOLDS):
         train, test = np.flatnonzero(data.grouped_folds != f), np.flatnonzero(data.grouped_folds == f)
-        fixed = data.corrected(SisterParams(**chosen[f]), train, test, data.grouped_mean[test], data.grouped_sigma[test])
+        params = dataclasses.replace(SisterParams(**chosen[f]), sigma_factor=factors_per_fold[f]["coverage_fit"])
+        fixed = data.corrected(params, train, test, data.grouped_mean[test], data.grouped_sigma[test])
         grouped_corr[test] = fixed.mean_ev
-        zero_check.append(bool(np.array_equal(fixed.mean_ev, data.grouped_mean[test]) and not fixed.n_sisters.any()))
+        zero_check.append(bool(np.array_equal(fixed.mean_ev, data.grouped_mean[test]) and not fixed.n_sisters.any()
+                               and np.array_equal(fixed.sigma_ev, data.grouped_sigma[test])))
     grouped_iso, forest_grouped, grouped_platt = np.zeros(n), np.zeros(n), np.zeros(n)
     stage2_grouped, stage2_zero = data.grouped_mean.copy(), []
     for f in range(N_FOLDS):
@@ -294,6 +298,12 @@ def main() -> None:
         return gaussian_nll(y[test], np.concatenate([x.mean_ev for x in fixed]), np.concatenate([x.sigma_ev for x in fixed]))
 
     shipped = with_sigma_choice(shipped, outer_nll)
+    # its σ factor for hops with sisters: the coverage-matching one on the same folds' corrected predictions
+    outer = [data.corrected(shipped, np.flatnonzero(sfolds != f), np.flatnonzero(sfolds == f), base_mean[sfolds == f],
+                            base_sigma[sfolds == f]) for f in range(N_FOLDS)]
+    outer_test = np.concatenate([np.flatnonzero(sfolds == f) for f in range(N_FOLDS)])
+    shipped = dataclasses.replace(shipped, sigma_factor=round(fit_sigma_scale(
+        y[outer_test], np.concatenate([x.mean_ev for x in outer]), np.concatenate([x.sigma_ev for x in outer])), 3))
     moved = moved_hops(data, shipped, sfolds, base_mean, base_sigma)
 
     everything = np.arange(n)
@@ -319,6 +329,8 @@ def main() -> None:
             row("stack + sister correction from the compound's other labels", data, sister_hops, fast_mean, fast_sigma),
             row("stack + second stage from the compound's other labels (nested; the stack's σ)", data, sister_hops, fast_stage2,
                 data.grouped_sigma),
+            row("stack + sister correction, σ x coverage factor of the hop's sister-aware fold (inner folds)", data, sister_hops,
+                fast_mean, fast_sigma * np.array([factors_per_fold[f]["coverage_fit"] if f >= 0 else 1.0 for f in sfolds])),
         ],
     }
     forest_grouped_prob = (forest_grouped < GOOD_CONDUCTOR_THRESHOLD_EV).astype(float)
@@ -362,8 +374,38 @@ def main() -> None:
         "wall_time_s": round(time.time() - started, 1),
     }
     args.out.write_text(json.dumps(results, indent=2))
+    if args.update_card:
+        update_card(results)
     args.out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
+
+
+def update_card(results: dict) -> None:
+    """The shipped model's ``sister_correction``: the shipped choice's hyper-parameters and the
+    protocol numbers (the stack's and the nested correction's) it was chosen on."""
+    from alem.model_dir import ModelCard, card_path
+
+    def brief(protocol: str, model: str) -> dict:
+        r = next(r for r in results["rows"][protocol] if r["model"] == model)
+        return {"n": r["n"], **{k: round(r[k], 4) for k in ("mae_ev", "r2", "coverage_90")}}
+
+    card_file = card_path(default_ensemble_path())
+    card = json.loads(card_file.read_text())
+    section = card["sister_correction"]
+    section.update(results["shipped_choice"])
+    section["cv"] = {
+        "benchmark": "benchmarks/cv/sister_results.json",
+        "grouped_stack": brief("grouped", "today's stack (shipped grouped out-of-fold)"),
+        "grouped_corrected": brief("grouped", "stack + sister correction (nested; zero by construction)"),
+        "sister_aware_stack": brief("sister_aware", "today's stack (trees refitted with the sisters)"),
+        "sister_aware_corrected_nested": brief(
+            "sister_aware", "stack + sister correction, σ of hops with sisters x coverage factor (inner folds)"),
+        "fast_path_stack": brief("fast_path", "today's stack, compound unseen (grouped)"),
+        "fast_path_corrected": brief(
+            "fast_path", "stack + sister correction, σ x coverage factor of the hop's sister-aware fold (inner folds)"),
+    }
+    card_file.write_text(json.dumps(card, indent=2))
+    ModelCard.load(default_ensemble_path())  # still a valid card
 
 
 def isotonic_decision(classes: dict) -> dict:
