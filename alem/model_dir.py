@@ -273,6 +273,9 @@ class SisterCorrectionSection(_Section):
     length_scale: float | None = Field(description="squared-exponential length scale over standardised descriptors (None: flat)")
     variance_ratio: float = Field(ge=0.0, description="host-level residual variance over hop-level noise (0: no correction)")
     narrow_sigma: bool = Field(True, description="σ narrows by the share of residual variance the sisters explain (False: the stack's σ)")
+    sigma_factor: float = Field(
+        1.0, gt=0.0, description="σ of a hop with labelled sisters is multiplied by it (fitted on the sister-aware protocol; 1: unchanged)"
+    )
     descriptor_mean: list[float] = Field(description="per descriptor column: the mean that standardises it")
     descriptor_std: list[float] = Field(description="per descriptor column: the spread that standardises it")
     n_residuals: int | None = Field(None, description="labelled hops in the residual store")

@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alem.inference.sister_correction import SisterParams
@@ -22,6 +23,8 @@ HOSTS = {"V2F7_Ca": ("em-0169", "em-0227"), "e-VOPO4_Li": ("em-0087", "em-0359")
 REPLAY_BARRIER_EV = 2.5
 #: Other hosts' predictions are recomputed in batches of another size: float noise, no more.
 UNRELATED_TOLERANCE_EV = 1e-6
+#: σ of a hop with labelled sisters, times this (the card's sigma_factor).
+SIGMA_FACTOR = 1.25
 
 
 def _loop(config, *args):
@@ -32,12 +35,12 @@ def _loop(config, *args):
 
 def _sister_model(tmp_path, replay_ensemble_dir, hops):
     """A copy of the tiny ensemble that carries a sister correction (flat kernel, ratio 1: every
-    labelled sister moves a hop) with an empty store."""
+    labelled sister moves a hop; σ of a hop with sisters x 1.25) with an empty store."""
     from alem.training.sister import add_sister_correction
 
     model_dir = tmp_path / "model"
     shutil.copytree(replay_ensemble_dir, model_dir)
-    add_sister_correction(model_dir, hops, SisterParams("ev", None, 1.0), device="cpu")
+    add_sister_correction(model_dir, hops, SisterParams("ev", None, 1.0, sigma_factor=SIGMA_FACTOR), device="cpu")
     return model_dir
 
 
@@ -59,11 +62,13 @@ def test_an_ingested_label_moves_its_sisters_and_no_other_host_without_retrainin
     _loop(config, "--max-ticks", "1")  # scores every hop, proposes one, approves and submits it
     with Store.open(config.store_path) as store:
         before = {h: p.mean_ev for h, p in store.predictions().items()}
+        sigma_before = {h: p.std_ev for h, p in store.predictions().items()}
         assert len(before) == 8 and not store.results()
     _loop(config, "--max-ticks", "1")  # ingests its result; the fast path re-scores its sisters
     with Store.open(config.store_path) as store:
         (result,) = store.results(usable=True)
         after = {h: p.mean_ev for h, p in store.predictions().items()}
+        sigma_after = {h: p.std_ev for h, p in store.predictions().items()}
         assert len(store.model_versions()) == 1, "no retraining"
         events = {e.hop_id: e for e in store.events() if e.kind == "sister-label"}
     host = next(name for name, pair in HOSTS.items() if result.hop_id in pair)
@@ -71,10 +76,13 @@ def test_an_ingested_label_moves_its_sisters_and_no_other_host_without_retrainin
     # one labelled sister, flat kernel, ratio 1: half the label's residual against the stack
     assert after[sister] - before[sister] == pytest.approx((result.barrier_ev - before[result.hop_id]) / 2, abs=1e-5)
     assert after[sister] - before[sister] > 0.5
+    # the host part of the variance halves, then the card's factor for hops with labelled sisters
+    assert sigma_after[sister] == pytest.approx(sigma_before[sister] * np.sqrt(0.75) * SIGMA_FACTOR, rel=1e-5)
     for name, pair in HOSTS.items():
         if name != host:
             for hop_id in pair:
                 assert after[hop_id] == pytest.approx(before[hop_id], abs=UNRELATED_TOLERANCE_EV), hop_id
+                assert sigma_after[hop_id] == pytest.approx(sigma_before[hop_id], abs=UNRELATED_TOLERANCE_EV), hop_id
     assert set(events) == {sister} and result.hop_id in events[sister].message
     shown = " ".join(invoke(config, "show", sister).output.split())
     assert "sister-label" in shown and f"{before[sister]:.3f}" in shown and f"{after[sister]:.3f}" in shown
@@ -96,6 +104,7 @@ def test_an_ingested_label_moves_its_sisters_and_no_other_host_without_retrainin
     stack_ev = label_hop.predict([hop], device="cpu").mean_ev[0]
     assert child.ensemble.sister.store.residuals[0] == pytest.approx(result.barrier_ev - stack_ev)
     assert child.ensemble.card["sister_correction"]["variance_ratio"] == 1.0
+    assert child.ensemble.sister.params.sigma_factor == child.ensemble.card["sister_correction"]["sigma_factor"] == SIGMA_FACTOR
 
 
 def test_a_retraining_job_registers_a_version_that_keeps_the_labels_residuals(tmp_path, replay_ensemble_dir):

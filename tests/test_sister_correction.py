@@ -45,6 +45,27 @@ def test_sisters_shift_a_hop_by_the_shrunk_mean_of_their_residuals_and_narrow_it
     assert kept.mean_ev[0] == pytest.approx(1.1) and kept.sigma_ev[0] == 0.4
 
 
+def test_sigma_factor_scales_sigma_of_hops_with_labelled_sisters_only():
+    mean, sigma = np.array([1.0, 0.7]), np.array([0.4, 0.3])
+    store = _store(["A"], [0.2])
+    kept = correct(SisterParams("ev", None, 1.0, narrow_sigma=False, sigma_factor=1.5), store, ["x", "y"], ["A", "B"],
+                   np.zeros((2, 3)), mean, sigma)
+    assert kept.sigma_ev[0] == pytest.approx(0.4 * 1.5) and kept.mean_ev[0] == pytest.approx(1.1)
+    assert kept.sigma_ev[1] == 0.3 and kept.mean_ev[1] == 0.7  # no labelled sister: the stack's, bit for bit
+    narrowed = correct(dataclasses.replace(FLAT, sigma_factor=1.5), store, ["x"], ["A"], np.zeros((1, 3)), mean[:1], sigma[:1])
+    assert narrowed.sigma_ev[0] == pytest.approx(0.4 * np.sqrt(0.75) * 1.5)
+
+
+def test_a_card_section_without_sigma_factor_keeps_the_stack_sigma():
+    from alem.model_dir import SisterCorrectionSection
+
+    old = {"space": "ev", "length_scale": 0.03, "variance_ratio": 3.0, "narrow_sigma": False,
+           "descriptor_mean": [0.0], "descriptor_std": [1.0]}
+    assert SisterCorrectionSection.model_validate(old).sigma_factor == 1.0
+    with pytest.raises(ValueError):
+        SisterCorrectionSection.model_validate({**old, "sigma_factor": 0.0})
+
+
 def test_dissimilar_sisters_count_less_and_a_hop_never_reads_its_own_residual():
     near_far = _store(["A", "A"], [0.3, -0.3], [[0.0, 0, 0], [5.0, 5, 5]])
     fixed = correct(SisterParams("ev", 0.5, 10.0), near_far, ["x"], ["A"], np.zeros((1, 3)), np.array([1.0]), np.array([0.2]))
@@ -97,6 +118,25 @@ def test_the_shipped_model_corrects_a_new_hop_of_a_known_host_and_nothing_else(s
     assert prediction.n_sisters.tolist()[1:] == [0, 0]  # a labelled (training) hop keeps its stack prediction
     assert prediction.n_sisters[0] > 0 and prediction.mean_ev[0] != prediction.stack_mean_ev[0]
     assert prediction.mean_ev[1] == prediction.stack_mean_ev[1] == prediction.stack_mean_ev[0]
+
+
+def test_the_shipped_sigma_factor_widens_hops_of_known_hosts_and_no_other(shipped, literature):
+    from alem.training.sister import DEFAULT_SISTER_PARAMS
+
+    factor = shipped.sister.params.sigma_factor
+    assert factor == shipped.model_card.sister_correction.sigma_factor == DEFAULT_SISTER_PARAMS.sigma_factor > 1.0
+    known = literature["em-0010"]
+    hops = [dataclasses.replace(known, hop_id="new-0010", barrier_ev=None),
+            dataclasses.replace(known, hop_id="new-0010b", group="a host nobody labelled", barrier_ev=None)]
+    widened = shipped.predict(hops, device="cpu")
+    saved = shipped.sister
+    shipped.sister = dataclasses.replace(saved, params=dataclasses.replace(saved.params, sigma_factor=1.0))
+    try:
+        plain = shipped.predict(hops, device="cpu")
+    finally:
+        shipped.sister = saved
+    assert widened.std_ev[0] == pytest.approx(plain.std_ev[0] * factor) and widened.mean_ev[0] == plain.mean_ev[0]
+    assert widened.std_ev[1] == plain.std_ev[1] and widened.mean_ev[1] == plain.mean_ev[1]
 
 
 def test_labels_passed_in_move_their_sisters_by_the_gp_posterior_and_leave_other_hosts_alone(shipped, literature):

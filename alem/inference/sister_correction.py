@@ -48,16 +48,21 @@ class SisterParams:
         narrow_sigma: whether σ narrows by the share of residual variance the sisters explain (the
             GP's own answer) or keeps the stack's (after a retraining the stack has already learnt
             part of what the sisters' residuals say, and the GP's answer can be over-confident).
+        sigma_factor: σ of a hop with labelled sisters is multiplied by it (after any narrowing):
+            the stack's σ factor is fitted on hops of unseen compounds, and a hop whose compound the
+            trees were fitted on gets a σ too narrow for its error (coverage fitted on inner folds
+            of the sister-aware protocol; 1: the stack's σ as it is).
     """
 
     space: str = "log"
     length_scale: float | None = 1.0
     variance_ratio: float = 0.0
     narrow_sigma: bool = True
+    sigma_factor: float = 1.0
 
     def as_dict(self) -> dict:
         return {"space": self.space, "length_scale": self.length_scale, "variance_ratio": self.variance_ratio,
-                "narrow_sigma": self.narrow_sigma}
+                "narrow_sigma": self.narrow_sigma, "sigma_factor": self.sigma_factor}
 
 
 @dataclass
@@ -158,6 +163,7 @@ def correct(
         # residual variance (host part + hop noise), before and after: σ scales with its square root
         if params.narrow_sigma:
             sigma_ev[i] *= np.sqrt((ratio * (1.0 - explained) + 1.0) / (ratio + 1.0))
+        sigma_ev[i] *= params.sigma_factor
         n_sisters[i] = len(sisters)
     if params.space == "log":
         corrected = mean_ev * np.exp(shift)
@@ -191,7 +197,7 @@ class SisterModel:
             raise ModelError(f"{model_dir}: the card has a sister_correction but there is no {SISTER_RESIDUALS_FILENAME}")
         data = np.load(file, allow_pickle=False)
         store = ResidualStore([str(h) for h in data["hop_id"]], data["host"].astype(object), data["descriptors"], data["residual"])
-        params = SisterParams(section.space, section.length_scale, section.variance_ratio, section.narrow_sigma)
+        params = SisterParams(section.space, section.length_scale, section.variance_ratio, section.narrow_sigma, section.sigma_factor)
         return cls(params, np.asarray(section.descriptor_mean), np.asarray(section.descriptor_std), store)
 
     def save(self, model_dir: Path) -> None:

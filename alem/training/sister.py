@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from alem.ensemble import Ensemble
 
 #: Chosen on the sister-aware protocol's folds (benchmarks/cv/sister_results.json, "shipped_choice").
-DEFAULT_SISTER_PARAMS = SisterParams("ev", 0.03, 3.0, narrow_sigma=False)
+SIGMA_FACTOR = 1.046
+DEFAULT_SISTER_PARAMS = SisterParams("ev", 0.03, 3.0, narrow_sigma=False, sigma_factor=SIGMA_FACTOR)
 METHOD = (
     "GP on the stack's residuals, kernel host identity x squared exponential over standardised descriptors; "
     "residual store: grouped out-of-fold residuals of the training hops (campaign labels: against the stack "

@@ -26,12 +26,19 @@ numbers are test numbers for the choice. Under the grouped protocol no test hop 
 sister in training, so the correction is exactly zero (checked).
 
 Classification (P(E_m < 0.65 eV) > 0.5) under both protocols: the stack's normal P, the same P
-after isotonic calibration fitted on out-of-fold predictions of training hops only, and a plain
-random forest (500 trees, v2 descriptors + ion) refitted per fold.
+after isotonic calibration or Platt scaling fitted on out-of-fold predictions of training hops
+only (shipped only if the stated rule of :func:`calibrated_p_decision` passes), and a plain random
+forest (500 trees, v2 descriptors + ion) refitted per fold.
 
-    nice python benchmarks/cv/run_sister.py      # about 5 CPU-minutes
+Second attempt (:mod:`sister_stage2`): a diagnosis of the sisters' residual correlations, a second
+stage on sister labels chosen on inner-fold rows, and a σ factor for hops with labelled sisters
+chosen on the inner folds (the shipped correction's ``sigma_factor``: the factor fitted the same way
+on the outer folds' corrected predictions of the shipped choice).
 
-Writes ``sister_results.json`` and ``sister_results.md`` beside this file.
+    nice python benchmarks/cv/run_sister.py [--update-card]   # about 2.5 CPU-minutes
+
+Writes ``sister_results.json`` and ``sister_results.md`` beside this file; ``--update-card`` writes
+the shipped choice and its protocol numbers into ``models/ensemble/model_card.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import stats
+from sister_stage2 import FEATURES, VARIANTS, Stage2, diagnosis, platt, platt_prob, sigma_factors
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.isotonic import IsotonicRegression
 
@@ -67,7 +75,8 @@ GRID = [SisterParams("log", None, 0.0)] + [
     SisterParams(space, length, ratio)
     for space, length, ratio in itertools.product(("log", "ev"), (0.03, 0.1, 0.2, 0.5, None), (0.3, 1.0, 3.0, 10.0, 30.0))
 ]
-KEYS = ("n", "mae_ev", "r2", "accuracy_065", "precision_065", "recall_065", "coverage_68", "coverage_90", "coverage_95", "mean_sigma_ev")
+KEYS = ("n", "mae_ev", "r2", "accuracy_065", "precision_065", "recall_065",
+        "coverage_68", "coverage_90", "coverage_95", "mean_sigma_ev", "nll")
 
 
 def standardised(x: np.ndarray) -> np.ndarray:
@@ -120,8 +129,9 @@ class Data:
         return correct(params, self.store(labelled, params.space), ids, self.groups[test], self.x[test], mean, sigma)
 
 
-def choose(data: Data, train: np.ndarray) -> tuple[SisterParams, dict]:
-    """The grid point with the lowest MAE on inner sister-aware folds of ``train``."""
+def choose(data: Data, train: np.ndarray) -> tuple[SisterParams, dict, list]:
+    """The grid point with the lowest MAE on inner sister-aware folds of ``train``; with the inner
+    folds (training hops, held-out hops, the stack's mean and σ of them)."""
     inner = sister_folds(list(data.groups[train]), N_INNER, SEED + 1)
     held, means, sigmas = [], [], []
     for g in range(N_INNER):
@@ -141,7 +151,7 @@ def choose(data: Data, train: np.ndarray) -> tuple[SisterParams, dict]:
         test = np.concatenate([te for _, te in held])
         return gaussian_nll(data.y[test], np.concatenate([f.mean_ev for f in fixed]), np.concatenate([f.sigma_ev for f in fixed]))
 
-    return with_sigma_choice(best, inner_nll), scores
+    return with_sigma_choice(best, inner_nll), scores, [(tr, te, m, s) for (tr, te), m, s in zip(held, means, sigmas)]
 
 
 def with_sigma_choice(params: SisterParams, nll) -> SisterParams:
@@ -185,6 +195,8 @@ def row(name: str, data: Data, index: np.ndarray, mean: np.ndarray, sigma: np.nd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE / "sister_results.json")
+    parser.add_argument("--update-card", action="store_true",
+                        help="write the shipped choice and its protocol numbers into the shipped model's card")
     args = parser.parse_args()
     started = time.time()
     data = Data()
@@ -197,16 +209,34 @@ def main() -> None:
     base_mean, base_sigma = np.zeros(n), np.zeros(n)
     corr_mean, corr_sigma = np.zeros(n), np.zeros(n)
     iso_prob, forest_sister, chosen, inner_scores = np.zeros(n), np.zeros(n), [], []
+    stage2_mean, stage2_models, factors_per_fold, platt_sister = np.zeros(n), [], [], np.zeros(n)
+    rescaled_sigma = {"coverage_fit": np.zeros(n), "conformal_90": np.zeros(n)}
     for f in range(N_FOLDS):
         train, test = np.flatnonzero(sfolds != f), np.flatnonzero(sfolds == f)
         base_mean[test], base_sigma[test] = data.stack_refitted(train, test)
-        params, scores = choose(data, train)
+        params, scores, inner = choose(data, train)
         chosen.append(params.as_dict())
         inner_scores.append(scores)
         fixed = data.corrected(params, train, test, base_mean[test], base_sigma[test])
         corr_mean[test], corr_sigma[test] = fixed.mean_ev, fixed.sigma_ev
         iso_prob[test] = isotonic(grouped_prob[train], y[train]).predict(prob_good(base_mean[test], base_sigma[test]))
         forest_sister[test] = forest(data, train, test)
+        # second stage on sister labels: rows are the inner folds' held-out hops, sisters from their inner training
+        stage2 = Stage2(data, [(te, tr, m) for tr, te, m, _ in inner])
+        stage2_models.append(stage2)
+        stage2_mean[test] = stage2.apply(test, train, base_mean[test])[0]
+        # σ of hops with labelled sisters rescaled by a factor fitted on the inner folds' corrected predictions
+        inner_fixed = [data.corrected(params, tr, te, m, s) for tr, te, m, s in inner]
+        inner_test = np.concatenate([te for _, te, _, _ in inner])
+        factors = sigma_factors(y[inner_test], np.concatenate([x.mean_ev for x in inner_fixed]),
+                                np.concatenate([x.sigma_ev for x in inner_fixed]))
+        factors_per_fold.append(factors)
+        for name, factor in factors.items():
+            rescaled_sigma[name][test] = np.where(fixed.n_sisters > 0, factor, 1.0) * corr_sigma[test]
+        platt_sister[test] = platt_prob(platt(data.grouped_mean[train], data.grouped_sigma[train], y[train]),
+                                        base_mean[test], base_sigma[test])
+        print(f"sister-aware fold {f}: stage 2 chose {stage2.chosen()}, MAE {np.abs(stage2_mean[test] - y[test]).mean():.3f}; "
+              f"σ factors {factors}", flush=True)
         print(f"sister-aware fold {f}: chose {params.as_dict()}, MAE {np.abs(base_mean[test] - y[test]).mean():.3f} -> "
               f"{np.abs(corr_mean[test] - y[test]).mean():.3f}", flush=True)
 
@@ -215,19 +245,26 @@ def main() -> None:
     grouped_corr = data.grouped_mean.copy()
     for f in range(N_FOLDS):
         train, test = np.flatnonzero(data.grouped_folds != f), np.flatnonzero(data.grouped_folds == f)
-        fixed = data.corrected(SisterParams(**chosen[f]), train, test, data.grouped_mean[test], data.grouped_sigma[test])
+        params = dataclasses.replace(SisterParams(**chosen[f]), sigma_factor=factors_per_fold[f]["coverage_fit"])
+        fixed = data.corrected(params, train, test, data.grouped_mean[test], data.grouped_sigma[test])
         grouped_corr[test] = fixed.mean_ev
-        zero_check.append(bool(np.array_equal(fixed.mean_ev, data.grouped_mean[test]) and not fixed.n_sisters.any()))
-    grouped_iso, forest_grouped = np.zeros(n), np.zeros(n)
+        zero_check.append(bool(np.array_equal(fixed.mean_ev, data.grouped_mean[test]) and not fixed.n_sisters.any()
+                               and np.array_equal(fixed.sigma_ev, data.grouped_sigma[test])))
+    grouped_iso, forest_grouped, grouped_platt = np.zeros(n), np.zeros(n), np.zeros(n)
+    stage2_grouped, stage2_zero = data.grouped_mean.copy(), []
     for f in range(N_FOLDS):
         train, test = np.flatnonzero(data.grouped_folds != f), np.flatnonzero(data.grouped_folds == f)
+        stage2_grouped[test], has_sister = stage2_models[f].apply(test, train, data.grouped_mean[test])
+        stage2_zero.append(bool(np.array_equal(stage2_grouped[test], data.grouped_mean[test]) and not has_sister.any()))
+        grouped_platt[test] = platt_prob(platt(data.grouped_mean[train], data.grouped_sigma[train], y[train]),
+                                         data.grouped_mean[test], data.grouped_sigma[test])
         grouped_iso[test] = isotonic(grouped_prob[train], y[train]).predict(grouped_prob[test])
         forest_grouped[test] = forest(data, train, test)
 
     # ---- fast path: grouped predictions + the compound's other labels (params chosen per grouped fold
     # on the other folds' leave-one-out-within-compound MAE)
     fast_mean, fast_sigma = data.grouped_mean.copy(), data.grouped_sigma.copy()
-    fast_chosen = []
+    fast_chosen, fast_stage2_chosen, fast_stage2 = [], [], data.grouped_mean.copy()
     multi = sfolds >= 0
     for f in range(N_FOLDS):
         other = np.flatnonzero((data.grouped_folds != f) & multi)
@@ -247,6 +284,10 @@ def main() -> None:
         fast_chosen.append(params.as_dict())
         fixed = data.corrected(params, here, here, data.grouped_mean[here], data.grouped_sigma[here])
         fast_mean[here], fast_sigma[here] = fixed.mean_ev, fixed.sigma_ev
+        # second stage: rows are the other folds' hops, each with its compound's other hops as sisters
+        stage2 = Stage2(data, [(other, other, data.grouped_mean[other])])
+        fast_stage2_chosen.append(stage2.chosen())
+        fast_stage2[here] = stage2.apply(here, here, data.grouped_mean[here])[0]
 
     # ---- the shipped choice: the grid point best over the whole sister-aware protocol's folds
     shipped_scores = {}
@@ -265,6 +306,12 @@ def main() -> None:
         return gaussian_nll(y[test], np.concatenate([x.mean_ev for x in fixed]), np.concatenate([x.sigma_ev for x in fixed]))
 
     shipped = with_sigma_choice(shipped, outer_nll)
+    # its σ factor for hops with sisters: the coverage-matching one on the same folds' corrected predictions
+    outer = [data.corrected(shipped, np.flatnonzero(sfolds != f), np.flatnonzero(sfolds == f), base_mean[sfolds == f],
+                            base_sigma[sfolds == f]) for f in range(N_FOLDS)]
+    outer_test = np.concatenate([np.flatnonzero(sfolds == f) for f in range(N_FOLDS)])
+    shipped = dataclasses.replace(shipped, sigma_factor=round(fit_sigma_scale(
+        y[outer_test], np.concatenate([x.mean_ev for x in outer]), np.concatenate([x.sigma_ev for x in outer])), 3))
     moved = moved_hops(data, shipped, sfolds, base_mean, base_sigma)
 
     everything = np.arange(n)
@@ -272,15 +319,26 @@ def main() -> None:
         "grouped": [
             row("today's stack (shipped grouped out-of-fold)", data, everything, data.grouped_mean, data.grouped_sigma),
             row("stack + sister correction (nested; zero by construction)", data, everything, grouped_corr, data.grouped_sigma),
+            row("stack + second stage on sister labels (nested; zero by construction)", data, everything, stage2_grouped,
+                data.grouped_sigma),
             row("today's stack, hops of multi-hop compounds only", data, sister_hops, data.grouped_mean, data.grouped_sigma),
         ],
         "sister_aware": [
             row("today's stack (trees refitted with the sisters)", data, sister_hops, base_mean, base_sigma),
             row("stack + sister correction (nested choice)", data, sister_hops, corr_mean, corr_sigma),
+            row("stack + second stage on sister labels (nested choice; the stack's σ)", data, sister_hops, stage2_mean, base_sigma),
+            row("stack + sister correction, σ of hops with sisters x coverage factor (inner folds)", data, sister_hops,
+                corr_mean, rescaled_sigma["coverage_fit"]),
+            row("stack + sister correction, σ of hops with sisters x conformal 90 % factor (inner folds)", data, sister_hops,
+                corr_mean, rescaled_sigma["conformal_90"]),
         ],
         "fast_path": [
             row("today's stack, compound unseen (grouped)", data, sister_hops, data.grouped_mean, data.grouped_sigma),
             row("stack + sister correction from the compound's other labels", data, sister_hops, fast_mean, fast_sigma),
+            row("stack + second stage from the compound's other labels (nested; the stack's σ)", data, sister_hops, fast_stage2,
+                data.grouped_sigma),
+            row("stack + sister correction, σ x coverage factor of the hop's sister-aware fold (inner folds)", data, sister_hops,
+                fast_mean, fast_sigma * np.array([factors_per_fold[f]["coverage_fit"] if f >= 0 else 1.0 for f in sfolds])),
         ],
     }
     forest_grouped_prob = (forest_grouped < GOOD_CONDUCTOR_THRESHOLD_EV).astype(float)
@@ -289,12 +347,16 @@ def main() -> None:
         "grouped": {
             "stack P": classification(y, grouped_prob),
             "stack P, isotonic (fitted on the other folds)": classification(y, grouped_iso),
+            "stack P, Platt on z (fitted on the other folds)": classification(y, grouped_platt),
             "random forest (500), v2 descriptors": classification(y, forest_grouped_prob),
         },
         "sister_aware": {
             "stack P": classification(y[sister_hops], prob_good(base_mean[sister_hops], base_sigma[sister_hops])),
             "stack + sister correction P": classification(y[sister_hops], prob_good(corr_mean[sister_hops], corr_sigma[sister_hops])),
             "stack P, isotonic (fitted on training hops' grouped out-of-fold P)": classification(y[sister_hops], iso_prob[sister_hops]),
+            "stack P, Platt on z (fitted on training hops' grouped out-of-fold predictions)": classification(
+                y[sister_hops], platt_sister[sister_hops]),
+            "stack + second stage P": classification(y[sister_hops], prob_good(stage2_mean[sister_hops], base_sigma[sister_hops])),
             "random forest (500), v2 descriptors": classification(y[sister_hops], forest_sister_prob[sister_hops]),
         },
     }
@@ -310,11 +372,65 @@ def main() -> None:
         "grouped_correction_exactly_zero_per_fold": zero_check,
         "shipped_choice_on_moved_hops": moved,
         "rows": rows, "classification": classes,
+        "diagnosis": diagnosis(data, sfolds, base_mean),
+        "stage2_features": list(FEATURES), "stage2_variants": list(VARIANTS),
+        "stage2_chosen_per_sister_fold": [m.chosen() for m in stage2_models],
+        "stage2_chosen_per_grouped_fold_fast_path": fast_stage2_chosen,
+        "stage2_grouped_exactly_zero_per_fold": stage2_zero,
+        "sigma_factors_per_sister_fold": factors_per_fold,
+        "calibrated_p_decision": calibrated_p_decision(classes),
         "wall_time_s": round(time.time() - started, 1),
     }
     args.out.write_text(json.dumps(results, indent=2))
+    if args.update_card:
+        update_card(results)
     args.out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
+
+
+def update_card(results: dict) -> None:
+    """The shipped model's ``sister_correction``: the shipped choice's hyper-parameters and the
+    protocol numbers (the stack's and the nested correction's) it was chosen on."""
+    from alem.model_dir import ModelCard, card_path
+
+    def brief(protocol: str, model: str) -> dict:
+        r = next(r for r in results["rows"][protocol] if r["model"] == model)
+        return {"n": r["n"], **{k: round(r[k], 4) for k in ("mae_ev", "r2", "coverage_90")}}
+
+    card_file = card_path(default_ensemble_path())
+    card = json.loads(card_file.read_text())
+    section = card["sister_correction"]
+    section.update(results["shipped_choice"])
+    section["cv"] = {
+        "benchmark": "benchmarks/cv/sister_results.json",
+        "grouped_stack": brief("grouped", "today's stack (shipped grouped out-of-fold)"),
+        "grouped_corrected": brief("grouped", "stack + sister correction (nested; zero by construction)"),
+        "sister_aware_stack": brief("sister_aware", "today's stack (trees refitted with the sisters)"),
+        "sister_aware_corrected_nested": brief(
+            "sister_aware", "stack + sister correction, σ of hops with sisters x coverage factor (inner folds)"),
+        "fast_path_stack": brief("fast_path", "today's stack, compound unseen (grouped)"),
+        "fast_path_corrected": brief(
+            "fast_path", "stack + sister correction, σ x coverage factor of the hop's sister-aware fold (inner folds)"),
+    }
+    card_file.write_text(json.dumps(card, indent=2))
+    ModelCard.load(default_ensemble_path())  # still a valid card
+
+
+def calibrated_p_decision(classes: dict) -> dict:
+    """The stated rule for shipping a calibrated P: on the outer folds of both protocols, precision
+    higher and neither accuracy lower nor Brier score higher than the stack's plain P (P feeds the
+    acquisition as a probability, so a proper score must not get worse for a better threshold)."""
+    out = {}
+    for name in ("isotonic", "Platt"):
+        verdicts = {}
+        for protocol, models in classes.items():
+            plain = models["stack P"]
+            calibrated = next(m for k, m in models.items() if k.startswith(f"stack P, {name}"))
+            verdicts[protocol] = {"precision_up": calibrated["precision"] > plain["precision"],
+                                  "accuracy_not_down": calibrated["accuracy"] >= plain["accuracy"],
+                                  "brier_not_up": calibrated["brier"] <= plain["brier"]}
+        out[name] = {"per_protocol": verdicts, "ship": all(all(v.values()) for v in verdicts.values())}
+    return out
 
 
 def moved_hops(data: Data, params: SisterParams, sfolds: np.ndarray, base_mean: np.ndarray, base_sigma: np.ndarray) -> dict:
@@ -351,8 +467,8 @@ def markdown(results: dict) -> str:
         f"{results['n_multi_hop_compounds']} compounds with ≥ 2 hops are held out by the sister-aware protocol); "
         f"{results['n_folds']} folds, seed {results['seed']}. Sister-aware and fast-path rows are on those hops only.",
         "",
-        "| protocol | model | n | MAE (eV) | R² | acc@0.65 | prec | rec | cov68 | cov90 | cov95 | mean σ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| protocol | model | n | MAE (eV) | R² | acc@0.65 | prec | rec | cov68 | cov90 | cov95 | mean σ | NLL |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for protocol, rows in results["rows"].items():
         for r in rows:
@@ -373,6 +489,19 @@ def markdown(results: dict) -> str:
               f"Shipped choice (best over the sister-aware folds): {results['shipped_choice']}",
               f"Grouped protocol: correction exactly zero in every fold: {results['grouped_correction_exactly_zero_per_fold']}",
               f"Shipped choice on the hops it moves by > 0.01 eV (not a test number): {results['shipped_choice_on_moved_hops']}",
+              f"Second stage chosen per sister-aware fold (grouped CV, inner-fold rows): {results['stage2_chosen_per_sister_fold']}",
+              f"Second stage, fast path, chosen per grouped fold: {results['stage2_chosen_per_grouped_fold_fast_path']}",
+              f"Grouped protocol: second stage exactly zero in every fold: {results['stage2_grouped_exactly_zero_per_fold']}",
+              f"σ factors for hops with sisters per sister-aware fold (inner folds): {results['sigma_factors_per_sister_fold']}",
+              f"Calibrated P, rule (precision up, accuracy not down, Brier not up, both protocols): {results['calibrated_p_decision']}",
+              "", "Diagnosis: out-of-fold residuals of sister hops (same compound) against random pairs:", "",
+              "| quantity | value |", "|---|---|",
+              *(f"| {k} | {v} |" for k, v in results["diagnosis"].items() if k != "by_similarity"),
+              "", "By similarity of the pair (grouped out-of-fold residuals; ordered sister pairs):", "",
+              "| pairs | n | residual corr | label corr | mean abs residual difference (eV) |", "|---|---|---|---|---|",
+              *(f"| {k} | {v['n_pairs']} | {v['residual_corr']} | {v['label_corr']} | {v['mean_abs_residual_difference_ev']} |"
+                for k, v in results["diagnosis"]["by_similarity"].items()),
+              "",
               f"Wall time: {results['wall_time_s']} s"]
     return "\n".join(lines) + "\n"
 
