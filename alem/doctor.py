@@ -359,7 +359,45 @@ def screening_checks(config: CampaignConfig, check_potentials: bool = True) -> l
     else:
         checks.append(Check("screening fidelity", "problem", f"[screening] fidelity is {wanted} but [screening.backend] "
                             f"produces {produced} barriers; make them agree"))
+    checks.append(check_screening_addon(config))
     return checks
+
+
+def current_model_path(config: CampaignConfig) -> tuple[Path, str]:
+    """The campaign's current model directory and how to name it: the store's current version, or
+    the configured model before the first round registers one."""
+    from alem.campaign.model_versions import configured_model_path
+
+    if config.store_path.is_file():
+        from alem.store import Store
+
+        with Store.open(config.store_path, create=False) as store:
+            current = store.current_model()
+        if current is not None:
+            return Path(current.path), f"model version {current.id}"
+    return configured_model_path(config), "the configured model"
+
+
+def check_screening_addon(config: CampaignConfig) -> Check:
+    """Whether the current model has a fidelity-aware add-on of the screening potential: without
+    one the screening barriers never reach a prediction (a warning: the campaign still runs)."""
+    from alem.campaign.fidelity_labels import pairing_advice
+    from alem.hops.fidelity import parse_fidelity
+    from alem.model_dir import ModelCard
+
+    wanted = parse_fidelity(config.screening.fidelity)
+    try:
+        path, which = current_model_path(config)
+        card = ModelCard.load(path)
+    except AlemError as exc:
+        return Check("screening add-on", "warning", f"cannot read the current model's card: {exc}")
+    addon = next((a for a in card.addons if a.cheap_fidelity.lower() == wanted.lower()), None)
+    if addon is not None:
+        return Check("screening add-on", "ok", f"{which} ({path}) reads {wanted} barriers "
+                     f"(add-on fitted on {addon.n_paired_hops} pairs)")
+    has = ", ".join(card.cheap_fidelities) or "none"
+    return Check("screening add-on", "warning", f"{which} ({path}) has no add-on for {wanted} (add-ons: {has}): "
+                 f"screening barriers are not fed to its predictions; {pairing_advice(wanted)}")
 
 
 def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
