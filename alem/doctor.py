@@ -69,12 +69,29 @@ def check_preset(name: str, campaign_dir: Path) -> tuple[Check, Preset | None]:
     return Check("preset", "ok", f"{preset.name} ({preset.method_label}) from {preset.source}"), preset
 
 
+def check_model_file(preset: Preset) -> Check | None:
+    """Whether the model file ``[mlip] model_path`` names exists (None: the preset names none)."""
+    model_file = preset.model_file()
+    if model_file is None:
+        return None
+    if not model_file.is_file():
+        unset = "an environment variable in it is not set; " if "$" in str(model_file) else ""
+        return Check("model file", "problem", f"[mlip] model_path {preset.mlip.model_path!r} of {preset.name} is {model_file}, "
+                     f"which does not exist ({unset}point it at a model file you have: alem never downloads weights)")
+    return Check("model file", "ok", f"{model_file} ({model_file.stat().st_size / 1e6:.1f} MB)")
+
+
 def check_potential(preset: Preset) -> Check:
-    """Load the machine-learned potential the preset names (weights must ship in the wheel)."""
+    """Load the machine-learned potential the preset names (weights shipped in the wheel, or the
+    model file ``[mlip] model_path`` names)."""
+    model_file = preset.model_file()
+    if model_file is not None and not model_file.is_file():
+        return Check("potential", "problem", f"cannot load {preset.mlip.force_field}: no model file {model_file}")
     try:
         from atomate2.forcefields.utils import ase_calculator
 
-        calculator = ase_calculator(preset.mlip.force_field)
+        kwargs = {"model": str(model_file)} if model_file is not None else {}
+        calculator = ase_calculator(preset.mlip.force_field, **kwargs)
     except Exception as exc:  # an import error or a failed weight load both mean "cannot run"
         return Check("potential", "problem", f"cannot load the {preset.mlip.force_field} potential: "
                      f"{type(exc).__name__}: {exc}")
@@ -416,6 +433,9 @@ def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> lis
     preset_check, preset = check_preset(section.preset, campaign_dir)
     checks.append(preset_check)
     if preset is not None:
+        model_check = check_model_file(preset) if preset.engine == "mlip" else None
+        if model_check is not None:
+            checks.append(model_check)
         if preset.engine == "mlip" and check_potentials:
             checks.append(check_potential(preset))
         if preset.engine == "vasp":
