@@ -196,3 +196,20 @@ def test_the_mace_preset_reads_a_model_file_the_user_provides_and_never_download
     (tmp_path / "workflows" / "m.toml").write_text('name = "m"\nengine = "mlip"\n[mlip]\nforce_field = "MACE-MP-0"\n')
     with pytest.raises(PresetError, match="model_path"):
         load_preset("m", campaign_dir=tmp_path)
+
+
+def test_the_sevennet_preset_loads_its_wheel_weights_without_the_network(monkeypatch):
+    pytest.importorskip("sevenn")  # the optional extra alem[sevennet]
+    import socket
+
+    from alem.doctor import check_model_file, check_potential
+
+    def no_network(*args, **kwargs):
+        raise OSError("network used")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)  # a download would fail here
+    sevennet = load_preset("mlip_sevennet")
+    assert (sevennet.fidelity, sevennet.method_label) == ("mlip:SevenNet", "mlip:SevenNet CI-NEB")
+    assert check_model_file(sevennet) is None  # no file to provide
+    loaded = check_potential(sevennet)
+    assert loaded.status == "ok", loaded.message
