@@ -235,3 +235,19 @@ def test_a_real_chgnet_neb_goes_through_the_calibration_code(tmp_path, li2o_hop,
     assert log.pairs(CHGNET)[li2o_hop.hop_id].barrier_ev == row["barrier_ev"]
     again = run_calibration([li2o_hop], LocalBackend(tmp_path / "jobs", fast_mlip_preset), log, CHGNET, "fast")
     assert again.written == [] and again.already_done == 1
+
+
+def test_a_retraining_run_directory_carries_each_potentials_pairs(two_addon_ensemble):
+    """Retraining as a job writes its cheap barriers to JSON: one per potential per hop survives
+    the round trip, and a run directory written before (one barrier per hop) still reads."""
+    from alem.backends.retrain_runner import decode_train_kwargs, encode_train_kwargs
+    from alem.model_dir import Combination, EnsembleRecipe, TrainingRecord
+
+    cheap = {"a": (CheapBarrier(SHIPPED_CHEAP_FIDELITY, 0.3), CheapBarrier(CHGNET, 0.4)), "b": CheapBarrier(CHGNET, 0.5)}
+    kwargs = {"recipe": EnsembleRecipe(), "combination": Combination.of(two_addon_ensemble.model_card),
+              "record": TrainingRecord(), "cheap_barriers": cheap}
+    decoded = decode_train_kwargs(json.loads(json.dumps(encode_train_kwargs(kwargs))))
+    assert decoded["cheap_barriers"] == {"a": cheap["a"], "b": (cheap["b"],)}
+    assert [a.cheap_fidelity for a in decoded["combination"].addons] == [SHIPPED_CHEAP_FIDELITY, CHGNET]
+    old = {**encode_train_kwargs({**kwargs, "cheap_barriers": None}), "cheap_barriers": {"b": [CHGNET, 0.5]}}
+    assert decode_train_kwargs(old)["cheap_barriers"] == {"b": (cheap["b"],)}

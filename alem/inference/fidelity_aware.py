@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
-from alem.hops.fidelity import CheapBarrier, parse_fidelity
+from alem.hops.fidelity import CheapBarrier, barriers_of_hop, parse_fidelity
 from alem.inference.trees import build_model
 from alem.model_dir import FIDELITY_TREES_FILENAME, TreeSpec
 
@@ -99,13 +99,6 @@ def predict_fidelity_trees(form: str, models: Sequence, features: np.ndarray, ch
         else:
             sigmas.append(np.zeros(len(x)))
     return np.asarray(means), np.asarray(sigmas)
-
-
-def barriers_of_hop(value: CheapBarrier | Sequence[CheapBarrier] | None) -> tuple[CheapBarrier, ...]:
-    """A hop's cheap barriers: a mapping of cheap barriers holds one per hop, or one per potential."""
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, CheapBarrier) else tuple(value)
 
 
 def _barrier_of(value, wanted: str) -> CheapBarrier | None:
