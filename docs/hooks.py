@@ -258,6 +258,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "cv-stack": lambda: rows_table("benchmarks/cv/stack_results.json"),
     "cv-card": card_cv_row,
     "cv-fidelity": lambda: rows_table("benchmarks/cv/fidelity_results.json"),
+    "cv-fidelity-le60": lambda: rows_table("benchmarks/cv/fidelity_results_le60.json"),
     "cv-functional": functional_table,
     "speed": speed_table,
     "select-speed": select_speed_table,
