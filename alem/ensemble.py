@@ -104,7 +104,8 @@ class Ensemble:
         self.structure = Mixture(components, np.asarray(stack.weights) if stack else None, self.sigma_scale)
         #: Mixtures for hops that come with a cheap barrier of their potential.
         self.cheap_mixtures: list[CheapFidelityMixture] = []
-        for addon in self.model_card.addons if stack and path is not None else []:
+        for addon in self.model_card.addons if stack else []:
+            assert path is not None  # a card alone has no stack (above)
             trees = FidelityTreeComponent.load_all(path, addon.tree_specs, addon.form, addon.cheap_fidelity, addon.trees_file)
             mixture = Mixture([*components, *trees], np.asarray(addon.weights), float(addon.sigma_scale))
             self.cheap_mixtures.append(CheapFidelityMixture(addon.cheap_fidelity, mixture))
