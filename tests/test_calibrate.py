@@ -251,3 +251,27 @@ def test_a_retraining_run_directory_carries_each_potentials_pairs(two_addon_ense
     assert [a.cheap_fidelity for a in decoded["combination"].addons] == [SHIPPED_CHEAP_FIDELITY, CHGNET]
     old = {**encode_train_kwargs({**kwargs, "cheap_barriers": None}), "cheap_barriers": {"b": [CHGNET, 0.5]}}
     assert decode_train_kwargs(old)["cheap_barriers"] == {"b": (cheap["b"],)}
+
+
+def test_a_screened_hop_below_the_floor_is_predicted_structure_only_and_says_so(paired_campaign):
+    from alem.campaign.fidelity_labels import campaign_cheap_barriers
+    from alem.campaign.model_versions import load_current_model
+    from alem.campaign.score import predict_pool
+    from alem.neb.schemas import NebOutcome
+    from alem.store import HopState
+
+    config, _, _, _ = paired_campaign
+    with Store.open(config.store_path) as store:
+        low, fine = [r.hop_id for r in store.hops(state=HopState.CANDIDATE)][:2]
+        for hop_id, barrier in ((low, 0.01), (fine, 0.45)):
+            job = store.begin_screening(hop_id, "local", CHGNET)
+            store.mark_screening_submitted(job.id, f"ext-{hop_id}")
+            store.record_screening_result(job.id, NebOutcome(barrier_ev=barrier, reverse_barrier_ev=barrier, converged=True,
+                                                             method="mlip:CHGNet CI-NEB"))
+        model = load_current_model(store, config)
+        cheap, warning = campaign_cheap_barriers(store, config, model.ensemble, model.version_id)
+        assert warning is None and {low, fine} <= set(cheap)
+        predict_pool(store, model, [store.hop(low), store.hop(fine)], cheap_barriers=cheap)
+        events = store.events(kind="cheap-barrier-unused")
+    assert [e.hop_id for e in events] == [low]
+    assert f"below the {CHEAP_BARRIER_FLOOR_EV} eV floor" in events[0].message and "structure-only" in events[0].message
