@@ -30,6 +30,8 @@ from alem.model_dir import FIDELITY_TREES_FILENAME, ModelCard, default_ensemble_
 from alem.store import Store
 from tests._replay_campaign import invoke, make_replay_campaign, replay_submissions
 
+pytest_plugins = ["tests._slurm"]
+
 CHGNET = "mlip:CHGNet"
 
 
@@ -275,3 +277,30 @@ def test_a_screened_hop_below_the_floor_is_predicted_structure_only_and_says_so(
         events = store.events(kind="cheap-barrier-unused")
     assert [e.hop_id for e in events] == [low]
     assert f"below the {CHEAP_BARRIER_FLOOR_EV} eV floor" in events[0].message and "structure-only" in events[0].message
+
+
+@pytest.mark.slow
+def test_calibrate_runs_its_nebs_as_slurm_batch_jobs(slurm_cluster, tmp_path):
+    """The screening backend on Slurm: the shipped preset's NEB of a training hop runs as a real
+    batch job and its line lands in the log (em-0007: its endpoint relaxation moves the ion off its
+    site, so the endpoint check stops it after the relaxations, with its reason: the quickest real
+    outcome of the unchanged preset on a training hop)."""
+    from alem.campaign import init_campaign
+
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    config.screening.fidelity = CHGNET
+    config.screening.backend.kind = "slurm"
+    config.screening.backend.slurm.preset = "mlip_chgnet"
+    config.screening.backend.slurm.walltime_minutes = 30
+    config.save()
+    result = invoke(config, "calibrate", "--hop", "em-0007", "--no-fit", "--poll-s", "1", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = _log_lines(calibration_log_for(config, CHGNET).path)
+    assert (row["hop_id"], row["preset"], row["n_sites"]) == ("em-0007", "mlip_chgnet", 29)
+    assert row["failure_reason"].startswith("endpoint check failed") and row["barrier_ev"] is None
+    assert json.loads(result.stdout)["unusable"] == {"endpoint check failed before the NEB": 1}
+    from alem.campaign.calibrate import calibration_backend
+
+    backend, _ = calibration_backend(config)
+    run_dir = backend.run_dir(row["external_id"])  # a Slurm job id this backend submitted
+    assert row["external_id"].isdigit() and (run_dir / "job.sh").is_file() and "#SBATCH" in (run_dir / "job.sh").read_text()
