@@ -69,12 +69,29 @@ def check_preset(name: str, campaign_dir: Path) -> tuple[Check, Preset | None]:
     return Check("preset", "ok", f"{preset.name} ({preset.method_label}) from {preset.source}"), preset
 
 
+def check_model_file(preset: Preset) -> Check | None:
+    """Whether the model file ``[mlip] model_path`` names exists (None: the preset names none)."""
+    model_file = preset.model_file()
+    if model_file is None:
+        return None
+    if not model_file.is_file():
+        unset = "an environment variable in it is not set; " if "$" in str(model_file) else ""
+        return Check("model file", "problem", f"[mlip] model_path {preset.mlip.model_path!r} of {preset.name} is {model_file}, "
+                     f"which does not exist ({unset}point it at a model file you have: alem never downloads weights)")
+    return Check("model file", "ok", f"{model_file} ({model_file.stat().st_size / 1e6:.1f} MB)")
+
+
 def check_potential(preset: Preset) -> Check:
-    """Load the machine-learned potential the preset names (weights must ship in the wheel)."""
+    """Load the machine-learned potential the preset names (weights shipped in the wheel, or the
+    model file ``[mlip] model_path`` names)."""
+    model_file = preset.model_file()
+    if model_file is not None and not model_file.is_file():
+        return Check("potential", "problem", f"cannot load {preset.mlip.force_field}: no model file {model_file}")
     try:
         from atomate2.forcefields.utils import ase_calculator
 
-        calculator = ase_calculator(preset.mlip.force_field)
+        kwargs = {"model": str(model_file)} if model_file is not None else {}
+        calculator = ase_calculator(preset.mlip.force_field, **kwargs)
     except Exception as exc:  # an import error or a failed weight load both mean "cannot run"
         return Check("potential", "problem", f"cannot load the {preset.mlip.force_field} potential: "
                      f"{type(exc).__name__}: {exc}")
@@ -359,7 +376,45 @@ def screening_checks(config: CampaignConfig, check_potentials: bool = True) -> l
     else:
         checks.append(Check("screening fidelity", "problem", f"[screening] fidelity is {wanted} but [screening.backend] "
                             f"produces {produced} barriers; make them agree"))
+    checks.append(check_screening_addon(config))
     return checks
+
+
+def current_model_path(config: CampaignConfig) -> tuple[Path, str]:
+    """The campaign's current model directory and how to name it: the store's current version, or
+    the configured model before the first round registers one."""
+    from alem.campaign.model_versions import configured_model_path
+
+    if config.store_path.is_file():
+        from alem.store import Store
+
+        with Store.open(config.store_path, create=False) as store:
+            current = store.current_model()
+        if current is not None:
+            return Path(current.path), f"model version {current.id}"
+    return configured_model_path(config), "the configured model"
+
+
+def check_screening_addon(config: CampaignConfig) -> Check:
+    """Whether the current model has a fidelity-aware add-on of the screening potential: without
+    one the screening barriers never reach a prediction (a warning: the campaign still runs)."""
+    from alem.campaign.fidelity_labels import pairing_advice
+    from alem.hops.fidelity import parse_fidelity
+    from alem.model_dir import ModelCard
+
+    wanted = parse_fidelity(config.screening.fidelity)
+    try:
+        path, which = current_model_path(config)
+        card = ModelCard.load(path)
+    except AlemError as exc:
+        return Check("screening add-on", "warning", f"cannot read the current model's card: {exc}")
+    addon = next((a for a in card.addons if a.cheap_fidelity.lower() == wanted.lower()), None)
+    if addon is not None:
+        return Check("screening add-on", "ok", f"{which} ({path}) reads {wanted} barriers "
+                     f"(add-on fitted on {addon.n_paired_hops} pairs)")
+    has = ", ".join(card.cheap_fidelities) or "none"
+    return Check("screening add-on", "warning", f"{which} ({path}) has no add-on for {wanted} (add-ons: {has}): "
+                 f"screening barriers are not fed to its predictions; {pairing_advice(wanted)}")
 
 
 def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> list[Check]:
@@ -378,6 +433,9 @@ def backend_checks(config: CampaignConfig, check_potentials: bool = True) -> lis
     preset_check, preset = check_preset(section.preset, campaign_dir)
     checks.append(preset_check)
     if preset is not None:
+        model_check = check_model_file(preset) if preset.engine == "mlip" else None
+        if model_check is not None:
+            checks.append(model_check)
         if preset.engine == "mlip" and check_potentials:
             checks.append(check_potential(preset))
         if preset.engine == "vasp":

@@ -22,6 +22,7 @@ from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs, Mixture
 from alem.inference.device import pick_device
 from alem.inference.feature_cache import FeatureCache
+from alem.inference.fidelity_aware import cheap_barrier_notes, warn_unmatched
 from alem.inference.members import GnnMembers
 from alem.inference.sister_correction import SisterCorrection, SisterModel, host_of
 from alem.inference.stacking import combine_members
@@ -53,6 +54,9 @@ class EnsemblePrediction:
     #: labelled sister hop informed it) and how many labelled sisters did.
     stack_mean_ev: np.ndarray | None = None
     n_sisters: np.ndarray | None = None
+    #: Per hop: what became of its cheap barrier ("" without one; "used mlip:CHGNet 0.412 eV"; or why
+    #: the structure-only prediction was kept: below the floor, no add-on of that potential).
+    cheap_barrier_note: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.used_cheap_barrier is None:
@@ -61,6 +65,8 @@ class EnsemblePrediction:
             self.stack_mean_ev = self.mean_ev.copy()
         if self.n_sisters is None:
             self.n_sisters = np.zeros(len(self.mean_ev), dtype=int)
+        if self.cheap_barrier_note is None:
+            self.cheap_barrier_note = [""] * len(self.mean_ev)
 
 
 @dataclass
@@ -98,9 +104,9 @@ class Ensemble:
         self.structure = Mixture(components, np.asarray(stack.weights) if stack else None, self.sigma_scale)
         #: Mixtures for hops that come with a cheap barrier of their potential.
         self.cheap_mixtures: list[CheapFidelityMixture] = []
-        addon = self.model_card.fidelity_aware if stack else None
-        if addon and path is not None:
-            trees = FidelityTreeComponent.load_all(path, addon.tree_specs, addon.form, addon.cheap_fidelity)
+        for addon in self.model_card.addons if stack else []:
+            assert path is not None  # a card alone has no stack (above)
+            trees = FidelityTreeComponent.load_all(path, addon.tree_specs, addon.form, addon.cheap_fidelity, addon.trees_file)
             mixture = Mixture([*components, *trees], np.asarray(addon.weights), float(addon.sigma_scale))
             self.cheap_mixtures.append(CheapFidelityMixture(addon.cheap_fidelity, mixture))
         #: The correction by labelled sister hops (None: the model has none).
@@ -118,8 +124,13 @@ class Ensemble:
 
     @property
     def cheap_fidelity(self) -> str | None:
-        """The potential whose barriers the fidelity-aware part reads (None: the model has none)."""
+        """The potential of the first fidelity-aware add-on (None: the model has none)."""
         return self.cheap_mixtures[0].cheap_fidelity if self.cheap_mixtures else None
+
+    @property
+    def cheap_fidelities(self) -> list[str]:
+        """The potentials the model has a fidelity-aware add-on for, in the order they are tried."""
+        return [cheap.cheap_fidelity for cheap in self.cheap_mixtures]
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Ensemble:
@@ -141,6 +152,7 @@ class Ensemble:
         device: str | torch.device | None = None,
         progress: bool = False,
         cache: FeatureCache | None = None,
+        warn: bool = True,
     ) -> HopInputs:
         """What the components read for ``hops``; the backbone features and the frozen host
         context come from the first member's backbone (training refuses backbone-reading
@@ -148,6 +160,8 @@ class Ensemble:
         ``cache``: hop features kept on disk across model versions that share the backbone
         (:mod:`alem.inference.feature_cache`)."""
         dev = device if isinstance(device, torch.device) else pick_device(device)
+        if warn:  # once per prediction: barriers of a potential no add-on reads
+            warn_unmatched(cheap_barriers, self.cheap_fidelities, stacklevel=4)
         return HopInputs(hops, self.settings, dev, self.members[0], cheap_barriers, progress, cache)
 
     def predict(
@@ -184,7 +198,7 @@ class Ensemble:
         wanted = set(hosts)
         fresh = [h for h in labelled if h.barrier_ev is not None and h.hop_id not in trained and host_of(h) in wanted]
         if fresh:
-            label_inputs = self.hop_inputs(fresh, inputs.cheap_barriers, device)  # as their sisters are predicted
+            label_inputs = self.hop_inputs(fresh, inputs.cheap_barriers, device, warn=False)  # as their sisters are predicted
             stack = self._predict(label_inputs)
             sister = sister.with_labels(
                 [h.hop_id for h in fresh], [host_of(h) for h in fresh], label_inputs.descriptors,
@@ -224,11 +238,12 @@ class Ensemble:
         members = next(p for p in structure if p.member_location_ev is not None)
         location, scale = members.member_location_ev, members.member_scale_ev
         assert location is not None and scale is not None
+        notes = cheap_barrier_notes([h.hop_id for h in hops], inputs.cheap_barriers, self.cheap_fidelities)
         if self.structure.weights is None:
-            return EnsemblePrediction(mean, sigma, location, scale, prob_good)
+            return EnsemblePrediction(mean, sigma, location, scale, prob_good, cheap_barrier_note=notes)
         names = tuple(c.name for c in self.structure.components)
         means, sigmas = np.vstack([p.mean_ev for p in structure]), np.vstack([p.sigma_ev for p in structure])
-        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas, used)
+        return EnsemblePrediction(mean, sigma, location, scale, prob_good, means, names, sigmas, used, cheap_barrier_note=notes)
 
     def sample(
         self,
@@ -270,8 +285,11 @@ class Ensemble:
     def _sample(self, inputs: HopInputs, n_draws: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         draws = self.structure.sample(inputs, n_draws, rng)
+        used = np.zeros(len(inputs.hops), dtype=bool)
         for cheap in self.cheap_mixtures:
             here, _ = inputs.cheap_barriers_of(cheap.cheap_fidelity)
+            here &= ~used  # the first add-on with a usable barrier, as in _predict
+            used |= here
             if here.any():
                 draws[:, here] = cheap.mixture.sample(inputs.subset(here), n_draws, rng)
         return draws

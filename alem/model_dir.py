@@ -22,6 +22,7 @@ and every key it holds is written back unchanged.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -263,6 +264,14 @@ class FidelityAwareSection(_Section):
     cv_metrics: BarrierMetrics | None = Field(None, description="grouped-CV metrics of the hops with a cheap barrier")
     method: str | None = Field(None, description="how it was fitted")
     sklearn_version: str | None = Field(None, description="scikit-learn that pickled fidelity_trees.joblib")
+    trees_file: str = Field(FIDELITY_TREES_FILENAME, description="the file of its trees in the model directory")
+
+
+def fidelity_trees_filename(cheap_fidelity: str) -> str:
+    """File of the trees of an add-on that is not the card's first (``fidelity_aware``) one:
+    ``mlip:CHGNet`` -> ``fidelity_trees_mlip_CHGNet.joblib``."""
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", cheap_fidelity)
+    return f"fidelity_trees_{slug}.joblib"
 
 
 class SisterCorrectionSection(_Section):
@@ -320,6 +329,12 @@ class Combination(_Section):
     stack: StackSection | None = Field(None, description="stacking weights and the components beside the GNN")
     calibration: Calibration = Field(default_factory=Calibration, description="σ calibration of the final prediction")
     fidelity_aware: FidelityAwareSection | None = Field(None, description="the add-on whose trees are refitted")
+    fidelity_addons: list[FidelityAwareSection] | None = Field(None, description="add-ons of further potentials, refitted likewise")
+
+    @property
+    def addons(self) -> list[FidelityAwareSection]:
+        """Every add-on, the first (``fidelity_aware``) first."""
+        return [*([self.fidelity_aware] if self.fidelity_aware else []), *(self.fidelity_addons or [])]
 
     @classmethod
     def of(cls, card: ModelCard, inherited_from: str | None = None) -> Combination:
@@ -329,7 +344,8 @@ class Combination(_Section):
             calibration = Calibration.model_validate(
                 {"sigma_scale": calibration.sigma_scale, **calibration.model_dump(exclude_unset=True), "inherited_from": inherited_from}
             )
-        return cls(stack=card.stack, calibration=calibration, fidelity_aware=card.fidelity_aware)
+        return cls(stack=card.stack, calibration=calibration, fidelity_aware=card.fidelity_aware,
+                   fidelity_addons=card.fidelity_addons)
 
 
 class EnsembleRecipe(BaseModel):
@@ -386,6 +402,9 @@ class ModelCard(_Card, TrainingRecord):
         None, description="those hops per fidelity, e.g. {'dft:GGA': 493, 'dft:GGA+U': 41} (the functionals it learned from)"
     )
     fidelity_aware: FidelityAwareSection | None = Field(None, description="the fidelity-aware add-on; None: the model has none")
+    fidelity_addons: list[FidelityAwareSection] | None = Field(
+        None, description="add-ons of further potentials (one per potential, each its own trees file); None: none"
+    )
     sister_correction: SisterCorrectionSection | None = Field(
         None, description="the correction by labelled sister hops' residuals; None: the model has none"
     )
@@ -402,7 +421,8 @@ class ModelCard(_Card, TrainingRecord):
     _KEY_ORDER: ClassVar[tuple[str, ...]] = (
         "kind", "n_members", "graph_settings", "backbone_config", "finetune_config", "calibration", "stack", "cv_metrics",
         "cv_metrics_gnn_ensemble", "cv_metrics_single_member", "cv_metrics_components", "cv_folds", "cv_grouping",
-        "n_training_hops", "training_hop_ids", "training_fidelities", "dataset_hash", "fidelity_aware", "pretrained_backbone",
+        "n_training_hops", "training_hop_ids", "training_fidelities", "dataset_hash", "fidelity_aware", "fidelity_addons",
+        "pretrained_backbone",
         "pretrained_path",
     )
 
@@ -424,6 +444,16 @@ class ModelCard(_Card, TrainingRecord):
     def dropout(self) -> float:
         """The members' dropout (architecture: the heads are built with it)."""
         return self.finetune_config.dropout if self.finetune_config else FinetuneConfig().dropout
+
+    @property
+    def addons(self) -> list[FidelityAwareSection]:
+        """Every fidelity-aware add-on, one per potential: ``fidelity_aware`` first, then ``fidelity_addons``."""
+        return [*([self.fidelity_aware] if self.fidelity_aware else []), *(self.fidelity_addons or [])]
+
+    @property
+    def cheap_fidelities(self) -> list[str]:
+        """The potentials the model has an add-on for."""
+        return [addon.cheap_fidelity for addon in self.addons]
 
     @property
     def tree_specs(self) -> list[TreeSpec]:

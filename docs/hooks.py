@@ -98,7 +98,7 @@ def model_card_page(model_dir: Path | None = None) -> str:
         ["stack components", ", ".join(card.stack.components) if card.stack else "GNN only"],
         ["stacking weights", ", ".join(_num(w) for w in card.stack.weights) if card.stack else "–"],
         ["σ factor", _num(card.calibration.sigma_scale)],
-        ["cheap-fidelity add-on", card.fidelity_aware.cheap_fidelity if card.fidelity_aware else "none"],
+        ["cheap-fidelity add-ons", ", ".join(f"{a.cheap_fidelity} ({a.n_paired_hops} pairs)" for a in card.addons) or "none"],
         ["trained on", f"{card.device}, {_num(card.wall_time_s, 0)} s, peak {_num(card.peak_memory_mb, 0)} MiB"],
     ]), ""]
     folds = f"grouped {card.cv_folds}-fold CV" if card.cv_folds else "CV"
@@ -111,7 +111,8 @@ def model_card_page(model_dir: Path | None = None) -> str:
     out += ["Columns: " + "; ".join(f"**{head}** {fields[key].description}" for key, head in METRIC_COLUMNS) + ".", ""]
     for title, section in (("Graph settings", card.graph_settings), ("Backbone", card.backbone_config),
                            ("Fine-tuning", card.finetune_config), ("Calibration", card.calibration),
-                           ("Stack", card.stack), ("Fidelity-aware add-on", card.fidelity_aware)):
+                           ("Stack", card.stack),
+                           *((f"Fidelity-aware add-on: {a.cheap_fidelity}", a) for a in card.addons)):
         if section is not None:
             out += [f"## {title}", "", _settings_table(section), ""]
     if card.stack:
@@ -210,6 +211,14 @@ def neb_checks_table() -> str:
     return module.markdown_table(files) + "\n\nFrom `benchmarks/neb_checks/results.json` and `results_literature.json`."
 
 
+def calibration_table() -> str:
+    path = REPO / "benchmarks" / "calibration" / "run_calibration.py"
+    spec = importlib.util.spec_from_file_location("run_calibration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.markdown_table(REPO / "alem" / "data" / "calibration" / "mlip_CHGNet.jsonl")
+
+
 def _fractions(values: list[float | None]) -> str:
     done = [v for v in values if v is not None]
     if not done:
@@ -249,11 +258,13 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "cv-stack": lambda: rows_table("benchmarks/cv/stack_results.json"),
     "cv-card": card_cv_row,
     "cv-fidelity": lambda: rows_table("benchmarks/cv/fidelity_results.json"),
+    "cv-fidelity-le60": lambda: rows_table("benchmarks/cv/fidelity_results_le60.json"),
     "cv-functional": functional_table,
     "speed": speed_table,
     "select-speed": select_speed_table,
     "bulk-import": bulk_import_table,
     "neb-checks": neb_checks_table,
+    "calibration-chgnet": calibration_table,
     "replay-descriptor": lambda: replay_table("descriptor"),
     "replay-gnn": lambda: replay_table("gnn"),
     "replay-two-fidelity": two_fidelity_table,

@@ -1,5 +1,7 @@
 """NEB presets, the supercell rule and the atomate2 flows built for a hop."""
 
+import json
+
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -163,3 +165,51 @@ def test_vasp_neb_inputs_are_mp_compatible():
     assert gga_u.incar["LDAUU"] == [0, 3.9, 0]  # Li, Mn, O: MP's U for Mn in an oxide
     assert gga_u.potcar.split() == ["Li_sv", "Mn_pv", "O"]  # MP POTCAR choices, in POSCAR order
     assert gga_u.poscar.structure == structure  # not re-sorted
+
+
+def test_the_mace_preset_reads_a_model_file_the_user_provides_and_never_downloads(tmp_path, monkeypatch, li2o_hop):
+    from monty.json import jsanitize
+
+    from alem.doctor import check_model_file, check_potential
+
+    monkeypatch.delenv("ALEM_MACE_MODEL", raising=False)
+    mace = load_preset("mlip_mace")
+    assert (mace.fidelity, mace.method_label) == ("mlip:MACE-MP", "mlip:MACE-MP CI-NEB")  # the shipped add-on's potential
+    missing = check_model_file(mace)
+    assert missing.status == "problem" and "environment variable" in missing.message and "never downloads" in missing.message
+    assert check_potential(mace).status == "problem"
+    with pytest.raises(PresetError, match="does not exist"):
+        neb_flow_for_hop(li2o_hop, mace)
+
+    model = tmp_path / "my.model"
+    model.write_bytes(b"not a MACE model")
+    monkeypatch.setenv("ALEM_MACE_MODEL", str(model))
+    mace = load_preset("mlip_mace")
+    assert mace.model_file() == model and check_model_file(mace).status == "ok"
+    flow = json.dumps(jsanitize(neb_flow_for_hop(li2o_hop, mace).as_dict(), strict=False))
+    # both endpoint relaxations and the NEB build their calculator from the file
+    assert flow.count(json.dumps({"calculator_kwargs": {"model": str(model)}})[1:-1]) == 3
+    assert check_potential(mace).status == "problem"  # the file exists but is no loadable model
+
+    # a MACE preset without a file is refused when read: mace-torch would download weights
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "m.toml").write_text('name = "m"\nengine = "mlip"\n[mlip]\nforce_field = "MACE-MP-0"\n')
+    with pytest.raises(PresetError, match="model_path"):
+        load_preset("m", campaign_dir=tmp_path)
+
+
+def test_the_sevennet_preset_loads_its_wheel_weights_without_the_network(monkeypatch):
+    pytest.importorskip("sevenn")  # the optional extra alem[sevennet]
+    import socket
+
+    from alem.doctor import check_model_file, check_potential
+
+    def no_network(*args, **kwargs):
+        raise OSError("network used")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)  # a download would fail here
+    sevennet = load_preset("mlip_sevennet")
+    assert (sevennet.fidelity, sevennet.method_label) == ("mlip:SevenNet", "mlip:SevenNet CI-NEB")
+    assert check_model_file(sevennet) is None  # no file to provide
+    loaded = check_potential(sevennet)
+    assert loaded.status == "ok", loaded.message

@@ -40,7 +40,7 @@ from alem.backends.base import QueueState
 from alem.backends.batch import SCHEDULER_COMMANDS, _qstate_to_job_state, queue_manager
 from alem.backends.local import _alive, process_start_ticks
 from alem.backends.rundir import EXIT, read_json, write_exit, write_json_atomic
-from alem.hops.fidelity import CheapBarrier
+from alem.hops.fidelity import CheapBarrier, barriers_of_hop
 
 if TYPE_CHECKING:
     from alem.config import RetrainJobSection
@@ -60,7 +60,9 @@ def encode_train_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     cheap = kwargs.get("cheap_barriers")
     return {
         **{name: kwargs[name].model_dump(mode="json", exclude_unset=True) for name in ("recipe", "combination", "record")},
-        "cheap_barriers": None if cheap is None else {hop: [c.fidelity, c.barrier_ev] for hop, c in cheap.items()},
+        # per hop, one [fidelity, barrier] per potential (a model may have one add-on per potential)
+        "cheap_barriers": None if cheap is None else {hop: [[c.fidelity, c.barrier_ev] for c in barriers_of_hop(value)]
+                                                      for hop, value in cheap.items()},
     }
 
 
@@ -72,8 +74,13 @@ def decode_train_kwargs(encoded: dict[str, Any]) -> dict[str, Any]:
         "recipe": EnsembleRecipe.model_validate(encoded["recipe"]),
         "combination": Combination.model_validate(encoded["combination"]),
         "record": TrainingRecord.model_validate(encoded["record"]),
-        "cheap_barriers": None if cheap is None else {hop: CheapBarrier(f, float(b)) for hop, (f, b) in cheap.items()},
+        "cheap_barriers": None if cheap is None else {hop: _decoded_barriers(value) for hop, value in cheap.items()},
     }
+
+
+def _decoded_barriers(value: list) -> tuple[CheapBarrier, ...]:
+    pairs = [value] if value and isinstance(value[0], str) else value  # a run directory written before add-ons per potential
+    return tuple(CheapBarrier(fidelity, float(barrier)) for fidelity, barrier in pairs)
 
 
 def stage_retrain_run(run_dir: Path, hops: list, train_kwargs: dict[str, Any], registration: dict[str, Any]) -> None:

@@ -81,15 +81,16 @@ def pretrained_backbone_of(card: ModelCard) -> Path | None:
     return None
 
 
-def _cheap_barriers_for(store: Store, current: LoadedModel, hops: Sequence[Hop]) -> dict[str, CheapBarrier] | None:
-    """The paired cheap labels of ``hops`` for a fidelity-aware parent (the campaign's own pairs of
-    the parent's potential joining the shipped ones); None for a parent without a cheap fidelity."""
-    from alem.campaign.fidelity_labels import model_cheap_fidelity, training_cheap_barriers
+def _cheap_barriers_for(store: Store, config: CampaignConfig, current: LoadedModel, hops: Sequence[Hop]):
+    """The paired cheap labels of ``hops`` for a fidelity-aware parent, per potential it has an
+    add-on for (the campaign's own pairs joining the shipped and calibration ones); None for a
+    parent without an add-on."""
+    from alem.campaign.fidelity_labels import training_cheap_barriers
 
-    cheap_fidelity = model_cheap_fidelity(current.ensemble)
-    if cheap_fidelity is None:
+    fidelities = current.ensemble.cheap_fidelities
+    if not fidelities:
         return None
-    return training_cheap_barriers(store, cheap_fidelity, [h.hop_id for h in hops])
+    return training_cheap_barriers(store, fidelities, [h.hop_id for h in hops], config)
 
 
 @dataclass
@@ -101,7 +102,7 @@ class RetrainPlan:
     recipe: EnsembleRecipe
     combination: Combination
     record: TrainingRecord
-    cheap_barriers: dict[str, CheapBarrier] | None
+    cheap_barriers: dict[str, tuple[CheapBarrier, ...]] | None
     dataset_hash: str
     n_results: int
 
@@ -129,7 +130,7 @@ def plan_retraining(store: Store, config: CampaignConfig, current: LoadedModel) 
     # the parent's calibration factor, stacking weights and fidelity add-on are reused: no
     # cross-validation runs inside the loop (its trees are refitted on the new hops)
     combination = Combination.of(model_card, inherited_from=str(current.path))
-    return RetrainPlan(hops, recipe, combination, record, _cheap_barriers_for(store, current, hops), digest, n_results)
+    return RetrainPlan(hops, recipe, combination, record, _cheap_barriers_for(store, config, current, hops), digest, n_results)
 
 
 def new_version_dir(config: CampaignConfig) -> Path:

@@ -87,7 +87,17 @@ def predict_pool(
         prediction, table = posterior_table(model.ensemble, store.load_hops(hop_ids), progress, cheap_barriers, labelled,
                                             cache)
     store.record_predictions(model.version_id, hop_ids, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
+    _log_unused_cheap_barriers(store, model, hop_ids, prediction.cheap_barrier_note or [])
     return table
+
+
+def _log_unused_cheap_barriers(store: Store, model: LoadedModel, hop_ids: Sequence[str], notes: Sequence[str]) -> None:
+    """A hop whose cheap barrier the model was given but did not read (below the floor, not
+    finite) says so in its history (``alem show``): its recorded prediction is structure-only."""
+    for hop_id, note in zip(hop_ids, notes, strict=True):
+        if note and not note.startswith("used "):
+            store.log_event("cheap-barrier-unused", f"model version {model.version_id} predicted it structure-only: {note}",
+                            hop_id=hop_id, payload={"model_version_id": model.version_id, "note": note})
 
 
 def score_unscored_candidates(

@@ -3,6 +3,7 @@
 # Importing the modules registers their commands on ``app``.
 from alem.cli import (  # noqa: F401
     backend_cmds,
+    calibrate_cmds,
     campaign_cmds,
     candidate_cmds,
     decision_cmds,

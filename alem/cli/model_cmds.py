@@ -43,7 +43,7 @@ def predict(
         None, "--cheap-barriers", help="JSON {hop_id: barrier_ev} or CSV (hop_id, barrier_ev) of cheap NEB barriers, e.g. MLIP."
     ),
     cheap_fidelity: str | None = typer.Option(
-        None, "--cheap-fidelity", help="Which potential produced --cheap-barriers, e.g. mlip:MACE-MP (must match the model's)."
+        None, "--cheap-fidelity", help="Which potential produced --cheap-barriers, e.g. mlip:MACE-MP (the model needs an add-on of it)."
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Predict nothing if any hop is invalid (default: predict the valid ones, list the others)."
@@ -75,7 +75,7 @@ def predict(
     if not hops:
         fail(f"no valid hop in {', '.join(map(str, hop_files))}; nothing predicted", ExitCode.USAGE)
     ensemble = _load_ensemble(model)
-    if cheap is not None and ensemble.cheap_fidelity is None:
+    if cheap is not None and not ensemble.cheap_fidelities:
         err_console.print(f"[yellow]warning:[/] {ensemble.path}: this model has no fidelity-aware part; cheap barriers ignored")
     prediction = ensemble.predict(hops, cheap_barriers=cheap, progress=not (as_json or as_csv) and len(hops) > 50)
     rows = [
@@ -89,7 +89,8 @@ def predict(
             "prob_below_065": round(float(prediction.prob_good[i]), 4),
             "reference_ev": h.barrier_ev,
             **({"cheap_ev": cheap[h.hop_id].barrier_ev if h.hop_id in cheap else None,
-                "used_cheap_barrier": bool(prediction.used_cheap_barrier[i])} if cheap is not None else {}),
+                "used_cheap_barrier": bool(prediction.used_cheap_barrier[i]),
+                "cheap_barrier_note": prediction.cheap_barrier_note[i]} if cheap is not None else {}),
         }
         for i, h in enumerate(hops)
     ]
@@ -124,7 +125,8 @@ def _print_predictions(rows: list[dict], ensemble: Ensemble, cheap_fidelity: str
             f"{r['sigma_ev']:.3f}", f"{r['prob_below_065']:.2f}", "" if r["reference_ev"] is None else f"{r['reference_ev']:.3f}",
         ]
         if cheap_fidelity is not None:
-            used = "" if r["cheap_ev"] is None else f"{r['cheap_ev']:.3f}" + ("" if r["used_cheap_barrier"] else " (ignored)")
+            used = "" if r["cheap_ev"] is None else f"{r['cheap_ev']:.3f}" + (
+                "" if r["used_cheap_barrier"] else f" (ignored: {r['cheap_barrier_note']})")
             cells.append(used)
         table_rows.append([escape(cell) for cell in cells])
     print_table(console, columns, table_rows, f"Predicted migration barriers ({len(ensemble.members)}-member ensemble)", wide)

@@ -41,6 +41,13 @@ class CheapBarrier:
     barrier_ev: float
 
 
+def barriers_of_hop(value: CheapBarrier | Iterable[CheapBarrier] | None) -> tuple[CheapBarrier, ...]:
+    """A hop's cheap barriers: a mapping of cheap barriers holds one per hop, or one per potential."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, CheapBarrier) else tuple(value)
+
+
 def fidelity_label(kind: str, method: str | None) -> str:
     """Canonical label: kind lower case, method as given (``fidelity_label("DFT", "GGA+U")`` → ``dft:GGA+U``)."""
     kind_norm = kind.strip().lower()

@@ -83,8 +83,10 @@ class FidelityTreeComponent(_SavedInList):
 
     file = FIDELITY_TREES_FILENAME
 
-    def __init__(self, spec: TreeSpec, form: str, cheap_fidelity: str, model=None, position: int = 0):
+    def __init__(self, spec: TreeSpec, form: str, cheap_fidelity: str, model=None, position: int = 0,
+                 file: str = FIDELITY_TREES_FILENAME):
         self.spec, self.form, self.cheap_fidelity, self.model, self.position = spec, form, cheap_fidelity, model, position
+        self.file = file  # one file per add-on (potential)
         self.name = f"{spec.name}+{cheap_fidelity}"
 
     def _cheap_ev(self, inputs: HopInputs) -> np.ndarray:
@@ -107,6 +109,7 @@ class FidelityTreeComponent(_SavedInList):
         return _forest_draws(self.model, x, lambda target: form_barrier(self.form, target, cheap_ev), n_draws, rng)
 
     @classmethod
-    def load_all(cls, model_dir: Path, specs: Sequence[TreeSpec], form: str, cheap_fidelity: str) -> list[FidelityTreeComponent]:
-        models = load_trees(Path(model_dir) / cls.file) if specs else []
-        return [cls(spec, form, cheap_fidelity, model, k) for k, (spec, model) in enumerate(zip(specs, models, strict=True))]
+    def load_all(cls, model_dir: Path, specs: Sequence[TreeSpec], form: str, cheap_fidelity: str,
+                 file: str = FIDELITY_TREES_FILENAME) -> list[FidelityTreeComponent]:
+        models = load_trees(Path(model_dir) / file) if specs else []
+        return [cls(spec, form, cheap_fidelity, model, k, file) for k, (spec, model) in enumerate(zip(specs, models, strict=True))]

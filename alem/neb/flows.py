@@ -103,6 +103,23 @@ def _mlip_restart_images(restart: NebRestart | None, initial: Structure, final: 
     return images
 
 
+def mlip_calculator_kwargs(preset: Preset) -> dict:
+    """atomate2's ``calculator_kwargs`` of an MLIP preset: the model file it names, when it names one.
+
+    Raises:
+        PresetError: the file does not exist (nothing is downloaded instead).
+    """
+    from alem.neb.presets import PresetError
+
+    model_file = preset.model_file()
+    if model_file is None:
+        return {}
+    if not model_file.is_file():
+        raise PresetError(f"{preset.source or preset.name}: [mlip] model_path {preset.mlip.model_path!r} is {model_file}, "
+                          "which does not exist (alem never downloads weights: point it at a model file you have)")
+    return {"model": str(model_file)}
+
+
 def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -> Flow:
     """Endpoint relaxations, IDPP images and the NEB; with ``restart`` (a retry), the NEB
     continues from the images the previous attempt reached (or from its finished endpoints)."""
@@ -113,9 +130,11 @@ def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
 
     settings = preset.neb
     initial, final = neb_endpoints(hop, preset.supercell.min_image_distance_a, preset.supercell.max_atoms)
+    calculator_kwargs = mlip_calculator_kwargs(preset)
     neb_maker = ForceFieldNebFromImagesMaker(
         name=f"{preset.mlip.force_field} NEB",
         force_field_name=preset.mlip.force_field,
+        calculator_kwargs=calculator_kwargs,
         # Explicit: atomate2's default {} silently falls back to ASE's plain NEB.
         neb_kwargs={"climb": settings.climbing_image, "k": settings.spring_constant_ev_a2, "method": preset.mlip.neb_method},
         relax_kwargs={"fmax": settings.fmax_ev_a},
@@ -134,6 +153,7 @@ def mlip_neb_flow(hop: Hop, preset: Preset, restart: NebRestart | None = None) -
         relax_maker = ForceFieldRelaxMaker(
             name=f"{preset.mlip.force_field} endpoint relax",
             force_field_name=preset.mlip.force_field,
+            calculator_kwargs=calculator_kwargs,
             relax_cell=False,  # NEB images share one lattice
             steps=settings.endpoint_max_steps,
             # atomate2 tags the NEB "forces not converged" if any frame, endpoints included,

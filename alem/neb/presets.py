@@ -57,8 +57,17 @@ class SupercellRule(_Section):
     max_atoms: int = Field(400, ge=1, description="refuse NEB cells larger than this")
 
 
+#: Force fields whose package downloads its weights when given none (mace-torch): a preset must name a file.
+DOWNLOADING_FORCE_FIELDS = ("mace",)
+
+
 class MlipSettings(_Section):
-    force_field: str = Field("CHGNet", description="atomate2 force-field name; its weights must ship in its wheel")
+    force_field: str = Field("CHGNet", description="atomate2 force-field name; its weights must ship in its wheel, "
+                             "or model_path names them")
+    model_path: str = Field("", description="a model file you provide (e.g. a MACE .model file), read as is, never "
+                            "downloaded; ~ and $VARIABLES expand, a relative path is relative to the preset file; "
+                            "empty: the weights the potential's wheel ships")
+    potential: str = Field("", description="the potential's name in fidelity labels (mlip:<potential>); empty: force_field")
     neb_method: Literal["improvedtangent", "aseneb", "eb", "spline", "string"] = Field(
         "improvedtangent", description="ASE NEB tangent method"
     )
@@ -170,12 +179,35 @@ class Preset(_Section):
             raise ValueError("a vasp preset cannot have an [mlip] section")
         return self
 
+    @model_validator(mode="after")
+    def _no_downloaded_weights(self) -> Preset:
+        mlip = self.mlip
+        if mlip is not None and not mlip.model_path and mlip.force_field.lower().startswith(DOWNLOADING_FORCE_FIELDS):
+            raise ValueError(f"[mlip] force_field {mlip.force_field!r} downloads its weights when given none; set "
+                             "[mlip] model_path to a model file you provide (alem never downloads weights)")
+        return self
+
+    def model_file(self) -> Path | None:
+        """The model file ``[mlip] model_path`` names, resolved (None: the wheel's weights). It need
+        not exist: :func:`alem.doctor.check_potential` and building a flow say when it does not."""
+        if self.mlip is None or not self.mlip.model_path:
+            return None
+        path = Path(os.path.expandvars(os.path.expanduser(self.mlip.model_path)))
+        if not path.is_absolute() and self.source:
+            path = Path(self.source).parent / path
+        return path
+
+    @property
+    def potential(self) -> str:
+        """The potential's name in this preset's fidelity (``[mlip] potential``, else ``force_field``)."""
+        return (self.mlip.potential or self.mlip.force_field) if self.mlip else ""
+
     @property
     def fidelity(self) -> str:
         """Level of theory of this preset's barriers: ``dft:<functional>`` or ``mlip:<potential>``."""
         if self.engine == "vasp":
             return f"dft:{self.vasp.functional}"
-        return f"mlip:{self.mlip.force_field}"
+        return f"mlip:{self.potential}"
 
     @property
     def path_criteria(self):
@@ -194,7 +226,7 @@ class Preset(_Section):
         kind = "CI-NEB" if self.neb.climbing_image else "NEB"
         if self.engine == "vasp":
             return f"vasp:{self.vasp.functional} {kind}"
-        return f"mlip:{self.mlip.force_field} {kind}"
+        return f"mlip:{self.potential} {kind}"
 
 
 def preset_search_dirs(campaign_dir: str | Path | None = None) -> list[Path]:

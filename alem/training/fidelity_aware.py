@@ -27,6 +27,7 @@ from alem.inference.fidelity_aware import (
     fit_fidelity_trees,
     predict_fidelity_trees,
     usable_cheap_barriers,
+    warn_unmatched,
 )
 from alem.inference.stacking import combine_components, cross_fitted_weights, fit_stack_weights
 from alem.inference.trees import TreeSpec, save_trees, tree_features
@@ -34,7 +35,8 @@ from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.model_dir import FIDELITY_REFERENCE_FILENAME
 from alem.training.trees import DESCRIPTOR_TREE_SPECS
 
-#: Reference predictions of the fidelity-aware path, written beside ``reference_predictions.json``.
+#: The card's list of add-ons beyond the first (:attr:`alem.model_dir.ModelCard.fidelity_addons`).
+FIDELITY_ADDONS_KEY = "fidelity_addons"
 #: Fewer paired hops than this and the add-on is not fitted (its weights and σ would be noise).
 MIN_PAIRED_HOPS = 20
 
@@ -136,13 +138,15 @@ def add_fidelity_addon(
     model_dir: Path, hops: Sequence[Hop], cheap_barriers: Mapping[str, CheapBarrier] | None = None,
     cheap_fidelity: str = SHIPPED_CHEAP_FIDELITY, seed: int = 0,
 ) -> dict | None:
-    """Fit the add-on of a stacked model directory from its out-of-fold predictions and paired
-    cheap barriers (default: the MACE-MP pairs shipped with alem), and add it: the trees file, the
-    card's ``fidelity_aware`` section and the fidelity-aware reference predictions. Files the
-    structure-only prediction reads keep their content (the card gains one key). Returns the
-    section, or None when the model has no stack or too few training hops are paired."""
+    """Fit the add-on of ``cheap_fidelity`` for a stacked model directory from its out-of-fold
+    predictions and paired cheap barriers (default: the MACE-MP pairs shipped with alem), and add
+    it. The card's first add-on (``fidelity_aware``, trees in ``fidelity_trees.joblib``, with the
+    fidelity-aware reference predictions) is written when the model has none or has one of the same
+    potential; an add-on of another potential joins ``fidelity_addons`` (replacing one of the same
+    potential there) with its own trees file. Files the structure-only prediction reads keep their
+    content. Returns the section, or None when the model has no stack or too few hops are paired."""
     from alem.hops.io import load_shipped_cheap_barriers
-    from alem.model_dir import OOF_FILENAME, REFERENCE_FILENAME, ModelCard
+    from alem.model_dir import OOF_FILENAME, REFERENCE_FILENAME, ModelCard, fidelity_trees_filename
 
     card = ModelCard.load(model_dir).as_dict()
     if not card.get("stack") or not (model_dir / OOF_FILENAME).exists():
@@ -152,20 +156,30 @@ def add_fidelity_addon(
     by_id = {h.hop_id: h for h in hops}
     ordered = [by_id[str(i)] for i in oof["hop_id"]]
     features = tree_features(ordered, card["stack"].get("descriptor_set", card["graph_settings"]["descriptor_set"]))
+    warn_unmatched(cheap_barriers, [cheap_fidelity])
     addon = fit_fidelity_addon(
         [h.hop_id for h in ordered], features, oof["y"], oof["folds"], oof["component_mean"], oof["component_sigma"],
         cheap_barriers, cheap_fidelity, seed=seed,
     )
     if addon is None:
         return None
-    save_trees(addon.models, model_dir / FIDELITY_TREES_FILENAME)
-    card[FIDELITY_CARD_KEY] = {**addon.card_section, "sklearn_version": sklearn.__version__}
+    first = card.get(FIDELITY_CARD_KEY)
+    primary = first is None or first["cheap_fidelity"].lower() == cheap_fidelity.lower()
+    trees_file = FIDELITY_TREES_FILENAME if primary else fidelity_trees_filename(cheap_fidelity)
+    save_trees(addon.models, model_dir / trees_file)
+    section = {**addon.card_section, "sklearn_version": sklearn.__version__, "trees_file": trees_file}
+    if primary:
+        card[FIDELITY_CARD_KEY] = section
+    else:
+        others = [a for a in card.get(FIDELITY_ADDONS_KEY) or [] if a["cheap_fidelity"].lower() != cheap_fidelity.lower()]
+        card[FIDELITY_ADDONS_KEY] = [*others, section]
     ModelCard.model_validate(card).save(model_dir)
-    reference = json.loads((model_dir / REFERENCE_FILENAME).read_text())
-    # the last reference hops get no cheap barrier: the reference covers both paths
-    with_cheap = {i: cheap_barriers[i] for i in reference["hop_ids"][:-2] if i in cheap_barriers}
-    write_fidelity_reference(model_dir, [by_id[i] for i in reference["hop_ids"]], with_cheap)
-    return card[FIDELITY_CARD_KEY]
+    if primary:
+        reference = json.loads((model_dir / REFERENCE_FILENAME).read_text())
+        # the last reference hops get no cheap barrier: the reference covers both paths
+        with_cheap = {i: cheap_barriers[i] for i in reference["hop_ids"][:-2] if i in cheap_barriers}
+        write_fidelity_reference(model_dir, [by_id[i] for i in reference["hop_ids"]], with_cheap)
+    return section
 
 
 def write_fidelity_reference(model_dir: Path, hops: Sequence[Hop], cheap_barriers: Mapping[str, CheapBarrier]) -> Path:

@@ -20,6 +20,7 @@ from alem.hops.hop import Hop
 from alem.hops.io import load_shipped_cheap_barriers
 from alem.inference.components import BarrierComponent, HopInputs
 from alem.inference.device import device_description, peak_memory_mb, pick_device
+from alem.inference.fidelity_aware import warn_unmatched
 from alem.inference.hop_graphs import PathTensors
 from alem.inference.members import GnnMembers, Pretrained, new_barrier_model, train_member
 from alem.inference.tree_components import FidelityTreeComponent, TreeComponent
@@ -223,20 +224,29 @@ def train_ensemble(
     if stack:
         card["stack"] = {**stack.model_dump(mode="json", exclude_unset=True), "descriptor_set": training_set.settings.descriptor_set,
                          "sklearn_version": sklearn.__version__}
-    addon = combination.fidelity_aware if stack else None
-    if addon:
-        # the parent's fidelity-aware add-on, its trees refitted on the hops paired with a cheap
-        # barrier of its potential (the shipped pairs unless the caller passes the campaign's)
+    if stack and combination.addons:
+        # the parent's fidelity-aware add-ons, each one's trees refitted on the hops paired with a
+        # cheap barrier of its potential (the shipped pairs unless the caller passes the campaign's)
         inputs.cheap_barriers = load_shipped_cheap_barriers() if cheap_barriers is None else cheap_barriers
-        paired, _ = inputs.cheap_barriers_of(addon.cheap_fidelity)
-        if paired.sum() >= MIN_PAIRED_HOPS:
+        warn_unmatched(inputs.cheap_barriers, [addon.cheap_fidelity for addon in combination.addons])
+        kept = []
+        for addon in combination.addons:
+            paired, _ = inputs.cheap_barriers_of(addon.cheap_fidelity)
+            if paired.sum() < MIN_PAIRED_HOPS:
+                continue
             part = inputs.subset(paired)
             components += [
-                FidelityTreeComponent(spec, addon.form, addon.cheap_fidelity, position=k).fit(part, y[paired], recipe.seed)
+                FidelityTreeComponent(spec, addon.form, addon.cheap_fidelity, position=k, file=addon.trees_file)
+                .fit(part, y[paired], recipe.seed)
                 for k, spec in enumerate(addon.tree_specs)
             ]
-            card["fidelity_aware"] = {**addon.model_dump(mode="json", exclude_unset=True), "n_paired_hops": int(paired.sum()),
-                                      "sklearn_version": sklearn.__version__}
+            kept.append({**addon.model_dump(mode="json", exclude_unset=True), "n_paired_hops": int(paired.sum()),
+                         "sklearn_version": sklearn.__version__})
+        first = combination.fidelity_aware
+        if kept and first is not None and kept[0]["cheap_fidelity"] == first.cheap_fidelity:
+            card["fidelity_aware"] = kept.pop(0)
+        if kept:
+            card["fidelity_addons"] = kept
     card.update(
         {
             **(record.entries() if record else {}),

@@ -15,6 +15,13 @@ fitted on the other outer folds. The outer number of that is the honest one.
     python benchmarks/cv/run_fidelity.py     # ~5 CPU minutes, one core
 
 Writes ``fidelity_results.json`` and ``fidelity_results.md`` beside this file.
+
+Another potential (issue 24): ``--cheap-fidelity mlip:CHGNet`` reads the calibration pairs alem
+ships (``alem/data/calibration/mlip_CHGNet.jsonl``, ``benchmarks/calibration/run_calibration.py``)
+and scores the hops that have a usable one, on the same outer folds; ``--max-sites N`` keeps hops
+of at most N atoms (the subset a calibration covers first), so the structure-only stack, the
+potential-aware stack and the potential's own barrier are compared on the same hops. Writes
+``fidelity_results_<potential>[_le<N>].json`` / ``.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ import torch
 from run_stack import KEYS, N_INNER, SEED, metrics_table, per_ion_mae, scored
 
 from alem.hops import load_training_hops
-from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY
+from alem.hops.calibration_log import load_shipped_calibration_pairs, log_name
+from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY, parse_fidelity
 from alem.hops.io import load_shipped_cheap_barriers
 from alem.inference.fidelity_aware import FORMS
 from alem.inference.stacking import (
@@ -48,9 +56,9 @@ from alem.training.trees import DEFAULT_TREE_SPECS, DESCRIPTOR_TREE_SPECS, out_o
 HERE = Path(__file__).resolve().parent
 MODEL_DIR = HERE.parents[1] / "models" / "ensemble"
 FORM_LABELS = {
-    "feature": "(a) log E_m, MACE barrier as feature",
-    "delta": "(b) Δ-model: E_m − E_MACE",
-    "log_delta": "(c) log Δ: log(E_m / E_MACE)",
+    "feature": "(a) log E_m, cheap barrier as feature",
+    "delta": "(b) Δ-model: E_m − E_cheap",
+    "log_delta": "(c) log Δ: log(E_m / E_cheap)",
 }
 
 
@@ -65,23 +73,34 @@ def cross_fitted(means: np.ndarray, sigmas: np.ndarray, y: np.ndarray, folds: np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gnn-inner", type=Path, default=HERE / "gnn_inner_v2_5members.npz")
-    parser.add_argument("--out", type=Path, default=HERE / "fidelity_results.json")
+    parser.add_argument("--out", type=Path, help="default: fidelity_results[_<potential>][_le<N>].json beside this file")
+    parser.add_argument("--cheap-fidelity", default=SHIPPED_CHEAP_FIDELITY, help="potential of the pairs (another: its calibration log)")
+    parser.add_argument("--max-sites", type=int, help="only hops of at most this many atoms")
     args = parser.parse_args()
     started = time.time()
+    fidelity = parse_fidelity(args.cheap_fidelity)
+    shipped = fidelity.lower() == SHIPPED_CHEAP_FIDELITY.lower()
+    suffix = ("" if shipped else "_" + log_name(fidelity).removesuffix(".jsonl")) + (f"_le{args.max_sites}" if args.max_sites else "")
+    out = args.out or HERE / f"fidelity_results{suffix}.json"
     hops = load_training_hops()
     oof = np.load(MODEL_DIR / OOF_FILENAME)
     assert list(oof["hop_id"]) == [h.hop_id for h in hops]
-    y, folds = oof["y"], oof["folds"]
+    assert (oof["folds"] == grouped_folds([h.group for h in hops], 5, SEED)).all()
+    inner_gnn = dict(np.load(args.gnn_inner))
+    cheap = load_shipped_cheap_barriers() if shipped else load_shipped_calibration_pairs(fidelity)
+    keep = np.array([h.hop_id in cheap and (args.max_sites is None or h.n_sites <= args.max_sites) for h in hops])
+    # the same outer folds, cut to the hops with a pair (no GNN retrained: its out-of-fold predictions are cut too)
+    hops = [h for h, k in zip(hops, keep, strict=True) if k]
+    y, folds = oof["y"][keep], oof["folds"][keep]
+    inner_gnn = {key: inner_gnn[key][..., keep] for key in ("location", "scale")}
     groups = np.array([h.group for h in hops])
     ions = np.array([h.working_ion for h in hops])
-    assert (folds == grouped_folds(list(groups), 5, SEED)).all()
-    cheap = load_shipped_cheap_barriers()
-    cheap_ev = np.array([cheap[h.hop_id].barrier_ev if h.hop_id in cheap else np.nan for h in hops])
-    assert np.isfinite(cheap_ev).all(), "every training hop has a MACE-MP barrier"
+    cheap_ev = np.array([cheap[h.hop_id].barrier_ev for h in hops])
+    print(f"{len(hops)} hops with a {fidelity} barrier" + (f", at most {args.max_sites} atoms" if args.max_sites else ""), flush=True)
     x = tree_features(hops, "v2")
     training_set = TrainingSet.prepare(hops, Pretrained.load(default_pretrained_path()), FinetuneConfig(), torch.device("cpu"))
     structure_inputs = training_set.component_inputs(hops, DEFAULT_TREE_SPECS, torch.device("cpu"))
-    structure_means, structure_sigmas = oof["component_mean"], oof["component_sigma"]
+    structure_means, structure_sigmas = oof["component_mean"][:, keep], oof["component_sigma"][:, keep]
     structure_names = [str(n) for n in oof["component_names"]]
     assert structure_names == ["gnn", *(s.name for s in DEFAULT_TREE_SPECS)], structure_names
     rows: list[dict] = []
@@ -96,7 +115,7 @@ def main() -> None:
         rows.append({"model": name, "note": note, **{k: m[k] for k in KEYS}, "per_ion_mae_ev": per_ion_mae(y, mean, ions)})
         print(f"{name:72s} MAE {m['mae_ev']:.3f}  R2 {m['r2']:.3f}  {time.time() - started:.0f}s", flush=True)
 
-    add("MACE-MP NEB barrier as the prediction", cheap_ev, None)
+    add(f"{fidelity} NEB barrier as the prediction", cheap_ev, None)
     add("extra trees, structure only (shipped component)", structure_means[1], structure_sigmas[1])
     base_mean, base_sigma = cross_fitted(structure_means, structure_sigmas, y, folds)
     add(f"stack, structure only (shipped: {' + '.join(structure_names)})", base_mean, base_sigma)
@@ -112,7 +131,6 @@ def main() -> None:
         add(f"stack + fidelity trees {FORM_LABELS[form]}", mean, sigma, note="weights cross-fitted on the other outer folds")
 
     # nested: form and weights of each outer fold from inner folds only
-    inner_gnn = np.load(args.gnn_inner)
     mean, sigma = np.zeros_like(y), np.zeros_like(y)
     chosen, inner_maes, weights_per_fold = [], [], []
     for f in range(5):
@@ -142,19 +160,20 @@ def main() -> None:
 
     results = {
         "n_hops": len(hops), "n_outer_folds": 5, "n_inner_folds": N_INNER, "seed": SEED,
-        "cheap_fidelity": SHIPPED_CHEAP_FIDELITY, "n_with_cheap_barrier": int(np.isfinite(cheap_ev).sum()),
+        "cheap_fidelity": fidelity, "n_with_cheap_barrier": int(np.isfinite(cheap_ev).sum()), "max_sites": args.max_sites,
         "components": [*structure_names, *(f"fidelity_{s.name}" for s in DESCRIPTOR_TREE_SPECS)],
         "nested_forms_per_outer_fold": chosen, "nested_inner_mae_per_form": inner_maes,
         "nested_weights_per_outer_fold": weights_per_fold, "rows": rows,
         "wall_time_s": round(time.time() - started, 1),
     }
-    args.out.write_text(json.dumps(results, indent=2))
-    args.out.with_suffix(".md").write_text(markdown(results))
+    out.write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 
 
 def markdown(results: dict) -> str:
-    lines = [(f"Grouped {results['n_outer_folds']}-fold CV (the shipped model's folds) on {results['n_hops']} hops, "
+    subset = f" of at most {results['max_sites']} atoms" if results.get("max_sites") else ""
+    lines = [(f"Grouped {results['n_outer_folds']}-fold CV (the shipped model's folds) on {results['n_hops']} hops{subset}, "
              f"all {results['n_with_cheap_barrier']} with a {results['cheap_fidelity']} NEB barrier (relaxed endpoints). "
              "GNN out-of-fold predictions from models/ensemble/oof_predictions.npz (not retrained). "
              "σ's factor per outer fold fitted on the other outer folds. `nan`: a point model (no σ)."),
