@@ -142,3 +142,27 @@ def test_a_version_7_store_gains_the_host_networks_table(tmp_path, tiny_hop):
         store.keep_host_network(host_id, "Li", 4.0, '{"wide": true}')
         store.keep_host_network(host_id, "Li", 3.0, '{"narrow": true}')  # narrower than the kept: ignored
         assert store.host_networks() == {(host_id, "Li"): '{"wide": true}'}
+
+
+def test_a_path_the_finder_keeps_beyond_its_cutoff_needs_no_new_network(tmp_path, monkeypatch):
+    # a corpus host (tests/data/Li15Mn15SiO32_corpus.cif) whose path finder, at its own cutoff of
+    # 3.005 Å, keeps a 3.013 Å path: the stored hop of that path is on the kept network
+    from pathlib import Path
+
+    from alem.campaign import init_campaign
+    from alem.campaign.host_networks import host_summary
+    from alem.campaign.host_rows import HostRows
+
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    host_file = Path(__file__).parent / "data" / "Li15Mn15SiO32_corpus.cif"
+    added = CliRunner().invoke(app, ["candidates", "add", str(host_file), "-C", str(config.campaign_dir)])
+    assert added.exit_code == 0, added.output
+    with Store.open(config.store_path) as store:
+        [host] = store.hosts()
+        longest_a = max(h.hop_length_a for h in store.hops())
+        [network_json] = store.host_networks().values()
+        assert json.loads(network_json)["network"]["cutoff_a"] < longest_a - 0.005
+        with monkeypatch.context() as patched:
+            _forbid(patched)
+            summary = host_summary(config, store, host.id, rows=HostRows(None, "no model rows"))
+    assert summary["hops_total"] == 22 and "error" not in summary

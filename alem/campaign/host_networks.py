@@ -28,7 +28,7 @@ from alem.candidates.network import (
     percolation_spread,
     transport_estimate,
 )
-from alem.candidates.network_record import NetworkRecord, records_of
+from alem.candidates.network_record import NetworkRecord, reach_a, records_of
 from alem.hops.fidelity import matches
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def network_record(store: Store, host_id: int, hops: list[HopRecord], working_io
     structure = store.host_structure(host_id)
     try:
         network = host_network(structure, working_ion, at_least_a=longest_a)
-        record = NetworkRecord(working_ion, network.cutoff_a, network, volume_a3=float(structure.volume))
+        record = NetworkRecord(working_ion, reach_a(network), network, volume_a3=float(structure.volume))
     except HostError as exc:  # kept too: a host pymatgen cannot build is not rebuilt every table
         record = NetworkRecord(working_ion, longest_a, None, str(exc), volume_a3=float(structure.volume))
     reads.keep(host_id, record)

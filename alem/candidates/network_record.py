@@ -26,8 +26,8 @@ class NetworkRecord:
     """One host's network (or why pymatgen could not build it) and its paths' signatures."""
 
     working_ion: str
-    #: every hop of the host up to this length (Å) is on the network (its cutoff), or, when the
-    #: network could not be built, the longest hop it was tried for
+    #: every hop of the host up to this length (Å) is on the network (:func:`reach_a`), or, when
+    #: the network could not be built, the longest hop it was tried for
     covers_a: float
     network: HostNetwork | None
     error: str = ""
@@ -86,6 +86,11 @@ class NetworkRecord:
             dataset_matches={int(k): (m[0], m[1]) for k, m in data["dataset_matches"].items()},
             paths_signed=data["paths_signed"], volume_a3=data["volume_a3"],
         )
+
+
+def reach_a(network: HostNetwork) -> float:
+    """The longest hop on ``network`` (Å): its cutoff, or a path pymatgen's finder kept a little beyond it."""
+    return max(network.cutoff_a, *network.path_lengths_a.values())
 
 
 def path_number(path_info: object) -> int | None:

@@ -29,7 +29,7 @@ from pymatgen.core import Structure
 from alem.candidates.enumerate import EnumerationSettings, enumerate_hops
 from alem.candidates.hosts import HostError, read_host
 from alem.candidates.network import HostNetwork
-from alem.candidates.network_record import NetworkRecord, path_number, signed_paths
+from alem.candidates.network_record import NetworkRecord, path_number, reach_a, signed_paths
 from alem.candidates.signature import hop_signature
 from alem.hops.fingerprint import structure_fingerprint
 from alem.hops.hop import Hop
@@ -327,7 +327,7 @@ def _network_record(host: HostCandidates, signatures: dict[int, str], dataset_ma
     training-set matches (the dataset loaded for de-duplication answers those), its volume."""
     network = host.network
     working_ion = network.working_ion if network is not None else (host.hops[0].working_ion if host.hops else "")
-    covers_a = network.cutoff_a if network is not None else max((h.hop_length_a for h in host.hops), default=0.0)
+    covers_a = reach_a(network) if network is not None else max((h.hop_length_a for h in host.hops), default=0.0)
     matches = {n: dataset_matches[s] for n, s in signatures.items() if s in dataset_matches}
     return NetworkRecord(
         working_ion, covers_a, network, host.network_error, signatures, matches,
