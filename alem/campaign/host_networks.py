@@ -184,7 +184,7 @@ def _known_elsewhere(
     host in the store, or a literature DFT hop of the shipped training set."""
     if any(n not in record.signatures for n in numbers) and not record.paths_signed:
         record = _signed(reads, host_id, record)
-    found = {}
+    found: dict[int, tuple[str | None, dict[str, Any]]] = {}
     for number in numbers:
         signature = record.signatures.get(number)
         other = None if signature is None else reads.hop_with_signature(signature, host_id)
