@@ -11,12 +11,10 @@ in, and the answer says so.
 
 from __future__ import annotations
 
-import os
-import pickle
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +28,7 @@ from alem.candidates.network import (
     percolation_spread,
     transport_estimate,
 )
+from alem.candidates.network_record import NetworkRecord, reach_a, records_of
 from alem.hops.fidelity import matches
 
 if TYPE_CHECKING:
@@ -48,8 +47,6 @@ ESTIMATE_TEMPERATURE_K = 300.0
 FIXED_SOURCES = ("result", "dataset")
 #: Supercell limit when paths are re-enumerated only for their signatures (no NEB runs in these cells).
 MAX_ATOMS_FOR_SIGNATURES = 1000
-#: Kept host networks (and path signatures), one pickle per host, under the state directory.
-NETWORKS_DIRNAME = "host_networks"
 #: A stored hop belongs to a path when their lengths agree within this (Å).
 PATH_LENGTH_TOLERANCE_A = 0.01
 
@@ -118,6 +115,16 @@ class StoreReads:
         return self._usable_results.get(hop_id, [])
 
     @cached_property
+    def network_records(self) -> dict[tuple[int, str], NetworkRecord]:
+        """Every host network kept in the store, by (host id, working ion)."""
+        return records_of(self.store.host_networks())
+
+    def keep(self, host_id: int, record: NetworkRecord) -> None:
+        """Keep a network built (or signed) here for the next table, and use it in this one."""
+        self.store.keep_host_network(host_id, record.working_ion, record.covers_a, record.to_json())
+        self.network_records[(host_id, record.working_ion)] = record
+
+    @cached_property
     def predictions(self) -> dict[str, Any]:
         """The current model's predictions by hop id (none without a current model)."""
         return self.store.predictions()
@@ -132,43 +139,24 @@ def _path_number(hop: HopRecord, network: HostNetwork) -> int | None:
     return same_length[0] if len(same_length) == 1 else None
 
 
-def campaign_network(config: CampaignConfig, store: Store, host_id: int, hops: list[HopRecord], working_ion: str) -> HostNetwork:
-    """The host's network at the enumeration cutoff, widened to the longest stored hop (a
-    ``--max-hop-length`` enumeration) so every stored hop is on it. Building it (pymatgen's path
-    finder and migration graph) is most of a host's time, and it depends only on the host's
-    structure, ion and cutoff: it is kept in ``<state dir>/host_networks/`` and read back."""
+def network_record(store: Store, host_id: int, hops: list[HopRecord], working_ion: str, reads: StoreReads | None = None) -> NetworkRecord:
+    """The host's network as ``candidates add`` kept it in the store (at the enumeration cutoff),
+    or, when none is kept for this ion or a stored hop is longer than its cutoff (the host added
+    again with a longer ``--max-hop-length``), built here at enumeration's cutoff widened to the
+    longest stored hop, and kept. A host pymatgen cannot build is kept with its error."""
+    reads = StoreReads(store) if reads is None else reads
     longest_a = max((h.hop_length_a for h in hops), default=0.0)
-    key = f"network {store.host(host_id).fingerprint} {working_ion} {longest_a:.3f}"
-
-    def build() -> HostNetwork | str:
-        try:
-            return host_network(store.host_structure(host_id), working_ion, at_least_a=longest_a)
-        except HostError as exc:  # kept too: a host pymatgen cannot build is not rebuilt every table
-            return str(exc)
-
-    network = _kept(config, host_id, key, build)
-    if isinstance(network, str):
-        raise HostError(network)
-    return network
-
-
-def _kept(config: CampaignConfig, host_id: int, key: str, compute):
-    """``compute()``, kept per host under ``key`` (a host's structure never changes under its id;
-    the structure's fingerprint in the key guards a store rebuilt in the same folder)."""
-    path = config.state_dir / NETWORKS_DIRNAME / f"host-{host_id}.pkl"
-    kept: dict[str, Any] = {}
-    if path.exists():
-        try:
-            kept = pickle.loads(path.read_bytes())
-        except Exception:  # an unreadable or outdated file is rebuilt, never trusted
-            kept = {}
-    if key not in kept:
-        kept[key] = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(pickle.dumps(kept))
-        os.replace(partial, path)
-    return kept[key]
+    record = reads.network_records.get((host_id, working_ion))
+    if record is not None and record.covers(longest_a):
+        return record
+    structure = store.host_structure(host_id)
+    try:
+        network = host_network(structure, working_ion, at_least_a=longest_a)
+        record = NetworkRecord(working_ion, reach_a(network), network, volume_a3=float(structure.volume))
+    except HostError as exc:  # kept too: a host pymatgen cannot build is not rebuilt every table
+        record = NetworkRecord(working_ion, longest_a, None, str(exc), volume_a3=float(structure.volume))
+    reads.keep(host_id, record)
+    return record
 
 
 def _stored_barrier(config: CampaignConfig, reads: StoreReads, hop: HopRecord) -> dict[str, Any]:
@@ -189,54 +177,60 @@ def _stored_barrier(config: CampaignConfig, reads: StoreReads, hop: HopRecord) -
 
 
 def _known_elsewhere(
-    config: CampaignConfig, reads: StoreReads, host_id: int, working_ion: str, network: HostNetwork, numbers: list[int]
+    reads: StoreReads, config: CampaignConfig, host_id: int, record: NetworkRecord, numbers: list[int]
 ) -> dict[int, tuple[str | None, dict[str, Any]]]:
     """Stored hop id and barrier of paths that ``candidates add`` did not store under this host
     because an identical hop (same supercell-independent signature) was known: a hop of another
     host in the store, or a literature DFT hop of the shipped training set."""
+    if any(n not in record.signatures for n in numbers) and not record.paths_signed:
+        record = _signed(reads, host_id, record)
+    found: dict[int, tuple[str | None, dict[str, Any]]] = {}
+    for number in numbers:
+        signature = record.signatures.get(number)
+        other = None if signature is None else reads.hop_with_signature(signature, host_id)
+        if other is not None:
+            found[number] = (other.hop_id, _stored_barrier(config, reads, other))
+        elif number in record.dataset_matches:
+            hop_id, barrier_ev = record.dataset_matches[number]
+            found[number] = (None, dict(barrier_ev=barrier_ev, std_ev=0.0, source=f"dataset {hop_id}"))
+    return found
+
+
+def _signed(reads: StoreReads, host_id: int, record: NetworkRecord) -> NetworkRecord:
+    """``record`` with a signature and training-set match for every path: enumeration skipped some
+    (their cells too large for a NEB), or the network was built here. Re-enumerating is slow and the
+    signatures never change, so the signed record is kept."""
     from alem.candidates import EnumerationSettings, enumerate_hops
     from alem.candidates.signature import hop_signature
 
+    network = record.network
+    assert network is not None
     store = reads.store
+    structure = store.host_structure(host_id)
+    settings = EnumerationSettings(max_hop_length_a=network.cutoff_a, max_atoms=MAX_ATOMS_FOR_SIGNATURES)
+    enumerated = {h.metadata["path_info"]: h for h in enumerate_hops(structure, network.working_ion, f"host{host_id}", settings, [])}
+    signatures = {n: hop_signature(enumerated[f"PATH {n}"]) for n in network.path_lengths_a if f"PATH {n}" in enumerated}
+    signed = record.with_signatures(signatures, _dataset_matches(structure, network.working_ion, signatures))
+    reads.keep(host_id, signed)
+    return signed
 
-    def path_signatures() -> dict[int, str]:
-        settings = EnumerationSettings(max_hop_length_a=network.cutoff_a, max_atoms=MAX_ATOMS_FOR_SIGNATURES)
-        structure = store.host_structure(host_id)
-        enumerated = {h.metadata["path_info"]: h for h in enumerate_hops(structure, working_ion, f"host{host_id}", settings, [])}
-        return {n: hop_signature(enumerated[f"PATH {n}"]) for n in network.path_lengths_a if f"PATH {n}" in enumerated}
 
-    # re-enumerating the host is slow and its signatures never change: kept like the network
-    key = f"signatures {store.host(host_id).fingerprint} {working_ion} {network.cutoff_a:.3f}"
-    every = _kept(config, host_id, key, path_signatures)
-    signatures = {n: every[n] for n in numbers if n in every}
-    if not signatures:
-        return {}
-    found = {}
-    for number, signature in signatures.items():
-        other = reads.hop_with_signature(signature, host_id)
-        if other is not None:
-            found[number] = (other.hop_id, _stored_barrier(config, reads, other))
-    unmatched = [number for number in signatures if number not in found]
-    if unmatched:
-        # the shipped dataset never changes: its matches of every path are kept with the network
-        key = f"dataset matches {store.host(host_id).fingerprint} {working_ion} {network.cutoff_a:.3f}"
-        matches = _kept(config, host_id, key, lambda: _dataset_matches(store.host_structure(host_id), working_ion, every))
-        for number in unmatched:
-            if number in matches:
-                hop_id, barrier_ev = matches[number]
-                found[number] = (None, dict(barrier_ev=barrier_ev, std_ev=0.0, source=f"dataset {hop_id}"))
-    return found
+@cache
+def _training_hops() -> tuple:
+    """The shipped training set, read once per process (every host that needs it reads the same)."""
+    from alem.hops.io import load_training_hops
+
+    return tuple(load_training_hops())
 
 
 def _dataset_matches(structure, working_ion: str, signatures: dict[int, str]) -> dict[int, tuple[str, float]]:
     """Path number -> (dataset hop id, DFT barrier) of the shipped training hops identical to a path."""
     from alem.candidates.signature import hop_signature
-    from alem.hops.io import load_training_hops
 
     number_of = {signature: number for number, signature in signatures.items()}
     elements = set(structure.composition.chemical_system.split("-"))
     matches: dict[int, tuple[str, float]] = {}
-    for hop in load_training_hops():
+    for hop in _training_hops():
         # only hops of the same chemistry can match: signing every dataset hop would be wasted work
         same_chemistry = set(hop.initial.composition.chemical_system.split("-")) == elements
         if hop.barrier_ev is None or hop.working_ion != working_ion or not same_chemistry:
@@ -248,13 +242,17 @@ def _dataset_matches(structure, working_ion: str, signatures: dict[int, str]) ->
 
 
 def path_barriers(
-    config: CampaignConfig, store: Store, network: HostNetwork, hops: list[HopRecord], host_id: int,
+    config: CampaignConfig, store: Store, record: NetworkRecord, hops: list[HopRecord], host_id: int,
     reads: StoreReads | None = None,
 ) -> list[PathBarrier]:
-    """Every distinct path of ``network`` with the barrier its stored hop has (result, else
-    prediction); a path stored under another host, or known from the training set, takes that barrier.
-    ``reads``: the store rows, read once by a caller that analyses every host (None: read here)."""
+    """Every distinct path of the host's network (``record``, :func:`network_record`) with the
+    barrier its stored hop has (result, else prediction); a path stored under another host, or
+    known from the training set, takes that barrier. ``reads``: the store rows, read once by a
+    caller that analyses every host (None: read here)."""
     reads = StoreReads(store) if reads is None else reads
+    network = record.network
+    if network is None:
+        raise HostError(record.error)
     stored = {}
     for hop in hops:
         number = _path_number(hop, network)
@@ -264,8 +262,7 @@ def path_barriers(
     for edge in network.edges:
         copies[edge.path_number] += 1
     missing = [n for n in network.path_lengths_a if n not in stored]
-    working_ion = network.working_ion
-    elsewhere = _known_elsewhere(config, reads, host_id, working_ion, network, missing) if missing else {}
+    elsewhere = _known_elsewhere(reads, config, host_id, record, missing) if missing else {}
     paths = []
     for number, length_a in sorted(network.path_lengths_a.items()):
         hop = stored.get(number)
@@ -333,10 +330,14 @@ def host_analysis(
 
     record = store.host(host_id)
     rows = host_rows(config, store) if rows is None else rows
-    hops = store.hops(host_id=host_id) if reads is None else reads.hops_of(host_id)
+    reads = StoreReads(store) if reads is None else reads
+    hops = reads.hops_of(host_id)
     working_ion = hops[0].working_ion if hops else config.campaign.working_ion
-    network = campaign_network(config, store, host_id, hops, working_ion)
-    paths = path_barriers(config, store, network, hops, host_id, reads)
+    network_kept = network_record(store, host_id, hops, working_ion, reads)
+    network = network_kept.network
+    if network is None:
+        raise HostError(network_kept.error)
+    paths = path_barriers(config, store, network_kept, hops, host_id, reads)
     known = {p.path_number: HopBarrier(p.barrier_ev, p.source, p.site_energy_change_ev) for p in paths if p.barrier_ev is not None}
     fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith(FIXED_SOURCES)}
     predicted = [p for p in paths if p.source.startswith("model")]
@@ -375,20 +376,19 @@ def host_analysis(
             "rows": rows_are,
         },
         "prob_good": _prob_good(best.barrier_ev, spread, good_ev),
-        "estimate": _estimate(config, store, host_id, network, best),
+        "estimate": _estimate(network_kept, best),
         "paths": [p.__dict__ for p in paths],
     }
     return HostAnalysis(summary, good_rows)
 
 
-def _estimate(config: CampaignConfig, store: Store, host_id: int, network: HostNetwork, best) -> dict[str, Any] | None:
+def _estimate(record: NetworkRecord, best) -> dict[str, Any] | None:
     """Order-of-magnitude D and σ at :data:`ESTIMATE_TEMPERATURE_K` from the percolation barrier
     and the limiting hop's length, every working-ion site of the cell a carrier."""
-    if best.barrier_ev is None:
+    network = record.network
+    if best.barrier_ev is None or network is None or record.volume_a3 is None:
         return None
-    # kept with the network: rebuilding the structure for its volume cost more than the host's rows
-    key = f"volume {store.host(host_id).fingerprint}"
-    volume_cm3 = _kept(config, host_id, key, lambda: store.host_structure(host_id).volume) * 1e-24
+    volume_cm3 = record.volume_a3 * 1e-24
     estimate = transport_estimate(
         best.barrier_ev, network.path_lengths_a[best.limiting_path], best.dimensionality,
         len(network.site_classes) / volume_cm3, ESTIMATE_TEMPERATURE_K,

@@ -25,6 +25,7 @@ from alem.store import HopRecord, HopState, Prediction
 
 if TYPE_CHECKING:
     from alem.campaign.model_versions import LoadedModel
+    from alem.config import CampaignConfig
     from alem.ensemble import Ensemble, EnsemblePrediction
     from alem.hops.hop import Hop
     from alem.store import Store
@@ -100,21 +101,56 @@ def _log_unused_cheap_barriers(store: Store, model: LoadedModel, hop_ids: Sequen
                             hop_id=hop_id, payload={"model_version_id": model.version_id, "note": note})
 
 
+def keep_host_rows(
+    config: CampaignConfig, store: Store, model: LoadedModel, progress: bool = False,
+    records: Sequence[HopRecord] | None = None,
+) -> tuple[PredictionTable, bool]:
+    """The joint posterior rows of every stored hop of a host under ``model``
+    (:mod:`alem.campaign.kept_rows`): read back when kept, else predicted in one call (so they
+    stay joint) with the MLIP barriers the campaign feeds the model, recorded and kept. Returns
+    the rows and whether they were predicted here. ``records``: the host hops, if already read."""
+    from alem.campaign.fidelity_labels import campaign_cheap_barriers
+    from alem.campaign.kept_rows import cheap_digest, read_rows, rows_path, write_rows
+
+    records = [r for r in store.hops() if r.host_id is not None] if records is None else records
+    hop_ids = [r.hop_id for r in records]
+    digest = cheap_digest(store, hop_ids)
+    path = rows_path(config, model.version_id)
+    kept = read_rows(path, hop_ids, digest)
+    if kept is not None:
+        return kept, False
+    cheap, _ = campaign_cheap_barriers(store, config, model.ensemble, model.version_id)
+    table = predict_pool(store, model, records, progress, cheap)
+    write_rows(path, table, digest)
+    return table, True
+
+
 def score_unscored_candidates(
-    store: Store, model: LoadedModel, progress: bool = False, cheap_barriers: Mapping[str, CheapBarrier] | None = None
+    store: Store, model: LoadedModel, progress: bool = False, cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    config: CampaignConfig | None = None,
 ) -> int:
     """Predict candidates the current model has not scored yet, and candidates whose host got a
     labelled hop after their prediction (when the model has a sister correction: the fast path);
     a re-scored candidate whose prediction moved gets a ``sister-label`` event (``alem show``
-    lists it). Returns how many were scored."""
+    lists it). Returns how many were scored.
+
+    With the campaign's ``config``, the first scoring of a model version predicts every host hop
+    in one call and keeps those joint rows (:func:`keep_host_rows`): the host answers and the
+    ``materials`` strategy then read them instead of predicting the hops again."""
     scored = store.predictions(model.version_id)
     stale = sisters_of_new_labels(store, model, scored)
     missing = [r for r in store.hops(state=HopState.CANDIDATE) if r.hop_id not in scored or r.hop_id in stale]
+    n_missing = len(missing)
+    if missing and config is not None and any(r.host_id is not None for r in missing):
+        table, predicted = keep_host_rows(config, store, model, progress)
+        if predicted:  # every host hop was just predicted (sister labels read) and recorded
+            done = set(table.hop_ids)
+            missing = [r for r in missing if r.hop_id not in done]
     if missing:
         predict_pool(store, model, missing, progress, cheap_barriers)
     if stale:
         _log_moves(store, model, {h: scored[h] for h in stale}, stale)
-    return len(missing)
+    return n_missing
 
 
 #: A re-scored prediction that moved less than this is not worth an event.

@@ -28,6 +28,8 @@ from pymatgen.core import Structure
 
 from alem.candidates.enumerate import EnumerationSettings, enumerate_hops
 from alem.candidates.hosts import HostError, read_host
+from alem.candidates.network import HostNetwork
+from alem.candidates.network_record import NetworkRecord, path_number, reach_a, signed_paths
 from alem.candidates.signature import hop_signature
 from alem.hops.fingerprint import structure_fingerprint
 from alem.hops.hop import Hop
@@ -56,6 +58,10 @@ class HostCandidates:
     #: fingerprint of the structure read from the file (a disordered host's, for its orderings):
     #: what a resumed run compares
     source_fingerprint: str = ""
+    #: the host's migration network at the enumeration cutoff (None: pymatgen could not build it,
+    #: ``network_error`` says why); kept in the store with the host for the host answers
+    network: HostNetwork | None = None
+    network_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,9 +155,10 @@ def _enumerate_host(
         for label, ordered in stand_ins:
             problems: list[str] = []
             hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path))
+            network, network_error = _network(ordered, working_ion, settings)
             found.append(HostCandidates(path, label, ordered, hops, skipped=problems, seconds=time.perf_counter() - start,
-                                        no_percolation=_no_percolation(ordered, working_ion, settings),
-                                        source_fingerprint=fingerprint))
+                                        no_percolation=network_error or _no_percolation(network),
+                                        source_fingerprint=fingerprint, network=network, network_error=network_error))
             start = time.perf_counter()
     except HostError as exc:
         return SkippedHost(path, str(exc), time.perf_counter() - start)
@@ -169,18 +176,24 @@ def _orderings(structure: Structure, path: Path, orderings: int) -> list[tuple[s
     return stand_ins
 
 
-def _no_percolation(structure: Structure, working_ion: str, settings: EnumerationSettings) -> str:
-    """Why no network of the host's hops within the cutoff can percolate, whatever their barriers ("" = one can)."""
-    from alem.candidates.network import HopBarrier, host_network, percolation
+def _network(structure: Structure, working_ion: str, settings: EnumerationSettings) -> tuple[HostNetwork | None, str]:
+    """The host's migration network at the enumeration cutoff, or why pymatgen could not build it."""
+    from alem.candidates.network import host_network
 
     try:
-        network = host_network(structure, working_ion, settings.max_hop_length_a)
+        return host_network(structure, working_ion, settings.max_hop_length_a), ""
     except HostError as exc:
-        return str(exc)
+        return None, str(exc)
+
+
+def _no_percolation(network: HostNetwork) -> str:
+    """Why no network of the host's hops within the cutoff can percolate, whatever their barriers ("" = one can)."""
+    from alem.candidates.network import HopBarrier, percolation
+
     # every path open at 0 eV: a network that percolates at all percolates now
     every_path = {n: HopBarrier(0.0, "topology") for n in network.path_lengths_a}
     if percolation(network, every_path).barrier_ev is None:
-        return (f"no network of its {working_ion} hops up to {network.cutoff_a:.2f} Å reaches a site's periodic image: "
+        return (f"no network of its {network.working_ion} hops up to {network.cutoff_a:.2f} Å reaches a site's periodic image: "
                 "not a conductor at this cutoff (a longer --max-hop-length may connect it)")
     return ""
 
@@ -257,6 +270,8 @@ class _Known:
         self.signatures = store_signatures(store)
         self.taken = {record.hop_id for record in store.hops()}
         self._dataset_pairs: set[tuple[str, frozenset[str]]] = set()
+        #: signature -> (hop id, barrier eV) of the first training hop with it (kept with each host's network)
+        self.dataset_matches: dict[str, tuple[str, float]] = {}
 
     def add_dataset_signatures(self, hops: Sequence[Hop]) -> None:
         wanted = {(h.working_ion, _elements(h)) for h in hops} - self._dataset_pairs
@@ -266,7 +281,12 @@ class _Known:
             from alem.hops.io import load_training_hops
 
             self.dataset_hops = load_training_hops()
-        self.signatures |= known_signatures(self.dataset_hops, hops)
+        for hop in self.dataset_hops:
+            if (hop.working_ion, _elements(hop)) in wanted:
+                signature = hop_signature(hop)
+                self.signatures.add(signature)
+                if hop.barrier_ev is not None:
+                    self.dataset_matches.setdefault(signature, (hop.hop_id, float(hop.barrier_ev)))
         self._dataset_pairs |= wanted
 
 
@@ -277,8 +297,12 @@ def _store_hosts(store, hosts: Sequence[HostCandidates], known: _Known, key: str
     with store.transaction():
         for host in hosts:
             new_hops = []
+            signatures: dict[int, str] = {}
             for hop in host.hops:
                 signature = hop_signature(hop)
+                number = path_number(hop.metadata.get("path_info"))
+                if number is not None:
+                    signatures[number] = signature
                 if signature in known.signatures:
                     host.known.append(hop.hop_id)
                     continue
@@ -288,12 +312,27 @@ def _store_hosts(store, hosts: Sequence[HostCandidates], known: _Known, key: str
                 new_hops.append(replace(hop, hop_id=hop_id, metadata={**hop.metadata, SIGNATURE_KEY: signature}))
             host_id = store.add_host(host.structure, source_file=str(host.path), name=host.label)
             added.extend(store.add_hops(new_hops, host_id=host_id, source=str(host.path)))
+            record = _network_record(host, signatures, known.dataset_matches)
+            store.keep_host_network(host_id, record.working_ion, record.covers_a, record.to_json())
         if hosts:
             store.log_event(
                 ENUMERATED_EVENT, f"{len(hosts)} host(s) enumerated, {len(added)} new candidate hop(s)",
                 payload={"settings": key, "hosts": sorted({h.source_fingerprint or structure_fingerprint(h.structure) for h in hosts})},
             )
     return added
+
+
+def _network_record(host: HostCandidates, signatures: dict[int, str], dataset_matches: dict[str, tuple[str, float]]) -> NetworkRecord:
+    """What the host answers need of this host: its network, its paths' signatures and their
+    training-set matches (the dataset loaded for de-duplication answers those), its volume."""
+    network = host.network
+    working_ion = network.working_ion if network is not None else (host.hops[0].working_ion if host.hops else "")
+    covers_a = reach_a(network) if network is not None else max((h.hop_length_a for h in host.hops), default=0.0)
+    matches = {n: dataset_matches[s] for n, s in signatures.items() if s in dataset_matches}
+    return NetworkRecord(
+        working_ion, covers_a, network, host.network_error, signatures, matches,
+        paths_signed=signed_paths(signatures, network), volume_a3=float(host.structure.volume),
+    )
 
 
 def add_candidates(

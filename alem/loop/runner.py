@@ -187,7 +187,7 @@ class CampaignLoop:
         from alem.campaign.score import score_unscored_candidates
 
         self.phase("scoring", f"predicting candidates with model version {self.model.version_id}")
-        report.scored = score_unscored_candidates(self.store, self.model, progress=self.options.progress)
+        report.scored = score_unscored_candidates(self.store, self.model, progress=self.options.progress, config=self.config)
         if report.scored:
             self.tell(f"scored {report.scored} candidates with model version {self.model.version_id}")
 

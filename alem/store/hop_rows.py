@@ -55,6 +55,26 @@ class HopTables(StoreCore):
             raise StoreError(f"no host {host_id} in {self.path}")
         return Structure.from_dict(json.loads(row["structure_json"]))
 
+    def keep_host_network(self, host_id: int, working_ion: str, covers_a: float, record_json: str) -> None:
+        """Keep the host's migration network (``alem.candidates.network_record``: JSON the store does
+        not read) unless the one kept covers longer hops: a host added again with a shorter cutoff
+        keeps the wider network its stored hops need."""
+        with self.transaction():
+            row = self._conn.execute(
+                "SELECT covers_a FROM host_networks WHERE host_id = ? AND working_ion = ?", (host_id, working_ion)
+            ).fetchone()
+            if row is not None and row["covers_a"] > covers_a:
+                return
+            self._conn.execute(
+                "INSERT OR REPLACE INTO host_networks (host_id, working_ion, covers_a, record_json, created_at) VALUES (?, ?, ?, ?, ?)",
+                (host_id, working_ion, covers_a, record_json, self.now()),
+            )
+
+    def host_networks(self) -> dict[tuple[int, str], str]:
+        """Every kept host network's JSON, by (host id, working ion)."""
+        return {(int(r["host_id"]), r["working_ion"]): r["record_json"]
+                for r in self._query("SELECT host_id, working_ion, record_json FROM host_networks")}
+
     def add_hops(self, hops: Sequence[Hop], host_id: int | None = None, source: str | None = None) -> list[str]:
         """Store candidate hops; returns the stored hop id of each, in order.
 

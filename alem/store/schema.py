@@ -194,6 +194,20 @@ _V6_CORE_HOURS = [
 ]
 
 
+#: Schema 8: each host's migration network as ``candidates add`` built it (alem.candidates.network_record),
+#: so the host answers read it instead of building it again; one row per host and working ion.
+_V8_HOST_NETWORKS = [
+    """CREATE TABLE host_networks (
+        host_id INTEGER NOT NULL REFERENCES hosts(id),
+        working_ion TEXT NOT NULL,
+        covers_a REAL NOT NULL,
+        record_json TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (host_id, working_ion)
+    )""",
+]
+
+
 def _v3_fidelity(conn: sqlite3.Connection) -> None:
     from alem.store.fidelity_columns import migrate_to_v3
 
@@ -220,6 +234,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "retraining jobs: a re-fine-tuning run as a batch job, one live at a time", _V5_RETRAIN_JOBS),
     Migration(6, "core-hour ledger: core-hours and allocation of every ended job", _V6_CORE_HOURS),
     Migration(7, "compact hop structures: lattice, elements and fractional coordinates where nothing is lost", _v7_compact_structures),
+    Migration(8, "host networks: each host's migration network, path signatures and dataset matches, kept", _V8_HOST_NETWORKS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -54,9 +54,8 @@ def build_campaign(directory: Path, n_hosts: int):
     from typer.testing import CliRunner
 
     from alem.campaign import init_campaign
-    from alem.campaign.host_networks import campaign_network, path_barriers
+    from alem.campaign.host_networks import network_record, path_barriers
     from alem.campaign.host_rows import host_rows
-    from alem.candidates import HostError
     from alem.cli import app
     from alem.store import Store
 
@@ -75,12 +74,12 @@ def build_campaign(directory: Path, n_hosts: int):
         left_out = 0
         for host in store.hosts():
             hops = store.hops(host_id=host.id)
-            try:
-                network = campaign_network(config, store, host.id, hops, "Li")
-            except HostError:  # pymatgen's graph and path finder disagree on this host's hops
+            record = network_record(store, host.id, hops, "Li")
+            network = record.network
+            if network is None:  # pymatgen's graph and path finder disagree on this host's hops
                 left_out += 1
                 continue
-            paths = path_barriers(config, store, network, hops, host.id)
+            paths = path_barriers(config, store, record, hops, host.id)
             if any(p.barrier_ev is None for p in paths):
                 left_out += 1
                 continue
