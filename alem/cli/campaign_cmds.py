@@ -126,11 +126,11 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
             f"Loop: {state}, pid {loop['pid']} on {loop['hostname']}, last heartbeat {_ago(loop['heartbeat'])}: "
             f"{loop['phase']}" + (f" - {loop['message']}" if loop["message"] else "")
         )
-    from alem.campaign.status import retraining_status_line
+    from alem.campaign.status import retraining_status_line, scoring_status_line
 
-    retraining = retraining_status_line(data["retraining"])
-    if retraining:
-        console.print(escape(retraining), highlight=False)
+    for line in (retraining_status_line(data["retraining"]), scoring_status_line(data["scoring"])):
+        if line:
+            console.print(escape(line), highlight=False)
     if data["running_jobs"]:
         _print_jobs(data["running_jobs"], "Jobs in flight", formulas, wide)
     else:
