@@ -132,6 +132,10 @@ def step_retrain(campaign: Path) -> dict:
     with Store.open(config.store_path) as store:
         ensure_model_version(store, config)
         parent = Path(store.model_versions()[0].path)  # the shipped model the campaign started with
+        if not parent.exists():  # a campaign copied from another checkout: this checkout's shipped model
+            from alem.model_dir import default_ensemble_path
+
+            parent = default_ensemble_path()
         target = config.store_path.parent / "models" / f"v-simulated-retraining-{len(store.model_versions()) + 1}"
         if target.exists():  # a run killed halfway through this step
             shutil.rmtree(target)
