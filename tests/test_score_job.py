@@ -91,6 +91,8 @@ def test_a_large_pool_is_scored_by_a_local_job_while_the_loop_goes_on(tmp_path, 
     assert spec["feature_cache"] == str(config.state_dir / "feature_cache.sqlite")  # same machine: the campaign's cache
     status = json.loads(invoke(config, "status", "--json").stdout)
     assert status["scoring"]["live"]["id"] == 1
+    jobs = " ".join(invoke(config, "jobs").output.split())
+    assert "Scoring jobs" in jobs and "alem-score-1-a1" in jobs
     assert "Scoring: scoring job 1 (attempt 1, 6 candidates, model version 1)" in " ".join(invoke(config, "status").output.split())
 
     assert _wait_for_exit_marker(run_dir)["state"] == "completed"
