@@ -164,7 +164,7 @@ def test_a_loop_killed_before_submitting_finds_its_job_and_a_killed_job_is_lost_
         job = store.begin_score_job("local", 1, model.version_id, 6, str(score_run_root(config)))
         run_dir = Path(job.run_dir)
         runner = make_score_runner(config)
-        stage_score_run(run_dir, [store.load_hops([r.hop_id for r in candidates_to_score(store, model)[0]])], [],
+        stage_score_run(run_dir, [store.hop_rows_as_stored([r.hop_id for r in candidates_to_score(store, model)[0]])], [],
                         {"job_key": job.job_key, "model_version_id": 1, "model": str(model.path),
                          "feature_cache": str(tmp_path / "cache.sqlite")})
         runner.submit(run_dir, job.job_key)

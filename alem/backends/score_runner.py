@@ -7,7 +7,8 @@ A scoring run directory (written whole by :mod:`alem.campaign.score_job`)::
 
     score.json              the job key, model version and directory, feature cache, the hop ids
                             of every chunk
-    hops/chunk-NNNNN.pickle the hops of one chunk, exactly as the store holds them
+    hops/chunk-NNNNN.json   the hop rows of one chunk exactly as the store holds them (compact
+                            structures: the login node builds no pymatgen structure to stage them)
     labelled.pickle         the labelled hops the model's sister correction reads (may be empty)
     job.sh, job.json        the batch script and scheduler job id (slurm/pbs), as for retraining
     started.json            job id (or pid), host and start time, written by the job itself
@@ -64,18 +65,18 @@ def _chunk_name(k: int, suffix: str) -> str:
     return f"chunk-{k:05d}.{suffix}"
 
 
-def stage_score_run(run_dir: Path, hop_chunks: Iterable[list], labelled: list, registration: dict[str, Any]) -> int:
-    """Write a scoring run directory whole (a staging directory renamed into place), one pickle per
-    chunk of hops (``hop_chunks`` is consumed one chunk at a time); returns how many hops."""
+def stage_score_run(run_dir: Path, row_chunks: Iterable[list[dict]], labelled: list, registration: dict[str, Any]) -> int:
+    """Write a scoring run directory whole (a staging directory renamed into place), one JSON file
+    per chunk of hop rows (:meth:`~alem.store.Store.hop_rows_as_stored`; ``row_chunks`` is consumed
+    one chunk at a time); returns how many hops."""
     staging = run_dir.with_name(f".{run_dir.name}.staging")
     if staging.exists():  # left by a process killed while staging this same run
         shutil.rmtree(staging)
     (staging / HOPS_DIR).mkdir(parents=True)
     chunk_ids: list[list[str]] = []
-    for k, hops in enumerate(hop_chunks):
-        with open(staging / HOPS_DIR / _chunk_name(k, "pickle"), "wb") as handle:
-            pickle.dump(list(hops), handle)
-        chunk_ids.append([h.hop_id for h in hops])
+    for k, rows in enumerate(row_chunks):
+        (staging / HOPS_DIR / _chunk_name(k, "json")).write_text(json.dumps(rows))
+        chunk_ids.append([row["hop_id"] for row in rows])
     with open(staging / LABELLED, "wb") as handle:
         pickle.dump(list(labelled), handle)
     write_json_atomic(staging / SPEC, {**registration, "chunks": chunk_ids, "staged_at": time.time()})
@@ -98,6 +99,7 @@ def run_score_job(run_dir: Path) -> int:
     try:
         from alem.ensemble import Ensemble
         from alem.inference.feature_cache import FeatureCache
+        from alem.store.hop_rows import hop_from_row
 
         spec = json.loads((run_dir / SPEC).read_text())
         ensemble = Ensemble.load(Path(spec["model"]))
@@ -110,8 +112,8 @@ def run_score_job(run_dir: Path) -> int:
                 out = run_dir / PREDICTIONS_DIR / _chunk_name(k, "npz")
                 if out.is_file():
                     continue
-                with open(run_dir / HOPS_DIR / _chunk_name(k, "pickle"), "rb") as handle:
-                    hops = pickle.load(handle)
+                rows = json.loads((run_dir / HOPS_DIR / _chunk_name(k, "json")).read_text())
+                hops = [hop_from_row(row) for row in rows]
                 _write_chunk(out, hop_ids, ensemble.predict(hops, labelled=labelled, cache=cache))
                 print(f"chunk {k + 1}/{len(spec['chunks'])}: {len(hop_ids)} hops predicted", flush=True)
     except Exception as exc:

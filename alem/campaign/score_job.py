@@ -64,9 +64,9 @@ def _job_cache_path(store: Store, config: CampaignConfig, runner: RetrainRunner)
     return Path(store.path).parent / CACHE_FILENAME if runner.name == "local" else score_run_root(config) / CACHE_FILENAME
 
 
-def _hop_chunks(store: Store, hop_ids: list[str], chunk_hops: int) -> Iterator[list]:
+def _row_chunks(store: Store, hop_ids: list[str], chunk_hops: int) -> Iterator[list[dict]]:
     for start in range(0, len(hop_ids), chunk_hops):
-        yield store.load_hops(hop_ids[start:start + chunk_hops])
+        yield store.hop_rows_as_stored(hop_ids[start:start + chunk_hops])
 
 
 def _stage_and_submit(store: Store, config: CampaignConfig, model: LoadedModel, job: ScoreJobRecord, runner: RetrainRunner,
@@ -79,7 +79,7 @@ def _stage_and_submit(store: Store, config: CampaignConfig, model: LoadedModel, 
             if hop_ids is None:  # a loop killed before staging: the candidates as they are now
                 hop_ids = [r.hop_id for r in candidates_to_score(store, model)[0]]
             run_dir.parent.mkdir(parents=True, exist_ok=True)
-            score_runner.stage_score_run(run_dir, _hop_chunks(store, hop_ids, config.model.score_chunk_hops), sister_labels(store, model), {
+            score_runner.stage_score_run(run_dir, _row_chunks(store, hop_ids, config.model.score_chunk_hops), sister_labels(store, model), {
                 "job_key": job.job_key, "model_version_id": model.version_id, "model": str(model.path),
                 "feature_cache": str(_job_cache_path(store, config, runner)),
             })
