@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alem.backends.score_runner import PREDICTIONS_DIR, SPEC, run_score_job, stage_score_run
+from alem.backends.score_runner import PREDICTIONS_DIR, SPEC, stage_score_run
 from alem.campaign.model_versions import load_current_model
 from alem.campaign.score import candidates_to_score, record_in_chunks, score_unscored_candidates
-from alem.campaign.score_job import advance_scoring, make_score_runner, score_run_root
+from alem.campaign.score_job import advance_scoring, make_score_runner, run_score_job, score_run_root
 from alem.config import CampaignConfig
 from alem.store import HopState, Store
 from alem.store.records import HopRecord

@@ -1,7 +1,8 @@
 """A scoring job (``[model] score_on = "backend"``): one model version's predictions of a large
 candidate pool, computed on a compute node (or in a detached process for ``local``) through the
 retraining jobs' runners (:mod:`alem.backends.retrain_runner`: the same submit-once, find-by-key
-and queue-state rules).
+and queue-state rules). This module stages and reads the run directory; the job's body is
+:func:`alem.campaign.score_job.run_score_job`.
 
 A scoring run directory (written whole by :mod:`alem.campaign.score_job`)::
 
@@ -27,8 +28,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,16 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from alem.backends.local import process_start_ticks
-from alem.backends.rundir import read_json, write_exit, write_json_atomic
+from alem.backends.rundir import read_json, write_json_atomic
 
 SPEC = "score.json"
 HOPS_DIR = "hops"
 LABELLED = "labelled.pickle"
 PREDICTIONS_DIR = "predictions"
 LOG = "score.log"
-#: What a scoring job runs (``python -m``).
-ENTRY_MODULE = "alem.backends.score_runner"
+#: What a scoring job runs (``python -m``): its body reads hop rows with the store's code, so it
+#: lives in the campaign layer (:func:`alem.campaign.score_job.run_score_job`).
+ENTRY_MODULE = "alem.campaign.score_job"
 
 
 class ScoreRunError(RuntimeError):
@@ -61,7 +60,7 @@ class ChunkPrediction:
     prob_good: np.ndarray
 
 
-def _chunk_name(k: int, suffix: str) -> str:
+def chunk_name(k: int, suffix: str) -> str:
     return f"chunk-{k:05d}.{suffix}"
 
 
@@ -75,7 +74,7 @@ def stage_score_run(run_dir: Path, row_chunks: Iterable[list[dict]], labelled: l
     (staging / HOPS_DIR).mkdir(parents=True)
     chunk_ids: list[list[str]] = []
     for k, rows in enumerate(row_chunks):
-        (staging / HOPS_DIR / _chunk_name(k, "json")).write_text(json.dumps(rows))
+        (staging / HOPS_DIR / chunk_name(k, "json")).write_text(json.dumps(rows))
         chunk_ids.append([row["hop_id"] for row in rows])
     with open(staging / LABELLED, "wb") as handle:
         pickle.dump(list(labelled), handle)
@@ -84,43 +83,10 @@ def stage_score_run(run_dir: Path, row_chunks: Iterable[list[dict]], labelled: l
     return sum(len(ids) for ids in chunk_ids)
 
 
-def _write_chunk(path: Path, hop_ids: list[str], prediction) -> None:
+def write_chunk(path: Path, hop_ids: list[str], prediction) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, hop_ids=np.array(hop_ids), mean_ev=prediction.mean_ev, std_ev=prediction.std_ev, prob_good=prediction.prob_good)
     os.replace(tmp, path)
-
-
-def run_score_job(run_dir: Path) -> int:
-    """Body of the job: predict each chunk not predicted yet, write it atomically, then write
-    ``exit.json`` (any failure ends up there, never as a silent LOST)."""
-    job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
-    write_json_atomic(run_dir / "started.json", {"job_id": job_id, "pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid()),
-                                                 "host": socket.gethostname(), "started_at": time.time()})
-    try:
-        from alem.ensemble import Ensemble
-        from alem.inference.feature_cache import FeatureCache
-        from alem.store.hop_rows import hop_from_row
-
-        spec = json.loads((run_dir / SPEC).read_text())
-        ensemble = Ensemble.load(Path(spec["model"]))
-        with open(run_dir / LABELLED, "rb") as handle:
-            labelled = pickle.load(handle)  # written by alem itself at staging (score.json says what)
-        (run_dir / PREDICTIONS_DIR).mkdir(exist_ok=True)
-        Path(spec["feature_cache"]).parent.mkdir(parents=True, exist_ok=True)
-        with FeatureCache(spec["feature_cache"]) as cache:
-            for k, hop_ids in enumerate(spec["chunks"]):
-                out = run_dir / PREDICTIONS_DIR / _chunk_name(k, "npz")
-                if out.is_file():
-                    continue
-                rows = json.loads((run_dir / HOPS_DIR / _chunk_name(k, "json")).read_text())
-                hops = [hop_from_row(row) for row in rows]
-                _write_chunk(out, hop_ids, ensemble.predict(hops, labelled=labelled, cache=cache))
-                print(f"chunk {k + 1}/{len(spec['chunks'])}: {len(hop_ids)} hops predicted", flush=True)
-    except Exception as exc:
-        write_exit(run_dir, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    write_exit(run_dir, "completed", None)
-    return 0
 
 
 def read_predictions(run_dir: Path) -> Iterator[ChunkPrediction]:
@@ -129,7 +95,7 @@ def read_predictions(run_dir: Path) -> Iterator[ChunkPrediction]:
     if spec is None:
         raise ScoreRunError(f"{run_dir / SPEC} is missing or unreadable")
     for k, hop_ids in enumerate(spec["chunks"]):
-        path = run_dir / PREDICTIONS_DIR / _chunk_name(k, "npz")
+        path = run_dir / PREDICTIONS_DIR / chunk_name(k, "npz")
         try:
             with np.load(path, allow_pickle=False) as saved:
                 chunk = ChunkPrediction(saved["hop_ids"].tolist(), saved["mean_ev"], saved["std_ev"], saved["prob_good"])
@@ -139,6 +105,3 @@ def read_predictions(run_dir: Path) -> Iterator[ChunkPrediction]:
             raise ScoreRunError(f"{path}: its predictions are not those of the {len(hop_ids)} hops staged in chunk {k}")
         yield chunk
 
-
-if __name__ == "__main__":
-    sys.exit(run_score_job(Path(sys.argv[1])))

@@ -18,6 +18,12 @@ candidates itself.
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import socket
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +31,9 @@ from typing import TYPE_CHECKING
 
 from alem.backends import score_runner
 from alem.backends.base import QueueState
+from alem.backends.local import process_start_ticks
 from alem.backends.retrain_runner import RetrainRunner, exit_error, retrain_runner
+from alem.backends.rundir import write_exit, write_json_atomic
 from alem.campaign.retrain_job import job_run_root, job_scheduler
 from alem.campaign.score import candidates_to_score, score_in_process, sister_labels
 from alem.inference.feature_cache import CACHE_FILENAME
@@ -174,3 +182,40 @@ def advance_scoring(store: Store, config: CampaignConfig, model: LoadedModel, ru
                              f"candidates with model version {model.version_id} in the loop")
     step.scored = score_in_process(store, model, missing, stale, scored, section.score_chunk_hops, progress)
     return step
+
+
+def run_score_job(run_dir: Path) -> int:
+    """Body of the job: predict each chunk not predicted yet, write it atomically, then write
+    ``exit.json`` (any failure ends up there, never as a silent LOST)."""
+    job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
+    write_json_atomic(run_dir / "started.json", {"job_id": job_id, "pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid()),
+                                                 "host": socket.gethostname(), "started_at": time.time()})
+    try:
+        from alem.ensemble import Ensemble
+        from alem.inference.feature_cache import FeatureCache
+        from alem.store.hop_rows import hop_from_row
+
+        spec = json.loads((run_dir / score_runner.SPEC).read_text())
+        ensemble = Ensemble.load(Path(spec["model"]))
+        with open(run_dir / score_runner.LABELLED, "rb") as handle:
+            labelled = pickle.load(handle)  # written by alem itself at staging (score.json says what)
+        (run_dir / score_runner.PREDICTIONS_DIR).mkdir(exist_ok=True)
+        Path(spec["feature_cache"]).parent.mkdir(parents=True, exist_ok=True)
+        with FeatureCache(spec["feature_cache"]) as cache:
+            for k, hop_ids in enumerate(spec["chunks"]):
+                out = run_dir / score_runner.PREDICTIONS_DIR / score_runner.chunk_name(k, "npz")
+                if out.is_file():
+                    continue
+                rows = json.loads((run_dir / score_runner.HOPS_DIR / score_runner.chunk_name(k, "json")).read_text())
+                hops = [hop_from_row(row) for row in rows]
+                score_runner.write_chunk(out, hop_ids, ensemble.predict(hops, labelled=labelled, cache=cache))
+                print(f"chunk {k + 1}/{len(spec['chunks'])}: {len(hop_ids)} hops predicted", flush=True)
+    except Exception as exc:
+        write_exit(run_dir, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    write_exit(run_dir, "completed", None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_score_job(Path(sys.argv[1])))
