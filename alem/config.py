@@ -72,6 +72,17 @@ class RetrainJobSection(_Section):
     python: str = Field("", description='Python with alem installed on the compute nodes; "" = the one running alem loop')
 
 
+class ScoreJobSection(RetrainJobSection):
+    """``[model.score_job]``: the batch job that scores a large pool when ``[model] score_on = "backend"``
+    (same keys as ``[model.retrain_job]``)."""
+
+    run_dir: str = Field(
+        "", description='where its run directory (the staged hops and the predictions) goes, relative to the campaign directory '
+        '(shared with the compute nodes for slurm/pbs); "" = <[backend.slurm|pbs] run_dir>/score, or state/score_runs for local'
+    )
+    walltime_minutes: int = Field(60, ge=1, description="wall-time limit of one scoring job")
+
+
 class ModelSection(_Section):
     path: str = Field("", description='ensemble directory; "" = the shipped ensemble in models/ensemble')
     retrain_on: Literal["loop", "backend"] = Field(
@@ -98,6 +109,18 @@ class ModelSection(_Section):
             raise ValueError(str(exc)) from exc
 
     retrain_job: RetrainJobSection = Field(default_factory=RetrainJobSection)
+    score_on: Literal["loop", "backend"] = Field(
+        "loop", description='where the loop scores unscored candidates: "loop" = inside alem loop; "backend" = a batch job '
+        "([model.score_job]) when at least score_job_min_hops wait, while the loop goes on reconciling"
+    )
+    score_job_min_hops: int = Field(
+        20000, ge=1, description='with score_on = "backend": fewer unscored candidates than this are scored inside alem loop'
+    )
+    score_chunk_hops: int = Field(
+        2048, ge=1, description="hops predicted (and recorded) at a time, in the loop and in a scoring job: peak memory "
+        "grows with this, not with the pool"
+    )
+    score_job: ScoreJobSection = Field(default_factory=ScoreJobSection)
 
 
 class AcquisitionSection(_Section):
@@ -306,6 +329,10 @@ class CampaignConfig(_Section):
                 self.backend.kind in ("fireworks", "jobflow-remote"):
             raise ValueError(f'[model] retrain_on = "backend" with [backend] kind = {self.backend.kind!r}: set '
                              '[model.retrain_job] scheduler to "slurm", "pbs" or "local" (where the retraining job runs)')
+        if self.model.score_on == "backend" and not self.model.score_job.scheduler and \
+                self.backend.kind in ("fireworks", "jobflow-remote"):
+            raise ValueError(f'[model] score_on = "backend" with [backend] kind = {self.backend.kind!r}: set '
+                             '[model.score_job] scheduler to "slurm", "pbs" or "local" (where the scoring job runs)')
         return self
 
     @property

@@ -49,6 +49,8 @@ SPEC = "retrain.json"
 HOPS = "training_hops.pickle"
 MODEL = "model"
 LOG = "retrain.log"
+#: What a retraining job runs (``python -m``).
+ENTRY_MODULE = "alem.backends.retrain_runner"
 SCRIPT = "job.sh"
 #: A local job recorded but never spawned (a loop killed in between) is LOST after this long.
 START_GRACE_S = 120.0
@@ -136,12 +138,16 @@ class RetrainRunner(ABC):
 
     name: str
 
-    def __init__(self, resources: RetrainJobSection):
+    def __init__(self, resources: RetrainJobSection, entry_module: str = ENTRY_MODULE, log_name: str = LOG):
+        """``entry_module``: the module run as ``python -m <module> <run_dir>`` (a scoring job runs
+        :mod:`alem.backends.score_runner` through the same runners); ``log_name``: its log in the run directory."""
         self.resources = resources
         self.python = resources.python or sys.executable
+        self.entry_module = entry_module
+        self.log_name = log_name
 
     def command(self, run_dir: Path) -> list[str]:
-        return [self.python, "-m", "alem.backends.retrain_runner", str(run_dir)]
+        return [self.python, "-m", self.entry_module, str(run_dir)]
 
     @abstractmethod
     def find_by_key(self, run_dir: Path, job_key: str) -> str | None:
@@ -155,7 +161,7 @@ class RetrainRunner(ABC):
     def state(self, run_dir: Path, external_id: str) -> QueueState: ...
 
     def log_path(self, run_dir: Path) -> Path:
-        return run_dir / LOG
+        return run_dir / self.log_name
 
 
 class LocalRetrainRunner(RetrainRunner):
@@ -163,8 +169,8 @@ class LocalRetrainRunner(RetrainRunner):
 
     name = "local"
 
-    def __init__(self, resources: RetrainJobSection):
-        super().__init__(resources)
+    def __init__(self, resources: RetrainJobSection, entry_module: str = ENTRY_MODULE, log_name: str = LOG):
+        super().__init__(resources, entry_module, log_name)
         self._children: list[subprocess.Popen] = []
 
     def find_by_key(self, run_dir: Path, job_key: str) -> str | None:
@@ -176,7 +182,7 @@ class LocalRetrainRunner(RetrainRunner):
         # Recorded before the spawn: a loop killed in between finds this record, never spawns a
         # second process, and a spawn that never happened turns LOST after START_GRACE_S.
         write_json_atomic(run_dir / "job.json", {"submitted_at": time.time()})
-        with open(run_dir / LOG, "ab") as log:
+        with open(self.log_path(run_dir), "ab") as log:
             child = subprocess.Popen(self.command(run_dir), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, close_fds=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **_thread_env(self.resources.cpus)})
@@ -204,10 +210,11 @@ class LocalRetrainRunner(RetrainRunner):
 class BatchRetrainRunner(RetrainRunner):
     """A Slurm or PBS batch job through qtoolkit (script, sbatch/qsub, squeue/qstat)."""
 
-    def __init__(self, scheduler: str, resources: RetrainJobSection, manager=None):
+    def __init__(self, scheduler: str, resources: RetrainJobSection, manager=None, entry_module: str = ENTRY_MODULE,
+                 log_name: str = LOG):
         if scheduler not in SCHEDULER_COMMANDS:
             raise ValueError(f"unknown batch scheduler {scheduler!r} (slurm or pbs)")
-        super().__init__(resources)
+        super().__init__(resources, entry_module, log_name)
         self.name = scheduler
         self.manager = manager or queue_manager(scheduler)  # type: ignore[arg-type]
 
@@ -223,7 +230,8 @@ class BatchRetrainRunner(RetrainRunner):
         return QResources(
             job_name=job_key, queue_name=settings.partition or None, account=settings.account or None, qos=settings.qos or None,
             nodes=1, processes_per_node=1, threads_per_process=settings.cpus, gpus_per_job=settings.gpus or None,
-            time_limit=settings.walltime_minutes * 60, output_filepath=str(run_dir / LOG), error_filepath=str(run_dir / LOG),
+            time_limit=settings.walltime_minutes * 60, output_filepath=str(self.log_path(run_dir)),
+            error_filepath=str(self.log_path(run_dir)),
             scheduler_kwargs={"qverbatim": "\n".join(settings.extra_directives)} if settings.extra_directives else None,
         )
 
@@ -275,11 +283,11 @@ class BatchRetrainRunner(RetrainRunner):
         return QueueState.LOST
 
 
-def retrain_runner(scheduler: str, resources: RetrainJobSection) -> RetrainRunner:
-    """The runner of ``scheduler`` (``local``, ``slurm`` or ``pbs``)."""
+def retrain_runner(scheduler: str, resources: RetrainJobSection, entry_module: str = ENTRY_MODULE, log_name: str = LOG) -> RetrainRunner:
+    """The runner of ``scheduler`` (``local``, ``slurm`` or ``pbs``) for jobs of ``entry_module``."""
     if scheduler == "local":
-        return LocalRetrainRunner(resources)
-    return BatchRetrainRunner(scheduler, resources)
+        return LocalRetrainRunner(resources, entry_module, log_name)
+    return BatchRetrainRunner(scheduler, resources, entry_module=entry_module, log_name=log_name)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alem.acquisition.materials import expected_prob_change, select_materials_batch
-from alem.campaign.host_networks import HostAnalysis, analyse_hosts
+from alem.campaign.host_networks import HostAnalysis, analyse_hosts, host_analysis
 from alem.campaign.host_rows import HostRows, host_rows
+from alem.candidates.hosts import HostError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from alem.acquisition import Selection
     from alem.campaign.model_versions import LoadedModel
@@ -42,17 +43,28 @@ class CampaignHosts:
         return np.clip(self.rows.calibrated_ev[:, self.rows.index[hop_id]], 0.0, None)
 
 
-def campaign_hosts(config: CampaignConfig, store: Store, model: LoadedModel | None = None) -> CampaignHosts:
-    """Every host analysed on the campaign's joint rows (``model``: the current one, if loaded)."""
+def campaign_hosts(config: CampaignConfig, store: Store, model: LoadedModel | None = None,
+                   host_ids: Sequence[int] | None = None) -> CampaignHosts:
+    """Every host analysed on the campaign's joint rows (``model``: the current one, if loaded), or
+    only ``host_ids`` (a page about a few hops reads only their hosts; a host whose network
+    cannot be built is left out)."""
     rows = host_rows(config, store, model=model)
-    return CampaignHosts(rows, analyse_hosts(config, store, rows))
+    if host_ids is None:
+        return CampaignHosts(rows, analyse_hosts(config, store, rows))
+    analyses = {}
+    for host_id in dict.fromkeys(host_ids):
+        try:
+            analyses[host_id] = host_analysis(config, store, host_id, rows)
+        except HostError:
+            continue
+    return CampaignHosts(rows, analyses)
 
 
 def hop_influence(hosts: CampaignHosts, store: Store, hop_ids: list[str]) -> dict[str, dict[str, Any]]:
     """For each hop of a host: whether it limits the host's network now, in what share of the rows
     it does, and E|ΔP(good)| of the host once its label is known (review page)."""
     out: dict[str, dict[str, Any]] = {}
-    records = {r.hop_id: r for r in store.hops() if r.hop_id in set(hop_ids)}
+    records = {h: store.hop(h) for h in hop_ids}
     for hop_id in hop_ids:
         record = records.get(hop_id)
         analysis = hosts.analyses.get(record.host_id) if record is not None and record.host_id is not None else None

@@ -31,7 +31,7 @@ from alem.campaign.retrain import carry_sister_labels, plan_retraining, register
 from alem.config import ConfigError
 
 if TYPE_CHECKING:
-    from alem.config import CampaignConfig
+    from alem.config import CampaignConfig, RetrainJobSection
     from alem.store import Store
     from alem.store.retrain_jobs import RetrainJobRecord
 
@@ -48,24 +48,34 @@ class RetrainStep:
     started: RetrainJobRecord | None = None
 
 
-def retrain_scheduler(config: CampaignConfig) -> str:
-    section = config.model.retrain_job
+def job_scheduler(config: CampaignConfig, section: RetrainJobSection, table: str) -> str:
+    """Where a retraining or scoring job runs (``section``, the config table ``table``)."""
     scheduler = section.scheduler or DEFAULT_SCHEDULER.get(config.backend.kind)
     if scheduler is None:
-        raise ConfigError(f"{config.config_path}: [model] retrain_on = \"backend\" with [backend] kind = {config.backend.kind!r}: "
-                          'set [model.retrain_job] scheduler to "slurm", "pbs" or "local"')
+        setting = "retrain_on" if table == "retrain_job" else "score_on"
+        raise ConfigError(f"{config.config_path}: [model] {setting} = \"backend\" with [backend] kind = {config.backend.kind!r}: "
+                          f'set [model.{table}] scheduler to "slurm", "pbs" or "local"')
     return scheduler
+
+
+def job_run_root(config: CampaignConfig, section: RetrainJobSection, table: str, local_dir: str, batch_subdir: str) -> Path:
+    """Directory of a job kind's run directories: ``section.run_dir``, else ``state/<local_dir>``
+    for local jobs or ``<[backend.slurm|pbs] run_dir>/<batch_subdir>`` (shared with the compute nodes)."""
+    if section.run_dir:
+        return config.resolve(section.run_dir)
+    scheduler = job_scheduler(config, section, table)
+    if scheduler == "local":
+        return config.state_dir / local_dir
+    return config.resolve(getattr(config.backend, scheduler).run_dir) / batch_subdir
+
+
+def retrain_scheduler(config: CampaignConfig) -> str:
+    return job_scheduler(config, config.model.retrain_job, "retrain_job")
 
 
 def retrain_run_root(config: CampaignConfig) -> Path:
     """Directory of the retraining run directories (and of the model versions they write)."""
-    section = config.model.retrain_job
-    if section.run_dir:
-        return config.resolve(section.run_dir)
-    scheduler = retrain_scheduler(config)
-    if scheduler == "local":
-        return config.state_dir / "retrain_runs"
-    return config.resolve(getattr(config.backend, scheduler).run_dir) / "retrain"
+    return job_run_root(config, config.model.retrain_job, "retrain_job", "retrain_runs", "retrain")
 
 
 def make_retrain_runner(config: CampaignConfig) -> RetrainRunner:

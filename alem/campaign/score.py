@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from alem.acquisition import PredictionTable
 from alem.acquisition.model import POSTERIOR_DRAWS
+from alem.config import ModelSection
 from alem.hops.fidelity import CheapBarrier
 from alem.inference.feature_cache import CACHE_FILENAME, FeatureCache
 from alem.store import HopRecord, HopState, Prediction
@@ -125,21 +126,59 @@ def keep_host_rows(
     return table, True
 
 
+#: Hops predicted and recorded at a time when scoring (``[model] score_chunk_hops``).
+DEFAULT_CHUNK_HOPS = ModelSection.model_fields["score_chunk_hops"].default
+
+
+def candidates_to_score(store: Store, model: LoadedModel) -> tuple[list[HopRecord], dict[str, list[str]], dict[str, Prediction]]:
+    """Candidates the current model has not scored yet, and candidates whose host got a labelled
+    hop after their prediction (with those hops; only for a model with a sister correction); the
+    model's recorded predictions."""
+    scored = store.predictions(model.version_id)
+    stale = sisters_of_new_labels(store, model, scored)
+    missing = [r for r in store.hops(state=HopState.CANDIDATE) if r.hop_id not in scored or r.hop_id in stale]
+    return missing, stale, scored
+
+
+def record_in_chunks(
+    store: Store, model: LoadedModel, hop_ids: Sequence[str], chunk_hops: int = DEFAULT_CHUNK_HOPS, progress: bool = False,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+) -> int:
+    """Predict ``hop_ids`` with ``model`` ``chunk_hops`` at a time and record each chunk's
+    predictions when it is done: one chunk's structures and features are in memory at a time,
+    and a killed scoring keeps the chunks it recorded. Returns how many were recorded."""
+    labelled = sister_labels(store, model)
+    with feature_cache_of(store) as cache:
+        for start in range(0, len(hop_ids), chunk_hops):
+            chunk = list(hop_ids[start:start + chunk_hops])
+            prediction = model.ensemble.predict(store.load_hops(chunk), cheap_barriers or None, progress=progress, labelled=labelled,
+                                                cache=cache)
+            store.record_predictions(model.version_id, chunk, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
+            _log_unused_cheap_barriers(store, model, chunk, prediction.cheap_barrier_note or [])
+    return len(hop_ids)
+
+
 def score_unscored_candidates(
     store: Store, model: LoadedModel, progress: bool = False, cheap_barriers: Mapping[str, CheapBarrier] | None = None,
-    config: CampaignConfig | None = None,
+    chunk_hops: int = DEFAULT_CHUNK_HOPS, config: CampaignConfig | None = None,
 ) -> int:
-    """Predict candidates the current model has not scored yet, and candidates whose host got a
-    labelled hop after their prediction (when the model has a sister correction: the fast path);
-    a re-scored candidate whose prediction moved gets a ``sister-label`` event (``alem show``
-    lists it). Returns how many were scored.
+    """Predict (in this process, :func:`record_in_chunks`) the candidates of
+    :func:`candidates_to_score`; a re-scored candidate whose prediction moved gets a
+    ``sister-label`` event (``alem show`` lists it). Returns how many were scored.
 
     With the campaign's ``config``, the first scoring of a model version predicts every host hop
     in one call and keeps those joint rows (:func:`keep_host_rows`): the host answers and the
     ``materials`` strategy then read them instead of predicting the hops again."""
-    scored = store.predictions(model.version_id)
-    stale = sisters_of_new_labels(store, model, scored)
-    missing = [r for r in store.hops(state=HopState.CANDIDATE) if r.hop_id not in scored or r.hop_id in stale]
+    return score_in_process(store, model, *candidates_to_score(store, model), chunk_hops, progress, cheap_barriers, config)
+
+
+def score_in_process(
+    store: Store, model: LoadedModel, missing: Sequence[HopRecord], stale: Mapping[str, list[str]], scored: Mapping[str, Prediction],
+    chunk_hops: int = DEFAULT_CHUNK_HOPS, progress: bool = False, cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    config: CampaignConfig | None = None,
+) -> int:
+    """Score ``missing`` (:func:`candidates_to_score`'s three answers) here and tell the sister moves;
+    with ``config``, host hops through :func:`keep_host_rows` (one joint call, kept)."""
     n_missing = len(missing)
     if missing and config is not None and any(r.host_id is not None for r in missing):
         table, predicted = keep_host_rows(config, store, model, progress)
@@ -147,9 +186,9 @@ def score_unscored_candidates(
             done = set(table.hop_ids)
             missing = [r for r in missing if r.hop_id not in done]
     if missing:
-        predict_pool(store, model, missing, progress, cheap_barriers)
+        record_in_chunks(store, model, [r.hop_id for r in missing], chunk_hops, progress, cheap_barriers)
     if stale:
-        _log_moves(store, model, {h: scored[h] for h in stale}, stale)
+        log_moves(store, model, {h: scored[h] for h in stale}, stale)
     return n_missing
 
 
@@ -157,7 +196,7 @@ def score_unscored_candidates(
 MOVE_WORTH_TELLING_EV = 0.005
 
 
-def _log_moves(store: Store, model: LoadedModel, before: Mapping[str, Prediction], labels: Mapping[str, list[str]]) -> None:
+def log_moves(store: Store, model: LoadedModel, before: Mapping[str, Prediction], labels: Mapping[str, list[str]]) -> None:
     after = store.predictions(model.version_id, hop_ids=list(before))
     for hop_id, old in before.items():
         new = after[hop_id]

@@ -4,6 +4,7 @@ about one hop (``alem show``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -73,6 +74,7 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
         "problems": store.integrity_check(),
         "fidelity": fidelity_status(config, store),
         "retraining": retraining_status(store),
+        "scoring": scoring_status(store),
         "core_hours": core_hour_ledger(store, config.approval),
     }
 
@@ -86,14 +88,32 @@ def retraining_status(store: Store) -> dict[str, Any]:
 
 def retraining_status_line(retraining: dict[str, Any]) -> str | None:
     """One line for `alem status` about retraining jobs; None when there is nothing to say."""
-    job = retraining["live"]
+    return _batch_job_line("Retraining", "retraining job", retraining, "; the loop uses the current model meanwhile")
+
+
+def scoring_status(store: Store) -> dict[str, Any]:
+    """The live scoring job ([model] score_on = "backend") and the latest one, as dicts."""
+    live = store.live_score_job()
+    last = store.score_jobs(limit=1)
+    return {"live": dataclasses.asdict(live) if live else None, "last": dataclasses.asdict(last[0]) if last else None}
+
+
+def scoring_status_line(scoring: dict[str, Any]) -> str | None:
+    """One line for `alem status` about scoring jobs; None when there is nothing to say."""
+    job = scoring["live"]
+    what = "" if job is None else f", {job['n_hops']} candidates, model version {job['model_version_id']}"
+    return _batch_job_line("Scoring", "scoring job", scoring, "", what)
+
+
+def _batch_job_line(title: str, noun: str, jobs: dict[str, Any], meanwhile: str, what: str = "") -> str | None:
+    job = jobs["live"]
     if job is not None:
         where = f"as {job['external_id']}" if job["external_id"] else "(not submitted yet)"
-        return (f"Retraining: retraining job {job['id']} (attempt {job['attempt']}) {job['state']} on {job['runner']} {where}, "
-                f"run directory {job['run_dir']}; the loop uses the current model meanwhile")
-    last = retraining["last"]
+        return (f"{title}: {noun} {job['id']} (attempt {job['attempt']}{what}) {job['state']} on {job['runner']} {where}, "
+                f"run directory {job['run_dir']}{meanwhile}")
+    last = jobs["last"]
     if last is not None and last["state"] != "completed":
-        return f"Retraining: the last retraining job {last['id']} (attempt {last['attempt']}) {last['state']}: {last['error']}"
+        return f"{title}: the last {noun} {last['id']} (attempt {last['attempt']}) {last['state']}: {last['error']}"
     return None
 
 

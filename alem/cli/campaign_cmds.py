@@ -126,11 +126,11 @@ def status_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wid
             f"Loop: {state}, pid {loop['pid']} on {loop['hostname']}, last heartbeat {_ago(loop['heartbeat'])}: "
             f"{loop['phase']}" + (f" - {loop['message']}" if loop["message"] else "")
         )
-    from alem.campaign.status import retraining_status_line
+    from alem.campaign.status import retraining_status_line, scoring_status_line
 
-    retraining = retraining_status_line(data["retraining"])
-    if retraining:
-        console.print(escape(retraining), highlight=False)
+    for line in (retraining_status_line(data["retraining"]), scoring_status_line(data["scoring"])):
+        if line:
+            console.print(escape(line), highlight=False)
     if data["running_jobs"]:
         _print_jobs(data["running_jobs"], "Jobs in flight", formulas, wide)
     else:
@@ -176,7 +176,7 @@ def jobs_cmd(
     limit: Annotated[int, typer.Option("--limit", help="most jobs shown, newest first")] = 50,
     wide: WideOption = False,
 ) -> None:
-    """NEB jobs and retraining jobs: in flight by default, all with --all."""
+    """NEB jobs, retraining jobs and scoring jobs: in flight by default, all with --all."""
     from alem.store import JobStatus
 
     if state is not None and state not in {s.value for s in JobStatus}:
@@ -185,6 +185,7 @@ def jobs_cmd(
         live = None if (show_all or state) else True
         jobs = [j.as_dict() for j in store.jobs(state=state, live=live, limit=limit)]
         retraining = [] if state else store.retrain_jobs(live=live, limit=limit)
+        scoring = [] if state else store.score_jobs(live=live, limit=limit)
         formulas = {} if as_json else hop_formulas(store, [job["hop_id"] for job in jobs])
     if as_json:
         print_json(jobs)
@@ -194,6 +195,10 @@ def jobs_cmd(
         console.print("No jobs" + ("" if (show_all or state) else " in flight (use --all for finished ones)"))
     if not as_json and retraining:
         _print_retrain_jobs(retraining, wide)
+    if not as_json and scoring:
+        rows = [[str(j.id), j.job_key, j.state, j.runner, j.external_id or "-", str(j.attempt), _when(j.submitted_at),
+                 str(j.model_version_id), str(j.n_hops), escape(j.error or "")] for j in scoring]
+        print_table(console, SCORE_JOB_COLUMNS, rows, "Scoring jobs", wide)
 
 
 RETRAIN_JOB_COLUMNS = (
@@ -201,6 +206,9 @@ RETRAIN_JOB_COLUMNS = (
     Column("runner", keep=2), Column("external id", keep=3), Column("attempt", keep=4, justify="right"),
     Column("submitted", keep=1), Column("model version", keep=5, justify="right"), Column("error", keep=6),
 )
+
+
+SCORE_JOB_COLUMNS = (*RETRAIN_JOB_COLUMNS[:-1], Column("hops", keep=5, justify="right"), RETRAIN_JOB_COLUMNS[-1])
 
 
 def _print_retrain_jobs(jobs: list[Any], wide: bool) -> None:

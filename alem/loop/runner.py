@@ -6,7 +6,8 @@ One tick::
     screen      with [screening] fidelity: cheap NEBs settled, new ones on candidates without
                 approval within the stage's own budget (alem.campaign.screening)
     retrain     when >= [model] retrain_after_results new usable results arrived
-    score       candidates the current model has not predicted yet
+    score       candidates the current model has not predicted yet (a large pool as a batch job
+                with [model] score_on = "backend": alem.campaign.score_job)
     propose     when fewer than [acquisition] min_approved_queue approved hops wait and no
                 proposal waits for a decision
     approve     automatically, within the budget, if [approval] auto_approve
@@ -184,11 +185,14 @@ class CampaignLoop:
             report.retrained_version = self.model.version_id
 
     def _score(self, report: TickReport) -> None:
-        from alem.campaign.score import score_unscored_candidates
+        from alem.campaign.score_job import advance_scoring
 
         self.phase("scoring", f"predicting candidates with model version {self.model.version_id}")
-        report.scored = score_unscored_candidates(self.store, self.model, progress=self.options.progress, config=self.config)
-        if report.scored:
+        step = advance_scoring(self.store, self.config, self.model, progress=self.options.progress)
+        for line in step.messages:
+            self.tell(line)
+        report.scored = step.scored
+        if report.scored and not step.messages:
             self.tell(f"scored {report.scored} candidates with model version {self.model.version_id}")
 
     def _propose(self, report: TickReport) -> None:

@@ -105,7 +105,7 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
     predicted = [(proposal, _prediction(store, proposal)) for proposal in proposals]  # refuse before any work
     if not proposals:
         return []
-    index = index if index is not None else LiteratureIndex.shipped()
+    index = index if index is not None else LiteratureIndex.shipped(keep_in=config.state_dir)
     hops: dict[str, Hop] = {h.hop_id: h for h in store.load_hops([p.hop_id for p in proposals])}
     from alem.campaign.fidelity_labels import cheap_barriers_of
 
@@ -165,9 +165,10 @@ def host_line(influence: dict) -> str:
 
 def _host_lines(store: Store, config: CampaignConfig, hop_ids: list[str]) -> dict[str, str]:
     """:func:`host_line` of each proposed hop that belongs to a host."""
-    if not any(store.hop(h).host_id is not None for h in hop_ids):
+    host_ids = [host for host in (store.hop(h).host_id for h in hop_ids) if host is not None]
+    if not host_ids:
         return {}
     from alem.campaign.materials import campaign_hosts, hop_influence
 
-    influence = hop_influence(campaign_hosts(config, store), store, hop_ids)
+    influence = hop_influence(campaign_hosts(config, store, host_ids=host_ids), store, hop_ids)  # only the page's hosts
     return {hop_id: host_line(found) for hop_id, found in influence.items()}

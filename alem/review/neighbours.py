@@ -9,8 +9,13 @@ person whether a proposal lies inside the data the model learned from.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -44,14 +49,37 @@ def hop_formula(hop: Hop) -> str:
     return Composition(str(recorded)).reduced_formula if recorded else hop.initial.composition.reduced_formula
 
 
+#: The shipped index kept in a campaign's state directory: building it reads, validates and
+#: describes the 559 literature hops, most of what `alem review` took.
+INDEX_FILENAME = "literature_index.npz"
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What a card shows of a reference hop."""
+
+    hop_id: str
+    formula: str
+    working_ion: str
+    barrier_ev: float | None
+    hop_length_a: float
+    xc: str | None
+
+
 class LiteratureIndex:
     """Nearest-neighbour search over reference hops (default: the shipped training hops)."""
 
     def __init__(self, hops: Sequence[Hop]):
         from alem.graphs.descriptors import hop_descriptors
 
+        #: the reference hops (an index read back from where it was kept holds only what its cards show)
         self.hops = list(hops)
-        features = np.array([hop_descriptors(h) for h in self.hops], dtype=float)
+        references = [_Reference(h.hop_id, hop_formula(h), h.working_ion, h.barrier_ev, h.hop_length_a, h.provenance.xc) for h in hops]
+        self._build(np.array([hop_descriptors(h) for h in hops], dtype=float), references)
+
+    def _build(self, features: np.ndarray, references: list[_Reference]) -> None:
+        self.references = references
+        self.raw_features = features
         self.mean = features.mean(axis=0)
         # constant descriptors (one ion only, say) carry no distance; a unit scale keeps them inert
         self.scale = np.where(features.std(axis=0) > 1e-9, features.std(axis=0), 1.0)
@@ -62,10 +90,30 @@ class LiteratureIndex:
         self.own_nearest = own.min(axis=1)
 
     @classmethod
-    def shipped(cls) -> LiteratureIndex:
+    def shipped(cls, keep_in: Path | None = None) -> LiteratureIndex:
+        """The index of the shipped training hops; ``keep_in``: a directory where it is kept
+        (:data:`INDEX_FILENAME`) and read back while the dataset file and the code that describes
+        its hops are the same (:func:`_shipped_key`)."""
         from alem.hops.io import load_training_hops
 
-        return cls(load_training_hops())
+        if keep_in is None:
+            return cls(load_training_hops())
+        path, key = Path(keep_in) / INDEX_FILENAME, _shipped_key()
+        try:
+            with np.load(path, allow_pickle=False) as kept:
+                if str(kept["key"]) == key:
+                    index = cls.__new__(cls)
+                    index._build(kept["features"], [_Reference(*r) for r in json.loads(str(kept["references"]))])
+                    return index
+        except (OSError, KeyError, ValueError, TypeError):
+            pass  # absent, or written by another alem: built again below
+        index = cls(load_training_hops())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, key=np.array(key), features=index.raw_features,
+                 references=np.array(json.dumps([dataclasses.astuple(r) for r in index.references])))
+        os.replace(tmp, path)
+        return index
 
     def nearest(self, hop: Hop, k: int = 5) -> list[NeighbourHop]:
         from alem.graphs.descriptors import hop_descriptors
@@ -74,10 +122,9 @@ class LiteratureIndex:
         distances = np.linalg.norm(self.features - x, axis=1)
         distinct: dict[tuple, NeighbourHop] = {}
         for i in np.argsort(distances, kind="stable"):
-            neighbour = NeighbourHop(
-                self.hops[i].hop_id, hop_formula(self.hops[i]), self.hops[i].working_ion, self.hops[i].barrier_ev,
-                self.hops[i].hop_length_a, self.hops[i].provenance.xc, float(distances[i]),
-            )
+            ref = self.references[i]
+            neighbour = NeighbourHop(ref.hop_id, ref.formula, ref.working_ion, ref.barrier_ev, ref.hop_length_a, ref.xc,
+                                     float(distances[i]))
             key = neighbour.shown_as()
             if key in distinct:  # a near-duplicate of a nearer entry: counted with it, not shown again
                 first = distinct[key]
@@ -91,3 +138,20 @@ class LiteratureIndex:
         """Fraction of reference hops whose own nearest neighbour is closer than ``distance``
         (near 1: this hop is farther from the data than almost any training hop is)."""
         return float((self.own_nearest < distance).mean())
+
+
+#: The code a kept index was computed by (read as text: importing it would load torch).
+_INDEX_CODE = ("graphs/descriptors.py", "graphs/path_physics.py", "graphs/neighbors.py", "hops/io.py", "hops/hop.py",
+               "review/neighbours.py")
+
+
+def _shipped_key() -> str:
+    """The shipped dataset file's bytes and the source of the code that reads and describes its
+    hops: a kept index is used only while neither changed."""
+    from alem import PACKAGE_DATA
+
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256((PACKAGE_DATA / "em_dataset_train.json.gz").read_bytes())
+    for name in _INDEX_CODE:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()

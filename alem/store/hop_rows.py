@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
 from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
 from alem.store.states import HopState, StoreError
 from alem.store.structure_json import structure_from_json, structure_to_json
+
+#: The columns of a hop row a :class:`~alem.hops.hop.Hop` is rebuilt from (:func:`hop_from_row`).
+HOP_COLUMNS = ("hop_id", "initial_json", "final_json", "working_ion", "grp", "metadata_json")
+
+
+def hop_from_row(row: Mapping[str, Any]) -> Hop:
+    """The hop of a stored row (or of :meth:`HopTables.hop_rows_as_stored`'s dict): pymatgen
+    structures, no barrier."""
+    from alem.hops.hop import Hop, Provenance
+
+    return Hop(hop_id=row["hop_id"], initial=structure_from_json(row["initial_json"]), final=structure_from_json(row["final_json"]),
+               working_ion=row["working_ion"], provenance=Provenance(), group=row["grp"], metadata=json.loads(row["metadata_json"]))
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -145,24 +157,12 @@ class HopTables(StoreCore):
 
     def load_hops(self, hop_ids: Sequence[str]) -> list[Hop]:
         """Rebuild :class:`~alem.hops.hop.Hop` objects (pymatgen structures, no barrier) in order."""
+        return [hop_from_row(self._hop_row(hop_id)) for hop_id in hop_ids]
 
-        from alem.hops.hop import Hop, Provenance
-
-        hops = []
-        for hop_id in hop_ids:
-            row = self._hop_row(hop_id)
-            hops.append(
-                Hop(
-                    hop_id=row["hop_id"],
-                    initial=structure_from_json(row["initial_json"]),
-                    final=structure_from_json(row["final_json"]),
-                    working_ion=row["working_ion"],
-                    provenance=Provenance(),
-                    group=row["grp"],
-                    metadata=json.loads(row["metadata_json"]),
-                )
-            )
-        return hops
+    def hop_rows_as_stored(self, hop_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The columns :func:`hop_from_row` reads, as stored (no structure built): what a scoring
+        job is staged with, so the login node spends no time on pymatgen."""
+        return [{column: row[column] for column in HOP_COLUMNS} for row in map(self._hop_row, hop_ids)]
 
     def hop_counts(self) -> dict[str, int]:
         """Number of hops in every state (all states present, zeros included)."""

@@ -15,11 +15,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from alem.store.batch_jobs import job_row, job_rows, mark_submitted, update_progress
 from alem.store.core import StoreCore
 from alem.store.schema import LIVE_RETRAIN_STATES
 from alem.store.states import IllegalTransition, StoreError
-
-_LIVE_SQL = ", ".join(f"'{s}'" for s in LIVE_RETRAIN_STATES)
 
 
 @dataclass(frozen=True)
@@ -54,16 +53,11 @@ class RetrainJobRecord:
 
 class RetrainJobTables(StoreCore):
     def retrain_job(self, retrain_job_id: int) -> RetrainJobRecord:
-        row = self._conn.execute("SELECT * FROM retrain_jobs WHERE id = ?", (retrain_job_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no retraining job {retrain_job_id}")
-        return RetrainJobRecord.from_row(row)
+        return job_row(self, "retrain_jobs", RetrainJobRecord, "retraining job", retrain_job_id)
 
     def retrain_jobs(self, live: bool | None = None, limit: int | None = None) -> list[RetrainJobRecord]:
         """Retraining jobs, newest first (``live``: only those in flight / only finished ones)."""
-        where = "" if live is None else f"WHERE state {'' if live else 'NOT '}IN ({_LIVE_SQL})"
-        sql = f"SELECT * FROM retrain_jobs {where} ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        return [RetrainJobRecord.from_row(r) for r in self._query(sql)]
+        return job_rows(self, "retrain_jobs", RetrainJobRecord, live, limit)
 
     def live_retrain_job(self) -> RetrainJobRecord | None:
         live = self.retrain_jobs(live=True)
@@ -91,32 +85,11 @@ class RetrainJobTables(StoreCore):
             return job
 
     def mark_retrain_submitted(self, retrain_job_id: int, external_id: str) -> RetrainJobRecord:
-        if not external_id:
-            raise StoreError(f"retraining job {retrain_job_id}: empty external id")
-        with self.transaction():
-            job = self.retrain_job(retrain_job_id)
-            if job.state != "created":
-                raise IllegalTransition(f"cannot mark retraining job {retrain_job_id} submitted: it is {job.state}")
-            now = self.now()
-            self._conn.execute(
-                "UPDATE retrain_jobs SET state = 'submitted', external_id = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
-                (external_id, now, now, retrain_job_id),
-            )
-            self._event("retrain_submitted", f"retraining job {retrain_job_id} submitted to {job.runner} as {external_id}",
-                        payload={"retrain_job_id": retrain_job_id})
-            return self.retrain_job(retrain_job_id)
+        return mark_submitted(self, "retrain_jobs", RetrainJobRecord, "retraining job", "retrain_submitted", retrain_job_id, external_id)
 
     def update_retrain_state(self, retrain_job_id: int, state: str) -> RetrainJobRecord:
         """Queue progress of a submitted job (``queued`` / ``running``)."""
-        if state not in ("queued", "running"):
-            raise StoreError(f"retraining job {retrain_job_id}: {state!r} is not a progress state")
-        with self.transaction():
-            job = self.retrain_job(retrain_job_id)
-            if job.state not in ("submitted", "queued", "running"):
-                raise IllegalTransition(f"cannot move retraining job {retrain_job_id} from {job.state} to {state}")
-            if job.state != state:
-                self._conn.execute("UPDATE retrain_jobs SET state = ?, updated_at = ? WHERE id = ?", (state, self.now(), retrain_job_id))
-            return self.retrain_job(retrain_job_id)
+        return update_progress(self, "retrain_jobs", RetrainJobRecord, "retraining job", retrain_job_id, state)
 
     def finish_retrain_job(self, retrain_job_id: int, state: str, error: str | None = None,
                            model_version_id: int | None = None) -> RetrainJobRecord:

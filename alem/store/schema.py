@@ -208,6 +208,34 @@ _V8_HOST_NETWORKS = [
 ]
 
 
+#: Schema 9: scoring jobs (alem.store.score_jobs): a large pool scored as a batch job, one live at a time.
+_V9_SCORE_JOBS = [
+    f"""CREATE TABLE score_jobs (
+        id INTEGER PRIMARY KEY,
+        job_key TEXT NOT NULL UNIQUE,
+        runner TEXT NOT NULL,
+        attempt INTEGER NOT NULL CHECK (attempt IN (1, 2)),
+        model_version_id INTEGER NOT NULL REFERENCES model_versions(id),
+        n_hops INTEGER NOT NULL,
+        run_dir TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'created' CHECK (state IN ({", ".join(f"'{s}'" for s in RETRAIN_STATES)})),
+        external_id TEXT,
+        n_recorded INTEGER,
+        error TEXT,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        updated_at REAL NOT NULL,
+        finished_at REAL
+    )""",
+    f"CREATE UNIQUE INDEX score_jobs_one_live ON score_jobs((state IN ({_LIVE_RETRAIN_SQL}))) WHERE state IN ({_LIVE_RETRAIN_SQL})",
+    # Every column of a hop record (alem.store.records.HopRecord), so listing hops reads this index
+    # and never the rows: a row's two structures sit before state and times, and walking their
+    # overflow pages made a listing of 10^4 hops take 2 s.
+    "CREATE INDEX hops_records ON hops(state, host_id, created_at, hop_id, working_ion, hop_length_a, n_sites, fingerprint, grp, "
+    "metadata_json, updated_at)",
+]
+
+
 def _v3_fidelity(conn: sqlite3.Connection) -> None:
     from alem.store.fidelity_columns import migrate_to_v3
 
@@ -235,6 +263,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "core-hour ledger: core-hours and allocation of every ended job", _V6_CORE_HOURS),
     Migration(7, "compact hop structures: lattice, elements and fractional coordinates where nothing is lost", _v7_compact_structures),
     Migration(8, "host networks: each host's migration network, path signatures and dataset matches, kept", _V8_HOST_NETWORKS),
+    Migration(9, "scoring jobs (a large pool scored as a batch job, one live at a time); hop records read from an index",
+              _V9_SCORE_JOBS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -49,8 +49,22 @@ def structure_from_json(text: str) -> Structure:
 
     data = json.loads(text)
     if COMPACT_KEY in data:
-        return Structure(Lattice(data[COMPACT_KEY]), data["elements"], data["coords"])
+        return Structure(Lattice(data[COMPACT_KEY]), [_element_composition(e) for e in data["elements"]], data["coords"])
     return Structure.from_dict(data)
+
+
+#: One (immutable) pymatgen Composition per element, shared by the sites of every structure read:
+#: building one per site was a third of reading a pool's structures (the same structure results).
+_COMPOSITIONS: dict[str, Any] = {}
+
+
+def _element_composition(symbol: str) -> Any:
+    composition = _COMPOSITIONS.get(symbol)
+    if composition is None:
+        from pymatgen.core import Composition, Element
+
+        composition = _COMPOSITIONS[symbol] = Composition({Element(symbol): 1})
+    return composition
 
 
 def migrate_to_v7(conn: sqlite3.Connection) -> None:

@@ -115,9 +115,9 @@ def step_score(campaign: Path) -> dict:
         start = time.perf_counter()
         model = load_current_model(store, config)
         loaded = time.perf_counter()
-        n_scored = score_unscored_candidates(store, model)
+        n_scored = score_unscored_candidates(store, model, chunk_hops=config.model.score_chunk_hops)
         return {"hops_scored": n_scored, "model_loading_s": loaded - start, "scoring_s": time.perf_counter() - loaded,
-                "model_version": model.version_id}
+                "model_version": model.version_id, "chunk_hops": config.model.score_chunk_hops}
 
 
 def step_retrain(campaign: Path) -> dict:
@@ -132,6 +132,10 @@ def step_retrain(campaign: Path) -> dict:
     with Store.open(config.store_path) as store:
         ensure_model_version(store, config)
         parent = Path(store.model_versions()[0].path)  # the shipped model the campaign started with
+        if not parent.exists():  # a campaign copied from another checkout: this checkout's shipped model
+            from alem.model_dir import default_ensemble_path
+
+            parent = default_ensemble_path()
         target = config.store_path.parent / "models" / f"v-simulated-retraining-{len(store.model_versions()) + 1}"
         if target.exists():  # a run killed halfway through this step
             shutil.rmtree(target)
@@ -214,6 +218,7 @@ def run(n_hops: int, workdir: Path, only: set[str] | None = None) -> dict:
             sys.exit(f"{name} failed (exit code {result['exit_code']}): see {workdir / 'logs' / (name + '.log')}")
         if out.exists():
             result.update(json.loads(out.read_text()))
+        result["measured_on"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         steps[name] = result
         steps_file.write_text(json.dumps(steps, indent=2))
         _save(n_hops, _summary(steps, campaign))  # a run stopped halfway still reports its finished steps
@@ -243,7 +248,8 @@ def write_table(results: dict) -> str:
         for r in runs:
             step = r["steps"].get(name)
             gb = None if step is None else step["peak_rss_mb"] / 1024
-            cells.append("—" if step is None else f"{step['wall_s']:.1f} s ({step['cpu_s']:.0f} s CPU), {gb:.2f} GB")
+            when = "" if step is None or "measured_on" not in step else f" (measured {step['measured_on']})"
+            cells.append("—" if step is None else f"{step['wall_s']:.1f} s ({step['cpu_s']:.0f} s CPU), {gb:.2f} GB{when}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| store size | " + " | ".join(f"{r['store_mb']} MB" for r in runs) + " |")
     lines.append("| feature cache size | " + " | ".join(f"{r['feature_cache_mb']} MB" for r in runs) + " |")
