@@ -23,13 +23,19 @@ from alem.hops.hop import Hop
 
 
 @dataclass(frozen=True)
-class NeighbourHop:
+class ReferenceHop:
+    """What a card shows of a reference hop."""
+
     hop_id: str
     formula: str
     working_ion: str
     barrier_ev: float | None
     hop_length_a: float
     xc: str | None
+
+
+@dataclass(frozen=True)
+class NeighbourHop(ReferenceHop):
     distance: float  # standardised descriptor units
     #: other literature entries that read the same (formula, ion, length, barrier, functional as
     #: shown): near-duplicates in the dataset, listed once with this note
@@ -54,18 +60,6 @@ def hop_formula(hop: Hop) -> str:
 INDEX_FILENAME = "literature_index.npz"
 
 
-@dataclass(frozen=True)
-class _Reference:
-    """What a card shows of a reference hop."""
-
-    hop_id: str
-    formula: str
-    working_ion: str
-    barrier_ev: float | None
-    hop_length_a: float
-    xc: str | None
-
-
 class LiteratureIndex:
     """Nearest-neighbour search over reference hops (default: the shipped training hops)."""
 
@@ -74,10 +68,10 @@ class LiteratureIndex:
 
         #: the reference hops (an index read back from where it was kept holds only what its cards show)
         self.hops = list(hops)
-        references = [_Reference(h.hop_id, hop_formula(h), h.working_ion, h.barrier_ev, h.hop_length_a, h.provenance.xc) for h in hops]
+        references = [ReferenceHop(h.hop_id, hop_formula(h), h.working_ion, h.barrier_ev, h.hop_length_a, h.provenance.xc) for h in hops]
         self._build(np.array([hop_descriptors(h) for h in hops], dtype=float), references)
 
-    def _build(self, features: np.ndarray, references: list[_Reference]) -> None:
+    def _build(self, features: np.ndarray, references: list[ReferenceHop]) -> None:
         self.references = references
         self.raw_features = features
         self.mean = features.mean(axis=0)
@@ -103,7 +97,7 @@ class LiteratureIndex:
             with np.load(path, allow_pickle=False) as kept:
                 if str(kept["key"]) == key:
                     index = cls.__new__(cls)
-                    index._build(kept["features"], [_Reference(*r) for r in json.loads(str(kept["references"]))])
+                    index._build(kept["features"], [ReferenceHop(*r) for r in json.loads(str(kept["references"]))])
                     return index
         except (OSError, KeyError, ValueError, TypeError):
             pass  # absent, or written by another alem: built again below
@@ -123,8 +117,7 @@ class LiteratureIndex:
         distinct: dict[tuple, NeighbourHop] = {}
         for i in np.argsort(distances, kind="stable"):
             ref = self.references[i]
-            neighbour = NeighbourHop(ref.hop_id, ref.formula, ref.working_ion, ref.barrier_ev, ref.hop_length_a, ref.xc,
-                                     float(distances[i]))
+            neighbour = NeighbourHop(**vars(ref), distance=float(distances[i]))
             key = neighbour.shown_as()
             if key in distinct:  # a near-duplicate of a nearer entry: counted with it, not shown again
                 first = distinct[key]

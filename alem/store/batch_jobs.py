@@ -1,6 +1,6 @@
 """What the store's one-live-at-a-time batch jobs share (retraining jobs, :mod:`alem.store.retrain_jobs`;
-scoring jobs, :mod:`alem.store.score_jobs`): reading rows, and the submitted and queue-progress
-steps of the NEB jobs' protocol (row committed first, then submitted, then the external id)."""
+scoring jobs, :mod:`alem.store.score_jobs`): reading rows, and the submitted, queue-progress and
+closing steps of the NEB jobs' protocol (row committed first, then submitted, then the external id)."""
 
 from __future__ import annotations
 
@@ -52,4 +52,32 @@ def update_progress(store: StoreCore, table: str, record: Any, noun: str, job_id
             raise IllegalTransition(f"cannot move {noun} {job_id} from {job.state} to {state}")
         if job.state != state:
             store._conn.execute(f"UPDATE {table} SET state = ?, updated_at = ? WHERE id = ?", (state, store.now(), job_id))
+        return job_row(store, table, record, noun, job_id)
+
+
+def close_job(
+    store: StoreCore, table: str, record: Any, noun: str, job_id: int, state: str, error: str | None,
+    outcome: tuple[str, Any, str, str],
+) -> Any:
+    """Close a live job: ``completed`` with its outcome, ``failed`` or ``lost`` with the reason, and
+    its ``<kind>_<state>`` event, in one transaction. ``outcome``: the column a completed job fills,
+    its value (None unless completed), what a completed job is said to have done, and the refusal
+    when the value and the state disagree."""
+    column, value, completed_says, refusal = outcome
+    if state not in ("completed", "failed", "lost"):
+        raise StoreError(f"{noun} {job_id}: {state!r} is not a final state")
+    if (state == "completed") != (value is not None):
+        raise StoreError(f"{noun} {job_id}: {refusal}")
+    with store.transaction():
+        job = job_row(store, table, record, noun, job_id)
+        if not job.live:
+            raise IllegalTransition(f"{noun} {job_id} is already {job.state}")
+        now = store.now()
+        store._conn.execute(
+            f"UPDATE {table} SET state = ?, error = ?, {column} = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+            (state, error, value, now, now, job_id),
+        )
+        said = completed_says if state == "completed" else f"{state}: {error}"
+        store._event(f"{table.removesuffix('_jobs')}_{state}", f"{noun} {job_id} (attempt {job.attempt}) {said}",
+                     payload={f"{table[:-1]}_id": job_id, "error": error, column: value})
         return job_row(store, table, record, noun, job_id)

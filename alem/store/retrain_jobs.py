@@ -15,10 +15,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from alem.store.batch_jobs import job_row, job_rows, mark_submitted, update_progress
+from alem.store.batch_jobs import close_job, job_row, job_rows, mark_submitted, update_progress
 from alem.store.core import StoreCore
 from alem.store.schema import LIVE_RETRAIN_STATES
-from alem.store.states import IllegalTransition, StoreError
+from alem.store.states import IllegalTransition
 
 
 @dataclass(frozen=True)
@@ -95,20 +95,6 @@ class RetrainJobTables(StoreCore):
                            model_version_id: int | None = None) -> RetrainJobRecord:
         """Close a live retraining job: ``completed`` (with the model version it registered),
         ``failed`` or ``lost`` (with the reason)."""
-        if state not in ("completed", "failed", "lost"):
-            raise StoreError(f"retraining job {retrain_job_id}: {state!r} is not a final state")
-        if (state == "completed") != (model_version_id is not None):
-            raise StoreError(f"retraining job {retrain_job_id}: a completed job names its model version, a failed one does not")
-        with self.transaction():
-            job = self.retrain_job(retrain_job_id)
-            if not job.live:
-                raise IllegalTransition(f"retraining job {retrain_job_id} is already {job.state}")
-            now = self.now()
-            self._conn.execute(
-                "UPDATE retrain_jobs SET state = ?, error = ?, model_version_id = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                (state, error, model_version_id, now, now, retrain_job_id),
-            )
-            said = f"model version {model_version_id} registered" if state == "completed" else f"{state}: {error}"
-            self._event(f"retrain_{state}", f"retraining job {retrain_job_id} (attempt {job.attempt}) {said}",
-                        payload={"retrain_job_id": retrain_job_id, "error": error, "model_version_id": model_version_id})
-            return self.retrain_job(retrain_job_id)
+        return close_job(self, "retrain_jobs", RetrainJobRecord, "retraining job", retrain_job_id, state, error,
+                         ("model_version_id", model_version_id, f"model version {model_version_id} registered",
+                          "a completed job names its model version, a failed one does not"))

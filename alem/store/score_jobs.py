@@ -15,12 +15,10 @@ import dataclasses
 import sqlite3
 from dataclasses import dataclass
 
-from alem.store.batch_jobs import job_row, job_rows, mark_submitted, update_progress
+from alem.store.batch_jobs import close_job, job_row, job_rows, mark_submitted, update_progress
 from alem.store.core import StoreCore
 from alem.store.schema import LIVE_RETRAIN_STATES
-from alem.store.states import IllegalTransition, StoreError
-
-_FINAL_STATES = ("completed", "failed", "lost")
+from alem.store.states import IllegalTransition
 
 
 @dataclass(frozen=True)
@@ -93,20 +91,6 @@ class ScoreJobTables(StoreCore):
     def finish_score_job(self, score_job_id: int, state: str, error: str | None = None, n_recorded: int | None = None) -> ScoreJobRecord:
         """Close a live scoring job: ``completed`` (with how many predictions it recorded: call it in
         the transaction that records them), ``failed`` or ``lost`` (with the reason)."""
-        if state not in _FINAL_STATES:
-            raise StoreError(f"scoring job {score_job_id}: {state!r} is not a final state")
-        if (state == "completed") != (n_recorded is not None):
-            raise StoreError(f"scoring job {score_job_id}: a completed job says how many predictions it recorded, a failed one does not")
-        with self.transaction():
-            job = self.score_job(score_job_id)
-            if not job.live:
-                raise IllegalTransition(f"scoring job {score_job_id} is already {job.state}")
-            now = self.now()
-            self._conn.execute(
-                "UPDATE score_jobs SET state = ?, error = ?, n_recorded = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                (state, error, n_recorded, now, now, score_job_id),
-            )
-            said = f"{n_recorded} predictions recorded" if state == "completed" else f"{state}: {error}"
-            self._event(f"score_{state}", f"scoring job {score_job_id} (attempt {job.attempt}) {said}",
-                        payload={"score_job_id": score_job_id, "error": error, "n_recorded": n_recorded})
-            return self.score_job(score_job_id)
+        return close_job(self, "score_jobs", ScoreJobRecord, "scoring job", score_job_id, state, error,
+                         ("n_recorded", n_recorded, f"{n_recorded} predictions recorded",
+                          "a completed job says how many predictions it recorded, a failed one does not"))
