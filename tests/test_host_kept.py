@@ -63,7 +63,9 @@ def test_the_first_host_table_after_add_and_scoring_builds_and_predicts_nothing(
     assert sorted(h["formula"] for h in hosts) == ["Li2O", "LiCoO2", "LiFePO4"]
     assert all(h["spread"]["rows"] == f"joint posterior rows of model {model.version_id}, 256 draws" for h in hosts)
     by_formula = {h["formula"]: h for h in hosts}
-    assert (by_formula["LiFePO4"]["dimensionality"], by_formula["LiFePO4"]["directions"]) == (1, "b")
+    # LiCoO2's and Li2O's networks are set by their symmetry; LiFePO4's limiting direction depends on
+    # which of its distinct hops the tiny fixture ensemble predicts lowest (it came out b or c from run
+    # to run), so olivine's 1D-along-b is checked with literature barriers in test_host_network.py
     assert by_formula["LiCoO2"]["dimensionality"] == 2 and by_formula["Li2O"]["dimensionality"] == 3
 
     # the kept answers are the built ones: with nothing kept, the same table is computed afresh
