@@ -28,7 +28,7 @@ from alem.store.records import HopRecord
 from alem.store.states import IllegalTransition
 from tests._replay_campaign import invoke, make_replay_campaign
 
-pytest_plugins = ["tests._slurm"]
+pytest_plugins = ["tests._slurm", "tests._pbs"]
 
 #: Six candidates, all scored as one job in chunks of 4; no proposing (only scoring is watched).
 CAMPAIGN = dict(
@@ -250,6 +250,26 @@ def test_scoring_as_a_slurm_job_found_again_by_a_restarted_loop(slurm_cluster, t
     assert _wait_for_exit_marker(Path(job.run_dir))["state"] == "completed"
     said = _loop(config, "--once")  # a new loop process finds the job by its row and records it
     assert "scoring job 1 finished: 6 predictions of model version 1 recorded" in said
+    _assert_same(_recorded(config), _in_process_predictions(config))
+
+
+def test_scoring_as_a_pbs_job_through_qtoolkit_found_again_by_a_restarted_loop(pbs_queue, tmp_path, replay_ensemble_dir):
+    shared = tmp_path / "shared" / "score"
+    config, _ = make_replay_campaign(
+        tmp_path, replay_ensemble_dir, **CAMPAIGN, model__score_job__scheduler="pbs", model__score_job__run_dir=str(shared),
+        model__score_job__walltime_minutes=10,
+    )
+    said = _loop(config, "--max-ticks", "1")
+    assert "scoring job 1 submitted to pbs as 1.pbs-test" in said
+    with Store.open(config.store_path) as store:
+        (job,) = store.score_jobs()
+    assert pbs_queue.job_names() == {"1.pbs-test": "alem-score-1-a1"}
+    script = (Path(job.run_dir) / "job.sh").read_text()
+    assert "#PBS -N alem-score-1-a1" in script and "#PBS -l walltime=0:10:0" in script  # qtoolkit's PBS directives
+    assert _wait_for_exit_marker(Path(job.run_dir))["state"] == "completed"
+    said = _loop(config, "--once")
+    assert "scoring job 1 finished: 6 predictions of model version 1 recorded" in said
+    assert len(pbs_queue.job_names()) == 1  # found by its row, never submitted again
     _assert_same(_recorded(config), _in_process_predictions(config))
 
 
