@@ -249,13 +249,16 @@ def write_table(results: dict) -> str:
             step = r["steps"].get(name)
             gb = None if step is None else step["peak_rss_mb"] / 1024
             when = "" if step is None or "measured_on" not in step else f" (measured {step['measured_on']})"
+            if step is not None and "tiled_from" in step:
+                cells.append(f"— (tiled ×{step['copies']} from {step['tiled_from']} hops, not enumerated)")
+                continue
             cells.append("—" if step is None else f"{step['wall_s']:.1f} s ({step['cpu_s']:.0f} s CPU), {gb:.2f} GB{when}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| store size | " + " | ".join(f"{r['store_mb']} MB" for r in runs) + " |")
     lines.append("| feature cache size | " + " | ".join(f"{r['feature_cache_mb']} MB" for r in runs) + " |")
     enum = [r["steps"]["enumerate"] for r in runs]
     lines.append("| of enumerate: enumerating / storing | " + " | ".join(
-        f"{e['enumeration_s']:.1f} s / {e['storing_s']:.1f} s" for e in enum) + " |")
+        "—" if "tiled_from" in e else f"{e['enumeration_s']:.1f} s / {e['storing_s']:.1f} s" for e in enum) + " |")
     for name in ("first_scoring", "rescoring"):
         parts = [(r["steps"][name]["scoring_s"], r["n_candidate_hops"]) if name in r["steps"] else None for r in runs]
         cells = ["—" if p is None else f"{p[0]:.1f} s ({1000 * p[0] / p[1]:.1f} ms/hop)" for p in parts]
