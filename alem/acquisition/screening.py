@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy.special import ndtr  # the normal CDF, without scipy.stats' 2 s import (alem status reads this)
 
 ScreeningOrder = Literal["uncertain", "all"]
 SCREENING_ORDERS: tuple[str, ...] = ("uncertain", "all")
@@ -41,9 +41,10 @@ def screening_order(
     return pool if limit is None else pool[: max(limit, 0)]
 
 
-def expected_good_hops(mean_ev: ArrayLike, std_ev: ArrayLike, threshold_ev: float) -> float:
+def expected_good_hops(mean_ev: ArrayLike, std_ev: ArrayLike, threshold_ev: float | ArrayLike) -> float:
     """Σ P(E_m < ``threshold_ev``) over hops with Gaussian predictions (μ, σ) (shapes ``n_hops``):
-    how many good hops the pool is still expected to hold. σ = 0 counts as a step."""
+    how many good hops the pool is still expected to hold (``threshold_ev`` one or one per hop).
+    σ = 0 counts as a step."""
     mean = np.asarray(mean_ev, dtype=float)
     sigma = np.maximum(np.asarray(std_ev, dtype=float), 1e-12)
-    return float(stats.norm.cdf((threshold_ev - mean) / sigma).sum())
+    return float(ndtr((np.asarray(threshold_ev, dtype=float) - mean) / sigma).sum())

@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from alem.acquisition.screening import expected_good_hops
 from alem.store import CampaignRound, HopState, Store
 
 UNLABELLED_STATES = (HopState.CANDIDATE, HopState.PROPOSED, HopState.APPROVED, HopState.SUBMITTED)
@@ -37,16 +40,21 @@ def remaining_promise(
 ) -> Promise:
     """Expected number of still-unlabelled good hops under the model's recorded predictions; a
     hop's threshold is its working ion's in ``threshold_ev_by_ion``, else ``threshold_ev``."""
-    records = store.hops(state=list(UNLABELLED_STATES))
-    predictions = store.predictions(model_version_id, [r.hop_id for r in records])
-    from alem.acquisition.screening import expected_good_hops
-
+    if model_version_id is None:
+        current = store.current_model()
+        if current is None:
+            counts = store.hop_counts()
+            return Promise(0.0, 0, sum(counts[s.value] for s in UNLABELLED_STATES), threshold_ev)
+        model_version_id = current.id
+    rows, n_unscored = store.predicted_pool(model_version_id, [s.value for s in UNLABELLED_STATES])
+    if not rows:
+        return Promise(0.0, 0, n_unscored, threshold_ev)
+    ions = np.array([r[0] for r in rows])
+    mean_ev = np.array([r[1] for r in rows], dtype=float)
+    std_ev = np.array([r[2] for r in rows], dtype=float)
     by_ion = threshold_ev_by_ion or {}
-    expected = 0.0
-    for ion in {r.working_ion for r in records}:
-        shown = [predictions[r.hop_id] for r in records if r.working_ion == ion and r.hop_id in predictions]
-        expected += expected_good_hops([p.mean_ev for p in shown], [p.std_ev for p in shown], by_ion.get(ion, threshold_ev))
-    return Promise(expected, len(predictions), len(records) - len(predictions), threshold_ev)
+    threshold = np.array([by_ion.get(ion, threshold_ev) for ion in ions.tolist()]) if by_ion else threshold_ev
+    return Promise(expected_good_hops(mean_ev, std_ev, threshold), len(rows), n_unscored, threshold_ev)
 
 
 def record_round(

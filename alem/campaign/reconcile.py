@@ -107,9 +107,11 @@ def reconcile(
     *,
     stale_after_s: float = 60.0,
     resubmit: bool = True,
+    sqlite_pages: bool = True,
 ) -> ReconcileReport:
     """Compare live jobs with ``backend.poll`` and repair the store; with ``resubmit``, submit the
-    retries at once (within the approval limits)."""
+    retries at once (within the approval limits). The store's invariants are checked each time,
+    SQLite's page-level integrity check only with ``sqlite_pages``."""
     report = ReconcileReport()
     unsubmitted = SubmitReport()
     resolve_unsubmitted(store, backend, stale_after_s, unsubmitted)
@@ -143,5 +145,5 @@ def reconcile(
     if resubmit and retry_hops:
         report.resubmitted = submit_approved(store, backend, config, stale_after_s=stale_after_s, only_hops=retry_hops)
         report.repairs.extend(report.resubmitted.messages)
-    report.problems.extend(store.integrity_check(stale_after_s=max(stale_after_s, 600.0)))
+    report.problems.extend(store.integrity_check(stale_after_s=max(stale_after_s, 600.0), sqlite_pages=sqlite_pages))
     return report

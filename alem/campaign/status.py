@@ -71,7 +71,7 @@ def campaign_status(config: CampaignConfig, store: Store) -> dict[str, Any]:
             "training_fidelities": model.card.get("training_fidelities"),
         },
         "loop": None if loop is None else {**loop.as_dict(), "alive": loop_alive(loop, config.loop.tick_seconds)},
-        "problems": store.integrity_check(),
+        "problems": store.integrity_check(sqlite_pages=False),  # SQLite's page check reads the whole file: `alem reconcile` runs it
         "fidelity": fidelity_status(config, store),
         "retraining": retraining_status(store),
         "scoring": scoring_status(store),

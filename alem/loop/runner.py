@@ -111,6 +111,7 @@ class CampaignLoop:
         self._show_jobs = show_jobs
         self.log = campaign_logger(config.resolve(config.campaign.log_file))
         self.stop = StopRequest(on_request=self._on_signal)
+        self._pages_checked = False
         self.store: Store | None = None
         self.heartbeat: Heartbeat | None = None
         self.model: LoadedModel | None = None
@@ -136,7 +137,10 @@ class CampaignLoop:
         from alem.campaign import reconcile
 
         self.phase("reconciling", f"comparing live jobs with backend {self.backend.name}")
-        result = reconcile(self.store, self.backend, self.config, stale_after_s=stale_after_s, resubmit=False)
+        # SQLite's page check reads the whole store (seconds at 10^5 hops): once per loop process, not every tick
+        result = reconcile(self.store, self.backend, self.config, stale_after_s=stale_after_s, resubmit=False,
+                           sqlite_pages=not self._pages_checked)
+        self._pages_checked = True
         report.ingested, report.failed = result.completed, result.failed
         for line in result.repairs:
             self.tell(line)

@@ -48,10 +48,11 @@ _INVARIANTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def find_problems(conn: sqlite3.Connection, now: float, stale_after_s: float) -> list[str]:
-    """Every broken invariant, SQLite's own integrity and foreign-key checks included."""
+def find_problems(conn: sqlite3.Connection, now: float, stale_after_s: float, sqlite_pages: bool = True) -> list[str]:
+    """Every broken invariant, SQLite's foreign-key check and (``sqlite_pages``) its page-level
+    integrity check included."""
     problems: list[str] = []
-    for (verdict,) in conn.execute("PRAGMA integrity_check").fetchall():
+    for (verdict,) in conn.execute("PRAGMA integrity_check").fetchall() if sqlite_pages else ():
         if verdict != "ok":
             problems.append(f"SQLite integrity check: {verdict}")
     for row in conn.execute("PRAGMA foreign_key_check").fetchall():

@@ -97,6 +97,18 @@ class PlanningTables(StoreCore):
         wanted = set(hop_ids) if hop_ids is not None else None
         return {r["hop_id"]: Prediction.from_row(r) for r in rows if wanted is None or r["hop_id"] in wanted}
 
+    def predicted_pool(self, model_version_id: int, states: Sequence[str]) -> tuple[list[tuple[str, float, float]], int]:
+        """(working ion, μ, σ) of every hop in ``states`` that ``model_version_id`` predicted, and
+        how many hops in ``states`` it did not: one join, no hop records built (a 10^5-hop pool
+        is read in well under a second)."""
+        marks = ", ".join("?" * len(states))
+        rows = self._conn.execute(
+            f"SELECT h.working_ion, p.mean_ev, p.std_ev FROM hops h JOIN predictions p "
+            f"ON p.hop_id = h.hop_id AND p.model_version_id = ? WHERE h.state IN ({marks})", (model_version_id, *states),
+        ).fetchall()
+        (n_hops,) = self._conn.execute(f"SELECT COUNT(*) FROM hops WHERE state IN ({marks})", tuple(states)).fetchone()
+        return [tuple(r) for r in rows], n_hops - len(rows)
+
     # --------------------------------------------------------------- proposals
     @staticmethod
     def new_batch_id() -> str:
