@@ -142,10 +142,10 @@ def train_member(
 PATH_TENSOR_BATCH = 1024
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_member(
     model: BarrierModel,
-    data: Sequence[HopData] | PathTensors,
+    data: Sequence[HopData] | PathTensors | list[dict[str, torch.Tensor]],
     device: torch.device,
     batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +153,8 @@ def predict_member(
 
     Args:
         model: a fine-tuned member.
-        data: ``n_hops`` hop graphs, or (frozen backbone) their :class:`PathTensors`.
+        data: ``n_hops`` hop graphs, or (frozen backbone) their :class:`PathTensors`, or those cut
+            into batches already (:func:`path_batches`, on ``device``).
         device: where to run the model.
         batch_size: hops per forward pass of hop graphs (path tensors: :data:`PATH_TENSOR_BATCH`).
 
@@ -162,10 +163,10 @@ def predict_member(
     """
     model.to(device).eval()
     locations, scales = [], []
-    if isinstance(data, PathTensors):
-        data = data.to(device)
-        for index in torch.arange(data.n_hops, device=device).split(PATH_TENSOR_BATCH):
-            location, scale = model.path_forward(**data.batch(index))
+    if isinstance(data, PathTensors) or (isinstance(data, list) and data and isinstance(data[0], dict)):
+        batches = path_batches(data, device) if isinstance(data, PathTensors) else data
+        for inputs in batches:
+            location, scale = model.path_forward(**inputs)
             locations.append(location.cpu())
             scales.append(scale.cpu())
     else:
@@ -173,7 +174,22 @@ def predict_member(
             location, scale = model(batch.to(device))
             locations.append(location.cpu())
             scales.append(scale.cpu())
+    if not locations:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
     return torch.cat(locations).numpy(), torch.cat(scales).numpy()
+
+
+def path_batches(data: PathTensors, device: torch.device, members: Sequence[BarrierModel] = ()) -> list[dict[str, torch.Tensor]]:
+    """``data`` cut into :data:`PATH_TENSOR_BATCH` consecutive hops per forward pass, once for all
+    members; when ``members`` share one radial basis (a frozen backbone), each batch carries its
+    edges' basis (``path_edge_attr``) so that it is computed once, not once per member."""
+    batches = data.to(device).consecutive_batches(PATH_TENSOR_BATCH)
+    bases = [m.backbone.rbf for m in members]
+    if bases and all(b.width == bases[0].width and torch.equal(b.centers, bases[0].centers) for b in bases):
+        with torch.inference_mode():
+            for inputs in batches:
+                inputs["path_edge_attr"] = bases[0].to(device)(inputs["path_dist"])
+    return batches
 
 
 class GnnMembers(BarrierComponent):
@@ -244,6 +260,8 @@ class GnnMembers(BarrierComponent):
         key = ("gnn_members", id(self))
         if key not in inputs.computed:  # predict and sample of one set of hops share one forward pass
             data = self._data(inputs)
+            if isinstance(data, PathTensors):  # cut once, the radial basis computed once
+                data = path_batches(data, inputs.device, self.members)
             outputs = [predict_member(m, data, inputs.device) for m in self.members]
             inputs.computed[key] = (np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs]))
         location, scale = cast(tuple[np.ndarray, np.ndarray], inputs.computed[key])
