@@ -83,3 +83,22 @@ def test_a_convolution_equals_its_concatenated_form(shipped, hops):
     torch.testing.assert_close(scattered, textbook, rtol=0, atol=1e-5)
     torch.testing.assert_close(by_segments, textbook, rtol=0, atol=1e-5)
     assert torch.equal(by_segments, scattered)  # the same sums in the same order
+
+
+def test_the_forest_is_run_once_for_its_mean_and_spread_and_gives_scikit_learns_numbers(shipped, hops, monkeypatch):
+    from sklearn.tree import DecisionTreeRegressor
+
+    from alem.inference.trees import predict_trees
+
+    (forest,) = [c for c in shipped.structure.components if c.name == "extra_trees"]
+    x = shipped.hop_inputs(hops, device="cpu").component_inputs(forest.spec.reads_backbone)
+    features = x.for_spec(forest.spec)
+    expected_mean = np.exp(forest.model.predict(features))
+    expected_sigma = np.stack([np.exp(tree.predict(features)) for tree in forest.model.estimators_]).std(0)
+    calls = []
+    predict = DecisionTreeRegressor.predict
+    monkeypatch.setattr(DecisionTreeRegressor, "predict", lambda self, *a, **k: (calls.append(1), predict(self, *a, **k))[1])
+    mean, sigma = predict_trees([forest.spec], [forest.model], x)
+    assert len(calls) == len(forest.model.estimators_)  # each tree once, not once more for the mean
+    assert np.array_equal(mean[0], expected_mean) and np.array_equal(sigma[0], expected_sigma)
+    assert np.ptp(mean[0]) > 0.1
