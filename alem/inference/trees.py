@@ -155,7 +155,9 @@ def forest_tree_predictions(model, x: np.ndarray) -> np.ndarray:
     """``n_trees x n_hops``: each tree's prediction, ``x`` checked and made float32 once for all
     trees (as the forest's own ``predict`` does) rather than once per tree."""
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    return np.stack([tree.predict(x32, check_input=False) for tree in model.estimators_]) if len(x32) else np.zeros((len(model.estimators_), 0))
+    if not len(x32):
+        return np.zeros((len(model.estimators_), 0))
+    return np.stack([tree.predict(x32, check_input=False) for tree in model.estimators_])
 
 
 def forest_mean(per_tree: np.ndarray) -> np.ndarray:
