@@ -55,7 +55,7 @@ class GatedConv(nn.Module):
         z = z.addmm_(edge_attr, weight[:, 2 * hidden :].t())
         gate, filt = self.message_norm(z).chunk(2, dim=-1)
         messages = torch.sigmoid(gate) * nn.functional.softplus(filt)
-        if dst_lengths is not None:
+        if dst_lengths is not None and messages.is_cpu:  # measured on the CPU; not every accelerator has it
             update = torch.segment_reduce(messages, "sum", lengths=dst_lengths)
         else:
             update = scatter(messages, dst, dim=0, dim_size=h_dst.shape[0], reduce="sum")
