@@ -16,7 +16,10 @@ A row is keyed by three hashes:
   frozen pre-trained backbone share the rows and a model with another backbone does not.
 
 The cache is an SQLite file (WAL) beside the campaign's store; a row is written in one
-transaction with its hop's arrays, so a kill leaves whole rows or none.
+transaction with its hop's arrays, so a kill leaves whole rows or none. A row's arrays are stored
+raw (dtype, shape, bytes: :meth:`HopFeatures.to_bytes`) and read back with ``numpy.frombuffer``,
+since a rescoring reads every row of the pool; rows an older alem wrote as ``.npz`` archives (in
+their own table) are still read, and moved to the raw layout when they are.
 """
 
 from __future__ import annotations
