@@ -94,3 +94,46 @@ def test_featurised_in_chunks_each_written_when_done(hops, tmp_path, monkeypatch
         assert written == [4, 2] and len(cache) == 6
     for name in FIELDS:  # other batches of the backbone: equal to float32 rounding
         np.testing.assert_allclose(getattr(chunked, name), getattr(computed, name), rtol=1e-5, atol=1e-6)
+
+
+def test_rows_written_by_an_older_alem_are_read_and_moved_to_the_raw_layout(hops, tmp_path):
+    import io
+    import sqlite3
+
+    ensemble = Ensemble.load()
+    computed = ensemble.predict(hops)
+    path = tmp_path / "cache.sqlite"
+    with FeatureCache(path) as cache:
+        ensemble.predict(hops, cache=cache)
+    # the file as alem wrote it before the raw layout: every row an .npz archive in hop_features
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(f"SELECT * FROM {feature_cache.TABLE}").fetchall()
+        assert all(blob.startswith(feature_cache.ROW_FORMAT) for *_, blob in rows)
+        npz_rows = []
+        for *keys, blob in rows:
+            buffer = io.BytesIO()
+            np.savez(buffer, **feature_cache.HopFeatures.from_bytes(blob).__dict__)
+            npz_rows.append((*keys, buffer.getvalue()))
+        conn.execute(f"DELETE FROM {feature_cache.TABLE}")
+        conn.executemany(f"INSERT INTO {feature_cache.NPZ_TABLE} VALUES (?, ?, ?, ?)", npz_rows)
+    with FeatureCache(path) as cache:
+        old = ensemble.predict(hops, cache=cache)
+        assert (cache.hits, cache.misses, len(cache)) == (7, 0, 6)
+    assert _identical(old, computed)
+    with sqlite3.connect(path) as conn:  # moved: each row is opened the slow way once
+        assert conn.execute(f"SELECT COUNT(*) FROM {feature_cache.NPZ_TABLE}").fetchone() == (0,)
+        assert conn.execute(f"SELECT COUNT(*) FROM {feature_cache.TABLE}").fetchone() == (6,)
+
+
+def test_a_row_reads_back_every_array_bit_for_bit():
+    rng = np.random.default_rng(0)
+    row = feature_cache.HopFeatures(
+        src_h=rng.normal(size=(17, 3, 4)).astype(np.float32), dst_local=np.arange(17), path_dist=rng.random(17).astype(np.float32),
+        path_z=np.full(5, 3), host_pooled=rng.normal(size=4).astype(np.float32), path_desc=rng.random(6).astype(np.float32),
+        descriptors=rng.random(15).astype(np.float32), backbone_features=rng.normal(size=16),
+    )
+    back = feature_cache.HopFeatures.from_bytes(row.to_bytes())
+    for name, array in row.__dict__.items():
+        assert getattr(back, name).dtype == array.dtype and np.array_equal(getattr(back, name), array), name
+    with pytest.raises(ValueError, match="not a hop-features row"):
+        feature_cache.HopFeatures.from_bytes(b"PK\x03\x04")

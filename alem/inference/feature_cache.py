@@ -16,7 +16,10 @@ A row is keyed by three hashes:
   frozen pre-trained backbone share the rows and a model with another backbone does not.
 
 The cache is an SQLite file (WAL) beside the campaign's store; a row is written in one
-transaction with its hop's arrays, so a kill leaves whole rows or none.
+transaction with its hop's arrays, so a kill leaves whole rows or none. A row's arrays are stored
+raw (dtype, shape, bytes: :meth:`HopFeatures.to_bytes`) and read back with ``numpy.frombuffer``,
+since a rescoring reads every row of the pool; rows an older alem wrote as ``.npz`` archives (in
+their own table) are still read, and moved to the raw layout when they are.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import hashlib
 import io
 import json
 import sqlite3
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +46,14 @@ FEATURISATION_VERSION = 1
 #: File name of the cache beside a campaign's store.
 CACHE_FILENAME = "feature_cache.sqlite"
 
+#: Rows in the raw layout of :meth:`HopFeatures.to_bytes`.
+TABLE = "hop_feature_rows"
+#: Rows written before as one ``.npz`` archive each: read when a hop has no row in :data:`TABLE`,
+#: then moved there (an older alem reading the file finds only its own layout, never a row it cannot open).
+NPZ_TABLE = "hop_features"
+
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS hop_features (
+CREATE TABLE IF NOT EXISTS {table} (
     hop_key TEXT NOT NULL,
     featurisation_key TEXT NOT NULL,
     backbone_key TEXT NOT NULL,
@@ -81,6 +91,12 @@ def backbone_key(model: BarrierModel) -> str:
     return digest.hexdigest()
 
 
+#: First bytes of a cache row in the raw layout of :meth:`HopFeatures.to_bytes`.
+ROW_FORMAT = b"alem-hop-features-1\n"
+#: The dtypes a row's arrays may have (a row stores the index).
+_DTYPES = ("<f4", "<f8", "<i8", "<i4", "<i2", "|u1", "|i1", "|b1")
+
+
 @dataclass
 class HopFeatures:
     """One hop's featurisation: its slice of the path tensors, its descriptors, its backbone features."""
@@ -95,14 +111,41 @@ class HopFeatures:
     backbone_features: np.ndarray  # 4 * hidden
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, **self.__dict__)
-        return buffer.getvalue()
+        """:data:`ROW_FORMAT`, then per field (in :data:`ROW_FIELDS` order) its dtype, its shape
+        and its bytes: read back with no parsing beyond a few integers (an ``.npz`` per row
+        cost a millisecond per hop to open, as much as the new model version's own work)."""
+        parts = [ROW_FORMAT]
+        for name in ROW_FIELDS:
+            array = np.ascontiguousarray(getattr(self, name))
+            parts += [struct.pack("<BB", _DTYPES.index(array.dtype.str), array.ndim), struct.pack(f"<{array.ndim}I", *array.shape),
+                      array.tobytes()]
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> HopFeatures:
+        """A row of :meth:`to_bytes`."""
+        if not blob.startswith(ROW_FORMAT):
+            raise ValueError("not a hop-features row")
+        fields, offset = {}, len(ROW_FORMAT)
+        for name in ROW_FIELDS:
+            dtype_index, ndim = struct.unpack_from("<BB", blob, offset)
+            shape = struct.unpack_from(f"<{ndim}I", blob, offset + 2)
+            offset += 2 + 4 * ndim
+            dtype = np.dtype(_DTYPES[dtype_index])
+            count = int(np.prod(shape, dtype=np.int64))
+            fields[name] = np.frombuffer(blob, dtype, count, offset).reshape(shape)
+            offset += count * dtype.itemsize
+        return cls(**fields)
+
+    @classmethod
+    def from_npz(cls, blob: bytes) -> HopFeatures:
+        """A row written before :data:`ROW_FORMAT`: one ``.npz`` archive (the same arrays)."""
         with np.load(io.BytesIO(blob)) as arrays:
             return cls(**{name: arrays[name] for name in arrays.files})
+
+
+#: The fields of a row, in the order :meth:`HopFeatures.to_bytes` writes them.
+ROW_FIELDS = tuple(HopFeatures.__dataclass_fields__)
 
 
 class FeatureCache:
@@ -117,7 +160,8 @@ class FeatureCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=60.0)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
+        for table in (TABLE, NPZ_TABLE):
+            self._conn.execute(_SCHEMA.format(table=table))
         self._conn.commit()
         #: Rows read and rows written since it was opened.
         self.hits = 0
@@ -133,29 +177,43 @@ class FeatureCache:
         self.close()
 
     def get(self, hop_keys: Sequence[str], featurisation: str, backbone: str) -> dict[str, HopFeatures]:
-        """The cached features of those of ``hop_keys`` that have a row for this featurisation and backbone."""
-        found: dict[str, HopFeatures] = {}
+        """The cached features of those of ``hop_keys`` that have a row for this featurisation and
+        backbone; rows found only in the ``.npz`` layout (:data:`NPZ_TABLE`) are moved to :data:`TABLE`."""
         unique = list(dict.fromkeys(hop_keys))
-        for start in range(0, len(unique), 500):  # SQLite's limit on bound parameters
-            chunk = unique[start : start + 500]
-            rows = self._conn.execute(
-                f"SELECT hop_key, arrays FROM hop_features WHERE featurisation_key = ? AND backbone_key = ? "
+        found = {key: HopFeatures.from_bytes(blob) for key, blob in self._rows(TABLE, unique, featurisation, backbone)}
+        rest = [key for key in unique if key not in found]
+        older = {key: HopFeatures.from_npz(blob) for key, blob in self._rows(NPZ_TABLE, rest, featurisation, backbone)} if rest else {}
+        if older:  # read once in the slow layout, not on every rescoring
+            with self._conn:
+                self._write(older, featurisation, backbone)
+                self._conn.executemany(f"DELETE FROM {NPZ_TABLE} WHERE hop_key = ? AND featurisation_key = ? AND backbone_key = ?",
+                                       [(key, featurisation, backbone) for key in older])
+        return {**found, **older}
+
+    def _rows(self, table: str, keys: Sequence[str], featurisation: str, backbone: str) -> list[tuple[str, bytes]]:
+        rows = []
+        for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+            chunk = keys[start : start + 500]
+            rows += self._conn.execute(
+                f"SELECT hop_key, arrays FROM {table} WHERE featurisation_key = ? AND backbone_key = ? "
                 f"AND hop_key IN ({','.join('?' * len(chunk))})",
                 [featurisation, backbone, *chunk],
-            )
-            found.update((key, HopFeatures.from_bytes(blob)) for key, blob in rows)
-        return found
+            ).fetchall()
+        return rows
 
     def put(self, features: dict[str, HopFeatures], featurisation: str, backbone: str) -> None:
         """Store rows (one transaction; an existing row is replaced by the same content)."""
         with self._conn:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO hop_features VALUES (?, ?, ?, ?)",
-                [(key, featurisation, backbone, f.to_bytes()) for key, f in features.items()],
-            )
+            self._write(features, featurisation, backbone)
+
+    def _write(self, features: dict[str, HopFeatures], featurisation: str, backbone: str) -> None:
+        self._conn.executemany(
+            f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)",
+            [(key, featurisation, backbone, f.to_bytes()) for key, f in features.items()],
+        )
 
     def __len__(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM hop_features").fetchone()[0])
+        return sum(int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]) for table in (TABLE, NPZ_TABLE))
 
 
 def split_path_tensors(tensors, descriptors: np.ndarray, backbone_features: np.ndarray) -> list[HopFeatures]:

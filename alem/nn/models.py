@@ -78,9 +78,11 @@ class BarrierModel(nn.Module):
         # |t - 1/2| keeps the images symmetric under reversing the hop's direction
         centred_t = (inputs["path_t"] - 0.5).abs()[:, None]
         h = self.backbone.embedding(inputs["path_z"]) + self.path_marker + self.path_position(centred_t)
-        edge_attr = self.backbone.rbf(inputs["path_dist"])
+        # the radial basis of the path edges, unless computed already for several members
+        edge_attr = inputs["path_edge_attr"] if "path_edge_attr" in inputs else self.backbone.rbf(inputs["path_dist"])
+        lengths = inputs.get("path_dst_lengths")
         for index, layer in enumerate(self.path_layers):
-            h = layer(h, inputs["src_h"][:, index], inputs["path_dst"], edge_attr)
+            h = layer(h, inputs["src_h"][:, index], inputs["path_dst"], edge_attr, lengths)
         return h
 
     def path_forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +96,9 @@ class BarrierModel(nn.Module):
             path_t: ``n_hops * n_images`` image position along the path, 0..1.
             host_pooled: ``n_hops x hidden`` mean host embedding.
             path_desc: ``n_hops x n_descriptors`` hop descriptors.
+            path_edge_attr: (optional) the radial basis of ``path_dist`` under this model's backbone.
+            path_dst_lengths: (optional) where ``path_dst`` is sorted, the number of edges of
+                every path node (``n_hops * n_images``).
 
         Returns:
             ``(location_ev, scale_ev)``, each ``n_hops``: the Laplace location and scale of E_m.
