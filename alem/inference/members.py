@@ -186,7 +186,8 @@ def path_batches(data: PathTensors, device: torch.device, members: Sequence[Barr
     edges' basis (``path_edge_attr``) so that it is computed once, not once per member."""
     batches = data.to(device).consecutive_batches(PATH_TENSOR_BATCH)
     bases = [m.backbone.rbf for m in members]
-    if bases and all(b.width == bases[0].width and torch.equal(b.centers, bases[0].centers) for b in bases):
+    centers = [cast(torch.Tensor, b.centers) for b in bases]
+    if bases and all(b.width == bases[0].width and torch.equal(c, centers[0]) for b, c in zip(bases, centers, strict=True)):
         with torch.inference_mode():
             for inputs in batches:
                 inputs["path_edge_attr"] = bases[0].to(device)(inputs["path_dist"])
@@ -281,8 +282,8 @@ class GnnMembers(BarrierComponent):
         if key not in inputs.computed:  # predict and sample of one set of hops share one forward pass
             data = self._data(inputs)
             if isinstance(data, PathTensors):  # cut once, the radial basis computed once
-                data = path_batches(data, inputs.device, self.members)
-                outputs = members_on_one_thread(self.members, data, inputs.device)
+                batches = path_batches(data, inputs.device, self.members)
+                outputs = members_on_one_thread(self.members, batches, inputs.device)
             else:
                 outputs = [predict_member(m, data, inputs.device) for m in self.members]
             inputs.computed[key] = (np.stack([o[0] for o in outputs]), np.stack([o[1] for o in outputs]))
