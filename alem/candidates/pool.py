@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from alem.candidates.enumerate import EnumerationSettings, enumerate_hops
+from alem.candidates.enumerate import DistinctPaths, EnumerationSettings, enumerate_hops, find_distinct_paths
 from alem.candidates.hosts import HostError, read_host
 from alem.candidates.network import HostNetwork
 from alem.candidates.network_record import NetworkRecord, path_number, reach_a, signed_paths
@@ -154,8 +154,9 @@ def _enumerate_host(
         stand_ins = [(path.stem, structure)] if structure.is_ordered else _orderings(structure, path, orderings)
         for label, ordered in stand_ins:
             problems: list[str] = []
-            hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path))
-            network, network_error = _network(ordered, working_ion, settings)
+            found_paths = find_distinct_paths(ordered, working_ion, settings)
+            hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path), distinct_paths=found_paths)
+            network, network_error = _network(ordered, working_ion, settings, found_paths)
             found.append(HostCandidates(path, label, ordered, hops, skipped=problems, seconds=time.perf_counter() - start,
                                         no_percolation=network_error or _no_percolation(network),
                                         source_fingerprint=fingerprint, network=network, network_error=network_error))
@@ -176,12 +177,15 @@ def _orderings(structure: Structure, path: Path, orderings: int) -> list[tuple[s
     return stand_ins
 
 
-def _network(structure: Structure, working_ion: str, settings: EnumerationSettings) -> tuple[HostNetwork | None, str]:
-    """The host's migration network at the enumeration cutoff, or why pymatgen could not build it."""
+def _network(
+    structure: Structure, working_ion: str, settings: EnumerationSettings, found_paths: DistinctPaths
+) -> tuple[HostNetwork | None, str]:
+    """The host's migration network at the enumeration cutoff (from the paths enumeration found),
+    or why pymatgen could not build it."""
     from alem.candidates.network import host_network
 
     try:
-        return host_network(structure, working_ion, settings.max_hop_length_a), ""
+        return host_network(structure, working_ion, settings.max_hop_length_a, settings.symprec, distinct_paths=found_paths), ""
     except HostError as exc:
         return None, str(exc)
 
