@@ -10,7 +10,7 @@ from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
 from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
 from alem.store.states import HopState, StoreError
-from alem.store.structure_json import structure_from_json, structure_to_json
+from alem.store.structure_json import endpoint_columns, endpoints_from_columns
 
 #: The columns of a hop row a :class:`~alem.hops.hop.Hop` is rebuilt from (:func:`hop_from_row`).
 HOP_COLUMNS = ("hop_id", "initial_json", "final_json", "working_ion", "grp", "metadata_json")
@@ -21,8 +21,9 @@ def hop_from_row(row: Mapping[str, Any]) -> Hop:
     structures, no barrier."""
     from alem.hops.hop import Hop, Provenance
 
-    return Hop(hop_id=row["hop_id"], initial=structure_from_json(row["initial_json"]), final=structure_from_json(row["final_json"]),
-               working_ion=row["working_ion"], provenance=Provenance(), group=row["grp"], metadata=json.loads(row["metadata_json"]))
+    initial, final = endpoints_from_columns(row["initial_json"], row["final_json"])
+    return Hop(hop_id=row["hop_id"], initial=initial, final=final, working_ion=row["working_ion"], provenance=Provenance(),
+               group=row["grp"], metadata=json.loads(row["metadata_json"]))
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -109,6 +110,7 @@ class HopTables(StoreCore):
                         "different hop in the store; give the new hop another id"
                     )
                 now = self.now()
+                initial_json, final_json = endpoint_columns(hop.initial, hop.final)
                 self._conn.execute(
                     "INSERT INTO hops (hop_id, host_id, working_ion, initial_json, final_json, hop_length_a, "
                     "n_sites, fingerprint, grp, metadata_json, state, created_at, updated_at) "
@@ -117,8 +119,8 @@ class HopTables(StoreCore):
                         hop.hop_id,
                         host_id,
                         hop.working_ion,
-                        structure_to_json(hop.initial),
-                        structure_to_json(hop.final),
+                        initial_json,
+                        final_json,
                         hop.hop_length_a,
                         hop.n_sites,
                         fingerprint,
