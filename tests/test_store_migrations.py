@@ -1,5 +1,6 @@
 """Schema versions: an old store is migrated in one transaction, a newer one is refused."""
 
+import json
 import shutil
 import sqlite3
 from contextlib import closing
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pymatgen.core import Structure
 
 from alem.store import SCHEMA_VERSION, HopState, Store
 from alem.store.schema import MIGRATIONS, Migration, SchemaError, current_version, migrate
@@ -52,9 +54,11 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
     before = _rows(path)
     Store.open(path).close()
     after = _rows(path)
-    # migrating rewrote no v1 row, but for v7's compact hop structures (columns 3 and 4), read back below
-    assert {t: r for t, r in after.items() if t != "hops"} == {t: r for t, r in before.items() if t != "hops"}
+    # migrating rewrote no v1 row, but for v7's and v10's hop structures (columns 3 and 4) and v10's
+    # packed host structures (column 2), read back below
+    assert {t: r for t, r in after.items() if t not in ("hops", "hosts")} == {t: r for t, r in before.items() if t not in ("hops", "hosts")}
     assert [r[:3] + r[5:] for r in after["hops"]] == [r[:3] + r[5:] for r in before["hops"]]
+    assert [r[:2] + r[3:] for r in after["hosts"]] == [r[:2] + r[3:] for r in before["hosts"]]
     with Store.open(path) as store:
         assert store.schema_version == SCHEMA_VERSION
         assert {h.hop_id: h.state for h in store.hops()} == {
@@ -64,6 +68,8 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
         assert {(d.hop_id, d.decision, d.who, d.reason) for d in store.decisions()} == {
             ("c", "approve", "alice", "cheap"), ("d", "reject", "bob", "disordered layer")}
         assert len(store.predictions()) == 4 and store.hosts()[0].name == "tiny host"
+        old_host = Structure.from_dict(json.loads(before["hosts"][0][2]))
+        assert store.host_structure(store.hosts()[0].id).frac_coords.tobytes() == old_host.frac_coords.tobytes()
         assert store.load_hops(["b"])[0].initial == tiny_hop("b", 0.4).initial
         assert store.integrity_check() == []
         # the old fingerprints still de-duplicate: the same hop again maps to the stored id
@@ -180,7 +186,7 @@ def _same_structures(mine, theirs) -> bool:
 
 
 def test_v10_packs_hop_endpoints_and_reads_them_back_to_the_bit(tmp_path):
-    """A v9 store's hops: the initial structure compressed, the final one as the ion's new position
+    """A v9 store's hosts and hops: a host's structure and a hop's initial structure compressed, the final one as the ion's new position
     where nothing else moved (an enumerated hop), compressed whole where it did (a relaxed hop) or
     where pymatgen's dict was kept (oxidation states); each reads back to the bit, de-duplicates as
     before, and a hop stored after the migration is packed too."""
@@ -200,11 +206,15 @@ def test_v10_packs_hop_endpoints_and_reads_them_back_to_the_bit(tmp_path):
     charged.initial.add_oxidation_state_by_element({"Li": 1, "O": -2})
     charged.final.add_oxidation_state_by_element({"Li": 1, "O": -2})
     hops = (enumerated, relaxed, charged)
+    ordered_host = enumerated.initial.copy()
+    ordered_host.properties = {"alem_ordering": {"rank": 1}}  # a stand-in of a disordered host keeps its provenance
     with closing(sqlite3.connect(path)) as conn:  # rows as a v9 alem wrote them
         for hop in hops:
             conn.execute("INSERT INTO hops (hop_id, working_ion, initial_json, final_json, hop_length_a, n_sites, fingerprint, "
                          "state, created_at, updated_at) VALUES (?, 'Li', ?, ?, 2.0, 63, ?, 'candidate', 0, 0)",
                          (hop.hop_id, structure_to_json(hop.initial), structure_to_json(hop.final), hop_fingerprint(hop)))
+        conn.execute("INSERT INTO hosts (formula, structure_json, fingerprint, created_at) VALUES ('LiO', ?, 'host-fp', 0)",
+                     (json.dumps(ordered_host.as_dict()),))
         conn.commit()
         old_bytes = conn.execute("SELECT length(initial_json) + length(final_json) FROM hops WHERE hop_id = 'enumerated'").fetchone()[0]
     with Store.open(path) as store:
@@ -224,4 +234,9 @@ def test_v10_packs_hop_endpoints_and_reads_them_back_to_the_bit(tmp_path):
         initial, final = store._conn.execute("SELECT initial_json, final_json FROM hops WHERE hop_id = ?", new).fetchone()
         assert initial.startswith(PACKED_PREFIX) and set(json.loads(final)) == {MOVED_KEY}
         assert _same_structures(store.load_hops(new)[0].final, rocksalt_hop("new", neighbor_rank=1).final)
+        host_id = store.hosts()[0].id
+        packed_host = store._conn.execute("SELECT structure_json FROM hosts WHERE id = ?", (host_id,)).fetchone()[0]
+        assert packed_host.startswith(PACKED_PREFIX)
+        host = store.host_structure(host_id)
+        assert _same_structures(host, ordered_host) and host.properties == ordered_host.properties
         assert store.integrity_check() == []

@@ -10,7 +10,7 @@ from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
 from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
 from alem.store.states import HopState, StoreError
-from alem.store.structure_json import endpoint_columns, endpoints_from_columns
+from alem.store.structure_json import endpoint_columns, endpoints_from_columns, packed_structure_json, structure_from_json
 
 #: The columns of a hop row a :class:`~alem.hops.hop.Hop` is rebuilt from (:func:`hop_from_row`).
 HOP_COLUMNS = ("hop_id", "initial_json", "final_json", "working_ion", "grp", "metadata_json")
@@ -44,7 +44,7 @@ class HopTables(StoreCore):
             cursor = self._conn.execute(
                 "INSERT INTO hosts (formula, structure_json, fingerprint, source_file, name, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (formula, json.dumps(structure.as_dict()), fingerprint, source_file, name, self.now()),
+                (formula, packed_structure_json(structure), fingerprint, source_file, name, self.now()),
             )
             host_id = int(cursor.lastrowid)
             self._event("host_added", f"host {host_id} {formula} added", payload={"source_file": source_file})
@@ -61,12 +61,10 @@ class HopTables(StoreCore):
 
     def host_structure(self, host_id: int) -> Structure:
         """The host's structure as stored (every working-ion site occupied)."""
-        from pymatgen.core import Structure
-
         row = self._conn.execute("SELECT structure_json FROM hosts WHERE id = ?", (host_id,)).fetchone()
         if row is None:
             raise StoreError(f"no host {host_id} in {self.path}")
-        return Structure.from_dict(json.loads(row["structure_json"]))
+        return structure_from_json(row["structure_json"])
 
     def keep_host_network(self, host_id: int, working_ion: str, covers_a: float, record_json: str) -> None:
         """Keep the host's migration network (``alem.candidates.network_record``: JSON the store does

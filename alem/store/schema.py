@@ -271,8 +271,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "host networks: each host's migration network, path signatures and dataset matches, kept", _V8_HOST_NETWORKS),
     Migration(9, "scoring jobs (a large pool scored as a batch job, one live at a time); hop records read from an index",
               _V9_SCORE_JOBS),
-    Migration(10, "packed hop endpoints: the initial structure compressed, the final one as the ion's new position where "
-              "nothing else moved", _v10_packed_endpoints),
+    Migration(10, "packed structures: hosts and hops' initial structures compressed, a final one as the ion's new position "
+              "where nothing else moved", _v10_packed_endpoints),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
