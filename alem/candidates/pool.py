@@ -68,6 +68,26 @@ class HostCandidates:
 
 
 @dataclass(frozen=True)
+class HostSummary:
+    """What a report keeps of a stored host: its table row, not its structures (10^4 hosts'
+    supercells would not fit in memory)."""
+
+    path: Path
+    label: str
+    #: supercell atoms of each enumerated hop, in path order
+    hop_sites: tuple[int, ...]
+    known: list[str]
+    skipped: list[str]
+    seconds: float
+    no_percolation: str
+
+    @classmethod
+    def of(cls, host: HostCandidates) -> HostSummary:
+        return cls(host.path, host.label, tuple(h.n_sites for h in host.hops), host.known, host.skipped, host.seconds,
+                   host.no_percolation)
+
+
+@dataclass(frozen=True)
 class SkippedHost:
     """A host file that gave no hop, and why (the message names the file)."""
 
@@ -78,7 +98,7 @@ class SkippedHost:
 
 @dataclass
 class AddReport:
-    hosts: list[HostCandidates]
+    hosts: list[HostSummary]
     added: list[str]
     skipped_hosts: list[SkippedHost] = field(default_factory=list)
     #: loading the training dataset's signatures and writing the store (not per host)
@@ -399,12 +419,12 @@ def add_candidates(
             hosts, skipped, resumed = _split(chunk)
             if strict and skipped:
                 raise HostError("; ".join(s.reason for s in skipped))
-            report.hosts += hosts
             report.skipped_hosts += skipped
             report.resumed_hosts += resumed
             start = time.perf_counter()
             report.added += _store_hosts(store, hosts, known, key)
             report.overhead_seconds += time.perf_counter() - start
+            report.hosts += [HostSummary.of(host) for host in hosts]  # the structures go with the chunk
     finally:
         enumerated.close()  # the hosts not started yet are cancelled
     return report

@@ -122,8 +122,8 @@ def _print_added_hosts(report: AddReport, working_ion: str) -> None:
     )
     rows = [
         [
-            host.label, str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
-            str(len(host.skipped)), ", ".join(map(str, sorted({h.n_sites for h in host.hops}))), f"{host.seconds:.1f}",
+            host.label, str(len(host.hop_sites)), str(len(host.hop_sites) - len(host.known)), str(len(host.known)),
+            str(len(host.skipped)), ", ".join(map(str, sorted(set(host.hop_sites)))), f"{host.seconds:.1f}",
         ]
         for host in report.hosts
     ]
