@@ -252,3 +252,27 @@ def test_a_killed_parallel_run_keeps_whole_chunks_and_goes_on_with_no_host_twice
         assert _store_content(store) == whole
         fingerprints = _enumerated_fingerprints(store)
         assert len(fingerprints) == len(set(fingerprints)) == 3  # no host stored twice
+
+
+def test_an_unexpected_error_in_one_host_skips_it_by_file_name_and_stores_the_rest(campaign, hosts, monkeypatch):
+    """pymatgen raising something else than alem's own errors on one odd host (in a worker) skips
+    that host with the file name and the error; the other hosts are stored."""
+    from alem.candidates import pool
+
+    real = pool.enumerate_hops
+
+    def fails_on_li2s(structure, ion, label, *args, **kwargs):
+        if label == "Li2S":
+            raise RuntimeError("No symmetrically equivalent site was found")
+        return real(structure, ion, label, *args, **kwargs)
+
+    monkeypatch.setattr(pool, "enumerate_hops", fails_on_li2s)  # the workers are forked: they run it too
+    paths = expand_host_paths([hosts])
+    settings = EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5, max_atoms=32)
+    with Store.open(campaign.store_path) as store:
+        report = add_candidates(store, paths, "Li", settings, dataset_hops=[], workers=2)
+        assert sorted(h.name for h in store.hosts()) == ["Li2O", "LiCoO2"]
+    reasons = {s.path.name: s.reason for s in report.skipped_hosts}
+    assert reasons["Li2S.cif"] == (f"{hosts / 'Li2S.cif'}: enumeration failed "
+                                   "(RuntimeError: No symmetrically equivalent site was found)")
+    assert set(reasons) == {"Li2S.cif", "NaCl.cif"}

@@ -188,6 +188,8 @@ def _enumerate_host(
             start = time.perf_counter()
     except HostError as exc:
         return SkippedHost(path, str(exc), time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types on odd hosts; one must not sink 10^4 others
+        return SkippedHost(path, f"{path}: enumeration failed ({type(exc).__name__}: {exc})", time.perf_counter() - start)
     return found
 
 
