@@ -32,6 +32,7 @@ from alem.candidates.hosts import HostError, read_host
 from alem.candidates.network import HostNetwork
 from alem.candidates.network_record import NetworkRecord, path_number, reach_a, signed_paths
 from alem.candidates.signature import hop_signature
+from alem.candidates.transport import arrived_hop, portable_hop
 from alem.hops.fingerprint import structure_fingerprint
 from alem.hops.hop import Hop
 
@@ -229,6 +230,20 @@ def _no_percolation(network: HostNetwork) -> str:
     return ""
 
 
+def _enumerate_host_to_send(*args) -> list[HostCandidates] | SkippedHost | Path:
+    """:func:`_enumerate_host` in a worker, its hops' structures in their portable form (:mod:`alem.candidates.transport`)."""
+    result = _enumerate_host(*args)
+    if isinstance(result, list):
+        return [replace(host, hops=[portable_hop(hop) for hop in host.hops]) for host in result]
+    return result
+
+
+def _arrived(result: list[HostCandidates] | SkippedHost | Path) -> list[HostCandidates] | SkippedHost | Path:
+    if isinstance(result, list):
+        return [replace(host, hops=[arrived_hop(hop) for hop in host.hops]) for host in result]
+    return result
+
+
 def default_workers() -> int:
     """Processes that enumerate hosts by default: the cores this process may use, at most
     :data:`MAX_DEFAULT_WORKERS` (a login node is shared; ``--workers`` asks for more)."""
@@ -253,8 +268,9 @@ def _enumerated(
     n = len(paths)
     pool = ProcessPoolExecutor(max_workers=min(workers, n))
     try:
-        yield from pool.map(_enumerate_host, paths, [working_ion] * n, [settings] * n, [done_before] * n, [orderings] * n,
-                            chunksize=1)
+        sent = pool.map(_enumerate_host_to_send, paths, [working_ion] * n, [settings] * n, [done_before] * n, [orderings] * n,
+                        chunksize=1)
+        yield from map(_arrived, sent)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
