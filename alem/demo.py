@@ -266,9 +266,9 @@ def run_demo(
         report = add_candidates(store, host_files, config.campaign.working_ion, DEMO_ENUMERATION)
     say_fidelity(config, retrain, say)
     for host in report.hosts:
-        sizes = ", ".join(str(h.n_sites) for h in host.hops)
-        say(f"{host.label}: {len(host.hops)} distinct Li hops within 4 Å (NEB cells of {sizes} atoms), "
-            f"{len(host.hops) - len(host.known)} new")
+        sizes = ", ".join(map(str, host.hop_sites))
+        say(f"{host.label}: {len(host.hop_sites)} distinct Li hops within 4 Å (NEB cells of {sizes} atoms), "
+            f"{len(host.hop_sites) - len(host.known)} new")
     options = LoopOptions(
         tick_seconds=config.loop.tick_seconds,
         until_idle=True,

@@ -95,6 +95,13 @@ def _store_content(store):
     return sorted(h.name for h in store.hosts()), sorted(r.hop_id for r in store.hops())
 
 
+def _stored_rows(store) -> list[tuple]:
+    """Every hop's id, fingerprint and stored structures, and every host's structure, as stored."""
+    hops = store._conn.execute("SELECT hop_id, fingerprint, initial_json, final_json, metadata_json FROM hops ORDER BY hop_id")
+    hosts = store._conn.execute("SELECT name, fingerprint, structure_json FROM hosts ORDER BY name")
+    return [tuple(r) for r in hops] + [tuple(r) for r in hosts]
+
+
 def test_a_killed_run_goes_on_where_it_stopped(campaign, hosts, tmp_path, monkeypatch):
     from alem.campaign import init_campaign
     from alem.candidates import pool
@@ -140,13 +147,13 @@ def test_workers_enumerate_side_by_side_to_the_same_store(campaign, hosts):
     result, text = _add(campaign, hosts, "--workers", "2")
     assert result.exit_code == 1 and "host skipped" in text
     with Store.open(campaign.store_path) as store:
-        parallel = _store_content(store)
+        parallel = _stored_rows(store)
     from alem.campaign import init_campaign
 
     serial_campaign = init_campaign(campaign.campaign_dir.parent / "serial")
     with Store.open(serial_campaign.store_path) as store:
         add_candidates(store, paths, "Li", settings, dataset_hops=None)
-        assert _store_content(store) == parallel
+        assert _stored_rows(store) == parallel  # the hops came from the workers to the bit
 
 
 def test_a_hop_file_stores_its_valid_hops_and_names_each_invalid_one(campaign, hosts, tmp_path):
@@ -181,3 +188,98 @@ def test_a_hop_file_stores_its_valid_hops_and_names_each_invalid_one(campaign, h
         ids = {r.hop_id for r in store.hops()}
         assert {"rs-0", "rs-1"} <= ids and not ids & {"no-li", "nan-coords", "no-final"}
         assert [h.name for h in store.hosts()] == ["Li2O"]  # the host beside it was enumerated too
+
+
+#: A `candidates add` in its own process: 2 workers, a chunk per host, 3 s per host's enumeration
+#: (so a kill lands between chunks).
+_SLOW_PARALLEL_ADD = """
+import sys, time
+from alem.candidates import EnumerationSettings, pool
+from alem.store import Store
+
+pool.HOSTS_PER_CHUNK = 1
+real = pool.enumerate_hops
+
+def slow(*args, **kwargs):
+    time.sleep(3)
+    return real(*args, **kwargs)
+
+pool.enumerate_hops = slow  # the workers are forked after this: they run it too
+with Store.open(sys.argv[1]) as store:
+    pool.add_candidates(store, sys.argv[2:], "Li", EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5,
+                        max_atoms=32), dataset_hops=[], workers=2)
+"""
+
+
+def _enumerated_fingerprints(store) -> list[str]:
+    from alem.candidates.pool import ENUMERATED_EVENT
+
+    return [f for event in store.events(kind=ENUMERATED_EVENT) for f in event.payload["hosts"]]
+
+
+def test_a_killed_parallel_run_keeps_whole_chunks_and_goes_on_with_no_host_twice(campaign, hosts, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import alem
+    from alem.campaign import init_campaign
+
+    paths = expand_host_paths([hosts])  # Li2O, Li2S, LiCoO2 and NaCl (skipped: no Li)
+    settings = EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5, max_atoms=32)
+    with Store.open(init_campaign(tmp_path / "whole").store_path) as store:
+        add_candidates(store, paths, "Li", settings, dataset_hops=[])
+        whole = _store_content(store)
+    env = {**os.environ, "PYTHONPATH": str(Path(alem.__file__).parents[1])}
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_PARALLEL_ADD, str(campaign.store_path), *map(str, paths)],
+                             env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            with Store.open(campaign.store_path) as store:
+                if _enumerated_fingerprints(store):
+                    break
+            time.sleep(0.1)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the parent and its workers, as `kill -9` of the group
+        child.wait()
+    with Store.open(campaign.store_path) as store:
+        stored = sorted(h.name for h in store.hosts())
+        # whole chunks only: every stored host is in a chunk's event and every chunk's hosts are stored
+        assert sorted(_enumerated_fingerprints(store)) == sorted(h.fingerprint for h in store.hosts())
+    assert 1 <= len(stored) < 3, stored  # killed after a chunk, before the last
+
+    with Store.open(campaign.store_path) as store:
+        report = add_candidates(store, paths, "Li", settings, dataset_hops=[], workers=2)
+        assert sorted(p.stem for p in report.resumed_hosts) == stored  # not enumerated again
+        assert sorted(h.label for h in report.hosts) == sorted({"Li2O", "Li2S", "LiCoO2"} - set(stored))
+        assert _store_content(store) == whole
+        fingerprints = _enumerated_fingerprints(store)
+        assert len(fingerprints) == len(set(fingerprints)) == 3  # no host stored twice
+
+
+def test_an_unexpected_error_in_one_host_skips_it_by_file_name_and_stores_the_rest(campaign, hosts, monkeypatch):
+    """pymatgen raising something else than alem's own errors on one odd host (in a worker) skips
+    that host with the file name and the error; the other hosts are stored."""
+    from alem.candidates import pool
+
+    real = pool.enumerate_hops
+
+    def fails_on_li2s(structure, ion, label, *args, **kwargs):
+        if label == "Li2S":
+            raise RuntimeError("No symmetrically equivalent site was found")
+        return real(structure, ion, label, *args, **kwargs)
+
+    monkeypatch.setattr(pool, "enumerate_hops", fails_on_li2s)  # the workers are forked: they run it too
+    paths = expand_host_paths([hosts])
+    settings = EnumerationSettings(max_hop_length_a=4.0, min_image_distance_a=4.5, max_atoms=32)
+    with Store.open(campaign.store_path) as store:
+        report = add_candidates(store, paths, "Li", settings, dataset_hops=[], workers=2)
+        assert sorted(h.name for h in store.hosts()) == ["Li2O", "LiCoO2"]
+    reasons = {s.path.name: s.reason for s in report.skipped_hosts}
+    assert reasons["Li2S.cif"] == (f"{hosts / 'Li2S.cif'}: enumeration failed "
+                                   "(RuntimeError: No symmetrically equivalent site was found)")
+    assert set(reasons) == {"Li2S.cif", "NaCl.cif"}

@@ -104,3 +104,29 @@ def test_bad_hosts_get_one_clear_message(tmp_path: Path):
     isolated = Structure(Lattice.cubic(6.0), ["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(HostError, match=r"iso: no Li hop shorter than 2.00 Å"):
         enumerate_hops(isolated, "Li", "iso", EnumerationSettings(max_hop_length_a=2.0))
+
+
+@pytest.mark.parametrize("name", ["Li2O_antifluorite", "LiCoO2_layered", "LiFePO4_olivine"])
+def test_endpoints_from_one_supercell_are_pymatgens_to_the_bit(name):
+    """``supercell_endpoints`` (one supercell per host and matrix, the two sites found at once) gives
+    the structures of pymatgen-analysis-diffusion's ``get_start_end_structures`` followed by
+    ``endpoints_in_convention``, to the bit, for every path of the host."""
+    from pymatgen.analysis.diffusion.utils.supercells import get_start_end_structures
+
+    from alem.candidates.enumerate import _HostFacts, endpoints_in_convention, find_distinct_paths, supercell_endpoints
+
+    host = read_host(next(p for p in shipped_host_files() if p.stem == name), "Li")
+    settings = EnumerationSettings(max_hop_length_a=4.0)
+    _, paths = find_distinct_paths(host, "Li", settings)
+    shared = _HostFacts.of(paths[0], host, settings)
+    compared = 0
+    for path in paths:
+        for matrix in shared.supercells[:2]:
+            start, end, _ = get_start_end_structures(path.isite, path.esite, shared.base, matrix.tolist(), vac_mode=True)
+            theirs = endpoints_in_convention(start, end, "Li")
+            mine = supercell_endpoints(path.isite, path.esite, shared.supercell(matrix), matrix, "Li")
+            for a, b in zip(mine, theirs):
+                assert a.lattice.matrix.tobytes() == b.lattice.matrix.tobytes()
+                assert a.frac_coords.tobytes() == b.frac_coords.tobytes() and a.species == b.species
+            compared += 1
+    assert compared >= len(paths)

@@ -254,3 +254,16 @@ def test_candidates_add_warns_about_a_host_whose_hops_cannot_percolate(tmp_path)
     text = " ".join(added.output.split())
     assert "no percolation dimers: no network of its Li hops up to 3.00 Å reaches a site's periodic image" in text
     assert "no percolation LiCoO2" not in text  # its in-plane hops make a 2D network
+
+
+@pytest.mark.parametrize("name", ["LiFePO4_olivine", "Li2O_antifluorite"])  # Li2O: two distinct paths of one length
+def test_edges_matched_to_paths_by_symmetry_alone_match_pymatgens_equality(name, monkeypatch):
+    """The graph's and the finder's symmetrized structures are compared once per host, then each
+    edge is matched by the symmetry test alone: the same network as ``MigrationHop.__eq__`` per pair."""
+    from alem.candidates import network as network_module
+
+    fast = _network(name, 4.5)
+    real = network_module._matching_path
+    monkeypatch.setattr(network_module, "_matching_path", lambda hop, paths, formula, known_same_structure=False:
+                        real(hop, paths, formula, False))
+    assert _network(name, 4.5) == fast

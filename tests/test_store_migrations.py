@@ -1,5 +1,6 @@
 """Schema versions: an old store is migrated in one transaction, a newer one is refused."""
 
+import json
 import shutil
 import sqlite3
 from contextlib import closing
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pymatgen.core import Structure
 
 from alem.store import SCHEMA_VERSION, HopState, Store
 from alem.store.schema import MIGRATIONS, Migration, SchemaError, current_version, migrate
@@ -52,9 +54,11 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
     before = _rows(path)
     Store.open(path).close()
     after = _rows(path)
-    # migrating rewrote no v1 row, but for v7's compact hop structures (columns 3 and 4), read back below
-    assert {t: r for t, r in after.items() if t != "hops"} == {t: r for t, r in before.items() if t != "hops"}
+    # migrating rewrote no v1 row, but for v7's and v10's hop structures (columns 3 and 4) and v10's
+    # packed host structures (column 2), read back below
+    assert {t: r for t, r in after.items() if t not in ("hops", "hosts")} == {t: r for t, r in before.items() if t not in ("hops", "hosts")}
     assert [r[:3] + r[5:] for r in after["hops"]] == [r[:3] + r[5:] for r in before["hops"]]
+    assert [r[:2] + r[3:] for r in after["hosts"]] == [r[:2] + r[3:] for r in before["hosts"]]
     with Store.open(path) as store:
         assert store.schema_version == SCHEMA_VERSION
         assert {h.hop_id: h.state for h in store.hops()} == {
@@ -64,6 +68,8 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
         assert {(d.hop_id, d.decision, d.who, d.reason) for d in store.decisions()} == {
             ("c", "approve", "alice", "cheap"), ("d", "reject", "bob", "disordered layer")}
         assert len(store.predictions()) == 4 and store.hosts()[0].name == "tiny host"
+        old_host = Structure.from_dict(json.loads(before["hosts"][0][2]))
+        assert store.host_structure(store.hosts()[0].id).frac_coords.tobytes() == old_host.frac_coords.tobytes()
         assert store.load_hops(["b"])[0].initial == tiny_hop("b", 0.4).initial
         assert store.integrity_check() == []
         # the old fingerprints still de-duplicate: the same hop again maps to the stored id
@@ -140,7 +146,7 @@ def test_a_store_from_a_newer_alem_is_refused(tmp_path):
 def test_v7_rewrites_hop_structures_compactly_and_exactly(tmp_path):
     import json
 
-    from alem.store.structure_json import COMPACT_KEY
+    from alem.store.structure_json import COMPACT_KEY, _unpacked
     from tests._factories import rocksalt_hop
 
     path = tmp_path / "v6.sqlite"
@@ -158,15 +164,79 @@ def test_v7_rewrites_hop_structures_compactly_and_exactly(tmp_path):
                          (hop.hop_id, json.dumps(hop.initial.as_dict()), json.dumps(hop.final.as_dict()), f"fp{i}"))
         conn.commit()
         old_size = conn.execute("SELECT length(initial_json) FROM hops WHERE hop_id = 'plain'").fetchone()[0]
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        migrate(conn, MIGRATIONS, target=7)
+        rows = {r[0]: r[1] for r in conn.execute("SELECT hop_id, initial_json FROM hops")}
+    assert COMPACT_KEY in json.loads(rows["plain"]) and len(rows["plain"]) * 3 < old_size
+    assert COMPACT_KEY not in json.loads(rows["charged"])  # oxidation states: pymatgen's dict kept
     with Store.open(path) as store:
         assert store.schema_version == SCHEMA_VERSION
-        rows = {r[0]: r[1] for r in store._conn.execute("SELECT hop_id, initial_json FROM hops")}
-        assert COMPACT_KEY in json.loads(rows["plain"]) and len(rows["plain"]) * 3 < old_size
-        assert COMPACT_KEY not in json.loads(rows["charged"])  # oxidation states: pymatgen's dict kept
         loaded = dict(zip(("plain", "charged"), store.load_hops(["plain", "charged"])))
         for hop in (plain, charged):
             for mine, theirs in ((loaded[hop.hop_id].initial, hop.initial), (loaded[hop.hop_id].final, hop.final)):
                 assert np.array_equal(mine.frac_coords, theirs.frac_coords)  # to the bit
                 assert np.array_equal(mine.lattice.matrix, theirs.lattice.matrix) and mine.species == theirs.species
         new = store.add_hops([rocksalt_hop("new", neighbor_rank=1)])
-        assert COMPACT_KEY in json.loads(store._conn.execute("SELECT initial_json FROM hops WHERE hop_id = ?", new).fetchone()[0])
+        assert COMPACT_KEY in _unpacked(store._conn.execute("SELECT initial_json FROM hops WHERE hop_id = ?", new).fetchone()[0])
+
+
+def _same_structures(mine, theirs) -> bool:
+    return (np.array_equal(mine.frac_coords, theirs.frac_coords) and np.array_equal(mine.lattice.matrix, theirs.lattice.matrix)
+            and mine.species == theirs.species and mine.site_properties == theirs.site_properties)
+
+
+def test_v10_packs_hop_endpoints_and_reads_them_back_to_the_bit(tmp_path):
+    """A v9 store's hosts and hops: a host's structure and a hop's initial structure compressed, the final one as the ion's new position
+    where nothing else moved (an enumerated hop), compressed whole where it did (a relaxed hop) or
+    where pymatgen's dict was kept (oxidation states); each reads back to the bit, de-duplicates as
+    before, and a hop stored after the migration is packed too."""
+    import json
+
+    from alem.hops.fingerprint import hop_fingerprint
+    from alem.store.structure_json import MOVED_KEY, PACKED_PREFIX, structure_to_json
+    from tests._factories import rocksalt_hop
+
+    path = tmp_path / "v9.sqlite"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        migrate(conn, MIGRATIONS, target=9)
+    enumerated = rocksalt_hop("enumerated")
+    relaxed = rocksalt_hop("relaxed", neighbor_rank=3)
+    relaxed.final.translate_sites([5], [0.01, 0.0, 0.0])  # a host site moved as well: the final kept whole
+    charged = rocksalt_hop("charged", neighbor_rank=2)
+    charged.initial.add_oxidation_state_by_element({"Li": 1, "O": -2})
+    charged.final.add_oxidation_state_by_element({"Li": 1, "O": -2})
+    hops = (enumerated, relaxed, charged)
+    ordered_host = enumerated.initial.copy()
+    ordered_host.properties = {"alem_ordering": {"rank": 1}}  # a stand-in of a disordered host keeps its provenance
+    with closing(sqlite3.connect(path)) as conn:  # rows as a v9 alem wrote them
+        for hop in hops:
+            conn.execute("INSERT INTO hops (hop_id, working_ion, initial_json, final_json, hop_length_a, n_sites, fingerprint, "
+                         "state, created_at, updated_at) VALUES (?, 'Li', ?, ?, 2.0, 63, ?, 'candidate', 0, 0)",
+                         (hop.hop_id, structure_to_json(hop.initial), structure_to_json(hop.final), hop_fingerprint(hop)))
+        conn.execute("INSERT INTO hosts (formula, structure_json, fingerprint, created_at) VALUES ('LiO', ?, 'host-fp', 0)",
+                     (json.dumps(ordered_host.as_dict()),))
+        conn.commit()
+        old_bytes = conn.execute("SELECT length(initial_json) + length(final_json) FROM hops WHERE hop_id = 'enumerated'").fetchone()[0]
+    with Store.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        rows = {r[0]: (r[1], r[2]) for r in store._conn.execute("SELECT hop_id, initial_json, final_json FROM hops")}
+        assert all(initial.startswith(PACKED_PREFIX) for initial, _ in rows.values())
+        assert set(json.loads(rows["enumerated"][1])) == {MOVED_KEY}
+        assert rows["relaxed"][1].startswith(PACKED_PREFIX) and rows["charged"][1].startswith(PACKED_PREFIX)
+        assert sum(map(len, rows["enumerated"])) * 4 < old_bytes
+        loaded = dict(zip([h.hop_id for h in hops], store.load_hops([h.hop_id for h in hops])))
+        for hop in hops:
+            assert _same_structures(loaded[hop.hop_id].initial, hop.initial)
+            assert _same_structures(loaded[hop.hop_id].final, hop.final)
+            assert hop_fingerprint(loaded[hop.hop_id]) == hop_fingerprint(hop)
+        assert store.add_hops([rocksalt_hop("again")]) == ["enumerated"]  # the same hop maps to the stored id
+        new = store.add_hops([rocksalt_hop("new", neighbor_rank=1)])
+        initial, final = store._conn.execute("SELECT initial_json, final_json FROM hops WHERE hop_id = ?", new).fetchone()
+        assert initial.startswith(PACKED_PREFIX) and set(json.loads(final)) == {MOVED_KEY}
+        assert _same_structures(store.load_hops(new)[0].final, rocksalt_hop("new", neighbor_rank=1).final)
+        host_id = store.hosts()[0].id
+        packed_host = store._conn.execute("SELECT structure_json FROM hosts WHERE id = ?", (host_id,)).fetchone()[0]
+        assert packed_host.startswith(PACKED_PREFIX)
+        host = store.host_structure(host_id)
+        assert _same_structures(host, ordered_host) and host.properties == ordered_host.properties
+        assert store.integrity_check() == []

@@ -97,17 +97,18 @@ class _MigrationGraph(MigrationGraph):
 
 def host_network(
     host: Structure, working_ion: str, max_hop_length_a: float | None = None, symprec: float = 0.1,
-    at_least_a: float = 0.0,
+    at_least_a: float = 0.0, distinct_paths: tuple[DistinctPathFinder, list] | None = None,
 ) -> HostNetwork:
     """Every hop of ``working_ion`` in ``host`` up to the enumeration cutoff, as a periodic graph.
 
     ``max_hop_length_a`` None uses the cutoff ``DistinctPathFinder`` picks (as enumeration does),
-    widened to ``at_least_a`` when that is longer.
+    widened to ``at_least_a`` when that is longer. ``distinct_paths``: the finder of ``host`` with
+    these settings and its paths, when enumeration found them already.
     """
-    finder = DistinctPathFinder(host, working_ion, max_path_length=max_hop_length_a, symprec=symprec)
+    finder, paths = distinct_paths or (DistinctPathFinder(host, working_ion, max_path_length=max_hop_length_a, symprec=symprec), None)
     if finder.max_path_length + LENGTH_TOLERANCE_A < at_least_a:
-        finder = DistinctPathFinder(host, working_ion, max_path_length=at_least_a, symprec=symprec)
-    paths = finder.get_paths()
+        finder, paths = DistinctPathFinder(host, working_ion, max_path_length=at_least_a, symprec=symprec), None
+    paths = finder.get_paths() if paths is None else paths
     if not paths:
         raise HostError(f"{host.composition.reduced_formula}: no {working_ion} hop within {finder.max_path_length:.2f} Å")
     ion_indices = [i for i, site in enumerate(host) if site.specie.symbol == working_ion]
@@ -116,10 +117,14 @@ def host_network(
     graph = _MigrationGraph.with_distance(host, working_ion, round(finder.max_path_length, 3) + 0.01, symprec=symprec)
     path_of_label: dict[int, int] = {}
     edges = []
+    # the graph and the finder analyse the same host: compared once here, not per edge and path
+    same_structure = graph.symm_structure == finder.symm_structure
     for u, v, data in graph.m_graph.graph.edges(data=True):
         label = data["hop_label"]
         if label not in path_of_label:
-            path_of_label[label] = _matching_path(data["hop"], paths, host.composition.reduced_formula)
+            hop = data["hop"]
+            known_same = same_structure and hop.symm_structure is graph.symm_structure
+            path_of_label[label] = _matching_path(hop, paths, host.composition.reduced_formula, known_same)
         edges.append(NetworkEdge(u, v, tuple(int(x) for x in data["to_jimage"]), path_of_label[label], data["hop"].length))
     path_classes = {
         n: (_class_at(host, path.isite.frac_coords, class_of_host_site), _class_at(host, path.esite.frac_coords, class_of_host_site))
@@ -135,9 +140,18 @@ def host_network(
     )
 
 
-def _matching_path(hop, paths: list, formula: str) -> int:
+def _matching_path(hop, paths: list, formula: str, known_same_structure: bool = False) -> int:
+    """The number of the distinct path ``hop`` is a copy of. ``known_same_structure``: the hop's and
+    the paths' symmetrized structures are known equal, so ``MigrationHop.__eq__``'s comparison of
+    them (site by site, most of a host's network time) is left out and only its symmetry test made."""
     for number, path in enumerate(paths, start=1):
-        if abs(path.length - hop.length) < LENGTH_TOLERANCE_A and path == hop:
+        if abs(path.length - hop.length) >= LENGTH_TOLERANCE_A:
+            continue
+        if known_same_structure and path.symm_structure.spacegroup.are_symmetrically_equivalent(
+            (path.isite, path.msite, path.esite), (hop.isite, hop.msite, hop.esite), path.symprec
+        ):
+            return number
+        if not known_same_structure and path == hop:
             return number
     raise HostError(f"{formula}: a {hop.length:.2f} Å hop matches none of the host's distinct paths")
 

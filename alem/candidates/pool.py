@@ -18,19 +18,21 @@ import dataclasses
 import glob
 import hashlib
 import json
+import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pymatgen.core import Structure
 
-from alem.candidates.enumerate import EnumerationSettings, enumerate_hops
+from alem.candidates.enumerate import DistinctPaths, EnumerationSettings, enumerate_hops, find_distinct_paths
 from alem.candidates.hosts import HostError, read_host
 from alem.candidates.network import HostNetwork
 from alem.candidates.network_record import NetworkRecord, path_number, reach_a, signed_paths
 from alem.candidates.signature import hop_signature
+from alem.candidates.transport import arrived_hop, portable_hop
 from alem.hops.fingerprint import structure_fingerprint
 from alem.hops.hop import Hop
 
@@ -39,6 +41,8 @@ SIGNATURE_KEY = "signature"
 ENUMERATED_EVENT = "hosts_enumerated"
 #: Hosts stored per transaction when not strict.
 HOSTS_PER_CHUNK = 100
+#: The most processes enumerating hosts without ``--workers``.
+MAX_DEFAULT_WORKERS = 4
 
 
 @dataclass
@@ -65,6 +69,26 @@ class HostCandidates:
 
 
 @dataclass(frozen=True)
+class HostSummary:
+    """What a report keeps of a stored host: its table row, not its structures (10^4 hosts'
+    supercells would not fit in memory)."""
+
+    path: Path
+    label: str
+    #: supercell atoms of each enumerated hop, in path order
+    hop_sites: tuple[int, ...]
+    known: list[str]
+    skipped: list[str]
+    seconds: float
+    no_percolation: str
+
+    @classmethod
+    def of(cls, host: HostCandidates) -> HostSummary:
+        return cls(host.path, host.label, tuple(h.n_sites for h in host.hops), host.known, host.skipped, host.seconds,
+                   host.no_percolation)
+
+
+@dataclass(frozen=True)
 class SkippedHost:
     """A host file that gave no hop, and why (the message names the file)."""
 
@@ -75,7 +99,7 @@ class SkippedHost:
 
 @dataclass
 class AddReport:
-    hosts: list[HostCandidates]
+    hosts: list[HostSummary]
     added: list[str]
     skipped_hosts: list[SkippedHost] = field(default_factory=list)
     #: loading the training dataset's signatures and writing the store (not per host)
@@ -154,14 +178,19 @@ def _enumerate_host(
         stand_ins = [(path.stem, structure)] if structure.is_ordered else _orderings(structure, path, orderings)
         for label, ordered in stand_ins:
             problems: list[str] = []
-            hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path))
-            network, network_error = _network(ordered, working_ion, settings)
+            found_paths = find_distinct_paths(ordered, working_ion, settings)
+            hops = enumerate_hops(ordered, working_ion, label, settings, problems, source=str(path), distinct_paths=found_paths)
+            for hop in hops:  # here, in the worker: the storing process has enough to do
+                hop.metadata[SIGNATURE_KEY] = hop_signature(hop)
+            network, network_error = _network(ordered, working_ion, settings, found_paths)
             found.append(HostCandidates(path, label, ordered, hops, skipped=problems, seconds=time.perf_counter() - start,
                                         no_percolation=network_error or _no_percolation(network),
                                         source_fingerprint=fingerprint, network=network, network_error=network_error))
             start = time.perf_counter()
     except HostError as exc:
         return SkippedHost(path, str(exc), time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types on odd hosts; one must not sink 10^4 others
+        return SkippedHost(path, f"{path}: enumeration failed ({type(exc).__name__}: {exc})", time.perf_counter() - start)
     return found
 
 
@@ -176,12 +205,15 @@ def _orderings(structure: Structure, path: Path, orderings: int) -> list[tuple[s
     return stand_ins
 
 
-def _network(structure: Structure, working_ion: str, settings: EnumerationSettings) -> tuple[HostNetwork | None, str]:
-    """The host's migration network at the enumeration cutoff, or why pymatgen could not build it."""
+def _network(
+    structure: Structure, working_ion: str, settings: EnumerationSettings, found_paths: DistinctPaths
+) -> tuple[HostNetwork | None, str]:
+    """The host's migration network at the enumeration cutoff (from the paths enumeration found),
+    or why pymatgen could not build it."""
     from alem.candidates.network import host_network
 
     try:
-        return host_network(structure, working_ion, settings.max_hop_length_a), ""
+        return host_network(structure, working_ion, settings.max_hop_length_a, settings.symprec, distinct_paths=found_paths), ""
     except HostError as exc:
         return None, str(exc)
 
@@ -198,18 +230,49 @@ def _no_percolation(network: HostNetwork) -> str:
     return ""
 
 
+def _enumerate_host_to_send(*args) -> list[HostCandidates] | SkippedHost | Path:
+    """:func:`_enumerate_host` in a worker, its hops' structures in their portable form (:mod:`alem.candidates.transport`)."""
+    result = _enumerate_host(*args)
+    if isinstance(result, list):
+        return [replace(host, hops=[portable_hop(hop) for hop in host.hops]) for host in result]
+    return result
+
+
+def _arrived(result: list[HostCandidates] | SkippedHost | Path) -> list[HostCandidates] | SkippedHost | Path:
+    if isinstance(result, list):
+        return [replace(host, hops=[arrived_hop(hop) for hop in host.hops]) for host in result]
+    return result
+
+
+def default_workers() -> int:
+    """Processes that enumerate hosts by default: the cores this process may use, at most
+    :data:`MAX_DEFAULT_WORKERS` (a login node is shared; ``--workers`` asks for more)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
 def _enumerated(
     paths: Sequence[Path], working_ion: str, settings: EnumerationSettings, workers: int, done_before: frozenset[str],
     orderings: int = 0,
 ) -> Iterator[list[HostCandidates] | SkippedHost | Path]:
-    """:func:`_enumerate_host` of every path, in order; in ``workers`` processes when more than one."""
+    """:func:`_enumerate_host` of every path, in order; in ``workers`` processes when more than
+    one, one pool for the whole run, so the workers go on with the next hosts while the caller
+    stores a chunk. Stopped early (a kill, an error, the caller done), the hosts not started yet
+    are cancelled, not enumerated for nothing."""
     if workers <= 1 or len(paths) < 2:
         yield from (_enumerate_host(p, working_ion, settings, done_before, orderings) for p in paths)
         return
     n = len(paths)
-    with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
-        yield from pool.map(_enumerate_host, paths, [working_ion] * n, [settings] * n, [done_before] * n, [orderings] * n,
-                            chunksize=1)
+    pool = ProcessPoolExecutor(max_workers=min(workers, n))
+    try:
+        sent = pool.map(_enumerate_host_to_send, paths, [working_ion] * n, [settings] * n, [done_before] * n, [orderings] * n,
+                        chunksize=1)
+        yield from map(_arrived, sent)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _split(
@@ -299,7 +362,7 @@ def _store_hosts(store, hosts: Sequence[HostCandidates], known: _Known, key: str
             new_hops = []
             signatures: dict[int, str] = {}
             for hop in host.hops:
-                signature = hop_signature(hop)
+                signature = hop.metadata.get(SIGNATURE_KEY) or hop_signature(hop)
                 number = path_number(hop.metadata.get("path_info"))
                 if number is not None:
                     signatures[number] = signature
@@ -342,8 +405,9 @@ def add_candidates(
     settings: EnumerationSettings = EnumerationSettings(),
     dataset_hops: Sequence[Hop] | None = None,
     strict: bool = False,
-    workers: int = 1,
+    workers: int | None = 1,
     orderings: int = 0,
+    on_host: Callable[[str], None] | None = None,
 ) -> AddReport:
     """Enumerate the hosts in ``paths`` and store their new hops as candidates.
 
@@ -352,7 +416,9 @@ def add_candidates(
     stored in chunks of :data:`HOSTS_PER_CHUNK` (one transaction each), and hosts an earlier run
     stored with the same settings are not enumerated again (``resumed_hosts``).
     ``dataset_hops``: hops the model was trained on (default: alem's shipped dataset).
-    ``workers``: processes that enumerate hosts side by side.
+    ``workers``: processes that enumerate hosts side by side (None: :func:`default_workers`);
+    chunks are stored by this process as their hosts come back, in the order of ``paths``.
+    ``on_host``: called with each host file's name as its enumeration comes back (progress).
     ``orderings``: order partially occupied hosts into this many stand-ins (0: refuse them).
     """
     host_paths = [Path(p) for p in paths]
@@ -360,21 +426,40 @@ def add_candidates(
     report = AddReport([], [])
     start = time.perf_counter()
     known = _Known(store, dataset_hops)
+    done_before = frozenset() if strict else enumerated_before(store, key)
     report.overhead_seconds += time.perf_counter() - start
-    if strict:  # everything enumerated first: one bad host and nothing is stored
-        chunks = [host_paths]
-        done_before: frozenset[str] = frozenset()
-    else:
-        chunks = [host_paths[i : i + HOSTS_PER_CHUNK] for i in range(0, len(host_paths), HOSTS_PER_CHUNK)]
-        done_before = enumerated_before(store, key)
-    for chunk in chunks:
-        hosts, skipped, resumed = _split(_enumerated(chunk, working_ion, settings, workers, done_before, orderings))
-        if strict and skipped:
-            raise HostError("; ".join(s.reason for s in skipped))
-        report.hosts += hosts
-        report.skipped_hosts += skipped
-        report.resumed_hosts += resumed
-        start = time.perf_counter()
-        report.added += _store_hosts(store, hosts, known, key)
-        report.overhead_seconds += time.perf_counter() - start
+    workers = default_workers() if workers is None else workers
+    enumerated = _enumerated(host_paths, working_ion, settings, workers, done_before, orderings)
+    results = enumerated if on_host is None else _reported(host_paths, enumerated, on_host)
+    try:
+        # strict: everything enumerated first, so one bad host and nothing is stored
+        for chunk in [list(results)] if strict else _chunked(results, HOSTS_PER_CHUNK):
+            hosts, skipped, resumed = _split(chunk)
+            if strict and skipped:
+                raise HostError("; ".join(s.reason for s in skipped))
+            report.skipped_hosts += skipped
+            report.resumed_hosts += resumed
+            start = time.perf_counter()
+            report.added += _store_hosts(store, hosts, known, key)
+            report.overhead_seconds += time.perf_counter() - start
+            report.hosts += [HostSummary.of(host) for host in hosts]  # the structures go with the chunk
+    finally:
+        enumerated.close()  # the hosts not started yet are cancelled
     return report
+
+
+def _chunked(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _reported(paths: Sequence[Path], results: Iterable, on_host: Callable[[str], None]) -> Iterator:
+    for path, result in zip(paths, results):
+        on_host(path.name)
+        yield result

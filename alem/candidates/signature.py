@@ -24,20 +24,19 @@ DISTANCE_BIN_A = 0.1
 ENVIRONMENT_RADIUS_A = 4.0
 
 
-def _framework_environment(hop: Hop, frac_position: np.ndarray) -> tuple[tuple[str, int], ...]:
-    """Sorted (element, binned distance) of framework atoms within ENVIRONMENT_RADIUS_A, all
-    periodic images included (small cells see the same atom more than once)."""
-    structure = hop.initial
-    framework = [i for i, site in enumerate(structure) if i != 0 and site.specie.symbol != hop.working_ion]
+def _framework_environment(hop: Hop, symbols: list[str], framework: list[int], frac_position: np.ndarray) -> tuple[tuple[str, int], ...]:
+    """Sorted (element, binned distance) of framework atoms (``framework``: their indices) within
+    ENVIRONMENT_RADIUS_A, all periodic images included (small cells see the same atom more than once)."""
     if not framework:
         return ()
+    structure = hop.initial
     center = structure.lattice.get_cartesian_coords(frac_position)
     in_sphere = structure.lattice.get_points_in_sphere(
         structure.frac_coords[framework], center, ENVIRONMENT_RADIUS_A
     )
     return tuple(
         sorted(
-            (structure[framework[int(index)]].specie.symbol, round(float(distance) / DISTANCE_BIN_A))
+            (symbols[framework[int(index)]], round(float(distance) / DISTANCE_BIN_A))
             for _, distance, index, _ in in_sphere
         )
     )
@@ -45,9 +44,11 @@ def _framework_environment(hop: Hop, frac_position: np.ndarray) -> tuple[tuple[s
 
 def hop_signature(hop: Hop) -> str:
     """Hex digest identifying the hop independently of supercell, origin and direction."""
+    symbols = [site.specie.symbol for site in hop.initial]  # once: pymatgen builds each site's specie anew
+    framework = [i for i, symbol in enumerate(symbols) if i != 0 and symbol != hop.working_ion]
     path = hop.path_frac_coords(3)
-    start, middle, end = (_framework_environment(hop, point) for point in path)
+    start, middle, end = (_framework_environment(hop, symbols, framework, point) for point in path)
     ends = tuple(sorted([start, end]))
-    elements = tuple(sorted({site.specie.symbol for site in hop.initial}))
+    elements = tuple(sorted(set(symbols)))
     key = repr((hop.working_ion, elements, round(hop.hop_length_a / DISTANCE_BIN_A), ends, middle))
     return hashlib.sha1(key.encode()).hexdigest()[:20]

@@ -53,15 +53,16 @@ def candidates_add(
         bool, typer.Option("--strict", help="add nothing if any host yields no hop (default: skip such hosts, add the rest)")
     ] = False,
     workers: Annotated[
-        int, typer.Option(min=1, help="processes enumerating hosts side by side (default 1: a login node is shared)")
-    ] = 1,
+        int | None,
+        typer.Option(min=1, help="processes enumerating hosts side by side (default: the cores available, at most 4)"),
+    ] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Enumerate the symmetry-distinct hops of each host and store the new ones as candidates.
 
     Hosts that yield no hop are skipped and listed with the reason; exit code 1 says some were.
-    Hosts are stored 100 at a time: after a kill, the same command goes on where it stopped
-    (hosts stored with the same settings are not enumerated again). The valid hops of a hop file
+    Hosts are enumerated in --workers processes and stored 100 at a time: after a kill, the same
+    command goes on where it stopped (hosts stored with the same settings are not enumerated again). The valid hops of a hop file
     are stored and each invalid one is listed (file, id, problem), exit code 1; --strict stores
     nothing when a host or a hop is bad.
     """
@@ -71,6 +72,7 @@ def candidates_add(
     from alem.candidates.pool import add_candidates, expand_host_paths
     from alem.hops import HopError
     from alem.neb.presets import PresetError
+    from alem.progress import maybe_progress
 
     with open_campaign(campaign) as (config, store):
         try:
@@ -87,9 +89,15 @@ def candidates_add(
                 hop_report = add_hop_files(store, hop_files, ion, strict=strict) if hop_files else None
                 report = None
                 if paths or not hop_files:
-                    with console.status(f"enumerating hops of {len(paths)} host(s) (pymatgen-analysis-diffusion)"):
+                    with maybe_progress(console.is_terminal) as progress:
+                        task = progress.add_task("enumerating hosts", total=len(paths), info="") if progress else None
+
+                        def on_host(name: str) -> None:
+                            if progress is not None:
+                                progress.update(task, advance=1, info=escape(name))
+
                         report = add_candidates(store, paths, working_ion, settings, strict=strict, workers=workers,
-                                                orderings=orderings)
+                                                orderings=orderings, on_host=on_host)
         except (HostError, HopError) as exc:
             fail(f"{exc}\nnothing was added to the store")
     if report is not None:
@@ -114,8 +122,8 @@ def _print_added_hosts(report: AddReport, working_ion: str) -> None:
     )
     rows = [
         [
-            host.label, str(len(host.hops)), str(len(host.hops) - len(host.known)), str(len(host.known)),
-            str(len(host.skipped)), ", ".join(map(str, sorted({h.n_sites for h in host.hops}))), f"{host.seconds:.1f}",
+            host.label, str(len(host.hop_sites)), str(len(host.hop_sites) - len(host.known)), str(len(host.known)),
+            str(len(host.skipped)), ", ".join(map(str, sorted(set(host.hop_sites)))), f"{host.seconds:.1f}",
         ]
         for host in report.hosts
     ]

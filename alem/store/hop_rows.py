@@ -10,7 +10,7 @@ from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
 from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
 from alem.store.states import HopState, StoreError
-from alem.store.structure_json import structure_from_json, structure_to_json
+from alem.store.structure_json import endpoint_columns, endpoints_from_columns, packed_structure_json, structure_from_json
 
 #: The columns of a hop row a :class:`~alem.hops.hop.Hop` is rebuilt from (:func:`hop_from_row`).
 HOP_COLUMNS = ("hop_id", "initial_json", "final_json", "working_ion", "grp", "metadata_json")
@@ -21,8 +21,9 @@ def hop_from_row(row: Mapping[str, Any]) -> Hop:
     structures, no barrier."""
     from alem.hops.hop import Hop, Provenance
 
-    return Hop(hop_id=row["hop_id"], initial=structure_from_json(row["initial_json"]), final=structure_from_json(row["final_json"]),
-               working_ion=row["working_ion"], provenance=Provenance(), group=row["grp"], metadata=json.loads(row["metadata_json"]))
+    initial, final = endpoints_from_columns(row["initial_json"], row["final_json"])
+    return Hop(hop_id=row["hop_id"], initial=initial, final=final, working_ion=row["working_ion"], provenance=Provenance(),
+               group=row["grp"], metadata=json.loads(row["metadata_json"]))
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -43,7 +44,7 @@ class HopTables(StoreCore):
             cursor = self._conn.execute(
                 "INSERT INTO hosts (formula, structure_json, fingerprint, source_file, name, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (formula, json.dumps(structure.as_dict()), fingerprint, source_file, name, self.now()),
+                (formula, packed_structure_json(structure), fingerprint, source_file, name, self.now()),
             )
             host_id = int(cursor.lastrowid)
             self._event("host_added", f"host {host_id} {formula} added", payload={"source_file": source_file})
@@ -60,12 +61,10 @@ class HopTables(StoreCore):
 
     def host_structure(self, host_id: int) -> Structure:
         """The host's structure as stored (every working-ion site occupied)."""
-        from pymatgen.core import Structure
-
         row = self._conn.execute("SELECT structure_json FROM hosts WHERE id = ?", (host_id,)).fetchone()
         if row is None:
             raise StoreError(f"no host {host_id} in {self.path}")
-        return Structure.from_dict(json.loads(row["structure_json"]))
+        return structure_from_json(row["structure_json"])
 
     def keep_host_network(self, host_id: int, working_ion: str, covers_a: float, record_json: str) -> None:
         """Keep the host's migration network (``alem.candidates.network_record``: JSON the store does
@@ -109,6 +108,7 @@ class HopTables(StoreCore):
                         "different hop in the store; give the new hop another id"
                     )
                 now = self.now()
+                initial_json, final_json = endpoint_columns(hop.initial, hop.final)
                 self._conn.execute(
                     "INSERT INTO hops (hop_id, host_id, working_ion, initial_json, final_json, hop_length_a, "
                     "n_sites, fingerprint, grp, metadata_json, state, created_at, updated_at) "
@@ -117,8 +117,8 @@ class HopTables(StoreCore):
                         hop.hop_id,
                         host_id,
                         hop.working_ion,
-                        structure_to_json(hop.initial),
-                        structure_to_json(hop.final),
+                        initial_json,
+                        final_json,
                         hop.hop_length_a,
                         hop.n_sites,
                         fingerprint,

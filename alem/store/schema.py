@@ -254,6 +254,12 @@ def _v7_compact_structures(conn: sqlite3.Connection) -> None:
     migrate_to_v7(conn)
 
 
+def _v10_packed_endpoints(conn: sqlite3.Connection) -> None:
+    from alem.store.structure_json import migrate_to_v10
+
+    migrate_to_v10(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "campaign: hosts, hops, models, predictions, proposals, decisions, events", _V1_CAMPAIGN),
     Migration(2, "execution: jobs (one live job per hop), results, loop status", _V2_EXECUTION),
@@ -265,6 +271,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "host networks: each host's migration network, path signatures and dataset matches, kept", _V8_HOST_NETWORKS),
     Migration(9, "scoring jobs (a large pool scored as a batch job, one live at a time); hop records read from an index",
               _V9_SCORE_JOBS),
+    Migration(10, "packed structures: hosts and hops' initial structures compressed, a final one as the ion's new position "
+              "where nothing else moved", _v10_packed_endpoints),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
