@@ -91,7 +91,7 @@ class StoreReads:
 
     @cached_property
     def _hops_by_signature(self) -> dict[Any, list[HopRecord]]:
-        from alem.candidates.pool import SIGNATURE_KEY
+        from alem.candidates.signature import SIGNATURE_KEY
 
         grouped: dict[Any, list[HopRecord]] = defaultdict(list)
         for record in self.hops:
