@@ -146,6 +146,10 @@ def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
         version = store.add_model_version(str(config.campaign_dir / "hand-written-predictions"), {}, "sha256:test", 556)
         store.record_predictions(version, [stored.hop_id], [0.3], [0.05])
         host = host_summary(config, store, second.id)
+        # a review page reads only its hosts' rows: the lent hop (another host's) is read too
+        from alem.campaign.materials import campaign_hosts
+
+        assert campaign_hosts(config, store, host_ids=[second.id]).analyses[second.id].summary == host
     assert (host["dimensionality"], host["directions"]) == (2, "ab")
     assert host["percolation_barrier_ev"] == pytest.approx(0.3)
     assert {p["hop_id"] for p in host["paths"]} == {stored.hop_id}
