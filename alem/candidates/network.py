@@ -201,6 +201,44 @@ def percolation(network: HostNetwork, barriers: Mapping[int, HopBarrier]) -> Per
     return Percolation(barrier, rank, directions, limiting, energies, missing)
 
 
+class _Cycles:
+    """Union-find over the sites of a network that keeps each site's lattice offset from its root:
+    an edge closing a cycle with a net translation makes the open paths percolate."""
+
+    __slots__ = ("offset", "parent")
+
+    def __init__(self, n_sites: int) -> None:
+        self.parent = list(range(n_sites))
+        self.offset = [(0, 0, 0)] * n_sites
+
+    def copy(self) -> _Cycles:
+        other = _Cycles.__new__(_Cycles)
+        other.parent, other.offset = list(self.parent), list(self.offset)
+        return other
+
+    def _root(self, i: int) -> tuple[int, tuple[int, int, int]]:
+        parent, offset = self.parent, self.offset
+        shift = (0, 0, 0)
+        while parent[i] != i:
+            o = offset[i]
+            shift = (shift[0] + o[0], shift[1] + o[1], shift[2] + o[2])
+            i = parent[i]
+        return i, shift
+
+    def open(self, edges) -> bool:
+        """Open these (start, end, image) edges; True as soon as one closes a cycle with a net translation."""
+        for start, end, image in edges:
+            root_start, at_start = self._root(start)
+            root_end, at_end = self._root(end)
+            # where the edge puts ``end``'s root, relative to ``start``'s root
+            shift = (at_start[0] + image[0] - at_end[0], at_start[1] + image[1] - at_end[1], at_start[2] + image[2] - at_end[2])
+            if root_start != root_end:
+                self.parent[root_end], self.offset[root_end] = root_start, shift
+            elif shift != (0, 0, 0):
+                return True
+        return False
+
+
 class Percolator:
     """The percolation rule of one network at fixed site energies, for many sets of barriers.
 
@@ -270,32 +308,15 @@ class Percolator:
         analysis (:meth:`_percolating`) starts there with the same answer, one level instead of
         all of them (each a new set of open paths, so none kept from another row)."""
         edges_of_path = self._edges_of_path[floor_index]
-        parent = list(range(len(self.site_energy)))
-        offset = [(0, 0, 0)] * len(parent)
-
-        def root(i: int) -> tuple[int, tuple[int, int, int]]:
-            shift = (0, 0, 0)
-            while parent[i] != i:
-                o = offset[i]
-                shift = (shift[0] + o[0], shift[1] + o[1], shift[2] + o[2])
-                i = parent[i]
-            return i, shift
-
+        cycles = _Cycles(len(self.site_energy))
         opened = 0
         for k, level in enumerate(levels):
             if self._cannot_win(level, best):
                 return k
             upto = bisect_right(values, level + ENERGY_TOLERANCE_EV)
             for name in names[opened:upto]:
-                for start, end, image in edges_of_path.get(name, ()):
-                    root_start, at_start = root(start)
-                    root_end, at_end = root(end)
-                    # where the edge puts ``end``'s root, relative to ``start``'s root
-                    shift = (at_start[0] + image[0] - at_end[0], at_start[1] + image[1] - at_end[1], at_start[2] + image[2] - at_end[2])
-                    if root_start != root_end:
-                        parent[root_end], offset[root_end] = root_start, shift
-                    elif shift != (0, 0, 0):
-                        return k
+                if cycles.open(edges_of_path.get(name, ())):
+                    return k
             opened = upto
         return len(levels)
 
@@ -376,28 +397,42 @@ class Percolator:
         opened_count = (values[:, None, :] <= values[:, :, None] + ENERGY_TOLERANCE_EV).sum(axis=2)
         masks = np.bitwise_or.accumulate(np.left_shift(np.int64(1), order.astype(np.int64)), axis=1)
         opened = np.take_along_axis(masks, opened_count - 1, axis=1)  # open paths at each level
-        paths_of = {}
+        edges_of_bit = [self._edges_of_path[0].get(n, ()) for n in names]
+        # open paths that do not percolate, with their cycles: a set one level up grows from one of them
+        growing: dict[int, _Cycles] = {0: _Cycles(len(self.site_energy))}
+        percolating: set[int] = set()
 
-        def networks(mask: int) -> list:
-            if mask not in paths_of:
-                paths_of[mask] = self._percolating(0, frozenset(n for k, n in enumerate(names) if mask >> k & 1))
-            return paths_of[mask]
+        def percolates(mask: int, below: int) -> bool:
+            if mask in growing or mask in percolating:
+                return mask in percolating
+            cycles = growing[below].copy()
+            added = mask & ~below
+            while added:  # usually one path a level
+                bit = added & -added
+                added ^= bit
+                if cycles.open(edges_of_bit[bit.bit_length() - 1]):
+                    percolating.add(mask)
+                    return True
+            growing[mask] = cycles
+            return False
 
         first = np.full(n_rows, -1)
         for level in range(n_paths):
             open_rows = np.flatnonzero(first < 0)
             if not len(open_rows):
                 break
-            distinct, back = np.unique(opened[open_rows, level], return_inverse=True)
-            percolates = np.array([bool(networks(int(m))) for m in distinct])
-            first[open_rows[percolates[back]]] = level
+            below = opened[open_rows, level - 1] if level else np.zeros(len(open_rows), dtype=np.int64)
+            distinct, where, back = np.unique(opened[open_rows, level], return_index=True, return_inverse=True)
+            hit = np.array([percolates(int(m), int(below[w])) for m, w in zip(distinct, where)])
+            first[open_rows[hit[back]]] = level
         rows = np.flatnonzero(first >= 0)
         at_first = opened[rows, first[rows]]
         undecided = []
         for mask in np.unique(at_first):
             group = rows[at_first == mask]
             best_ev = best_top = best_rank = None
-            for used, lowest_ev, translations in networks(int(mask)):
+            networks = self._percolating(0, frozenset(n for k, n in enumerate(names) if int(mask) >> k & 1))
+            for used, lowest_ev, translations in networks:
                 cols = [names.index(n) for n in used]
                 top = np.asarray(cols)[np.argmax(saddles[np.ix_(group, cols)], axis=1)]
                 barrier = saddles[group, top] - lowest_ev
