@@ -426,10 +426,19 @@ class Percolator:
             hit = np.array([percolates(int(m), int(below[w])) for m, w in zip(distinct, where)])
             first[open_rows[hit[back]]] = level
         rows = np.flatnonzero(first >= 0)
-        at_first = opened[rows, first[rows]]
-        undecided = []
-        for mask in np.unique(at_first):
-            group = rows[at_first == mask]
+        at = first[rows]
+        opened_before = np.where(at > 0, opened_count[rows, np.maximum(at - 1, 0)], 0)
+        # one path opened at the first percolating level: every percolating network holds it (none
+        # percolated a level down) and every other path of theirs is lower, so it limits them all
+        alone = opened_count[rows, at] - opened_before == 1
+        easy = rows[alone]
+        top = order[easy, opened_count[easy, first[easy]] - 1]
+        barriers_ev[easy] = saddles[easy, top] - self.floors[0]
+        limiting[easy] = np.asarray(names)[top]
+        tied = rows[~alone]
+        at_first = opened[tied, first[tied]]
+        for mask in np.unique(at_first):  # several paths at one level (equal barriers): compare the networks
+            group = tied[at_first == mask]
             best_ev = best_top = best_rank = None
             networks = self._percolating(0, frozenset(n for k, n in enumerate(names) if int(mask) >> k & 1))
             for used, lowest_ev, translations in networks:
@@ -447,13 +456,11 @@ class Percolator:
                 best_rank = np.where(wins, rank, best_rank)
             barriers_ev[group] = best_ev
             limiting[group] = np.asarray(names)[best_top]
-            # solve goes on to the next level unless it cannot win: the same test, row by row
-            beyond = opened_count[group, first[group]]
-            has_next = beyond < n_paths
-            next_level = values[group, np.minimum(beyond, n_paths - 1)]
-            could_tie = has_next & ~(next_level - self.highest_site_ev > best_ev + ENERGY_TOLERANCE_EV)
-            undecided.extend(group[could_tie].tolist())
-        return np.asarray(undecided, dtype=int)
+        # solve goes on to the next level unless it cannot win: the same test, row by row
+        beyond = opened_count[rows, first[rows]]
+        next_level = values[rows, np.minimum(beyond, n_paths - 1)]
+        could_tie = (beyond < n_paths) & ~(next_level - self.highest_site_ev > barriers_ev[rows] + ENERGY_TOLERANCE_EV)
+        return rows[could_tie]
 
 
 def _components(n_sites: int, edges: list[NetworkEdge]) -> list[tuple[set[int], list[tuple[int, ...]]]]:
