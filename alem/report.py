@@ -523,7 +523,7 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     good_by_fidelity = {
         f: sum(r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV for r in group) for f, group in by_fidelity(usable, fidelity_of).items()
     }
-    host_of = {r.hop_id: r.group for r in store.hops()}
+    host_of = {r.hop_id: r.group for r in store.hops()} if results else {}  # every hop record: only for a results table
     result_rows = [
         [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), fidelity_of(r), r.method,
          "usable" if r.usable else f"failed: {r.failure_reason}", plausibility_note(fidelity_of(r), r.barrier_ev),
