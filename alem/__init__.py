@@ -1,7 +1,10 @@
 """alem: active learning of ionic migration barriers in battery materials."""
 
+import importlib
+from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -42,3 +45,17 @@ def shipped_dir(name: str) -> Path:
     if checkout is not None and (checkout / name).is_dir():
         return checkout / name
     return Path(str(packaged))
+
+
+def lazy_attributes(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's module ``__getattr__`` (PEP 562) that imports each name of ``where`` from its
+    submodule (``where[name]``) on first use: a read command that needs one light module of a
+    package does not pay for the heavy libraries (torch, pymatgen-analysis-diffusion) its
+    other modules import."""
+
+    def __getattr__(name: str) -> Any:
+        if name in where:
+            return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -20,10 +20,14 @@ distance between two levels of theory as much as the model's own error.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +161,46 @@ def history_series(store: Store) -> dict[str, list[float]]:
 
 
 # ---------------------------------------------------------------------------- figures
+#: Where a campaign keeps its report's pictures (under its state directory): a picture is drawn
+#: again only when what it shows changed (a new model version, a new result, a host's barrier).
+FIGURES_DIRNAME = "report_figures"
+
+
+class KeptFigures:
+    """The report's PNGs (base64) by what they show: ``figure(key, draw)`` reads the picture kept
+    under ``key`` (with this module's and the parity plot's code), or draws and keeps it. Pictures
+    the report no longer shows are removed by :meth:`prune`."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.used: set[str] = set()
+        code = hashlib.sha256(Path(__file__).read_bytes())
+        code.update((Path(__file__).parent / "parity.py").read_bytes())
+        self._code = code.hexdigest()
+
+    def figure(self, key: object, draw: Callable[[], str]) -> str:
+        if self.directory is None:
+            return draw()
+        path = self.directory / f"{hashlib.sha256(f'{self._code} {key!r}'.encode()).hexdigest()}.png.b64"
+        self.used.add(path.name)
+        try:
+            return path.read_text()
+        except OSError:
+            pass  # not drawn yet
+        png = draw()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(png)
+        os.replace(partial, path)  # a report written beside this one never reads half a picture
+        return png
+
+    def prune(self) -> None:
+        if self.directory is not None and self.directory.is_dir():
+            for old in self.directory.glob("*.png.b64"):
+                if old.name not in self.used:
+                    old.unlink(missing_ok=True)
+
+
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -175,39 +219,66 @@ def _parity_png(plt, x: np.ndarray, y: np.ndarray, yerr: np.ndarray | None, titl
     return png
 
 
-def _figures(
-    points: list[ParityPoint],
-    curve: list[dict[str, Any]],
-    history: dict[str, list[float]],
-    oof: tuple[int, np.ndarray, np.ndarray] | None,
-    trained_on: str,
-) -> dict[str, str]:
-    """The report's PNGs: ``cv_parity``, one ``parity:<fidelity>`` per fidelity with results (or
-    one ``parity`` saying there are none), ``learning_curve``, ``history``."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures = {}
+    return plt
+
+
+def _cv_parity_png(store: Store, trained_on: str) -> str:
+    """The cross-validation parity plot of the newest model version with out-of-fold predictions."""
+    oof = out_of_fold(store)
     version, y_ref, y_oof = oof if oof is not None else (None, np.array([]), np.array([]))
-    figures["cv_parity"] = _parity_png(
-        plt, y_ref, y_oof, None, f"model v{version}: grouped CV, MAE {np.abs(y_ref - y_oof).mean():.3f} eV (n={len(y_ref)})"
+    return _parity_png(
+        _pyplot(), y_ref, y_oof, None, f"model v{version}: grouped CV, MAE {np.abs(y_ref - y_oof).mean():.3f} eV (n={len(y_ref)})"
         if len(y_ref) else "", "no out-of-fold predictions\nstored with the models", f"{trained_on} training label (eV)",
         "out-of-fold prediction (eV)",
     )
+
+
+def _campaign_parity_png(fidelity: str, x: np.ndarray, y: np.ndarray, err: np.ndarray) -> str:
+    return _parity_png(
+        _pyplot(), x, y, err, f"vs {fidelity}: MAE {np.abs(x - y).mean():.3f} eV on {len(x)} results", "",
+        f"NEB barrier at {fidelity} (eV)", "predicted before the NEB (eV)",
+    )
+
+
+def _figures(
+    store: Store,
+    points: list[ParityPoint],
+    curve: list[dict[str, Any]],
+    history: dict[str, list[float]],
+    trained_on: str,
+    kept: KeptFigures,
+) -> dict[str, str]:
+    """The report's PNGs: ``cv_parity``, one ``parity:<fidelity>`` per fidelity with results (or
+    one ``parity`` saying there are none), ``learning_curve``, ``history``; each drawn only when
+    what it shows changed (``kept``). The cross-validation plot changes only with the model
+    versions (a version's directory is never rewritten): reading its out-of-fold file loads the
+    training code, so it is read only to draw."""
+    versions = [(v.id, v.path, v.is_current) for v in store.model_versions()]
+    figures = {"cv_parity": kept.figure(("cv_parity", versions, trained_on), lambda: _cv_parity_png(store, trained_on))}
     for fidelity, group in by_fidelity(points, lambda p: p.fidelity).items():
         x = np.array([p.barrier_ev for p in group])
         y = np.array([p.predicted_ev for p in group])
         err = np.array([p.sigma_ev or 0.0 for p in group])
-        figures[f"parity:{fidelity}"] = _parity_png(
-            plt, x, y, err, f"vs {fidelity}: MAE {np.abs(x - y).mean():.3f} eV on {len(group)} results", "",
-            f"NEB barrier at {fidelity} (eV)", "predicted before the NEB (eV)",
+        figures[f"parity:{fidelity}"] = kept.figure(
+            ("parity", fidelity, x.tolist(), y.tolist(), err.tolist()), partial(_campaign_parity_png, fidelity, x, y, err),
         )
     if not points:
-        figures["parity"] = _parity_png(plt, np.array([]), np.array([]), None, "", "no NEB results yet",
-                                        "NEB barrier (eV)", "predicted before the NEB (eV)")
+        figures["parity"] = kept.figure("no parity", lambda: _parity_png(
+            _pyplot(), np.array([]), np.array([]), None, "", "no NEB results yet", "NEB barrier (eV)", "predicted before the NEB (eV)",
+        ))
+    figures["learning_curve"] = kept.figure(("learning_curve", curve, trained_on), lambda: _learning_curve_png(curve, trained_on))
+    figures["history"] = kept.figure(("history", history), lambda: _history_png(history))
+    return figures
 
+
+def _learning_curve_png(curve: list[dict[str, Any]], trained_on: str) -> str:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.0))
     versions = [row["version"] for row in curve]
     series = {f"cross-validated MAE on its {trained_on} labels (card)": [(row["version"], row["cv_mae_ev"]) for row in curve]}
@@ -228,9 +299,13 @@ def _figures(
     else:
         ax.text(0.5, 0.5, "no error measured yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    figures["learning_curve"] = _png(fig)
+    png = _png(fig)
     plt.close(fig)
+    return png
 
+
+def _history_png(history: dict[str, list[float]]) -> str:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
     stamps = [t for times in history.values() for t in times]
     start = min(stamps, default=time.time())
@@ -250,36 +325,54 @@ def _figures(
     else:
         ax.text(0.5, 0.5, "nothing proposed yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    figures["history"] = _png(fig)
+    png = _png(fig)
     plt.close(fig)
-    return figures
+    return png
+
+
+#: Up to this many hosts the plot names each one on its axis; beyond, hosts are ranked by barrier.
+HOSTS_NAMED_ON_PLOT = 40
+
+
+def _host_points(hosts: list[dict[str, Any]]) -> list[tuple[int, float, float, bool]]:
+    """(position in ``hosts``, barrier, σ, every hop computed) of each host with a barrier."""
+    points = []
+    for x, host in enumerate(hosts):
+        spread = host["spread"]
+        value = spread["mean_ev"] if spread and spread["mean_ev"] is not None else host["percolation_barrier_ev"]
+        if value is not None:
+            error = spread["std_ev"] if spread and spread["std_ev"] is not None else 0.0
+            points.append((x, float(value), float(error), not host["hops_predicted"]))
+    return points
 
 
 def hosts_png(hosts: list[dict[str, Any]]) -> str:
     """The hosts' percolation barriers: mean ± σ over the joint rows (the point value when every
-    hop a network needs is computed: filled markers), against the good-conductor threshold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4.8, 0.45 * len(hosts) + 2), 3.8))
-    for x, host in enumerate(hosts):
-        spread = host["spread"]
-        value = spread["mean_ev"] if spread and spread["mean_ev"] is not None else host["percolation_barrier_ev"]
-        if value is None:
-            continue
-        error = spread["std_ev"] if spread and spread["std_ev"] is not None else 0.0
-        computed = not host["hops_predicted"]
-        ax.errorbar(x, value, yerr=error, fmt="o", color="tab:blue" if computed else "tab:orange",
-                    mfc="tab:blue" if computed else "white", capsize=3)
+    hop a network needs is computed: filled markers), against the good-conductor threshold. Up
+    to :data:`HOSTS_NAMED_ON_PLOT` hosts each is named on the axis; a screening campaign's
+    thousands are ranked by barrier instead (one picture of fixed size, drawn in one call per kind)."""
+    plt = _pyplot()
+    named = len(hosts) <= HOSTS_NAMED_ON_PLOT
+    points = _host_points(hosts)
+    if not named:  # ranked: the lowest barriers first
+        points = [(rank, value, error, computed) for rank, (_, value, error, computed) in enumerate(sorted(points, key=lambda p: p[1]))]
+    fig, ax = plt.subplots(figsize=(max(4.8, 0.45 * len(hosts) + 2) if named else 8.0, 3.8))
+    for computed, colour, face in ((True, "tab:blue", "tab:blue"), (False, "tab:orange", "white")):
+        kind = [p for p in points if p[3] == computed]
+        if kind:
+            x, value, error, _ = zip(*kind)
+            ax.errorbar(x, value, yerr=error, fmt="o", color=colour, mfc=face, capsize=3 if named else 0,
+                        markersize=6 if named else 2, elinewidth=1 if named else 0.4)
     thresholds = sorted({h["good_barrier_ev"] for h in hosts})
     for threshold in thresholds:
         ax.axhline(threshold, color="grey", ls="--", lw=1)
     ax.plot([], [], "o", color="tab:blue", label="every hop computed")
     ax.plot([], [], "o", color="tab:orange", mfc="white", label="predicted hops (± σ over the joint rows)")
     ax.plot([], [], "--", color="grey", label="good-conductor threshold")
-    ax.set_xticks(range(len(hosts)), [f"{h['host_id']} {h['formula']}" for h in hosts], rotation=45, ha="right", fontsize=8)
+    if named:
+        ax.set_xticks(range(len(hosts)), [f"{h['host_id']} {h['formula']}" for h in hosts], rotation=45, ha="right", fontsize=8)
+    else:
+        ax.set_xlabel(f"{len(points)} hosts with a barrier, ranked by it (the table names them)")
     ax.set_ylabel("percolation barrier (eV)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -357,7 +450,7 @@ def _core_hours_section(config: CampaignConfig, store: Store) -> str:
 """
 
 
-def _hosts_section(config: CampaignConfig, store: Store) -> str:
+def _hosts_section(config: CampaignConfig, store: Store, kept: KeptFigures) -> str:
     """One row per host (alem hosts) and the plot of their percolation barriers; "" without hosts."""
     if not store.hosts():
         return ""
@@ -374,14 +467,21 @@ def _hosts_section(config: CampaignConfig, store: Store) -> str:
         rows.append([h["host_id"], h["formula"], h["working_ion"], f"{h['hops_computed']}/{h['hops_total']}", network, barrier,
                      _f(h["prob_good"], 2), h["limiting_hop"] or "—"])
     rows_are = next((h["spread"]["rows"] for h in hosts if h["spread"]), "every hop computed")
+    png = kept.figure(("hosts", _host_points(hosts), _host_labels(hosts)), partial(hosts_png, hosts))
     caption = ("Each host's percolation barrier (the lowest barrier of a network of hops that reaches a site's periodic "
                f"image): filled, every hop it needs computed; open, mean ± σ over {html.escape(rows_are)} with computed hops "
                "fixed. Dashed: the good-conductor threshold.")
     return f"""<h2>Hosts</h2>
 {_table(["host", "formula", "ion", "hops computed / distinct", "network", "percolation barrier (eV)", "P(good)",
          "limiting hop"], rows)}
-<div class="figs">{_figure("hosts' percolation barriers", hosts_png(hosts), caption)}</div>
+<div class="figs">{_figure("hosts' percolation barriers", png, caption)}</div>
 """
+
+
+def _host_labels(hosts: list[dict[str, Any]]) -> list[tuple]:
+    """What the hosts' plot shows of them besides their barriers: names (when named), thresholds."""
+    names = [(h["host_id"], h["formula"]) for h in hosts] if len(hosts) <= HOSTS_NAMED_ON_PLOT else len(hosts)
+    return [names, sorted({h["good_barrier_ev"] for h in hosts})]
 
 
 def _figure(alt: str, png: str, caption: str) -> str:
@@ -412,7 +512,10 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     points = parity_points(store)
     curve = learning_curve(store)
     history = history_series(store)
-    figures = _figures(points, curve, history, out_of_fold(store), trained_text)
+    kept = KeptFigures(config.state_dir / FIGURES_DIRNAME)
+    figures = _figures(store, points, curve, history, trained_text, kept)
+    hosts_html = _hosts_section(config, store, kept)
+    kept.prune()  # the pictures of an older report (a result since, a new model version) go
     counts = store.hop_counts()
     results = store.results()
     usable = [r for r in results if r.usable]
@@ -420,7 +523,7 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     good_by_fidelity = {
         f: sum(r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV for r in group) for f, group in by_fidelity(usable, fidelity_of).items()
     }
-    host_of = {r.hop_id: r.group for r in store.hops()}
+    host_of = {r.hop_id: r.group for r in store.hops()} if results else {}  # every hop record: only for a results table
     result_rows = [
         [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), fidelity_of(r), r.method,
          "usable" if r.usable else f"failed: {r.failure_reason}", plausibility_note(fidelity_of(r), r.barrier_ev),
@@ -471,7 +574,7 @@ The model learns from {html.escape(trained_text)} labels; results of other fidel
     "Cumulative hops proposed and approved, and per fidelity the usable NEB results and the good ones "
     f"(E<sub>m</sub> &lt; {GOOD_CONDUCTOR_THRESHOLD_EV} eV).")}</div>
 {fidelity_html}
-{_hosts_section(config, store)}
+{hosts_html}
 <h2>NEB results</h2>
 {_table(["hop", "host", "barrier (eV)", "reverse (eV)", "fidelity", "method", "status", "note", "provenance"], result_rows)
  if result_rows else "<p>No NEB result yet.</p>"}

@@ -70,3 +70,26 @@ def train_tiny_ensemble(out, hops):
 
     config = FinetuneConfig(freeze="scratch", epochs=3, l1_warmup_epochs=1)
     return train_ensemble(list(hops), out, EnsembleRecipe(n_members=2, finetune=config), progress=False)
+
+
+#: Libraries a read command must not load: seconds of start-up on a login node, and none of them
+#: is needed to show what the store and the kept rows, networks and pictures hold.
+HEAVY_MODULES = ("torch", "torch_geometric", "botorch", "pymatgen.analysis.diffusion", "atomate2")
+
+
+def modules_loaded_by(campaign_dir, *args: str, watch: tuple[str, ...] = HEAVY_MODULES) -> dict:
+    """Run ``alem ARGS --campaign DIR`` in a fresh Python process: its exit code and which of
+    ``watch`` it imported."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, json\n"
+        "from typer.testing import CliRunner\n"
+        "from alem.cli import app\n"
+        f"result = CliRunner().invoke(app, [*{list(args)!r}, '--campaign', {str(campaign_dir)!r}])\n"
+        f"print(json.dumps({{'exit': result.exit_code, 'loaded': [m for m in {tuple(watch)!r} if m in sys.modules]}}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -146,6 +146,10 @@ def test_a_path_stored_under_another_host_lends_its_barrier(tmp_path):
         version = store.add_model_version(str(config.campaign_dir / "hand-written-predictions"), {}, "sha256:test", 556)
         store.record_predictions(version, [stored.hop_id], [0.3], [0.05])
         host = host_summary(config, store, second.id)
+        # a review page reads only its hosts' rows: the lent hop (another host's) is read too
+        from alem.campaign.materials import campaign_hosts
+
+        assert campaign_hosts(config, store, host_ids=[second.id]).analyses[second.id].summary == host
     assert (host["dimensionality"], host["directions"]) == (2, "ab")
     assert host["percolation_barrier_ev"] == pytest.approx(0.3)
     assert {p["hop_id"] for p in host["paths"]} == {stored.hop_id}
@@ -225,3 +229,13 @@ def test_hosts_review_and_report_read_the_models_joint_rows_once_per_model_versi
     page = write_report(config).read_text()
     assert "<h2>Hosts</h2>" in page and "<td>LiFePO4</td>" in page and "percolation barriers" in page
     assert "joint posterior rows of model 1" in page
+
+    # each read command, in a fresh process, shows the kept rows without the model stack (torch,
+    # PyG, BoTorch) or the enumeration libraries; a second review and report draw nothing (their
+    # pictures are kept), so they load no plotting library either
+    from tests._factories import HEAVY_MODULES, modules_loaded_by
+
+    for args in (["status"], ["proposals"], ["hosts"], ["show", str(olivine["host_id"])], ["review"], ["report"]):
+        assert modules_loaded_by(config.campaign_dir, *args) == {"exit": 0, "loaded": []}, args
+    for args in (["review"], ["report"]):
+        assert modules_loaded_by(config.campaign_dir, *args, watch=(*HEAVY_MODULES, "matplotlib.pyplot")) == {"exit": 0, "loaded": []}

@@ -187,16 +187,25 @@ def _rattled(name: str, supercell: tuple[int, int, int]) -> HostNetwork:
         return host_network(host, "Li")
 
 
-@pytest.mark.parametrize(
-    "network",
-    [
-        pytest.param(lambda: _network("LiCoO2_layered", 5.0), id="LiCoO2"),
-        pytest.param(lambda: _network("LiMn2O4_spinel", 4.0), id="LiMn2O4"),
-        pytest.param(lambda: _network("LiFePO4_olivine", 5.0), id="LiFePO4"),
-        pytest.param(lambda: _rattled("Li2O_antifluorite", (2, 1, 1)), id="Li2O-rattled"),
-        pytest.param(lambda: _rattled("Li3N_alpha", (1, 1, 2)), id="Li3N-rattled"),
-    ],
-)
+def _with_results(network: HostNetwork, paths: list[int], changes: bool, two: bool) -> tuple[dict, Percolator]:
+    """The first path computed (and the third, ``two``), with site-energy changes or without."""
+    fixed = {paths[0]: HopBarrier(0.4, "result", site_energy_change_ev=0.15 if changes else None)}
+    if two and changes and len(paths) > 2:
+        fixed[paths[2]] = HopBarrier(0.6, "result", site_energy_change_ev=-0.1)
+    return fixed, Percolator(network, site_energies(network, fixed))
+
+
+#: Real networks, with symmetry (few paths, one site class) and rattled (every hop its own path, many floors).
+REAL_NETWORKS = [
+    pytest.param(lambda: _network("LiCoO2_layered", 5.0), id="LiCoO2"),
+    pytest.param(lambda: _network("LiMn2O4_spinel", 4.0), id="LiMn2O4"),
+    pytest.param(lambda: _network("LiFePO4_olivine", 5.0), id="LiFePO4"),
+    pytest.param(lambda: _rattled("Li2O_antifluorite", (2, 1, 1)), id="Li2O-rattled"),
+    pytest.param(lambda: _rattled("Li3N_alpha", (1, 1, 2)), id="Li3N-rattled"),
+]
+
+
+@pytest.mark.parametrize("network", REAL_NETWORKS)
 def test_the_fast_solve_answers_as_the_rule_by_the_letter(network):
     # the solver skips the levels below the first percolating one (found by union-find), stops at
     # the first level that cannot win and keeps networks between rows: on real hosts, with and
@@ -206,10 +215,7 @@ def test_the_fast_solve_answers_as_the_rule_by_the_letter(network):
     paths = sorted(network.path_lengths_a)
     rng = np.random.default_rng(1)
     for changes in (False, True):
-        fixed = {paths[0]: HopBarrier(0.4, "result", site_energy_change_ev=0.15 if changes else None)}
-        if changes and len(paths) > 2:
-            fixed[paths[2]] = HopBarrier(0.6, "result", site_energy_change_ev=-0.1)
-        solver = Percolator(network, site_energies(network, fixed))
+        fixed, solver = _with_results(network, paths, changes, two=True)
         for row in range(150):
             barriers = rng.choice([0.2, 0.3, 0.5], size=len(paths)) if row % 2 else rng.uniform(0.1, 1.5, len(paths))
             saddles = solver.saddles({n: HopBarrier(float(b), "model") for n, b in zip(paths, barriers)})
@@ -267,3 +273,28 @@ def test_edges_matched_to_paths_by_symmetry_alone_match_pymatgens_equality(name,
     monkeypatch.setattr(network_module, "_matching_path", lambda hop, paths, formula, known_same_structure=False:
                         real(hop, paths, formula, False))
     assert _network(name, 4.5) == fast
+
+
+@pytest.mark.parametrize("network", REAL_NETWORKS)
+def test_rows_solved_together_answer_as_each_row_solved_alone(network):
+    # `alem hosts` solves a host's posterior rows together when its sites share one energy floor:
+    # each row must get exactly solve's barrier and limiting path, with ties (a coarse grid, two
+    # paths with one value), a path without a barrier, a fixed path, and several floors (solved
+    # row by row)
+    network = network()
+    paths = sorted(network.path_lengths_a)
+    rng = np.random.default_rng(2)
+    for changes in (False, True):
+        fixed, solver = _with_results(network, paths, changes, two=False)
+        sampled = tuple(paths[1:-1]) if len(paths) > 2 else tuple(paths[1:])
+        start = np.array([solver.start_energy[n] for n in sampled])
+        for grid in (False, True):
+            rows = rng.choice([0.2, 0.3, 0.4, 0.5], size=(64, len(sampled))) if grid else rng.uniform(0.1, 1.5, (64, len(sampled)))
+            if len(sampled) > 1:
+                rows[::3, 1] = rows[::3, 0]  # two paths with one value (one stored hop)
+            saddles = start[None, :] + rows
+            barriers, limiting = solver.solve_rows(solver.saddles(fixed), sampled, saddles)
+            for k in range(len(rows)):
+                alone = solver.solve({**solver.saddles(fixed), **dict(zip(sampled, saddles[k].tolist()))})
+                expected = (np.nan, 0) if alone[0] is None else (alone[0], alone[3])
+                np.testing.assert_equal((barriers[k], limiting[k]), expected, err_msg=f"{changes} {grid} row {k}")

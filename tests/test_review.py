@@ -72,6 +72,34 @@ def test_review_page_has_a_card_per_proposal_with_picture_neighbours_and_command
     assert "<script" not in page and "http" not in page  # self-contained: no code, nothing fetched
 
 
+def test_pictures_are_drawn_once_per_hop_and_leave_with_the_decided_hops(tmp_path, tiny_ensemble_dir, monkeypatch):
+    # drawing is most of a page's time: a second page draws nothing (the pictures read back equal),
+    # and once a hop is decided its picture leaves the folder
+    from alem.review import picture
+    from alem.review.picture import PICTURES_DIRNAME
+
+    config, _ = make_campaign(tmp_path, n_hops=6, ensemble_dir=tiny_ensemble_dir)
+    assert invoke(config, "propose", "--strategy", "explore", "--batch", "3").exit_code == 0
+    first = invoke(config, "review", "--out", tmp_path / "first.html")
+    assert first.exit_code == 0, first.output
+    kept = config.state_dir / PICTURES_DIRNAME
+    assert len(list(kept.glob("*.png"))) == 3
+
+    def no_drawing(hop):
+        raise AssertionError(f"{hop.hop_id} drawn again")
+
+    monkeypatch.setattr(picture, "hop_picture_png", no_drawing)
+    second = invoke(config, "review", "--out", tmp_path / "second.html")
+    assert second.exit_code == 0, second.output
+    images = [re.findall(r'src="data:image/png;base64,([^"]+)"', (tmp_path / f"{n}.html").read_text()) for n in ("first", "second")]
+    assert images[0] == images[1] and len(images[0]) == 3
+    with Store.open(config.store_path) as store:
+        decided = store.hops(state=HopState.PROPOSED)[0].hop_id
+    assert invoke(config, "reject", decided, "--reason", "not this one").exit_code == 0
+    assert invoke(config, "review", "--out", tmp_path / "third.html").exit_code == 0
+    assert len(list(kept.glob("*.png"))) == 2
+
+
 def test_a_proposal_without_prediction_is_refused_and_nothing_written(tmp_path):
     config, hop_ids = make_campaign(tmp_path, n_hops=3)
     propose_by_hand(config, hop_ids[:2], predicted=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
@@ -69,10 +70,14 @@ class PathBarrier:
 
 class StoreReads:
     """The store rows the host answers read, each read with one query when first needed and kept
-    for the whole table: read per host (or per hop), they were most of a kept table's time."""
+    for the whole table: read per host (or per hop), they were most of a kept table's time.
+    ``host_ids``: the answers are about these hosts only (a review page's few), so their hops,
+    networks and predictions are read, not the whole campaign's."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, host_ids: Collection[int] | None = None) -> None:
         self.store = store
+        self.host_ids = None if host_ids is None else sorted(set(host_ids))
+        self._predictions: dict[str, Any] | None = None
 
     @cached_property
     def hops(self) -> list[HopRecord]:
@@ -81,17 +86,23 @@ class StoreReads:
     @cached_property
     def _hops_by_host(self) -> dict[int | None, list[HopRecord]]:
         grouped: dict[int | None, list[HopRecord]] = defaultdict(list)
+        if self.host_ids is not None:
+            for host_id in self.host_ids:
+                grouped[host_id] = self.store.hops(host_id=host_id)
+            return grouped
         for record in self.hops:
             grouped[record.host_id].append(record)
         return grouped
 
     def hops_of(self, host_id: int) -> list[HopRecord]:
         """The host's hops, oldest first (as ``store.hops(host_id=...)``)."""
+        if self.host_ids is not None and host_id not in self.host_ids:
+            return self.store.hops(host_id=host_id)
         return list(self._hops_by_host.get(host_id, []))
 
     @cached_property
     def _hops_by_signature(self) -> dict[Any, list[HopRecord]]:
-        from alem.candidates.pool import SIGNATURE_KEY
+        from alem.candidates.signature import SIGNATURE_KEY
 
         grouped: dict[Any, list[HopRecord]] = defaultdict(list)
         for record in self.hops:
@@ -116,20 +127,25 @@ class StoreReads:
 
     @cached_property
     def network_records(self) -> dict[tuple[int, str], NetworkRecord]:
-        """Every host network kept in the store, by (host id, working ion)."""
-        return records_of(self.store.host_networks())
+        """Every host network kept in the store (or the asked hosts'), by (host id, working ion)."""
+        return records_of(self.store.host_networks(self.host_ids))
 
     def keep(self, host_id: int, record: NetworkRecord) -> None:
         """Keep a network built (or signed) here for the next table, and use it in this one."""
         self.store.keep_host_network(host_id, record.working_ion, record.covers_a, record.to_json())
         self.network_records[(host_id, record.working_ion)] = record
 
-    @cached_property
-    def predictions(self) -> dict[str, Any]:
-        """The current model's predictions by hop id (none without a current model)."""
-        return self.store.predictions()
-
-
+    def prediction(self, hop_id: str) -> Any:
+        """The current model's prediction of the hop (None: none, or no current model)."""
+        if self._predictions is None:
+            if self.host_ids is None:
+                self._predictions = self.store.predictions()
+            else:
+                hop_ids = [r.hop_id for host_id in self.host_ids for r in self.hops_of(host_id)]
+                self._predictions = self.store.predictions(hop_ids=hop_ids)
+        if hop_id not in self._predictions and self.host_ids is not None:  # a hop of another host, lent
+            self._predictions.update(self.store.predictions(hop_ids=[hop_id]))
+        return self._predictions.get(hop_id)
 def _path_number(hop: HopRecord, network: HostNetwork) -> int | None:
     """The distinct path a stored hop was enumerated as (its ``PATH N``), checked by length."""
     found = re.fullmatch(r"PATH (\d+)", str(hop.metadata.get("path_info", "")))
@@ -161,7 +177,6 @@ def network_record(store: Store, host_id: int, hops: list[HopRecord], working_io
 
 def _stored_barrier(config: CampaignConfig, reads: StoreReads, hop: HopRecord) -> dict[str, Any]:
     """A stored hop's barrier: its latest train-fidelity result, else its prediction, else none."""
-    predictions = reads.predictions
     results = [
         r for r in reads.usable_results(hop.hop_id)
         if r.barrier_ev is not None and matches(r.fidelity, config.model.train_fidelities)
@@ -170,8 +185,8 @@ def _stored_barrier(config: CampaignConfig, reads: StoreReads, hop: HopRecord) -
         latest = results[-1]
         change = None if latest.reverse_barrier_ev is None else latest.barrier_ev - latest.reverse_barrier_ev
         return dict(barrier_ev=latest.barrier_ev, std_ev=0.0, source=f"result {latest.fidelity}", site_energy_change_ev=change)
-    if hop.hop_id in predictions:
-        p = predictions[hop.hop_id]
+    p = reads.prediction(hop.hop_id)
+    if p is not None:
         return dict(barrier_ev=p.mean_ev, std_ev=p.std_ev, source=f"model {p.model_version_id}")
     return dict(barrier_ev=None, std_ev=None, source="none")
 

@@ -51,9 +51,6 @@ class HostRows:
 def host_rows(config: CampaignConfig, store: Store, progress: bool = False, model: LoadedModel | None = None) -> HostRows:
     """Joint posterior rows of every stored hop of a host under the current model, kept or
     computed (with ``model`` when it is the current version already loaded)."""
-    from alem.campaign.model_versions import load_current_model
-    from alem.campaign.score import keep_host_rows
-
     records = [r for r in store.hops() if r.host_id is not None]
     if not records:
         return HostRows(None, "no host hops")
@@ -62,6 +59,10 @@ def host_rows(config: CampaignConfig, store: Store, progress: bool = False, mode
         kept = read_rows(rows_path(config, current.id), [r.hop_id for r in records], cheap_digest(store, [r.hop_id for r in records]))
         if kept is not None:
             return HostRows(kept, _what(current.id, kept))
+    # computing them loads the model stack (torch): imported only when the kept rows cannot serve
+    from alem.campaign.model_versions import load_current_model
+    from alem.campaign.score import keep_host_rows
+
     if model is None or current is None or model.version_id != current.id:
         try:
             model = load_current_model(store, config)

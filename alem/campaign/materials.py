@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alem.acquisition.materials import expected_prob_change, select_materials_batch
-from alem.campaign.host_networks import HostAnalysis, analyse_hosts, host_analysis
+from alem.campaign.host_networks import HostAnalysis, StoreReads, analyse_hosts, host_analysis
 from alem.campaign.host_rows import HostRows, host_rows
 from alem.candidates.hosts import HostError
 
@@ -52,9 +52,10 @@ def campaign_hosts(config: CampaignConfig, store: Store, model: LoadedModel | No
     if host_ids is None:
         return CampaignHosts(rows, analyse_hosts(config, store, rows))
     analyses = {}
+    reads = StoreReads(store, host_ids)
     for host_id in dict.fromkeys(host_ids):
         try:
-            analyses[host_id] = host_analysis(config, store, host_id, rows)
+            analyses[host_id] = host_analysis(config, store, host_id, rows, reads=reads)
         except HostError:
             continue
     return CampaignHosts(rows, analyses)

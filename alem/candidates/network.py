@@ -20,20 +20,22 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from math import gcd
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
-from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder
-from pymatgen.core import Structure
-from pymatgen.symmetry.structure import SymmetrizedStructure
-from pymatgen.util.coord import pbc_shortest_vectors
 
 from alem.candidates.hosts import HostError
 
+if TYPE_CHECKING:
+    from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder
+    from pymatgen.core import Structure
+
 #: Two saddles or site energies within this (eV) are the same level.
 ENERGY_TOLERANCE_EV = 1e-9
+#: Most paths whose rows :meth:`Percolator.solve_rows` solves together (bitmasks of open paths in int64).
+MAX_PATHS_SOLVED_TOGETHER = 62
 #: A graph edge and a distinct path are copies of each other only if their lengths agree within this (Å).
 LENGTH_TOLERANCE_A = 1e-3
 
@@ -86,13 +88,20 @@ class Percolation:
     missing_paths: tuple[int, ...] = ()
 
 
-class _MigrationGraph(MigrationGraph):
+@cache
+def _migration_graph_class() -> type:
     """``MigrationGraph`` with its symmetrized structure computed once: the parent recomputes it
-    (a full spglib analysis) for every edge, which dominated the time of a host with many hops."""
+    (a full spglib analysis) for every edge, which dominated the time of a host with many hops.
+    Defined on first use: pymatgen-analysis-diffusion takes seconds to import, and the host
+    answers read kept networks without it."""
+    from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
 
-    @cached_property
-    def symm_structure(self) -> SymmetrizedStructure:
-        return super().symm_structure
+    class _MigrationGraph(MigrationGraph):
+        @cached_property
+        def symm_structure(self):
+            return super().symm_structure
+
+    return _MigrationGraph
 
 
 def host_network(
@@ -105,6 +114,8 @@ def host_network(
     widened to ``at_least_a`` when that is longer. ``distinct_paths``: the finder of ``host`` with
     these settings and its paths, when enumeration found them already.
     """
+    from pymatgen.analysis.diffusion.neb.pathfinder import DistinctPathFinder
+
     finder, paths = distinct_paths or (DistinctPathFinder(host, working_ion, max_path_length=max_hop_length_a, symprec=symprec), None)
     if finder.max_path_length + LENGTH_TOLERANCE_A < at_least_a:
         finder, paths = DistinctPathFinder(host, working_ion, max_path_length=at_least_a, symprec=symprec), None
@@ -114,7 +125,7 @@ def host_network(
     ion_indices = [i for i, site in enumerate(host) if site.specie.symbol == working_ion]
     class_of_host_site = {i: k for k, group in enumerate(finder.symm_structure.equivalent_indices) for i in group}
     site_classes = tuple(class_of_host_site[i] for i in ion_indices)
-    graph = _MigrationGraph.with_distance(host, working_ion, round(finder.max_path_length, 3) + 0.01, symprec=symprec)
+    graph = _migration_graph_class().with_distance(host, working_ion, round(finder.max_path_length, 3) + 0.01, symprec=symprec)
     path_of_label: dict[int, int] = {}
     edges = []
     # the graph and the finder analyse the same host: compared once here, not per edge and path
@@ -157,6 +168,8 @@ def _matching_path(hop, paths: list, formula: str, known_same_structure: bool = 
 
 
 def _class_at(host: Structure, frac: np.ndarray, class_of_host_site: Mapping[int, int]) -> int:
+    from pymatgen.util.coord import pbc_shortest_vectors
+
     _, d2 = pbc_shortest_vectors(host.lattice, np.array([frac]), host.frac_coords, return_d2=True)
     return class_of_host_site[int(np.argmin(d2[0]))]
 
@@ -201,6 +214,44 @@ def percolation(network: HostNetwork, barriers: Mapping[int, HopBarrier]) -> Per
     barrier, rank, directions, limiting = solver.solve(solver.saddles(barriers))
     missing = tuple(sorted({e.path_number for e in network.edges} - set(barriers)))
     return Percolation(barrier, rank, directions, limiting, energies, missing)
+
+
+class _Cycles:
+    """Union-find over the sites of a network that keeps each site's lattice offset from its root:
+    an edge closing a cycle with a net translation makes the open paths percolate."""
+
+    __slots__ = ("offset", "parent")
+
+    def __init__(self, n_sites: int) -> None:
+        self.parent = list(range(n_sites))
+        self.offset = [(0, 0, 0)] * n_sites
+
+    def copy(self) -> _Cycles:
+        other = _Cycles.__new__(_Cycles)
+        other.parent, other.offset = list(self.parent), list(self.offset)
+        return other
+
+    def _root(self, i: int) -> tuple[int, tuple[int, int, int]]:
+        parent, offset = self.parent, self.offset
+        shift = (0, 0, 0)
+        while parent[i] != i:
+            o = offset[i]
+            shift = (shift[0] + o[0], shift[1] + o[1], shift[2] + o[2])
+            i = parent[i]
+        return i, shift
+
+    def open(self, edges) -> bool:
+        """Open these (start, end, image) edges; True as soon as one closes a cycle with a net translation."""
+        for start, end, image in edges:
+            root_start, at_start = self._root(start)
+            root_end, at_end = self._root(end)
+            # where the edge puts ``end``'s root, relative to ``start``'s root
+            shift = (at_start[0] + image[0] - at_end[0], at_start[1] + image[1] - at_end[1], at_start[2] + image[2] - at_end[2])
+            if root_start != root_end:
+                self.parent[root_end], self.offset[root_end] = root_start, shift
+            elif shift != (0, 0, 0):
+                return True
+        return False
 
 
 class Percolator:
@@ -272,32 +323,15 @@ class Percolator:
         analysis (:meth:`_percolating`) starts there with the same answer, one level instead of
         all of them (each a new set of open paths, so none kept from another row)."""
         edges_of_path = self._edges_of_path[floor_index]
-        parent = list(range(len(self.site_energy)))
-        offset = [(0, 0, 0)] * len(parent)
-
-        def root(i: int) -> tuple[int, tuple[int, int, int]]:
-            shift = (0, 0, 0)
-            while parent[i] != i:
-                o = offset[i]
-                shift = (shift[0] + o[0], shift[1] + o[1], shift[2] + o[2])
-                i = parent[i]
-            return i, shift
-
+        cycles = _Cycles(len(self.site_energy))
         opened = 0
         for k, level in enumerate(levels):
             if self._cannot_win(level, best):
                 return k
             upto = bisect_right(values, level + ENERGY_TOLERANCE_EV)
             for name in names[opened:upto]:
-                for start, end, image in edges_of_path.get(name, ()):
-                    root_start, at_start = root(start)
-                    root_end, at_end = root(end)
-                    # where the edge puts ``end``'s root, relative to ``start``'s root
-                    shift = (at_start[0] + image[0] - at_end[0], at_start[1] + image[1] - at_end[1], at_start[2] + image[2] - at_end[2])
-                    if root_start != root_end:
-                        parent[root_end], offset[root_end] = root_start, shift
-                    elif shift != (0, 0, 0):
-                        return k
+                if cycles.open(edges_of_path.get(name, ())):
+                    return k
             opened = upto
         return len(levels)
 
@@ -331,6 +365,117 @@ class Percolator:
             return (None, 0, "", None)
         rank, directions = self._dimension(best[1])
         return (best[0], rank, directions, best[2])
+
+
+    def solve_rows(
+        self, fixed_saddles: Mapping[int, float], sampled_paths: tuple[int, ...], sampled_saddles: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`solve` for each row of ``sampled_saddles`` (n_rows x len(sampled_paths), eV), the
+        ``fixed_saddles`` shared by every row: each row's percolation barrier (NaN: none) and
+        limiting path (0: none). Equal to solving row by row; with one site-energy floor (no
+        measured site-energy difference: every campaign host before its first result) the rows
+        are solved together (:meth:`_rows_one_floor`), which a table of thousands of hosts
+        times hundreds of rows needs."""
+        n_rows = len(sampled_saddles)
+        barriers_ev, limiting = np.full(n_rows, np.nan), np.zeros(n_rows, dtype=int)
+        usable = self._usable[0] if len(self.floors) == 1 else frozenset()
+        names = sorted(n for n in {*fixed_saddles, *sampled_paths} if n in usable)
+        if len(self.floors) == 1 and len(names) <= MAX_PATHS_SOLVED_TOGETHER:
+            columns = {n: k for k, n in enumerate(sampled_paths)}
+            saddles = np.empty((n_rows, len(names)))
+            for k, n in enumerate(names):
+                saddles[:, k] = sampled_saddles[:, columns[n]] if n in columns else fixed_saddles[n]
+            undecided = self._rows_one_floor(names, saddles, barriers_ev, limiting)
+        else:
+            undecided = np.arange(n_rows)
+        for k in undecided:  # several floors, or a tie the rows' shortcut does not settle
+            saddles_of_row = dict(fixed_saddles)
+            saddles_of_row.update(zip(sampled_paths, sampled_saddles[k].tolist()))
+            barrier, _, _, path = self.solve(saddles_of_row)
+            barriers_ev[k], limiting[k] = (np.nan, 0) if barrier is None else (barrier, path)
+        return barriers_ev, limiting
+
+    def _rows_one_floor(self, names: list[int], saddles: np.ndarray, barriers_ev: np.ndarray, limiting: np.ndarray) -> np.ndarray:
+        """Fill the rows' answers at one site-energy floor; returns the rows left to :meth:`solve`.
+
+        Per row, the paths opened level by level are prefixes of the row's saddle order (as a
+        bitmask over ``names``); whether a set of open paths percolates is asked once per distinct
+        set (:meth:`_percolating`, kept), the first percolating level's networks are compared as
+        :meth:`solve` compares them (lowest barrier, a tie to the higher dimensionality). Its
+        barriers all lie within the tolerance of that level, so a row is settled unless the next
+        level could still tie (then it is left to :meth:`solve`)."""
+        n_rows, n_paths = saddles.shape
+        if n_paths == 0:
+            return np.zeros(0, dtype=int)
+        order = np.argsort(saddles, axis=1, kind="stable")  # ties by path number, as solve's sort
+        values = np.take_along_axis(saddles, order, axis=1)
+        opened_count = (values[:, None, :] <= values[:, :, None] + ENERGY_TOLERANCE_EV).sum(axis=2)
+        masks = np.bitwise_or.accumulate(np.left_shift(np.int64(1), order.astype(np.int64)), axis=1)
+        opened = np.take_along_axis(masks, opened_count - 1, axis=1)  # open paths at each level
+        edges_of_bit = [self._edges_of_path[0].get(n, ()) for n in names]
+        # open paths that do not percolate, with their cycles: a set one level up grows from one of them
+        growing: dict[int, _Cycles] = {0: _Cycles(len(self.site_energy))}
+        percolating: set[int] = set()
+
+        def percolates(mask: int, below: int) -> bool:
+            if mask in growing or mask in percolating:
+                return mask in percolating
+            cycles = growing[below].copy()
+            added = mask & ~below
+            while added:  # usually one path a level
+                bit = added & -added
+                added ^= bit
+                if cycles.open(edges_of_bit[bit.bit_length() - 1]):
+                    percolating.add(mask)
+                    return True
+            growing[mask] = cycles
+            return False
+
+        first = np.full(n_rows, -1)
+        for level in range(n_paths):
+            open_rows = np.flatnonzero(first < 0)
+            if not len(open_rows):
+                break
+            below = opened[open_rows, level - 1] if level else np.zeros(len(open_rows), dtype=np.int64)
+            distinct, where, back = np.unique(opened[open_rows, level], return_index=True, return_inverse=True)
+            hit = np.array([percolates(int(m), int(below[w])) for m, w in zip(distinct, where)])
+            first[open_rows[hit[back]]] = level
+        rows = np.flatnonzero(first >= 0)
+        at = first[rows]
+        opened_before = np.where(at > 0, opened_count[rows, np.maximum(at - 1, 0)], 0)
+        # one path opened at the first percolating level: every percolating network holds it (none
+        # percolated a level down) and every other path of theirs is lower, so it limits them all
+        alone = opened_count[rows, at] - opened_before == 1
+        easy = rows[alone]
+        top = order[easy, opened_count[easy, first[easy]] - 1]
+        barriers_ev[easy] = saddles[easy, top] - self.floors[0]
+        limiting[easy] = np.asarray(names)[top]
+        tied = rows[~alone]
+        at_first = opened[tied, first[tied]]
+        for mask in np.unique(at_first):  # several paths at one level (equal barriers): compare the networks
+            group = tied[at_first == mask]
+            best_ev = best_top = best_rank = None
+            networks = self._percolating(0, frozenset(n for k, n in enumerate(names) if int(mask) >> k & 1))
+            for used, lowest_ev, translations in networks:
+                cols = [names.index(n) for n in used]
+                top = np.asarray(cols)[np.argmax(saddles[np.ix_(group, cols)], axis=1)]
+                barrier = saddles[group, top] - lowest_ev
+                rank = self._dimension(translations)[0]
+                if best_ev is None:
+                    best_ev, best_top, best_rank = barrier, top, np.full(len(group), rank)
+                    continue
+                wins = (barrier < best_ev - ENERGY_TOLERANCE_EV) | (
+                    (np.abs(barrier - best_ev) <= ENERGY_TOLERANCE_EV) & (rank > best_rank)
+                )
+                best_ev, best_top = np.where(wins, barrier, best_ev), np.where(wins, top, best_top)
+                best_rank = np.where(wins, rank, best_rank)
+            barriers_ev[group] = best_ev
+            limiting[group] = np.asarray(names)[best_top]
+        # solve goes on to the next level unless it cannot win: the same test, row by row
+        beyond = opened_count[rows, first[rows]]
+        next_level = values[rows, np.minimum(beyond, n_paths - 1)]
+        could_tie = (beyond < n_paths) & ~(next_level - self.highest_site_ev > barriers_ev[rows] + ENERGY_TOLERANCE_EV)
+        return rows[could_tie]
 
 
 def _components(n_sites: int, edges: list[NetworkEdge]) -> list[tuple[set[int], list[tuple[int, ...]]]]:
@@ -429,13 +574,7 @@ def percolation_spread(
     fixed_saddles = solver.saddles(fixed)
     start_ev = np.array([solver.start_energy.get(n, 0.0) for n in sampled_paths])
     n = len(rows_ev)
-    barriers_ev, limiting = np.full(n, np.nan), np.zeros(n, dtype=int)
-    for k, row in enumerate(rows_ev):
-        saddles = dict(fixed_saddles)
-        saddles.update(zip(sampled_paths, (start_ev + row).tolist()))
-        barrier, _, _, path = solver.solve(saddles)
-        if barrier is not None:
-            barriers_ev[k], limiting[k] = barrier, path
+    barriers_ev, limiting = solver.solve_rows(fixed_saddles, tuple(sampled_paths), start_ev[None, :] + rows_ev)
     found = barriers_ev[~np.isnan(barriers_ev)]
     numbers, counts = np.unique(limiting[limiting > 0], return_counts=True)
     return PercolationSpread(

@@ -31,12 +31,11 @@ from alem.candidates.enumerate import DistinctPaths, EnumerationSettings, enumer
 from alem.candidates.hosts import HostError, read_host
 from alem.candidates.network import HostNetwork
 from alem.candidates.network_record import NetworkRecord, path_number, reach_a, signed_paths
-from alem.candidates.signature import hop_signature
+from alem.candidates.signature import SIGNATURE_KEY, hop_signature
 from alem.candidates.transport import arrived_hop, portable_hop
 from alem.hops.fingerprint import structure_fingerprint
 from alem.hops.hop import Hop
 
-SIGNATURE_KEY = "signature"
 #: The event that records a stored chunk of hosts (payload: settings key, host fingerprints).
 ENUMERATED_EVENT = "hosts_enumerated"
 #: Hosts stored per transaction when not strict.

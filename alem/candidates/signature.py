@@ -20,6 +20,8 @@ import numpy as np
 
 from alem.hops.hop import Hop
 
+#: The hop metadata key a stored hop's signature is kept under.
+SIGNATURE_KEY = "signature"
 DISTANCE_BIN_A = 0.1
 ENVIRONMENT_RADIUS_A = 4.0
 

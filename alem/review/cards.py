@@ -99,7 +99,7 @@ def _prediction(store: Store, proposal: Proposal) -> tuple[float, float]:
 
 def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | None = None, k_neighbours: int = 5) -> list[ReviewCard]:
     """Cards of every waiting proposal (ReviewError, naming the hop, for one without prediction)."""
-    from alem.review.picture import bottleneck, hop_picture_png
+    from alem.review.picture import PICTURES_DIRNAME, bottleneck, kept_pictures
 
     proposals = waiting_proposals(store)
     predicted = [(proposal, _prediction(store, proposal)) for proposal in proposals]  # refuse before any work
@@ -111,6 +111,7 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
 
     cheap = cheap_barriers_of(store)
     host_lines = _host_lines(store, config, [p.hop_id for p in proposals])
+    pictures = kept_pictures([hops[p.hop_id] for p in proposals], config.state_dir / PICTURES_DIRNAME)
     cards = []
     for proposal, (mean_ev, std_ev) in predicted:
         hop = hops[proposal.hop_id]
@@ -137,7 +138,7 @@ def review_cards(store: Store, config: CampaignConfig, index: LiteratureIndex | 
             mean_ev=mean_ev,
             std_ev=std_ev,
             prob_below_threshold=prob,
-            picture_png=hop_picture_png(hop),
+            picture_png=pictures[hop.hop_id],
             min_host_distance_a=bottleneck(hop).min_distance_a,
             neighbours=neighbours,
             novelty=index.typicality(neighbours[0].distance) if neighbours else 1.0,

@@ -9,8 +9,11 @@ nearer atoms drawn larger and on top; the bottleneck - the point of the path clo
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -156,3 +159,44 @@ def hop_picture_png(hop: Hop, size_in: tuple[float, float] = (4.2, 3.3), dpi: in
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return buffer.getvalue()
+
+
+#: Where a campaign keeps its hops' pictures (under its state directory): drawing one is most of a
+#: review page's time, and a waiting hop is shown on every page until it is decided.
+PICTURES_DIRNAME = "review_pictures"
+
+
+def picture_key(hop: Hop) -> str:
+    """What a hop's picture is drawn from: its structures (exact), its ion and the code drawing it."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for structure in (hop.initial, hop.final):
+        digest.update(np.ascontiguousarray(structure.lattice.matrix, dtype=float).tobytes())
+        digest.update(np.ascontiguousarray(structure.frac_coords, dtype=float).tobytes())
+        digest.update(" ".join(site.species_string for site in structure).encode())
+    digest.update(hop.working_ion.encode())
+    return digest.hexdigest()
+
+
+def kept_pictures(hops: list[Hop], keep_in: Path) -> dict[str, bytes]:
+    """:func:`hop_picture_png` of each hop by hop id, read back from ``keep_in`` when the hop was
+    drawn before by this code (:func:`picture_key`), else drawn and kept there. Pictures of hops
+    no longer on the page (decided since) are removed, so the folder holds one page's worth."""
+    keep_in = Path(keep_in)
+    keep_in.mkdir(parents=True, exist_ok=True)
+    pictures, shown = {}, set()
+    for hop in hops:
+        path = keep_in / f"{picture_key(hop)}.png"
+        shown.add(path.name)
+        try:
+            pictures[hop.hop_id] = path.read_bytes()
+            continue
+        except OSError:
+            pass  # not drawn yet
+        pictures[hop.hop_id] = hop_picture_png(hop)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_bytes(pictures[hop.hop_id])
+        os.replace(partial, path)  # a page drawn beside this one never reads half a picture
+    for old in keep_in.glob("*.png"):
+        if old.name not in shown:
+            old.unlink(missing_ok=True)
+    return pictures

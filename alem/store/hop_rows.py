@@ -81,10 +81,12 @@ class HopTables(StoreCore):
                 (host_id, working_ion, covers_a, record_json, self.now()),
             )
 
-    def host_networks(self) -> dict[tuple[int, str], str]:
-        """Every kept host network's JSON, by (host id, working ion)."""
+    def host_networks(self, host_ids: Sequence[int] | None = None) -> dict[tuple[int, str], str]:
+        """Every kept host network's JSON (or those of ``host_ids``), by (host id, working ion)."""
+        where, params = ("", ()) if host_ids is None else (
+            f" WHERE host_id IN ({','.join('?' * len(host_ids))})", tuple(int(h) for h in host_ids))
         return {(int(r["host_id"]), r["working_ion"]): r["record_json"]
-                for r in self._query("SELECT host_id, working_ion, record_json FROM host_networks")}
+                for r in self._query(f"SELECT host_id, working_ion, record_json FROM host_networks{where}", params)}
 
     def add_hops(self, hops: Sequence[Hop], host_id: int | None = None, source: str | None = None) -> list[str]:
         """Store candidate hops; returns the stored hop id of each, in order.

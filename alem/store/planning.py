@@ -13,6 +13,9 @@ from alem.store.core import StoreCore, _dumps
 from alem.store.records import Decision, ModelVersion, Prediction, Proposal, ProposalInput
 from alem.store.states import StoreError
 
+#: Hop ids per query when predictions of some hops are read (well below SQLite's variable limit).
+PREDICTIONS_PER_QUERY = 500
+
 
 class PlanningTables(StoreCore):
     # ------------------------------------------------------------------ models
@@ -93,9 +96,19 @@ class PlanningTables(StoreCore):
             if current is None:
                 return {}
             model_version_id = current.id
-        rows = self._query("SELECT * FROM predictions WHERE model_version_id = ?", (model_version_id,))
-        wanted = set(hop_ids) if hop_ids is not None else None
-        return {r["hop_id"]: Prediction.from_row(r) for r in rows if wanted is None or r["hop_id"] in wanted}
+        if hop_ids is None:
+            rows = self._query("SELECT * FROM predictions WHERE model_version_id = ?", (model_version_id,))
+            return {r["hop_id"]: Prediction.from_row(r) for r in rows}
+        wanted = list(dict.fromkeys(hop_ids))
+        found = {}
+        for start in range(0, len(wanted), PREDICTIONS_PER_QUERY):  # by primary key: a page reads its hops only
+            chunk = wanted[start : start + PREDICTIONS_PER_QUERY]
+            rows = self._query(
+                f"SELECT * FROM predictions WHERE model_version_id = ? AND hop_id IN ({','.join('?' * len(chunk))})",
+                (model_version_id, *chunk),
+            )
+            found.update((r["hop_id"], Prediction.from_row(r)) for r in rows)
+        return found
 
     def predicted_pool(self, model_version_id: int, states: Sequence[str]) -> tuple[list[tuple[str, float, float]], int]:
         """(working ion, μ, σ) of every hop in ``states`` that ``model_version_id`` predicted, and

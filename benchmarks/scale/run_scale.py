@@ -14,7 +14,8 @@ peak resident memory from ``/usr/bin/time``, start-up and model loading included
 * ``rescoring``: the score step again, for the new version (the feature cache full);
 * ``propose_<strategy>``: ``alem propose --strategy S --batch 10`` for each strategy;
 * the read commands: ``alem status``, ``proposals``, ``jobs``, ``history``, ``hosts``, ``review``
-  (the page of the waiting batches), ``report``;
+  (the page of the waiting batches), ``report``, each of the last two once more (``*_again``: its
+  pictures kept), and ``alem show 1`` (``show_host``: one host's network);
 * the store's and the feature cache's size on disk.
 
 Resumable: every finished step is written to ``<workdir>/steps.json`` and skipped when the script
@@ -47,6 +48,8 @@ RESULTS = HERE / "results.json"
 TABLE = HERE / "results.md"
 STRATEGIES = ("explore", "discover", "balanced")
 READ_COMMANDS = ("status", "proposals", "jobs", "history", "hosts", "review", "report")
+#: Read commands that keep their pictures (``<cmd>_again``: the same command once more, nothing new to draw).
+DRAWING_COMMANDS = ("review", "report")
 HOSTS_PER_CHUNK = 50
 
 
@@ -232,6 +235,9 @@ def run(n_hops: int, workdir: Path, only: set[str] | None = None) -> dict:
         record(f"propose_{strategy}", ["alem", "propose", "--strategy", strategy, "--batch", "10"])
     for command in READ_COMMANDS:
         record(command, ["alem", command])
+        if command in DRAWING_COMMANDS:  # the first page draws its pictures; the next one reads them back
+            record(f"{command}_again", ["alem", command])
+    record("show_host", ["alem", "show", "1"])
     return _summary(steps, campaign)
 
 
