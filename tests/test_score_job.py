@@ -74,8 +74,11 @@ def _assert_same(recorded: dict, expected: dict) -> None:
         np.testing.assert_allclose(recorded[hop_id], values, rtol=0, atol=1e-6, err_msg=hop_id)
 
 
-def test_a_large_pool_is_scored_by_a_local_job_while_the_loop_goes_on(tmp_path, replay_ensemble_dir):
+def test_a_large_pool_is_scored_by_a_local_job_while_the_loop_goes_on(tmp_path, replay_ensemble_dir, monkeypatch):
+    import alem.inference.members
+
     config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, **CAMPAIGN)
+    monkeypatch.setattr(alem.inference.members, "GRAPH_BATCH", 4)  # chunks are whole forward batches: here of 4 hops
     said = _loop(config, "--max-ticks", "2")
     assert "scoring job 1 submitted to local as alem-score-1-a1: 6 candidates with model version 1" in said
     with Store.open(config.store_path) as store:

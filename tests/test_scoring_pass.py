@@ -10,6 +10,8 @@ SQLite store and feature cache.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -23,21 +25,28 @@ HOST_FILES = [str(PACKAGE_DATA / "hosts" / name) for name in ("LiCoO2_layered.ci
 CHUNK_HOPS = 2
 
 
-@pytest.fixture
-def campaign(tmp_path, replay_ensemble_dir, monkeypatch):
-    """Host hops of two shipped hosts (8); members forward 2 hop graphs at a time and the loop
-    scores 2 hops a chunk, so the pool takes several chunks; every chunk the model predicts is
-    listed in ``chunks``."""
-    import alem.inference.members
+def _host_campaign(tmp_path, ensemble_dir, **model_settings):
+    """A campaign of the host hops of two shipped hosts (8 hops)."""
     from alem.campaign import init_campaign
-    from alem.ensemble import Ensemble
 
     config = init_campaign(tmp_path / "campaign", backend="local")
-    config.model.path = str(replay_ensemble_dir)
-    config.model.score_chunk_hops = CHUNK_HOPS
+    config.model.path = str(ensemble_dir)
+    for key, value in model_settings.items():
+        setattr(config.model, key, value)
     config.save()
     added = CliRunner().invoke(app, ["candidates", "add", *HOST_FILES, "--max-hop-length", "5.0", "-C", str(config.campaign_dir)])
     assert added.exit_code == 0, added.output
+    return config
+
+
+@pytest.fixture
+def campaign(tmp_path, replay_ensemble_dir, monkeypatch):
+    """Members forward 2 hop graphs at a time and the loop scores 2 hops a chunk, so the pool takes
+    several chunks; every chunk the model predicts is listed in ``chunks``."""
+    import alem.inference.members
+    from alem.ensemble import Ensemble
+
+    config = _host_campaign(tmp_path, replay_ensemble_dir, score_chunk_hops=CHUNK_HOPS)
     monkeypatch.setattr(alem.inference.members, "GRAPH_BATCH", CHUNK_HOPS)
     chunks: list[list[str]] = []
     posterior_chunks = Ensemble.posterior_chunks
@@ -143,3 +152,32 @@ def test_a_proposal_reads_the_kept_rows_and_chooses_what_predicting_again_would(
         monkeypatch.setattr(alem.campaign.score, "predict_in_chunks", forbidden)
         outcome = propose(store, config, model, strategy="explore", batch_size=3)
         assert [p.hop_id for p in outcome.proposals] == [s.hop_id for s in select_batch(again, request)]
+
+
+def test_a_scoring_job_keeps_the_host_rows_too(tmp_path, replay_ensemble_dir):
+    """``score_on = "backend"``: a local job predicts the pool and the host hops' rows chunk by
+    chunk in its run directory; the loop records the predictions and writes the rows at completion."""
+    import time
+
+    from alem.campaign.kept_rows import rows_path
+    from alem.campaign.model_versions import load_current_model
+    from alem.campaign.score_job import advance_scoring
+    from alem.store import HopState
+
+    config = _host_campaign(tmp_path, replay_ensemble_dir, score_on="backend", score_job_min_hops=1)
+    with Store.open(config.store_path) as store:
+        model = load_current_model(store, config)
+        n_candidates = len(store.hops(state=HopState.CANDIDATE))
+        step = advance_scoring(store, config, model)
+        assert step.live is not None and store.predictions(model.version_id) == {}
+        exit_marker = Path(step.live.run_dir) / "exit.json"
+        deadline = time.time() + 300
+        while not exit_marker.exists() and time.time() < deadline:
+            time.sleep(1)
+        assert not rows_path(config, model.version_id).exists()  # written by the loop, once the job is done
+        step = advance_scoring(store, config, model)
+        assert step.scored == n_candidates and "finished" in " ".join(step.messages)
+        with np.load(rows_path(config, model.version_id)) as kept:
+            expected = _whole_call_rows(config, store)
+            assert kept["hop_ids"].tolist() == list(expected.hop_ids)
+            np.testing.assert_array_equal(kept["rows_ev"], expected.member_ev)

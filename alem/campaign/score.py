@@ -107,7 +107,8 @@ def predict_in_chunks(
     hosts = {r.group or r.hop_id for r in records}  # host_of of each hop, without loading it
     with feature_cache_of(store) as cache:
         chunks = (store.load_hops(hop_ids[start:stop]) for start, stop in bounds)
-        passes = ensemble.posterior_chunks(chunks, hosts, POSTERIOR_DRAWS, POSTERIOR_SEED, cheap_barriers or None, progress=progress,
+        n_draws = POSTERIOR_DRAWS if kept_ids else 0  # no rows wanted: no draws made
+        passes = ensemble.posterior_chunks(chunks, hosts, n_draws, POSTERIOR_SEED, cheap_barriers or None, progress=progress,
                                            labelled=labelled, cache=cache)
         for (start, stop), (prediction, draws) in zip(bounds, passes, strict=True):
             chunk = hop_ids[start:stop]
