@@ -312,9 +312,9 @@ class Ensemble:
         :func:`~alem.inference.sister_correction.host_of` of every hop). Each chunk's prediction
         and draws are exactly (bit for bit) its hops' columns of one :meth:`posterior` of the
         whole pool when the chunks are :meth:`chunk_bounds` and the hops' features come from
-        ``cache`` or are computed in the same batches: draws are
-        keyed by hop (:mod:`alem.inference.draw_randomness`) and the labelled sisters are
-        predicted once for the pool."""
+        ``cache`` or are computed in the same batches: draws are keyed by hop
+        (:mod:`alem.inference.draw_randomness`) and the labelled sisters are predicted once for
+        the pool."""
         sister = self.labelled_sister(hosts, labelled, cheap_barriers, device) if self.sister is not None else None
         for k, hops in enumerate(chunks):
             inputs = self.hop_inputs(hops, cheap_barriers, device, progress, cache, warn=k == 0)

@@ -199,7 +199,6 @@ def keep_host_rows(
     return table, True
 
 
-
 def candidates_to_score(store: Store, model: LoadedModel) -> tuple[list[HopRecord], dict[str, list[str]], dict[str, Prediction]]:
     """Candidates the current model has not scored yet, and candidates whose host got a labelled
     hop after their prediction (with those hops; only for a model with a sister correction); the
