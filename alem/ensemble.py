@@ -8,7 +8,7 @@ the card once, at load; prediction only asks each component for its mean and σ.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs, Mixture
 from alem.inference.device import pick_device
+from alem.inference.draw_randomness import DrawRandomness
 from alem.inference.feature_cache import FeatureCache
 from alem.inference.fidelity_aware import cheap_barrier_notes, warn_unmatched
 from alem.inference.members import GnnMembers
@@ -183,27 +184,42 @@ class Ensemble:
         prediction = self._predict(inputs)
         return self._corrected(prediction, self.sister_correction(inputs, prediction, labelled, device))
 
-    def sister_correction(
-        self, inputs: HopInputs, prediction: EnsemblePrediction, labelled: Sequence[Hop] = (), device: str | None = None
-    ) -> SisterCorrection | None:
-        """The correction of ``prediction`` (the stack's, of ``inputs``' hops) by the labelled hops
-        of their hosts: the residual store, plus ``labelled`` with their residuals against this
-        model's stack prediction of them (hops it was trained on are left out of ``labelled``:
-        an in-sample residual would teach nothing). None: the model has no correction."""
+    def labelled_sister(
+        self, hosts: Collection[str], labelled: Sequence[Hop] = (), cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+        device: str | None = None,
+    ) -> SisterModel | None:
+        """The sister correction with the labelled hops of ``hosts`` added to its residual store:
+        ``labelled``'s hops with their residuals against this model's stack prediction of them
+        (predicted together, as their sisters are: with ``cheap_barriers``); hops it was trained
+        on are left out (an in-sample residual would teach nothing). None: the model has no correction."""
         if self.sister is None:
             return None
-        sister = self.sister
-        hosts = [host_of(h) for h in inputs.hops]
         trained = set(self.model_card.training_hop_ids or ())
         wanted = set(hosts)
         fresh = [h for h in labelled if h.barrier_ev is not None and h.hop_id not in trained and host_of(h) in wanted]
-        if fresh:
-            label_inputs = self.hop_inputs(fresh, inputs.cheap_barriers, device, warn=False)  # as their sisters are predicted
-            stack = self._predict(label_inputs)
-            sister = sister.with_labels(
-                [h.hop_id for h in fresh], [host_of(h) for h in fresh], label_inputs.descriptors,
-                np.array([h.barrier_ev for h in fresh], dtype=float), stack.mean_ev,
-            )
+        if not fresh:
+            return self.sister
+        label_inputs = self.hop_inputs(fresh, cheap_barriers, device, warn=False)
+        stack = self._predict(label_inputs)
+        return self.sister.with_labels(
+            [h.hop_id for h in fresh], [host_of(h) for h in fresh], label_inputs.descriptors,
+            np.array([h.barrier_ev for h in fresh], dtype=float), stack.mean_ev,
+        )
+
+    def sister_correction(
+        self, inputs: HopInputs, prediction: EnsemblePrediction, labelled: Sequence[Hop] = (), device: str | None = None,
+        sister: SisterModel | None = None,
+    ) -> SisterCorrection | None:
+        """The correction of ``prediction`` (the stack's, of ``inputs``' hops) by the labelled hops
+        of their hosts: ``sister`` (:meth:`labelled_sister`, made once for a pool predicted in
+        chunks), else the residual store plus ``labelled`` (:meth:`labelled_sister` of these hops'
+        hosts). None: the model has no correction."""
+        if self.sister is None:
+            return None
+        hosts = [host_of(h) for h in inputs.hops]
+        if sister is None:
+            sister = self.labelled_sister(set(hosts), labelled, inputs.cheap_barriers, device)
+        assert sister is not None
         return sister.apply([h.hop_id for h in inputs.hops], hosts, inputs.descriptors, prediction.mean_ev, prediction.std_ev)
 
     @staticmethod
@@ -276,22 +292,71 @@ class Ensemble:
         cache: FeatureCache | None = None,
     ) -> tuple[EnsemblePrediction, np.ndarray]:
         """:meth:`predict` and :meth:`sample` of ``hops`` from one pass over their inputs."""
-        inputs = self.hop_inputs(hops, cheap_barriers, device, progress, cache)
-        stack = self._predict(inputs)
-        correction = self.sister_correction(inputs, stack, labelled, device)
-        draws = _moved_draws(self._sample(inputs, n_draws, seed), stack, correction)
-        return self._corrected(stack, correction), draws
+        hosts = {host_of(h) for h in hops}
+        return next(self.posterior_chunks([hops], hosts, n_draws, seed, cheap_barriers, device, progress, labelled, cache))
+
+    def posterior_chunks(
+        self,
+        chunks: Iterable[Sequence[Hop]],
+        hosts: Collection[str],
+        n_draws: int,
+        seed: int = 0,
+        cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+        device: str | None = None,
+        progress: bool = False,
+        labelled: Sequence[Hop] = (),
+        cache: FeatureCache | None = None,
+    ) -> Iterator[tuple[EnsemblePrediction, np.ndarray]]:
+        """:meth:`posterior` of a pool given chunk by chunk (``chunks`` is read one chunk at a
+        time, so only one chunk's hops and features are in memory; ``hosts``: the pool's hosts,
+        :func:`~alem.inference.sister_correction.host_of` of every hop). Each chunk's prediction
+        and draws are exactly (bit for bit) its hops' columns of one :meth:`posterior` of the
+        whole pool when the chunks are :meth:`chunk_bounds` and the hops' features come from
+        ``cache`` or are computed in the same batches: draws are keyed by hop
+        (:mod:`alem.inference.draw_randomness`) and the labelled sisters are predicted once for
+        the pool."""
+        sister = self.labelled_sister(hosts, labelled, cheap_barriers, device) if self.sister is not None else None
+        for k, hops in enumerate(chunks):
+            inputs = self.hop_inputs(hops, cheap_barriers, device, progress, cache, warn=k == 0)
+            stack = self._predict(inputs)
+            correction = self.sister_correction(inputs, stack, device=device, sister=sister)
+            draws = _moved_draws(self._sample(inputs, n_draws, seed), stack, correction)
+            yield self._corrected(stack, correction), draws
+
+    @property
+    def chunk_alignment(self) -> int:
+        """Hops per forward batch of the GNN members: a chunk of a multiple of it splits no batch,
+        and a forward pass over the same batch gives the same bits (another batch of float32
+        products may differ in the last bit). The hops' features are computed once and cached
+        (:mod:`alem.inference.feature_cache`), so they are the same bits in every later pass."""
+        return self.gnn.batch_hops
+
+    def aligned_chunk_hops(self, chunk_hops: int) -> int:
+        """``chunk_hops`` rounded up to a multiple of :attr:`chunk_alignment`."""
+        alignment = self.chunk_alignment
+        return max(1, -(-int(chunk_hops) // alignment)) * alignment
+
+    def chunk_bounds(self, n_hops: int, chunk_hops: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` of the chunks :meth:`posterior_chunks` gives a pool of ``n_hops``
+        exactly the whole pool's columns in: :meth:`aligned_chunk_hops` each, and a lone last hop
+        joins the chunk before (a single row goes through other BLAS and numpy reduction paths
+        than many, so its last bits may differ)."""
+        size = self.aligned_chunk_hops(chunk_hops)
+        bounds = [(start, min(start + size, n_hops)) for start in range(0, n_hops, size)]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], n_hops)]
+        return bounds
 
     def _sample(self, inputs: HopInputs, n_draws: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        draws = self.structure.sample(inputs, n_draws, rng)
+        randomness = DrawRandomness(seed)  # one stream per mixture: which draws a mixture makes never depends on the hops
+        draws = self.structure.sample(inputs, n_draws, randomness.child(0))
         used = np.zeros(len(inputs.hops), dtype=bool)
-        for cheap in self.cheap_mixtures:
+        for k, cheap in enumerate(self.cheap_mixtures):
             here, _ = inputs.cheap_barriers_of(cheap.cheap_fidelity)
             here &= ~used  # the first add-on with a usable barrier, as in _predict
             used |= here
             if here.any():
-                draws[:, here] = cheap.mixture.sample(inputs.subset(here), n_draws, rng)
+                draws[:, here] = cheap.mixture.sample(inputs.subset(here), n_draws, randomness.child(1 + k))
         return draws
 
 

@@ -12,6 +12,7 @@ from alem.graphs import GraphSettings
 from alem.hops import load_training_hops
 from alem.hops.io import load_shipped_cheap_barriers
 from alem.inference.components import BarrierComponent, HopInputs
+from alem.inference.draw_randomness import DrawRandomness
 from alem.inference.stacking import combine_members
 from alem.inference.tree_components import FidelityTreeComponent, TreeComponent
 from alem.model_dir import TreeSpec
@@ -52,14 +53,14 @@ def test_tree_components_fit_predict_save_load_and_draw_whole_trees(small_inputs
     assert np.abs(np.log(prediction.mean_ev / y_unseen)).mean() < np.abs(np.log(np.exp(np.log(y).mean()) / y_unseen)).mean()
     # a forest's joint draw is one whole tree's barriers for every hop, never a patchwork of trees
     per_tree = np.exp(np.stack([tree.predict(unseen.descriptors) for tree in forest.model.estimators_]))
-    draws = forest.sample(unseen, 60, np.random.default_rng(0))
+    draws = forest.sample(unseen, 60, DrawRandomness(0))
     assert draws.shape == (60, len(y_unseen))
     for draw in draws:
         assert np.isclose(per_tree, draw, rtol=1e-6).all(axis=1).any()
     assert len({tuple(np.round(d, 6)) for d in draws}) > 5  # different trees are drawn
     # a point model has no spread: every draw is its prediction
     point = boosting.predict(unseen).mean_ev
-    np.testing.assert_allclose(boosting.sample(unseen, 3, np.random.default_rng(0)), np.repeat(point[None], 3, 0))
+    np.testing.assert_allclose(boosting.sample(unseen, 3, DrawRandomness(0)), np.repeat(point[None], 3, 0))
 
 
 def test_fidelity_trees_read_the_cheap_barrier_and_refuse_hops_without_one(small_inputs, tmp_path):
@@ -82,7 +83,7 @@ def test_gnn_members_draw_one_member_per_draw_and_match_their_mixture(shipped):
     hops = [h for h in load_training_hops() if h.n_sites <= 60][:5]
     inputs = shipped.hop_inputs(hops, device="cpu")
     location, scale = shipped.gnn.member_predictions(inputs)
-    draws = shipped.gnn.sample(inputs, 4000, np.random.default_rng(3))
+    draws = shipped.gnn.sample(inputs, 4000, DrawRandomness(3))
     mean, sigma = combine_members(location, scale, 1.0)
     np.testing.assert_allclose(draws.mean(0), location.mean(0), atol=0.03)
     np.testing.assert_allclose(draws.std(0), sigma, rtol=0.1)
@@ -96,7 +97,7 @@ def test_a_gnn_draw_takes_one_member_for_every_hop(shipped, monkeypatch):
     inputs = shipped.hop_inputs(hops, device="cpu")
     location = np.array([[0.2, 0.4, 0.6], [1.0, 1.2, 1.4], [2.0, 2.2, 2.4]])
     monkeypatch.setattr(shipped.gnn, "member_predictions", lambda _: (location, np.full_like(location, 1e-4)))
-    draws = shipped.gnn.sample(inputs, 200, np.random.default_rng(0))
+    draws = shipped.gnn.sample(inputs, 200, DrawRandomness(0))
     nearest = np.abs(draws[:, None, :] - location[None]).max(axis=2).min(axis=1)
     assert (nearest < 0.01).all()
     assert len({int(np.argmin(np.abs(d - location).max(axis=1))) for d in draws}) == 3

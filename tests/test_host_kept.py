@@ -36,7 +36,7 @@ def _forbid(monkeypatch) -> None:
     monkeypatch.setattr(alem.campaign.host_networks, "host_network", forbidden)
     monkeypatch.setattr(alem.candidates, "enumerate_hops", forbidden)
     monkeypatch.setattr(alem.hops.io, "load_training_hops", forbidden)
-    monkeypatch.setattr(alem.campaign.score, "predict_pool", forbidden)
+    monkeypatch.setattr(alem.campaign.score, "predict_in_chunks", forbidden)
 
 
 def test_the_first_host_table_after_add_and_scoring_builds_and_predicts_nothing(tmp_path, replay_ensemble_dir, monkeypatch):

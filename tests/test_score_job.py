@@ -20,7 +20,7 @@ import pytest
 
 from alem.backends.score_runner import PREDICTIONS_DIR, SPEC, stage_score_run
 from alem.campaign.model_versions import load_current_model
-from alem.campaign.score import candidates_to_score, record_in_chunks, score_unscored_candidates
+from alem.campaign.score import candidates_to_score, score_unscored_candidates
 from alem.campaign.score_job import advance_scoring, make_score_runner, run_score_job, score_run_root
 from alem.config import CampaignConfig
 from alem.store import HopState, Store
@@ -74,8 +74,11 @@ def _assert_same(recorded: dict, expected: dict) -> None:
         np.testing.assert_allclose(recorded[hop_id], values, rtol=0, atol=1e-6, err_msg=hop_id)
 
 
-def test_a_large_pool_is_scored_by_a_local_job_while_the_loop_goes_on(tmp_path, replay_ensemble_dir):
+def test_a_large_pool_is_scored_by_a_local_job_while_the_loop_goes_on(tmp_path, replay_ensemble_dir, monkeypatch):
+    import alem.inference.members
+
     config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, **CAMPAIGN)
+    monkeypatch.setattr(alem.inference.members, "GRAPH_BATCH", 4)  # chunks are whole forward batches: here of 4 hops
     said = _loop(config, "--max-ticks", "2")
     assert "scoring job 1 submitted to local as alem-score-1-a1: 6 candidates with model version 1" in said
     with Store.open(config.store_path) as store:
@@ -111,20 +114,31 @@ def test_a_large_pool_is_scored_by_a_local_job_while_the_loop_goes_on(tmp_path, 
         assert len(store.score_jobs()) == 1
 
 
+def _chunks_seen(monkeypatch, on_chunk) -> None:
+    """Members forward 4 hop graphs at a time (so a chunk may hold 4), and ``on_chunk(hops)`` sees
+    every chunk the scoring predicts."""
+    import alem.inference.members
+    from alem.ensemble import Ensemble
+
+    monkeypatch.setattr(alem.inference.members, "GRAPH_BATCH", 4)
+    posterior_chunks = Ensemble.posterior_chunks
+
+    def seeing(self, chunks, *args, **kwargs):
+        def seen():
+            for hops in chunks:
+                on_chunk(hops)
+                yield hops
+        return posterior_chunks(self, seen(), *args, **kwargs)
+
+    monkeypatch.setattr(Ensemble, "posterior_chunks", seeing)
+
+
 def test_a_small_pool_is_scored_in_the_loop_in_chunks(tmp_path, replay_ensemble_dir, monkeypatch):
     config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, **{**CAMPAIGN, "model__score_job_min_hops": 7,
                                                                        "model__score_chunk_hops": 4})
     expected = _in_process_predictions(config)
-    from alem.ensemble import Ensemble
-
     sizes: list[int] = []
-    predict = Ensemble.predict
-
-    def counting(self, hops, *args, **kwargs):
-        sizes.append(len(hops))
-        return predict(self, hops, *args, **kwargs)
-
-    monkeypatch.setattr(Ensemble, "predict", counting)
+    _chunks_seen(monkeypatch, lambda hops: sizes.append(len(hops)))
     with Store.open(config.store_path) as store:
         step = advance_scoring(store, config, load_current_model(store, config))
         assert step.scored == 6 and step.messages == [] and store.score_jobs() == []  # 6 < 7: no job
@@ -134,25 +148,23 @@ def test_a_small_pool_is_scored_in_the_loop_in_chunks(tmp_path, replay_ensemble_
 
 def test_a_scoring_killed_mid_pool_keeps_the_chunks_it_recorded(tmp_path, replay_ensemble_dir, monkeypatch):
     config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, **CAMPAIGN)
-    from alem.ensemble import Ensemble
+    calls: list[int] = []
 
-    predict, calls = Ensemble.predict, []
-
-    def dies_on_the_second_chunk(self, hops, *args, **kwargs):
+    def dies_on_the_second_chunk(hops):
         calls.append(len(hops))
         if len(calls) == 2:
             raise KeyboardInterrupt  # a kill between chunks
-        return predict(self, hops, *args, **kwargs)
 
-    monkeypatch.setattr(Ensemble, "predict", dies_on_the_second_chunk)
+    with monkeypatch.context() as dying:
+        _chunks_seen(dying, dies_on_the_second_chunk)
+        with Store.open(config.store_path) as store:
+            model = load_current_model(store, config)
+            with pytest.raises(KeyboardInterrupt):
+                score_unscored_candidates(store, model, chunk_hops=4)
+            assert len(store.predictions(1)) == 4  # the first chunk is recorded
+            assert len(candidates_to_score(store, model)[0]) == 2  # only the rest is left
     with Store.open(config.store_path) as store:
-        model = load_current_model(store, config)
-        with pytest.raises(KeyboardInterrupt):
-            score_unscored_candidates(store, model, chunk_hops=4)
-        assert len(store.predictions(1)) == 4  # the first chunk is recorded
-        assert len(candidates_to_score(store, model)[0]) == 2  # only the rest is left
-        monkeypatch.setattr(Ensemble, "predict", predict)
-        assert record_in_chunks(store, model, [r.hop_id for r in candidates_to_score(store, model)[0]], 4) == 2
+        assert score_unscored_candidates(store, model, chunk_hops=4) == 2
         assert len(store.predictions(1)) == 6
 
 

@@ -11,12 +11,15 @@ A scoring run directory (written whole by :mod:`alem.campaign.score_job`)::
     hops/chunk-NNNNN.json   the hop rows of one chunk exactly as the store holds them (compact
                             structures: the login node builds no pymatgen structure to stage them)
     labelled.pickle         the labelled hops the model's sister correction reads (may be empty)
+    cheap_barriers.pickle   the MLIP barriers the model reads, by hop id (may be empty)
     job.sh, job.json        the batch script and scheduler job id (slurm/pbs), as for retraining
     started.json            job id (or pid), host and start time, written by the job itself
     score.log               the job's stdout/stderr
-    predictions/chunk-NNNNN.npz   one chunk's hop ids, mean, σ and P(good); each appears whole
-                            (written beside and renamed), so a job started again skips the
-                            chunks already done
+    predictions/chunk-NNNNN.npz   one chunk's hop ids, mean, σ and P(good), and the calibrated
+                            joint posterior rows of its hops listed in score.json's ``rows_of``
+                            (the campaign's host hops, when the job keeps their rows); each
+                            appears whole (written beside and renamed), so a job started again
+                            skips the chunks already done
     exit.json               written last: {"state": "completed"|"failed", "error"}
 
 The job holds one chunk's hops and features at a time, so its memory does not grow with the pool.
@@ -41,6 +44,7 @@ from alem.backends.rundir import read_json, write_json_atomic
 SPEC = "score.json"
 HOPS_DIR = "hops"
 LABELLED = "labelled.pickle"
+CHEAP = "cheap_barriers.pickle"
 PREDICTIONS_DIR = "predictions"
 LOG = "score.log"
 #: What a scoring job runs (``python -m``): its body reads hop rows with the store's code, so it
@@ -58,13 +62,17 @@ class ChunkPrediction:
     mean_ev: np.ndarray
     std_ev: np.ndarray
     prob_good: np.ndarray
+    #: The hops of the chunk whose calibrated joint rows the job kept, and those rows (n_draws x n).
+    rows_hop_ids: list[str]
+    rows_ev: np.ndarray
 
 
 def chunk_name(k: int, suffix: str) -> str:
     return f"chunk-{k:05d}.{suffix}"
 
 
-def stage_score_run(run_dir: Path, row_chunks: Iterable[list[dict]], labelled: list, registration: dict[str, Any]) -> int:
+def stage_score_run(run_dir: Path, row_chunks: Iterable[list[dict]], labelled: list, registration: dict[str, Any],
+                    cheap_barriers: dict | None = None) -> int:
     """Write a scoring run directory whole (a staging directory renamed into place), one JSON file
     per chunk of hop rows (:meth:`~alem.store.Store.hop_rows_as_stored`; ``row_chunks`` is consumed
     one chunk at a time); returns how many hops."""
@@ -78,14 +86,18 @@ def stage_score_run(run_dir: Path, row_chunks: Iterable[list[dict]], labelled: l
         chunk_ids.append([row["hop_id"] for row in rows])
     with open(staging / LABELLED, "wb") as handle:
         pickle.dump(list(labelled), handle)
+    with open(staging / CHEAP, "wb") as handle:
+        pickle.dump(dict(cheap_barriers or {}), handle)
     write_json_atomic(staging / SPEC, {**registration, "chunks": chunk_ids, "staged_at": time.time()})
     os.replace(staging, run_dir)
     return sum(len(ids) for ids in chunk_ids)
 
 
-def write_chunk(path: Path, hop_ids: list[str], prediction) -> None:
+def write_chunk(path: Path, hop_ids: list[str], prediction, rows_hop_ids: list[str] = (), rows_ev: np.ndarray | None = None) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, hop_ids=np.array(hop_ids), mean_ev=prediction.mean_ev, std_ev=prediction.std_ev, prob_good=prediction.prob_good)
+    rows = np.zeros((0, 0)) if rows_ev is None else rows_ev
+    np.savez(tmp, hop_ids=np.array(hop_ids), mean_ev=prediction.mean_ev, std_ev=prediction.std_ev, prob_good=prediction.prob_good,
+             rows_hop_ids=np.array(list(rows_hop_ids), dtype=str), rows_ev=rows)
     os.replace(tmp, path)
 
 
@@ -98,10 +110,14 @@ def read_predictions(run_dir: Path) -> Iterator[ChunkPrediction]:
         path = run_dir / PREDICTIONS_DIR / chunk_name(k, "npz")
         try:
             with np.load(path, allow_pickle=False) as saved:
-                chunk = ChunkPrediction(saved["hop_ids"].tolist(), saved["mean_ev"], saved["std_ev"], saved["prob_good"])
+                rows_ids = saved["rows_hop_ids"].tolist() if "rows_hop_ids" in saved.files else []
+                rows = saved["rows_ev"] if rows_ids else np.zeros((0, 0))
+                chunk = ChunkPrediction(saved["hop_ids"].tolist(), saved["mean_ev"], saved["std_ev"], saved["prob_good"], rows_ids, rows)
         except (OSError, KeyError, ValueError) as exc:
             raise ScoreRunError(f"{path}: {type(exc).__name__}: {exc}") from exc
         if chunk.hop_ids != hop_ids or not len(chunk.mean_ev) == len(chunk.std_ev) == len(chunk.prob_good) == len(hop_ids):
             raise ScoreRunError(f"{path}: its predictions are not those of the {len(hop_ids)} hops staged in chunk {k}")
+        if chunk.rows_hop_ids and (not set(chunk.rows_hop_ids) <= set(hop_ids) or chunk.rows_ev.shape[1] != len(chunk.rows_hop_ids)):
+            raise ScoreRunError(f"{path}: its posterior rows are not those of hops staged in chunk {k}")
         yield chunk
 

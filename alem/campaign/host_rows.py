@@ -2,9 +2,11 @@
 
 The host answers (``alem hosts``, ``alem show HOST_ID``, the report, the review page, the
 ``materials`` strategy) read the same rows the acquisition reads: :data:`POSTERIOR_DRAWS` joint
-draws of the current model over every stored hop of every host (:func:`alem.campaign.score.posterior_table`,
-so two hops co-vary as the model makes them co-vary). Predicting is the slow part (the model is
-loaded and every hop featurised), so the rows are kept in ``<state dir>/posterior_rows/model-<N>.npz``
+draws of the current model over every stored hop of every host (so two hops co-vary as the model
+makes them co-vary), predicted in chunks that give exactly one whole call's rows
+(:func:`alem.campaign.score.predict_in_chunks`: memory bounded by the chunk, not the pool).
+Predicting is the slow part (the model is loaded and every hop featurised), so the rows are kept in
+``<state dir>/posterior_rows/model-<N>.npz``
 and read back while the model version, the hop set (a subset is cut out of the kept rows) and the
 MLIP barriers fed to the model are unchanged. Writing the prediction also records it for the model
 version, as a proposal does.

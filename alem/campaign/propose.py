@@ -3,7 +3,9 @@
 The pool is every hop still waiting for a decision (``candidate``) plus the hops whose NEB is
 already coming (``proposed``, ``approved``, ``submitted``): the latter are BoTorch pending points
 the new batch is conditioned on, and are never proposed again. Predictions of the whole pool are
-recorded for the model version (so ``alem show`` and the report see them).
+recorded for the model version (so ``alem show`` and the report see them); the pool is predicted
+in chunks (:func:`alem.campaign.score.predict_in_chunks`), or its rows are read from the host rows
+the loop's scoring kept for the model version when they cover it (the same rows, already recorded).
 
 ``cheap_barriers`` (hop id -> :class:`~alem.hops.fidelity.CheapBarrier`, the screening stage's
 MLIP barriers) go to a fidelity-aware ensemble's ``predict``; each batch records the campaign's
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from alem.acquisition import Selection, SelectionRequest, select_batch
 from alem.campaign.budget import approved_waiting
-from alem.campaign.score import predict_pool
+from alem.campaign.score import pool_table
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV
 from alem.store import HopState, Proposal, ProposalInput
@@ -109,7 +111,7 @@ def propose(
     return propose_batch(
         store, model, config.acquisition, strategy, batch_size, progress,
         cheap_barriers=settings.cheap_barriers, good_barrier_ev=settings.good_barrier_ev,
-        good_barrier_ev_by_ion=settings.good_barrier_ev_by_ion, cost_fields=settings.cost_fields,
+        good_barrier_ev_by_ion=settings.good_barrier_ev_by_ion, cost_fields=settings.cost_fields, config=config,
     )
 
 
@@ -125,12 +127,16 @@ def propose_batch(
     good_barrier_ev: float = GOOD_CONDUCTOR_THRESHOLD_EV,
     good_barrier_ev_by_ion: Mapping[str, float] | None = None,
     cost_fields: Mapping[str, object] | None = None,
+    config: CampaignConfig | None = None,
 ) -> ProposalOutcome:
     """Choose and record one batch (``acquisition`` is the campaign's ``[acquisition]`` section).
 
     ``good_barrier_ev`` (``good_barrier_ev_by_ion`` for hops of those working ions): discover's
     threshold and the promise's. ``cost_fields``: extra :class:`SelectionRequest` fields of the cost-aware choice
-    (:func:`alem.campaign.neb_costs.cost_request_fields`).
+    (:func:`alem.campaign.neb_costs.cost_request_fields`). ``config``: the campaign, whose kept
+    host rows of the model version are read when they cover the pool (:func:`alem.campaign.score.pool_table`:
+    the same rows as predicting the pool again, so the same batch); ``cheap_barriers`` must then be
+    the campaign's.
     """
     strategy = strategy or acquisition.strategy
     batch_size = batch_size or acquisition.batch_size
@@ -139,7 +145,7 @@ def propose_batch(
         return ProposalOutcome(None, [], 0, [])
     pending = store.hops(state=list(PENDING_STATES))
     pool = candidates + pending
-    table = predict_pool(store, model, pool, progress, cheap_barriers)
+    table = pool_table(store, model, pool, progress, cheap_barriers, config)
     by_ion = dict(good_barrier_ev_by_ion or {})
     request = SelectionRequest(
         strategy=strategy,

@@ -13,9 +13,11 @@ show`` of a sister of a just-labelled hop shows the prediction moving.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from alem.acquisition import PredictionTable
 from alem.acquisition.model import POSTERIOR_DRAWS
@@ -36,6 +38,8 @@ POSTERIOR_SEED = 0
 #: Results whose barriers move their sisters' predictions: DFT of any functional (an MLIP barrier
 #: is another level of theory, not a label of the stack's target).
 SISTER_LABEL_FIDELITIES = ("dft",)
+#: Hops predicted and recorded at a time when scoring (``[model] score_chunk_hops``).
+DEFAULT_CHUNK_HOPS = ModelSection.model_fields["score_chunk_hops"].default
 
 
 def sister_labels(store: Store, model: LoadedModel) -> list[Hop]:
@@ -74,23 +78,88 @@ def posterior_table(
     return prediction, PredictionTable.from_prediction([h.hop_id for h in hops], prediction, draws)
 
 
+def predict_in_chunks(
+    store: Store,
+    model: LoadedModel,
+    records: Sequence[HopRecord],
+    chunk_hops: int = DEFAULT_CHUNK_HOPS,
+    progress: bool = False,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    rows_of: Collection[str] | None = None,
+    labelled: Sequence[Hop] | None = None,
+) -> PredictionTable:
+    """One posterior pass of ``model`` over ``records``, chunk by chunk
+    (:meth:`~alem.ensemble.Ensemble.posterior_chunks`, chunks of ``chunk_hops`` rounded up to
+    whole forward batches): each chunk's predictions are recorded when it is done (a killed pass
+    keeps the chunks it recorded), and the calibrated joint rows of the hops ``rows_of`` (None:
+    all) are gathered, exactly the rows one call over every record gives. One chunk's hops,
+    features and draws are in memory at a time, plus the gathered rows. ``labelled``: the labelled
+    hops the sister correction reads (None: :func:`sister_labels`). Returns the gathered rows,
+    in the order of ``records``, their ``member_ev`` already calibrated."""
+    ensemble = model.ensemble
+    labelled = sister_labels(store, model) if labelled is None else labelled
+    hop_ids = [r.hop_id for r in records]
+    wanted = set(hop_ids) if rows_of is None else set(rows_of)
+    kept_ids = [h for h in hop_ids if h in wanted]
+    column = {h: k for k, h in enumerate(kept_ids)}
+    rows, mean, std = np.empty((POSTERIOR_DRAWS, len(kept_ids))), np.empty(len(kept_ids)), np.empty(len(kept_ids))
+    bounds = ensemble.chunk_bounds(len(hop_ids), chunk_hops)
+    hosts = {r.group or r.hop_id for r in records}  # host_of of each hop, without loading it
+    with feature_cache_of(store) as cache:
+        chunks = (store.load_hops(hop_ids[start:stop]) for start, stop in bounds)
+        n_draws = POSTERIOR_DRAWS if kept_ids else 0  # no rows wanted: no draws made
+        passes = ensemble.posterior_chunks(chunks, hosts, n_draws, POSTERIOR_SEED, cheap_barriers or None, progress=progress,
+                                           labelled=labelled, cache=cache)
+        for (start, stop), (prediction, draws) in zip(bounds, passes, strict=True):
+            chunk = hop_ids[start:stop]
+            store.record_predictions(model.version_id, chunk, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
+            _log_unused_cheap_barriers(store, model, chunk, prediction.cheap_barrier_note or [])
+            here = [k for k, h in enumerate(chunk) if h in wanted]
+            if here:
+                table = PredictionTable.from_prediction(chunk, prediction, draws)
+                at = [column[chunk[k]] for k in here]
+                rows[:, at] = table.calibrated_members()[:, here]  # per hop: a chunk's calibration is the whole call's
+                mean[at], std[at] = table.mean_ev[here], table.std_ev[here]
+    return PredictionTable(tuple(kept_ids), rows, mean, std)
+
+
 def predict_pool(
     store: Store,
     model: LoadedModel,
     records: Sequence[HopRecord],
     progress: bool = False,
     cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    chunk_hops: int = DEFAULT_CHUNK_HOPS,
 ) -> PredictionTable:
-    """Predict ``records`` with ``model`` and record the predictions; hops with a cheap barrier of
-    the model's potential get the fidelity-aware prediction (:func:`posterior_table`)."""
-    hop_ids = [r.hop_id for r in records]
-    labelled = sister_labels(store, model)
-    with feature_cache_of(store) as cache:
-        prediction, table = posterior_table(model.ensemble, store.load_hops(hop_ids), progress, cheap_barriers, labelled,
-                                            cache)
-    store.record_predictions(model.version_id, hop_ids, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
-    _log_unused_cheap_barriers(store, model, hop_ids, prediction.cheap_barrier_note or [])
-    return table
+    """Predict ``records`` with ``model`` (in chunks, :func:`predict_in_chunks`) and record the
+    predictions; hops with a cheap barrier of the model's potential get the fidelity-aware
+    prediction. The rows are those of one :func:`posterior_table` call, calibrated."""
+    return predict_in_chunks(store, model, records, chunk_hops, progress, cheap_barriers)
+
+
+def pool_table(
+    store: Store,
+    model: LoadedModel,
+    records: Sequence[HopRecord],
+    progress: bool = False,
+    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
+    config: CampaignConfig | None = None,
+) -> PredictionTable:
+    """The rows of a proposal's pool: the kept host rows of the model version
+    (:mod:`alem.campaign.kept_rows`) when they cover ``records`` and were computed with the same
+    MLIP barriers and sister labels (the same seed, so the very rows predicting again would give,
+    already recorded), else :func:`predict_pool`. ``config``: the campaign (None: always predict);
+    ``cheap_barriers`` must then be the campaign's (:func:`alem.campaign.fidelity_labels.campaign_cheap_barriers`)."""
+    if config is not None:
+        from alem.campaign.kept_rows import cheap_digest, labels_digest, read_rows, rows_path
+
+        host_ids = [r.hop_id for r in store.hops() if r.host_id is not None]
+        kept = read_rows(rows_path(config, model.version_id), [r.hop_id for r in records], cheap_digest(store, host_ids),
+                         labels_digest(sister_labels(store, model)))
+        if kept is not None:
+            return kept
+    chunk_hops = config.model.score_chunk_hops if config is not None else DEFAULT_CHUNK_HOPS
+    return predict_pool(store, model, records, progress, cheap_barriers, chunk_hops)
 
 
 def _log_unused_cheap_barriers(store: Store, model: LoadedModel, hop_ids: Sequence[str], notes: Sequence[str]) -> None:
@@ -104,14 +173,16 @@ def _log_unused_cheap_barriers(store: Store, model: LoadedModel, hop_ids: Sequen
 
 def keep_host_rows(
     config: CampaignConfig, store: Store, model: LoadedModel, progress: bool = False,
-    records: Sequence[HopRecord] | None = None,
+    records: Sequence[HopRecord] | None = None, others: Sequence[HopRecord] = (),
 ) -> tuple[PredictionTable, bool]:
     """The joint posterior rows of every stored hop of a host under ``model``
-    (:mod:`alem.campaign.kept_rows`): read back when kept, else predicted in one call (so they
-    stay joint) with the MLIP barriers the campaign feeds the model, recorded and kept. Returns
-    the rows and whether they were predicted here. ``records``: the host hops, if already read."""
+    (:mod:`alem.campaign.kept_rows`): read back when kept, else predicted in one chunked pass
+    (:func:`predict_in_chunks`: the rows one call gives) with the MLIP barriers the campaign feeds
+    the model, recorded, and kept (the rows file written once, whole, at the end). ``others``:
+    hops without a host predicted and recorded in the same pass (their rows are not kept).
+    Returns the rows and whether they were predicted here. ``records``: the host hops, if already read."""
     from alem.campaign.fidelity_labels import campaign_cheap_barriers
-    from alem.campaign.kept_rows import cheap_digest, read_rows, rows_path, write_rows
+    from alem.campaign.kept_rows import cheap_digest, labels_digest, read_rows, rows_path, write_rows
 
     records = [r for r in store.hops() if r.host_id is not None] if records is None else records
     hop_ids = [r.hop_id for r in records]
@@ -121,13 +192,11 @@ def keep_host_rows(
     if kept is not None:
         return kept, False
     cheap, _ = campaign_cheap_barriers(store, config, model.ensemble, model.version_id)
-    table = predict_pool(store, model, records, progress, cheap)
-    write_rows(path, table, digest)
+    labelled = sister_labels(store, model)
+    table = predict_in_chunks(store, model, [*records, *others], config.model.score_chunk_hops, progress, cheap, rows_of=hop_ids,
+                              labelled=labelled)
+    write_rows(path, table, digest, labels_digest(labelled))
     return table, True
-
-
-#: Hops predicted and recorded at a time when scoring (``[model] score_chunk_hops``).
-DEFAULT_CHUNK_HOPS = ModelSection.model_fields["score_chunk_hops"].default
 
 
 def candidates_to_score(store: Store, model: LoadedModel) -> tuple[list[HopRecord], dict[str, list[str]], dict[str, Prediction]]:
@@ -140,35 +209,18 @@ def candidates_to_score(store: Store, model: LoadedModel) -> tuple[list[HopRecor
     return missing, stale, scored
 
 
-def record_in_chunks(
-    store: Store, model: LoadedModel, hop_ids: Sequence[str], chunk_hops: int = DEFAULT_CHUNK_HOPS, progress: bool = False,
-    cheap_barriers: Mapping[str, CheapBarrier] | None = None,
-) -> int:
-    """Predict ``hop_ids`` with ``model`` ``chunk_hops`` at a time and record each chunk's
-    predictions when it is done: one chunk's structures and features are in memory at a time,
-    and a killed scoring keeps the chunks it recorded. Returns how many were recorded."""
-    labelled = sister_labels(store, model)
-    with feature_cache_of(store) as cache:
-        for start in range(0, len(hop_ids), chunk_hops):
-            chunk = list(hop_ids[start:start + chunk_hops])
-            prediction = model.ensemble.predict(store.load_hops(chunk), cheap_barriers or None, progress=progress, labelled=labelled,
-                                                cache=cache)
-            store.record_predictions(model.version_id, chunk, prediction.mean_ev, prediction.std_ev, prediction.prob_good)
-            _log_unused_cheap_barriers(store, model, chunk, prediction.cheap_barrier_note or [])
-    return len(hop_ids)
-
-
 def score_unscored_candidates(
     store: Store, model: LoadedModel, progress: bool = False, cheap_barriers: Mapping[str, CheapBarrier] | None = None,
     chunk_hops: int = DEFAULT_CHUNK_HOPS, config: CampaignConfig | None = None,
 ) -> int:
-    """Predict (in this process, :func:`record_in_chunks`) the candidates of
+    """Predict (in this process, :func:`predict_in_chunks`) the candidates of
     :func:`candidates_to_score`; a re-scored candidate whose prediction moved gets a
     ``sister-label`` event (``alem show`` lists it). Returns how many were scored.
 
     With the campaign's ``config``, the first scoring of a model version predicts every host hop
-    in one call and keeps those joint rows (:func:`keep_host_rows`): the host answers and the
-    ``materials`` strategy then read them instead of predicting the hops again."""
+    in the same chunked pass and keeps their joint rows (:func:`keep_host_rows`): the host
+    answers, proposals and the ``materials`` strategy then read them instead of predicting the
+    hops again."""
     return score_in_process(store, model, *candidates_to_score(store, model), chunk_hops, progress, cheap_barriers, config)
 
 
@@ -178,18 +230,28 @@ def score_in_process(
     config: CampaignConfig | None = None,
 ) -> int:
     """Score ``missing`` (:func:`candidates_to_score`'s three answers) here and tell the sister moves;
-    with ``config``, host hops through :func:`keep_host_rows` (one joint call, kept)."""
+    with ``config``, while the model version's host rows are not kept, one pass predicts every
+    host hop and the missing hops without a host, recording them all and keeping the host rows
+    (:func:`keep_host_rows`); the model runs once per hop."""
     n_missing = len(missing)
     if missing and config is not None and any(r.host_id is not None for r in missing):
-        table, predicted = keep_host_rows(config, store, model, progress)
-        if predicted:  # every host hop was just predicted (sister labels read) and recorded
-            done = set(table.hop_ids)
-            missing = [r for r in missing if r.hop_id not in done]
+        others = [r for r in missing if r.host_id is None]
+        _, predicted = keep_host_rows(config, store, model, progress, others=others)
+        if predicted:  # every host hop and the others were just predicted (sister labels read) and recorded
+            missing = []
+    if missing and config is not None and cheap_barriers is None:  # as the kept rows and proposals read them
+        cheap_barriers = _campaign_cheap(store, config, model)
     if missing:
-        record_in_chunks(store, model, [r.hop_id for r in missing], chunk_hops, progress, cheap_barriers)
+        predict_in_chunks(store, model, missing, chunk_hops, progress, cheap_barriers, rows_of=())
     if stale:
         log_moves(store, model, {h: scored[h] for h in stale}, stale)
     return n_missing
+
+
+def _campaign_cheap(store: Store, config: CampaignConfig, model: LoadedModel) -> Mapping[str, CheapBarrier] | None:
+    from alem.campaign.fidelity_labels import campaign_cheap_barriers
+
+    return campaign_cheap_barriers(store, config, model.ensemble, model.version_id)[0] or None
 
 
 #: A re-scored prediction that moved less than this is not worth an event.

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from alem.backends import score_runner
 from alem.backends.base import QueueState
 from alem.backends.local import process_start_ticks
@@ -72,9 +74,30 @@ def _job_cache_path(store: Store, config: CampaignConfig, runner: RetrainRunner)
     return Path(store.path).parent / CACHE_FILENAME if runner.name == "local" else score_run_root(config) / CACHE_FILENAME
 
 
-def _row_chunks(store: Store, hop_ids: list[str], chunk_hops: int) -> Iterator[list[dict]]:
-    for start in range(0, len(hop_ids), chunk_hops):
-        yield store.hop_rows_as_stored(hop_ids[start:start + chunk_hops])
+def _row_chunks(store: Store, hop_ids: list[str], bounds: list[tuple[int, int]]) -> Iterator[list[dict]]:
+    for start, stop in bounds:
+        yield store.hop_rows_as_stored(hop_ids[start:stop])
+
+
+def _staging(store: Store, config: CampaignConfig, model: LoadedModel, hop_ids: list[str]) -> tuple[list[dict], dict, dict]:
+    """What a job predicts besides ``hop_ids``: while the model version's host rows are not kept
+    and a host hop is to be scored, every host hop too, whose rows the job keeps
+    (:func:`alem.campaign.score.keep_host_rows`'s pass, on the backend). Returns the hop records
+    to stage, the spec's rows entries and the MLIP barriers the model reads."""
+    from alem.campaign.fidelity_labels import campaign_cheap_barriers
+    from alem.campaign.kept_rows import cheap_digest, labels_digest, read_rows, rows_path
+
+    wanted = set(hop_ids)
+    records = [r for r in store.hops() if r.hop_id in wanted]
+    host_ids = [r.hop_id for r in store.hops() if r.host_id is not None]
+    cheap = campaign_cheap_barriers(store, config, model.ensemble, model.version_id)[0] or {}
+    digest = cheap_digest(store, host_ids)
+    rows: dict = {"rows_of": []}
+    if any(r.host_id is not None for r in records) and read_rows(rows_path(config, model.version_id), host_ids, digest) is None:
+        records = [*(r for r in store.hops() if r.host_id is not None), *(r for r in records if r.host_id is None)]
+        rows = {"rows_of": host_ids, "cheap_digest": digest, "labels_digest": labels_digest(sister_labels(store, model))}
+    rows["hosts"] = sorted({r.group or r.hop_id for r in records})
+    return records, rows, dict(cheap)
 
 
 def _stage_and_submit(store: Store, config: CampaignConfig, model: LoadedModel, job: ScoreJobRecord, runner: RetrainRunner,
@@ -87,10 +110,13 @@ def _stage_and_submit(store: Store, config: CampaignConfig, model: LoadedModel, 
             if hop_ids is None:  # a loop killed before staging: the candidates as they are now
                 hop_ids = [r.hop_id for r in candidates_to_score(store, model)[0]]
             run_dir.parent.mkdir(parents=True, exist_ok=True)
-            score_runner.stage_score_run(run_dir, _row_chunks(store, hop_ids, config.model.score_chunk_hops), sister_labels(store, model), {
+            records, rows, cheap = _staging(store, config, model, hop_ids)
+            staged = [r.hop_id for r in records]
+            bounds = model.ensemble.chunk_bounds(len(staged), config.model.score_chunk_hops)  # the chunks one call's rows come in
+            score_runner.stage_score_run(run_dir, _row_chunks(store, staged, bounds), sister_labels(store, model), {
                 "job_key": job.job_key, "model_version_id": model.version_id, "model": str(model.path),
-                "feature_cache": str(_job_cache_path(store, config, runner)),
-            })
+                "feature_cache": str(_job_cache_path(store, config, runner)), **rows,
+            }, cheap)
         external_id = runner.submit(run_dir, job.job_key)
     return store.mark_score_submitted(job.id, external_id)
 
@@ -105,14 +131,45 @@ def _start(store: Store, config: CampaignConfig, model: LoadedModel, runner: Ret
                          f"with model version {model.version_id}; the loop goes on reconciling meanwhile")
 
 
-def _record(store: Store, job: ScoreJobRecord) -> int:
-    """Record a completed job's predictions and close its row, all in one transaction."""
+def _record(store: Store, config: CampaignConfig, model: LoadedModel, job: ScoreJobRecord) -> int:
+    """Record a completed job's predictions and close its row, all in one transaction; then keep
+    the host rows it computed (:func:`_keep_rows`)."""
     run_dir = Path(job.run_dir)
     chunks = list(score_runner.read_predictions(run_dir))  # read (and checked) before taking the write lock
     with store.transaction():
         n = sum(store.record_predictions(job.model_version_id, c.hop_ids, c.mean_ev, c.std_ev, c.prob_good) for c in chunks)
         store.finish_score_job(job.id, "completed", n_recorded=n)
+    _keep_rows(store, config, model, job, chunks)
     return n
+
+
+def _keep_rows(store: Store, config: CampaignConfig, model: LoadedModel, job: ScoreJobRecord,
+               chunks: list[score_runner.ChunkPrediction]) -> None:
+    """Write the host rows a job computed (:mod:`alem.campaign.kept_rows`), whole, when every host
+    hop's rows came back and the model version, the MLIP barriers and the sister labels are still
+    those it computed them with (otherwise the first host answer computes them)."""
+    from alem.acquisition import PredictionTable
+    from alem.campaign.kept_rows import cheap_digest, labels_digest, rows_path, write_rows
+
+    spec = json.loads((Path(job.run_dir) / score_runner.SPEC).read_text())
+    host_ids = spec.get("rows_of") or []
+    if not host_ids or job.model_version_id != model.version_id:
+        return
+    if cheap_digest(store, host_ids) != spec["cheap_digest"] or labels_digest(sister_labels(store, model)) != spec["labels_digest"]:
+        return
+    column = {h: k for k, h in enumerate(host_ids)}
+    rows = np.empty((max((c.rows_ev.shape[0] for c in chunks if c.rows_hop_ids), default=0), len(host_ids)))
+    mean, std, seen = np.empty(len(host_ids)), np.empty(len(host_ids)), np.zeros(len(host_ids), dtype=bool)
+    for chunk in chunks:
+        at_chunk = {h: k for k, h in enumerate(chunk.hop_ids)}
+        at = [column[h] for h in chunk.rows_hop_ids]
+        rows[:, at] = chunk.rows_ev
+        here = [at_chunk[h] for h in chunk.rows_hop_ids]
+        mean[at], std[at] = chunk.mean_ev[here], chunk.std_ev[here]
+        seen[at] = True
+    if seen.all() and host_ids == [r.hop_id for r in store.hops() if r.host_id is not None]:
+        write_rows(rows_path(config, job.model_version_id), PredictionTable(tuple(host_ids), rows, mean, std), spec["cheap_digest"],
+                   spec["labels_digest"])
 
 
 def _settle(store: Store, config: CampaignConfig, model: LoadedModel, job: ScoreJobRecord, runner: RetrainRunner,
@@ -132,7 +189,7 @@ def _settle(store: Store, config: CampaignConfig, model: LoadedModel, job: Score
         return
     if state is QueueState.COMPLETED:
         try:
-            step.scored = _record(store, job)
+            step.scored = _record(store, config, model, job)
         except score_runner.ScoreRunError as exc:  # a job that says completed but left no usable predictions
             store.finish_score_job(job.id, "failed", str(exc))
         else:
@@ -192,24 +249,41 @@ def run_score_job(run_dir: Path) -> int:
     write_json_atomic(run_dir / "started.json", {"job_id": job_id, "pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid()),
                                                  "host": socket.gethostname(), "started_at": time.time()})
     try:
+        from alem.acquisition import PredictionTable
+        from alem.acquisition.model import POSTERIOR_DRAWS
+        from alem.campaign.score import POSTERIOR_SEED
         from alem.ensemble import Ensemble
         from alem.inference.feature_cache import FeatureCache
+        from alem.inference.sister_correction import host_of
         from alem.store.hop_rows import hop_from_row
 
         spec = json.loads((run_dir / score_runner.SPEC).read_text())
         ensemble = Ensemble.load(Path(spec["model"]))
+        # written by alem itself at staging (score.json says what)
         with open(run_dir / score_runner.LABELLED, "rb") as handle:
-            labelled = pickle.load(handle)  # written by alem itself at staging (score.json says what)
+            labelled = pickle.load(handle)
+        cheap_file = run_dir / score_runner.CHEAP
+        cheap = pickle.loads(cheap_file.read_bytes()) if cheap_file.is_file() else {}
         (run_dir / score_runner.PREDICTIONS_DIR).mkdir(exist_ok=True)
         Path(spec["feature_cache"]).parent.mkdir(parents=True, exist_ok=True)
+        rows_of = set(spec.get("rows_of") or [])
+        out = [run_dir / score_runner.PREDICTIONS_DIR / score_runner.chunk_name(k, "npz") for k in range(len(spec["chunks"]))]
+        todo = [k for k in range(len(spec["chunks"])) if not out[k].is_file()]  # a job started again skips the chunks done
+
+        def chunk_hops(k: int) -> list:
+            rows = json.loads((run_dir / score_runner.HOPS_DIR / score_runner.chunk_name(k, "json")).read_text())
+            return [hop_from_row(row) for row in rows]
+
+        # a run staged before hosts were staged: the hosts of every label (each hop reads its own host's)
+        hosts = spec["hosts"] if "hosts" in spec else {host_of(h) for h in labelled}
         with FeatureCache(spec["feature_cache"]) as cache:
-            for k, hop_ids in enumerate(spec["chunks"]):
-                out = run_dir / score_runner.PREDICTIONS_DIR / score_runner.chunk_name(k, "npz")
-                if out.is_file():
-                    continue
-                rows = json.loads((run_dir / score_runner.HOPS_DIR / score_runner.chunk_name(k, "json")).read_text())
-                hops = [hop_from_row(row) for row in rows]
-                score_runner.write_chunk(out, hop_ids, ensemble.predict(hops, labelled=labelled, cache=cache))
+            passes = ensemble.posterior_chunks((chunk_hops(k) for k in todo), hosts, POSTERIOR_DRAWS if rows_of else 0, POSTERIOR_SEED,
+                                               cheap or None, labelled=labelled, cache=cache)
+            for k, (prediction, draws) in zip(todo, passes, strict=True):
+                hop_ids = spec["chunks"][k]
+                here = [j for j, h in enumerate(hop_ids) if h in rows_of]
+                rows = PredictionTable.from_prediction(hop_ids, prediction, draws).calibrated_members()[:, here] if here else None
+                score_runner.write_chunk(out[k], hop_ids, prediction, [hop_ids[j] for j in here], rows)
                 print(f"chunk {k + 1}/{len(spec['chunks'])}: {len(hop_ids)} hops predicted", flush=True)
     except Exception as exc:
         write_exit(run_dir, "failed", f"{type(exc).__name__}: {exc}")

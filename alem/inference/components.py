@@ -28,6 +28,7 @@ from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import Hop
 from alem.inference.backbone_features import backbone_path_features
+from alem.inference.draw_randomness import DrawRandomness, hop_noise_keys
 from alem.inference.feature_cache import (
     FeatureCache,
     backbone_key,
@@ -42,8 +43,6 @@ from alem.inference.stacking import combine_components
 from alem.inference.trees import ComponentInputs, tree_features_from_graphs
 from alem.nn.models import BarrierModel
 
-#: Decimals to which two hops' descriptors must agree to count as the same hop.
-DUPLICATE_DECIMALS = 4
 #: Hops featurised together before their cache rows are written: a multiple of the backbone's
 #: batch sizes (32 and 128 hops), so chunking changes no batch and no bit of a result.
 CACHE_CHUNK_HOPS = 1024
@@ -159,14 +158,12 @@ class HopInputs:
         return join_path_tensors(features, self.hops), descriptors, np.stack([f.backbone_features for f in features])
 
     @cached_property
-    def duplicate_groups(self) -> np.ndarray:
-        """Per hop, the index of its group of hops whose descriptors agree to 1e-4 (the same hop
-        listed twice, symmetry-equivalent paths: the descriptors are invariant under the host's
-        symmetry); components draw their per-hop noise once per group."""
-        if not len(self):
-            return np.zeros(0, dtype=int)
-        _, groups = np.unique(np.round(self.descriptors, DUPLICATE_DECIMALS), axis=0, return_inverse=True)
-        return np.asarray(groups, dtype=int).reshape(-1)
+    def noise_keys(self) -> np.ndarray:
+        """Per hop, the key of its per-hop noise in joint draws
+        (:func:`alem.inference.draw_randomness.hop_noise_keys`): hops whose descriptors agree to
+        1e-4 (the same hop listed twice, symmetry-equivalent paths: the descriptors are invariant
+        under the host's symmetry) share it, and so their noise, in any call and any chunk."""
+        return hop_noise_keys(self.descriptors)
 
     def component_inputs(self, reads_backbone: bool) -> ComponentInputs:
         return ComponentInputs(self.descriptors, self.backbone_features if reads_backbone else None)
@@ -187,9 +184,14 @@ class HopInputs:
             part.graphs = [self.graphs[i] for i in positions]
         if "path_tensors" in done:
             part.path_tensors = self.path_tensors.subset(torch.as_tensor(positions, dtype=torch.long, device=self.path_tensors.y.device))
-        for name in ("descriptors", "backbone_features", "duplicate_groups"):
+        for name in ("descriptors", "backbone_features", "noise_keys"):
             if name in done:
                 setattr(part, name, done[name][positions])
+        # what components computed per hop (the GNN members' outputs): cut, not computed again on
+        # another batch of hops (a forward pass over other hops may differ in the last bit)
+        for key, value in self.computed.items():
+            if isinstance(value, tuple) and all(isinstance(v, np.ndarray) and v.shape[-1:] == (len(self),) for v in value):
+                part.computed[key] = tuple(v[..., positions] for v in value)
         return part
 
 
@@ -208,9 +210,12 @@ class BarrierComponent(ABC):
         """Mean and σ (eV) of every hop of ``inputs``."""
 
     @abstractmethod
-    def sample(self, inputs: HopInputs, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, inputs: HopInputs, n_draws: int, randomness: DrawRandomness) -> np.ndarray:
         """``n_draws x n_hops`` joint draws of the barriers (eV): within one draw the hops share
-        whatever the component is unsure of (which member, which tree), so their correlations survive."""
+        whatever the component is unsure of (which member, which tree), so their correlations
+        survive. Draw-level choices come from ``randomness.choices``, per-hop noise from
+        :meth:`~alem.inference.draw_randomness.DrawRandomness.unit_laplace` with
+        :attr:`HopInputs.noise_keys`, so a hop's column does not depend on the other hops."""
 
     @abstractmethod
     def save(self, model_dir: Path) -> None:
@@ -235,16 +240,17 @@ class Mixture:
         sigmas = np.vstack([p.sigma_ev for p in predictions])
         return combine_components(means, sigmas, self.weights, self.sigma_scale)
 
-    def sample(self, inputs: HopInputs, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, inputs: HopInputs, n_draws: int, randomness: DrawRandomness) -> np.ndarray:
         """``n_draws x n_hops`` joint draws: each draw picks a component with probability its
-        weight and takes one joint draw of it; barriers are not negative."""
+        weight and takes one joint draw of it (each component from its own stream of
+        ``randomness``); barriers are not negative."""
         if self.weights is None:
             (only,) = self.components
-            return np.clip(only.sample(inputs, n_draws, rng), 0.0, None)
-        picks = rng.choice(len(self.components), size=n_draws, p=self.weights / self.weights.sum())
+            return np.clip(only.sample(inputs, n_draws, randomness.child(0)), 0.0, None)
+        picks = randomness.choices.choice(len(self.components), size=n_draws, p=self.weights / self.weights.sum())
         draws = np.empty((n_draws, len(inputs)))
         for k, component in enumerate(self.components):
             chosen = np.flatnonzero(picks == k)
             if len(chosen):
-                draws[chosen] = component.sample(inputs, len(chosen), rng)
+                draws[chosen] = component.sample(inputs, len(chosen), randomness.child(k))
         return np.clip(draws, 0.0, None)

@@ -95,7 +95,9 @@ def predict_fidelity_trees(form: str, models: Sequence, features: np.ndarray, ch
         means.append(form_barrier(form, model.predict(x), cheap_ev))
         if isinstance(model, (ExtraTreesRegressor, RandomForestRegressor)):
             per_tree = np.stack([form_barrier(form, tree.predict(x), cheap_ev) for tree in model.estimators_])
-            sigmas.append(per_tree.std(0))
+            # reduced along a contiguous axis per hop: the same bits for a hop alone as among many
+            # (numpy sums a single column in another order than many side by side)
+            sigmas.append(np.ascontiguousarray(per_tree.T).std(axis=1))
         else:
             sigmas.append(np.zeros(len(x)))
     return np.asarray(means), np.asarray(sigmas)

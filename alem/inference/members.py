@@ -21,6 +21,7 @@ from torch_geometric.loader import DataLoader
 
 from alem.graphs.crystal_graph import GraphSettings, HopData
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs
+from alem.inference.draw_randomness import DrawRandomness
 from alem.inference.hop_graphs import PathTensors
 from alem.inference.stacking import combine_members
 from alem.model_dir import BACKBONE_FILENAME, FinetuneConfig, member_filename
@@ -141,6 +142,8 @@ def train_member(
 #: convolution's edge-sized intermediates (~10,000 edges x 128) stay in the CPU's caches: 0.98 ms of
 #: CPU per hop for five members (one thread), 1.6 ms at 1024 hops.
 PATH_TENSOR_BATCH = 128
+#: Hop graphs per forward pass of a member (a member that does not read path tensors).
+GRAPH_BATCH = 64
 
 
 @torch.inference_mode()
@@ -148,7 +151,7 @@ def predict_member(
     model: BarrierModel,
     data: Sequence[HopData] | PathTensors | list[dict[str, torch.Tensor]],
     device: torch.device,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One member's Laplace location and scale for every hop.
 
@@ -157,7 +160,8 @@ def predict_member(
         data: ``n_hops`` hop graphs, or (frozen backbone) their :class:`PathTensors`, or those cut
             into batches already (:func:`path_batches`, on ``device``).
         device: where to run the model.
-        batch_size: hops per forward pass of hop graphs (path tensors: :data:`PATH_TENSOR_BATCH`).
+        batch_size: hops per forward pass of hop graphs (default :data:`GRAPH_BATCH`; path
+            tensors: :data:`PATH_TENSOR_BATCH`).
 
     Returns:
         ``(location_ev, scale_ev)``, each a float array of shape ``n_hops``, in input order.
@@ -171,7 +175,7 @@ def predict_member(
             locations.append(location.cpu())
             scales.append(scale.cpu())
     else:
-        for batch in DataLoader(list(data), batch_size=batch_size):
+        for batch in DataLoader(list(data), batch_size=batch_size or GRAPH_BATCH):
             location, scale = model(batch.to(device))
             locations.append(location.cpu())
             scales.append(scale.cpu())
@@ -253,6 +257,11 @@ class GnnMembers(BarrierComponent):
         """Every member carries the same frozen pre-trained backbone: hosts are embedded once."""
         return self.config is not None and self.config.freeze == "frozen"
 
+    @property
+    def batch_hops(self) -> int:
+        """Hops per forward pass of :meth:`predict` (:func:`predict_member`)."""
+        return PATH_TENSOR_BATCH if self.frozen else GRAPH_BATCH
+
     def _data(self, inputs: HopInputs) -> list[HopData] | PathTensors:
         return inputs.path_tensors if self.frozen else inputs.graphs
 
@@ -295,16 +304,15 @@ class GnnMembers(BarrierComponent):
         mean, sigma = combine_members(location, scale, 1.0)
         return ComponentPrediction(mean, sigma, location, scale)
 
-    def sample(self, inputs: HopInputs, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, inputs: HopInputs, n_draws: int, randomness: DrawRandomness) -> np.ndarray:
         """Each draw: one member picked at random for every hop (the members' disagreement is
         shared across hops), then each hop's barrier from that member's Laplace distribution,
         drawn independently per hop; hops with the same inputs (the same hop listed twice, a
-        symmetry-equivalent path: :attr:`HopInputs.duplicate_groups`) share that draw, since a
+        symmetry-equivalent path: :attr:`HopInputs.noise_keys`) share that draw, since a
         member's error on a hop is a function of what it reads."""
         location, scale = self.member_predictions(inputs)
-        picks = rng.integers(len(location), size=n_draws)
-        groups = inputs.duplicate_groups
-        unit = rng.laplace(size=(n_draws, int(groups.max()) + 1 if len(groups) else 0))[:, groups]
+        picks = randomness.choices.integers(len(location), size=n_draws)
+        unit = randomness.unit_laplace(inputs.noise_keys, n_draws)
         return location[picks] + scale[picks] * unit
 
     def save(self, model_dir: Path) -> None:

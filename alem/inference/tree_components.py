@@ -8,26 +8,29 @@ A model directory keeps the components of one kind together, in one list file in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs
+from alem.inference.draw_randomness import DrawRandomness
 from alem.inference.fidelity_aware import fit_fidelity_trees, form_barrier, predict_fidelity_trees, with_cheap_barrier
 from alem.inference.trees import fit_tree, load_trees, predict_trees, save_trees
 from alem.model_dir import FIDELITY_TREES_FILENAME, TREES_FILENAME, TreeSpec
 
 
-def _forest_draws(model, x: np.ndarray, to_ev, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+def _forest_draws(model, x: np.ndarray, to_ev, n_draws: int, randomness: DrawRandomness,
+                  point_ev: Callable[[], np.ndarray]) -> np.ndarray:
     """Joint draws of a fitted model: a forest's tree picked per draw (one tree for every hop),
-    a point model's prediction repeated."""
+    a point model's prediction (``point_ev()``) repeated."""
     if isinstance(model, (ExtraTreesRegressor, RandomForestRegressor)):
-        picks = rng.integers(len(model.estimators_), size=n_draws)
+        picks = randomness.choices.integers(len(model.estimators_), size=n_draws)
         per_tree = {int(k): to_ev(model.estimators_[k].predict(x)) for k in np.unique(picks)}
         return np.stack([per_tree[int(k)] for k in picks]) if n_draws else np.zeros((0, len(x)))
-    return np.repeat(to_ev(model.predict(x))[None], n_draws, axis=0)
+    return np.repeat(point_ev()[None], n_draws, axis=0)
 
 
 class _SavedInList(BarrierComponent):
@@ -63,12 +66,16 @@ class TreeComponent(_SavedInList):
         return self
 
     def predict(self, inputs: HopInputs) -> ComponentPrediction:
-        means, sigmas = predict_trees([self.spec], [self.model], inputs.component_inputs(self.spec.reads_backbone))
-        return ComponentPrediction(means[0], sigmas[0])
+        key = (self.name, id(self))
+        if key not in inputs.computed:  # predict and sample share it, and a subset of the hops cuts it
+            means, sigmas = predict_trees([self.spec], [self.model], inputs.component_inputs(self.spec.reads_backbone))
+            inputs.computed[key] = (means[0], sigmas[0])
+        mean, sigma = cast(tuple[np.ndarray, np.ndarray], inputs.computed[key])
+        return ComponentPrediction(mean, sigma)
 
-    def sample(self, inputs: HopInputs, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, inputs: HopInputs, n_draws: int, randomness: DrawRandomness) -> np.ndarray:
         to_ev = np.exp if self.spec.log_target else (lambda v: v)
-        return _forest_draws(self.model, self._x(inputs), to_ev, n_draws, rng)
+        return _forest_draws(self.model, self._x(inputs), to_ev, n_draws, randomness, lambda: self.predict(inputs).mean_ev)
 
     @classmethod
     def load_all(cls, model_dir: Path, specs: Sequence[TreeSpec]) -> list[TreeComponent]:
@@ -103,10 +110,11 @@ class FidelityTreeComponent(_SavedInList):
         means, sigmas = predict_fidelity_trees(self.form, [self.model], inputs.descriptors, self._cheap_ev(inputs))
         return ComponentPrediction(means[0], sigmas[0])
 
-    def sample(self, inputs: HopInputs, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, inputs: HopInputs, n_draws: int, randomness: DrawRandomness) -> np.ndarray:
         cheap_ev = self._cheap_ev(inputs)
         x = with_cheap_barrier(inputs.descriptors, cheap_ev)
-        return _forest_draws(self.model, x, lambda target: form_barrier(self.form, target, cheap_ev), n_draws, rng)
+        return _forest_draws(self.model, x, lambda target: form_barrier(self.form, target, cheap_ev), n_draws, randomness,
+                             lambda: self.predict(inputs).mean_ev)
 
     @classmethod
     def load_all(cls, model_dir: Path, specs: Sequence[TreeSpec], form: str, cheap_fidelity: str,

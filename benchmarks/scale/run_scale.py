@@ -118,7 +118,8 @@ def step_score(campaign: Path) -> dict:
         start = time.perf_counter()
         model = load_current_model(store, config)
         loaded = time.perf_counter()
-        n_scored = score_unscored_candidates(store, model, chunk_hops=config.model.score_chunk_hops)
+        # as the loop scores: with the campaign, so the host rows of the version are kept in the same pass
+        n_scored = score_unscored_candidates(store, model, chunk_hops=config.model.score_chunk_hops, config=config)
         return {"hops_scored": n_scored, "model_loading_s": loaded - start, "scoring_s": time.perf_counter() - loaded,
                 "model_version": model.version_id, "chunk_hops": config.model.score_chunk_hops}
 
