@@ -219,6 +219,14 @@ def calibration_table() -> str:
     return module.markdown_table(REPO / "alem" / "data" / "calibration" / "mlip_CHGNet.jsonl")
 
 
+def scale_table() -> str:
+    path = REPO / "benchmarks" / "scale" / "run_scale.py"
+    spec = importlib.util.spec_from_file_location("run_scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_table(_load("benchmarks/scale/results.json")) + "\nFrom `benchmarks/scale/results.json`."
+
+
 def _fractions(values: list[float | None]) -> str:
     done = [v for v in values if v is not None]
     if not done:
@@ -268,6 +276,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "replay-descriptor": lambda: replay_table("descriptor"),
     "replay-gnn": lambda: replay_table("gnn"),
     "replay-two-fidelity": two_fidelity_table,
+    "scale": scale_table,
 }
 
 

@@ -293,6 +293,18 @@ def test_the_functional_table_is_the_committed_json():
     assert f"| {next(r for r in stacks if r['variant'] == 'pooled')['mae_ev']['GGA+U']:.3f} |" in pooled
 
 
+def test_the_scale_table_is_the_committed_json():
+    hooks = _load_hooks()
+    data = json.loads((REPO / "benchmarks" / "scale" / "results.json").read_text())
+    table = hooks.scale_table()
+    for size, run in data["runs"].items():
+        assert f"{run['n_candidate_hops']} hops ({run['n_hosts']} hosts)" in table.splitlines()[0], size
+        status = run["steps"].get("status")
+        if status is not None:
+            assert f"{status['wall_s']:.1f} s ({status['cpu_s']:.0f} s CPU)" in next(
+                line for line in table.splitlines() if line.startswith("| status |"))
+
+
 def test_benchmark_tables_follow_the_json(tmp_path, monkeypatch):
     """A re-run benchmark changes the page: the table is read from the file, not kept anywhere."""
     hooks = _load_hooks()

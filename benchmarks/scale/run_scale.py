@@ -259,7 +259,8 @@ def write_table(results: dict) -> str:
             if step is not None and "tiled_from" in step:
                 cells.append(f"— (tiled ×{step['copies']} from {step['tiled_from']} hops, not enumerated)")
                 continue
-            cells.append("—" if step is None else f"{step['wall_s']:.1f} s ({step['cpu_s']:.0f} s CPU), {gb:.2f} GB{when}")
+            note = "" if step is None or "note" not in step else f"; {step['note']}"
+            cells.append("—" if step is None else f"{step['wall_s']:.1f} s ({step['cpu_s']:.0f} s CPU), {gb:.2f} GB{when}{note}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| store size | " + " | ".join(f"{r['store_mb']} MB" for r in runs) + " |")
     lines.append("| feature cache size | " + " | ".join(f"{r['feature_cache_mb']} MB" for r in runs) + " |")
