@@ -1,6 +1,8 @@
 """alem: active learning of ionic migration barriers in battery materials."""
 
 import importlib
+import sys
+import types
 from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
@@ -47,11 +49,27 @@ def shipped_dir(name: str) -> Path:
     return Path(str(packaged))
 
 
+class _LazyPackage(types.ModuleType):
+    """A package whose names load on first use: a name that is also one of its submodules
+    (``alem.graphs.crystal_graph`` the function and the module) stays the name. The import system
+    binds a loaded submodule to its package's attribute, which would otherwise shadow the name for
+    every later ``from package import name``, depending on what happened to be imported first."""
+
+    lazy_names: frozenset[str] = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.lazy_names and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
 def lazy_attributes(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
     """A package's module ``__getattr__`` (PEP 562) that imports each name of ``where`` from its
     submodule (``where[name]``) on first use: a read command that needs one light module of a
     package does not pay for the heavy libraries (torch, pymatgen-analysis-diffusion) its
-    other modules import."""
+    other modules import. A loaded submodule never replaces one of these names (:class:`_LazyPackage`)."""
+    module = sys.modules[package]
+    module.__class__ = type(f"_LazyPackage[{package}]", (_LazyPackage,), {"lazy_names": frozenset(where)})
 
     def __getattr__(name: str) -> Any:
         if name in where:
