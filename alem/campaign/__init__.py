@@ -17,10 +17,9 @@ Around them: :mod:`~alem.campaign.init` (a new campaign), :mod:`~alem.campaign.e
 ``alem status`` shows). :mod:`alem.loop` runs the steps as a long-lived process.
 """
 
-import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
+
+from alem import lazy_attributes
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time names load on first use
     from alem.campaign.cancel import CancelError, CancelReport, cancel_jobs
@@ -57,21 +56,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"alem.campaign.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'alem.campaign' has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """``alem.campaign.reconcile`` is the function, as when the package imported it eagerly: the
-    import system binds a loaded submodule to its package's attribute, which would otherwise
-    shadow the function of the same name for ``from alem.campaign import reconcile``."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__getattr__ = lazy_attributes(__name__, _LAZY)  # a loaded submodule (reconcile) never shadows its function
