@@ -5,8 +5,8 @@ Hosts are enumerated in chunks until the store holds at least ``--hops`` candida
 steps a screening campaign runs are timed one by one, each in its own process (wall seconds and
 peak resident memory from ``/usr/bin/time``, start-up and model loading included):
 
-* ``enumerate``: ``alem.candidates.pool.add_candidates`` per chunk of hosts (enumeration seconds
-  summed over hosts, storing seconds apart; one transaction per chunk);
+* ``enumerate``: ``alem.candidates.pool.add_candidates`` per chunk of 100 hosts with the CLI's default
+  workers (enumeration seconds summed over hosts, storing seconds apart; one transaction per chunk);
 * ``first_scoring``: the loop's score step (``score_unscored_candidates``) with the shipped model,
   the feature cache empty;
 * ``retrain``: a second model version that shares the frozen backbone (the shipped members with
@@ -50,7 +50,8 @@ STRATEGIES = ("explore", "discover", "balanced")
 READ_COMMANDS = ("status", "proposals", "jobs", "history", "hosts", "review", "report")
 #: Read commands that keep their pictures (``<cmd>_again``: the same command once more, nothing new to draw).
 DRAWING_COMMANDS = ("review", "report")
-HOSTS_PER_CHUNK = 50
+#: Hosts per ``add_candidates`` call: the chunk ``alem candidates add`` stores in one transaction.
+HOSTS_PER_CHUNK = 100
 
 
 # ----------------------------------------------------------------------------- steps (in a child process)
@@ -98,7 +99,8 @@ def step_enumerate(campaign: Path, n_hops: int) -> dict:
 
 
 def _add_chunk(store, chunk, settings, dataset, totals, skipped_file, add_candidates) -> None:
-    report = add_candidates(store, chunk, "Li", settings, dataset_hops=dataset)
+    # as `alem candidates add` runs: one process per core (at most 4)
+    report = add_candidates(store, chunk, "Li", settings, dataset_hops=dataset, workers=None)
     totals["enumeration_s"] += sum(h.seconds for h in report.hosts) + sum(s.seconds for s in report.skipped_hosts)
     totals["storing_s"] += report.overhead_seconds
     totals["hosts_read"] += len(chunk)
