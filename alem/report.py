@@ -81,10 +81,12 @@ def parity_points(store: Store) -> list[ParityPoint]:
     from alem.campaign.approve import latest_proposals
 
     current = store.current_model()
-    current_predictions = store.predictions(current.id) if current else {}
+    results = store.results(usable=True)
+    # the predictions of the computed hops only: the pool's are most of a large campaign's store
+    current_predictions = store.predictions(current.id, hop_ids=[r.hop_id for r in results]) if current else {}
     proposal_of = latest_proposals(store)
     points = []
-    for result in store.results(usable=True):
+    for result in results:
         prediction = current_predictions.get(result.hop_id)
         if prediction is not None and prediction.created_at < result.created_at:
             points.append(ParityPoint(result.hop_id, result.barrier_ev, prediction.mean_ev, prediction.std_ev,
@@ -124,7 +126,7 @@ def learning_curve(store: Store) -> list[dict[str, Any]]:
     rows = []
     for k, version in enumerate(versions):
         until = versions[k + 1].created_at if k + 1 < len(versions) else float("inf")
-        predictions = store.predictions(version.id)
+        predictions = store.predictions(version.id, hop_ids=[r.hop_id for r in results])
         scored = [
             r for r in results
             if version.created_at <= r.created_at < until
@@ -450,13 +452,14 @@ def _core_hours_section(config: CampaignConfig, store: Store) -> str:
 """
 
 
-def _hosts_section(config: CampaignConfig, store: Store, kept: KeptFigures) -> str:
-    """One row per host (alem hosts) and the plot of their percolation barriers; "" without hosts."""
+def _hosts_section(config: CampaignConfig, store: Store, kept: KeptFigures, note: Callable[[str], None] | None = None) -> str:
+    """One row per host (alem hosts: the kept answers, ``note`` hears when they are refreshed) and
+    the plot of their percolation barriers; "" without hosts."""
     if not store.hosts():
         return ""
-    from alem.campaign.host_networks import host_table
+    from alem.campaign.host_answers import host_table
 
-    hosts = host_table(config, store)
+    hosts = host_table(config, store, note=note, whole=False)
     rows = []
     for h in hosts:
         spread = h["spread"]
@@ -506,7 +509,8 @@ def _parity_caption(fidelity: str, group: list[ParityPoint], trained_on: list[st
     return caption
 
 
-def render_report(config: CampaignConfig, store: Store) -> str:
+def render_report(config: CampaignConfig, store: Store, note: Callable[[str], None] | None = None) -> str:
+    """The report page; ``note`` hears one line when the kept host answers are refreshed."""
     trained_on = list(config.model.train_fidelities)
     trained_text = ", ".join(trained_on)
     points = parity_points(store)
@@ -514,7 +518,7 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     history = history_series(store)
     kept = KeptFigures(config.state_dir / FIGURES_DIRNAME)
     figures = _figures(store, points, curve, history, trained_text, kept)
-    hosts_html = _hosts_section(config, store, kept)
+    hosts_html = _hosts_section(config, store, kept, note)
     kept.prune()  # the pictures of an older report (a result since, a new model version) go
     counts = store.hop_counts()
     results = store.results()
@@ -523,7 +527,7 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     good_by_fidelity = {
         f: sum(r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV for r in group) for f, group in by_fidelity(usable, fidelity_of).items()
     }
-    host_of = {r.hop_id: r.group for r in store.hops()} if results else {}  # every hop record: only for a results table
+    host_of = {h: store.hop(h).group for h in dict.fromkeys(r.hop_id for r in results)}  # the computed hops' records only
     result_rows = [
         [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), fidelity_of(r), r.method,
          "usable" if r.usable else f"failed: {r.failure_reason}", plausibility_note(fidelity_of(r), r.barrier_ev),
@@ -587,13 +591,14 @@ The model learns from {html.escape(trained_text)} labels; results of other fidel
 """
 
 
-def write_report(config: CampaignConfig, out: Path | None = None) -> Path:
-    """Write the campaign's report (default ``<state>/report.html``); returns its path."""
+def write_report(config: CampaignConfig, out: Path | None = None, note: Callable[[str], None] | None = None) -> Path:
+    """Write the campaign's report (default ``<state>/report.html``); returns its path. ``note``
+    hears one line when the kept host answers are refreshed."""
     from alem.store import Store
 
     out = Path(out) if out is not None else config.state_dir / "report.html"
     with Store.open(config.store_path, create=False) as store:
-        page = render_report(config, store)
+        page = render_report(config, store, note)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page)
