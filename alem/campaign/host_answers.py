@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from alem.campaign.host_rows import HostRows
+    from alem.campaign.model_versions import LoadedModel
     from alem.config import CampaignConfig
     from alem.store import Store
 
@@ -304,23 +305,26 @@ def _now(config: CampaignConfig, store: Store, conn: sqlite3.Connection | None, 
 
 def kept_analyses(
     config: CampaignConfig, store: Store, rows: HostRows | None = None, host_ids: Collection[int] | None = None,
-    note: Callable[[str], None] | None = None, whole: bool = True,
+    note: Callable[[str], None] | None = None, whole: bool = True, model: LoadedModel | None = None,
+    counted: list[int] | None = None,
 ) -> dict[int, HostAnalysis]:
     """Every host's analysis (:func:`~alem.campaign.host_networks.analyse_hosts`), or ``host_ids``'
     (a host not in the store is left out), read from the kept answers; the hosts whose answers no
     longer hold are analysed here (on ``rows``: the campaign's joint rows, None: read when needed)
     and kept. ``note`` hears one line when answers are computed here. ``whole``: whole summaries
-    (else at least their :data:`ROW_FIELDS`: a kept one holds only those)."""
+    (else at least their :data:`ROW_FIELDS`: a kept one holds only those). ``model``: the current
+    model when the caller has it loaded (rows that must be predicted use it); ``counted`` gets how
+    many hosts were analysed here."""
     path = answers_path(config)
     conn, kept = _open_kept(path)
     try:
-        return _refreshed(config, store, conn, _now(config, store, conn, kept), rows, host_ids, note, whole)
+        return _refreshed(config, store, conn, _now(config, store, conn, kept), rows, host_ids, note, whole, model, counted)
     except sqlite3.DatabaseError:  # a page of the file that cannot be read: computed again, never trusted
         if conn is not None:
             conn.close()
             conn = None
         _remove(path)
-        return kept_analyses(config, store, rows, host_ids, note, whole)
+        return kept_analyses(config, store, rows, host_ids, note, whole, model, counted)
     finally:
         if conn is not None:
             conn.close()
@@ -346,20 +350,23 @@ def kept_summary(config: CampaignConfig, store: Store, host_id: int) -> dict[str
 
 
 def _refreshed(config: CampaignConfig, store: Store, conn: sqlite3.Connection | None, now: _Now, rows: HostRows | None,
-               host_ids: Collection[int] | None, note: Callable[[str], None] | None, whole: bool = True) -> dict[int, HostAnalysis]:
+               host_ids: Collection[int] | None, note: Callable[[str], None] | None, whole: bool = True,
+               model: LoadedModel | None = None, counted: list[int] | None = None) -> dict[int, HostAnalysis]:
     from alem.campaign.host_rows import host_rows
 
     stamp, changes = now.stamp, now.changes
     if not changes and conn is not None:
         return _read_answers(conn, host_ids, whole)
     if rows is None:
-        rows = host_rows(config, store)
+        rows = host_rows(config, store, model=model)
         if _stamp(config, store) != stamp:  # the rows were computed again just now: every answer reads them
             stamp, changes = _stamp(config, store), _Changes(all_hosts=True)
     todo = None if changes.all_hosts else sorted(changes.hosts)
     if note is not None and (todo is None or todo):
         note(f"refreshing the kept host answers ({'every host' if todo is None else f'{len(todo)} of {len(now.host_marks)} hosts'})")
     analyses, signatures = analyses_and_signatures(config, store, rows, todo)
+    if counted is not None:
+        counted.append(len(analyses))
     if conn is not None:
         try:
             # an analysis may keep a network (signed paths): the marks of the hosts analysed are read again
@@ -387,8 +394,10 @@ def host_table(config: CampaignConfig, store: Store, rows: HostRows | None = Non
     return [analysis.summary for analysis in kept_analyses(config, store, rows, note=note, whole=whole).values()]
 
 
-def refresh_host_answers(config: CampaignConfig, store: Store, rows: HostRows | None = None) -> None:
-    """Bring the kept answers up to date (the loop after results or a new model version's scoring;
-    ``rows``: the model's joint rows when the caller holds them)."""
-    if store.hosts():
-        kept_analyses(config, store, rows, host_ids=())
+def refresh_host_answers(config: CampaignConfig, store: Store, model: LoadedModel | None = None) -> int:
+    """Bring the kept answers up to date (the loop after results or a new model version's
+    scoring; ``model``: the current one, already loaded, should the joint rows need it). Returns
+    how many hosts were analysed."""
+    analysed: list[int] = []
+    kept_analyses(config, store, host_ids=(), note=None, model=model, counted=analysed)
+    return sum(analysed)
