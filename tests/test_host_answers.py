@@ -187,10 +187,15 @@ def test_hosts_and_show_read_the_kept_answers_and_say_when_they_refresh(campaign
 
     with Store.open(config.store_path) as store:
         olivine = _hosts(store)[2]
-        expected = _fresh(config, store)[olivine]
+        every = _fresh(config, store)
+        expected = every[olivine]
     monkeypatch.setattr(host_networks, "host_analysis", no_analysis)
     shown = runner.invoke(app, ["show", str(olivine), "--json", "-C", str(config.campaign_dir)])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output) == expected
     with Store.open(config.store_path) as store:
         assert kept_summary(config, store, olivine) == expected
+    # --json joins the kept texts undecoded: the very text printing the fresh summaries gives
+    as_json = runner.invoke(app, ["hosts", "--json", "-C", str(config.campaign_dir)])
+    assert as_json.exit_code == 0, as_json.output
+    assert as_json.output == json.dumps([every[h] for h in sorted(every)], indent=2) + "\n"

@@ -71,13 +71,13 @@ def hosts_cmd(
 ) -> None:
     """One row per host: hops computed/total, how its network percolates (1D/2D/3D and along which
     lattice directions), the percolation barrier ± σ, P(barrier < [loop] good_barrier_ev) and the hop that limits it."""
-    from alem.campaign.host_answers import host_table
+    from alem.campaign.host_answers import host_table, hosts_json
 
     with open_campaign(campaign) as (config, store):
-        hosts = host_table(config, store, note=None if as_json else say_refreshing, whole=as_json)
-    if as_json:
-        print_json(hosts)
-        return
+        if as_json:
+            print(hosts_json(config, store))
+            return
+        hosts = host_table(config, store, note=say_refreshing, whole=False)
     if not hosts:
         console.print("No hosts yet (`alem candidates add HOST_FILES`)")
         return
