@@ -276,19 +276,29 @@ def _write(conn: sqlite3.Connection, stamp: str, analyses: dict[int, HostAnalysi
 
 def _open_kept(path: Path) -> tuple[sqlite3.Connection | None, _Kept]:
     """The answers file and what it holds; a file that cannot be read is removed (it is derived)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
+        conn = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(path)
             return conn, _read_kept(conn)
-        except sqlite3.DatabaseError:
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and _cannot_write(exc):
+                break  # locked past the timeout, or read-only: the answers are computed here, the file left as it is
             _remove(path)
     return None, _Kept()
 
 
 def _remove(path: Path) -> None:
+    """Remove the answers file; one that cannot be (a state directory this user may only read)
+    stays, and every read analyses the hosts itself."""
     for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        part.unlink(missing_ok=True)
+        try:
+            part.unlink(missing_ok=True)
+        except OSError:
+            return
 
 
 @dataclass
