@@ -103,15 +103,15 @@ def parity_points(store: Store) -> list[ParityPoint]:
 
 def out_of_fold(store: Store) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(model version, reference barriers, out-of-fold mean predictions) of the newest model
-    version, current first, whose directory holds cross-validation predictions."""
-    from alem.model_dir import CARD_FILENAME, OOF_FILENAME
-    from alem.training.recipe import oof_mean_sigma
+    version, current first, whose directory holds cross-validation predictions (read with numpy
+    alone: the first report after a new version loads no training code)."""
+    from alem.out_of_fold import OOF_FILENAME, read_out_of_fold
 
     for version in sorted(store.model_versions(), key=lambda v: (not v.is_current, -v.id)):
         path = Path(version.path)
-        if (path / OOF_FILENAME).is_file() and (path / CARD_FILENAME).is_file():
-            y, mean, _ = oof_mean_sigma(path)
-            return version.id, np.asarray(y, float), np.asarray(mean, float)
+        if (path / OOF_FILENAME).is_file():
+            oof = read_out_of_fold(path)
+            return version.id, np.asarray(oof.y_ev, float), np.asarray(oof.mean_ev, float)
     return None
 
 
@@ -259,8 +259,7 @@ def _figures(
     """The report's PNGs: ``cv_parity``, one ``parity:<fidelity>`` per fidelity with results (or
     one ``parity`` saying there are none), ``learning_curve``, ``history``; each drawn only when
     what it shows changed (``kept``). The cross-validation plot changes only with the model
-    versions (a version's directory is never rewritten): reading its out-of-fold file loads the
-    training code, so it is read only to draw."""
+    versions (a version's directory is never rewritten), so its out-of-fold file is read only to draw."""
     versions = [(v.id, v.path, v.is_current) for v in store.model_versions()]
     figures = {"cv_parity": kept.figure(("cv_parity", versions, trained_on), lambda: _cv_parity_png(store, trained_on))}
     for fidelity, group in by_fidelity(points, lambda p: p.fidelity).items():
