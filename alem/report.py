@@ -347,6 +347,17 @@ def _host_points(hosts: list[dict[str, Any]]) -> list[tuple[int, float, float, b
     return points
 
 
+def _ranked_error_bars(ax, points: np.ndarray, colour: str, face: str) -> None:
+    """``points`` (rank, barrier, σ rows) as small markers with ±σ bars: one line collection, as
+    ``errorbar`` draws them, without its per-point bookkeeping (a second of 26,000 hosts' page)."""
+    from matplotlib.collections import LineCollection
+
+    x, value, error = points.T
+    bars = np.stack([np.column_stack([x, value - error]), np.column_stack([x, value + error])], axis=1)
+    ax.add_collection(LineCollection(bars, colors=colour, linewidths=0.4))
+    ax.plot(x, value, "o", color=colour, mfc=face, markersize=2, linestyle="none")
+
+
 def hosts_png(hosts: list[dict[str, Any]]) -> str:
     """The hosts' percolation barriers: mean ± σ over the joint rows (the point value when every
     hop a network needs is computed: filled markers), against the good-conductor threshold. Up
@@ -360,10 +371,11 @@ def hosts_png(hosts: list[dict[str, Any]]) -> str:
     fig, ax = plt.subplots(figsize=(max(4.8, 0.45 * len(hosts) + 2) if named else 8.0, 3.8))
     for computed, colour, face in ((True, "tab:blue", "tab:blue"), (False, "tab:orange", "white")):
         kind = [p for p in points if p[3] == computed]
-        if kind:
+        if kind and named:
             x, value, error, _ = zip(*kind)
-            ax.errorbar(x, value, yerr=error, fmt="o", color=colour, mfc=face, capsize=3 if named else 0,
-                        markersize=6 if named else 2, elinewidth=1 if named else 0.4)
+            ax.errorbar(x, value, yerr=error, fmt="o", color=colour, mfc=face, capsize=3, markersize=6, elinewidth=1)
+        elif kind:
+            _ranked_error_bars(ax, np.array([p[:3] for p in kind]), colour, face)
     thresholds = sorted({h["good_barrier_ev"] for h in hosts})
     for threshold in thresholds:
         ax.axhline(threshold, color="grey", ls="--", lw=1)
