@@ -1,6 +1,8 @@
-"""The report's cross-validation parity plot reads a model's out-of-fold predictions with numpy
-alone (alem/out_of_fold.py): the first report after a new model version loads no training code,
-torch or scikit-learn, and plots the same numbers the training code reads from the file."""
+"""The first report after a new model version, at screening scale: its cross-validation parity
+plot reads the model's out-of-fold predictions with numpy alone (alem/out_of_fold.py), so it loads
+no training code, torch or scikit-learn, and plots the numbers the training code reads from the
+file; the hosts plot of thousands of hosts (redrawn after every new version) ranks them with each
+one's ±σ bar."""
 
 from __future__ import annotations
 
@@ -59,3 +61,36 @@ def test_the_first_report_after_a_new_model_version_loads_no_training_code(tmp_p
     watch = (*HEAVY_MODULES, "alem.training", "sklearn", "lightgbm", "xgboost")
     assert modules_loaded_by(config.campaign_dir, "report", watch=watch) == {"exit": 0, "loaded": []}
     assert len(list(figures.glob("*.png.b64"))) == 4  # the CV plot, an empty parity plot, learning curve, history
+
+
+def test_a_screening_campaigns_hosts_plot_ranks_every_host_with_its_sigma_bar(monkeypatch):
+    """Beyond HOSTS_NAMED_ON_PLOT hosts the plot ranks them by barrier: each predicted host a
+    marker at its mean and a bar of ±σ (drawn as one line collection), each computed host a
+    filled marker at its barrier; a host without a barrier is left out."""
+    import alem.report as report
+
+    rng = np.random.default_rng(7)
+    n = report.HOSTS_NAMED_ON_PLOT + 25
+    mean, std = rng.uniform(0.1, 1.5, n), rng.uniform(0.01, 0.3, n)
+    hosts = [
+        {"host_id": k, "formula": f"Li{k}O", "good_barrier_ev": 0.65, "hops_predicted": k % 3 != 0,
+         "percolation_barrier_ev": float(mean[k]),
+         "spread": {"mean_ev": float(mean[k]), "std_ev": float(std[k])} if k % 3 else None}
+        for k in range(n)
+    ]
+    hosts.append({"host_id": n, "formula": "LiX", "good_barrier_ev": 0.65, "hops_predicted": True,
+                  "percolation_barrier_ev": None, "spread": None})
+    drawn = []
+    monkeypatch.setattr(report, "_png", lambda fig: drawn.append(fig) or "png")
+    assert report.hosts_png(hosts) == "png"
+    (ax,) = drawn[0].axes
+    rank_of = {k: rank for rank, k in enumerate(np.argsort(mean, kind="stable"))}
+    predicted = [k for k in range(n) if k % 3]
+    (bars,) = [c for c in ax.collections if len(c.get_segments()) == len(predicted)]
+    expected = sorted((rank_of[k], mean[k] - std[k], mean[k] + std[k]) for k in predicted)
+    got = sorted((s[0, 0], s[0, 1], s[1, 1]) for s in bars.get_segments())
+    np.testing.assert_allclose(got, expected)
+    markers = {line.get_markerfacecolor(): line for line in ax.lines if len(line.get_xdata()) > 1}
+    computed = sorted((rank_of[k], mean[k]) for k in range(n) if k % 3 == 0)
+    np.testing.assert_allclose(sorted(zip(markers["tab:blue"].get_xdata(), markers["tab:blue"].get_ydata())), computed)
+    assert len(markers["white"].get_xdata()) == len(predicted)
