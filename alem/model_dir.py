@@ -34,10 +34,10 @@ from alem.graphs.crystal_graph import GraphSettings
 from alem.graphs.descriptors import LATEST_DESCRIPTOR_SET
 from alem.hops.fidelity import SHIPPED_CHEAP_FIDELITY
 from alem.nn.backbone import BackboneConfig
+from alem.out_of_fold import OOF_FILENAME as OOF_FILENAME  # its own module: numpy reads it, no torch
 
 CARD_FILENAME = "model_card.json"
 TREES_FILENAME = "trees.joblib"
-OOF_FILENAME = "oof_predictions.npz"
 CV_PARITY_FILENAME = "cv_parity.png"
 REFERENCE_FILENAME = "reference_predictions.json"
 #: The fidelity-aware add-on (alem.inference.fidelity_aware): its trees and its reference predictions.

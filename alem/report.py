@@ -81,10 +81,12 @@ def parity_points(store: Store) -> list[ParityPoint]:
     from alem.campaign.approve import latest_proposals
 
     current = store.current_model()
-    current_predictions = store.predictions(current.id) if current else {}
+    results = store.results(usable=True)
+    # the predictions of the computed hops only: the pool's are most of a large campaign's store
+    current_predictions = store.predictions(current.id, hop_ids=[r.hop_id for r in results]) if current else {}
     proposal_of = latest_proposals(store)
     points = []
-    for result in store.results(usable=True):
+    for result in results:
         prediction = current_predictions.get(result.hop_id)
         if prediction is not None and prediction.created_at < result.created_at:
             points.append(ParityPoint(result.hop_id, result.barrier_ev, prediction.mean_ev, prediction.std_ev,
@@ -101,15 +103,15 @@ def parity_points(store: Store) -> list[ParityPoint]:
 
 def out_of_fold(store: Store) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(model version, reference barriers, out-of-fold mean predictions) of the newest model
-    version, current first, whose directory holds cross-validation predictions."""
-    from alem.model_dir import CARD_FILENAME, OOF_FILENAME
-    from alem.training.recipe import oof_mean_sigma
+    version, current first, whose directory holds cross-validation predictions (read with numpy
+    alone: the first report after a new version loads no training code)."""
+    from alem.out_of_fold import OOF_FILENAME, read_out_of_fold
 
     for version in sorted(store.model_versions(), key=lambda v: (not v.is_current, -v.id)):
         path = Path(version.path)
-        if (path / OOF_FILENAME).is_file() and (path / CARD_FILENAME).is_file():
-            y, mean, _ = oof_mean_sigma(path)
-            return version.id, np.asarray(y, float), np.asarray(mean, float)
+        if (path / OOF_FILENAME).is_file():
+            oof = read_out_of_fold(path)
+            return version.id, np.asarray(oof.y_ev, float), np.asarray(oof.mean_ev, float)
     return None
 
 
@@ -124,7 +126,7 @@ def learning_curve(store: Store) -> list[dict[str, Any]]:
     rows = []
     for k, version in enumerate(versions):
         until = versions[k + 1].created_at if k + 1 < len(versions) else float("inf")
-        predictions = store.predictions(version.id)
+        predictions = store.predictions(version.id, hop_ids=[r.hop_id for r in results])
         scored = [
             r for r in results
             if version.created_at <= r.created_at < until
@@ -257,8 +259,7 @@ def _figures(
     """The report's PNGs: ``cv_parity``, one ``parity:<fidelity>`` per fidelity with results (or
     one ``parity`` saying there are none), ``learning_curve``, ``history``; each drawn only when
     what it shows changed (``kept``). The cross-validation plot changes only with the model
-    versions (a version's directory is never rewritten): reading its out-of-fold file loads the
-    training code, so it is read only to draw."""
+    versions (a version's directory is never rewritten), so its out-of-fold file is read only to draw."""
     versions = [(v.id, v.path, v.is_current) for v in store.model_versions()]
     figures = {"cv_parity": kept.figure(("cv_parity", versions, trained_on), lambda: _cv_parity_png(store, trained_on))}
     for fidelity, group in by_fidelity(points, lambda p: p.fidelity).items():
@@ -346,6 +347,17 @@ def _host_points(hosts: list[dict[str, Any]]) -> list[tuple[int, float, float, b
     return points
 
 
+def _ranked_error_bars(ax, points: np.ndarray, colour: str, face: str) -> None:
+    """``points`` (rank, barrier, σ rows) as small markers with ±σ bars: one line collection, as
+    ``errorbar`` draws them, without its per-point bookkeeping (a second of 26,000 hosts' page)."""
+    from matplotlib.collections import LineCollection
+
+    x, value, error = points.T
+    bars = np.stack([np.column_stack([x, value - error]), np.column_stack([x, value + error])], axis=1)
+    ax.add_collection(LineCollection(bars, colors=colour, linewidths=0.4))
+    ax.plot(x, value, "o", color=colour, mfc=face, markersize=2, linestyle="none")
+
+
 def hosts_png(hosts: list[dict[str, Any]]) -> str:
     """The hosts' percolation barriers: mean ± σ over the joint rows (the point value when every
     hop a network needs is computed: filled markers), against the good-conductor threshold. Up
@@ -359,10 +371,11 @@ def hosts_png(hosts: list[dict[str, Any]]) -> str:
     fig, ax = plt.subplots(figsize=(max(4.8, 0.45 * len(hosts) + 2) if named else 8.0, 3.8))
     for computed, colour, face in ((True, "tab:blue", "tab:blue"), (False, "tab:orange", "white")):
         kind = [p for p in points if p[3] == computed]
-        if kind:
+        if kind and named:
             x, value, error, _ = zip(*kind)
-            ax.errorbar(x, value, yerr=error, fmt="o", color=colour, mfc=face, capsize=3 if named else 0,
-                        markersize=6 if named else 2, elinewidth=1 if named else 0.4)
+            ax.errorbar(x, value, yerr=error, fmt="o", color=colour, mfc=face, capsize=3, markersize=6, elinewidth=1)
+        elif kind:
+            _ranked_error_bars(ax, np.array([p[:3] for p in kind]), colour, face)
     thresholds = sorted({h["good_barrier_ev"] for h in hosts})
     for threshold in thresholds:
         ax.axhline(threshold, color="grey", ls="--", lw=1)
@@ -450,13 +463,14 @@ def _core_hours_section(config: CampaignConfig, store: Store) -> str:
 """
 
 
-def _hosts_section(config: CampaignConfig, store: Store, kept: KeptFigures) -> str:
-    """One row per host (alem hosts) and the plot of their percolation barriers; "" without hosts."""
+def _hosts_section(config: CampaignConfig, store: Store, kept: KeptFigures, note: Callable[[str], None] | None = None) -> str:
+    """One row per host (alem hosts: the kept answers, ``note`` hears when they are refreshed) and
+    the plot of their percolation barriers; "" without hosts."""
     if not store.hosts():
         return ""
-    from alem.campaign.host_networks import host_table
+    from alem.campaign.host_answers import host_table
 
-    hosts = host_table(config, store)
+    hosts = host_table(config, store, note=note, whole=False)
     rows = []
     for h in hosts:
         spread = h["spread"]
@@ -506,7 +520,8 @@ def _parity_caption(fidelity: str, group: list[ParityPoint], trained_on: list[st
     return caption
 
 
-def render_report(config: CampaignConfig, store: Store) -> str:
+def render_report(config: CampaignConfig, store: Store, note: Callable[[str], None] | None = None) -> str:
+    """The report page; ``note`` hears one line when the kept host answers are refreshed."""
     trained_on = list(config.model.train_fidelities)
     trained_text = ", ".join(trained_on)
     points = parity_points(store)
@@ -514,7 +529,7 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     history = history_series(store)
     kept = KeptFigures(config.state_dir / FIGURES_DIRNAME)
     figures = _figures(store, points, curve, history, trained_text, kept)
-    hosts_html = _hosts_section(config, store, kept)
+    hosts_html = _hosts_section(config, store, kept, note)
     kept.prune()  # the pictures of an older report (a result since, a new model version) go
     counts = store.hop_counts()
     results = store.results()
@@ -523,7 +538,7 @@ def render_report(config: CampaignConfig, store: Store) -> str:
     good_by_fidelity = {
         f: sum(r.barrier_ev < GOOD_CONDUCTOR_THRESHOLD_EV for r in group) for f, group in by_fidelity(usable, fidelity_of).items()
     }
-    host_of = {r.hop_id: r.group for r in store.hops()} if results else {}  # every hop record: only for a results table
+    host_of = {h: store.hop(h).group for h in dict.fromkeys(r.hop_id for r in results)}  # the computed hops' records only
     result_rows = [
         [r.hop_id, host_of.get(r.hop_id, ""), _f(r.barrier_ev), _f(r.reverse_barrier_ev), fidelity_of(r), r.method,
          "usable" if r.usable else f"failed: {r.failure_reason}", plausibility_note(fidelity_of(r), r.barrier_ev),
@@ -587,13 +602,14 @@ The model learns from {html.escape(trained_text)} labels; results of other fidel
 """
 
 
-def write_report(config: CampaignConfig, out: Path | None = None) -> Path:
-    """Write the campaign's report (default ``<state>/report.html``); returns its path."""
+def write_report(config: CampaignConfig, out: Path | None = None, note: Callable[[str], None] | None = None) -> Path:
+    """Write the campaign's report (default ``<state>/report.html``); returns its path. ``note``
+    hears one line when the kept host answers are refreshed."""
     from alem.store import Store
 
     out = Path(out) if out is not None else config.state_dir / "report.html"
     with Store.open(config.store_path, create=False) as store:
-        page = render_report(config, store)
+        page = render_report(config, store, note)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page)

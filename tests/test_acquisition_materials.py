@@ -135,5 +135,13 @@ def test_a_replay_campaign_settles_every_host_and_stops(tmp_path, replay_ensembl
     # and every host is classified either way on the rows `alem hosts` reads (Li2O may be by the
     # model alone: the stop rule trusts a confident posterior, as it is meant to)
     assert all(h["prob_good"] >= 0.9 or h["prob_good"] <= 0.1 for h in by_formula.values())
+    # the loop kept the host answers up to date after each result: `alem hosts` read them, and
+    # they are what analysing every host afresh gives
+    from alem.campaign.host_networks import analyse_hosts
+
+    assert "host answers refreshed for" in result.output
+    with Store.open(config.store_path) as store:
+        fresh = {a.summary["host_id"]: json.loads(json.dumps(a.summary)) for a in analyse_hosts(config, store).values()}
+    assert {h["host_id"]: h for h in json.loads(shown.output)} == fresh
     # fewer labels than hops: the campaign stopped once the classes were settled
     assert len(done) < len(records)

@@ -26,8 +26,9 @@ import alem
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("alem", "alem.errors", "alem.progress", "alem.toml_writer"),  # install paths, the exception root, progress bars, TOML out
     ("alem.hops",),  # the hop data model and fidelity labels
-    # campaign settings (they validate fidelity labels); hop graphs and descriptors; metrics; parity plots; hop enumeration
-    ("alem.config", "alem.graphs", "alem.metrics", "alem.parity", "alem.candidates"),
+    # campaign settings (they validate fidelity labels); hop graphs and descriptors; metrics; parity plots; hop enumeration;
+    # a model's kept out-of-fold predictions (numpy only)
+    ("alem.config", "alem.graphs", "alem.metrics", "alem.parity", "alem.candidates", "alem.out_of_fold"),
     ("alem.nn",),  # PyG models
     ("alem.model_dir",),  # model directories and their typed cards (graph settings, backbone, recipe sections)
     ("alem.inference",),  # models -> predictions: hop tensors, one member, trees, stacking, device

@@ -425,26 +425,35 @@ def _prob_good(barrier_ev: float | None, spread, good_ev: float) -> float | None
     return float(barrier_ev < good_ev)
 
 
-def host_table(config: CampaignConfig, store: Store, rows: HostRows | None = None) -> list[dict[str, Any]]:
-    """:func:`host_summary` of every host of the campaign, in host id order, on one set of rows."""
+def analyse_hosts(config: CampaignConfig, store: Store, rows: HostRows | None = None,
+                  host_ids: Collection[int] | None = None) -> dict[int, HostAnalysis]:
+    """:func:`host_analysis` of every host (or of ``host_ids``) on one set of rows, by host id. A
+    host whose network pymatgen cannot build is kept with its ``error`` (one bad structure does not
+    hide the others)."""
+    return analyses_and_signatures(config, store, rows, host_ids)[0]
 
-    return [analysis.summary for analysis in analyse_hosts(config, store, rows).values()]
 
-
-def analyse_hosts(config: CampaignConfig, store: Store, rows: HostRows | None = None) -> dict[int, HostAnalysis]:
-    """:func:`host_analysis` of every host on one set of rows, by host id. A host whose network
-    pymatgen cannot build is kept with its ``error`` (one bad structure does not hide the others)."""
+def analyses_and_signatures(
+    config: CampaignConfig, store: Store, rows: HostRows | None = None, host_ids: Collection[int] | None = None,
+) -> tuple[dict[int, HostAnalysis], dict[int, set[str]]]:
+    """:func:`analyse_hosts` and the signatures of each analysed host's network paths: a new hop
+    of one of them may be borrowed by the host's answer (:mod:`alem.campaign.host_answers`)."""
     from alem.campaign.host_rows import host_rows
 
     rows = host_rows(config, store) if rows is None else rows
-    reads = StoreReads(store)
+    reads = StoreReads(store, host_ids)
     analyses = {}
-    for host in store.hosts():
+    wanted = [host.id for host in store.hosts()] if host_ids is None else sorted(set(host_ids))
+    for host_id in wanted:
         try:
-            analyses[host.id] = host_analysis(config, store, host.id, rows, reads=reads)
+            analyses[host_id] = host_analysis(config, store, host_id, rows, reads=reads)
         except HostError as exc:
-            analyses[host.id] = HostAnalysis(_failed_summary(config, store, host.id, str(exc)), None)
-    return analyses
+            analyses[host_id] = HostAnalysis(_failed_summary(config, store, host_id, str(exc)), None)
+    signatures: dict[int, set[str]] = defaultdict(set)
+    for (host_id, _), record in reads.network_records.items():
+        if host_id in analyses:
+            signatures[host_id].update(record.signatures.values())
+    return analyses, dict(signatures)
 
 
 def _failed_summary(config: CampaignConfig, store: Store, host_id: int, error: str) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alem.acquisition.materials import expected_prob_change, select_materials_batch
-from alem.campaign.host_networks import HostAnalysis, StoreReads, analyse_hosts, host_analysis
+from alem.campaign.host_answers import kept_analyses
+from alem.campaign.host_networks import HostAnalysis, StoreReads, host_analysis
 from alem.campaign.host_rows import HostRows, host_rows
 from alem.candidates.hosts import HostError
 
@@ -49,8 +50,8 @@ def campaign_hosts(config: CampaignConfig, store: Store, model: LoadedModel | No
     only ``host_ids`` (a page about a few hops reads only their hosts; a host whose network
     cannot be built is left out)."""
     rows = host_rows(config, store, model=model)
-    if host_ids is None:
-        return CampaignHosts(rows, analyse_hosts(config, store, rows))
+    if host_ids is None:  # every host: the kept answers, refreshed where they no longer hold
+        return CampaignHosts(rows, kept_analyses(config, store, rows, whole=False))
     analyses = {}
     reads = StoreReads(store, host_ids)
     for host_id in dict.fromkeys(host_ids):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.markup import escape
 
 from alem.cli.app import app
-from alem.cli.common import CampaignOption, JsonOption, WideOption, console, open_campaign, print_json
+from alem.cli.common import CampaignOption, JsonOption, WideOption, console, err_console, open_campaign, print_json
 from alem.cli.tables import Column, print_table
+
+#: Hosts ``alem hosts`` lists by default: a screening campaign's tens of thousands are read with --json.
+DEFAULT_HOSTS_SHOWN = 200
 
 HOST_COLUMNS = (
     Column("host", whole=True, justify="right"),
@@ -54,21 +58,33 @@ def _row(host: dict[str, Any]) -> list[str]:
     ]
 
 
+def say_refreshing(line: str) -> None:
+    """One dim line on stderr while stale host answers are computed (not with ``--json``: its output is the JSON alone)."""
+    err_console.print(f"[dim]{escape(line)}[/]", highlight=False)
+
+
 @app.command("hosts")
-def hosts_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
+def hosts_cmd(
+    campaign: CampaignOption = None, as_json: JsonOption = False, wide: WideOption = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="most hosts shown, in host id order (0: all; --json: every host)")]
+    = DEFAULT_HOSTS_SHOWN,
+) -> None:
     """One row per host: hops computed/total, how its network percolates (1D/2D/3D and along which
     lattice directions), the percolation barrier ± σ, P(barrier < [loop] good_barrier_ev) and the hop that limits it."""
-    from alem.campaign.host_networks import host_table
+    from alem.campaign.host_answers import host_table, hosts_json
 
     with open_campaign(campaign) as (config, store):
-        hosts = host_table(config, store)
-    if as_json:
-        print_json(hosts)
-        return
+        if as_json:
+            print(hosts_json(config, store))
+            return
+        hosts = host_table(config, store, note=say_refreshing, whole=False)
     if not hosts:
         console.print("No hosts yet (`alem candidates add HOST_FILES`)")
         return
-    print_table(console, HOST_COLUMNS, [_row(h) for h in hosts], title="Hosts", wide=wide)
+    shown = hosts[:limit] if limit else hosts
+    print_table(console, HOST_COLUMNS, [_row(h) for h in shown], title="Hosts", wide=wide)
+    if len(shown) < len(hosts):
+        console.print(f"{len(shown)} of {len(hosts)} hosts shown (--limit 0: all; --json: every host's answer)", highlight=False)
     console.print(
         "[dim]E_perc: lowest barrier of a network that reaches a site's periodic image (± over the "
         "model's joint posterior rows, computed hops fixed); hops: computed / distinct paths[/]",
@@ -77,7 +93,7 @@ def hosts_cmd(campaign: CampaignOption = None, as_json: JsonOption = False, wide
     rows = next((h["spread"]["rows"] for h in hosts if h["spread"] is not None), None)
     if rows is not None and not rows.startswith("joint"):
         console.print(f"[yellow]rows: {escape(rows)}[/]", highlight=False)
-    for host in hosts:
+    for host in shown:
         if host.get("error"):
             console.print(f"host {host['host_id']}: no network ({escape(host['error'])})", highlight=False)
         if host["missing_paths"]:
@@ -100,10 +116,10 @@ def is_host_id(text: str, campaign: CampaignOption = None) -> bool:
 
 def show_host(host_id: int, campaign: CampaignOption = None, as_json: bool = False) -> None:
     """``alem show HOST_ID``: the host's network, each distinct path with its barrier and source."""
-    from alem.campaign.host_networks import host_summary
+    from alem.campaign.host_answers import kept_summary
 
     with open_campaign(campaign) as (config, store):
-        host = host_summary(config, store, host_id)
+        host = kept_summary(config, store, host_id)
     if as_json:
         print_json(host)
         return

@@ -21,9 +21,10 @@ def report(
     campaign: CampaignOption = None,
 ) -> None:
     """Write a self-contained HTML report: parity, learning curve, campaign history, results."""
+    from alem.cli.host_cmds import say_refreshing
     from alem.report import write_report
 
-    path = write_report(load_config(campaign), out)
+    path = write_report(load_config(campaign), out, note=say_refreshing)
     console.print(f"report written to {path}")
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linprog
 
+from alem.out_of_fold import members_mean_ev
+
 #: Smallest σ a stacked prediction reports: point models (boosted trees) carry no spread of their
 #: own, and a mixture of them alone would otherwise claim certainty.
 SIGMA_FLOOR_EV = 0.01
@@ -29,9 +31,8 @@ def combine_members(location: np.ndarray, scale: np.ndarray, sigma_scale: float)
     Returns:
         ``(mean_ev, sigma_ev)``, each ``n_hops``; barriers are not negative, so the mean is clipped at 0.
     """
-    mean = location.mean(0)
     variance = (2 * scale**2).mean(0) + location.var(0)
-    return np.clip(mean, 0.0, None), sigma_scale * np.sqrt(variance)
+    return members_mean_ev(location), sigma_scale * np.sqrt(variance)
 
 
 def combine_components(

@@ -199,6 +199,21 @@ class CampaignLoop:
         if report.scored and not step.messages:
             self.tell(f"scored {report.scored} candidates with model version {self.model.version_id}")
 
+    def _keep_host_answers(self, report: TickReport) -> None:
+        """After results, a scoring or a new model version, the kept host answers are brought up
+        to date here (:mod:`alem.campaign.host_answers`: the hosts the change touched; every host
+        after a new model version), so ``alem hosts``, the report and ``alem show HOST_ID`` read
+        them instead of analysing tens of thousands of hosts."""
+        from alem.campaign.host_answers import refresh_host_answers
+
+        if not (report.ingested or report.scored or report.retrained_version is not None) or not self.store.hosts():
+            return
+        self.phase("host answers", "bringing the kept host answers up to date")
+        started = time.time()
+        refreshed = refresh_host_answers(self.config, self.store, model=self.model)
+        if refreshed:
+            self.tell(f"host answers refreshed for {refreshed} hosts ({time.time() - started:.0f} s)")
+
     def _propose(self, report: TickReport) -> None:
         from alem.campaign.propose import proposal_needed, propose
 
@@ -244,6 +259,7 @@ class CampaignLoop:
             lambda: self._screen(report),
             lambda: self._retrain(report),
             lambda: self._score(report),
+            lambda: self._keep_host_answers(report),
             lambda: self._propose(report),
             lambda: self._approve(report),
             lambda: self._submit(report),

@@ -166,6 +166,43 @@ class HopTables(StoreCore):
         job is staged with, so the login node spends no time on pymatgen."""
         return [{column: row[column] for column in HOP_COLUMNS} for row in map(self._hop_row, hop_ids)]
 
+    def hop_marks(self, model_version_id: int | None) -> list[tuple[str, int | None, str]]:
+        """Per hop, without decoding a structure: its id, host, and what a host answer reads of it
+        that can change (state and update time, newest result, the prediction time of
+        ``model_version_id``) as one string."""
+        rows = self._conn.execute(
+            "SELECT h.hop_id, h.host_id, h.state || '|' || h.updated_at || '|' || IFNULL(r.last_id, '') || '|' "
+            "|| IFNULL(p.created_at, '') FROM hops h "
+            "LEFT JOIN (SELECT hop_id, MAX(id) AS last_id FROM results GROUP BY hop_id) r ON r.hop_id = h.hop_id "
+            "LEFT JOIN predictions p ON p.hop_id = h.hop_id AND p.model_version_id = ?",
+            (model_version_id,),
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def hop_signatures(self, hop_ids: Sequence[str]) -> dict[str, str]:
+        """The supercell-independent signature (``alem.candidates.signature``) of each of these
+        hops that has one, read without decoding a structure."""
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(hop_ids))
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            chunk = wanted[start:start + 500]
+            rows = self._conn.execute(
+                f"SELECT hop_id, json_extract(metadata_json, '$.signature') FROM hops WHERE hop_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found.update({row[0]: row[1] for row in rows if row[1] is not None})
+        return found
+
+    def host_marks(self) -> dict[int, str]:
+        """Per host: what a host answer reads of it that can change (formula, name, the kept
+        networks' times) as one string."""
+        rows = self._conn.execute(
+            "SELECT h.id, h.formula || '|' || IFNULL(h.name, '') || '|' || "
+            "IFNULL(GROUP_CONCAT(n.working_ion || ':' || n.created_at), '') FROM hosts h "
+            "LEFT JOIN host_networks n ON n.host_id = h.id GROUP BY h.id"
+        ).fetchall()
+        return {int(row[0]): row[1] for row in rows}
+
     def hop_counts(self) -> dict[str, int]:
         """Number of hops in every state (all states present, zeros included)."""
         counts = {state.value: 0 for state in HopState}

@@ -20,7 +20,6 @@ from alem.inference.trees import TreeSpec
 from alem.metrics import barrier_metrics, fit_sigma_scale
 from alem.model_dir import (
     CV_PARITY_FILENAME,
-    OOF_FILENAME,
     REFERENCE_FILENAME,
     Combination,
     EnsembleRecipe,
@@ -28,6 +27,7 @@ from alem.model_dir import (
     TrainingRecord,
     default_pretrained_path,
 )
+from alem.out_of_fold import read_out_of_fold, write_out_of_fold
 from alem.parity import parity_plot
 from alem.training.cv import CVResult, cross_validate
 from alem.training.fidelity_aware import add_fidelity_addon, cross_fitted_stack
@@ -168,8 +168,8 @@ def calibrated_ensemble(
             mean, sigma = stack.cross_fitted(result.y_ev, result.folds)
         else:
             mean, sigma = combine_members(result.member_location_ev, result.member_scale_ev, card.sigma_scale)
-        np.savez_compressed(
-            path / OOF_FILENAME, hop_id=np.array([h.hop_id for h in labelled]), y=result.y_ev,
+        write_out_of_fold(
+            path, hop_id=np.array([h.hop_id for h in labelled]), y=result.y_ev,
             location=result.member_location_ev, scale=result.member_scale_ev, folds=result.folds,
             seconds=np.array(result.seconds_per_member), mean=mean, sigma=sigma,
             component_names=np.array(stack.names if stack else ("gnn",)),
@@ -202,11 +202,11 @@ def write_reference_predictions(model_dir: Path, hops: Sequence[Hop], device: st
 def oof_mean_sigma(model_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(reference, out-of-fold mean, calibrated σ) stored with a model; files written before the
     stack existed hold only the GNN members, combined here with the card's calibration."""
-    oof = np.load(model_dir / OOF_FILENAME)
-    if "mean" in oof.files:
-        return oof["y"], oof["mean"], oof["sigma"]
-    mean, sigma = combine_members(oof["location"], oof["scale"], ModelCard.load(model_dir).sigma_scale)
-    return oof["y"], mean, sigma
+    oof = read_out_of_fold(model_dir)
+    if oof.sigma_ev is not None:
+        return oof.y_ev, oof.mean_ev, oof.sigma_ev
+    mean, sigma = combine_members(oof.location_ev, oof.scale_ev, ModelCard.load(model_dir).sigma_scale)
+    return oof.y_ev, mean, sigma
 
 
 def write_cv_parity(model_dir: Path) -> Path:

@@ -115,7 +115,7 @@ def _keeping_costs(config, store) -> dict:
 
 def after_add_and_scoring(config, add_seconds: float | None) -> dict:
     """The loop's scoring step, then the first `alem hosts` and `alem report` and the kept table."""
-    from alem.campaign.host_networks import host_table
+    from alem.campaign.host_answers import host_table
     from alem.campaign.model_versions import load_current_model
     from alem.campaign.score import score_unscored_candidates
     from alem.store import Store
@@ -149,7 +149,7 @@ def after_add_and_scoring(config, add_seconds: float | None) -> dict:
 
 def existing_campaign(directory: Path) -> dict:
     """The first table on a campaign as stored (networks built where none is kept), then as above."""
-    from alem.campaign.host_networks import host_table
+    from alem.campaign.host_answers import host_table
     from alem.campaign.host_rows import host_rows
     from alem.candidates.network_record import records_of
     from alem.config import CampaignConfig
@@ -203,7 +203,7 @@ def main() -> None:
     if not args.kept_only:
         _after_add_and_scoring_main(args)
         return
-    from alem.campaign.host_networks import host_table
+    from alem.campaign.host_answers import host_table
     from alem.campaign.host_rows import host_rows
     from alem.store import Store
 

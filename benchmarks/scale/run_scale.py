@@ -12,6 +12,8 @@ peak resident memory from ``/usr/bin/time``, start-up and model loading included
 * ``retrain``: a second model version that shares the frozen backbone (the shipped members with
   their heads' last bias moved by 0.02 eV, as a retraining changes the heads), registered as current;
 * ``rescoring``: the score step again, for the new version (the feature cache full);
+* ``host_answers``: the loop's next phase, the kept host answers brought up to date (every host
+  after a new version), so the read commands after it measure reads, as a user meets them;
 * ``propose_<strategy>``: ``alem propose --strategy S --batch 10`` for each strategy;
 * the read commands: ``alem status``, ``proposals``, ``jobs``, ``history``, ``hosts``, ``review``
   (the page of the waiting batches), ``report``, each of the last two once more (``*_again``: its
@@ -156,7 +158,18 @@ def step_retrain(campaign: Path) -> dict:
     return {"model_version": version}
 
 
-STEPS = {"enumerate": step_enumerate, "first_scoring": step_score, "retrain": step_retrain, "rescoring": step_score}
+def step_host_answers(campaign: Path) -> dict:
+    from alem.campaign.host_answers import refresh_host_answers
+    from alem.config import CampaignConfig
+    from alem.store import Store
+
+    config = CampaignConfig.load(campaign)
+    with Store.open(config.store_path) as store:
+        return {"hosts_analysed": refresh_host_answers(config, store)}
+
+
+STEPS = {"enumerate": step_enumerate, "first_scoring": step_score, "retrain": step_retrain, "rescoring": step_score,
+         "host_answers": step_host_answers}
 
 
 # ----------------------------------------------------------------------------- the driver
