@@ -14,6 +14,7 @@ version, as a proposal does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -50,15 +51,21 @@ class HostRows:
         return np.zeros((0, 0)) if self.table is None else self.table.calibrated_members()
 
 
-def host_rows(config: CampaignConfig, store: Store, progress: bool = False, model: LoadedModel | None = None) -> HostRows:
+def host_rows(
+    config: CampaignConfig, store: Store, progress: bool = False, model: LoadedModel | None = None,
+    hop_ids: Sequence[str] | None = None,
+) -> HostRows:
     """Joint posterior rows of every stored hop of a host under the current model, kept or
-    computed (with ``model`` when it is the current version already loaded)."""
-    records = [r for r in store.hops() if r.host_id is not None]
-    if not records:
+    computed (with ``model`` when it is the current version already loaded). ``hop_ids``: only
+    these hops' columns are wanted (a question about a few hosts): the kept rows are checked for
+    the whole campaign as always, and only those columns read."""
+    campaign = store.host_hop_ids()
+    if not campaign:
         return HostRows(None, "no host hops")
+    wanted = campaign if hop_ids is None else list(dict.fromkeys(hop_ids))
     current = store.current_model()
     if current is not None:
-        kept = read_rows(rows_path(config, current.id), [r.hop_id for r in records], cheap_digest(store, [r.hop_id for r in records]))
+        kept = read_rows(rows_path(config, current.id), wanted, cheap_digest(store, campaign), covering=campaign)
         if kept is not None:
             return HostRows(kept, _what(current.id, kept))
     # computing them loads the model stack (torch): imported only when the kept rows cannot serve
@@ -70,6 +77,7 @@ def host_rows(config: CampaignConfig, store: Store, progress: bool = False, mode
             model = load_current_model(store, config)
         except AlemError as exc:
             return HostRows(None, f"no model rows ({str(exc).splitlines()[0]})")
+    records = [r for r in store.hops() if r.host_id is not None]
     table, _ = keep_host_rows(config, store, model, progress, records)
     return HostRows(table, _what(model.version_id, table))
 
