@@ -36,7 +36,8 @@ def tiny_ensemble_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def literature():
-    return LiteratureIndex.shipped()
+    # built here (the shipped index read back keeps no hops, and these tests look the hops up)
+    return LiteratureIndex(load_training_hops())
 
 
 def test_review_page_has_a_card_per_proposal_with_picture_neighbours_and_commands(tmp_path, tiny_ensemble_dir):

@@ -71,7 +71,8 @@ class LiteratureIndex:
     def __init__(self, hops: Sequence[Hop]):
         from alem.graphs.descriptors import hop_descriptors
 
-        #: the reference hops (an index read back from where it was kept holds only what its cards show)
+        #: the reference hops (an index read back from where it was kept or shipped holds none: only
+        #: what its cards show, in ``references``)
         self.hops = list(hops)
         references = [ReferenceHop(h.hop_id, hop_formula(h), h.working_ion, h.barrier_ev, h.hop_length_a, h.provenance.xc) for h in hops]
         self._build(np.array([hop_descriptors(h) for h in hops], dtype=float), references)
@@ -115,6 +116,7 @@ class LiteratureIndex:
                 if str(kept["key"]) != key:
                     return None
                 index = cls.__new__(cls)
+                index.hops = []
                 index._build(kept["features"], [ReferenceHop(*r) for r in json.loads(str(kept["references"]))])
                 return index
         except (OSError, KeyError, ValueError, TypeError):
