@@ -128,6 +128,38 @@ def test_nearest_literature_hop_of_a_training_hop_is_itself(literature):
     assert literature.typicality(0.0) == 0.0 and literature.typicality(1e9) == 1.0
 
 
+def test_the_atoms_near_a_path_are_those_a_sphere_around_each_path_point_holds(literature):
+    # one neighbour search for every path point finds what Structure.get_sites_in_sphere finds
+    # point by point: each host atom image within reach once, at its distance from each point
+    from alem.review.picture import SHOWN_WITHIN_A, _host_near_path, _path_cart
+
+    for hop in literature.hops[::97]:
+        path = _path_cart(hop)
+        atoms, distances = _host_near_path(hop, path)
+        expected: dict[tuple, dict[int, float]] = {}
+        for p, point in enumerate(path):
+            for site in hop.host.get_sites_in_sphere(point, SHOWN_WITHIN_A):
+                key = (site.specie.symbol, *np.round(site.coords, 6))
+                expected.setdefault(key, {})[p] = site.nn_distance
+        found = {(a.element, *np.round(a.cart, 6)): k for k, a in enumerate(atoms)}
+        assert set(found) == set(expected) and distances.shape == (len(path), len(atoms))
+        for key, k in found.items():
+            reached = {p: float(distances[p, k]) for p in range(len(path)) if np.isfinite(distances[p, k])}
+            assert reached == pytest.approx(expected[key], abs=1e-9)
+            assert atoms[k].distance_a == pytest.approx(min(expected[key].values()), abs=1e-9)
+
+
+def test_the_literature_neighbours_descriptors_do_not_read_the_bond_valence_tables():
+    # pymatgen reads them when its bond_valence module loads (seconds of a first review); only the
+    # v2 descriptors' bond-valence R0 needs them
+    import subprocess
+    import sys
+
+    code = ("import sys; from alem.graphs.descriptors import hop_descriptors; from alem.hops import load_training_hops; "
+            "hop_descriptors(load_training_hops()[0]); print('pymatgen.core.bond_valence' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]
+
+
 def test_bottleneck_and_view_of_a_hand_made_hop(tiny_hop):
     # Li moves 2 Å along x from the origin in a 5 Å cubic cell with O at (0, ½, ½) and (½, ½, ½):
     # the closest O is the (0, ½, ½) one seen from the start, √(2·2.5²) = 3.536 Å away
