@@ -104,3 +104,18 @@ def test_a_few_columns_of_the_kept_rows_are_read_alone_and_a_torn_or_foreign_fil
     with np.load(path) as arrays:  # the same arrays written compressed: not mapped, so not read either
         np.savez_compressed(tmp_path / "compressed.npz", **{k: arrays[k] for k in arrays.files})
     assert kept_rows.read_rows(tmp_path / "compressed.npz", asked, "digest") is None
+
+
+def test_a_few_hops_calibrated_rows_are_bit_for_bit_the_whole_tables_columns():
+    # `alem show HOST_ID` calibrates its hops' columns alone, `alem hosts` all of them: the answers
+    # must agree to the bit, though a reduction across a wide array rounds differently from a narrow one
+    from alem.campaign.host_rows import HostRows
+
+    hop_ids = [f"hop-{k}" for k in range(2000)]
+    table = _table(64, hop_ids)
+    whole = HostRows(table, "whole").calibrated_ev
+    np.testing.assert_allclose(whole, table.calibrated_members(), rtol=0, atol=1e-12)
+    for columns in ([5], [7, 1500, 3], list(range(0, 2000, 37))):
+        few = PredictionTable(tuple(hop_ids[k] for k in columns), np.ascontiguousarray(table.member_ev[:, columns]),
+                              table.mean_ev[columns], table.std_ev[columns])
+        np.testing.assert_array_equal(HostRows(few, "few").calibrated_ev, whole[:, columns])

@@ -47,8 +47,17 @@ class HostRows:
 
     @cached_property
     def calibrated_ev(self) -> np.ndarray:
-        """The calibrated rows, n_rows x n_hops (computed once)."""
-        return np.zeros((0, 0)) if self.table is None else self.table.calibrated_members()
+        """The calibrated rows, n_rows x n_hops (computed once): the table's
+        :meth:`~alem.acquisition.PredictionTable.calibrated_members`, each hop's column reduced on
+        its own, so the rows of a few hosts' hops are bit for bit those of the whole campaign's (a
+        reduction across the row axis of a wide array rounds differently with its width)."""
+        if self.table is None:
+            return np.zeros((0, 0))
+        by_hop = np.ascontiguousarray(self.table.member_ev.T)  # n_hops x n_rows: one contiguous reduction per hop
+        deviation = by_hop - by_hop.mean(axis=1, keepdims=True)
+        raw_std = deviation.std(axis=1, ddof=1) if by_hop.shape[1] > 1 else np.zeros(len(by_hop))
+        scale = np.divide(self.table.std_ev, raw_std, out=np.zeros_like(raw_std), where=raw_std > 1e-12)
+        return (self.table.mean_ev[:, None] + deviation * scale[:, None]).T
 
 
 def host_rows(
