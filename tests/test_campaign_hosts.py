@@ -287,3 +287,12 @@ def test_one_host_is_answered_from_its_own_rows_alone_and_as_the_whole_table_ans
         page = campaign_hosts(config, store, host_ids=[olivine])
         assert set(decoded) <= own and set(page.rows.index) == set(host_paths(config, store, olivine).row_hop_ids) == own
         assert page.analyses[olivine].summary == whole[olivine]
+        # a lent hop without a host has no rows: the kept ones still serve, no model is loaded
+        import alem.campaign.model_versions as model_versions
+
+        def no_loading(*args, **kwargs):
+            raise AssertionError("the model was loaded although its rows are kept")
+
+        monkeypatch.setattr(model_versions, "load_current_model", no_loading)
+        lent = host_rows_module.host_rows(config, store, hop_ids=[*own, "a-hop-without-a-host"])
+        assert lent.table is not None and set(lent.index) == own

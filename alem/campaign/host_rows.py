@@ -71,7 +71,11 @@ def host_rows(
     campaign = store.host_hop_ids()
     if not campaign:
         return HostRows(None, "no host hops")
-    wanted = campaign if hop_ids is None else list(dict.fromkeys(hop_ids))
+    if hop_ids is None:
+        wanted = campaign
+    else:  # the rows are of host hops only: a hop without a host (lent by signature) has none to read
+        of_hosts = set(campaign)
+        wanted = list(dict.fromkeys(h for h in hop_ids if h in of_hosts))
     current = store.current_model()
     if current is not None:
         kept = read_rows(rows_path(config, current.id), wanted, cheap_digest(store, campaign), covering=campaign)
