@@ -239,3 +239,60 @@ def test_hosts_review_and_report_read_the_models_joint_rows_once_per_model_versi
         assert modules_loaded_by(config.campaign_dir, *args) == {"exit": 0, "loaded": []}, args
     for args in (["review"], ["report"]):
         assert modules_loaded_by(config.campaign_dir, *args, watch=(*HEAVY_MODULES, "matplotlib.pyplot")) == {"exit": 0, "loaded": []}
+
+
+def test_one_host_is_answered_from_its_own_rows_alone_and_as_the_whole_table_answers_it(tmp_path, replay_ensemble_dir, monkeypatch):
+    # `alem show HOST_ID` and a review page's hosts read that host's hop records, network and
+    # columns of the kept joint rows, not the campaign's: the answer is the whole table's
+    from alem.campaign import host_rows as host_rows_module
+    from alem.campaign import init_campaign
+    from alem.campaign.host_networks import host_paths, host_table
+    from alem.campaign.materials import campaign_hosts
+    from alem.store.records import HopRecord
+
+    config = init_campaign(tmp_path / "campaign", backend="local")
+    config.model.path = str(replay_ensemble_dir)
+    config.save()
+    files = [str(OLIVINE), str(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif"), str(PACKAGE_DATA / "hosts" / "LiMn2O4_spinel.cif")]
+    added = CliRunner().invoke(app, ["candidates", "add", *files, "--max-hop-length", "5.0", "-C", str(config.campaign_dir)])
+    assert added.exit_code == 0, added.output
+    with Store.open(config.store_path) as store:
+        whole = {h["host_id"]: h for h in host_table(config, store)}  # computes and keeps the joint rows
+        olivine = next(h for h in store.hosts() if h.formula == "LiFePO4").id
+        own = {r.hop_id for r in store.hops(host_id=olivine)}
+        assert len(own) < len(store.hops())
+        decoded, networks_read, columns_read = [], [], []
+        real_from_row, real_networks, real_read_rows = HopRecord.from_row.__func__, store.host_networks, host_rows_module.read_rows
+
+        def counting_from_row(cls, row):
+            if cls is HopRecord:
+                decoded.append(row["hop_id"])
+            return real_from_row(cls, row)
+
+        def counting_networks(host_ids=None):
+            networks_read.append(host_ids)
+            return real_networks(host_ids)
+
+        def counting_read_rows(path, hop_ids, *args, **kwargs):
+            columns_read.append(list(hop_ids))
+            return real_read_rows(path, hop_ids, *args, **kwargs)
+
+        monkeypatch.setattr(HopRecord, "from_row", classmethod(counting_from_row))
+        monkeypatch.setattr(store, "host_networks", counting_networks)
+        monkeypatch.setattr(host_rows_module, "read_rows", counting_read_rows)
+        alone = host_summary(config, store, olivine)
+        assert set(decoded) <= own and networks_read == [[olivine]] and [set(c) for c in columns_read] == [own]
+        assert alone == whole[olivine]
+        decoded.clear()
+        page = campaign_hosts(config, store, host_ids=[olivine])
+        assert set(decoded) <= own and set(page.rows.index) == set(host_paths(config, store, olivine).row_hop_ids) == own
+        assert page.analyses[olivine].summary == whole[olivine]
+        # a lent hop without a host has no rows: the kept ones still serve, no model is loaded
+        import alem.campaign.model_versions as model_versions
+
+        def no_loading(*args, **kwargs):
+            raise AssertionError("the model was loaded although its rows are kept")
+
+        monkeypatch.setattr(model_versions, "load_current_model", no_loading)
+        lent = host_rows_module.host_rows(config, store, hop_ids=[*own, "a-hop-without-a-host"])
+        assert lent.table is not None and set(lent.index) == own

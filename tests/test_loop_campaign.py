@@ -121,11 +121,15 @@ def test_loop_runs_a_campaign_to_the_end_on_the_replay_backend(tmp_path, replay_
 
 
 def test_manual_campaign_waits_for_approval(tmp_path, replay_ensemble_dir):
+    from alem.review.picture import PICTURES_DIRNAME
+
     config, _ = make_replay_campaign(tmp_path, replay_ensemble_dir, n_hops=5, acquisition__batch_size=2)
     assert invoke(config, "loop", "--once").exit_code == 0
     with Store.open(config.store_path) as store:
         assert store.hop_counts()["proposed"] == 2 and store.hop_counts()["submitted"] == 0
         assert store.loop_status().phase == "stopped"
+    # the batch waits for a person: its review pictures are drawn already (the first page is fast)
+    assert len(list((config.state_dir / PICTURES_DIRNAME).glob("*.png"))) == 2
     # a second tick proposes nothing new while the batch waits for a person
     assert invoke(config, "loop", "--once").exit_code == 0
     with Store.open(config.store_path) as store:

@@ -36,7 +36,8 @@ def tiny_ensemble_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def literature():
-    return LiteratureIndex.shipped()
+    # built here (the shipped index read back keeps no hops, and these tests look the hops up)
+    return LiteratureIndex(load_training_hops())
 
 
 def test_review_page_has_a_card_per_proposal_with_picture_neighbours_and_commands(tmp_path, tiny_ensemble_dir):
@@ -73,15 +74,14 @@ def test_review_page_has_a_card_per_proposal_with_picture_neighbours_and_command
 
 
 def test_pictures_are_drawn_once_per_hop_and_leave_with_the_decided_hops(tmp_path, tiny_ensemble_dir, monkeypatch):
-    # drawing is most of a page's time: a second page draws nothing (the pictures read back equal),
-    # and once a hop is decided its picture leaves the folder
+    # drawing is most of a page's time: `alem propose` draws the batch's pictures, so even the
+    # first page draws nothing (the pictures read back equal), and once a hop is decided its
+    # picture leaves the folder
     from alem.review import picture
     from alem.review.picture import PICTURES_DIRNAME
 
     config, _ = make_campaign(tmp_path, n_hops=6, ensemble_dir=tiny_ensemble_dir)
     assert invoke(config, "propose", "--strategy", "explore", "--batch", "3").exit_code == 0
-    first = invoke(config, "review", "--out", tmp_path / "first.html")
-    assert first.exit_code == 0, first.output
     kept = config.state_dir / PICTURES_DIRNAME
     assert len(list(kept.glob("*.png"))) == 3
 
@@ -89,6 +89,8 @@ def test_pictures_are_drawn_once_per_hop_and_leave_with_the_decided_hops(tmp_pat
         raise AssertionError(f"{hop.hop_id} drawn again")
 
     monkeypatch.setattr(picture, "hop_picture_png", no_drawing)
+    first = invoke(config, "review", "--out", tmp_path / "first.html")
+    assert first.exit_code == 0, first.output
     second = invoke(config, "review", "--out", tmp_path / "second.html")
     assert second.exit_code == 0, second.output
     images = [re.findall(r'src="data:image/png;base64,([^"]+)"', (tmp_path / f"{n}.html").read_text()) for n in ("first", "second")]
@@ -125,6 +127,38 @@ def test_nearest_literature_hop_of_a_training_hop_is_itself(literature):
     assert nearest[0].barrier_ev == hop.barrier_ev
     assert nearest[1].distance >= nearest[0].distance and nearest[2].distance >= nearest[1].distance
     assert literature.typicality(0.0) == 0.0 and literature.typicality(1e9) == 1.0
+
+
+def test_the_atoms_near_a_path_are_those_a_sphere_around_each_path_point_holds(literature):
+    # one neighbour search for every path point finds what Structure.get_sites_in_sphere finds
+    # point by point: each host atom image within reach once, at its distance from each point
+    from alem.review.picture import SHOWN_WITHIN_A, _host_near_path, _path_cart
+
+    for hop in literature.hops[::97]:
+        path = _path_cart(hop)
+        atoms, distances = _host_near_path(hop, path)
+        expected: dict[tuple, dict[int, float]] = {}
+        for p, point in enumerate(path):
+            for site in hop.host.get_sites_in_sphere(point, SHOWN_WITHIN_A):
+                key = (site.specie.symbol, *np.round(site.coords, 6))
+                expected.setdefault(key, {})[p] = site.nn_distance
+        found = {(a.element, *np.round(a.cart, 6)): k for k, a in enumerate(atoms)}
+        assert set(found) == set(expected) and distances.shape == (len(path), len(atoms))
+        for key, k in found.items():
+            reached = {p: float(distances[p, k]) for p in range(len(path)) if np.isfinite(distances[p, k])}
+            assert reached == pytest.approx(expected[key], abs=1e-9)
+            assert atoms[k].distance_a == pytest.approx(min(expected[key].values()), abs=1e-9)
+
+
+def test_the_literature_neighbours_descriptors_do_not_read_the_bond_valence_tables():
+    # pymatgen reads them when its bond_valence module loads (seconds of a first review); only the
+    # v2 descriptors' bond-valence R0 needs them
+    import subprocess
+    import sys
+
+    code = ("import sys; from alem.graphs.descriptors import hop_descriptors; from alem.hops import load_training_hops; "
+            "hop_descriptors(load_training_hops()[0]); print('pymatgen.core.bond_valence' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]
 
 
 def test_bottleneck_and_view_of_a_hand_made_hop(tiny_hop):

@@ -240,3 +240,40 @@ def test_v10_packs_hop_endpoints_and_reads_them_back_to_the_bit(tmp_path):
         host = store.host_structure(host_id)
         assert _same_structures(host, ordered_host) and host.properties == ordered_host.properties
         assert store.integrity_check() == []
+
+
+def test_v11_indexes_hops_by_signature_and_finds_another_hosts_newest_in_one_lookup(tmp_path):
+    """A v10 store's hops gain an index on their metadata's signature: the newest hop with a
+    signature that is not the asking host's is one indexed lookup, as the host answers need it."""
+    from alem.candidates.signature import SIGNATURE_KEY
+    from alem.store.schema import SIGNATURE_SQL
+
+    path = tmp_path / "v10.sqlite"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        migrate(conn, MIGRATIONS, target=10)
+    rows = [  # hop id, host, signature, created at
+        ("a1", 1, "sig-a", 1.0), ("a2", 2, "sig-a", 2.0), ("a3", 3, "sig-a", 3.0), ("b1", 1, "sig-b", 4.0), ("c", None, None, 5.0),
+    ]
+    with closing(sqlite3.connect(path)) as conn:  # rows as a v10 alem wrote them
+        for host_id in (1, 2, 3):
+            conn.execute("INSERT INTO hosts (id, formula, structure_json, fingerprint, created_at) VALUES (?, 'LiO', '{}', ?, 0)",
+                         (host_id, f"host-{host_id}"))
+        for hop_id, host_id, signature, created_at in rows:
+            metadata = json.dumps({"path_info": "PATH 0", **({SIGNATURE_KEY: signature} if signature else {})})
+            conn.execute("INSERT INTO hops (hop_id, host_id, working_ion, initial_json, final_json, hop_length_a, n_sites, fingerprint, "
+                         "metadata_json, state, created_at, updated_at) VALUES (?, ?, 'Li', '{}', '{}', 2.0, 3, ?, ?, 'candidate', ?, ?)",
+                         (hop_id, host_id, f"fp-{hop_id}", metadata, created_at, created_at))
+        conn.commit()
+    with Store.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.hop_with_signature("sig-a", other_than_host=1).hop_id == "a3"
+        assert store.hop_with_signature("sig-a", other_than_host=3).hop_id == "a2"
+        assert store.hop_with_signature("sig-b", other_than_host=1) is None
+        assert store.hop_with_signature("sig-b", other_than_host=2).hop_id == "b1"
+        assert store.hop_with_signature("sig-z", other_than_host=1) is None
+        assert store.host_hop_ids() == ["a1", "a2", "a3", "b1"]  # oldest first, hops of a host only
+        plan = " ".join(str(tuple(r)) for r in store._conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT hop_id FROM hops WHERE {SIGNATURE_SQL} = ? AND host_id IS NOT ?", ("sig-a", 1)))
+        assert "USING INDEX hops_signature" in plan
+        assert store.integrity_check() == []
+    assert SIGNATURE_SQL == f"json_extract(metadata_json, '$.{SIGNATURE_KEY}')"  # the key hops are signed under

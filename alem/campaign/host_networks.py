@@ -78,6 +78,7 @@ class StoreReads:
         self.store = store
         self.host_ids = None if host_ids is None else sorted(set(host_ids))
         self._predictions: dict[str, Any] | None = None
+        self._by_signature: dict[tuple[str, int], HopRecord | None] = {}
 
     @cached_property
     def hops(self) -> list[HopRecord]:
@@ -100,19 +101,13 @@ class StoreReads:
             return self.store.hops(host_id=host_id)
         return list(self._hops_by_host.get(host_id, []))
 
-    @cached_property
-    def _hops_by_signature(self) -> dict[Any, list[HopRecord]]:
-        from alem.candidates.signature import SIGNATURE_KEY
-
-        grouped: dict[Any, list[HopRecord]] = defaultdict(list)
-        for record in self.hops:
-            grouped[record.metadata.get(SIGNATURE_KEY)].append(record)
-        return grouped
-
     def hop_with_signature(self, signature: str, other_than_host: int) -> HopRecord | None:
-        """The newest stored hop of another host with this signature."""
-        others = [r for r in self._hops_by_signature.get(signature, []) if r.host_id != other_than_host]
-        return others[-1] if others else None
+        """The newest stored hop of another host with this signature (one indexed store lookup,
+        kept: several hosts may ask for the same signature)."""
+        key = (signature, other_than_host)
+        if key not in self._by_signature:
+            self._by_signature[key] = self.store.hop_with_signature(signature, other_than_host)
+        return self._by_signature[key]
 
     @cached_property
     def _usable_results(self) -> dict[str, list[ResultRecord]]:
@@ -331,6 +326,35 @@ def host_summary(
     return host_analysis(config, store, host_id, rows, n_rows).summary
 
 
+@dataclass(frozen=True)
+class HostPaths:
+    """What a host's answer is computed from: its stored hops, its network and each distinct path's barrier."""
+
+    host_id: int
+    hops: list[HopRecord]
+    working_ion: str
+    network_kept: NetworkRecord
+    paths: list[PathBarrier]
+
+    @property
+    def row_hop_ids(self) -> list[str]:
+        """The hops whose joint rows the answer may read: the host's own and those it borrows by signature."""
+        own = [h.hop_id for h in self.hops]
+        return list(dict.fromkeys([*own, *(p.hop_id for p in self.paths if p.hop_id is not None)]))
+
+
+def host_paths(config: CampaignConfig, store: Store, host_id: int, reads: StoreReads | None = None) -> HostPaths:
+    """The host's network and paths with their barriers (:func:`path_barriers`); HostError when
+    its network cannot be built. Reads only this host's rows (and those of hops it borrows)."""
+    reads = StoreReads(store, [host_id]) if reads is None else reads
+    hops = reads.hops_of(host_id)
+    working_ion = hops[0].working_ion if hops else config.campaign.working_ion
+    network_kept = network_record(store, host_id, hops, working_ion, reads)
+    if network_kept.network is None:
+        raise HostError(network_kept.error)
+    return HostPaths(host_id, hops, working_ion, network_kept, path_barriers(config, store, network_kept, hops, host_id, reads))
+
+
 def host_analysis(
     config: CampaignConfig,
     store: Store,
@@ -340,19 +364,22 @@ def host_analysis(
     reads: StoreReads | None = None,
 ) -> HostAnalysis:
     """:func:`host_summary` with the good/not-good verdict of each joint row kept (``reads``: the
-    store rows, read once by a caller that analyses every host; None: this host's read here)."""
+    store rows, read once by a caller that analyses every host; None: this host's read here;
+    ``rows``: None reads only the columns of this host's hops)."""
     from alem.campaign.host_rows import host_rows
 
-    record = store.host(host_id)
-    rows = host_rows(config, store) if rows is None else rows
-    reads = StoreReads(store) if reads is None else reads
-    hops = reads.hops_of(host_id)
-    working_ion = hops[0].working_ion if hops else config.campaign.working_ion
-    network_kept = network_record(store, host_id, hops, working_ion, reads)
+    found = host_paths(config, store, host_id, reads)
+    rows = host_rows(config, store, hop_ids=found.row_hop_ids) if rows is None else rows
+    return analysis_of(config, store, found, rows, n_rows)
+
+
+def analysis_of(config: CampaignConfig, store: Store, found: HostPaths, rows: HostRows, n_rows: int = DEFAULT_SAMPLE_ROWS) -> HostAnalysis:
+    """:func:`host_analysis` of a host's paths (:func:`host_paths`) on ``rows`` (which hold its
+    :attr:`HostPaths.row_hop_ids`, or fall back to independent draws)."""
+    record = store.host(found.host_id)
+    paths, working_ion, network_kept = found.paths, found.working_ion, found.network_kept
     network = network_kept.network
-    if network is None:
-        raise HostError(network_kept.error)
-    paths = path_barriers(config, store, network_kept, hops, host_id, reads)
+    assert network is not None  # host_paths refuses a host without one
     known = {p.path_number: HopBarrier(p.barrier_ev, p.source, p.site_energy_change_ev) for p in paths if p.barrier_ev is not None}
     fixed = {p.path_number: known[p.path_number] for p in paths if p.source.startswith(FIXED_SOURCES)}
     predicted = [p for p in paths if p.source.startswith("model")]

@@ -14,6 +14,7 @@ version, as a proposal does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -46,19 +47,38 @@ class HostRows:
 
     @cached_property
     def calibrated_ev(self) -> np.ndarray:
-        """The calibrated rows, n_rows x n_hops (computed once)."""
-        return np.zeros((0, 0)) if self.table is None else self.table.calibrated_members()
+        """The calibrated rows, n_rows x n_hops (computed once): the table's
+        :meth:`~alem.acquisition.PredictionTable.calibrated_members`, each hop's column reduced on
+        its own, so the rows of a few hosts' hops are bit for bit those of the whole campaign's (a
+        reduction across the row axis of a wide array rounds differently with its width)."""
+        if self.table is None:
+            return np.zeros((0, 0))
+        by_hop = np.ascontiguousarray(self.table.member_ev.T)  # n_hops x n_rows: one contiguous reduction per hop
+        deviation = by_hop - by_hop.mean(axis=1, keepdims=True)
+        raw_std = deviation.std(axis=1, ddof=1) if by_hop.shape[1] > 1 else np.zeros(len(by_hop))
+        scale = np.divide(self.table.std_ev, raw_std, out=np.zeros_like(raw_std), where=raw_std > 1e-12)
+        return (self.table.mean_ev[:, None] + deviation * scale[:, None]).T
 
 
-def host_rows(config: CampaignConfig, store: Store, progress: bool = False, model: LoadedModel | None = None) -> HostRows:
+def host_rows(
+    config: CampaignConfig, store: Store, progress: bool = False, model: LoadedModel | None = None,
+    hop_ids: Sequence[str] | None = None,
+) -> HostRows:
     """Joint posterior rows of every stored hop of a host under the current model, kept or
-    computed (with ``model`` when it is the current version already loaded)."""
-    records = [r for r in store.hops() if r.host_id is not None]
-    if not records:
+    computed (with ``model`` when it is the current version already loaded). ``hop_ids``: only
+    these hops' columns are wanted (a question about a few hosts): the kept rows are checked for
+    the whole campaign as always, and only those columns read."""
+    campaign = store.host_hop_ids()
+    if not campaign:
         return HostRows(None, "no host hops")
+    if hop_ids is None:
+        wanted = campaign
+    else:  # the rows are of host hops only: a hop without a host (lent by signature) has none to read
+        of_hosts = set(campaign)
+        wanted = list(dict.fromkeys(h for h in hop_ids if h in of_hosts))
     current = store.current_model()
     if current is not None:
-        kept = read_rows(rows_path(config, current.id), [r.hop_id for r in records], cheap_digest(store, [r.hop_id for r in records]))
+        kept = read_rows(rows_path(config, current.id), wanted, cheap_digest(store, campaign), covering=campaign)
         if kept is not None:
             return HostRows(kept, _what(current.id, kept))
     # computing them loads the model stack (torch): imported only when the kept rows cannot serve
@@ -70,6 +90,7 @@ def host_rows(config: CampaignConfig, store: Store, progress: bool = False, mode
             model = load_current_model(store, config)
         except AlemError as exc:
             return HostRows(None, f"no model rows ({str(exc).splitlines()[0]})")
+    records = [r for r in store.hops() if r.host_id is not None]
     table, _ = keep_host_rows(config, store, model, progress, records)
     return HostRows(table, _what(model.version_id, table))
 

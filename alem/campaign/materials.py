@@ -17,7 +17,7 @@ import numpy as np
 
 from alem.acquisition.materials import expected_prob_change, select_materials_batch
 from alem.campaign.host_answers import kept_analyses
-from alem.campaign.host_networks import HostAnalysis, StoreReads, host_analysis
+from alem.campaign.host_networks import HostAnalysis, StoreReads, analysis_of, host_paths
 from alem.campaign.host_rows import HostRows, host_rows
 from alem.candidates.hosts import HostError
 
@@ -47,19 +47,21 @@ class CampaignHosts:
 def campaign_hosts(config: CampaignConfig, store: Store, model: LoadedModel | None = None,
                    host_ids: Sequence[int] | None = None) -> CampaignHosts:
     """Every host analysed on the campaign's joint rows (``model``: the current one, if loaded), or
-    only ``host_ids`` (a page about a few hops reads only their hosts; a host whose network
-    cannot be built is left out)."""
-    rows = host_rows(config, store, model=model)
+    only ``host_ids`` (a page about a few hops reads only their hosts' rows, networks and columns
+    of the joint rows; a host whose network cannot be built is left out)."""
     if host_ids is None:  # every host: the kept answers, refreshed where they no longer hold
+        rows = host_rows(config, store, model=model)
         return CampaignHosts(rows, kept_analyses(config, store, rows, whole=False))
-    analyses = {}
     reads = StoreReads(store, host_ids)
+    found = {}
     for host_id in dict.fromkeys(host_ids):
         try:
-            analyses[host_id] = host_analysis(config, store, host_id, rows, reads=reads)
+            found[host_id] = host_paths(config, store, host_id, reads)
         except HostError:
             continue
-    return CampaignHosts(rows, analyses)
+    wanted = [hop_id for paths in found.values() for hop_id in paths.row_hop_ids]
+    rows = host_rows(config, store, model=model, hop_ids=wanted)
+    return CampaignHosts(rows, {host_id: analysis_of(config, store, paths, rows) for host_id, paths in found.items()})
 
 
 def hop_influence(hosts: CampaignHosts, store: Store, hop_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -65,6 +65,14 @@ def propose(
             return
         predictions = store.predictions(model.version_id)
         _print_proposals(outcome.proposals, predictions, store, f"batch {outcome.batch_id} ({outcome.proposals[0].strategy})")
+        from alem.review.page import draw_waiting_pictures
+
+        try:
+            with console.status("drawing the hops for `alem review`"):
+                draw_waiting_pictures(store, config)
+        except Exception as exc:  # the batch is recorded: a picture is left to the review page
+            console.print(f"[yellow]warning:[/] review pictures not drawn ahead ({type(exc).__name__}: {escape(str(exc))})",
+                          highlight=False)
     console.print(
         "why: `alem review`; approve with `alem approve ID...` (a unique prefix will do) or `--all`; "
         "reject with `alem reject ID... --reason TEXT`", highlight=False,

@@ -22,7 +22,6 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-from pymatgen.analysis.bond_valence import BV_PARAMS
 from pymatgen.core import Element
 from scipy.special import erfc
 
@@ -69,6 +68,10 @@ _COULOMB_EV_A = 14.399645
 @cache
 def bv_r0_a(cation: str, anion: str) -> float:
     """Bond-valence R0 of a cation–anion pair from element parameters; 0 when unknown."""
+    # imported here: pymatgen reads its bond-valence tables when the module loads (seconds), and
+    # the v1 descriptors (the review page's literature neighbours) never need them
+    from pymatgen.analysis.bond_valence import BV_PARAMS
+
     try:
         p1, p2 = BV_PARAMS[Element(cation)], BV_PARAMS[Element(anion)]
     except KeyError:

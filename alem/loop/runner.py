@@ -230,6 +230,18 @@ class CampaignLoop:
                 f"{p.hop_id} (μ {p.mean_ev:.2f} eV, σ {p.std_ev:.2f})" for p in outcome.proposals
             )
             self.tell(f"proposed batch {outcome.batch_id} ({acquisition.strategy}): {described}")
+            if not self.config.approval.auto_approve:
+                self._draw_pictures()
+
+    def _draw_pictures(self) -> None:
+        """The waiting hops' review pictures, drawn now so the person's first `alem review` is fast;
+        a picture that cannot be drawn is left to the review page (which says why)."""
+        from alem.review.page import draw_waiting_pictures
+
+        try:
+            draw_waiting_pictures(self.store, self.config)
+        except Exception as exc:  # a picture is no reason to fail the tick that recorded the batch
+            self.tell(f"review pictures not drawn ahead ({type(exc).__name__}: {exc}); `alem review` draws them", logging.WARNING)
 
     def _approve(self, report: TickReport) -> None:
         from alem.campaign.approve import auto_approve

@@ -55,9 +55,14 @@ def hop_formula(hop: Hop) -> str:
     return Composition(str(recorded)).reduced_formula if recorded else hop.initial.composition.reduced_formula
 
 
-#: The shipped index kept in a campaign's state directory: building it reads, validates and
-#: describes the 559 literature hops, most of what `alem review` took.
+#: The index of the shipped literature hops as kept in a campaign's state directory: building it
+#: reads, validates and describes the 559 literature hops, most of what `alem review` took.
 INDEX_FILENAME = "literature_index.npz"
+#: The same index built once and shipped in the package (``alem/data``), so even a campaign's first
+#: `alem review` reads it; rebuilt with :data:`REBUILD_COMMAND` whenever the dataset or
+#: the code that describes its hops changes (``tests/test_read_scale.py`` fails while it is stale).
+SHIPPED_INDEX = "literature_index.npz"
+REBUILD_COMMAND = 'python -c "from alem.review.neighbours import write_shipped_index; write_shipped_index()"'
 
 
 class LiteratureIndex:
@@ -66,7 +71,8 @@ class LiteratureIndex:
     def __init__(self, hops: Sequence[Hop]):
         from alem.graphs.descriptors import hop_descriptors
 
-        #: the reference hops (an index read back from where it was kept holds only what its cards show)
+        #: the reference hops (an index read back from where it was kept or shipped holds none: only
+        #: what its cards show, in ``references``)
         self.hops = list(hops)
         references = [ReferenceHop(h.hop_id, hop_formula(h), h.working_ion, h.barrier_ev, h.hop_length_a, h.provenance.xc) for h in hops]
         self._build(np.array([hop_descriptors(h) for h in hops], dtype=float), references)
@@ -85,29 +91,44 @@ class LiteratureIndex:
 
     @classmethod
     def shipped(cls, keep_in: Path | None = None) -> LiteratureIndex:
-        """The index of the shipped training hops; ``keep_in``: a directory where it is kept
-        (:data:`INDEX_FILENAME`) and read back while the dataset file and the code that describes
-        its hops are the same (:func:`_shipped_key`)."""
+        """The index of the shipped training hops: the one shipped in the package while its key
+        (:func:`_shipped_key`: the dataset file and the code that describes its hops) is this
+        alem's; else the one kept in ``keep_in`` (:data:`INDEX_FILENAME`) under that key; else
+        built here, and kept in ``keep_in`` when given."""
+        from alem import PACKAGE_DATA
         from alem.hops.io import load_training_hops
 
-        if keep_in is None:
-            return cls(load_training_hops())
-        path, key = Path(keep_in) / INDEX_FILENAME, _shipped_key()
+        key = _shipped_key()
+        for path in (PACKAGE_DATA / SHIPPED_INDEX, *(() if keep_in is None else (Path(keep_in) / INDEX_FILENAME,))):
+            index = cls._read(path, key)
+            if index is not None:
+                return index
+        index = cls(load_training_hops())
+        if keep_in is not None:
+            index._write(Path(keep_in) / INDEX_FILENAME, key)
+        return index
+
+    @classmethod
+    def _read(cls, path: Path, key: str) -> LiteratureIndex | None:
+        """The index kept at ``path`` under ``key`` (None: absent, unreadable or another key)."""
         try:
             with np.load(path, allow_pickle=False) as kept:
-                if str(kept["key"]) == key:
-                    index = cls.__new__(cls)
-                    index._build(kept["features"], [ReferenceHop(*r) for r in json.loads(str(kept["references"]))])
-                    return index
+                if str(kept["key"]) != key:
+                    return None
+                index = cls.__new__(cls)
+                index.hops = []
+                index._build(kept["features"], [ReferenceHop(*r) for r in json.loads(str(kept["references"]))])
+                return index
         except (OSError, KeyError, ValueError, TypeError):
-            pass  # absent, or written by another alem: built again below
-        index = cls(load_training_hops())
+            return None  # absent, or written by another alem: built again
+
+    def _write(self, path: Path, key: str) -> None:
+        """Keep the index at ``path`` under ``key``, whole or not at all (compressed: it is shipped)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, key=np.array(key), features=index.raw_features,
-                 references=np.array(json.dumps([dataclasses.astuple(r) for r in index.references])))
+        np.savez_compressed(tmp, key=np.array(key), features=self.raw_features,
+                            references=np.array(json.dumps([dataclasses.astuple(r) for r in self.references])))
         os.replace(tmp, path)
-        return index
 
     def nearest(self, hop: Hop, k: int = 5) -> list[NeighbourHop]:
         from alem.graphs.descriptors import hop_descriptors
@@ -148,3 +169,13 @@ def _shipped_key() -> str:
     for name in _INDEX_CODE:
         digest.update((package / name).read_bytes())
     return digest.hexdigest()
+
+
+def write_shipped_index() -> Path:
+    """Build the index of the shipped training hops and write it into the package (``alem/data``)."""
+    from alem import PACKAGE_DATA
+    from alem.hops.io import load_training_hops
+
+    path = PACKAGE_DATA / SHIPPED_INDEX
+    LiteratureIndex(load_training_hops())._write(path, _shipped_key())
+    return path

@@ -15,6 +15,7 @@ from alem.review.cards import ReviewCard, review_cards
 if TYPE_CHECKING:
     from alem.config import CampaignConfig
     from alem.review.neighbours import LiteratureIndex
+    from alem.store import Store
 
 #: Beyond this share of training hops being closer to their own neighbour, a proposal is flagged.
 FAR_FROM_DATA = 0.9
@@ -129,3 +130,15 @@ def write_review(
     tmp.write_text(page)
     tmp.replace(out)
     return out, len(cards)
+
+
+def draw_waiting_pictures(store: Store, config: CampaignConfig) -> int:
+    """Draw, and keep in the state directory, the picture of every proposal waiting for a decision
+    (:func:`~alem.review.picture.kept_pictures`), so the first review page after a batch is proposed
+    reads them instead of drawing them (drawing is most of a first page's time). Returns how many
+    waiting hops have a picture."""
+    from alem.campaign.approve import waiting_proposals
+    from alem.review.picture import PICTURES_DIRNAME, kept_pictures
+
+    hop_ids = [p.hop_id for p in waiting_proposals(store)]
+    return len(kept_pictures(store.load_hops(hop_ids), config.state_dir / PICTURES_DIRNAME)) if hop_ids else 0

@@ -51,29 +51,41 @@ def _path_cart(hop: Hop, n_points: int = N_PATH_POINTS) -> np.ndarray:
 def _host_near_path(hop: Hop, path: np.ndarray) -> tuple[list[_Neighbour], np.ndarray]:
     """Host atoms (one image each) within :data:`SHOWN_WITHIN_A` of the path, and the matrix of
     distances path point x atom (``inf`` beyond the search radius)."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
     host = hop.host
-    images: dict[tuple[int, tuple[int, int, int]], int] = {}
-    atoms: list[_Neighbour] = []
-    rows: list[tuple[int, int, float]] = []
-    for p, point in enumerate(path):
-        for neighbour in host.get_sites_in_sphere(point, SHOWN_WITHIN_A):
-            key = (int(neighbour.index), tuple(int(round(x)) for x in neighbour.image))
-            if key not in images:
-                images[key] = len(atoms)
-                atoms.append(_Neighbour(neighbour.specie.symbol, np.array(neighbour.coords), np.inf))
-            rows.append((p, images[key], float(neighbour.nn_distance)))
-    distances = np.full((len(path), len(atoms)), np.inf)
-    for p, a, d in rows:
-        distances[p, a] = d
-    nearest = distances.min(axis=0) if len(atoms) else np.array([])
-    atoms = [_Neighbour(a.element, a.cart, float(d)) for a, d in zip(atoms, nearest)]
+    lattice = host.lattice
+    frac = np.ascontiguousarray(host.frac_coords, dtype=float)
+    # every path point in one call (what Structure.get_sites_in_sphere does for one point)
+    centres, indices, images, found = find_points_in_spheres(
+        all_coords=np.ascontiguousarray(lattice.get_cartesian_coords(frac), dtype=float),
+        center_coords=np.ascontiguousarray(path, dtype=float), r=float(SHOWN_WITHIN_A),
+        pbc=np.ascontiguousarray(lattice.pbc, dtype=np.int64), lattice=np.ascontiguousarray(lattice.matrix, dtype=float), tol=1e-8,
+    )
+    by_point = np.argsort(centres, kind="stable")  # path point by path point: atoms numbered as first met
+    centres, found = np.asarray(centres)[by_point], np.asarray(found)[by_point]
+    keys = np.column_stack([np.asarray(indices)[by_point], np.rint(np.asarray(images)[by_point])]).astype(np.int64)
+    if not len(keys):
+        return [], np.full((len(path), 0), np.inf)
+    unique, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    met = np.argsort(first, kind="stable")
+    number = np.empty_like(met)
+    number[met] = np.arange(len(met))
+    distances = np.full((len(path), len(unique)), np.inf)
+    distances[centres, number[inverse.ravel()]] = found
+    carts = lattice.get_cartesian_coords(frac[unique[met, 0]] + unique[met, 1:])
+    nearest = distances.min(axis=0)
+    atoms = [_Neighbour(host[int(k)].specie.symbol, cart, float(d)) for k, cart, d in zip(unique[met, 0], carts, nearest)]
     return atoms, distances
 
 
 def bottleneck(hop: Hop) -> Bottleneck:
     """The straight path's closest approach to the host and the atoms that form it."""
     path = _path_cart(hop)
-    atoms, distances = _host_near_path(hop, path)
+    return _bottleneck_of(*_host_near_path(hop, path), len(path))
+
+
+def _bottleneck_of(atoms: list[_Neighbour], distances: np.ndarray, n_points: int) -> Bottleneck:
     if not atoms:
         return Bottleneck(float("inf"), 0.5, "", 0)
     per_point = distances.min(axis=1)
@@ -81,7 +93,7 @@ def bottleneck(hop: Hop) -> Bottleneck:
     point = int(np.argmin(per_point))
     shell = distances[point] <= BOTTLENECK_SHELL * per_point[point]
     nearest = int(np.argmin(distances[point]))
-    return Bottleneck(float(per_point[point]), point / (len(path) - 1), atoms[nearest].element, int(shell.sum()))
+    return Bottleneck(float(per_point[point]), point / (n_points - 1), atoms[nearest].element, int(shell.sum()))
 
 
 def view_direction(hop: Hop) -> tuple[np.ndarray, str]:
@@ -110,7 +122,7 @@ def hop_picture_png(hop: Hop, size_in: tuple[float, float] = (4.2, 3.3), dpi: in
 
     path = _path_cart(hop)
     atoms, distances = _host_near_path(hop, path)
-    neck = bottleneck(hop)
+    neck = _bottleneck_of(atoms, distances, len(path))
     view, view_name = view_direction(hop)
     along = hop.displacement_cart - (hop.displacement_cart @ view) * view
     u = along / max(np.linalg.norm(along), 1e-9)
@@ -123,21 +135,20 @@ def hop_picture_png(hop: Hop, size_in: tuple[float, float] = (4.2, 3.3), dpi: in
 
     fig, ax = plt.subplots(figsize=size_in, dpi=dpi)
     neck_point = int(round(neck.fraction * (len(path) - 1)))
-    in_neck = distances[neck_point] <= BOTTLENECK_SHELL * distances[neck_point].min() if atoms else np.array([])
-    order = np.argsort([project(a.cart)[0, 2] for a in atoms])  # far atoms first, near ones on top
-    depth = np.array([project(a.cart)[0, 2] for a in atoms]) if atoms else np.array([0.0])
-    span = max(float(np.ptp(depth)), 1e-6)
-    seen: set[str] = set()
-    for k in order:
-        atom = atoms[k]
-        x, y, z = project(atom.cart)[0]
-        size = 90 + 160 * (z - depth.min()) / span  # nearer = larger
-        label = atom.element if atom.element not in seen else None
-        seen.add(atom.element)
-        ax.scatter(x, y, s=size, color=_element_colour(atom.element), edgecolors="0.25", linewidths=0.6,
-                   alpha=0.55 + 0.45 * (z - depth.min()) / span, zorder=2, label=label)
-        if in_neck[k]:
-            ax.scatter(x, y, s=size + 140, facecolors="none", edgecolors="red", linewidths=1.8, zorder=3)
+    if atoms:
+        in_neck = distances[neck_point] <= BOTTLENECK_SHELL * distances[neck_point].min()
+        xyz = project(np.array([a.cart for a in atoms]))
+        order = np.argsort(xyz[:, 2], kind="stable")  # far atoms first, near ones on top
+        nearness = (xyz[:, 2] - xyz[:, 2].min()) / max(float(np.ptp(xyz[:, 2])), 1e-6)
+        sizes = 90 + 160 * nearness  # nearer = larger
+        colours = np.array([(*_element_colour(a.element), 0.55 + 0.45 * near) for a, near in zip(atoms, nearness)])
+        # one collection draws in array order, so far-to-near keeps the near atoms on top (one
+        # scatter per atom was most of a picture's time)
+        ax.scatter(xyz[order, 0], xyz[order, 1], s=sizes[order], c=colours[order], edgecolors="0.25", linewidths=0.6, zorder=2)
+        ring = order[in_neck[order]]
+        ax.scatter(xyz[ring, 0], xyz[ring, 1], s=sizes[ring] + 140, facecolors="none", edgecolors="red", linewidths=1.8, zorder=3)
+        for element in dict.fromkeys(atoms[k].element for k in order):  # a legend entry per element, in drawing order
+            ax.scatter([], [], s=120, color=_element_colour(element), edgecolors="0.25", linewidths=0.6, label=element)
     line = project(path)
     ax.plot(line[:, 0], line[:, 1], color="black", lw=1.6, zorder=4)
     ax.annotate("", xy=line[-1, :2], xytext=line[-2, :2], arrowprops={"arrowstyle": "-|>", "color": "black"}, zorder=4)
@@ -154,7 +165,9 @@ def hop_picture_png(hop: Hop, size_in: tuple[float, float] = (4.2, 3.3), dpi: in
     ax.set_xlabel("along the hop (Å)", fontsize=8, labelpad=1)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, markerscale=0.6)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    # the margins tight_layout chose for every picture (the legend's width is its fixed labels'):
+    # laying each out again took a third of the drawing
+    fig.subplots_adjust(left=0.1, right=0.74, bottom=0.11, top=0.95)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)

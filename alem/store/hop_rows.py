@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
 from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
+from alem.store.schema import SIGNATURE_SQL
 from alem.store.states import HopState, StoreError
 from alem.store.structure_json import endpoint_columns, endpoints_from_columns, packed_structure_json, structure_from_json
 
@@ -156,6 +157,22 @@ class HopTables(StoreCore):
         # not the two structures of each hop: a record carries none, and they are most of a row
         rows = self._select("hops", {"state": states, "host_id": host_id}, "created_at, rowid", limit, HopRecord.columns())
         return [HopRecord.from_row(r) for r in rows]
+
+    def host_hop_ids(self) -> list[str]:
+        """The ids of every hop that belongs to a host, oldest first (one query; no record built)."""
+        # the covering index of hop records: the rows themselves start with two structures
+        return [r["hop_id"] for r in self._query(
+            "SELECT hop_id FROM hops INDEXED BY hops_records WHERE host_id IS NOT NULL ORDER BY created_at, rowid")]
+
+    def hop_with_signature(self, signature: str, other_than_host: int | None = None) -> HopRecord | None:
+        """The newest stored hop with this supercell-independent signature (metadata ``signature``)
+        that is not a hop of host ``other_than_host``; None: no such hop. One indexed lookup."""
+        row = self._conn.execute(
+            f"SELECT {HopRecord.columns()} FROM hops WHERE {SIGNATURE_SQL} = ? AND host_id IS NOT ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (signature, other_than_host),
+        ).fetchone()
+        return None if row is None else HopRecord.from_row(row)
 
     def load_hops(self, hop_ids: Sequence[str]) -> list[Hop]:
         """Rebuild :class:`~alem.hops.hop.Hop` objects (pymatgen structures, no barrier) in order."""

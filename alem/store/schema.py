@@ -260,6 +260,17 @@ def _v10_packed_endpoints(conn: sqlite3.Connection) -> None:
     migrate_to_v10(conn)
 
 
+#: Where a hop's metadata holds its supercell-independent signature (``alem.candidates.signature.SIGNATURE_KEY``):
+#: the store indexes it, and a query must spell the indexed expression exactly for SQLite to use the index.
+SIGNATURE_SQL = "json_extract(metadata_json, '$.signature')"
+
+_V11_SIGNATURE_INDEX = [
+    # A host path that enumeration did not store (an identical hop of another host was) finds that
+    # hop by its signature: one indexed lookup, not every hop record of the campaign decoded.
+    f"CREATE INDEX hops_signature ON hops({SIGNATURE_SQL}, created_at)",
+]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "campaign: hosts, hops, models, predictions, proposals, decisions, events", _V1_CAMPAIGN),
     Migration(2, "execution: jobs (one live job per hop), results, loop status", _V2_EXECUTION),
@@ -273,6 +284,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _V9_SCORE_JOBS),
     Migration(10, "packed structures: hosts and hops' initial structures compressed, a final one as the ion's new position "
               "where nothing else moved", _v10_packed_endpoints),
+    Migration(11, "hops indexed by their signature (a host's path stored under another host found by one lookup)",
+              _V11_SIGNATURE_INDEX),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
