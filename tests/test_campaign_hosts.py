@@ -246,7 +246,7 @@ def test_one_host_is_answered_from_its_own_rows_alone_and_as_the_whole_table_ans
     # columns of the kept joint rows, not the campaign's: the answer is the whole table's
     from alem.campaign import host_rows as host_rows_module
     from alem.campaign import init_campaign
-    from alem.campaign.host_networks import host_paths, host_table
+    from alem.campaign.host_networks import analyse_hosts, host_paths
     from alem.campaign.materials import campaign_hosts
     from alem.store.records import HopRecord
 
@@ -257,7 +257,7 @@ def test_one_host_is_answered_from_its_own_rows_alone_and_as_the_whole_table_ans
     added = CliRunner().invoke(app, ["candidates", "add", *files, "--max-hop-length", "5.0", "-C", str(config.campaign_dir)])
     assert added.exit_code == 0, added.output
     with Store.open(config.store_path) as store:
-        whole = {h["host_id"]: h for h in host_table(config, store)}  # computes and keeps the joint rows
+        whole = {host_id: a.summary for host_id, a in analyse_hosts(config, store).items()}  # computes and keeps the joint rows
         olivine = next(h for h in store.hosts() if h.formula == "LiFePO4").id
         own = {r.hop_id for r in store.hops(host_id=olivine)}
         assert len(own) < len(store.hops())
