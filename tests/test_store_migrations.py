@@ -243,7 +243,7 @@ def test_v10_packs_hop_endpoints_and_reads_them_back_to_the_bit(tmp_path):
         assert store.integrity_check() == []
 
 
-def test_v11_keeps_each_hops_content_key_and_drops_it_when_the_structures_change(tmp_path):
+def test_v11_keeps_each_hops_content_key_and_drops_it_when_the_structures_change(tmp_path, monkeypatch):
     """A v10 store's hops (one in the compact form, one with pymatgen's dict: oxidation states)
     gain the content_key column, empty until :meth:`keep_content_keys` fills it from the columns
     with exactly the key of the structures they read back as; a hop stored after the migration
@@ -297,4 +297,22 @@ def test_v11_keeps_each_hops_content_key_and_drops_it_when_the_structures_change
         assert kept(store)["plain"] is None and store.keep_content_keys() == 1
         [sodium] = store.load_hops(["plain"])
         assert sodium.content_key == structures_content_key("Na", moved.initial, moved.final) != hop_content_key(moved)
+        # a row another process rewrites while its key is computed gets no key of its old content
+        import alem.store.hop_rows
+
+        compute = alem.store.hop_rows.content_key_of_columns
+
+        def rewritten_meanwhile(*columns):
+            with closing(sqlite3.connect(path)) as other:
+                other.execute("UPDATE hops SET initial_json = ?, final_json = ? WHERE hop_id = 'new'", (initial, final))
+                other.commit()
+            return compute(*columns)
+
+        with store.transaction():
+            store._conn.execute("UPDATE hops SET content_key = NULL WHERE hop_id = 'new'")
+        monkeypatch.setattr(alem.store.hop_rows, "content_key_of_columns", rewritten_meanwhile)
+        store.keep_content_keys(["new"])
+        assert kept(store)["new"] is None
+        monkeypatch.undo()
+        assert store.keep_content_keys(["new"]) == 1 and kept(store)["new"] == hop_content_key(moved)
         assert store.integrity_check() == []

@@ -182,10 +182,12 @@ class HopTables(StoreCore):
             wanted = set(hop_ids)
             missing = [h for h in missing if h in wanted]
         if missing:
-            rows = map(self._hop_row, missing)
-            keys = [(content_key_of_columns(r["working_ion"], r["initial_json"], r["final_json"]), r["hop_id"]) for r in rows]
-            with self.transaction():
-                self._conn.executemany("UPDATE hops SET content_key = ? WHERE hop_id = ?", keys)
+            rows = [self._hop_row(h) for h in missing]
+            keys = [(content_key_of_columns(r["working_ion"], r["initial_json"], r["final_json"]), r["hop_id"], r["working_ion"],
+                     r["initial_json"], r["final_json"]) for r in rows]
+            with self.transaction():  # each key only onto the very content it was computed from (another process may rewrite a row)
+                self._conn.executemany("UPDATE hops SET content_key = ? WHERE hop_id = ? AND working_ion = ? AND initial_json = ? "
+                                       "AND final_json = ?", keys)
         return len(missing)
 
     def hop_rows_as_stored(self, hop_ids: Sequence[str]) -> list[dict[str, Any]]:
