@@ -58,7 +58,7 @@ class LazyHop(Hop):
         if name not in ("initial", "final") or endpoints is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         initial, final = endpoints()
-        del self.__dict__["_endpoints"]
+        self.__dict__.pop("_endpoints", None)
         # one set before the other was ever read keeps its new value (and has dropped the key)
         self.__dict__.setdefault("initial", initial)
         self.__dict__.setdefault("final", final)
