@@ -19,6 +19,7 @@ from scipy import stats
 from alem.graphs.crystal_graph import GraphSettings
 from alem.hops.fidelity import CheapBarrier
 from alem.hops.hop import GOOD_CONDUCTOR_THRESHOLD_EV, Hop
+from alem.inference.allocator import keep_freed_blocks
 from alem.inference.components import BarrierComponent, ComponentPrediction, HopInputs, Mixture
 from alem.inference.device import pick_device
 from alem.inference.draw_randomness import DrawRandomness
@@ -315,6 +316,7 @@ class Ensemble:
         ``cache`` or are computed in the same batches: draws are keyed by hop
         (:mod:`alem.inference.draw_randomness`) and the labelled sisters are predicted once for
         the pool."""
+        keep_freed_blocks()  # the same batches many times over: their temporaries reuse freed memory
         sister = self.labelled_sister(hosts, labelled, cheap_barriers, device) if self.sister is not None else None
         for k, hops in enumerate(chunks):
             inputs = self.hop_inputs(hops, cheap_barriers, device, progress, cache, warn=k == 0)

@@ -102,3 +102,32 @@ def test_the_forest_is_run_once_for_its_mean_and_spread_and_gives_scikit_learns_
     assert len(calls) == len(forest.model.estimators_)  # each tree once, not once more for the mean
     assert np.array_equal(mean[0], expected_mean) and np.array_equal(sigma[0], expected_sigma)
     assert np.ptp(mean[0]) > 0.1
+
+
+def test_a_prediction_pass_keeps_freed_blocks_for_reuse_and_predicts_the_same_bits():
+    """A posterior pass sets glibc's thresholds so that its batches' temporaries reuse freed heap
+    memory (alem.inference.allocator); glibc takes them, and predictions before and after are the
+    same bits. In a fresh process: the setting is made once per process."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from alem.ensemble import Ensemble
+from alem.hops import load_training_hops
+from alem.inference.allocator import keep_freed_blocks
+hops = load_training_hops()[::50][:8]
+ensemble = Ensemble.load()
+before = ensemble.predict(hops)
+assert keep_freed_blocks.cache_info().currsize == 0, "set before any pass"
+prediction, draws = next(ensemble.posterior_chunks([hops], {h.group or h.hop_id for h in hops}, 4))
+assert keep_freed_blocks.cache_info().currsize == 1, "the pass did not set the thresholds"
+assert keep_freed_blocks() is True, "glibc refused the thresholds"
+after = ensemble.predict(hops)
+for name in ("mean_ev", "std_ev", "member_ev"):
+    assert np.array_equal(getattr(before, name), getattr(after, name)), name
+    assert np.array_equal(getattr(prediction, name), getattr(after, name)), name
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

@@ -137,3 +137,40 @@ def test_a_row_reads_back_every_array_bit_for_bit():
         assert getattr(back, name).dtype == array.dtype and np.array_equal(getattr(back, name), array), name
     with pytest.raises(ValueError, match="not a hop-features row"):
         feature_cache.HopFeatures.from_bytes(b"PK\x03\x04")
+
+
+def test_a_stored_hop_is_read_by_its_kept_key_and_a_changed_one_never_by_its_old_row(hops, tmp_path):
+    """Hops read from a real store carry the content key kept with them: their features are read
+    by it without building their structures (bit-identical to computing from the hops as given);
+    a hop whose structures are replaced drops the key, so its features are those of its new
+    content, never its old row's; a copy made with ``dataclasses.replace`` or by pickling keeps
+    the same key or computes it again."""
+    import dataclasses
+    import pickle
+
+    from alem.hops.content_key import hop_content_key
+    from alem.store import Store
+
+    ensemble = Ensemble.load()
+    distinct = hops[:6]
+    with Store.open(tmp_path / "alem.sqlite") as store:
+        ids = store.add_hops(distinct)
+        cold, warm = store.load_hops(ids), store.load_hops(ids)
+    assert [hop_content_key(h) for h in warm] == [hop_content_key(dataclasses.replace(h)) for h in distinct]
+    with FeatureCache(tmp_path / "cache.sqlite") as cache:
+        assert _identical(ensemble.predict(cold, cache=cache), ensemble.predict(distinct))
+        assert _identical(ensemble.predict(warm, cache=cache), ensemble.predict(distinct))
+        assert (cache.hits, cache.misses) == (6, 6)
+        assert not any("initial" in h.__dict__ or "final" in h.__dict__ for h in warm)  # read by key: no structure built
+        first, other = warm[0], warm[1]
+        copied = pickle.loads(pickle.dumps(first))
+        assert copied.content_key == first.content_key and copied.initial == distinct[0].initial
+        assert hop_content_key(dataclasses.replace(first, barrier_ev=0.5)) == first.content_key
+        first.initial, first.final, first.working_ion = other.initial, other.final, other.working_ion  # another hop under its id
+        assert first.content_key is None and hop_content_key(first) == hop_content_key(other) != hop_content_key(distinct[0])
+        changed = ensemble.predict([first, other, warm[2]], cache=cache)
+        assert (cache.hits, cache.misses) == (9, 6)  # the changed hop read from the other hop's row
+    for name in ("mean_ev", "std_ev", "member_ev"):  # the same inputs (float32 sums of one batch may differ in the last bit)
+        column = getattr(changed, name)[..., :2]
+        np.testing.assert_allclose(column[..., 0], column[..., 1], rtol=1e-6, err_msg=name)
+    assert abs(changed.mean_ev[0] - ensemble.predict(distinct).mean_ev[0]) > 1e-3  # not its old row's prediction

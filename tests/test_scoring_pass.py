@@ -181,3 +181,63 @@ def test_a_scoring_job_keeps_the_host_rows_too(tmp_path, replay_ensemble_dir):
             expected = _whole_call_rows(config, store)
             assert kept["hop_ids"].tolist() == list(expected.hop_ids)
             np.testing.assert_array_equal(kept["rows_ev"], expected.member_ev)
+
+
+def _retrained_version(store, config, tmp_path) -> None:
+    """A second model version, registered as current: the shipped members with their heads' last
+    bias moved (as a retraining changes the heads), the same frozen backbone."""
+    import shutil
+
+    import torch
+
+    from alem.campaign.model_versions import ensure_model_version, load_ensemble, store_card
+    from alem.model_dir import default_ensemble_path, member_filename
+
+    ensure_model_version(store, config)
+    target = tmp_path / "retrained"
+    shutil.copytree(default_ensemble_path(), target)
+    ensemble = load_ensemble(target)
+    with torch.no_grad():
+        for k, member in enumerate(ensemble.members):
+            member.head.net[-1].bias[0] += 0.02
+            torch.save(member.state_dict(), target / member_filename(k))
+    store.add_model_version(target, store_card(load_ensemble(target).card))
+
+
+def test_a_rescoring_after_a_retraining_builds_no_structure_and_predicts_the_same_bits(tmp_path, monkeypatch):
+    """The shipped (frozen-backbone) model scores the pool, filling the feature cache; after a
+    retraining the rescoring reads every hop's features by the content key kept in the store
+    (computed from the stored columns first where a hop has none), so no pymatgen structure is
+    built, and its predictions and kept rows are bit for bit those of
+    one call over hops read with their structures (no cache)."""
+    import alem.store.structure_json
+    from alem.campaign.kept_rows import rows_path
+    from alem.campaign.model_versions import load_current_model
+    from alem.campaign.score import posterior_table, score_unscored_candidates
+    from alem.hops.hop import Hop
+
+    config = _host_campaign(tmp_path, "")  # "": the shipped ensemble
+    with Store.open(config.store_path) as store:
+        score_unscored_candidates(store, load_current_model(store, config), config=config)
+        with store.transaction():  # hops as a store migrated from schema 10 holds them: no content key yet
+            store._conn.execute("UPDATE hops SET content_key = NULL")
+        _retrained_version(store, config, tmp_path)
+        model = load_current_model(store, config)
+        records = [r for r in store.hops() if r.host_id is not None]
+        built = []
+        endpoints = alem.store.structure_json.endpoints_from_columns
+        monkeypatch.setattr(alem.store.structure_json, "_structure", lambda data: built.append(data) or 1 / 0)
+        n_hops = score_unscored_candidates(store, model, config=config)
+        assert n_hops == len(records) > 2 and built == []  # no structure of any hop was built
+        assert store._conn.execute("SELECT COUNT(*) FROM hops WHERE content_key IS NULL").fetchone()[0] == 0
+        monkeypatch.undo()
+        with_structures = [Hop(h.hop_id, *endpoints(*store._conn.execute(
+            "SELECT initial_json, final_json FROM hops WHERE hop_id = ?", (h.hop_id,)).fetchone()), h.working_ion, group=h.group)
+            for h in store.load_hops([r.hop_id for r in records])]
+        prediction, table = posterior_table(model.ensemble, with_structures)
+        recorded = store.predictions(model.version_id)
+        assert [recorded[h.hop_id].mean_ev for h in with_structures] == prediction.mean_ev.tolist()  # SQLite REAL: the same float
+        assert [recorded[h.hop_id].std_ev for h in with_structures] == prediction.std_ev.tolist()
+        with np.load(rows_path(config, model.version_id)) as kept:
+            assert kept["hop_ids"].tolist() == list(table.hop_ids)
+            assert np.array_equal(kept["rows_ev"], table.calibrated_members())  # bit for bit

@@ -55,9 +55,10 @@ def test_opening_a_version_1_store_migrates_it_and_keeps_its_data(tmp_path, tiny
     Store.open(path).close()
     after = _rows(path)
     # migrating rewrote no v1 row, but for v7's and v10's hop structures (columns 3 and 4) and v10's
-    # packed host structures (column 2), read back below
+    # packed host structures (column 2), read back below; v11 appended the hops' content keys, none yet
     assert {t: r for t, r in after.items() if t not in ("hops", "hosts")} == {t: r for t, r in before.items() if t not in ("hops", "hosts")}
-    assert [r[:3] + r[5:] for r in after["hops"]] == [r[:3] + r[5:] for r in before["hops"]]
+    assert [r[:3] + r[5:-1] for r in after["hops"]] == [r[:3] + r[5:] for r in before["hops"]]
+    assert all(r[-1] is None for r in after["hops"])
     assert [r[:2] + r[3:] for r in after["hosts"]] == [r[:2] + r[3:] for r in before["hosts"]]
     with Store.open(path) as store:
         assert store.schema_version == SCHEMA_VERSION
@@ -277,3 +278,78 @@ def test_v11_indexes_hops_by_signature_and_finds_another_hosts_newest_in_one_loo
         assert "USING INDEX hops_signature" in plan
         assert store.integrity_check() == []
     assert SIGNATURE_SQL == f"json_extract(metadata_json, '$.{SIGNATURE_KEY}')"  # the key hops are signed under
+
+
+def test_v12_keeps_each_hops_content_key_and_drops_it_when_the_structures_change(tmp_path, monkeypatch):
+    """A v11 store's hops (one in the compact form, one with pymatgen's dict: oxidation states)
+    gain the content_key column, empty until :meth:`keep_content_keys` fills it from the columns
+    with exactly the key of the structures they read back as; a hop stored after the migration
+    has its key from the start; rewriting a row's structures empties its key, which is then
+    computed anew (never the old hop's)."""
+    from alem.hops.content_key import hop_content_key, structures_content_key
+    from alem.hops.fingerprint import hop_fingerprint
+    from alem.store.structure_json import COMPACT_KEY, _unpacked, endpoint_columns
+    from tests._factories import rocksalt_hop
+
+    path = tmp_path / "v11.sqlite"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        migrate(conn, MIGRATIONS, target=11)
+    plain = rocksalt_hop("plain")
+    charged = rocksalt_hop("charged", neighbor_rank=2)
+    charged.initial.add_oxidation_state_by_element({"Li": 1, "O": -2})
+    charged.final.add_oxidation_state_by_element({"Li": 1, "O": -2})
+    with closing(sqlite3.connect(path)) as conn:  # rows as a v11 alem wrote them
+        for hop in (plain, charged):
+            initial, final, _ = endpoint_columns(hop.initial, hop.final, hop.working_ion)
+            conn.execute("INSERT INTO hops (hop_id, working_ion, initial_json, final_json, hop_length_a, n_sites, fingerprint, "
+                         "state, created_at, updated_at) VALUES (?, 'Li', ?, ?, 2.0, 63, ?, 'candidate', 0, 0)",
+                         (hop.hop_id, initial, final, hop_fingerprint(hop)))
+        conn.commit()
+
+    def kept(store):
+        return dict(store._conn.execute("SELECT hop_id, content_key FROM hops").fetchall())
+
+    with Store.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert kept(store) == {"plain": None, "charged": None}
+        assert store.keep_content_keys(["plain"]) == 1 and kept(store)["charged"] is None
+        assert store.keep_content_keys() == 1 and store.keep_content_keys() == 0
+        for hop in (plain, charged):
+            assert kept(store)[hop.hop_id] == hop_content_key(hop)  # the key of the hop as it was stored
+        charged_initial = store._conn.execute("SELECT initial_json FROM hops WHERE hop_id = 'charged'").fetchone()[0]
+        assert COMPACT_KEY not in _unpacked(charged_initial)  # pymatgen's dict: its key read through the structures
+        new = rocksalt_hop("new", neighbor_rank=1)
+        assert store.add_hops([new]) == ["new"] and kept(store)["new"] == hop_content_key(new)
+        # another structure written into a row: its key goes, and the key read next is the new content's
+        moved = rocksalt_hop("moved", neighbor_rank=3)
+        initial, final, _ = endpoint_columns(moved.initial, moved.final, "Li")
+        with store.transaction():
+            store._conn.execute("UPDATE hops SET initial_json = ?, final_json = ? WHERE hop_id = 'plain'", (initial, final))
+        assert kept(store)["plain"] is None
+        [reread] = store.load_hops(["plain"])
+        assert reread.content_key is None and hop_content_key(reread) == hop_content_key(moved) != hop_content_key(plain)
+        assert store.keep_content_keys() == 1 and kept(store)["plain"] == hop_content_key(moved)
+        with store.transaction():
+            store._conn.execute("UPDATE hops SET working_ion = 'Na' WHERE hop_id = 'plain'")
+        assert kept(store)["plain"] is None and store.keep_content_keys() == 1
+        [sodium] = store.load_hops(["plain"])
+        assert sodium.content_key == structures_content_key("Na", moved.initial, moved.final) != hop_content_key(moved)
+        # a row another process rewrites while its key is computed gets no key of its old content
+        import alem.store.hop_rows
+
+        compute = alem.store.hop_rows.content_key_of_columns
+
+        def rewritten_meanwhile(*columns):
+            with closing(sqlite3.connect(path)) as other:
+                other.execute("UPDATE hops SET initial_json = ?, final_json = ? WHERE hop_id = 'new'", (initial, final))
+                other.commit()
+            return compute(*columns)
+
+        with store.transaction():
+            store._conn.execute("UPDATE hops SET content_key = NULL WHERE hop_id = 'new'")
+        monkeypatch.setattr(alem.store.hop_rows, "content_key_of_columns", rewritten_meanwhile)
+        store.keep_content_keys(["new"])
+        assert kept(store)["new"] is None
+        monkeypatch.undo()
+        assert store.keep_content_keys(["new"]) == 1 and kept(store)["new"] == hop_content_key(moved)
+        assert store.integrity_check() == []

@@ -105,6 +105,8 @@ def predict_in_chunks(
     rows, mean, std = np.empty((POSTERIOR_DRAWS, len(kept_ids))), np.empty(len(kept_ids)), np.empty(len(kept_ids))
     bounds = ensemble.chunk_bounds(len(hop_ids), chunk_hops)
     hosts = {r.group or r.hop_id for r in records}  # host_of of each hop, without loading it
+    # the hops' content keys read with them: a hop whose features are cached is predicted without building its structures
+    store.keep_content_keys(hop_ids)
     with feature_cache_of(store) as cache:
         chunks = (store.load_hops(hop_ids[start:stop]) for start, stop in bounds)
         n_draws = POSTERIOR_DRAWS if kept_ids else 0  # no rows wanted: no draws made

@@ -75,6 +75,7 @@ def _job_cache_path(store: Store, config: CampaignConfig, runner: RetrainRunner)
 
 
 def _row_chunks(store: Store, hop_ids: list[str], bounds: list[tuple[int, int]]) -> Iterator[list[dict]]:
+    store.keep_content_keys(hop_ids)  # staged with each row: the job reads cached features without building structures
     for start, stop in bounds:
         yield store.hop_rows_as_stored(hop_ids[start:stop])
 

@@ -8,8 +8,10 @@ retraining only those are run again; everything else is read from this cache.
 
 A row is keyed by three hashes:
 
-* the hop's exact content (:func:`hop_content_key`: ion, lattice, species and coordinates of
-  both endpoints as stored bytes), so a cached row is the very hop and a hit is bit-identical;
+* the hop's exact content (:func:`~alem.hops.content_key.hop_content_key`: ion, lattice, species
+  and coordinates of both endpoints as stored bytes), so a cached row is the very hop and a hit is
+  bit-identical; the store keeps it with each hop, so a rescoring whose rows are all cached builds
+  no pymatgen structure (:class:`~alem.hops.lazy_hop.LazyHop`);
 * the featurisation (:func:`featurisation_key`: :data:`FEATURISATION_VERSION` and the graph
   settings), so a change of how hops become graphs or descriptors misses every old row;
 * the backbone (:func:`backbone_key`: its weights' bytes), so two model versions that share the
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from alem.graphs.crystal_graph import GraphSettings
+from alem.hops.content_key import hop_content_key as hop_content_key  # where the cache key of a hop is made
 from alem.hops.hop import Hop
 from alem.nn.models import BarrierModel
 
@@ -61,18 +64,6 @@ CREATE TABLE IF NOT EXISTS {table} (
     PRIMARY KEY (hop_key, featurisation_key, backbone_key)
 ) WITHOUT ROWID
 """
-
-
-def hop_content_key(hop: Hop) -> str:
-    """SHA-256 of the hop exactly as it is: ion, lattice and both endpoints' species and
-    fractional coordinates as float64 bytes (unlike :func:`alem.hops.fingerprint.hop_fingerprint`,
-    nothing is rounded or re-ordered: a cached row must be the very hop, site for site)."""
-    digest = hashlib.sha256(hop.working_ion.encode())
-    digest.update(np.ascontiguousarray(hop.initial.lattice.matrix, dtype=np.float64).tobytes())
-    digest.update(",".join(site.specie.symbol for site in hop.initial).encode())
-    for structure in (hop.initial, hop.final):
-        digest.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
-    return digest.hexdigest()
 
 
 def featurisation_key(settings: GraphSettings) -> str:

@@ -14,7 +14,8 @@ API (all methods raise :class:`StoreError` subclasses with a plain message; noth
     host_id = store.add_host(structure, source_file="LiCoO2.cif")
     ids = store.add_hops(hops, host_id=host_id)       # de-duplicated by structure fingerprint
     store.hops(state="candidate")                     # -> [HopRecord]   (no structures)
-    store.load_hops(ids)                              # -> [Hop]         (pymatgen structures)
+    store.load_hops(ids)                              # -> [LazyHop]     (structures built on first use)
+    store.keep_content_keys(ids)                      # each hop's content key, where it has none
     store.hop(hop_id); store.hop_counts()
 
     # model and predictions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from alem.hops.fingerprint import hop_fingerprint, structure_fingerprint
@@ -11,25 +12,35 @@ from alem.store.core import StoreCore, _dumps, _values
 from alem.store.records import HopRecord, HostRecord
 from alem.store.schema import SIGNATURE_SQL
 from alem.store.states import HopState, StoreError
-from alem.store.structure_json import endpoint_columns, endpoints_from_columns, packed_structure_json, structure_from_json
+from alem.store.structure_json import (
+    content_key_of_columns,
+    endpoint_columns,
+    endpoints_from_columns,
+    packed_structure_json,
+    structure_from_json,
+)
 
 #: The columns of a hop row a :class:`~alem.hops.hop.Hop` is rebuilt from (:func:`hop_from_row`).
-HOP_COLUMNS = ("hop_id", "initial_json", "final_json", "working_ion", "grp", "metadata_json")
+HOP_COLUMNS = ("hop_id", "initial_json", "final_json", "working_ion", "grp", "metadata_json", "content_key")
 
 
-def hop_from_row(row: Mapping[str, Any]) -> Hop:
-    """The hop of a stored row (or of :meth:`HopTables.hop_rows_as_stored`'s dict): pymatgen
-    structures, no barrier."""
-    from alem.hops.hop import Hop, Provenance
+def hop_from_row(row: Mapping[str, Any]) -> LazyHop:
+    """The hop of a stored row (or of :meth:`HopTables.hop_rows_as_stored`'s dict), no barrier:
+    its pymatgen structures built when first read (:class:`~alem.hops.lazy_hop.LazyHop`) and its
+    content key the row's, so a hop whose features are cached is predicted without its
+    structures (a row without one: the key is computed from the structures when asked for)."""
+    from alem.hops.lazy_hop import LazyHop
 
-    initial, final = endpoints_from_columns(row["initial_json"], row["final_json"])
-    return Hop(hop_id=row["hop_id"], initial=initial, final=final, working_ion=row["working_ion"], provenance=Provenance(),
-               group=row["grp"], metadata=json.loads(row["metadata_json"]))
+    key = row["content_key"] if "content_key" in row.keys() else None  # a row staged by an older alem has none
+    return LazyHop.deferred(row["hop_id"], row["working_ion"], partial(endpoints_from_columns, row["initial_json"], row["final_json"]),
+                            key, group=row["grp"], metadata=json.loads(row["metadata_json"]))
+
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
     from alem.hops.hop import Hop
+    from alem.hops.lazy_hop import LazyHop
 
 
 class HopTables(StoreCore):
@@ -111,17 +122,18 @@ class HopTables(StoreCore):
                         "different hop in the store; give the new hop another id"
                     )
                 now = self.now()
-                initial_json, final_json = endpoint_columns(hop.initial, hop.final)
+                initial_json, final_json, key = endpoint_columns(hop.initial, hop.final, hop.working_ion)
                 self._conn.execute(
-                    "INSERT INTO hops (hop_id, host_id, working_ion, initial_json, final_json, hop_length_a, "
+                    "INSERT INTO hops (hop_id, host_id, working_ion, initial_json, final_json, content_key, hop_length_a, "
                     "n_sites, fingerprint, grp, metadata_json, state, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'candidate', ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'candidate', ?, ?)",
                     (
                         hop.hop_id,
                         host_id,
                         hop.working_ion,
                         initial_json,
                         final_json,
+                        key,
                         hop.hop_length_a,
                         hop.n_sites,
                         fingerprint,
@@ -174,9 +186,26 @@ class HopTables(StoreCore):
         ).fetchone()
         return None if row is None else HopRecord.from_row(row)
 
-    def load_hops(self, hop_ids: Sequence[str]) -> list[Hop]:
-        """Rebuild :class:`~alem.hops.hop.Hop` objects (pymatgen structures, no barrier) in order."""
+    def load_hops(self, hop_ids: Sequence[str]) -> list[LazyHop]:
+        """The hops, in order (:func:`hop_from_row`: no barrier; pymatgen structures built on first use)."""
         return [hop_from_row(self._hop_row(hop_id)) for hop_id in hop_ids]
+
+    def keep_content_keys(self, hop_ids: Sequence[str] | None = None) -> int:
+        """Write the content key of every hop (of ``hop_ids``) whose row has none (stored before
+        schema 12, or its structures changed since), computed from its columns; returns how many.
+        Scoring calls it first, so it and every later rescoring read the keys."""
+        missing = [r["hop_id"] for r in self._query("SELECT hop_id FROM hops WHERE content_key IS NULL")]  # a partial index
+        if hop_ids is not None:
+            wanted = set(hop_ids)
+            missing = [h for h in missing if h in wanted]
+        if missing:
+            rows = [self._hop_row(h) for h in missing]
+            keys = [(content_key_of_columns(r["working_ion"], r["initial_json"], r["final_json"]), r["hop_id"], r["working_ion"],
+                     r["initial_json"], r["final_json"]) for r in rows]
+            with self.transaction():  # each key only onto the very content it was computed from (another process may rewrite a row)
+                self._conn.executemany("UPDATE hops SET content_key = ? WHERE hop_id = ? AND working_ion = ? AND initial_json = ? "
+                                       "AND final_json = ?", keys)
+        return len(missing)
 
     def hop_rows_as_stored(self, hop_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The columns :func:`hop_from_row` reads, as stored (no structure built): what a scoring

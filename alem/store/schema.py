@@ -236,6 +236,20 @@ _V9_SCORE_JOBS = [
 ]
 
 
+#: Schema 11: each hop's content key (alem.hops.content_key) kept with it, so a rescoring whose hop features are all in
+#: the feature cache reads the keys instead of building the hops' structures. A hop stored before has none until it is
+#: next scored (alem.store.hop_rows.HopTables.keep_content_keys). A row whose structures or ion change loses its key
+#: (the trigger), so a kept key is always the key of the row as it is.
+_V12_CONTENT_KEYS = [
+    "ALTER TABLE hops ADD COLUMN content_key TEXT",
+    # the hops still without one, found without reading every row (empty once every hop was scored)
+    "CREATE INDEX hops_without_content_key ON hops(hop_id) WHERE content_key IS NULL",
+    """CREATE TRIGGER hops_content_key_follows_content AFTER UPDATE OF initial_json, final_json, working_ion ON hops
+        FOR EACH ROW WHEN NEW.content_key IS NOT NULL
+        BEGIN UPDATE hops SET content_key = NULL WHERE hop_id = NEW.hop_id; END""",
+]
+
+
 def _v3_fidelity(conn: sqlite3.Connection) -> None:
     from alem.store.fidelity_columns import migrate_to_v3
 
@@ -286,6 +300,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "where nothing else moved", _v10_packed_endpoints),
     Migration(11, "hops indexed by their signature (a host's path stored under another host found by one lookup)",
               _V11_SIGNATURE_INDEX),
+    Migration(12, "content keys: each hop's exact content hash kept with it (a rescoring reads its cached features without "
+              "building structures)", _V12_CONTENT_KEYS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

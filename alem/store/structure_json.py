@@ -16,6 +16,10 @@ bit (every enumerated hop: alem's convention), compressed JSON otherwise. The 10
 100-site hop become about 1.8 kB; reading back gives the same structures to the bit
 (:func:`endpoints_from_columns`). A host's structure is compressed the same way (6.4 kB of
 pymatgen's dict become about 1.5 kB). :func:`migrate_to_v10` rewrites older rows without pymatgen.
+
+Schema version 12 keeps each hop's content key (:mod:`alem.hops.content_key`) beside its
+columns: :func:`endpoint_columns` gives it with them, :func:`content_key_of_columns` computes it
+for an older row, from the compact lists without building a structure.
 """
 
 from __future__ import annotations
@@ -119,10 +123,29 @@ def packed_structure_json(structure: Structure) -> str:
     return _packed(_structure_dict(structure))
 
 
-def endpoint_columns(initial: Structure, final: Structure) -> tuple[str, str]:
-    """A hop's ``initial_json`` and ``final_json`` columns (schema 10: see the module)."""
-    initial_dict = _structure_dict(initial)
-    return _packed(initial_dict), _final_column(initial_dict, _structure_dict(final))
+def endpoint_columns(initial: Structure, final: Structure, working_ion: str) -> tuple[str, str, str]:
+    """A hop's ``initial_json`` and ``final_json`` columns (schema 10: see the module) and its
+    ``content_key`` column (schema 12): the :func:`~alem.hops.content_key.content_key` of what
+    the two columns read back as."""
+    initial_dict, final_dict = _structure_dict(initial), _structure_dict(final)
+    return (_packed(initial_dict), _final_column(initial_dict, final_dict),
+            _content_key_of_dicts(working_ion, initial_dict, final_dict))
+
+
+def _content_key_of_dicts(working_ion: str, initial: dict[str, Any], final: dict[str, Any]) -> str:
+    """The content key of the structures two endpoint dicts read back as: from the lists of the
+    compact form directly (it reads back to the bit), through pymatgen for its own dicts."""
+    from alem.hops.content_key import content_key, structures_content_key
+
+    if COMPACT_KEY in initial and COMPACT_KEY in final:
+        return content_key(working_ion, initial[COMPACT_KEY], initial["elements"], initial["coords"], final["coords"])
+    return structures_content_key(working_ion, _structure(initial), _structure(final))
+
+
+def content_key_of_columns(working_ion: str, initial_text: str, final_text: str) -> str:
+    """The content key of a stored hop's endpoints, from its columns (packed or as older schemas
+    wrote them), without building its structures where they are in the compact form."""
+    return _content_key_of_dicts(working_ion, *_endpoint_dicts(initial_text, final_text))
 
 
 def _endpoint_dicts(initial_text: str, final_text: str) -> tuple[dict[str, Any], dict[str, Any]]:
