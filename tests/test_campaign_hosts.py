@@ -241,21 +241,28 @@ def test_hosts_review_and_report_read_the_models_joint_rows_once_per_model_versi
         assert modules_loaded_by(config.campaign_dir, *args, watch=(*HEAVY_MODULES, "matplotlib.pyplot")) == {"exit": 0, "loaded": []}
 
 
-def test_one_host_is_answered_from_its_own_rows_alone_and_as_the_whole_table_answers_it(tmp_path, replay_ensemble_dir, monkeypatch):
-    # `alem show HOST_ID` and a review page's hosts read that host's hop records, network and
-    # columns of the kept joint rows, not the campaign's: the answer is the whole table's
-    from alem.campaign import host_rows as host_rows_module
+def _three_hosts_with_a_model(tmp_path, model_dir):
+    """Olivine, LiCoO2 and spinel added by `alem candidates add` to a campaign predicting with ``model_dir``."""
     from alem.campaign import init_campaign
-    from alem.campaign.host_networks import analyse_hosts, host_paths
-    from alem.campaign.materials import campaign_hosts
-    from alem.store.records import HopRecord
 
     config = init_campaign(tmp_path / "campaign", backend="local")
-    config.model.path = str(replay_ensemble_dir)
+    config.model.path = str(model_dir)
     config.save()
     files = [str(OLIVINE), str(PACKAGE_DATA / "hosts" / "LiCoO2_layered.cif"), str(PACKAGE_DATA / "hosts" / "LiMn2O4_spinel.cif")]
     added = CliRunner().invoke(app, ["candidates", "add", *files, "--max-hop-length", "5.0", "-C", str(config.campaign_dir)])
     assert added.exit_code == 0, added.output
+    return config
+
+
+def test_one_host_is_answered_from_its_own_rows_alone_and_as_the_whole_table_answers_it(tmp_path, replay_ensemble_dir, monkeypatch):
+    # `alem show HOST_ID` and a review page's hosts read that host's hop records, network and
+    # columns of the kept joint rows, not the campaign's: the answer is the whole table's
+    from alem.campaign import host_rows as host_rows_module
+    from alem.campaign.host_networks import analyse_hosts, host_paths
+    from alem.campaign.materials import campaign_hosts
+    from alem.store.records import HopRecord
+
+    config = _three_hosts_with_a_model(tmp_path, replay_ensemble_dir)
     with Store.open(config.store_path) as store:
         whole = {host_id: a.summary for host_id, a in analyse_hosts(config, store).items()}  # computes and keeps the joint rows
         olivine = next(h for h in store.hosts() if h.formula == "LiFePO4").id
@@ -296,3 +303,31 @@ def test_one_host_is_answered_from_its_own_rows_alone_and_as_the_whole_table_ans
         monkeypatch.setattr(model_versions, "load_current_model", no_loading)
         lent = host_rows_module.host_rows(config, store, hop_ids=[*own, "a-hop-without-a-host"])
         assert lent.table is not None and set(lent.index) == own
+
+
+def test_kept_answers_refreshed_for_a_few_hosts_read_only_those_hosts_columns(tmp_path, replay_ensemble_dir, monkeypatch):
+    # a proposal or a result makes a few hosts' kept answers stale: bringing them up to date reads
+    # their hops' columns of the kept joint rows (at 10^5 hops the whole file is a gigabyte)
+    from alem.campaign import host_rows as host_rows_module
+    from alem.campaign.host_answers import kept_analyses
+    from alem.campaign.host_networks import analyse_hosts
+
+    config = _three_hosts_with_a_model(tmp_path, replay_ensemble_dir)
+    with Store.open(config.store_path) as store:
+        kept_analyses(config, store)  # every host analysed, its joint rows computed and kept
+        olivine = next(h for h in store.hosts() if h.formula == "LiFePO4").id
+        own = [r.hop_id for r in store.hops(host_id=olivine)]
+        columns_read = []
+        real_read_rows = host_rows_module.read_rows
+
+        def counting_read_rows(path, hop_ids, *args, **kwargs):
+            columns_read.append(set(hop_ids))
+            return real_read_rows(path, hop_ids, *args, **kwargs)
+
+        monkeypatch.setattr(host_rows_module, "read_rows", counting_read_rows)
+        _record_result(store, own[0], 0.31, "vasp:GGA CI-NEB")
+        refreshed = kept_analyses(config, store)
+        assert columns_read == [set(own)]
+        fresh = analyse_hosts(config, store)
+        assert json.loads(json.dumps({h: a.summary for h, a in refreshed.items()})) == json.loads(
+            json.dumps({h: a.summary for h, a in fresh.items()}))

@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alem.campaign.host_networks import DEFAULT_SAMPLE_ROWS, HostAnalysis, analyses_and_signatures
+from alem.campaign.host_networks import DEFAULT_SAMPLE_ROWS, HostAnalysis, StoreReads, analyses_and_signatures, host_paths
 from alem.campaign.kept_rows import rows_path
+from alem.candidates.hosts import HostError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -375,9 +376,16 @@ def _refreshed(config: CampaignConfig, store: Store, conn: sqlite3.Connection | 
     if not changes and conn is not None:
         return _read_answers(conn, host_ids, whole)
     if rows is None:
-        rows = host_rows(config, store, model=model)
+        # a few stale hosts read their own columns of the kept rows, not the whole campaign's
+        wanted = None if changes.all_hosts else _row_hop_ids(config, store, sorted(changes.hosts))
+        rows = host_rows(config, store, model=model, hop_ids=wanted)
         if _stamp(config, store) != stamp:  # the rows were computed again just now: every answer reads them
-            stamp, changes = _stamp(config, store), _Changes(all_hosts=True)
+            # computing them recorded the model's predictions: the hops' marks are read again, or
+            # the next read would find every host stale once more
+            current = store.current_model()
+            now = _Now(_stamp(config, store), store.hop_marks(None if current is None else current.id), now.host_marks,
+                       _Changes(all_hosts=True))
+            stamp, changes = now.stamp, now.changes
     todo = None if changes.all_hosts else sorted(changes.hosts)
     if note is not None and (todo is None or todo):
         note(f"refreshing the kept host answers ({'every host' if todo is None else f'{len(todo)} of {len(now.host_marks)} hosts'})")
@@ -400,6 +408,18 @@ def _refreshed(config: CampaignConfig, store: Store, conn: sqlite3.Connection | 
     answers = _read_answers(conn, host_ids, whole)  # the write may have failed: what was analysed here wins
     answers.update(analyses if host_ids is None else {h: analyses[h] for h in host_ids if h in analyses})
     return {h: answers[h] for h in sorted(answers) if h not in changes.gone}
+
+
+def _row_hop_ids(config: CampaignConfig, store: Store, host_ids: list[int]) -> list[str]:
+    """The hops whose joint rows the analyses of ``host_ids`` read (their own and those they borrow)."""
+    reads = StoreReads(store, host_ids)
+    wanted: list[str] = []
+    for host_id in host_ids:
+        try:
+            wanted.extend(host_paths(config, store, host_id, reads).row_hop_ids)
+        except HostError:  # analysed as a host without a network: it reads no rows
+            continue
+    return wanted
 
 
 def host_table(config: CampaignConfig, store: Store, rows: HostRows | None = None,
