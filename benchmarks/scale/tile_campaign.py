@@ -1,7 +1,7 @@
 """A 10^5-hop campaign for the scale benchmark, tiled from its 10^4-hop campaign.
 
 The pre-training corpus holds 3,465 Li-containing structures; enumerated at the percolation
-cutoff they give about 13,000 hops, so no campaign of this corpus reaches 10^5 hops. The steps
+cutoff they give 11,510 hops (3,465 hosts, 513 of them without a hop; `enumeration.md`), so no campaign of this corpus reaches 10^5 hops. The steps
 after enumeration (scoring, proposing, the read commands, the store's size, peak memory) depend on
 how many hops and hosts a campaign holds, not on which; so this script copies a finished campaign
 and repeats its hosts ``--copies`` times in its store under new names, each copy with its hops, its
@@ -81,7 +81,7 @@ def main() -> None:
     if dest.exists():
         raise SystemExit(f"{dest} exists; choose a new work directory")
     started = time.perf_counter()
-    shutil.copytree(source / "campaign", dest / "campaign", ignore=shutil.ignore_patterns("posterior_rows", "*.html", "host_networks"))
+    shutil.copytree(source / "campaign", dest / "campaign", ignore=shutil.ignore_patterns("posterior_rows", "*.html", "host_networks", "host_answers.sqlite*", "review_pictures", "report_figures"))
     store_path = dest / "campaign" / "state" / "alem.sqlite"
     retarget_paths(store_path, dest)
     summary = tile_store(store_path, args.copies)
