@@ -11,7 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from alem.cli import app
-from alem.cli.tables import Column, fit_table
+from alem.cli.tables import PLAIN_ABOVE_ROWS, Column, fit_table, print_table
 from alem.store import HopState, Store
 
 runner = CliRunner()
@@ -50,6 +50,31 @@ def test_fit_table_keeps_whole_columns_and_drops_the_least_important():
     text = console.export_text()
     assert fitted.dropped == ["notes"]
     assert long_id in text and "Li4TiCu3(PO4)4" in text and "1.497" in text and _lines_fit(text, 50)
+
+
+def test_a_long_table_is_printed_as_plain_columns_at_the_fitted_widths_with_ids_whole():
+    # 26,200 hosts through rich's layout took 13 s; a table this long is printed as plain aligned
+    # lines, with the columns, widths, whole ids and dropped columns the fitted table has
+    columns = [Column("hop", whole=True), Column("formula", whole=True), Column("notes", keep=0),
+               Column("E eV", justify="right", keep=5)]
+    rows = [[f"1b7a4c0e9d2f{k:04d}-p12", "Li4TiCu3(PO4)4", "x " * 30, f"{k / 1000:.3f}"] for k in range(PLAIN_ABOVE_ROWS + 1)]
+    rows[7][2] = "[bold]marked[/] " + "y " * 25
+    console = Console(width=50, record=True, color_system=None)
+    print_table(console, columns, rows, title="Long")
+    text = console.export_text()
+    assert "┃" not in text and "│" not in text, "a plain table, not rich's"
+    lines = text.splitlines()
+    assert lines[0] == "Long" and lines[1].split() == ["hop", "formula", "E", "eV"] and _lines_fit(text, 50)
+    assert "hidden at this width: notes" in text
+    data = lines[3:3 + len(rows)]
+    for row, line in zip(rows, data, strict=True):
+        assert line.split() == [row[0], row[1], row[3]]  # ids whole, one line per row
+    numbers_end = {len(line) for line in data}
+    assert len(numbers_end) == 1, "right-justified numbers end in one column"
+    console = Console(width=200, record=True, color_system=None)
+    print_table(console, columns, rows)
+    wide = console.export_text().splitlines()
+    assert "marked y y" in wide[2 + 7] and "[bold]" not in "".join(wide)  # markup read as rich would show it
 
 
 def test_proposals_at_80_columns_show_ids_and_formulas_whole(proposed):

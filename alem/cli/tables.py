@@ -8,6 +8,7 @@ it fits. ``wide=True`` keeps every column and lets the table be as wide as it ne
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 #: Words of wrapping columns longer than this (paths, job keys) are folded, not kept whole.
 FOLD_WORDS_LONGER_THAN = 12
+#: Tables with more rows are printed as plain aligned columns at the same widths: rich lays out
+#: about 0.5 ms a row (26,200 hosts: 13 s), plain lines take milliseconds.
+PLAIN_ABOVE_ROWS = 1000
 
 
 def fmt_number(value: float | None, digits: int = 3) -> str:
@@ -53,6 +57,8 @@ EMPTY_CELLS = frozenset({"", "—", "-"})
 
 
 def _plain(cell: str) -> str:
+    if "[" not in cell:  # no markup: parsing it would give the cell back (most cells; 10^5-row tables)
+        return cell
     return Text.from_markup(cell).plain
 
 
@@ -111,6 +117,24 @@ def _build(
     return table
 
 
+def _fitted_widths(console: Console, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> tuple[list[int], list[int], list[str]]:
+    """The columns kept, their widths and the headers of those dropped (:func:`fit_table`)."""
+    keep = [k for k in range(len(columns)) if not rows or any(_plain(row[k]).strip() not in EMPTY_CELLS for row in rows)]
+    minimum = {k: _min_width(c, [row[k] for row in rows]) for k, c in enumerate(columns)}
+    droppable = sorted((k for k in keep if columns[k].keep is not None), key=lambda k: columns[k].keep)  # type: ignore[arg-type,return-value]
+    dropped = []
+
+    def room() -> int:  # one cell of padding each side of a column, its left border, the last border
+        return console.width - sum(minimum[k] + 3 for k in keep) - 1
+
+    while room() < 0 and droppable:
+        k = droppable.pop(0)
+        keep.remove(k)
+        dropped.append(columns[k].header)
+    wanted = [_max_width(columns[k], [row[k] for row in rows]) for k in keep]
+    return keep, _share_out([minimum[k] for k in keep], wanted, room()), dropped
+
+
 def fit_table(
     console: Console,
     columns: Sequence[Column],
@@ -124,25 +148,33 @@ def fit_table(
     than the console, the column of lowest ``keep`` is dropped (and named). The widths are fixed
     here, not left to rich: rich shrinks even no-wrap columns (cutting ids) and crops the right
     border when the columns it may not shrink do not fit."""
-    keep = list(range(len(columns)))
     if wide:
-        table = _build(title, columns, rows, keep, None)
+        table = _build(title, columns, rows, list(range(len(columns))), None)
         return FittedTable(table, [], Measurement.get(console, console.options.update(width=10**6), table).maximum)
-    keep = [k for k in keep if not rows or any(_plain(row[k]).strip() not in EMPTY_CELLS for row in rows)]
-    minimum = {k: _min_width(c, [row[k] for row in rows]) for k, c in enumerate(columns)}
-    droppable = sorted((k for k in keep if columns[k].keep is not None), key=lambda k: columns[k].keep)  # type: ignore[arg-type,return-value]
-    dropped = []
-
-    def room() -> int:  # one cell of padding each side of a column, its left border, the last border
-        return console.width - sum(minimum[k] + 3 for k in keep) - 1
-
-    while room() < 0 and droppable:
-        k = droppable.pop(0)
-        keep.remove(k)
-        dropped.append(columns[k].header)
-    wanted = [_max_width(columns[k], [row[k] for row in rows]) for k in keep]
-    widths = _share_out([minimum[k] for k in keep], wanted, room())
+    keep, widths, dropped = _fitted_widths(console, columns, rows)
     return FittedTable(_build(title, columns, rows, keep, widths), dropped, None)
+
+
+def plain_table(title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]], keep: Sequence[int],
+                widths: Sequence[int]) -> str:
+    """The ``keep`` columns as plain aligned text at ``widths`` (two spaces apart, a rule under the
+    headers): a cell wider than its column is folded onto more lines; a ``whole`` column's width
+    holds its longest cell, so ids stay whole."""
+    lines = [] if title is None else [title]
+    justify = [columns[k].justify for k in keep]
+
+    def add(cells: list[str]) -> None:
+        folded = [[c] if len(c) <= w else textwrap.wrap(c, w, break_on_hyphens=False) or [""] for c, w in zip(cells, widths, strict=True)]
+        for n in range(max(len(f) for f in folded)):
+            parts = [(f[n] if n < len(f) else "") for f in folded]
+            aligned = (p.rjust(w) if j == "right" else p.ljust(w) for p, w, j in zip(parts, widths, justify, strict=True))
+            lines.append("  ".join(aligned).rstrip())
+
+    add([columns[k].header for k in keep])
+    lines.append("  ".join("─" * w for w in widths))
+    for row in rows:
+        add([_plain(row[k]) for k in keep])
+    return "\n".join(lines)
 
 
 def print_table(
@@ -151,17 +183,22 @@ def print_table(
     rows: Sequence[Sequence[str]],
     title: str | None = None,
     wide: bool = False,
-) -> FittedTable:
-    """Print :func:`fit_table`'s table; a note names the columns left out (``--wide`` shows them)."""
-    fitted = fit_table(console, columns, rows, title, wide)
-    if fitted.width is not None and fitted.width > console.width:
-        # --wide: wider than the terminal on purpose (a pager or a wide window shows it whole)
-        Console(file=console.file, width=fitted.width, color_system=console.color_system).print(fitted.table)
+) -> None:
+    """Print :func:`fit_table`'s table (more than :data:`PLAIN_ABOVE_ROWS` rows: :func:`plain_table`
+    at the widths it would have); a note names the columns left out (``--wide`` shows them)."""
+    if len(rows) > PLAIN_ABOVE_ROWS and not wide:
+        keep, widths, dropped = _fitted_widths(console, columns, rows)
+        console.print(plain_table(title, columns, rows, keep, widths), markup=False, highlight=False, soft_wrap=True)
     else:
-        console.print(fitted.table)
-    if fitted.dropped:
-        console.print(f"[dim]hidden at this width: {', '.join(fitted.dropped)}; --wide shows all[/]", highlight=False)
-    return fitted
+        fitted = fit_table(console, columns, rows, title, wide)
+        dropped = fitted.dropped
+        if fitted.width is not None and fitted.width > console.width:
+            # --wide: wider than the terminal on purpose (a pager or a wide window shows it whole)
+            Console(file=console.file, width=fitted.width, color_system=console.color_system).print(fitted.table)
+        else:
+            console.print(fitted.table)
+    if dropped:
+        console.print(f"[dim]hidden at this width: {', '.join(dropped)}; --wide shows all[/]", highlight=False)
 
 
 def hop_formulas(store: Store, hop_ids: Sequence[str]) -> dict[str, str]:
