@@ -73,6 +73,13 @@ def propose(
         except Exception as exc:  # the batch is recorded: a picture is left to the review page
             console.print(f"[yellow]warning:[/] review pictures not drawn ahead ({type(exc).__name__}: {escape(str(exc))})",
                           highlight=False)
+        if store.hosts():
+            from alem.campaign.host_answers import refresh_host_answers
+
+            # as the loop does after scoring: `alem hosts` and the report then read kept answers
+            # (every host's, once, after a new model version; else the proposed hops' hosts)
+            with console.status("bringing the kept host answers up to date"):
+                refresh_host_answers(config, store, model=model)
     console.print(
         "why: `alem review`; approve with `alem approve ID...` (a unique prefix will do) or `--all`; "
         "reject with `alem reject ID... --reason TEXT`", highlight=False,
