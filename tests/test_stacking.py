@@ -127,8 +127,9 @@ def test_stacked_ensemble_trains_saves_and_predicts_with_its_weights(tmp_path):
     from alem.hops import load_training_hops
     from alem.inference.stacking import combine_members
     from alem.model_dir import Calibration, Combination, EnsembleRecipe, default_pretrained_path
+    from alem.out_of_fold import OOF_FILENAME
     from alem.training.finetune import FinetuneConfig, Pretrained, TrainingSet, train_ensemble
-    from alem.training.recipe import OOF_FILENAME, calibrated_ensemble
+    from alem.training.recipe import calibrated_ensemble
 
     hops = load_training_hops()[:48]
     card = calibrated_ensemble(hops, tmp_path / "ens", EnsembleRecipe(n_members=2, finetune=FinetuneConfig(epochs=3), cv_folds=3),
