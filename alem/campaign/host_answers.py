@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alem.campaign.host_networks import DEFAULT_SAMPLE_ROWS, HostAnalysis, StoreReads, analyses_and_signatures, host_paths
+from alem.campaign.host_networks import DEFAULT_SAMPLE_ROWS, HostAnalysis, analyses_and_signatures, paths_of_hosts
 from alem.campaign.kept_rows import rows_path
-from alem.candidates.hosts import HostError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -412,14 +411,7 @@ def _refreshed(config: CampaignConfig, store: Store, conn: sqlite3.Connection | 
 
 def _row_hop_ids(config: CampaignConfig, store: Store, host_ids: list[int]) -> list[str]:
     """The hops whose joint rows the analyses of ``host_ids`` read (their own and those they borrow)."""
-    reads = StoreReads(store, host_ids)
-    wanted: list[str] = []
-    for host_id in host_ids:
-        try:
-            wanted.extend(host_paths(config, store, host_id, reads).row_hop_ids)
-        except HostError:  # analysed as a host without a network: it reads no rows
-            continue
-    return wanted
+    return [hop_id for paths in paths_of_hosts(config, store, host_ids).values() for hop_id in paths.row_hop_ids]
 
 
 def host_table(config: CampaignConfig, store: Store, rows: HostRows | None = None,

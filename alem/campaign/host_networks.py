@@ -355,6 +355,19 @@ def host_paths(config: CampaignConfig, store: Store, host_id: int, reads: StoreR
     return HostPaths(host_id, hops, working_ion, network_kept, path_barriers(config, store, network_kept, hops, host_id, reads))
 
 
+def paths_of_hosts(config: CampaignConfig, store: Store, host_ids: Collection[int]) -> dict[int, HostPaths]:
+    """:func:`host_paths` of each of ``host_ids`` (a host whose network cannot be built is left
+    out), read with one :class:`StoreReads` of those hosts only."""
+    reads = StoreReads(store, host_ids)
+    found = {}
+    for host_id in dict.fromkeys(host_ids):
+        try:
+            found[host_id] = host_paths(config, store, host_id, reads)
+        except HostError:
+            continue
+    return found
+
+
 def host_analysis(
     config: CampaignConfig,
     store: Store,

@@ -17,9 +17,8 @@ import numpy as np
 
 from alem.acquisition.materials import expected_prob_change, select_materials_batch
 from alem.campaign.host_answers import kept_analyses
-from alem.campaign.host_networks import HostAnalysis, StoreReads, analysis_of, host_paths
+from alem.campaign.host_networks import HostAnalysis, analysis_of, paths_of_hosts
 from alem.campaign.host_rows import HostRows, host_rows
-from alem.candidates.hosts import HostError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -52,13 +51,7 @@ def campaign_hosts(config: CampaignConfig, store: Store, model: LoadedModel | No
     if host_ids is None:  # every host: the kept answers, refreshed where they no longer hold
         rows = host_rows(config, store, model=model)
         return CampaignHosts(rows, kept_analyses(config, store, rows, whole=False))
-    reads = StoreReads(store, host_ids)
-    found = {}
-    for host_id in dict.fromkeys(host_ids):
-        try:
-            found[host_id] = host_paths(config, store, host_id, reads)
-        except HostError:
-            continue
+    found = paths_of_hosts(config, store, host_ids)
     wanted = [hop_id for paths in found.values() for hop_id in paths.row_hop_ids]
     rows = host_rows(config, store, model=model, hop_ids=wanted)
     return CampaignHosts(rows, {host_id: analysis_of(config, store, paths, rows) for host_id, paths in found.items()})
